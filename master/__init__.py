@@ -1,0 +1,1 @@
+"""The pyti master daemon: feed watcher, job store, scheduler, slave server, HTTP API."""
