@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import subprocess
@@ -10,6 +11,10 @@ import tarfile
 import zipfile
 from email.parser import Parser
 from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
 
 from tests.fakes.dists import (
     build_sdist,
@@ -18,6 +23,7 @@ from tests.fakes.dists import (
     normalize_name,
     record_hash,
 )
+from tests.fakes.pypi import FakePyPI
 
 
 def _pip_env() -> dict[str, str]:
@@ -110,3 +116,85 @@ def test_make_project_writes_package_tests_and_pyproject(tmp_path: Path) -> None
     assert 'build-backend = "setuptools.build_meta"' in pyproject
     with zipfile.ZipFile(proj.wheel) as zf:
         assert not any(n.startswith("tests/") for n in zf.namelist())
+
+
+async def _get_json(url: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        if resp.status != 200:
+            return resp.status, None
+        return resp.status, await resp.json()
+
+
+async def test_fake_pypi_json_api_has_pypi_shape(tmp_path: Path) -> None:
+    """The project and release endpoints describe files with digests, type, size, yanked."""
+    async with FakePyPI() as pypi:
+        proj = pypi.add_project(tmp_path / "a", "Demo.Pkg", "1.0", requires_dist=["idna>=3"])
+        pypi.add_project(tmp_path / "b", "Demo.Pkg", "2.0", yanked="bad")
+        status, body = await _get_json(f"{pypi.base_url}/pypi/demo-pkg/json")
+        assert status == 200
+        # 2.0 is yanked, so the project's "latest" is 1.0
+        assert body["info"]["version"] == "1.0"
+        assert body["info"]["requires_dist"] == ["idna>=3"]
+        assert sorted(body["releases"]) == ["1.0", "2.0"]
+        assert all(f["yanked"] for f in body["releases"]["2.0"])
+        by_type = {f["packagetype"]: f for f in body["urls"]}
+        assert proj.wheel is not None
+        wheel_bytes = proj.wheel.read_bytes()
+        assert (
+            by_type["bdist_wheel"]["digests"]["sha256"] == hashlib.sha256(wheel_bytes).hexdigest()
+        )
+        assert by_type["bdist_wheel"]["size"] == len(wheel_bytes)
+        assert set(by_type) == {"sdist", "bdist_wheel"}
+        status, release = await _get_json(f"{pypi.base_url}/pypi/Demo_Pkg/2.0/json")
+        assert status == 200 and release["info"]["version"] == "2.0"
+        url = by_type["bdist_wheel"]["url"]
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            assert await resp.read() == wheel_bytes
+
+
+async def test_fake_pypi_injects_missing_and_wrong_digest(tmp_path: Path) -> None:
+    """A project marked missing answers 404; a wrong_sha256 file advertises another digest."""
+    async with FakePyPI() as pypi:
+        proj = pypi.add_project(tmp_path, "demo", "1.0")
+        assert proj.wheel is not None
+        pypi.faults.wrong_sha256.add(proj.wheel.name)
+        _, body = await _get_json(f"{pypi.base_url}/pypi/demo/1.0/json")
+        whl = next(f for f in body["urls"] if f["packagetype"] == "bdist_wheel")
+        assert whl["digests"]["sha256"] != hashlib.sha256(proj.wheel.read_bytes()).hexdigest()
+        pypi.faults.missing.add("demo")
+        assert (await _get_json(f"{pypi.base_url}/pypi/demo/json"))[0] == 404
+        assert (await _get_json(f"{pypi.base_url}/simple/demo/"))[0] == 404
+        assert pypi.count("/pypi/") == 2
+
+
+async def test_fake_pypi_delay_slows_every_answer(tmp_path: Path) -> None:
+    """With faults.delay set, an answer does not arrive within a shorter client timeout."""
+    async with FakePyPI() as pypi:
+        pypi.add_project(tmp_path, "demo", "1.0")
+        pypi.faults.delay = 5.0
+        timeout = aiohttp.ClientTimeout(total=0.2)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            with pytest.raises(TimeoutError):
+                async with session.get(f"{pypi.base_url}/pypi/demo/json") as resp:
+                    await resp.read()
+
+
+async def test_pip_downloads_from_fake_simple_index(tmp_path: Path) -> None:
+    """pip resolves and fetches a wheel and its dependency from the simple index."""
+    async with FakePyPI() as pypi:
+        pypi.add_project(tmp_path / "d", "dep-one", "1.0", sdist=False)
+        pypi.add_project(tmp_path / "t", "top", "1.0", requires_dist=["dep-one"], sdist=False)
+        out = tmp_path / "out"
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:"),
+            *("--index-url", pypi.index_url, "-d", str(out), "top"),
+            env=_pip_env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "dep_one-1.0-py3-none-any.whl",
+        "top-1.0-py3-none-any.whl",
+    ]
