@@ -1,0 +1,339 @@
+"""The guest runner, run on the host as a subprocess against small packages built here.
+
+The runner is meant for the guest (root, user ``tester``, ``/opt/pyti``); on the host
+it runs with ``--no-drop-privileges`` and tmp paths, so these tests never touch the
+host's users or clock. Build dependencies come from an in-tree PEP 517 backend and
+pytest from wheels repacked out of our own venv: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.dists import build_wheel, dedent, make_project
+
+RUNNER = Path(__file__).parents[2] / "images" / "runner" / "pyti_runner.py"
+VENV = Path(sys.prefix)
+pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+
+# A build backend small enough to ship in the sdist (PEP 517 backend-path): building
+# the sdist then needs nothing from the wheelhouse, and pip still "builds a wheel".
+BACKEND = dedent(
+    """
+    import base64, hashlib, os, zipfile
+
+    NAME, VERSION = "{module}", "{version}"
+
+
+    def get_requires_for_build_wheel(config_settings=None):
+        return []
+
+
+    def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+        dist_info = f"{{NAME}}-{{VERSION}}.dist-info"
+        files = {{}}
+        for dirpath, _, names in os.walk(NAME):
+            for name in names:
+                if name.endswith(".py"):
+                    path = os.path.join(dirpath, name)
+                    with open(path, "rb") as f:
+                        files[path] = f.read()
+        files[dist_info + "/METADATA"] = (
+            f"Metadata-Version: 2.1\\nName: {{NAME}}\\nVersion: {{VERSION}}\\n".encode()
+        )
+        files[dist_info + "/WHEEL"] = (
+            b"Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+        )
+        record = []
+        for path, data in files.items():
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            record.append(f"{{path}},sha256={{digest.decode()}},{{len(data)}}")
+        record.append(dist_info + "/RECORD,,")
+        files[dist_info + "/RECORD"] = ("\\n".join(record) + "\\n").encode()
+        filename = f"{{NAME}}-{{VERSION}}-py3-none-any.whl"
+        with zipfile.ZipFile(os.path.join(wheel_directory, filename), "w") as zf:
+            for path, data in files.items():
+                zf.writestr(path, data)
+        return filename
+    """
+)
+PYPROJECT = dedent(
+    """
+    [build-system]
+    requires = []
+    build-backend = "backend"
+    backend-path = ["."]
+
+    [project]
+    name = "{module}"
+    version = "{version}"
+    """
+)
+
+Events = list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pytest and its dependencies as wheels, repacked from the installed distributions."""
+    dest = tmp_path_factory.mktemp("wheels")
+    skip = {"RECORD", "METADATA", "WHEEL", "INSTALLER", "REQUESTED", "direct_url.json"}
+    for name in ("pytest", "iniconfig", "packaging", "pluggy", "pygments"):
+        dist = importlib.metadata.distribution(name)
+        files: dict[str, str | bytes] = {}
+        for item in dist.files or []:
+            path = str(item)
+            if path.startswith("..") or "__pycache__" in path or Path(path).name in skip:
+                continue
+            files[path] = Path(str(dist.locate_file(item))).read_bytes()
+        build_wheel(
+            dest, dist.metadata["Name"], dist.version, files, requires_dist=dist.requires or []
+        )
+    return dest
+
+
+RunJob = Callable[..., Events]
+
+
+@pytest.fixture
+def run_job(tmp_path: Path, wheelhouse: Path) -> RunJob:
+    """Write job.json next to the given files, run the runner, return its events."""
+
+    def run(
+        files: list[Path],
+        *,
+        project: str = "demo",
+        phases: tuple[str, ...] = ("install", "import", "tests"),
+        timeouts: dict[str, float] | None = None,
+        output_cap: int = 1_000_000,
+        tools_dir: Path = VENV,
+        runner_timeout: float = 240.0,
+    ) -> Events:
+        job_dir = tmp_path / "job"
+        job_dir.mkdir(exist_ok=True)
+        for f in files:
+            if f.parent != job_dir:
+                shutil.copy(f, job_dir / f.name)
+        job = {
+            "job_id": "t1",
+            "project": project,
+            "version": "0.1",
+            "files": [f.name for f in files],
+            "phases": list(phases),
+            "timeouts": timeouts or {"install": 120, "import": 60, "tests": 120, "quality": 60},
+            "output_cap": output_cap,
+        }
+        (job_dir / "job.json").write_text(json.dumps(job))
+        env_file = tmp_path / "environment"
+        env_file.write_text('PYTI_BAIT_TOKEN="bait-123"\n')
+        argv = [sys.executable, str(RUNNER), "--job", str(job_dir / "job.json")]
+        argv += ["--no-drop-privileges", "--venv", str(tmp_path / "venv")]
+        argv += ["--home", str(tmp_path), "--wheels-dir", str(wheelhouse)]
+        argv += ["--tools-dir", str(tools_dir), "--scratch-dir", str(tmp_path)]
+        argv += ["--env-file", str(env_file)]
+        proc = subprocess.run(
+            argv, capture_output=True, timeout=runner_timeout, check=False, cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+        assert all("event" in e and "phase" in e for e in events)
+        assert events[-1]["event"] == "runner_finished"
+        return events
+
+    return run
+
+
+def project(tmp_path: Path, **kw: Any) -> Path:
+    """An sdist built by the in-tree backend, with the given package/test bodies."""
+    extra = {"backend.py": BACKEND.format(module="demo", version="0.1")}
+    extra["pyproject.toml"] = PYPROJECT.format(module="demo", version="0.1")
+    extra.update(kw.pop("extra_files", {}))
+    proj = make_project(tmp_path / "dist", "demo", "0.1", wheel=False, extra_files=extra, **kw)
+    assert proj.sdist is not None
+    return proj.sdist
+
+
+def finished(events: Events, phase: str) -> dict[str, Any]:
+    return next(e for e in events if e["event"] == "phase_finished" and e["phase"] == phase)
+
+
+def one(events: Events, name: str) -> dict[str, Any]:
+    found = [e for e in events if e["event"] == name]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_clean_package_passes_every_phase(tmp_path: Path, run_job: RunJob) -> None:
+    """A clean sdist builds, installs, imports, passes its tests and gets linted, traced."""
+    body = "import demo\n\n\ndef test_a():\n    assert demo.__version__ == '0.1'\n\n\n"
+    body += "def test_b():\n    assert True\n"
+    events = run_job(
+        [project(tmp_path, test_body=body)], phases=("install", "import", "tests", "quality")
+    )
+    statuses = {p: finished(events, p)["status"] for p in ("install", "import", "tests")}
+    assert statuses == {"install": "passed", "import": "passed", "tests": "passed"}
+    install = one(events, "install_summary")
+    assert install["kind"] == "sdist"
+    assert install["built_wheel"] is True
+    assert one(events, "import_result")["module"] == "demo"
+    summary = one(events, "tests_summary")
+    assert summary["collected"] == 2
+    assert summary["passed"] == 2
+    assert (summary["failed"], summary["errors"], summary["skipped"]) == (0, 0, 0)
+    assert summary["offline"] is True
+    quality = one(events, "quality")
+    assert quality["ruff"]["available"] is True
+    assert quality["ruff"]["error"] is None
+    assert quality["ruff"]["files"] >= 3
+    traces = [e for e in events if e["event"] == "trace"]
+    assert any("execve(" in e["line"] for e in traces if e["phase"] == "install")
+    assert any("execve(" in e["line"] for e in traces if e["phase"] == "tests")
+    assert all(isinstance(e["pid"], int) for e in traces)
+    assert one(events, "runner_finished")["statuses"]["tests"] == "passed"
+
+
+def test_failing_test_is_counted(tmp_path: Path, run_job: RunJob) -> None:
+    """A failing test makes the tests phase fail, with pass/fail/skip counts from JUnit."""
+    body = dedent(
+        """
+        import pytest
+
+
+        def test_ok():
+            pass
+
+
+        def test_bad():
+            assert 1 == 2
+
+
+        @pytest.mark.skip(reason="no")
+        def test_skipped():
+            pass
+
+
+        def test_net():
+            import socket
+            # what a lookup gives in the guest, without trying one here
+            raise socket.gaierror(-3, "Temporary failure in name resolution")
+        """
+    )
+    events = run_job([project(tmp_path, test_body=body)])
+    tests = finished(events, "tests")
+    assert tests["status"] == "failed"
+    assert tests["exit_code"] == 1
+    summary = one(events, "tests_summary")
+    assert summary["collected"] == 4
+    assert (summary["passed"], summary["failed"], summary["skipped"]) == (1, 2, 1)
+    assert summary["network_errors"] == 1
+
+
+def test_install_failure_skips_later_phases(tmp_path: Path, run_job: RunJob) -> None:
+    """A release whose dependency cannot be found fails install; import and tests are skipped."""
+    whl = build_wheel(
+        tmp_path / "dist", "demo", "0.1", {"demo/__init__.py": ""}, requires_dist=["nosuchdep"]
+    )
+    events = run_job([whl])
+    assert finished(events, "install")["status"] == "failed"
+    assert finished(events, "import")["status"] == "skipped"
+    assert finished(events, "tests")["status"] == "skipped"
+    assert one(events, "install_summary")["kind"] == "wheel"
+
+
+def test_segfault_in_a_test_is_a_crash(tmp_path: Path, run_job: RunJob) -> None:
+    """A test that segfaults via ctypes: tests phase crashed, SIGSEGV, faulthandler traceback."""
+    body = "import ctypes\n\n\ndef test_boom():\n    ctypes.string_at(0)\n"
+    events = run_job([project(tmp_path, test_body=body)])
+    tests = finished(events, "tests")
+    assert tests["status"] == "crashed"
+    assert tests["signal"] == 11
+    assert tests["signal_name"] == "SIGSEGV"
+    assert "Fatal Python error: Segmentation fault" in tests["traceback"]
+    assert "test_boom" in tests["traceback"]
+
+
+def test_timeout_kills_every_process(tmp_path: Path, run_job: RunJob) -> None:
+    """An import that hangs (and starts an escaped child) times out; no process survives."""
+    pidfile = tmp_path / "child.pid"
+    body = dedent(
+        f"""
+        import subprocess, time
+        child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        open({str(pidfile)!r}, "w").write(str(child.pid))
+        time.sleep(300)
+        """
+    )
+    events = run_job(
+        [project(tmp_path, package_body=body)],
+        phases=("install", "import"),
+        timeouts={"install": 120, "import": 4},
+    )
+    imp = finished(events, "import")
+    assert imp["status"] == "timed_out"
+    assert one(events, "import_result")["status"] == "timed_out"
+    child = int(pidfile.read_text())
+    assert not Path(f"/proc/{child}").exists() or _is_zombie(child)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2] == "Z"
+
+
+def test_output_flood_is_capped(tmp_path: Path, run_job: RunJob) -> None:
+    """An import printing far more than the cap: output stops at the cap, the rest is counted."""
+    body = "import sys\nfor _ in range(20000):\n    print('x' * 99)\nprint('y' * 100000)\n"
+    events = run_job(
+        [project(tmp_path, package_body=body)], phases=("install", "import"), output_cap=50_000
+    )
+    imp = finished(events, "import")
+    assert imp["status"] == "passed"
+    assert imp["output_cap"] == 50_000
+    assert imp["output_bytes"] <= 50_000
+    assert imp["output_dropped"] >= 2_000_000 - 50_000
+    lines = [e for e in events if e["event"] == "output" and e["phase"] == "import"]
+    assert sum(len(e["line"]) + 1 for e in lines) <= 50_000
+
+
+def test_bad_job_file_still_ends_with_runner_finished(tmp_path: Path) -> None:
+    """A job.json that is not JSON gives runner_error then runner_finished, exit status 2."""
+    job = tmp_path / "job.json"
+    job.write_text("{nope")
+    proc = subprocess.run(
+        [sys.executable, str(RUNNER), "--job", str(job), "--no-drop-privileges"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert [e["event"] for e in events] == ["runner_error", "runner_finished"]
+    assert proc.returncode == 2
+
+
+def test_package_env_is_clean_and_has_the_bait(tmp_path: Path, run_job: RunJob) -> None:
+    """Package code sees HOME, the bait token and none of the runner's own environment."""
+    dump = tmp_path / "env.json"
+    body = f"import json, os\njson.dump(dict(os.environ), open({str(dump)!r}, 'w'))\n"
+    os.environ["PYTI_TEST_LEAK"] = "1"
+    try:
+        events = run_job([project(tmp_path, package_body=body)], phases=("install", "import"))
+    finally:
+        del os.environ["PYTI_TEST_LEAK"]
+    assert finished(events, "import")["status"] == "passed"
+    env = json.loads(dump.read_text())
+    assert env["PYTI_BAIT_TOKEN"] == "bait-123"
+    assert env["HOME"] == str(tmp_path)
+    assert "PYTI_TEST_LEAK" not in env
