@@ -192,6 +192,7 @@ class JobOffer(Message):
     files: tuple[FileSpec, ...]
     timeouts: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    first_seq: int = 1
 
 
 @message("job_file")
