@@ -193,10 +193,13 @@ def wheel_matches_sdist(dists: Sequence[DistContents]) -> Indicator:
 
 def stray_files(dists: Sequence[DistContents]) -> Indicator:
     """No VCS directories (fail), bytecode or blobs over `HUGE_MEMBER_BYTES` (warn)."""
+    readable = [d for d in dists if d.readable and d.dist.kind != "other"]
+    if not readable:
+        return _indicator("stray_files", None, "warn", "no readable distribution to check")
     vcs: list[str] = []
     bytecode: list[str] = []
     huge: list[str] = []
-    for dist in dists:
+    for dist in readable:
         for entry in dist.entries:
             parts = entry.path.split("/")
             where = f"{dist.dist.filename}:{entry.path}"

@@ -119,6 +119,8 @@ _AFTER_END: Final = " \t\n-.,:;!?\\/" + _CLOSERS
 
 _MAX_PROBLEMS: Final = 10
 _MAX_PARAGRAPH: Final = 50_000
+# Directive bodies are checked recursively; hostile nesting must not exhaust the stack.
+_MAX_NESTING: Final = 8
 
 
 @dataclass
@@ -156,7 +158,7 @@ def check_rst(text: str) -> list[str]:
     return doc.problems
 
 
-def _scan_blocks(lines: list[str], doc: _Doc) -> list[tuple[int, str]]:
+def _scan_blocks(lines: list[str], doc: _Doc, depth: int = 0) -> list[tuple[int, str]]:
     """Walk the block structure; return the paragraphs whose inline markup counts."""
     paragraphs: list[tuple[int, str]] = []
     i = 0
@@ -181,7 +183,7 @@ def _scan_blocks(lines: list[str], doc: _Doc) -> list[tuple[int, str]]:
             i = _skip_nonblank(lines, i)
             continue
         if stripped.startswith(".."):
-            i = _explicit_markup(lines, i, doc, paragraphs)
+            i = _explicit_markup(lines, i, doc, paragraphs, depth)
             continue
         if _TABLE_BORDER_RE.match(stripped):
             i = _skip_simple_table(lines, i)
@@ -253,7 +255,9 @@ def _skip_indented(lines: list[str], i: int, indent: int) -> int:
     return i
 
 
-def _explicit_markup(lines: list[str], i: int, doc: _Doc, paragraphs: list[tuple[int, str]]) -> int:
+def _explicit_markup(
+    lines: list[str], i: int, doc: _Doc, paragraphs: list[tuple[int, str]], depth: int
+) -> int:
     line = lines[i].strip()
     indent = _indent(lines[i])
     end = _skip_indented(lines, i + 1, indent)
@@ -268,12 +272,12 @@ def _explicit_markup(lines: list[str], i: int, doc: _Doc, paragraphs: list[tuple
             doc.problem(i + 1, f'"{name}" directive is disabled on PyPI')
         elif name not in _DIRECTIVES:
             doc.problem(i + 1, f'unknown directive type "{name}"')
-        elif name not in _OPAQUE_DIRECTIVES:
+        elif name not in _OPAQUE_DIRECTIVES and depth < _MAX_NESTING:
             # Admonitions and friends hold rst; check their paragraphs too.
             body = [ln[indent:] if ln.strip() else "" for ln in lines[i + 1 : end]]
             body = [ln for ln in body if not ln.lstrip().startswith(":")] or [""]
             base = min((_indent(ln) for ln in body if ln.strip()), default=0)
-            for first, text in _scan_blocks([ln[base:] for ln in body], doc):
+            for first, text in _scan_blocks([ln[base:] for ln in body], doc, depth + 1):
                 paragraphs.append((first + i + 1, text))
     # Anything else is a comment, footnote or citation: its body is not rst we check.
     return end
