@@ -1,0 +1,239 @@
+"""Static metadata of release files, read as data through `SafeArchive` (never executed).
+
+Dependencies come from, in order: a wheel's ``METADATA``; an sdist's ``PKG-INFO``
+when its Metadata-Version is 2.2+ and ``Requires-Dist`` is not ``Dynamic`` (PEP
+643); an sdist's ``pyproject.toml`` ``[project] dependencies`` when not dynamic
+(PEP 621). Anything else (a ``setup.py`` computing them) can only be known by
+running the build backend, which happens in the guest, never here.
+
+Everything here is synchronous and CPU-bound: coroutines call it via ``to_thread``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from email.parser import Parser
+from email.policy import compat32
+from pathlib import Path
+from typing import Any
+
+from packaging.markers import Marker
+from packaging.requirements import InvalidRequirement, Requirement
+
+from slave.archive import ArchiveError, SafeArchive
+from slave.prepare.errors import DependencyUnavailable, MetadataError
+from slave.prepare.models import MetadataSource
+
+#: what pip assumes for an sdist without ``[build-system]`` (PEP 518)
+DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")
+TEST_EXTRAS = ("test", "tests", "testing")
+# Long descriptions live in METADATA; a few MiB is generous, more is hostile.
+_MAX_METADATA_BYTES = 8 << 20
+_MAX_PYPROJECT_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class CoreMetadata:
+    """The fields of a METADATA/PKG-INFO file that preparation needs."""
+
+    name: str
+    version: str
+    metadata_version: tuple[int, ...]
+    requires_dist: list[str]
+    requires_python: str | None
+    dynamic: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class StaticMetadata:
+    """What the release files say about themselves without running anything.
+
+    ``requires_dist`` is ``None`` when no file states its dependencies statically.
+    """
+
+    name: str | None
+    version: str | None
+    requires_dist: list[str] | None
+    requires_python: str | None
+    source: MetadataSource | None
+    build_requires: list[str] = field(default_factory=list)
+
+
+def parse_core_metadata(text: str, filename: str) -> CoreMetadata:
+    """Parse core metadata text (RFC 822 headers); `MetadataError` if Name/Version lack."""
+    msg = Parser(policy=compat32).parsestr(text, headersonly=True)
+    name, version = msg.get("Name"), msg.get("Version")
+    if not name or not version:
+        raise MetadataError(filename, "metadata without Name or Version")
+    try:
+        metadata_version = tuple(int(p) for p in str(msg.get("Metadata-Version", "1.0")).split("."))
+    except ValueError:
+        raise MetadataError(filename, "unparsable Metadata-Version") from None
+    requires_dist = [str(r).strip() for r in msg.get_all("Requires-Dist") or []]
+    for req in requires_dist:
+        _parse_requirement(req, filename)
+    return CoreMetadata(
+        name=str(name).strip(),
+        version=str(version).strip(),
+        metadata_version=metadata_version,
+        requires_dist=requires_dist,
+        requires_python=_optional(msg.get("Requires-Python")),
+        dynamic=frozenset(str(d).strip().lower() for d in msg.get_all("Dynamic") or []),
+    )
+
+
+def _optional(value: object) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def _parse_requirement(text: str, filename: str) -> Requirement:
+    try:
+        return Requirement(text)
+    except InvalidRequirement as exc:
+        raise MetadataError(filename, f"invalid requirement {text!r}: {exc}") from None
+
+
+def read_wheel_metadata(path: Path) -> CoreMetadata:
+    """The METADATA of wheel ``path`` (its single top-level ``.dist-info`` directory)."""
+    try:
+        with SafeArchive.open(path) as archive:
+            candidates = [
+                m.name
+                for m in archive.members()
+                if m.is_file and m.name.count("/") == 1 and m.name.endswith(".dist-info/METADATA")
+            ]
+            if len(candidates) != 1:
+                raise MetadataError(path.name, f"{len(candidates)} .dist-info/METADATA files")
+            data = archive.read(candidates[0], max_bytes=_MAX_METADATA_BYTES)
+    except ArchiveError as exc:
+        raise MetadataError(path.name, str(exc)) from exc
+    return parse_core_metadata(data.decode("utf-8", errors="replace"), path.name)
+
+
+@dataclass(frozen=True, slots=True)
+class SdistContents:
+    """PKG-INFO and pyproject.toml of an sdist, each ``None`` when absent or unusable."""
+
+    pkg_info: CoreMetadata | None
+    pyproject: dict[str, Any] | None
+    pyproject_error: str | None = None
+
+
+def read_sdist_metadata(path: Path) -> SdistContents:
+    """``{root}/PKG-INFO`` and ``{root}/pyproject.toml`` of sdist ``path``.
+
+    A malformed pyproject.toml is not an error here: the guest's build will fail on
+    it, which is the package's outcome to report, not ours.
+    """
+    try:
+        with SafeArchive.open(path) as archive:
+            roots = {m.name.split("/", 1)[0] for m in archive.members()}
+            if len(roots) != 1:
+                raise MetadataError(path.name, f"{len(roots)} top-level directories")
+            (root,) = roots
+            pkg_info_member = archive.member(f"{root}/PKG-INFO")
+            pyproject_member = archive.member(f"{root}/pyproject.toml")
+            pkg_info_bytes = (
+                archive.read(pkg_info_member.name, max_bytes=_MAX_METADATA_BYTES)
+                if pkg_info_member is not None and pkg_info_member.is_file
+                else None
+            )
+            pyproject_bytes = (
+                archive.read(pyproject_member.name, max_bytes=_MAX_PYPROJECT_BYTES)
+                if pyproject_member is not None and pyproject_member.is_file
+                else None
+            )
+    except ArchiveError as exc:
+        raise MetadataError(path.name, str(exc)) from exc
+    pkg_info = (
+        parse_core_metadata(pkg_info_bytes.decode("utf-8", errors="replace"), path.name)
+        if pkg_info_bytes is not None
+        else None
+    )
+    if pyproject_bytes is None:
+        return SdistContents(pkg_info, None)
+    try:
+        return SdistContents(pkg_info, tomllib.loads(pyproject_bytes.decode("utf-8")))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return SdistContents(pkg_info, None, f"pyproject.toml: {exc}")
+
+
+def build_requirements(sdist: SdistContents) -> list[str]:
+    """``[build-system] requires``, or pip's default when the table is absent (PEP 518)."""
+    build_system = (sdist.pyproject or {}).get("build-system")
+    if not isinstance(build_system, dict) or "requires" not in build_system:
+        return list(DEFAULT_BUILD_REQUIRES)
+    requires = build_system["requires"]
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+        raise MetadataError("pyproject.toml", "[build-system] requires is not a list of strings")
+    for req in requires:
+        _parse_requirement(req, "pyproject.toml")
+    return list(requires)
+
+
+def static_metadata(wheel: CoreMetadata | None, sdist: SdistContents | None) -> StaticMetadata:
+    """Pick the first static source of dependencies, in the documented order."""
+    build = build_requirements(sdist) if sdist is not None else []
+    if wheel is not None:
+        return StaticMetadata(
+            wheel.name, wheel.version, wheel.requires_dist, wheel.requires_python, "wheel", build
+        )
+    if sdist is None:
+        return StaticMetadata(None, None, None, None, None, build)
+    info = sdist.pkg_info
+    name = info.name if info else None
+    version = info.version if info else None
+    requires_python = info.requires_python if info else None
+    if info is not None and info.metadata_version >= (2, 2) and "requires-dist" not in info.dynamic:
+        return StaticMetadata(name, version, info.requires_dist, requires_python, "pkg-info", build)
+    project = (sdist.pyproject or {}).get("project")
+    if isinstance(project, dict):
+        dynamic = project.get("dynamic", [])
+        if isinstance(dynamic, list) and "dependencies" not in dynamic:
+            deps = project.get("dependencies", [])
+            if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+                raise MetadataError("pyproject.toml", "[project] dependencies is not a list")
+            for dep in deps:
+                _parse_requirement(dep, "pyproject.toml")
+            rp = project.get("requires-python")
+            return StaticMetadata(
+                name or _optional(project.get("name")),
+                version or _optional(project.get("version")),
+                list(deps),
+                requires_python or (rp if isinstance(rp, str) else None),
+                "pyproject",
+                build,
+            )
+    return StaticMetadata(name, version, None, requires_python, None, build)
+
+
+def for_guest(requirements: list[str], environment: dict[str, str], extra: str = "") -> list[str]:
+    """The requirements whose markers hold in the guest (for ``extra``), as written."""
+    selected = []
+    for text in requirements:
+        req = _parse_requirement(text, "requirements")
+        marker: Marker | None = req.marker
+        if marker is None or marker.evaluate({**environment, "extra": extra}):
+            selected.append(text)
+    return selected
+
+
+def extra_only(requirements: list[str], environment: dict[str, str], extra: str) -> list[str]:
+    """Requirements that apply with ``extra`` requested but not without it."""
+    base = set(for_guest(requirements, environment))
+    return [r for r in for_guest(requirements, environment, extra) if r not in base]
+
+
+def pip_argument(text: str) -> str:
+    """``text`` without its marker (already evaluated for the guest), for pip's argv.
+
+    Direct references (``name @ url``) are refused: they would make the host fetch
+    from wherever the package says.
+    """
+    req = _parse_requirement(text, "requirements")
+    if req.url is not None:
+        raise DependencyUnavailable([text], "direct URL references are not fetched")
+    req.marker = None
+    return str(req)

@@ -1,0 +1,210 @@
+"""`prepare_release`: everything a job's guest needs, fetched on the host without
+running any of the package's code (hard rule 1 of DESIGN.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import structlog
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+from slave.prepare.cache import BlobCache
+from slave.prepare.errors import DependencyUnavailable, ReleaseNotFound
+from slave.prepare.fetch import download_file, fetch_listing, select_files, take_upload
+from slave.prepare.metadata import (
+    TEST_EXTRAS,
+    StaticMetadata,
+    extra_only,
+    for_guest,
+    pip_argument,
+    read_sdist_metadata,
+    read_wheel_metadata,
+    static_metadata,
+)
+from slave.prepare.models import (
+    GuestTarget,
+    HttpTimeouts,
+    PipOptions,
+    PreparedRelease,
+    ReleaseRequest,
+)
+from slave.prepare.wheelhouse import download_wheels
+
+log = structlog.get_logger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def _session(session: aiohttp.ClientSession | None) -> AsyncIterator[aiohttp.ClientSession]:
+    if session is not None:
+        yield session
+        return
+    async with aiohttp.ClientSession() as owned:
+        yield owned
+
+
+def _mkdirs(*dirs: Path) -> None:
+    for directory in dirs:
+        directory.mkdir(parents=True, exist_ok=True)
+
+
+def _read_static(wheel: Path | None, sdist: Path | None) -> StaticMetadata:
+    return static_metadata(
+        read_wheel_metadata(wheel) if wheel is not None else None,
+        read_sdist_metadata(sdist) if sdist is not None else None,
+    )
+
+
+def _name_from_filename(path: Path) -> tuple[str, str] | None:
+    try:
+        if path.name.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(path.name)
+        else:
+            name, version = parse_sdist_filename(path.name)
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None
+    return str(name), str(version)
+
+
+async def _fetch_files(
+    request: ReleaseRequest,
+    *,
+    pypi_url: str,
+    files_dir: Path,
+    cache: BlobCache,
+    target: GuestTarget,
+    timeouts: HttpTimeouts,
+    session: aiohttp.ClientSession | None,
+) -> dict[Path, str]:
+    """Release files on disk -> their verified sha256."""
+    if request.uploaded is not None:
+        assert request.uploaded_sha256 is not None
+        path = await take_upload(request.uploaded, request.uploaded_sha256, files_dir, cache)
+        if path.name.endswith(".whl"):
+            _, _, _, tags = parse_wheel_filename(path.name)
+            if not tags & set(target.tags()):
+                raise ReleaseNotFound(request.project, None, f"wheel not for {target.platform}")
+        return {path: request.uploaded_sha256.lower()}
+    async with _session(session) as http:
+        listing = await fetch_listing(http, pypi_url, request, timeouts)
+        chosen = select_files(listing, target)
+        files: dict[Path, str] = {}
+        for remote in chosen:
+            path = await download_file(http, remote, files_dir, cache, timeouts)
+            files[path] = remote.sha256
+    log.info("release_fetched", project=listing.name, version=listing.version, files=len(files))
+    return files
+
+
+async def prepare_release(
+    request: ReleaseRequest,
+    *,
+    pypi_url: str,
+    cache_dir: Path,
+    work_dir: Path,
+    python_version: str,
+    platform: str,
+    pip: PipOptions | None = None,
+    timeouts: HttpTimeouts | None = None,
+    session: aiohttp.ClientSession | None = None,
+) -> PreparedRelease:
+    """Fetch the release's files and the wheels its guest needs into ``work_dir``.
+
+    ``python_version``/``platform`` describe the guest image ("3.11",
+    "manylinux_2_36_x86_64"). ``pip`` overrides how pip runs (tests point it at a
+    loopback index); ``session`` lets a daemon share its HTTP connection pool.
+    Writes ``work_dir/files`` and ``work_dir/wheelhouse``; shares ``cache_dir``.
+
+    Raises a `PrepareError` (the job is then an ``infra_error``): `ReleaseNotFound`,
+    `FetchFailed`, `ChecksumMismatch`, `DependencyUnavailable`, `MetadataError`. On
+    failure or cancel, ``work_dir`` may hold partial content and is the caller's to
+    delete; the cache never holds an unverified file.
+    """
+    target = GuestTarget(python_version, platform)
+    timeouts = timeouts or HttpTimeouts()
+    cache = BlobCache(cache_dir)
+    files_dir, wheelhouse = work_dir / "files", work_dir / "wheelhouse"
+    await asyncio.to_thread(_mkdirs, files_dir, wheelhouse, cache_dir)
+
+    files = await _fetch_files(
+        request,
+        pypi_url=pypi_url,
+        files_dir=files_dir,
+        cache=cache,
+        target=target,
+        timeouts=timeouts,
+        session=session,
+    )
+    paths = list(files)
+    wheel = next((p for p in paths if p.name.endswith(".whl")), None)
+    sdist = next((p for p in paths if not p.name.endswith(".whl")), None)
+    meta = await asyncio.to_thread(_read_static, wheel, sdist)
+    fallback = _name_from_filename(paths[0]) or (request.project, request.version or "")
+    project, version = meta.name or fallback[0], meta.version or fallback[1]
+
+    async def fetch(requirements: list[str]) -> list[Path]:
+        return await download_wheels(
+            requirements,
+            wheelhouse=wheelhouse,
+            cache_dir=cache_dir,
+            python_version=python_version,
+            platform=platform,
+            pip=pip,
+        )
+
+    env = target.marker_environment()
+    requirements: list[str] = []
+    if meta.requires_dist is not None:
+        requirements = for_guest(meta.requires_dist, env)
+        await fetch(requirements)
+    # The guest builds the sdist only when no wheel fits it; only then it needs these.
+    build_requires = for_guest(meta.build_requires, env) if wheel is None else []
+    if build_requires:
+        await fetch(build_requires)
+
+    test_requirements: list[str] = []
+    unavailable: list[str] = []
+    if meta.requires_dist is not None:
+        for extra in TEST_EXTRAS:
+            for req in extra_only(meta.requires_dist, env, extra):
+                if req not in test_requirements:
+                    test_requirements.append(req)
+    if test_requirements:
+        # Test extras are a bonus for the tests phase: missing ones do not fail the job.
+        try:
+            await fetch([pip_argument(req) for req in test_requirements])
+        except DependencyUnavailable as exc:
+            unavailable = list(test_requirements)
+            log.warning("test_requirements_unavailable", project=project, reason=exc.reason)
+
+    prepared = PreparedRelease(
+        project=project,
+        version=version,
+        files=paths,
+        sha256={p.name: digest for p, digest in files.items()},
+        wheelhouse=wheelhouse,
+        requirements=requirements,
+        build_requires=build_requires,
+        metadata_source=meta.source,
+        needs_guest_metadata=meta.requires_dist is None,
+        requires_python=meta.requires_python,
+        test_requirements=test_requirements,
+        unavailable=unavailable,
+    )
+    log.info(
+        "release_prepared",
+        project=project,
+        version=version,
+        metadata_source=meta.source,
+        needs_guest_metadata=prepared.needs_guest_metadata,
+        requirements=len(requirements),
+    )
+    return prepared

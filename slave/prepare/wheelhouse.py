@@ -1,0 +1,175 @@
+"""Download dependency wheels for the guest with ``pip download --only-binary=:all:``.
+
+Only binary wheels: pip never builds anything, so no code of any package runs on
+the host. pip resolves for the guest's interpreter and platform (``--python-version``,
+``--abi``, ``--platform``); top-level markers are evaluated here for the guest,
+but pip evaluates the markers of *transitive* dependencies against the interpreter
+running it, so run pip with a Python of the guest's minor version when they differ.
+
+A resolution (requirement set + guest + index) is cached with the sha256 of every
+wheel it picked: within ``PipOptions.resolution_ttl`` the same set is served from
+the blob cache without running pip or touching the index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from slave.prepare.cache import BlobCache, CachedFile
+from slave.prepare.errors import DependencyUnavailable, MetadataError
+from slave.prepare.metadata import for_guest, parse_core_metadata, pip_argument
+from slave.prepare.models import GuestTarget, PipOptions
+
+log = structlog.get_logger(__name__)
+
+# pip's own words for a requirement it cannot satisfy; kept for the error reason.
+_NOT_FOUND = re.compile(r"No matching distribution found for (\S+)")
+_REASON_BYTES = 4000
+
+
+def resolve_from_metadata(metadata_text: str) -> list[str]:
+    """The ``Requires-Dist`` of core metadata built in the guest (untrusted text).
+
+    Raises `MetadataError` when it is not metadata or a requirement is invalid. Feed
+    the result to `download_wheels`, which applies markers for the guest.
+    """
+    if len(metadata_text) > 8 << 20:
+        raise MetadataError("guest metadata", "larger than 8 MiB")
+    return parse_core_metadata(metadata_text, "guest metadata").requires_dist
+
+
+def pip_command(
+    requirements: Sequence[str], dest: Path, target: GuestTarget, pip: PipOptions
+) -> list[str]:
+    """The argv of ``pip download`` for ``requirements`` (already marker-free)."""
+    argv = [
+        pip.python or sys.executable,
+        *("-m", "pip", "download", "--only-binary=:all:"),
+        *("--python-version", target.python_version),
+        *("--implementation", "cp", "--abi", target.abi),
+    ]
+    for platform in [*target.platforms(), "any"]:
+        argv += ["--platform", platform]
+    argv += ["--dest", str(dest), "--progress-bar", "off", "--no-input"]
+    argv += ["--disable-pip-version-check"]
+    if pip.index_url is not None:
+        argv += ["--index-url", pip.index_url]
+    argv += [*pip.args, "--", *requirements]
+    return argv
+
+
+def _resolution_key(requirements: Sequence[str], target: GuestTarget, pip: PipOptions) -> str:
+    material = json.dumps(
+        {
+            "requirements": sorted(requirements),
+            "python": target.python_version,
+            "platform": target.platform,
+            "index": pip.index_url,
+            "args": list(pip.args),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+async def _run_pip(argv: list[str], pip: PipOptions) -> tuple[int, str]:
+    """Run pip; (exit status, combined output). Kills pip on timeout or cancel."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **pip.env},
+    )
+    try:
+        async with asyncio.timeout(pip.timeout):
+            out, _ = await proc.communicate()
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out.decode("utf-8", errors="replace")
+
+
+def _failure_reason(output: str) -> str:
+    errors = [line for line in output.splitlines() if line.startswith("ERROR:")]
+    reason = "\n".join(errors) if errors else output.strip()
+    return reason[-_REASON_BYTES:]
+
+
+async def download_wheels(
+    requirements: Sequence[str],
+    *,
+    wheelhouse: Path,
+    cache_dir: Path,
+    python_version: str,
+    platform: str,
+    pip: PipOptions | None = None,
+) -> list[Path]:
+    """Wheels of ``requirements`` and their dependencies for the guest, in ``wheelhouse``.
+
+    Requirements whose markers do not hold in the guest are dropped first. Returns the
+    wheel paths (empty when nothing applies). Raises `DependencyUnavailable` with pip's
+    message when some requirement has no wheel for the guest, or pip times out. On
+    failure or cancel pip is killed and its scratch directory removed; wheels already
+    placed in ``wheelhouse`` stay (the job directory is thrown away as a whole).
+    """
+    pip = pip or PipOptions()
+    target = GuestTarget(python_version, platform)
+    applicable = for_guest(list(requirements), target.marker_environment())
+    args = [pip_argument(r) for r in applicable]
+    if not args:
+        return []
+    cache = BlobCache(cache_dir)
+    key = _resolution_key(args, target, pip)
+    cached = await asyncio.to_thread(cache.load_resolution, key, pip.resolution_ttl)
+    if cached is not None:
+        log.debug("wheelhouse_cache_hit", requirements=args, wheels=len(cached))
+        for entry in cached:
+            await cache.place(entry.sha256, wheelhouse / entry.filename)
+        return [wheelhouse / entry.filename for entry in cached]
+
+    scratch = wheelhouse.parent / f".pip-{uuid.uuid4().hex}"
+    try:
+        await asyncio.to_thread(scratch.mkdir, parents=True)
+        try:
+            status, output = await _run_pip(pip_command(args, scratch, target, pip), pip)
+        except TimeoutError:
+            raise DependencyUnavailable(args, f"pip timed out after {pip.timeout:g}s") from None
+        if status != 0:
+            failed = _NOT_FOUND.findall(output)
+            raise DependencyUnavailable(failed or args, _failure_reason(output))
+        return await asyncio.to_thread(_adopt, scratch, wheelhouse, cache, key)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
+
+
+def _adopt(scratch: Path, wheelhouse: Path, cache: BlobCache, key: str) -> list[Path]:
+    """Store pip's downloads in the cache, place them in the wheelhouse, record them."""
+    entries: list[CachedFile] = []
+    paths: list[Path] = []
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    for path in sorted(scratch.iterdir()):
+        if not path.name.endswith(".whl"):
+            # --only-binary makes this impossible; refuse rather than ship it.
+            raise DependencyUnavailable([path.name], "pip produced a non-wheel file")
+        digest = cache.store_blocking(path)
+        dest = wheelhouse / path.name
+        path.replace(dest)
+        entries.append(CachedFile(path.name, digest))
+        paths.append(dest)
+    cache.save_resolution(key, entries)
+    return paths
