@@ -9,12 +9,11 @@ not raised.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from slave.quality.contents import DistContents, Sources
-from slave.quality.distribution import wheel_modules
 from slave.quality.indicator import Indicator, Level, Value
 
 # Share of fully annotated public functions that counts as "typed".
@@ -43,16 +42,37 @@ def py_typed(dists: Sequence[DistContents]) -> Indicator:
     return _indicator("py_typed", False, "warn", "no py.typed marker (PEP 561)")
 
 
+def _is_source(path: str) -> bool:
+    return path.endswith((".py", ".pyi"))
+
+
+def _installed(path: str) -> bool:
+    """True for wheel members that land in site-packages."""
+    top, _, rest = path.partition("/")
+    if top.endswith(".dist-info"):
+        return False
+    if top.endswith(".data"):
+        return rest.split("/", 1)[0] in ("purelib", "platlib")
+    return True
+
+
+def _prefer_stubs(paths: Iterable[str]) -> list[str]:
+    """Drop `x.py` when `x.pyi` exists: the stub is where its annotations live."""
+    unique = set(paths)
+    return sorted(p for p in unique if not (p.endswith(".py") and p + "i" in unique))
+
+
 def source_paths(dists: Sequence[DistContents]) -> tuple[DistContents, list[str]] | None:
-    """Which distribution to read sources from, and which `.py` files: what gets installed."""
+    """Which distribution to read sources from, and which files: what gets installed.
+
+    A wheel's importable `.py`/`.pyi` files if there is a wheel, else the sdist's
+    package files (in a package directory, not tests, docs or examples).
+    """
     wheels = [d for d in dists if d.dist.kind == "wheel" and d.readable]
     if wheels:
         wheel = wheels[0]
-        modules = wheel_modules(wheel)
-        members = {e.path for e in wheel.files()}
-        # `wheel_modules` strips `.data/purelib/`; map back to the member that holds it.
-        paths = [m for m in sorted(modules) if m in members]
-        return wheel, paths
+        paths = [e.path for e in wheel.files() if _is_source(e.path) and _installed(e.path)]
+        return wheel, _prefer_stubs(paths)
     sdists = [d for d in dists if d.dist.kind == "sdist" and d.readable]
     if not sdists:
         return None
@@ -60,11 +80,11 @@ def source_paths(dists: Sequence[DistContents]) -> tuple[DistContents, list[str]
     paths = [
         e.path
         for e in sdist.files()
-        if e.path.endswith(".py")
+        if _is_source(e.path)
         and "/" in e.path.removeprefix("src/")
         and not set(e.path.split("/")[:-1]) & _SKIP_DIRS
     ]
-    return sdist, sorted(paths)
+    return sdist, _prefer_stubs(paths)
 
 
 @dataclass
@@ -140,7 +160,7 @@ def annotation_coverage(sources: Sources | None) -> Indicator:
     if counts.unparsable:
         note += f"; {counts.unparsable} file(s) not parsable with Python 3.11 grammar"
     if sources.skipped:
-        note += f"; {sources.skipped} file(s) over the size caps not read"
+        note += f"; {sources.skipped} file(s) not read (size and count caps)"
     if counts.public == 0:
         level: Level = "warn" if counts.unparsable else "pass"
         return _indicator("annotations", value, level, f"no public functions found{note}")

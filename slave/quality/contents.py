@@ -26,7 +26,7 @@ MAX_METADATA_BYTES: Final = 1 << 20
 # Annotation coverage is a sample, not an audit: bounded work per release.
 MAX_SOURCE_FILES: Final = 400
 MAX_SOURCE_FILE_BYTES: Final = 512 << 10
-MAX_SOURCE_TOTAL_BYTES: Final = 16 << 20
+MAX_SOURCE_TOTAL_BYTES: Final = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,8 +191,20 @@ def wheel_matches_sdist(dists: Sequence[DistContents]) -> Indicator:
     )
 
 
+def _is_binary(path: str) -> bool:
+    """Native libraries and installed executables are big by nature, not blobs."""
+    name = posixpath.basename(path)
+    parts = path.split("/")
+    return (
+        name.endswith(_NATIVE_SUFFIXES)
+        or ".so." in name
+        or (len(parts) > 2 and parts[0].endswith(".data") and parts[1] == "scripts")
+        or parts[0].endswith(".libs")
+    )
+
+
 def stray_files(dists: Sequence[DistContents]) -> Indicator:
-    """No VCS directories (fail), bytecode or blobs over `HUGE_MEMBER_BYTES` (warn)."""
+    """No VCS directories (fail), bytecode or data blobs over `HUGE_MEMBER_BYTES` (warn)."""
     readable = [d for d in dists if d.readable and d.dist.kind != "other"]
     if not readable:
         return _indicator("stray_files", None, "warn", "no readable distribution to check")
@@ -207,7 +219,7 @@ def stray_files(dists: Sequence[DistContents]) -> Indicator:
                 vcs.append(where)
             elif "__pycache__" in parts or posixpath.splitext(entry.path)[1] in (".pyc", ".pyo"):
                 bytecode.append(where)
-            elif not entry.is_dir and entry.size > HUGE_MEMBER_BYTES:
+            elif not entry.is_dir and entry.size > HUGE_MEMBER_BYTES and not _is_binary(entry.path):
                 huge.append(f"{where} ({entry.size >> 20} MiB)")
     value: dict[str, Value] = {"vcs": len(vcs), "bytecode": len(bytecode), "huge": len(huge)}
     if vcs:

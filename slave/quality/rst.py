@@ -105,6 +105,7 @@ _ROLES: Final = frozenset(
 
 _ADORNMENT_RE: Final = re.compile(r"^([!-/:-@\[-`{-~])\1*\s*$")
 _DIRECTIVE_RE: Final = re.compile(r"^\.\.\s+([A-Za-z0-9][\w.+:-]*?)\s*::")
+_INLINE_TARGET_RE: Final = re.compile(r"(?<![\w`])_`([^`]+)`")
 _TABLE_BORDER_RE: Final = re.compile(r"^=+(?: +=+)+$")
 _BULLET_RE: Final = re.compile(r"^(?:[-*+\u2022]|\d+[.)]|\(\d+\)|#\.)\s+")
 _TARGET_RE: Final = re.compile(r"^\.\.\s+_(`[^`]+`|[^:`]+):")
@@ -184,6 +185,10 @@ def _scan_blocks(lines: list[str], doc: _Doc, depth: int = 0) -> list[tuple[int,
             continue
         if stripped.startswith(".."):
             i = _explicit_markup(lines, i, doc, paragraphs, depth)
+            continue
+        if stripped == "__" or stripped.startswith("__ "):
+            # Anonymous hyperlink target shorthand ("__ URL").
+            i = _skip_indented(lines, i + 1, indent)
             continue
         if _TABLE_BORDER_RE.match(stripped):
             i = _skip_simple_table(lines, i)
@@ -336,6 +341,8 @@ _MARKERS: Final = (
 def _check_inline(text: str, line: int, doc: _Doc) -> None:
     if len(text) > _MAX_PARAGRAPH:
         return
+    for inline_target in _INLINE_TARGET_RE.finditer(text):
+        doc.targets.add(_refname(inline_target.group(1)))
     # Once a marker has no end-string after position p, none exists later either:
     # remembering p keeps a paragraph full of "*" linear instead of quadratic.
     no_end_after: dict[str, int] = {}

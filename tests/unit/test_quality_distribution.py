@@ -81,13 +81,16 @@ def test_wheel_matches_sdist(tmp_path: Path) -> None:
     assert level([sdist, lean], "distribution.wheel_matches_sdist") == "warn"
 
 
+# Random, so it is big compressed too: zeros would be refused as a bomb.
+BIG = random.Random(0).randbytes(21 << 20)
+
+
 @pytest.mark.parametrize(
     ("path", "content", "expected"),
     [
         ("demo/__pycache__/x.cpython-311.pyc", b"\0", "warn"),
         ("demo/.git/config", b"[core]", "fail"),
-        # Random, so it is big compressed too: zeros would be refused as a bomb.
-        ("data/blob.bin", random.Random(0).randbytes(21 << 20), "warn"),
+        ("data/blob.bin", BIG, "warn"),
         ("demo/data.txt", b"fine", "pass"),
     ],
 )
@@ -95,6 +98,17 @@ def test_stray_files(tmp_path: Path, path: str, content: bytes, expected: str) -
     """Bytecode and huge blobs warn; VCS directories fail; ordinary files pass."""
     sdist = build_sdist(tmp_path, "demo", "1.0", {"demo/__init__.py": "", path: content})
     assert level([sdist], "distribution.stray_files") == expected
+
+
+def test_big_native_libraries_are_not_stray(tmp_path: Path) -> None:
+    """A huge extension module or vendored .libs library in a wheel is not a blob."""
+    files: dict[str, str | bytes] = {
+        "demo/__init__.py": "",
+        "demo/_core.cpython-311-x86_64-linux-gnu.so": BIG,
+        "demo.libs/libblas-1a2b.so.3": b"\x7fELF",
+    }
+    whl = build_wheel(tmp_path, "demo", "1.0", files, tag="cp311-cp311-manylinux_2_17_x86_64")
+    assert level([whl], "distribution.stray_files") == "pass"
 
 
 def test_py_typed(tmp_path: Path) -> None:
@@ -142,6 +156,17 @@ def test_annotations(tmp_path: Path, body: str, expected: str, share: float) -> 
     assert found.level == expected, found.reason
     assert isinstance(found.value, dict)
     assert found.value["share"] == share
+
+
+def test_annotations_prefer_stub_files(tmp_path: Path) -> None:
+    """When x.pyi sits next to x.py, the stub's annotations are the ones measured."""
+    stub = "def f(a: int) -> int: ...\n"
+    files = {"demo/__init__.py": UNTYPED, "demo/__init__.pyi": stub}
+    whl = build_wheel(tmp_path, "demo", "1.0", files)
+    found = indicator(static_indicators([whl]), "code.annotations")
+    assert found.level == "pass"
+    assert isinstance(found.value, dict)
+    assert (found.value["public"], found.value["files"]) == (1, 1)
 
 
 def test_annotations_count_unparsable_files_without_raising(tmp_path: Path) -> None:

@@ -89,3 +89,14 @@ def test_deeply_nested_directives_do_not_exhaust_the_stack() -> None:
     """Hundreds of nested admonitions are checked to a bounded depth, without recursion errors."""
     text = "".join(" " * (3 * level) + ".. note::\n\n" for level in range(600))
     assert check_rst(text) == []
+
+
+def test_anonymous_and_inline_targets() -> None:
+    """'__ URL' shorthand, a target block after it, and inline _`targets` all resolve."""
+    text = (
+        "Use a `copy`__ of the `Repo`_ and see snapshot_.\n\n"
+        "Get a _`snapshot` here.\n\n"
+        "__ https://a.example\n"
+        ".. _Repo: https://b.example\n"
+    )
+    assert check_rst(text) == []
