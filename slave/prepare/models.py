@@ -39,15 +39,18 @@ class PipOptions:
     """How pip is run. Production uses the defaults (the machine's pip configuration).
 
     ``index_url`` overrides the configured index; ``args`` are appended to every pip
-    command line; ``env`` is added to the inherited environment (tests set
-    ``PIP_CONFIG_FILE=/dev/null`` to be hermetic). ``resolution_ttl`` is how long a
-    cached resolution of the same requirements is reused without asking the index.
+    command line; ``env`` is added to the inherited environment. Tests are hermetic
+    with ``inherit_pip_env=False`` (drops inherited ``PIP_*`` variables such as
+    ``PIP_FIND_LINKS``) and ``env={"PIP_CONFIG_FILE": os.devnull}`` (no config files).
+    ``resolution_ttl`` is how long a cached resolution of the same requirements is
+    reused without asking the index.
     """
 
     python: str | None = None
     index_url: str | None = None
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    inherit_pip_env: bool = True
     timeout: float = 600.0
     resolution_ttl: float = 24 * 3600.0
 

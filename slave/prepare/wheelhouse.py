@@ -83,6 +83,13 @@ def _resolution_key(requirements: Sequence[str], target: GuestTarget, pip: PipOp
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+def _environment(pip: PipOptions) -> dict[str, str]:
+    inherited = {
+        k: v for k, v in os.environ.items() if pip.inherit_pip_env or not k.startswith("PIP_")
+    }
+    return {**inherited, **pip.env}
+
+
 async def _run_pip(argv: list[str], pip: PipOptions) -> tuple[int, str]:
     """Run pip; (exit status, combined output). Kills pip on timeout or cancel."""
     proc = await asyncio.create_subprocess_exec(
@@ -90,7 +97,7 @@ async def _run_pip(argv: list[str], pip: PipOptions) -> tuple[int, str]:
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, **pip.env},
+        env=_environment(pip),
     )
     try:
         async with asyncio.timeout(pip.timeout):

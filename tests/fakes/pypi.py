@@ -14,6 +14,9 @@ Serves what a test added, and fails on cue::
         pypi.faults.delay = 2.0                       # every answer waits 2 s first
         pypi.count("/files/")                         # requests served so far under a prefix
 
+For a pip run against it: ``--index-url pypi.index_url`` plus `HERMETIC_PIP_ARGS`, in
+the environment `hermetic_pip_env()` (no inherited ``PIP_*`` variables, no config).
+
 The JSON follows PyPI's shape (``info`` with name, version, requires_python,
 requires_dist, yanked; ``urls``; ``releases`` on the project endpoint) with
 ``digests.sha256``, ``packagetype`` (``sdist``/``bdist_wheel``), ``size``, ``yanked``
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
+import os
 import socket
 import tarfile
 import zipfile
@@ -41,6 +45,25 @@ from aiohttp import web
 from packaging.version import InvalidVersion, Version
 
 from tests.fakes.dists import Project, make_project, normalize_name
+
+#: Added to a clean environment, keeps a pip run hermetic: no config files, no prompts.
+HERMETIC_PIP_ENV = {
+    "PIP_CONFIG_FILE": os.devnull,
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    "PIP_NO_INPUT": "1",
+}
+#: pip options for tests: no http cache between runs, fail fast instead of retrying.
+HERMETIC_PIP_ARGS = ("--no-cache-dir", "--retries", "0", "--timeout", "10")
+
+
+def hermetic_pip_env() -> dict[str, str]:
+    """The current environment without any ``PIP_*`` variable, plus `HERMETIC_PIP_ENV`.
+
+    The machine may set ``PIP_FIND_LINKS``/``PIP_EXTRA_INDEX_URL``; a test's pip must
+    see only the fake index.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    return {**env, **HERMETIC_PIP_ENV}
 
 
 @dataclass(slots=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import subprocess
 import sys
 import tarfile
@@ -23,11 +22,11 @@ from tests.fakes.dists import (
     normalize_name,
     record_hash,
 )
-from tests.fakes.pypi import FakePyPI
+from tests.fakes.pypi import HERMETIC_PIP_ARGS, FakePyPI, hermetic_pip_env
 
 
 def _pip_env() -> dict[str, str]:
-    return {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    return hermetic_pip_env()
 
 
 def test_names_are_normalised_per_pep_503_and_427(tmp_path: Path) -> None:
@@ -171,7 +170,7 @@ async def test_fake_pypi_delay_slows_every_answer(tmp_path: Path) -> None:
     """With faults.delay set, an answer does not arrive within a shorter client timeout."""
     async with FakePyPI() as pypi:
         pypi.add_project(tmp_path, "demo", "1.0")
-        pypi.faults.delay = 5.0
+        pypi.faults.delay = 1.0
         timeout = aiohttp.ClientTimeout(total=0.2)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             with pytest.raises(TimeoutError):
@@ -187,7 +186,7 @@ async def test_pip_downloads_from_fake_simple_index(tmp_path: Path) -> None:
         out = tmp_path / "out"
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:"),
-            *("--index-url", pypi.index_url, "-d", str(out), "top"),
+            *("--index-url", pypi.index_url, *HERMETIC_PIP_ARGS, "-d", str(out), "top"),
             env=_pip_env(),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from slave.prepare import (
     prepare_release,
 )
 from tests.fakes.dists import build_sdist, build_wheel, dedent, pyproject_text
-from tests.fakes.pypi import FakePyPI
+from tests.fakes.pypi import HERMETIC_PIP_ARGS, HERMETIC_PIP_ENV, FakePyPI
 
 PYTHON, PLATFORM = "3.11", "manylinux_2_36_x86_64"
 
@@ -35,8 +34,9 @@ def hermetic_pip(pypi: FakePyPI) -> PipOptions:
     """pip talking only to the fake index, ignoring the machine's configuration."""
     return PipOptions(
         index_url=pypi.index_url,
-        args=("--no-cache-dir", "--retries", "0", "--timeout", "5"),
-        env={"PIP_CONFIG_FILE": os.devnull},
+        args=HERMETIC_PIP_ARGS,
+        env=HERMETIC_PIP_ENV,
+        inherit_pip_env=False,
         timeout=120,
     )
 
