@@ -146,6 +146,7 @@ class FakePyPI:
         self._files: dict[str, DistFile] = {}
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._arrived: asyncio.Condition | None = None
 
     def __repr__(self) -> str:
         state = "serving" if self._runner is not None else "stopped"
@@ -203,10 +204,17 @@ class FakePyPI:
         return project
 
     def count(self, prefix: str = "/") -> int:
-        """How many requests whose path starts with ``prefix`` were served."""
+        """How many requests whose path starts with ``prefix`` arrived."""
         return sum(1 for path in self.requests if path.startswith(prefix))
 
+    async def wait_for_request(self, prefix: str = "/", n: int = 1) -> None:
+        """Return once ``n`` requests under ``prefix`` have arrived (before they are answered)."""
+        assert self._arrived is not None, "FakePyPI is not started"
+        async with self._arrived:
+            await self._arrived.wait_for(lambda: self.count(prefix) >= n)
+
     async def __aenter__(self) -> Self:
+        self._arrived = asyncio.Condition()
         app = web.Application(middlewares=[self._record_and_delay])
         app.router.add_get("/pypi/{name}/json", self._project_json)
         app.router.add_get("/pypi/{name}/{version}/json", self._release_json)
@@ -242,6 +250,9 @@ class FakePyPI:
     @web.middleware
     async def _record_and_delay(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests.append(request.path)
+        if self._arrived is not None:
+            async with self._arrived:
+                self._arrived.notify_all()
         if self.faults.delay:
             await asyncio.sleep(self.faults.delay)
         response: web.StreamResponse = await handler(request)
