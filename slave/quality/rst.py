@@ -11,9 +11,11 @@ problems seen in practice, not docutils itself:
 - a directive docutils does not know (Sphinx's ``toctree``, ``automodule``...) or
   that PyPI disables (``raw``, ``include``);
 - an interpreted-text role docutils does not know (Sphinx's ``:func:``, ``:ref:``);
-- a named hyperlink reference (``name_``, ```text`_``) with no matching target.
+- a named hyperlink reference (``name_``, ```text`_``) or a footnote or citation
+  reference (``[1]_``, ``[name]_``) with no matching target, and
+  anonymous references (``__``) that do not match anonymous targets in number.
 
-What it does not check: tables, substitutions, footnotes, indentation errors
+What it does not check: tables, substitutions, auto-numbered footnotes, indentation errors
 (``unexpected unindent``), nested inline markup. A description it passes may still
 fail on PyPI; a description it flags does fail there.
 """
@@ -25,93 +27,51 @@ from dataclasses import dataclass, field
 from typing import Final
 
 # Directives and roles docutils itself registers (Sphinx adds many more).
-_DIRECTIVES: Final = frozenset(
-    [
-        "attention",
-        "caution",
-        "danger",
-        "error",
-        "hint",
-        "important",
-        "note",
-        "tip",
-        "warning",
-        "admonition",
-        "image",
-        "figure",
-        "topic",
-        "sidebar",
-        "line-block",
-        "parsed-literal",
-        "code",
-        "code-block",
-        "sourcecode",
-        "math",
-        "rubric",
-        "epigraph",
-        "highlights",
-        "pull-quote",
-        "compound",
-        "container",
-        "table",
-        "csv-table",
-        "list-table",
-        "contents",
-        "sectnum",
-        "section-numbering",
-        "header",
-        "footer",
-        "target-notes",
-        "meta",
-        "replace",
-        "unicode",
-        "date",
-        "class",
-        "role",
-        "default-role",
-        "title",
-    ]
-)
+# fmt: off
+_DIRECTIVES: Final = frozenset([
+    "attention", "caution", "danger", "error", "hint", "important", "note", "tip", "warning",
+    "admonition", "image", "figure", "topic", "sidebar", "line-block", "parsed-literal", "code",
+    "code-block", "sourcecode", "math", "rubric", "epigraph", "highlights", "pull-quote",
+    "compound", "container", "table", "csv-table", "list-table", "contents", "sectnum",
+    "section-numbering", "header", "footer", "target-notes", "meta", "replace", "unicode",
+    "date", "class", "role", "default-role", "title",
+])
+# fmt: on
 # readme_renderer turns these off (file insertion and raw output are disabled).
 _DISABLED_DIRECTIVES: Final = frozenset({"raw", "include"})
 # Bodies of these are not rst, so inline markup inside them is not checked.
 _OPAQUE_DIRECTIVES: Final = frozenset(
     {"code", "code-block", "sourcecode", "math", "raw", "parsed-literal", "csv-table", "meta"}
 )
-_ROLES: Final = frozenset(
-    [
-        "emphasis",
-        "literal",
-        "code",
-        "math",
-        "pep-reference",
-        "pep",
-        "rfc-reference",
-        "rfc",
-        "strong",
-        "subscript",
-        "sub",
-        "superscript",
-        "sup",
-        "title-reference",
-        "title",
-        "t",
-        "abbreviation",
-        "ab",
-        "acronym",
-        "ac",
-    ]
-)
+# fmt: off
+_ROLES: Final = frozenset([
+    "emphasis", "literal", "code", "math", "pep-reference", "pep", "rfc-reference", "rfc",
+    "strong", "subscript", "sub", "superscript", "sup", "title-reference", "title", "t",
+    "abbreviation", "ab", "acronym", "ac",
+])
+# fmt: on
 
 _ADORNMENT_RE: Final = re.compile(r"^([!-/:-@\[-`{-~])\1*\s*$")
 _DIRECTIVE_RE: Final = re.compile(r"^\.\.\s+([A-Za-z0-9][\w.+:-]*?)\s*::")
+_EMBEDDED_URI_RE: Final = re.compile(r"(?:^|\s)<([^<>]+)>\s*$")
+_CITATION_REF_RE: Final = re.compile(r"(?<![\w\\])\[([A-Za-z0-9][\w.-]*)\]_")
+_CITATION_RE: Final = re.compile(r"^\.\.\s+\[([^\]]+)\]")
 _INLINE_TARGET_RE: Final = re.compile(r"(?<![\w`])_`([^`]+)`")
+_FIELD_RE: Final = re.compile(r"^:[^:\s][^:]*:(\s|$)")
 _TABLE_BORDER_RE: Final = re.compile(r"^=+(?: +=+)+$")
 _BULLET_RE: Final = re.compile(r"^(?:[-*+\u2022]|\d+[.)]|\(\d+\)|#\.)\s+")
+# docutils: an end-string is followed by whitespace, the end, or this punctuation.
+_END_CONTEXT: Final = r"""(?=$|[\s\-.,:;!?\\/'")\]}>])"""
+_ANONYMOUS_TARGET_RE: Final = re.compile(r"^\.\.\s+__:")
+_ANONYMOUS_REF_RE: Final = re.compile(
+    r"(?<![\w`\\])[A-Za-z0-9]+(?:[-._+:][A-Za-z0-9]+)*__" + _END_CONTEXT
+)
 _TARGET_RE: Final = re.compile(r"^\.\.\s+_(`[^`]+`|[^:`]+):")
 _ROLE_DEF_RE: Final = re.compile(r"^\.\.\s+role::\s*([\w.+:-]+)")
 _ROLE_RE: Final = re.compile(r":([A-Za-z0-9][\w.+-]*(?::[\w.+-]+)*):")
-_SIMPLE_REF_RE: Final = re.compile(r"(?<![\w`\\])([A-Za-z0-9]+(?:[-._+:][A-Za-z0-9]+)*)_(?![\w`])")
+_SIMPLE_REF_RE: Final = re.compile(
+    r"(?<![\w`\\])([A-Za-z0-9]+(?:[-._+:][A-Za-z0-9]+)*)_" + _END_CONTEXT
+)
 
 _OPENERS: Final = "'\"([{<"
 _CLOSERS: Final = "'\")]}>"
@@ -129,6 +89,10 @@ class _Doc:
     targets: set[str] = field(default_factory=set)
     roles: set[str] = field(default_factory=set)
     references: list[tuple[int, str]] = field(default_factory=list)
+    citations: set[str] = field(default_factory=set)
+    citation_references: list[tuple[int, str]] = field(default_factory=list)
+    anonymous_references: int = 0
+    anonymous_targets: int = 0
     problems: list[str] = field(default_factory=list)
 
     def problem(self, line: int, text: str) -> None:
@@ -156,6 +120,15 @@ def check_rst(text: str) -> list[str]:
     for line_no, name in doc.references:
         if name not in doc.targets:
             doc.problem(line_no, f'unknown target name "{name}"')
+    for line_no, label in doc.citation_references:
+        if label not in doc.citations:
+            doc.problem(line_no, f'unknown target name "{label}"')
+    if doc.anonymous_references != doc.anonymous_targets:
+        doc.problem(
+            len(lines),
+            f"anonymous hyperlink mismatch: {doc.anonymous_references} references"
+            f" but {doc.anonymous_targets} targets",
+        )
     return doc.problems
 
 
@@ -183,11 +156,17 @@ def _scan_blocks(lines: list[str], doc: _Doc, depth: int = 0) -> list[tuple[int,
             # Doctest blocks, grid tables, line blocks: cell text is not checked.
             i = _skip_nonblank(lines, i)
             continue
-        if stripped.startswith(".."):
+        if stripped == "::":
+            # Expanded form: a paragraph of just "::" introduces a literal block.
+            literal_after = indent
+            i += 1
+            continue
+        if stripped == ".." or stripped.startswith((".. ", "..\t")):
             i = _explicit_markup(lines, i, doc, paragraphs, depth)
             continue
         if stripped == "__" or stripped.startswith("__ "):
             # Anonymous hyperlink target shorthand ("__ URL").
+            doc.anonymous_targets += 1
             i = _skip_indented(lines, i + 1, indent)
             continue
         if _TABLE_BORDER_RE.match(stripped):
@@ -198,11 +177,13 @@ def _scan_blocks(lines: list[str], doc: _Doc, depth: int = 0) -> list[tuple[int,
             continue
         start = i
         block = [stripped]
-        bullet = _BULLET_RE.match(stripped)
-        continuation = indent + bullet.end() if bullet else indent
+        # List items and fields continue on deeper-indented lines; a plain paragraph
+        # does not (docutils would call that an unexpected indentation).
+        is_item = bool(_BULLET_RE.match(stripped) or _FIELD_RE.match(stripped))
         i += 1
         while i < len(lines) and lines[i].strip():
-            if _indent(lines[i]) not in (indent, continuation):
+            deeper = _indent(lines[i]) > indent
+            if not (_indent(lines[i]) == indent or (is_item and deeper)):
                 break
             if _ADORNMENT_RE.match(lines[i].strip()):
                 break
@@ -266,6 +247,12 @@ def _explicit_markup(
     line = lines[i].strip()
     indent = _indent(lines[i])
     end = _skip_indented(lines, i + 1, indent)
+    if citation := _CITATION_RE.match(line):
+        doc.citations.add(citation.group(1).lower())
+        return end
+    if _ANONYMOUS_TARGET_RE.match(line):
+        doc.anonymous_targets += 1
+        return end
     if target := _TARGET_RE.match(line):
         doc.targets.add(_refname(target.group(1)))
         return end
@@ -280,7 +267,11 @@ def _explicit_markup(
         elif name not in _OPAQUE_DIRECTIVES and depth < _MAX_NESTING:
             # Admonitions and friends hold rst; check their paragraphs too.
             body = [ln[indent:] if ln.strip() else "" for ln in lines[i + 1 : end]]
-            body = [ln for ln in body if not ln.lstrip().startswith(":")] or [""]
+            # Directive options (":name: value") sit right under the directive line.
+            for k, option in enumerate(body):
+                if not option.lstrip().startswith(":"):
+                    break
+                body[k] = ""
             base = min((_indent(ln) for ln in body if ln.strip()), default=0)
             for first, text in _scan_blocks([ln[base:] for ln in body], doc, depth + 1):
                 paragraphs.append((first + i + 1, text))
@@ -381,8 +372,12 @@ def _check_inline(text: str, line: int, doc: _Doc) -> None:
             _interpreted(text, body_start, end, line, doc)
         plain.append(" ")
         i = _skip_ref_suffix(text, end + 1) if marker == "`" else end + len(marker)
-    for ref in _SIMPLE_REF_RE.finditer("".join(plain)):
+    plain_text = "".join(plain)
+    for citation in _CITATION_REF_RE.finditer(plain_text):
+        doc.citation_references.append((line, citation.group(1).lower()))
+    for ref in _SIMPLE_REF_RE.finditer(plain_text):
         doc.references.append((line, _refname(ref.group(1))))
+    doc.anonymous_references += sum(1 for _ in _ANONYMOUS_REF_RE.finditer(plain_text))
 
 
 def _interpreted(text: str, start: int, end: int, line: int, doc: _Doc) -> None:
@@ -390,9 +385,11 @@ def _interpreted(text: str, start: int, end: int, line: int, doc: _Doc) -> None:
     suffix = text[end + 1 : end + 3]
     if role := _ROLE_RE.match(text, end + 1):
         _check_role(role.group(1), line, doc)
-    elif suffix.startswith("_") and not suffix.startswith("__"):
-        embedded = re.search(r"<([^<>]+)>\s*$", content)
-        if embedded:
+    elif suffix.startswith("_"):
+        embedded = _EMBEDDED_URI_RE.search(content)
+        if suffix.startswith("__"):
+            doc.anonymous_references += not embedded
+        elif embedded:
             doc.targets.add(_refname(content[: embedded.start()]))
         else:
             doc.references.append((line, _refname(content)))

@@ -100,3 +100,43 @@ def test_anonymous_and_inline_targets() -> None:
         ".. _Repo: https://b.example\n"
     )
     assert check_rst(text) == []
+
+
+def test_field_and_list_bodies_continue_on_deeper_lines() -> None:
+    """Markup spanning a field's or list item's indented continuation line is matched."""
+    text = (
+        ":Support: `Mailing list\n <https://lists.example>`_\n"
+        ":Tracker: `Issues\n   <https://issues.example>`_\n\n"
+        "- a ``literal\n    continued`` item\n"
+    )
+    assert check_rst(text) == []
+
+
+def test_anonymous_reference_count_must_match_targets() -> None:
+    """Anonymous references need as many anonymous targets; embedded URIs need none."""
+    ok = "See `this`__, that__ and `inline <https://i.example>`__.\n\n__ https://a\n.. __: https://b\n"
+    assert check_rst(ok) == []
+    problems = check_rst("See `this`__ and that__.\n\n__ https://a\n")
+    assert len(problems) == 1
+    assert "anonymous hyperlink mismatch: 2 references but 1 targets" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("Per [LoPAR]_ spec.\n", 'unknown target name "lopar"'),
+        (".. note::\n   :class: x\n\n   See :ref:`y`.\n", 'unknown interpreted text role "ref"'),
+        ("See `a<https://x.example>`__.\n", "anonymous hyperlink mismatch"),
+    ],
+)
+def test_citations_directive_bodies_and_embedded_uris(text: str, problem: str) -> None:
+    """Citations need a target; a directive's body after its options is checked; an
+    embedded URI needs whitespace before '<'."""
+    problems = check_rst(text)
+    assert len(problems) == 1, problems
+    assert problem in problems[0]
+
+
+def test_defined_citation_resolves() -> None:
+    """A citation reference with a matching `.. [label]` is fine."""
+    assert check_rst("Per [LoPAR]_ spec.\n\n.. [LoPAR] The reference.\n") == []
