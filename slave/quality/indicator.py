@@ -62,7 +62,7 @@ class Indicator:
         return {
             "id": self.id,
             "group": self.group,
-            "value": self.value,
+            "value": plain(self.value),
             "level": self.level,
             "reason": self.reason,
         }
@@ -89,6 +89,15 @@ class Indicator:
         if level not in LEVELS:
             raise IndicatorFormatError(f"unknown level {level!r}")
         return cls(ident, cast(Group, group), check_value(value), cast(Level, level), reason)
+
+
+def plain(value: Value) -> Value:
+    """`value` with every sequence a list and every mapping a dict (what JSON gives back)."""
+    if isinstance(value, str) or value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    return [plain(item) for item in value]
 
 
 def check_value(value: object, depth: int = 0) -> Value:

@@ -337,6 +337,11 @@ def dependency_count(md: Metadata | None) -> Indicator:
         return Indicator(
             "install.dependencies", "install", None, "warn", "no metadata to count dependencies"
         )
+    if any(field.lower() == "requires-dist" for field in md.get_all("Dynamic")):
+        # Metadata 2.2: the sdist's build decides them, so PKG-INFO cannot be counted.
+        return Indicator(
+            "install.dependencies", "install", None, "warn", "Requires-Dist is Dynamic in PKG-INFO"
+        )
     deps: set[str] = set()
     for requirement in md.get_all("Requires-Dist"):
         requirement_name = _REQUIREMENT_NAME_RE.match(requirement)

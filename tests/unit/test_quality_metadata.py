@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,9 +57,9 @@ def wheel(
     return build_wheel(tmp_path, name, file_version, files)
 
 
-def level_of(tmp_path: Path, ident: str, **kwargs: object) -> tuple[str, str]:
+def level_of(tmp_path: Path, ident: str, **kwargs: Any) -> tuple[str, str]:
     """(level, reason) of indicator `ident` for a wheel built with `kwargs`."""
-    found = indicator(static_indicators([wheel(tmp_path, **kwargs)]), ident)  # type: ignore[arg-type]
+    found = indicator(static_indicators([wheel(tmp_path, **kwargs)]), ident)
     return found.level, found.reason
 
 
@@ -210,6 +211,14 @@ def test_dependency_count(tmp_path: Path) -> None:
         static_indicators([wheel(tmp_path / "b", requires_dist=many)]), "install.dependencies"
     )
     assert (found.value, found.level) == (30, "warn")
+
+
+def test_dynamic_requires_dist_is_not_counted(tmp_path: Path) -> None:
+    """An sdist whose PKG-INFO marks Requires-Dist as Dynamic warns instead of counting 0."""
+    extra = [("Dynamic", "Requires-Dist")]
+    sdist = build_sdist(tmp_path, "demo", "1.0", {}, metadata_version="2.2", pkg_info_extra=extra)
+    found = indicator(static_indicators([sdist]), "install.dependencies")
+    assert (found.value, found.level) == (None, "warn")
 
 
 def test_no_metadata_fails_every_metadata_indicator(tmp_path: Path) -> None:

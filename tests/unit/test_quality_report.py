@@ -118,3 +118,10 @@ def test_trend_of_identical_reports_and_first_release_is_empty() -> None:
     report = build_report([ind("metadata.a", "warn")], [])
     assert trend(report, report) == []
     assert trend(None, report) == []
+
+
+def test_to_dict_turns_tuples_into_lists() -> None:
+    """Values built from tuples serialise as lists, so a JSON round trip compares equal."""
+    indicator = Indicator("code.x", "code", {"a": (1, 2)}, "pass", "r")
+    assert indicator.to_dict()["value"] == {"a": [1, 2]}
+    assert Indicator.from_dict(json.loads(json.dumps(indicator.to_dict()))).value == {"a": [1, 2]}
