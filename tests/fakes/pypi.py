@@ -225,7 +225,8 @@ class FakePyPI:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
-        runner = web.AppRunner(app, access_log=None)
+        # A short shutdown: handlers held by faults.delay must not stall test teardown.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         try:
             await runner.setup()
             await web.SockSite(runner, sock).start()

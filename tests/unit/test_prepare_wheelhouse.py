@@ -1,0 +1,132 @@
+"""download_wheels: binary wheels for the guest's platform, cache, timeouts, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from slave.prepare import DependencyUnavailable, PipOptions, download_wheels
+from slave.prepare.models import GuestTarget
+from slave.prepare.wheelhouse import pip_command
+from tests.fakes.dists import build_wheel
+from tests.fakes.pypi import HERMETIC_PIP_ARGS, HERMETIC_PIP_ENV, FakePyPI
+
+
+@pytest.fixture
+async def pypi() -> AsyncIterator[FakePyPI]:
+    async with FakePyPI() as fake:
+        yield fake
+
+
+def options(pypi: FakePyPI, **changes: object) -> PipOptions:
+    base = PipOptions(
+        index_url=pypi.index_url,
+        args=HERMETIC_PIP_ARGS,
+        env=HERMETIC_PIP_ENV,
+        inherit_pip_env=False,
+        timeout=120,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live pids whose command line contains ``text`` (pip's --dest is under tmp_path)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if text.encode() in cmdline:
+                pids.append(int(proc.name))
+    return pids
+
+
+def scratch_dirs(root: Path) -> list[str]:
+    return [p.name for p in root.iterdir() if p.name.startswith(".pip-")]
+
+
+async def fetch(pypi: FakePyPI, tmp_path: Path, reqs: list[str], **changes: object) -> list[str]:
+    paths = await download_wheels(
+        reqs,
+        wheelhouse=tmp_path / "wh",
+        cache_dir=tmp_path / "cache",
+        python_version="3.11",
+        platform="manylinux_2_36_x86_64",
+        pip=options(pypi, **changes),
+    )
+    return sorted(p.name for p in paths)
+
+
+async def test_platform_wheels_match_the_guest(pypi: FakePyPI, tmp_path: Path) -> None:
+    """A cp311 manylinux_2_17 wheel is taken for a glibc 2.36 guest; a 2.39-only one is not."""
+    ok = "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"
+    pypi.add(build_wheel(tmp_path / "i", "native", "1.0", {}, tag=ok))
+    pypi.add(build_wheel(tmp_path / "i", "native", "1.1", {}, tag="cp311-cp311-win_amd64"))
+    pypi.add(
+        build_wheel(tmp_path / "i", "too-new", "1.0", {}, tag="cp311-cp311-manylinux_2_39_x86_64")
+    )
+    assert await fetch(pypi, tmp_path, ["native"]) == [f"native-1.0-{ok}.whl"]
+    with pytest.raises(DependencyUnavailable) as err:
+        await fetch(pypi, tmp_path, ["too-new"])
+    assert err.value.requirements == ["too-new"]
+
+
+async def test_nothing_applicable_runs_no_pip(pypi: FakePyPI, tmp_path: Path) -> None:
+    """Requirements whose markers exclude the guest produce no pip run and no request."""
+    got = await fetch(pypi, tmp_path, ['pywin32; sys_platform == "win32"', 'x; extra == "doc"'])
+    assert got == []
+    assert pypi.count() == 0
+
+
+async def test_expired_resolution_asks_the_index_again(pypi: FakePyPI, tmp_path: Path) -> None:
+    """With resolution_ttl=0 the cached resolution is ignored and pip runs again."""
+    pypi.add_project(tmp_path / "i", "dep", "1.0", sdist=False)
+    await fetch(pypi, tmp_path, ["dep"])
+    first = pypi.count("/simple/")
+    await fetch(pypi, tmp_path, ["dep"])
+    assert pypi.count("/simple/") == first
+    await fetch(pypi, tmp_path, ["dep"], resolution_ttl=0.0)
+    assert pypi.count("/simple/") > first
+
+
+async def test_pip_timeout_is_dependency_unavailable(pypi: FakePyPI, tmp_path: Path) -> None:
+    """A hanging index makes pip time out: DependencyUnavailable, scratch dir removed."""
+    pypi.add_project(tmp_path / "i", "dep", "1.0", sdist=False)
+    pypi.faults.delay = 30.0
+    with pytest.raises(DependencyUnavailable, match="timed out"):
+        await fetch(pypi, tmp_path, ["dep"], timeout=3.0)
+    assert scratch_dirs(tmp_path) == []
+
+
+async def test_cancel_kills_pip_and_cleans_up(pypi: FakePyPI, tmp_path: Path) -> None:
+    """Cancelling mid-download kills pip and removes its scratch directory."""
+    pypi.add_project(tmp_path / "i", "dep", "1.0", sdist=False)
+    pypi.faults.delay = 30.0
+    task = asyncio.create_task(fetch(pypi, tmp_path, ["dep"]))
+    await pypi.wait_for_request("/simple/")
+    assert len(processes_mentioning(str(tmp_path))) == 1  # pip is running
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert processes_mentioning(str(tmp_path)) == []
+    assert scratch_dirs(tmp_path) == []
+
+
+def test_pip_command_is_binary_only_for_the_guest() -> None:
+    """The argv pins --only-binary, the guest's interpreter/ABI and its manylinux tags."""
+    argv = pip_command(
+        ["a>=1"], Path("/d"), GuestTarget("3.11", "manylinux_2_36_x86_64"), PipOptions()
+    )
+    assert "--only-binary=:all:" in argv
+    assert argv[argv.index("--python-version") + 1] == "3.11"
+    assert argv[argv.index("--abi") + 1] == "cp311"
+    platforms = [argv[i + 1] for i, a in enumerate(argv) if a == "--platform"]
+    assert platforms[0] == "manylinux_2_36_x86_64" and "manylinux2014_x86_64" in platforms
+    assert "--isolated" not in argv and "--index-url" not in argv  # machine config honoured
+    assert argv[-2:] == ["--", "a>=1"]
