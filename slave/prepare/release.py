@@ -18,7 +18,7 @@ from packaging.utils import (
 )
 
 from slave.prepare.cache import BlobCache
-from slave.prepare.errors import DependencyUnavailable, ReleaseNotFound
+from slave.prepare.errors import DependencyUnavailable, MetadataError, ReleaseNotFound
 from slave.prepare.fetch import download_file, fetch_listing, select_files, take_upload
 from slave.prepare.metadata import (
     TEST_EXTRAS,
@@ -89,7 +89,10 @@ async def _fetch_files(
         assert request.uploaded_sha256 is not None
         path = await take_upload(request.uploaded, request.uploaded_sha256, files_dir, cache)
         if path.name.endswith(".whl"):
-            _, _, _, tags = parse_wheel_filename(path.name)
+            try:
+                _, _, _, tags = parse_wheel_filename(path.name)
+            except InvalidWheelFilename as exc:
+                raise MetadataError(path.name, str(exc)) from None
             if not tags & set(target.tags()):
                 raise ReleaseNotFound(request.project, None, f"wheel not for {target.platform}")
         return {path: request.uploaded_sha256.lower()}

@@ -273,3 +273,22 @@ async def test_uploaded_wheel_is_checked_and_used(pypi: FakePyPI, tmp_path: Path
     assert prepared.sha256 == {whl.name: digest}
     assert wheel_names(prepared) == ["dep_b-2.1-py3-none-any.whl"]
     assert pypi.count("/pypi/") == 0
+
+
+async def test_test_extras_are_fetched_best_effort(pypi: FakePyPI, tmp_path: Path) -> None:
+    """Deps of the test extra are fetched when possible; missing ones are only 'unavailable'."""
+    serve_deps(pypi, tmp_path / "idx")
+    pypi.add_project(tmp_path / "idx", "pytest-fake", "1.0", sdist=False)
+    reqs = ["dep-b", 'pytest-fake; extra == "test"', 'dep-a; extra == "testing"']
+    pypi.add_project(tmp_path / "idx", "good", "1.0", requires_dist=reqs, sdist=False)
+    good = await prepare(pypi, tmp_path, ReleaseRequest("good"), job="j1")
+    assert good.requirements == ["dep-b"]
+    assert good.test_requirements == ['pytest-fake; extra == "test"', 'dep-a; extra == "testing"']
+    assert good.unavailable == []
+    assert "pytest_fake-1.0-py3-none-any.whl" in wheel_names(good)
+
+    missing = ["dep-b", 'no-such-test-tool; extra == "tests"']
+    pypi.add_project(tmp_path / "idx", "partial", "1.0", requires_dist=missing, sdist=False)
+    partial = await prepare(pypi, tmp_path, ReleaseRequest("partial"), job="j2")
+    assert partial.unavailable == ['no-such-test-tool; extra == "tests"']
+    assert wheel_names(partial) == ["dep_b-2.1-py3-none-any.whl"]
