@@ -1,0 +1,280 @@
+"""Every setting of the master daemon, from a TOML file and/or command-line flags.
+
+Flags override the file. The file may hold every flag (``data_dir``,
+``slave_addr``, ``http_addr``, ``secret_file``, ``token_file``, ``feed_urls``,
+``pypi_url``, ``no_feed``) plus the keys in ``_FILE_ONLY`` and two tables passed
+through untouched: ``[feed]`` (to the feed watcher) and ``[http]`` (to the HTTP
+API). An unknown key, a value of the wrong type, a bad address, a missing or
+empty secret file: ``ConfigError`` with a message naming the culprit (the CLI
+exits 2). Relative paths in the file are relative to the file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from master.errors import MasterError
+from protocol.framing import ABSOLUTE_MAX_FRAME, MAX_FRAME, PRE_AUTH_MAX_FRAME
+
+DEFAULT_SLAVE_PORT = 7600
+DEFAULT_HTTP_PORT = 7680
+DEFAULT_FEED_URLS = ("https://pypi.org/rss/updates.xml", "https://pypi.org/rss/packages.xml")
+DB_NAME = "pyti.sqlite3"
+
+
+class ConfigError(MasterError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+def parse_addr(text: str, default_port: int, what: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT``, ``HOST`` or ``:PORT`` → (host, port)."""
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ConfigError(f"{what}: bad address {text!r}")
+        host, rest = text[1:end], text[end + 1 :]
+        port_text = rest[1:] if rest.startswith(":") else rest
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not port_text:
+        port = default_port
+    elif port_text.isdigit() and int(port_text) <= 65535:
+        port = int(port_text)
+    else:
+        raise ConfigError(f"{what}: bad port in {text!r}")
+    return host or "0.0.0.0", port  # noqa: S104  # the slave port must be reachable
+
+
+@dataclass(frozen=True)
+class MasterConfig:
+    """The resolved settings (paths absolute, files read)."""
+
+    data_dir: Path
+    db_path: Path
+    secret: bytes = field(repr=False)
+    tokens: frozenset[str] = field(repr=False)
+    secret_file: Path | None = None
+    token_file: Path | None = None
+    slave_host: str = "0.0.0.0"  # noqa: S104  # slaves connect from other machines
+    slave_port: int = DEFAULT_SLAVE_PORT
+    http_host: str = "127.0.0.1"
+    http_port: int = DEFAULT_HTTP_PORT
+    feed_enabled: bool = True
+    feed_urls: tuple[str, ...] = DEFAULT_FEED_URLS
+    pypi_url: str = "https://pypi.org"
+    feed: dict[str, Any] = field(default_factory=dict)
+    http: dict[str, Any] = field(default_factory=dict)
+    require_read_token: bool = False
+    default_image: str = "bookworm"
+    master_name: str = field(default_factory=socket.gethostname)
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 20.0
+    reconnect_grace: float = 30.0  # a lost slave's running jobs wait this long for it
+    drain_grace: float = 30.0  # at shutdown, running jobs get this long to finish
+    retry_limit: int = 2
+    quarantine_after: int = 3
+    max_frame: int = MAX_FRAME
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "info"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The slave port's TLS context, or None without a certificate. Raises ``ConfigError``."""
+        if self.tls_cert is None:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            ctx.load_cert_chain(self.tls_cert, self.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"tls_cert/tls_key: cannot load {self.tls_cert}: {exc}") from exc
+        return ctx
+
+
+#: Keys only the file sets, with their types (a float key accepts an int).
+_FILE_ONLY: dict[str, type | tuple[type, ...]] = {
+    "database": str,
+    "require_read_token": bool,
+    "default_image": str,
+    "master_name": str,
+    "heartbeat_interval": (int, float),
+    "heartbeat_timeout": (int, float),
+    "reconnect_grace": (int, float),
+    "drain_grace": (int, float),
+    "retry_limit": int,
+    "quarantine_after": int,
+    "max_frame": int,
+    "tls_cert": str,
+    "tls_key": str,
+    "log_format": str,
+    "log_level": str,
+}
+_FLAG_KEYS: dict[str, type | tuple[type, ...]] = {
+    "data_dir": str,
+    "slave_addr": str,
+    "http_addr": str,
+    "secret_file": str,
+    "token_file": str,
+    "feed_urls": list,
+    "pypi_url": str,
+    "no_feed": bool,
+}
+_TABLES = ("feed", "http")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The file's settings, type-checked; paths made absolute. Raises ``ConfigError``."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from exc
+    known = {**_FILE_ONLY, **_FLAG_KEYS}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _TABLES:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: [{key}] must be a table")
+            out[key] = value
+            continue
+        want = known.get(key)
+        if want is None:
+            raise ConfigError(f"{path}: unknown setting {key!r}")
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise ConfigError(f"{path}: {key} has the wrong type ({type(value).__name__})")
+        is_path = key in (
+            "data_dir",
+            "secret_file",
+            "token_file",
+            "database",
+            "tls_cert",
+            "tls_key",
+        )
+        out[key] = str((path.parent / str(value)).resolve()) if is_path else value
+    return out
+
+
+def _read_secret(path: Path) -> bytes:
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"--secret-file: cannot read {path}: {exc.strerror or exc}") from exc
+    if not secret:
+        raise ConfigError(f"--secret-file: {path} is empty")
+    return secret
+
+
+def _read_tokens(path: Path) -> frozenset[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--token-file: cannot read {path}: {exc}") from exc
+    return frozenset(
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    )
+
+
+def _positive(values: Mapping[str, Any], key: str, default: float) -> float:
+    value = float(values.get(key, default))
+    if value <= 0:
+        raise ConfigError(f"{key} must be positive, not {value:g}")
+    return value
+
+
+def build_config(values: Mapping[str, Any]) -> MasterConfig:
+    """A ``MasterConfig`` from merged settings (file keys, flags on top)."""
+    if not values.get("data_dir"):
+        raise ConfigError("--data-dir is required (flag or data_dir in the config file)")
+    data_dir = Path(values["data_dir"]).expanduser().resolve()
+    if not values.get("secret_file"):
+        raise ConfigError("--secret-file is required")
+    secret_file = Path(values["secret_file"]).expanduser()
+    token_file = Path(values["token_file"]).expanduser() if values.get("token_file") else None
+    slave_host, slave_port = parse_addr(
+        values.get("slave_addr", ""), DEFAULT_SLAVE_PORT, "--slave-addr"
+    )
+    http_host, http_port = parse_addr(values.get("http_addr", ""), DEFAULT_HTTP_PORT, "--http-addr")
+    if not values.get("http_addr"):
+        http_host = "127.0.0.1"
+    interval = _positive(values, "heartbeat_interval", 5.0)
+    timeout = _positive(values, "heartbeat_timeout", 20.0)
+    if timeout <= interval:
+        raise ConfigError("heartbeat_timeout must be longer than heartbeat_interval")
+    max_frame = int(values.get("max_frame", MAX_FRAME))
+    if not PRE_AUTH_MAX_FRAME <= max_frame <= ABSOLUTE_MAX_FRAME:
+        raise ConfigError(
+            f"max_frame must be between {PRE_AUTH_MAX_FRAME} and {ABSOLUTE_MAX_FRAME}"
+        )
+    retry_limit = int(values.get("retry_limit", 2))
+    quarantine_after = int(values.get("quarantine_after", 3))
+    if retry_limit < 0 or quarantine_after < 1:
+        raise ConfigError("retry_limit must be ≥ 0 and quarantine_after ≥ 1")
+    tls_cert = values.get("tls_cert")
+    tls_key = values.get("tls_key")
+    if bool(tls_cert) != bool(tls_key):
+        raise ConfigError("tls_cert and tls_key go together")
+    log_format = str(values.get("log_format", "auto"))
+    if log_format not in ("auto", "json", "console"):
+        raise ConfigError(f"log_format must be auto, json or console, not {log_format!r}")
+    feed_urls = tuple(str(u) for u in values.get("feed_urls") or DEFAULT_FEED_URLS)
+    db = values.get("database")
+    return MasterConfig(
+        data_dir=data_dir,
+        db_path=Path(db).expanduser().resolve() if db else data_dir / DB_NAME,
+        secret=_read_secret(secret_file),
+        tokens=_read_tokens(token_file) if token_file else frozenset(),
+        secret_file=secret_file,
+        token_file=token_file,
+        slave_host=slave_host,
+        slave_port=slave_port,
+        http_host=http_host,
+        http_port=http_port,
+        feed_enabled=not values.get("no_feed", False),
+        feed_urls=feed_urls,
+        pypi_url=str(values.get("pypi_url", "https://pypi.org")).rstrip("/"),
+        feed=dict(values.get("feed", {})),
+        http=dict(values.get("http", {})),
+        require_read_token=bool(values.get("require_read_token", False)),
+        default_image=str(values.get("default_image", "bookworm")),
+        master_name=str(values.get("master_name") or socket.gethostname()),
+        heartbeat_interval=interval,
+        heartbeat_timeout=timeout,
+        reconnect_grace=float(values.get("reconnect_grace", max(30.0, timeout))),
+        drain_grace=float(values.get("drain_grace", 30.0)),
+        retry_limit=retry_limit,
+        quarantine_after=quarantine_after,
+        max_frame=max_frame,
+        tls_cert=Path(tls_cert) if tls_cert else None,
+        tls_key=Path(tls_key) if tls_key else None,
+        log_format=log_format,
+        log_level=str(values.get("log_level", "info")),
+    )
+
+
+def merge(file_values: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:
+    """File settings with every flag that was given (not None) on top."""
+    merged = dict(file_values)
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    return merged
+
+
+def prepare_data_dir(config: MasterConfig) -> None:
+    """Create the data directory; ``ConfigError`` when it cannot be created or written."""
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.db_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--data-dir: cannot create {config.data_dir}: {exc.strerror}") from exc
+    if not os.access(config.db_path.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"database directory {config.db_path.parent} is not writable")

@@ -1,0 +1,182 @@
+"""Group commit of event batches: many slaves' batches, one transaction, one sync.
+
+Each ``submit`` puts a batch on a bounded queue (``QUEUE_LIMIT`` batches; the
+caller waits for room, so a flood pushes back on the slaves' connections) and
+awaits its own future. The writer task takes everything queued (up to
+``GROUP_EVENTS`` events) and stores it in one durable transaction, then answers
+each batch: the job's ack watermark and the rows new to the store, or
+``StaleLease``. Batches of one job are applied in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from master.jobs import EventRow, EventsStored, StaleLease, StoreError
+from master.store.db import Database
+from master.store.rows import MAX_NAME_CHARS, capped_fields
+from protocol.events import Event
+
+QUEUE_LIMIT = 1024
+GROUP_EVENTS = 20_000
+_WALK = 512
+
+
+@dataclass
+class _Batch:
+    job_id: int
+    lease: int
+    events: Sequence[Event]
+    future: asyncio.Future[EventsStored]
+
+
+class EventWriter:
+    """Owns the group-commit task. ``start()`` once, ``close()`` always."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._queue: asyncio.Queue[_Batch] = asyncio.Queue(QUEUE_LIMIT)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="store-event-writer")
+
+    async def submit(self, job_id: int, lease: int, events: Sequence[Event]) -> EventsStored:
+        """Store a batch durably; returns once it is committed.
+
+        Raises ``StaleLease`` (nothing stored) when ``lease`` is not the job's
+        current lease, ``StoreError`` on a database failure. If the caller is
+        cancelled the batch may still be stored (never partly): storing is
+        idempotent, and the peer re-sends what was not acknowledged.
+        """
+        if self._task is None or self._task.done():
+            raise StoreError("the event writer is not running")
+        fut: asyncio.Future[EventsStored] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Batch(job_id, lease, events, fut))
+        return await fut
+
+    async def close(self) -> None:
+        """Store what is queued, then stop the task."""
+        if self._task is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            async with asyncio.timeout(10.0):
+                await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        while not self._queue.empty():
+            batch = self._queue.get_nowait()
+            if not batch.future.done():
+                batch.future.set_exception(StoreError("the store closed"))
+
+    async def _run(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            total = len(group[0].events)
+            while total < GROUP_EVENTS and not self._queue.empty():
+                batch = self._queue.get_nowait()
+                group.append(batch)
+                total += len(batch.events)
+            results = await self._write(group)
+            for batch, result in zip(group, results, strict=True):
+                if not batch.future.done():
+                    if isinstance(result, BaseException):
+                        batch.future.set_exception(result)
+                    else:
+                        batch.future.set_result(result)
+                self._queue.task_done()
+
+    async def _write(self, group: list[_Batch]) -> list[EventsStored | BaseException]:
+        async def tx(conn: aiosqlite.Connection) -> list[EventsStored | BaseException]:
+            return await _store_group(conn, group)
+
+        try:
+            return await self._db.write(tx, durable=True)
+        except StoreError as exc:
+            return [exc] * len(group)
+
+
+async def _store_group(
+    conn: aiosqlite.Connection, group: list[_Batch]
+) -> list[EventsStored | BaseException]:
+    out: list[EventsStored | BaseException] = []
+    for batch in group:
+        try:
+            out.append(await _store_batch(conn, batch.job_id, batch.lease, batch.events))
+        except StaleLease as exc:
+            out.append(exc)
+    return out
+
+
+async def _store_batch(
+    conn: aiosqlite.Connection, job_id: int, lease: int, events: Sequence[Event]
+) -> EventsStored:
+    async with conn.execute("SELECT lease, event_seq FROM jobs WHERE id = ?", (job_id,)) as cur:
+        row = await cur.fetchone()
+    if row is None or row[0] != lease:
+        raise StaleLease(job_id, lease, None if row is None else row[0])
+    acked = int(row[1])
+    new: dict[int, EventRow] = {}
+    valid = [e for e in events if e.seq >= 1]
+    if valid:
+        lo = min(e.seq for e in valid)
+        hi = max(e.seq for e in valid)
+        async with conn.execute(
+            "SELECT seq FROM events WHERE job_id = ? AND seq BETWEEN ? AND ?", (job_id, lo, hi)
+        ) as cur:
+            existing = {r[0] for r in await cur.fetchall()}
+        for e in valid:
+            if e.seq not in existing and e.seq not in new:
+                new[e.seq] = EventRow(
+                    job_id,
+                    e.seq,
+                    float(e.ts),
+                    e.level,
+                    e.event[:MAX_NAME_CHARS],
+                    None if e.phase is None else e.phase[:MAX_NAME_CHARS],
+                    e.fields,
+                )
+        if new:
+            await conn.executemany(
+                "INSERT OR IGNORE INTO events (job_id, seq, ts, level, event, phase, fields)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.job_id, r.seq, r.ts, r.level, r.event, r.phase, capped_fields(r.fields))
+                    for r in new.values()
+                ],
+            )
+    # The watermark: the highest seq with every seq up to it stored.
+    seqs = sorted(new.keys() | {e.seq for e in valid})
+    start = acked
+    for s in seqs:
+        if s == acked + 1:
+            acked = s
+        elif s > acked + 1:
+            break
+    if acked > start or not seqs:
+        acked = await _walk(conn, job_id, acked)
+    if acked > start:
+        await conn.execute("UPDATE jobs SET event_seq = ? WHERE id = ?", (acked, job_id))
+    return EventsStored(acked=acked, new=sorted(new.values(), key=lambda r: r.seq))
+
+
+async def _walk(conn: aiosqlite.Connection, job_id: int, acked: int) -> int:
+    """Extend the watermark over events stored earlier out of order."""
+    while True:
+        async with conn.execute(
+            "SELECT seq FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (job_id, acked, _WALK),
+        ) as cur:
+            rows = list(await cur.fetchall())
+        for r in rows:
+            if r[0] != acked + 1:
+                return acked
+            acked = r[0]
+        if len(rows) < _WALK:
+            return acked

@@ -1,0 +1,129 @@
+"""The database schema as a list of forward migrations.
+
+``PRAGMA user_version`` is the schema version. ``MIGRATIONS[n]`` takes a
+database from version ``n`` to ``n + 1``; each runs in its own transaction
+together with the version bump, so a crash mid-migration leaves the previous
+version intact. A database newer than this code is refused, never downgraded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+_V1 = (
+    """
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project TEXT NOT NULL,
+        version TEXT NOT NULL,
+        image TEXT NOT NULL,
+        files TEXT NOT NULL DEFAULT '[]',
+        priority INTEGER NOT NULL DEFAULT 0,
+        source TEXT NOT NULL DEFAULT 'api',
+        callback_url TEXT,
+        state TEXT NOT NULL DEFAULT 'queued',
+        outcome TEXT,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        lease INTEGER NOT NULL DEFAULT 0,
+        slave TEXT,
+        phases TEXT NOT NULL DEFAULT '{}',
+        summary TEXT NOT NULL DEFAULT '{}',
+        findings TEXT NOT NULL DEFAULT '[]',
+        isolation TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        assigned_at REAL,
+        started_at REAL,
+        finished_at REAL,
+        quarantined INTEGER NOT NULL DEFAULT 0,
+        slave_losses INTEGER NOT NULL DEFAULT 0,
+        infra_retries INTEGER NOT NULL DEFAULT 0,
+        event_seq INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    # The dispatcher walks queued jobs in (priority desc, id) order.
+    "CREATE INDEX jobs_queue ON jobs (state, priority DESC, id)",
+    "CREATE INDEX jobs_release ON jobs (project, version, image)",
+    """
+    CREATE TABLE attempts (
+        job_id INTEGER NOT NULL,
+        lease INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        slave TEXT NOT NULL,
+        status TEXT NOT NULL,
+        assigned_at REAL NOT NULL,
+        started_at REAL,
+        ended_at REAL,
+        outcome TEXT,
+        reason TEXT,
+        isolation TEXT,
+        phases TEXT NOT NULL DEFAULT '{}',
+        summary TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (job_id, lease)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE events (
+        job_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        ts REAL NOT NULL,
+        level TEXT NOT NULL,
+        event TEXT NOT NULL,
+        phase TEXT,
+        fields TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (job_id, seq)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE slaves (
+        name TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        capabilities TEXT NOT NULL DEFAULT '{}',
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        connected INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    """
+    CREATE TABLE releases (
+        project TEXT NOT NULL,
+        version TEXT NOT NULL,
+        source TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        PRIMARY KEY (project, version)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE feed_state (
+        url TEXT PRIMARY KEY,
+        cursor TEXT,
+        etag TEXT,
+        last_modified TEXT,
+        updated_at REAL NOT NULL
+    )
+    """,
+)
+
+_V2 = (
+    # Per-job phase timeouts and runner options, sent in the offer.
+    "ALTER TABLE jobs ADD COLUMN timeouts TEXT NOT NULL DEFAULT '{}'",
+    "ALTER TABLE jobs ADD COLUMN options TEXT NOT NULL DEFAULT '{}'",
+    # Completion webhooks, written in the transaction that ends the job.
+    """
+    CREATE TABLE callbacks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        done_at REAL
+    )
+    """,
+    "CREATE INDEX callbacks_due ON callbacks (done_at, next_at)",
+)
+
+#: ``MIGRATIONS[n]`` upgrades version ``n`` to ``n + 1``.
+MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2)
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,80 @@
+"""Schema versions: forward migrations at open, refusal of a newer database; feed tables."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from master.jobs import FeedState, JobState
+from master.store import SCHEMA_VERSION, SchemaTooNew, Store
+from master.store.db import migrate
+
+
+async def _version(path: Path) -> int:
+    async with aiosqlite.connect(path) as conn, conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> None:
+    """A database at schema 1 with a job in it opens at the newest schema, the job intact."""
+    path = tmp_path / "old.sqlite3"
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        assert await migrate(conn, target=1) == 1
+        await conn.execute(
+            "INSERT INTO jobs (project, version, image, created_at) VALUES ('old', '0.1', 'b', ?)",
+            (time.time(),),
+        )
+    assert await _version(path) == 1
+    store = await Store.open(path)
+    try:
+        assert await _version(path) == SCHEMA_VERSION
+        jobs = await store.list_jobs()
+        assert [(j.project, j.state, j.timeouts) for j in jobs] == [("old", JobState.QUEUED, {})]
+        assert await store.due_callbacks(time.time()) == []  # table added by migration 2
+    finally:
+        await store.close()
+
+
+async def test_a_database_from_a_newer_pyti_is_refused(tmp_path: Path) -> None:
+    """Opening a database whose schema is newer than the code raises SchemaTooNew."""
+    path = tmp_path / "new.sqlite3"
+    async with aiosqlite.connect(path) as conn:
+        await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        await conn.commit()
+    with pytest.raises(SchemaTooNew) as info:
+        await Store.open(path)
+    assert info.value.found == SCHEMA_VERSION + 1
+
+
+async def test_database_runs_in_wal_mode(tmp_path: Path) -> None:
+    """The store switches the database to WAL (readers never block the writer)."""
+    store = await Store.open(tmp_path / "w.sqlite3")
+    await store.close()
+    async with (
+        aiosqlite.connect(tmp_path / "w.sqlite3") as conn,
+        conn.execute("PRAGMA journal_mode") as cur,
+    ):
+        row = await cur.fetchone()
+    assert row is not None and row[0] == "wal"
+
+
+async def test_feed_state_and_seen_releases_round_trip(tmp_path: Path) -> None:
+    """Feed cursors/etags and seen releases are stored and updated in place."""
+    store = await Store.open(tmp_path / "f.sqlite3")
+    try:
+        url = "http://127.0.0.1/rss"
+        assert await store.get_feed_state(url) is None
+        await store.set_feed_state(url, FeedState(cursor="a", etag='"1"', updated_at=5.0))
+        await store.set_feed_state(url, FeedState(cursor="b", last_modified="x", updated_at=6.0))
+        assert await store.get_feed_state(url) == FeedState("b", None, "x", 6.0)
+        assert not await store.release_seen("demo", "1.0")
+        assert await store.mark_release_seen("demo", "1.0", "feed")
+        assert not await store.mark_release_seen("demo", "1.0", "api")
+        assert await store.release_seen("demo", "1.0")
+    finally:
+        await store.close()
