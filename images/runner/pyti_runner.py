@@ -45,7 +45,8 @@ from typing import IO, Any
 from xml.etree import ElementTree
 
 RUNNER_VERSION = 1
-LINE_LIMIT = 4096  # bytes per output/trace line; the rest is dropped and counted
+LINE_LIMIT = 4096  # bytes per output line; the rest is dropped and counted
+TRACE_LINE_LIMIT = 16 * 1024  # an execve with 32 arguments of 256 bytes still fits
 TAIL_BYTES = 64 * 1024  # stderr kept per command for tracebacks, even past the cap
 TRACEBACK_LIMIT = 16 * 1024
 JUNIT_LIMIT = 32 * 1024 * 1024
@@ -386,7 +387,7 @@ class Executor:
     def _tracer(self, phase: str, stream: IO[bytes], budget: Budget) -> threading.Thread:
         def pump() -> None:
             with contextlib.suppress(OSError, ValueError), stream:
-                for raw, cut in iter_lines(stream, LINE_LIMIT):
+                for raw, cut in iter_lines(stream, TRACE_LINE_LIMIT):
                     if not budget.take_trace(raw):
                         continue
                     text = raw.decode("utf-8", "replace")
@@ -734,6 +735,7 @@ class Runner:
                 outcome.status = "error"
             return outcome
         target, kind = self.install_target()
+        pth_before = pth_files(self.site_packages())
         built: list[str] = []
 
         def watch(line: str) -> None:
@@ -754,6 +756,11 @@ class Runner:
             built_wheel=normalize(self.project) in built,
             built=built[:50],
         )
+        # site.py runs every "import" line of a .pth at each interpreter start: the
+        # classic way to keep running code after install. The trace cannot see content.
+        after = pth_files(self.site_packages())
+        changed = [info for name, info in sorted(after.items()) if pth_before.get(name) != info]
+        self.out.emit("pth_files", "install", files=changed[:50])
         return outcome_of(result)
 
     def pip_install(self) -> list[str]:
@@ -999,6 +1006,29 @@ def top_level_modules(info: Path) -> list[str]:
     return sorted(n for n in names if n.isidentifier() and not n.startswith("_"))[:100]
 
 
+def pth_files(site: Path | None) -> dict[str, dict[str, Any]]:
+    """.pth files of a site-packages: name → {name, size, imports, lines (the import lines)}."""
+    found: dict[str, dict[str, Any]] = {}
+    if site is None:
+        return found
+    for path in sorted(site.glob("*.pth"))[:200]:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                data = f.read(64 * 1024)
+        except OSError:
+            continue
+        lines = data.decode("utf-8", "replace").splitlines()
+        code = [ln[:300] for ln in lines if ln.startswith(("import ", "import\t"))]
+        found[path.name] = {
+            "name": path.name,
+            "size": len(data),
+            "imports": bool(code),
+            "lines": code[:5],
+        }
+    return found
+
+
 def find_tests(root: Path) -> list[Path]:
     """Where pytest should look: tests/ or test/ when the sdist has them, else its root."""
     for name in ("tests", "test"):
@@ -1074,7 +1104,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--env-file", default="/etc/environment", help="source of bait env")
     parser.add_argument("--no-strace", action="store_true", help="run phases untraced")
     parser.add_argument("--no-guest-setup", action="store_true", help="skip entropy and clock")
-    return parser.parse_args(argv)
+    opts = parser.parse_args(argv)
+    for name in ("job", "home", "venv", "wheels_dir", "tools_dir", "scratch_dir", "env_file"):
+        # Commands run in other directories: a relative path would point elsewhere there.
+        if getattr(opts, name):
+            setattr(opts, name, os.path.abspath(getattr(opts, name)))
+    return opts
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,440 @@
+"""From runner events to findings, a verdict, and a behaviour profile per release.
+
+`Analyser` is fed the runner's events (or bare strace lines) as they arrive. It
+keeps the little state the rules need: unfinished syscalls per pid, what each pid
+is running (so a finding says ``curl`` started by ``build-backend``, not a pid),
+and per-rule counters for threshold rules. Findings are deduplicated per
+(rule, phase, target) and capped per rule and phase, so a hostile package cannot
+flood the report.
+
+Verdict table (`verdict`):
+
+| findings                                           | verdict      |
+|----------------------------------------------------|--------------|
+| any ``critical``                                   | `malicious`  |
+| ``high`` findings from two or more different rules | `malicious`  |
+| any other ``high``, or any ``medium``              | `suspicious` |
+| only ``low`` / ``info``, or none                   | `clean`      |
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from slave.findings.model import SEVERITY_RANK, Call, Context, Finding, Severity
+from slave.findings.rules import (
+    EVENT_RULES,
+    PIP_HELPERS,
+    RULES,
+    RUNNER_IMPORT_CODE,
+    EventRule,
+    Rule,
+)
+from slave.findings.strace import (
+    LineKind,
+    TraceLine,
+    TraceParser,
+    annotation,
+    fd_peer,
+    sockaddr,
+    string_array,
+    unquote,
+)
+
+Verdict = Literal["clean", "suspicious", "malicious"]
+MAX_PER_RULE_AND_PHASE = 50
+EVIDENCE_MAX = 2000
+MAX_PROCESSES = 100_000
+
+_PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
+_WRITE_FLAGS = re.compile(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_APPEND")
+_FLAG_VALUE_OPTS = frozenset({"-X", "-W"})
+_FORKS = frozenset({"clone", "clone3", "fork", "vfork"})
+_CHILD = re.compile(r"\{parent_tid=\[(\d+)\]\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Proc:
+    """What a pid is running: a label for findings, and whether it is pip itself."""
+
+    label: str
+    trusted: bool
+
+
+UNKNOWN = Proc("?", trusted=False)
+
+
+def classify(exe: str, argv: tuple[str, ...]) -> tuple[str, bool]:
+    """(label, expected) of an exec: expected means the runner or pip starts it every time."""
+    base = posixpath.basename(exe)
+    if not _PYTHON.fullmatch(base):
+        return base, False
+    rest = list(argv[1:])
+    while rest and rest[0].startswith("-") and rest[0] not in ("-c", "-m"):
+        opt = rest.pop(0)
+        if opt in _FLAG_VALUE_OPTS and rest:
+            rest.pop(0)
+    if rest[:2] == ["-m", "pip"] or (rest and rest[0].endswith("/pip/__pip-runner__.py")):
+        return "pip", True
+    if rest and rest[0].endswith("/_in_process/_in_process.py"):
+        return "build-backend", True
+    if rest[:2] == ["-m", "pytest"]:
+        return "pytest", True
+    if rest[:2] == ["-m", "venv"]:
+        return "venv", True
+    if rest[:2] == ["-c", RUNNER_IMPORT_CODE]:
+        return f"import {rest[2] if len(rest) > 2 else '?'}"[:120], True
+    if rest[:1] == ["-c"]:
+        return "python -c", False
+    if rest[:1] == ["-m"] and len(rest) > 1:
+        return f"python -m {rest[1]}"[:120], False
+    return (f"python {posixpath.basename(rest[0])}" if rest else "python")[:120], False
+
+
+class Analyser:
+    """Turns one job's runner events into findings. Not thread-safe; one per job."""
+
+    def __init__(self, context: Context | None = None) -> None:
+        self.context = context or Context()
+        self._parsers: dict[str, TraceParser] = {}
+        self._procs: dict[int, Proc] = {}
+        self._seen: set[tuple[str, str, str]] = set()
+        self._per_rule: Counter[tuple[str, str]] = Counter()
+        self._counts: Counter[tuple[str, str, str]] = Counter()
+        self.findings: list[Finding] = []
+        self.suppressed = 0  # findings dropped by the per-rule cap
+
+    # -- input -----------------------------------------------------------------------
+
+    def feed_event(self, event: Mapping[str, Any]) -> list[Finding]:
+        """A runner event (one JSON line of the runner); unknown events give nothing."""
+        name = event.get("event")
+        phase = str(event.get("phase", "?"))[:40]
+        if name == "trace":
+            line = event.get("line")
+            return self.feed(phase, line) if isinstance(line, str) else []
+        found: list[Finding] = []
+        for rule in EVENT_RULES:
+            if rule.event != name:
+                continue
+            for hit in rule.match(event, self.context):
+                severity = hit.severity or rule.phase_severity.get(phase, rule.severity)
+                evidence = _event_evidence(event)
+                found += self._record(
+                    rule.id, severity, phase, None, "runner", evidence, hit.target
+                )
+        return found
+
+    def feed(self, phase: str, line: str) -> list[Finding]:
+        """One strace line of ``phase``; never raises on hostile content."""
+        parser = self._parsers.setdefault(phase, TraceParser())
+        found = self._token(phase, line)
+        for record in parser.parse(line):
+            if record.kind is LineKind.SYSCALL:
+                found += self._syscall(phase, record)
+            elif record.kind in (LineKind.EXITED, LineKind.KILLED) and record.pid is not None:
+                self._procs.pop(record.pid, None)
+        return found
+
+    # -- rules -----------------------------------------------------------------------
+
+    def _token(self, phase: str, line: str) -> list[Finding]:
+        """The bait token's value (or its name) in any line: argv, a path, a buffer."""
+        token = self.context.bait_token
+        pid = _leading_pid(line)
+        process = self._procs.get(pid, UNKNOWN).label if pid is not None else "?"
+        if token and len(token) >= 8 and token in line:
+            return self._record("cred.token", "critical", phase, pid, process, line, "token")
+        if "PYTI_BAIT_TOKEN" in line:
+            severity: Severity = "low" if phase == "tests" else "medium"
+            return self._record("cred.token_name", severity, phase, pid, process, line, "name")
+        return []
+
+    def _syscall(self, phase: str, record: TraceLine) -> list[Finding]:
+        proc = self._proc(phase, record.pid)
+        call = self._enrich(phase, record, proc)
+        self._track(record, proc, call)
+        found: list[Finding] = []
+        for rule in RULES:
+            if rule.syscalls and record.name not in rule.syscalls:
+                continue
+            for hit in rule.match(call):
+                severity = hit.severity or rule.phase_severity.get(phase, rule.severity)
+                found += self._count(rule, severity, call, hit.target)
+        return found
+
+    def _count(self, rule: Rule, severity: Severity, call: Call, target: str) -> list[Finding]:
+        if rule.min_count > 1:
+            key = (rule.id, call.phase, target)
+            self._counts[key] += 1
+            if self._counts[key] != rule.min_count:
+                return []
+        return self._record(
+            rule.id, severity, call.phase, call.pid, call.process, call.evidence, target
+        )
+
+    def _record(
+        self,
+        rule: str,
+        severity: Severity,
+        phase: str,
+        pid: int | None,
+        process: str,
+        evidence: str,
+        target: str,
+    ) -> list[Finding]:
+        key = (rule, phase, target[:500])
+        if key in self._seen:
+            return []
+        if self._per_rule[(rule, phase)] >= MAX_PER_RULE_AND_PHASE:
+            self.suppressed += 1
+            return []
+        self._seen.add(key)
+        self._per_rule[(rule, phase)] += 1
+        finding = Finding(
+            rule=rule,
+            severity=severity,
+            phase=phase,
+            pid=pid,
+            process=process,
+            evidence=evidence[:EVIDENCE_MAX],
+            target=target[:500],
+        )
+        self.findings.append(finding)
+        return [finding]
+
+    # -- state -----------------------------------------------------------------------
+
+    def _proc(self, phase: str, pid: int | None) -> Proc:
+        if pid is None:
+            return UNKNOWN
+        proc = self._procs.get(pid)
+        if proc is None:
+            parents = self._parsers[phase].pending_forks()
+            proc = self._procs.get(parents[0], UNKNOWN) if parents else UNKNOWN
+            self._procs[pid] = proc
+        return proc
+
+    def _track(self, record: TraceLine, proc: Proc, call: Call) -> None:
+        """Children inherit their parent's label; a successful exec relabels the pid."""
+        if len(self._procs) > MAX_PROCESSES:
+            self._procs.clear()  # a fork bomb: labels degrade to "?", findings still flow
+        if record.name in _FORKS and record.retval is not None and record.retval > 0:
+            # setdefault: a vforked child may have exec'd (and been relabelled) already
+            self._procs.setdefault(record.retval, proc)
+            if record.name == "clone3" and (child := _CHILD.search(record.raw)):
+                self._procs.setdefault(int(child.group(1)), proc)
+        elif call.exe and record.pid is not None and record.retval == 0:
+            helper = proc.trusted and posixpath.basename(call.exe) in PIP_HELPERS
+            trusted = call.exec_label == "pip" or helper
+            self._procs[record.pid] = Proc(call.exec_label or "?", trusted)
+
+    def _enrich(self, phase: str, line: TraceLine, proc: Proc) -> Call:
+        """Work out paths, exec target and peer address once, for every rule."""
+        name, args = line.name, line.args
+        reads: list[str] = []
+        writes: list[str] = []
+        exe: str | None = None
+        argv: tuple[str, ...] = ()
+        peer = None
+        mode = None
+        resolved = line.ret_path if line.ret_path and line.ret_path.startswith("/") else None
+
+        def at(dir_arg: int, path_arg: int) -> str | None:
+            if len(args) <= path_arg:
+                return None
+            return _resolve(args[dir_arg] if dir_arg >= 0 else "", args[path_arg])
+
+        match name:
+            case "open" | "openat" | "openat2":
+                path = at(-1, 0) if name == "open" else at(0, 1)
+                flags = " ".join(args[1:] if name == "open" else args[2:])
+                bucket = writes if _WRITE_FLAGS.search(flags) else reads
+                bucket += [p for p in (path, resolved) if p]
+            case "creat" | "truncate" | "unlink" | "mkdir" | "rmdir":
+                writes += [p for p in (at(-1, 0),) if p]
+            case "unlinkat" | "mkdirat":
+                writes += [p for p in (at(0, 1),) if p]
+            case "chmod":
+                writes += [p for p in (at(-1, 0),) if p]
+                mode = _octal(args[1] if len(args) > 1 else "")
+            case "fchmodat":
+                writes += [p for p in (at(0, 1),) if p]
+                mode = _octal(args[2] if len(args) > 2 else "")
+            case "rename" | "link" | "symlink":
+                first = at(-1, 0) if name != "symlink" else None
+                writes += [p for p in (first, at(-1, 1)) if p]
+            case "renameat" | "renameat2" | "linkat":
+                writes += [p for p in (at(0, 1), at(2, 3)) if p]
+            case "symlinkat":
+                writes += [p for p in (at(1, 2),) if p]
+            case "execve":
+                exe = at(-1, 0)
+                argv = tuple(string_array(args[1])) if len(args) > 1 else ()
+            case "execveat":
+                exe = at(0, 1) or annotation(args[0]) if args else None
+                argv = tuple(string_array(args[2])) if len(args) > 2 else ()
+            case "connect" | "sendto" | "sendmsg" | "sendmmsg":
+                peer = next(filter(None, (sockaddr(a) for a in args[1:])), None)
+                if peer is None and args:
+                    peer = fd_peer(args[0])
+        label, expected = classify(exe, argv) if exe else ("", False)
+        if exe and not expected and proc.trusted:
+            expected = posixpath.basename(exe) in PIP_HELPERS
+        return Call(
+            phase=phase,
+            pid=line.pid,
+            process=proc.label,
+            trusted=proc.trusted,
+            line=line,
+            context=self.context,
+            reads=tuple(dict.fromkeys(reads)),
+            writes=tuple(dict.fromkeys(writes)),
+            exe=exe,
+            argv=argv,
+            exec_label=label,
+            exec_expected=expected,
+            peer=peer,
+            mode=mode,
+        )
+
+
+def _resolve(dir_arg: str, path_arg: str) -> str | None:
+    """An absolute, normalised path from a (dirfd annotation, path string) pair."""
+    path = unquote(path_arg)
+    if path is None:
+        return None
+    if not path.startswith("/"):
+        base = annotation(dir_arg) if dir_arg else None
+        if base and base.startswith("/"):
+            path = posixpath.join(base, path)
+        elif not path:
+            return None
+    return posixpath.normpath(path) if path.startswith("/") else path
+
+
+def _octal(text: str) -> int | None:
+    text = text.strip()
+    return int(text, 8) if re.fullmatch(r"0[0-7]{1,6}", text) else None
+
+
+def _leading_pid(line: str) -> int | None:
+    found = re.match(r"\s*(?:\[pid\s+)?(\d{1,9})", line)
+    return int(found.group(1)) if found else None
+
+
+def _event_evidence(event: Mapping[str, Any]) -> str:
+    keep = {k: v for k, v in event.items() if k in ("event", "phase", "status", "files")}
+    keep.update({k: v for k, v in event.items() if k.endswith(("_dropped", "_cap"))})
+    return repr(keep)[:EVIDENCE_MAX]
+
+
+# ---------------------------------------------------------------------------- API
+
+
+def analyse(phase: str, trace_line: str, context: Context | None = None) -> list[Finding]:
+    """Findings of one strace line on its own (no process labels, no thresholds)."""
+    return Analyser(context).feed(phase, trace_line)
+
+
+def verdict(findings: Iterable[Finding]) -> Verdict:
+    """The table in this module's docstring."""
+    high_rules: set[str] = set()
+    suspicious = False
+    for finding in findings:
+        rank = SEVERITY_RANK[finding.severity]
+        if rank >= SEVERITY_RANK["critical"]:
+            return "malicious"
+        if rank == SEVERITY_RANK["high"]:
+            high_rules.add(finding.rule)
+        suspicious = suspicious or rank >= SEVERITY_RANK["medium"]
+    if len(high_rules) >= 2:
+        return "malicious"
+    return "suspicious" if suspicious else "clean"
+
+
+ProfileEntry = tuple[str, str, str]  # (phase, behaviour class, target)
+_RULE_KIND: dict[str, str] = {r.id: r.kind for r in RULES}
+_RULE_KIND |= {r.id: r.kind for r in EVENT_RULES}
+_RULE_KIND |= {"cred.token": "credentials", "cred.token_name": "credentials"}
+KIND_TEXT = {
+    "network": "reaching for the network",
+    "socket": "opening sockets",
+    "process": "starting programs",
+    "credentials": "reading credentials",
+    "write": "writing outside the venv",
+    "persistence": "installing persistence",
+    "privilege": "trying to change privileges",
+    "resource": "exhausting resources",
+}
+
+
+def profile(findings: Iterable[Finding]) -> frozenset[ProfileEntry]:
+    """What a release does, as (phase, behaviour class, target), comparable across releases."""
+    return frozenset(
+        (f.phase, _RULE_KIND.get(f.rule, f.rule.split(".")[0]), f.target) for f in findings
+    )
+
+
+ChangeKind = Literal["started", "stopped", "new targets", "gone targets"]
+
+
+@dataclass(frozen=True, slots=True)
+class BehaviourChange:
+    """A behaviour class a release started (stopped) showing in a phase, or new targets of one.
+
+    ``str()`` reads like "started opening sockets at install time (AF_INET)".
+    """
+
+    change: ChangeKind
+    phase: str
+    kind: str
+    targets: tuple[str, ...]
+
+    def __str__(self) -> str:
+        what = KIND_TEXT.get(self.kind, self.kind)
+        shown = ", ".join(self.targets[:5]) + (", ..." if len(self.targets) > 5 else "")
+        if self.change in ("started", "stopped"):
+            return f"{self.change} {what} at {self.phase} time ({shown})"
+        return f"{what} at {self.phase} time: {self.change} ({shown})"
+
+
+def diff(
+    previous: Iterable[ProfileEntry], current: Iterable[ProfileEntry]
+) -> list[BehaviourChange]:
+    """What is new (and what went away) from one release's profile to the next."""
+    before, after = set(previous), set(current)
+    classes_before = {(phase, kind) for phase, kind, _ in before}
+    classes_after = {(phase, kind) for phase, kind, _ in after}
+    changes: list[BehaviourChange] = []
+    for entries, known, whole, part in (
+        (after - before, classes_before, "started", "new targets"),
+        (before - after, classes_after, "stopped", "gone targets"),
+    ):
+        groups: dict[tuple[str, str], list[str]] = {}
+        for phase, kind, target in sorted(entries):
+            groups.setdefault((phase, kind), []).append(target)
+        for (phase, kind), targets in groups.items():
+            change: ChangeKind = part if (phase, kind) in known else whole  # type: ignore[assignment]
+            changes.append(BehaviourChange(change, phase, kind, tuple(targets)))
+    return changes
+
+
+__all__ = [
+    "Analyser",
+    "BehaviourChange",
+    "ChangeKind",
+    "EventRule",
+    "ProfileEntry",
+    "Verdict",
+    "analyse",
+    "classify",
+    "diff",
+    "profile",
+    "verdict",
+]

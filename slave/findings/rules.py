@@ -1,0 +1,532 @@
+"""The rule table: which traced behaviour is a finding, and how bad it is.
+
+Each `Rule` names the syscalls it looks at, a default severity, per-phase
+overrides, and a matcher that turns one `Call` into zero or more `Hit`s (the
+normalised target it touched). Runner facts (timeouts, floods, .pth files) go
+through `EVENT_RULES` the same way. To add a rule: write a matcher, add a row.
+
+Severities follow one idea: the guest has no network and no secrets but the bait,
+so what a clean package never does during install or import (network, credential
+reads, persistence, privilege) is high or critical there; a test suite does more
+legitimately (loopback servers, shells, temp executables), so the same behaviour in
+the ``tests`` phase is usually a level lower.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from slave.findings.model import Call, Context, Severity
+
+# The exact code the guest runner imports modules with (images/runner/pyti_runner.py);
+# a test checks the two stay equal.
+RUNNER_IMPORT_CODE = "import importlib, sys; importlib.import_module(sys.argv[1])"
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+NETWORK_TOOLS = _names(
+    "curl wget nc ncat netcat socat telnet ftp tftp ssh scp sftp rsync nslookup dig host "
+    "ping ping6 nmap ip ifconfig"
+)
+SHELLS = _names("sh bash dash zsh ksh mksh fish csh tcsh busybox")
+ENCODERS = _names("base64 base32 xxd uuencode openssl gpg")
+INTERPRETERS_INLINE = {"perl": "-e", "ruby": "-e", "node": "-e", "php": "-r"}
+PRIVILEGE_TOOLS = _names("sudo su doas pkexec setcap chattr")
+PERSISTENCE_TOOLS = _names("crontab at batch systemctl update-rc.d launchctl")
+# What pip runs on its own to describe the platform (vendored distro, user agent);
+# expected only when pip (or one of these) starts them.
+PIP_HELPERS = _names("lsb_release uname getopt cut tr")
+SHARPER = NETWORK_TOOLS | SHELLS | ENCODERS | PRIVILEGE_TOOLS | PERSISTENCE_TOOLS
+
+CREDENTIAL_STORES = (
+    ".aws",
+    ".azure",
+    ".config/gcloud",
+    ".kube",
+    ".docker/config.json",
+    ".netrc",
+    ".pypirc",
+    ".git-credentials",
+    ".gnupg",
+    ".password-store",
+    ".local/share/keyrings",
+    ".mozilla",
+    ".config/google-chrome",
+    ".config/chromium",
+    ".config/BraveSoftware",
+    ".bash_history",
+    ".zsh_history",
+    ".bitcoin",
+    ".electrum",
+    ".ethereum",
+    ".config/solana",
+    ".config/Exodus",
+)
+SYSTEM_SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/root")
+SHELL_RC = (
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".profile",
+    ".zshrc",
+    ".zprofile",
+    ".zshenv",
+    ".config/fish",
+    ".config/autostart",
+    ".xinitrc",
+    ".xprofile",
+)
+SYSTEM_RC = (
+    "/etc/profile",
+    "/etc/profile.d",
+    "/etc/bash.bashrc",
+    "/etc/environment",
+    "/etc/ld.so.preload",
+    "/etc/xdg/autostart",
+)
+CRON = ("/etc/cron.d", "/etc/crontab", "/etc/cron.hourly", "/etc/cron.daily", "/etc/anacrontab")
+CRON_SPOOL = ("/var/spool/cron",)
+SERVICES = (
+    "/etc/systemd",
+    "/lib/systemd",
+    "/usr/lib/systemd",
+    "/etc/init.d",
+    "/etc/rc.local",
+)
+# Paths any process may write without it meaning anything.
+HARMLESS_WRITES = ("/dev/null", "/dev/tty", "/dev/pts", "/dev/stdout", "/dev/stderr", "/proc/self")
+ENVIRON = re.compile(r"^/proc/(\d+|self|thread-self)(/task/\d+)?/environ$")
+SITE_HOOK = re.compile(r"/(site|dist)-packages/([^/]+\.pth|sitecustomize\.py|usercustomize\.py)$")
+PIP_BUILD_DIR = re.compile(r"/pip-(req-build|build-env|install|wheel|ephem-wheel-cache)-")
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A rule matched: what it touched, and a severity if it differs from the rule's."""
+
+    target: str
+    severity: Severity | None = None
+
+
+Matcher = Callable[[Call], Iterable[Hit]]
+EventMatcher = Callable[[Mapping[str, Any], Context], Iterable[Hit]]
+NO_HITS: tuple[Hit, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One row of the table."""
+
+    id: str
+    severity: Severity
+    kind: str  # behaviour class for profiles and diffs: "network", "process", ...
+    description: str
+    syscalls: frozenset[str]
+    match: Matcher
+    phase_severity: Mapping[str, Severity] = field(default_factory=dict)
+    min_count: int = 1  # hits (per phase) before it becomes a finding: fork bombs
+
+
+@dataclass(frozen=True, slots=True)
+class EventRule:
+    """A rule over runner events (``phase_finished``, ``pth_files``...)."""
+
+    id: str
+    severity: Severity
+    kind: str
+    description: str
+    event: str
+    match: EventMatcher
+    phase_severity: Mapping[str, Severity] = field(default_factory=dict)
+
+
+TESTS_LOWER: dict[str, Severity] = {"tests": "medium"}
+
+
+# ---------------------------------------------------------------------------- network
+
+
+def connect_external(call: Call) -> Iterable[Hit]:
+    peer = call.peer
+    if peer is not None and peer.is_inet and not peer.is_loopback and peer.port != 53:
+        return (Hit(str(peer)),)
+    return NO_HITS
+
+
+def connect_loopback(call: Call) -> Iterable[Hit]:
+    peer = call.peer
+    if call.name == "connect" and peer is not None and peer.is_loopback and peer.port != 53:
+        return (Hit(str(peer)),)
+    return NO_HITS
+
+
+def dns(call: Call) -> Iterable[Hit]:
+    peer = call.peer
+    if peer is not None and peer.is_inet and peer.port == 53:
+        return (Hit(str(peer)),)
+    return NO_HITS
+
+
+def inet_socket(call: Call) -> Iterable[Hit]:
+    family = call.line.args[0] if call.line.args else ""
+    if family in ("AF_INET", "AF_INET6") and not call.trusted:
+        return (Hit(family),)
+    return NO_HITS
+
+
+def raw_socket(call: Call) -> Iterable[Hit]:
+    args = call.line.args
+    if args and (args[0] == "AF_PACKET" or (len(args) > 1 and "SOCK_RAW" in args[1])):
+        return (Hit(f"{args[0]} {args[1] if len(args) > 1 else ''}".strip()),)
+    return NO_HITS
+
+
+def listen_inet(call: Call) -> Iterable[Hit]:
+    fd = call.line.args[0] if call.line.args else ""
+    if re.search(r"<TCP(v6)?:", fd):
+        return (Hit("listen"),)
+    return NO_HITS
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+def _exe_name(call: Call) -> str:
+    return posixpath.basename(call.exe or "")
+
+
+def network_tool(call: Call) -> Iterable[Hit]:
+    return (Hit(_exe_name(call)),) if _exe_name(call) in NETWORK_TOOLS else NO_HITS
+
+
+def shell(call: Call) -> Iterable[Hit]:
+    return (Hit(_exe_name(call)),) if _exe_name(call) in SHELLS else NO_HITS
+
+
+def encoder(call: Call) -> Iterable[Hit]:
+    return (Hit(_exe_name(call)),) if _exe_name(call) in ENCODERS else NO_HITS
+
+
+def inline_code(call: Call) -> Iterable[Hit]:
+    if call.exec_label == "python -c":
+        return (Hit("python -c"),)
+    flag = INTERPRETERS_INLINE.get(_exe_name(call))
+    if flag is not None and flag in call.argv[1:]:
+        return (Hit(f"{_exe_name(call)} {flag}"),)
+    return NO_HITS
+
+
+def privilege_tool(call: Call) -> Iterable[Hit]:
+    return (Hit(_exe_name(call)),) if _exe_name(call) in PRIVILEGE_TOOLS else NO_HITS
+
+
+def persistence_tool(call: Call) -> Iterable[Hit]:
+    return (Hit(_exe_name(call)),) if _exe_name(call) in PERSISTENCE_TOOLS else NO_HITS
+
+
+def exec_from_temp(call: Call) -> Iterable[Hit]:
+    exe = call.exe or ""
+    ctx = call.context
+    if exe.startswith("/memfd:"):
+        return (Hit("memfd"),)
+    if ctx.under(exe, ctx.temp_dirs) and not PIP_BUILD_DIR.search(exe):
+        return (Hit(exe),)
+    return NO_HITS
+
+
+def process_started(call: Call) -> Iterable[Hit]:
+    """Any program that is neither one the runner/pip starts nor caught by a sharper rule."""
+    if call.exec_expected or not call.exe or _exe_name(call) in SHARPER:
+        return NO_HITS
+    if any(True for _ in (*inline_code(call), *exec_from_temp(call))):
+        return NO_HITS
+    return (Hit(call.exec_label or _exe_name(call)),)
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def _touched(call: Call) -> tuple[str, ...]:
+    return call.reads + call.writes
+
+
+def bait_read(call: Call) -> Iterable[Hit]:
+    ctx = call.context
+    baits = {posixpath.join(ctx.home, rel) for rel in ctx.bait_files}
+    return tuple(Hit(ctx.display(p)) for p in _touched(call) if p in baits)
+
+
+def ssh_dir(call: Call) -> Iterable[Hit]:
+    ctx = call.context
+    baits = {posixpath.join(ctx.home, rel) for rel in ctx.bait_files}
+    return tuple(
+        Hit(ctx.display(p))
+        for p in _touched(call)
+        if ctx.in_home(p, ".ssh") and p not in baits and not p.endswith("/authorized_keys")
+    )
+
+
+def credential_store(call: Call) -> Iterable[Hit]:
+    ctx = call.context
+    baits = {posixpath.join(ctx.home, rel) for rel in ctx.bait_files}
+    return tuple(
+        Hit(ctx.display(p))
+        for p in _touched(call)
+        if p not in baits and any(ctx.in_home(p, rel) for rel in CREDENTIAL_STORES)
+    )
+
+
+def system_secret(call: Call) -> Iterable[Hit]:
+    ctx = call.context
+    hits = [p for p in _touched(call) if ctx.under(p, SYSTEM_SECRETS)]
+    hits += [p for p in _touched(call) if p.startswith("/etc/ssh/") and p.endswith("_key")]
+    return tuple(Hit(p) for p in hits)
+
+
+def passwd_read(call: Call) -> Iterable[Hit]:
+    return tuple(Hit(p) for p in call.reads if p in ("/etc/passwd", "/etc/group"))
+
+
+def environ_read(call: Call) -> Iterable[Hit]:
+    hits = []
+    for path in _touched(call):
+        found = ENVIRON.match(path)
+        if found:
+            own = found.group(1) in ("self", "thread-self") or found.group(1) == str(call.pid)
+            hits.append(Hit(path, None if not own else "medium"))
+    return hits
+
+
+def write_outside(call: Call) -> Iterable[Hit]:
+    ctx = call.context
+    allowed = (ctx.venv, *ctx.temp_dirs, *ctx.write_dirs, *HARMLESS_WRITES)
+    hits = []
+    for path in call.writes:
+        if not path.startswith("/") or ctx.under(path, allowed):
+            continue
+        if ctx.in_home(path, ".cache"):
+            continue  # caches (matplotlib fonts, ...): see write_cache
+        hits.append(Hit(ctx.display(path)))
+    return hits
+
+
+def write_cache(call: Call) -> Iterable[Hit]:
+    ctx = call.context
+    return tuple(Hit(ctx.display(p)) for p in call.writes if ctx.in_home(p, ".cache"))
+
+
+def _writes_under(call: Call, home_rel: tuple[str, ...], system: tuple[str, ...]) -> list[Hit]:
+    ctx = call.context
+    return [
+        Hit(ctx.display(p))
+        for p in call.writes
+        if any(ctx.in_home(p, rel) for rel in home_rel) or ctx.under(p, system)
+    ]
+
+
+def shell_rc(call: Call) -> Iterable[Hit]:
+    return _writes_under(call, SHELL_RC, SYSTEM_RC)
+
+
+def cron(call: Call) -> Iterable[Hit]:
+    return _writes_under(call, (), CRON + CRON_SPOOL)
+
+
+def services(call: Call) -> Iterable[Hit]:
+    return _writes_under(call, (".config/systemd",), SERVICES)
+
+
+def authorized_keys(call: Call) -> Iterable[Hit]:
+    return tuple(
+        Hit(call.context.display(p)) for p in call.writes if p.endswith("/authorized_keys")
+    )
+
+
+def site_hook(call: Call) -> Iterable[Hit]:
+    # pip installing a wheel that ships a .pth is judged by its content (pth_files event).
+    if call.process == "pip":
+        return NO_HITS
+    return tuple(Hit(call.context.display(p)) for p in call.writes if SITE_HOOK.search(p))
+
+
+# ---------------------------------------------------------------------------- privilege
+
+
+def any_call(call: Call) -> Iterable[Hit]:
+    return (Hit(call.name),)
+
+
+def ptrace_other(call: Call) -> Iterable[Hit]:
+    request = call.line.args[0] if call.line.args else ""
+    if request == "PTRACE_TRACEME":
+        return (Hit(request, "medium"),)
+    return (Hit(request or "ptrace"),)
+
+
+def setid_bits(call: Call) -> Iterable[Hit]:
+    if call.mode is not None and call.mode & 0o6000:
+        return tuple(Hit(f"{call.context.display(p)} {call.mode:o}") for p in call.writes)
+    return NO_HITS
+
+
+# ---------------------------------------------------------------------------- resources
+
+
+def fork_failed(call: Call) -> Iterable[Hit]:
+    return (Hit("EAGAIN"),) if call.line.errno == "EAGAIN" else NO_HITS
+
+
+def disk_full(call: Call) -> Iterable[Hit]:
+    return (Hit(call.line.errno),) if call.line.errno in ("ENOSPC", "EDQUOT") else NO_HITS
+
+
+# ---------------------------------------------------------------------------- the table
+
+FILE_CALLS = _names(
+    "open openat openat2 creat rename renameat renameat2 unlink unlinkat mkdir mkdirat "
+    "symlink symlinkat link linkat chmod fchmodat truncate execve execveat"
+)
+EXEC_CALLS = _names("execve execveat")
+SEND_CALLS = _names("connect sendto sendmsg sendmmsg")
+FORK_CALLS = _names("clone clone3 fork vfork")
+ALL: frozenset[str] = frozenset()
+INSTALL_IMPORT_ONLY: dict[str, Severity] = {"tests": "low"}
+
+RULES: tuple[Rule, ...] = (
+    # network: the guest has none, so every attempt is evidence
+    Rule("net.dns", "high", "network", "DNS query (connect/send to port 53)",
+         SEND_CALLS, dns, TESTS_LOWER),
+    Rule("net.connect", "high", "network", "connection or datagram to a non-loopback address",
+         SEND_CALLS, connect_external, TESTS_LOWER),
+    Rule("net.connect_loopback", "low", "network", "connection to a loopback address",
+         _names("connect"), connect_loopback, {"tests": "info"}),
+    Rule("net.listen", "medium", "network", "listening TCP socket",
+         _names("listen"), listen_inet, {"tests": "info"}),
+    Rule("net.raw_socket", "medium", "network", "raw or packet socket",
+         _names("socket"), raw_socket),
+    Rule("net.socket", "info", "socket", "IPv4/IPv6 socket opened (not by pip)",
+         _names("socket"), inet_socket),
+    # processes
+    Rule("proc.network_tool", "high", "process", "network tool started (curl, wget, nc...)",
+         EXEC_CALLS, network_tool, TESTS_LOWER),
+    Rule("proc.privilege_tool", "high", "privilege", "sudo/su or a capability tool started",
+         EXEC_CALLS, privilege_tool, TESTS_LOWER),
+    Rule("proc.persistence_tool", "high", "persistence", "crontab/systemctl/at started",
+         EXEC_CALLS, persistence_tool, TESTS_LOWER),
+    Rule("proc.exec_temp", "high", "process", "program executed from a temp dir or memfd",
+         EXEC_CALLS, exec_from_temp, TESTS_LOWER),
+    Rule("proc.shell", "medium", "process", "shell started",
+         EXEC_CALLS, shell, {"install": "low", "tests": "info"}),
+    Rule("proc.encoder", "medium", "process", "encoding tool started (base64, openssl...)",
+         EXEC_CALLS, encoder, {"tests": "low"}),
+    Rule("proc.inline_code", "medium", "process", "inline code run (python -c, perl -e...)",
+         EXEC_CALLS, inline_code, INSTALL_IMPORT_ONLY),
+    Rule("proc.memfd", "medium", "process", "anonymous executable memory file created",
+         _names("memfd_create"), any_call, {"tests": "low"}),
+    Rule("proc.started", "info", "process", "other program started",
+         EXEC_CALLS, process_started),
+    # credentials and secrets
+    Rule("cred.bait", "critical", "credentials", "planted bait credential file opened",
+         FILE_CALLS, bait_read),
+    Rule("cred.ssh", "high", "credentials", "file under ~/.ssh opened",
+         FILE_CALLS, ssh_dir, TESTS_LOWER),
+    Rule("cred.store", "high", "credentials", "credential, keyring, browser or wallet store",
+         FILE_CALLS, credential_store, TESTS_LOWER),
+    Rule("cred.system", "high", "credentials", "system secret (/etc/shadow, sudoers, /root)",
+         FILE_CALLS, system_secret),
+    Rule("cred.passwd", "low", "credentials", "/etc/passwd or /etc/group read",
+         FILE_CALLS, passwd_read, {"tests": "info"}),
+    Rule("cred.environ", "high", "credentials", "a process environment read via /proc",
+         FILE_CALLS, environ_read),
+    # (cred.token and cred.token_name match the raw line: see engine.TOKEN_RULES)
+    # files and persistence
+    Rule("persist.authorized_keys", "critical", "persistence", "ssh authorized_keys written",
+         FILE_CALLS, authorized_keys),
+    Rule("persist.shell_rc", "high", "persistence", "shell startup file written",
+         FILE_CALLS, shell_rc),
+    Rule("persist.cron", "high", "persistence", "cron table written",
+         FILE_CALLS, cron),
+    Rule("persist.service", "high", "persistence", "systemd unit or init script written",
+         FILE_CALLS, services),
+    Rule("persist.site_hook", "high", "persistence",
+         ".pth/sitecustomize written into site-packages by package code",
+         FILE_CALLS, site_hook, TESTS_LOWER),
+    Rule("fs.write_outside", "medium", "write", "file written outside the venv and temp dirs",
+         FILE_CALLS, write_outside, {"tests": "low"}),
+    Rule("fs.write_cache", "info", "write", "file written under ~/.cache",
+         FILE_CALLS, write_cache),
+    # privilege
+    Rule("priv.setid", "high", "privilege", "setuid/setgid/setgroups/capset called",
+         _names("setuid setgid setreuid setregid setresuid setresgid setgroups capset"),
+         any_call, TESTS_LOWER),
+    Rule("priv.ptrace", "high", "privilege", "ptrace of another process (TRACEME: medium)",
+         _names("ptrace"), ptrace_other),
+    Rule("priv.process_vm", "high", "privilege", "another process's memory read or written",
+         _names("process_vm_readv process_vm_writev"), any_call),
+    Rule("priv.kernel", "high", "privilege", "mount, module, bpf, chroot or setns",
+         _names("mount umount2 init_module finit_module bpf pivot_root chroot setns"),
+         any_call),
+    Rule("priv.namespace", "medium", "privilege", "new namespaces (unshare)",
+         _names("unshare"), any_call, {"tests": "low"}),
+    Rule("priv.setid_bits", "high", "privilege", "setuid/setgid bit set on a file",
+         _names("chmod fchmodat"), setid_bits),
+    # resources
+    Rule("res.fork_bomb", "high", "resource", "process creation failing with EAGAIN (20+)",
+         FORK_CALLS, fork_failed, min_count=20),
+    Rule("res.disk_full", "medium", "resource", "disk full (ENOSPC/EDQUOT)",
+         ALL, disk_full, {"tests": "low"}),
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- runner facts
+
+
+def timed_out(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
+    return (Hit("timeout"),) if event.get("status") == "timed_out" else NO_HITS
+
+
+def output_flood(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
+    dropped = event.get("output_dropped")
+    return (Hit("output cap"),) if isinstance(dropped, int) and dropped > 0 else NO_HITS
+
+
+def trace_flood(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
+    dropped = event.get("trace_dropped")
+    return (Hit("trace cap"),) if isinstance(dropped, int) and dropped > 0 else NO_HITS
+
+
+# .pth files that legitimately carry an import line: setuptools' distutils shim and the
+# old namespace-package shims (pkg_resources style "-nspkg.pth").
+KNOWN_PTH = re.compile(r"^(distutils-precedence\.pth|[\w.-]+-nspkg\.pth|_virtualenv\.pth)$")
+
+
+def pth_with_code(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
+    files = event.get("files")
+    hits = []
+    for item in files if isinstance(files, list) else []:
+        if not isinstance(item, Mapping) or not item.get("imports"):
+            continue
+        name = str(item.get("name", ""))[:200]
+        hits.append(Hit(name, "info" if KNOWN_PTH.match(name) else None))
+    return hits
+
+
+EVENT_RULES: tuple[EventRule, ...] = (
+    EventRule("res.timeout", "low", "resource", "phase ran out of time",
+              "phase_finished", timed_out, {"tests": "info"}),
+    EventRule("res.output_flood", "low", "resource", "phase output hit the cap",
+              "phase_finished", output_flood),
+    EventRule("res.trace_flood", "low", "resource", "trace hit its cap (evidence may be lost)",
+              "phase_finished", trace_flood),
+    EventRule("persist.pth_import", "medium", "persistence",
+              "installed .pth file runs code at every interpreter start",
+              "pth_files", pth_with_code),
+)  # fmt: skip

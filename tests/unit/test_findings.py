@@ -1,0 +1,388 @@
+"""The findings engine: every rule fires on its behaviour and stays quiet on the look-alike."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from slave.findings import Analyser, Context, Finding, analyse, classify, diff, profile, verdict
+from slave.findings.rules import EVENT_RULES, RULES, RUNNER_IMPORT_CODE
+
+TOKEN = "bait-0123456789abcdef"
+CTX = Context(bait_token=TOKEN)
+FIXTURE = Path(__file__).with_name("test_findings_clean_trace.jsonl")
+V = "/home/tester/venv"
+SITE = f"{V}/lib/python3.11/site-packages"
+# pid 100 is package code run by the build backend; pid 200 is pip itself.
+PRELUDE = [
+    f'100 execve("{V}/bin/python", ["{V}/bin/python", "{SITE}/pip/_vendor/pyproject_hooks/'
+    '_in_process/_in_process.py", "build_wheel", "/tmp/x"], 0x1 /* 9 vars */) = 0',
+    f'200 execve("{V}/bin/python", ["{V}/bin/python", "-m", "pip", "install", "x"], 0x1) = 0',
+]
+
+
+def rules_hit(phase: str, *lines: str, context: Context = CTX) -> dict[str, str]:
+    """rule id → severity for everything the lines (after the prelude) produce."""
+    analyser = Analyser(context)
+    for line in PRELUDE:
+        analyser.feed(phase, line)
+    found: list[Finding] = []
+    for line in lines:
+        found += analyser.feed(phase, line)
+    return {f.rule: f.severity for f in found}
+
+
+def connect(family: str, addr: str, port: int, call: str = "connect") -> str:
+    if family == "AF_INET":
+        sa = f'{{sa_family=AF_INET, sin_port=htons({port}), sin_addr=inet_addr("{addr}")}}'
+    else:
+        sa = (
+            f"{{sa_family=AF_INET6, sin6_port=htons({port}), sin6_flowinfo=htonl(0), "
+            f'inet_pton(AF_INET6, "{addr}", &sin6_addr), sin6_scope_id=0}}'
+        )
+    return f"100 {call}(3<TCP:[77]>, {sa}, 16) = -1 ENETUNREACH (Network is unreachable)"
+
+
+def execve(path: str, *argv: str, pid: int = 100, result: str = "0") -> str:
+    args = ", ".join(json.dumps(a) for a in argv)
+    return f'{pid} execve("{path}", [{args}], 0x7ffd /* 9 vars */) = {result}'
+
+
+def openat(path: str, flags: str = "O_RDONLY|O_CLOEXEC", result: str = "3") -> str:
+    return f'100 openat(AT_FDCWD</tmp/x>, "{path}", {flags}) = {result}'
+
+
+W = "O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, 0644"
+HITS = [
+    # (rule, phase, line, severity)
+    ("net.dns", "install", connect("AF_INET", "10.0.2.3", 53), "high"),
+    ("net.dns", "tests", connect("AF_INET", "10.0.2.3", 53), "medium"),
+    (
+        "net.dns",
+        "import",
+        '100 sendto(5<UDP:[1]>, "\\x12\\x34\\1\\0"..., 29, MSG_NOSIGNAL, {sa_family=AF_INET, '
+        'sin_port=htons(53), sin_addr=inet_addr("8.8.8.8")}, 16) = -1 ENETUNREACH (x)',
+        "high",
+    ),
+    (
+        "net.dns",
+        "import",
+        "100 sendmmsg(5<UDP:[10.0.2.15:4000->8.8.8.8:53]>, [{msg_hdr={}}], 2, MSG_NOSIGNAL) = 2",
+        "high",
+    ),
+    ("net.connect", "install", connect("AF_INET6", "2a04:4e42::223", 443), "high"),
+    ("net.connect", "tests", connect("AF_INET", "151.101.0.223", 443), "medium"),
+    ("net.connect_loopback", "import", connect("AF_INET", "127.0.0.1", 8080), "low"),
+    ("net.connect_loopback", "tests", connect("AF_INET6", "::1", 8080), "info"),
+    ("net.listen", "import", "100 listen(3<TCP:[4242]>, 128) = 0", "medium"),
+    ("net.raw_socket", "install", "100 socket(AF_PACKET, SOCK_RAW, 768) = -1 EPERM (x)", "medium"),
+    (
+        "net.socket",
+        "import",
+        "100 socket(AF_INET, SOCK_DGRAM|SOCK_CLOEXEC, IPPROTO_IP) = 3",
+        "info",
+    ),
+    ("proc.network_tool", "install", execve("/usr/bin/curl", "curl", "-s", "http://x"), "high"),
+    (
+        "proc.network_tool",
+        "install",
+        execve("/usr/bin/wget", "wget", "x", result="-1 ENOENT (No such file or directory)"),
+        "high",
+    ),
+    ("proc.network_tool", "tests", execve("/bin/nc", "nc", "1.2.3.4", "80"), "medium"),
+    ("proc.shell", "import", execve("/bin/sh", "sh", "-c", "id"), "medium"),
+    ("proc.shell", "install", execve("/bin/bash", "bash", "configure"), "low"),
+    ("proc.shell", "tests", execve("/bin/sh", "sh", "-c", "true"), "info"),
+    ("proc.encoder", "import", execve("/usr/bin/base64", "base64", "-d"), "medium"),
+    (
+        "proc.inline_code",
+        "install",
+        execve(f"{V}/bin/python", "python", "-c", "import os"),
+        "medium",
+    ),
+    ("proc.inline_code", "tests", execve("/usr/bin/perl", "perl", "-e", "print 1"), "low"),
+    ("proc.exec_temp", "import", execve("/tmp/.x/payload", "payload"), "high"),
+    (
+        "proc.exec_temp",
+        "import",
+        '100 execveat(7</memfd:x (deleted)>, "", ["x"], 0x1 /* 0 vars */, AT_EMPTY_PATH) = 0',
+        "high",
+    ),
+    ("proc.privilege_tool", "install", execve("/usr/bin/sudo", "sudo", "-n", "id"), "high"),
+    ("proc.persistence_tool", "import", execve("/usr/bin/crontab", "crontab", "-"), "high"),
+    ("proc.memfd", "import", '100 memfd_create("x", MFD_CLOEXEC) = 7</memfd:x>', "medium"),
+    ("proc.started", "install", execve("/usr/bin/gcc", "gcc", "-c", "x.c"), "info"),
+    ("cred.bait", "import", openat("/home/tester/.ssh/id_rsa"), "critical"),
+    ("cred.bait", "tests", openat("/home/tester/.aws/credentials"), "critical"),
+    (
+        "cred.bait",
+        "install",
+        '100 openat(AT_FDCWD</home/tester>, ".ssh/id_rsa", O_RDONLY) = 3</home/tester/.ssh/id_rsa>',
+        "critical",
+    ),
+    ("cred.ssh", "install", openat("/home/tester/.ssh/known_hosts"), "high"),
+    ("cred.store", "import", openat("/home/tester/.netrc"), "high"),
+    ("cred.store", "tests", openat("/home/tester/.mozilla/firefox/a/logins.json"), "medium"),
+    ("cred.store", "import", openat("/home/tester/.local/share/keyrings/login.keyring"), "high"),
+    ("cred.system", "install", openat("/etc/shadow", result="-1 EACCES (x)"), "high"),
+    ("cred.passwd", "install", openat("/etc/passwd"), "low"),
+    ("cred.environ", "import", openat("/proc/1/environ"), "high"),
+    ("cred.environ", "import", openat("/proc/self/environ"), "medium"),
+    ("cred.token", "install", execve("/bin/true", "true", f"x={TOKEN}"), "critical"),
+    (
+        "cred.token_name",
+        "install",
+        execve("/bin/sh", "sh", "-c", "echo $PYTI_BAIT_TOKEN"),
+        "medium",
+    ),
+    ("fs.write_outside", "install", openat("/etc/x.conf", W, "-1 EACCES (x)"), "medium"),
+    ("fs.write_outside", "tests", openat("/home/tester/.config/app/x", W), "low"),
+    ("fs.write_cache", "import", openat("/home/tester/.cache/matplotlib/f.json", W), "info"),
+    ("persist.shell_rc", "install", openat("/home/tester/.bashrc", "O_WRONLY|O_APPEND"), "high"),
+    (
+        "persist.service",
+        "import",
+        '100 rename("/tmp/u", "/home/tester/.config/systemd/user/x.service") = 0',
+        "high",
+    ),
+    ("persist.cron", "install", openat("/var/spool/cron/crontabs/tester", W), "high"),
+    (
+        "persist.authorized_keys",
+        "import",
+        '100 openat(AT_FDCWD</tmp>, "/home/tester/.ssh/authorized_keys", O_WRONLY|O_APPEND) = 3',
+        "critical",
+    ),
+    ("persist.site_hook", "install", openat(f"{SITE}/zzz.pth", W), "high"),
+    ("persist.site_hook", "import", openat(f"{SITE}/sitecustomize.py", W), "high"),
+    ("priv.setid", "install", "100 setuid(0) = -1 EPERM (Operation not permitted)", "high"),
+    ("priv.setid", "tests", "100 setresgid(0, 0, 0) = -1 EPERM (x)", "medium"),
+    ("priv.ptrace", "import", "100 ptrace(PTRACE_ATTACH, 1) = -1 EPERM (x)", "high"),
+    ("priv.ptrace", "import", "100 ptrace(PTRACE_TRACEME) = -1 EPERM (x)", "medium"),
+    (
+        "priv.process_vm",
+        "import",
+        "100 process_vm_readv(1, [{}], 1, [{}], 1, 0) = -1 EPERM",
+        "high",
+    ),
+    ("priv.kernel", "install", '100 mount("none", "/mnt", "tmpfs", 0, NULL) = -1 EPERM', "high"),
+    ("priv.namespace", "import", "100 unshare(CLONE_NEWUSER) = 0", "medium"),
+    ("priv.setid_bits", "install", '100 chmod("/tmp/sh", 04755) = 0', "high"),
+    ("res.disk_full", "install", '100 mkdir("/tmp/a", 0777) = -1 ENOSPC (No space left)', "medium"),
+]
+
+
+@pytest.mark.parametrize(("rule", "phase", "line", "severity"), HITS)
+def test_rule_fires(rule: str, phase: str, line: str, severity: str) -> None:
+    """Each rule fires on the behaviour it describes, with the phase's severity."""
+    assert rules_hit(phase, line).get(rule) == severity
+
+
+QUIET = [
+    # (rule that must stay quiet, phase, look-alike line)
+    ("net.dns", "install", connect("AF_INET", "10.0.2.3", 5353)),
+    ("net.connect", "install", connect("AF_INET", "127.0.0.1", 443)),
+    (
+        "net.connect",
+        "install",
+        '100 connect(4<UNIX:[9]>, {sa_family=AF_UNIX, sun_path="/x"}, 110) = 0',
+    ),
+    ("net.connect_loopback", "install", connect("AF_INET", "10.1.1.1", 80)),
+    ("net.listen", "import", "100 listen(3<UNIX:[4242]>, 128) = 0"),
+    ("net.raw_socket", "import", "100 socket(AF_INET, SOCK_STREAM, IPPROTO_TCP) = 3"),
+    ("net.socket", "install", "200 socket(AF_INET6, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_IP) = 3"),
+    ("net.socket", "install", "100 socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0) = 3"),
+    ("proc.network_tool", "install", execve("/usr/bin/curlish", "curlish")),
+    ("proc.shell", "install", execve("/usr/bin/shellcheck", "shellcheck")),
+    (
+        "proc.inline_code",
+        "import",
+        execve(f"{V}/bin/python", "python", "-X", "faulthandler", "-c", RUNNER_IMPORT_CODE, "demo"),
+    ),
+    ("proc.inline_code", "install", execve("/usr/bin/perl", "perl", "Makefile.PL")),
+    ("proc.exec_temp", "install", execve("/tmp/pyti-job-a/tmp/pip-req-build-x/configure", "c")),
+    ("proc.started", "install", execve(f"{V}/bin/python", "python", "-m", "pip", "install", "y")),
+    ("proc.started", "install", execve("/usr/bin/lsb_release", "lsb_release", "-a", pid=200)),
+    ("proc.started", "tests", execve(f"{V}/bin/python", "python", "-m", "pytest", "-q")),
+    ("proc.started", "install", execve("/usr/bin/curl", "curl")),
+    ("cred.bait", "import", openat("/home/tester/.ssh/id_rsa.pub.notes")),
+    ("cred.bait", "import", openat("/home/other/.ssh/id_rsa")),
+    ("cred.ssh", "import", openat("/home/tester/.sshrc")),
+    ("cred.store", "import", openat("/home/tester/.awsome/x")),
+    ("cred.system", "import", openat("/etc/shadowsocks.json")),
+    ("cred.passwd", "install", openat("/etc/os-release")),
+    ("cred.environ", "import", openat("/proc/self/cmdline")),
+    ("cred.token", "install", execve("/bin/true", "true", TOKEN[:-1] + "X")),
+    ("fs.write_outside", "install", openat(f"{SITE}/demo/__init__.py", W)),
+    ("fs.write_outside", "tests", openat("/tmp/pyti-job-a/src/x.pyc", W)),
+    ("fs.write_outside", "install", openat("/dev/null", "O_WRONLY")),
+    ("fs.write_outside", "import", openat("/etc/hosts")),
+    ("persist.shell_rc", "install", openat("/home/tester/.bashrc")),
+    ("persist.site_hook", "install", openat(f"{SITE}/zzz.pth", W).replace("100 ", "200 ", 1)),
+    ("persist.site_hook", "install", openat(f"{SITE}/zzz.pth")),
+    ("priv.setid_bits", "install", '100 chmod("/tmp/x", 0755) = 0'),
+    ("priv.ptrace", "import", "100 prctl(PR_SET_DUMPABLE, 0) = 0"),
+    ("res.disk_full", "install", '100 mkdir("/tmp/a", 0777) = -1 EEXIST (File exists)'),
+]
+
+
+@pytest.mark.parametrize(("rule", "phase", "line"), QUIET)
+def test_rule_stays_quiet_on_look_alikes(rule: str, phase: str, line: str) -> None:
+    """Near misses (other ports, paths, processes, flags) do not fire the rule."""
+    assert rule not in rules_hit(phase, line)
+
+
+def test_every_rule_has_a_firing_test() -> None:
+    """No rule in the table goes untested."""
+    tested = {h[0] for h in HITS} | {"res.fork_bomb"} | {r.id for r in EVENT_RULES}
+    assert {r.id for r in RULES} <= tested
+
+
+def test_fork_bomb_needs_many_eagain() -> None:
+    """Twenty failed clones make one fork-bomb finding; nineteen make none."""
+    line = (
+        "100 clone(child_stack=NULL, flags=SIGCHLD) = -1 EAGAIN (Resource temporarily unavailable)"
+    )
+    assert "res.fork_bomb" not in rules_hit("import", *[line] * 19)
+    assert rules_hit("import", *[line] * 40)["res.fork_bomb"] == "high"
+
+
+def test_findings_name_the_process_and_dedupe() -> None:
+    """A finding carries the label of the exec'd program; repeats of one target collapse."""
+    analyser = Analyser(CTX)
+    analyser.feed("install", PRELUDE[0])
+    analyser.feed("install", "100 vfork( <unfinished ...>")
+    # the vforked child execs before its parent's vfork returns
+    analyser.feed("install", execve("/bin/sh", "sh", "-c", "curl x", pid=101))
+    analyser.feed("install", "100 <... vfork resumed>) = 101")
+    found = analyser.feed("install", execve("/usr/bin/curl", "curl", "x", pid=101))
+    found += analyser.feed("install", execve("/usr/bin/curl", "curl", "y", pid=101))
+    assert [(f.rule, f.process) for f in found] == [("proc.network_tool", "sh")]
+    shell = next(f for f in analyser.findings if f.rule == "proc.shell")
+    assert (shell.process, shell.pid, shell.target) == ("build-backend", 101, "sh")
+
+
+def test_runner_facts_become_findings() -> None:
+    """Timeouts, output and trace floods and .pth files with code come from runner events."""
+    analyser = Analyser(CTX)
+    analyser.feed_event(
+        {"event": "phase_finished", "phase": "import", "status": "timed_out",
+         "output_dropped": 10, "trace_dropped": 0}
+    )  # fmt: skip
+    analyser.feed_event(
+        {"event": "phase_finished", "phase": "tests", "status": "passed",
+         "output_dropped": 0, "trace_dropped": 5}
+    )  # fmt: skip
+    analyser.feed_event(
+        {"event": "pth_files", "phase": "install", "files": [
+            {"name": "evil.pth", "imports": True, "lines": ["import os; os.system('x')"]},
+            {"name": "distutils-precedence.pth", "imports": True, "lines": ["import os"]},
+            {"name": "paths.pth", "imports": False, "lines": []},
+            "garbage",
+        ]}
+    )  # fmt: skip
+    got = {(f.rule, f.phase, f.target, f.severity) for f in analyser.findings}
+    assert got == {
+        ("res.timeout", "import", "timeout", "low"),
+        ("res.output_flood", "import", "output cap", "low"),
+        ("res.trace_flood", "tests", "trace cap", "low"),
+        ("persist.pth_import", "install", "evil.pth", "medium"),
+        ("persist.pth_import", "install", "distutils-precedence.pth", "info"),
+    }
+
+
+def test_trace_events_feed_the_line_rules() -> None:
+    """A runner 'trace' event is analysed like its strace line; junk events give nothing."""
+    analyser = Analyser(CTX)
+    found = analyser.feed_event({"event": "trace", "phase": "import", "pid": 1,
+                                 "line": openat("/home/tester/.ssh/id_rsa")})  # fmt: skip
+    assert [f.rule for f in found] == ["cred.bait"]
+    assert analyser.feed_event({"event": "trace", "phase": "import", "line": 42}) == []
+    assert analyser.feed_event({"event": "nonsense"}) == []
+
+
+def test_findings_per_rule_are_capped() -> None:
+    """A package touching thousands of distinct paths yields a bounded number of findings."""
+    analyser = Analyser(CTX)
+    for i in range(500):
+        analyser.feed("install", openat(f"/etc/x{i}", W))
+    assert len(analyser.findings) == 50
+    assert analyser.suppressed == 450
+
+
+def test_clean_install_import_and_tests_have_no_findings_above_info() -> None:
+    """Real strace output of pip install (sdist build), import and pytest of a clean package."""
+    analyser = Analyser(Context(bait_token="bait-fixture-token"))
+    lines = FIXTURE.read_text().splitlines()
+    assert len(lines) > 1000
+    for line in lines:
+        analyser.feed_event(json.loads(line))
+    assert [f for f in analyser.findings if f.severity != "info"] == []
+    assert verdict(analyser.findings) == "clean"
+
+
+def test_analyse_single_line() -> None:
+    """analyse() judges one line on its own."""
+    (finding,) = analyse("install", openat("/home/tester/.aws/credentials"), CTX)
+    assert (finding.rule, finding.severity, finding.phase, finding.pid) == (
+        "cred.bait", "critical", "install", 100
+    )  # fmt: skip
+    assert finding.target == "~/.aws/credentials"
+
+
+def f(rule: str, severity: str, phase: str = "install", target: str = "") -> Finding:
+    return Finding(rule, severity, phase, 1, "p", "e", target)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("findings", "expected"),
+    [
+        ([], "clean"),
+        ([f("proc.started", "info"), f("cred.passwd", "low")], "clean"),
+        ([f("fs.write_outside", "medium")], "suspicious"),
+        ([f("net.connect", "high"), f("net.connect", "high", target="b")], "suspicious"),
+        ([f("net.connect", "high"), f("proc.network_tool", "high")], "malicious"),
+        ([f("cred.bait", "critical")], "malicious"),
+    ],
+)
+def test_verdict_table(findings: list[Finding], expected: str) -> None:
+    """Critical or two different high rules → malicious; any high/medium → suspicious."""
+    assert verdict(findings) == expected
+
+
+def test_profile_diff_describes_new_behaviour() -> None:
+    """A release that starts opening sockets at install time shows up as such in the diff."""
+    old = profile([f("proc.started", "info", target="gcc")])
+    new = profile(
+        [f("proc.started", "info", target="gcc"), f("proc.started", "info", target="git"),
+         f("net.socket", "info", target="AF_INET")]
+    )  # fmt: skip
+    assert ("install", "socket", "AF_INET") in new
+    texts = [str(c) for c in diff(old, new)]
+    assert "started opening sockets at install time (AF_INET)" in texts
+    assert "starting programs at install time: new targets (git)" in texts
+    assert "stopped opening sockets at install time (AF_INET)" in [str(c) for c in diff(new, old)]
+    assert diff(new, new) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "label", "expected"),
+    [
+        (["python", "-m", "pip", "install"], "pip", True),
+        (["python", "/v/pip/__pip-runner__.py", "install"], "pip", True),
+        (["python", "-X", "faulthandler", "-m", "pytest"], "pytest", True),
+        (["python", "-c", RUNNER_IMPORT_CODE, "demo"], "import demo", True),
+        (["python", "-c", "print(1)"], "python -c", False),
+        (["python", "setup.py", "build"], "python setup.py", False),
+    ],
+)
+def test_classify_python_commands(argv: list[str], label: str, expected: bool) -> None:
+    """The runner's and pip's python commands are expected; others are labelled by what runs."""
+    assert classify("/home/tester/venv/bin/python3.11", tuple(argv)) == (label, expected)
+
+
+def test_runner_import_code_matches_the_runner() -> None:
+    """The engine's copy of the runner's import one-liner is the runner's."""
+    runner = Path(__file__).parents[2] / "images" / "runner" / "pyti_runner.py"
+    assert f'code = "{RUNNER_IMPORT_CODE}"' in runner.read_text()
