@@ -13,6 +13,8 @@ Serves what a test added, and fails on cue::
         pypi.faults.wrong_sha256.add(proj.wheel.name) # advertise a digest that does not match
         pypi.faults.delay = 2.0                       # every answer waits 2 s first
         pypi.count("/files/")                         # requests served so far under a prefix
+        # {base_url}/rss/updates.xml and /rss/packages.xml list what was added, newest first
+        pypi.faults.path_status["/rss/updates.xml"] = 503
 
 For a pip run against it: ``--index-url pypi.index_url`` plus `HERMETIC_PIP_ARGS`, in
 the environment `hermetic_pip_env()` (no inherited ``PIP_*`` variables, no config).
@@ -33,10 +35,12 @@ import html
 import os
 import socket
 import tarfile
+import time
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.parser import Parser
+from email.utils import formatdate
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -96,6 +100,8 @@ class Faults:
     file_status: dict[str, int] = field(default_factory=dict)
     #: seconds between 1 KiB chunks of a file download (a slow mirror mid-transfer)
     trickle: float = 0.0
+    #: exact request paths answered with this HTTP status (e.g. "/rss/updates.xml": 503)
+    path_status: dict[str, int] = field(default_factory=dict)
 
 
 def _read_metadata(path: Path) -> tuple[str, str, str | None, list[str]]:
@@ -147,6 +153,8 @@ class FakePyPI:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._arrived: asyncio.Condition | None = None
+        self._new_releases: list[tuple[float, str, str]] = []
+        self._new_projects: list[tuple[float, str]] = []
 
     def __repr__(self) -> str:
         state = "serving" if self._runner is not None else "stopped"
@@ -164,10 +172,14 @@ class FakePyPI:
         """The simple index root, as pip's ``--index-url`` wants it."""
         return f"{self.base_url}/simple"
 
-    def add(self, path: Path, *, yanked: bool | str = False) -> DistFile:
+    def add(
+        self, path: Path, *, yanked: bool | str = False, published: float | None = None
+    ) -> DistFile:
         """Serve ``path``; name, version and requirements come from its own metadata.
 
-        ``yanked`` may be a reason string (which implies yanked).
+        ``yanked`` may be a reason string (which implies yanked). The first file of a
+        new release appears in ``/rss/updates.xml`` (and of a new project in
+        ``/rss/packages.xml``) dated ``published`` (default: now, epoch seconds).
         """
         name, version, requires_python, requires_dist = _read_metadata(path)
         data = path.read_bytes()
@@ -183,7 +195,12 @@ class FakePyPI:
             yanked=bool(yanked),
             yanked_reason=yanked if isinstance(yanked, str) else None,
         )
+        when = time.time() if published is None else published
+        if normalize_name(name) not in self._projects:
+            self._new_projects.append((when, name))
         releases = self._projects.setdefault(normalize_name(name), {})
+        if version not in releases:
+            self._new_releases.append((when, name, version))
         releases.setdefault(version, []).append(dist)
         self._files[path.name] = dist
         return dist
@@ -195,12 +212,13 @@ class FakePyPI:
         version: str,
         *,
         yanked: bool | str = False,
+        published: float | None = None,
         **kwargs: Any,
     ) -> Project:
         """`make_project` (same keyword arguments) and serve what it wrote."""
         project = make_project(dest_dir, name, version, **kwargs)
         for path in project.files:
-            self.add(path, yanked=yanked)
+            self.add(path, yanked=yanked, published=published)
         return project
 
     def count(self, prefix: str = "/") -> int:
@@ -221,6 +239,8 @@ class FakePyPI:
         app.router.add_get("/simple/", self._simple_root)
         app.router.add_get("/simple/{name}/", self._simple_project)
         app.router.add_get("/files/{filename}", self._file)
+        app.router.add_get("/rss/updates.xml", self._rss_updates)
+        app.router.add_get("/rss/packages.xml", self._rss_packages)
         # Bind the socket ourselves so the port is known without private attributes.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -256,6 +276,9 @@ class FakePyPI:
                 self._arrived.notify_all()
         if self.faults.delay:
             await asyncio.sleep(self.faults.delay)
+        status = self.faults.path_status.get(request.path)
+        if status is not None:
+            return web.Response(status=status, text="injected failure")
         response: web.StreamResponse = await handler(request)
         return response
 
@@ -358,3 +381,38 @@ class FakePyPI:
             await asyncio.sleep(self.faults.trickle)
         await response.write_eof()
         return response
+
+    def _rss(self, title: str, items: list[tuple[float, str, str]]) -> web.Response:
+        """RSS 2.0 like PyPI's: newest first, at most 100 items."""
+        entries = []
+        for when, item_title, link in sorted(items, key=lambda i: i[0], reverse=True)[:100]:
+            entries.append(
+                "<item>"
+                f"<title>{html.escape(item_title)}</title>"
+                f"<link>{html.escape(link)}</link>"
+                "<description></description>"
+                f"<pubDate>{formatdate(when, usegmt=True)}</pubDate>"
+                "</item>\n"
+            )
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>\n'
+            f"<title>{title}</title><link>{self.base_url}/</link>"
+            f"<description>{title}</description><language>en</language>\n"
+            + "".join(entries)
+            + "</channel></rss>\n"
+        )
+        return web.Response(text=body, content_type="text/xml")
+
+    async def _rss_updates(self, request: web.Request) -> web.Response:
+        items = [
+            (when, f"{name} {version}", f"{self.base_url}/project/{name}/{version}/")
+            for when, name, version in self._new_releases
+        ]
+        return self._rss("PyPI recent updates", items)
+
+    async def _rss_packages(self, request: web.Request) -> web.Response:
+        items = [
+            (when, f"{name} added to PyPI", f"{self.base_url}/project/{name}/")
+            for when, name in self._new_projects
+        ]
+        return self._rss("Newest packages", items)

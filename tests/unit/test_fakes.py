@@ -11,6 +11,7 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import aiohttp
 import pytest
@@ -196,4 +197,28 @@ async def test_pip_downloads_from_fake_simple_index(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == [
         "dep_one-1.0-py3-none-any.whl",
         "top-1.0-py3-none-any.whl",
+    ]
+
+
+async def test_fake_pypi_rss_feeds_list_new_releases(tmp_path: Path) -> None:
+    """updates.xml has one item per new release, newest first; packages.xml per project."""
+    async with FakePyPI() as pypi:
+        pypi.add_project(tmp_path / "a", "alpha", "1.0", published=1_000_000.0)
+        pypi.add_project(tmp_path / "b", "alpha", "1.1", published=2_000_000.0)
+        pypi.add_project(tmp_path / "c", "beta", "0.1", published=1_500_000.0)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{pypi.base_url}/rss/updates.xml") as resp:
+                updates = ElementTree.fromstring(await resp.read())  # noqa: S314 (our fake)
+            async with session.get(f"{pypi.base_url}/rss/packages.xml") as resp:
+                packages = ElementTree.fromstring(await resp.read())  # noqa: S314
+            pypi.faults.path_status["/rss/updates.xml"] = 503
+            async with session.get(f"{pypi.base_url}/rss/updates.xml") as resp:
+                assert resp.status == 503
+    titles = [item.findtext("title") for item in updates.iter("item")]
+    assert titles == ["alpha 1.1", "beta 0.1", "alpha 1.0"]
+    links = [item.findtext("link") for item in updates.iter("item")]
+    assert links[0] == f"{pypi.base_url}/project/alpha/1.1/"
+    assert [i.findtext("title") for i in packages.iter("item")] == [
+        "beta added to PyPI",
+        "alpha added to PyPI",
     ]
