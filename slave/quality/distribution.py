@@ -26,10 +26,12 @@ def _listing(items: Sequence[str]) -> str:
     return shown + (f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else "")
 
 
-def distribution_indicators(dists: Sequence[DistContents]) -> list[Indicator]:
-    """Every `distribution.*` indicator for the release's files."""
+def distribution_indicators(
+    dists: Sequence[DistContents], read_errors: Sequence[str] = ()
+) -> list[Indicator]:
+    """Every `distribution.*` indicator; `read_errors` are failures met reading members."""
     return [
-        archives_readable(dists),
+        archives_readable(dists, read_errors),
         files_present(dists),
         wheel_kinds(dists),
         sdist_tests(dists),
@@ -38,9 +40,13 @@ def distribution_indicators(dists: Sequence[DistContents]) -> list[Indicator]:
     ]
 
 
-def archives_readable(dists: Sequence[DistContents]) -> Indicator:
-    """Every file opened safely; a hostile or corrupt one fails with SafeArchive's reason."""
-    errors = [d.error for d in dists if d.error is not None]
+def archives_readable(dists: Sequence[DistContents], read_errors: Sequence[str] = ()) -> Indicator:
+    """Every file opened (and every member read) safely; else SafeArchive's reason.
+
+    A listing can be sound while a member's data is not (bad CRC, a bomb inside a
+    file with honest headers): `read_errors` carries what reading sources met.
+    """
+    errors = [d.error for d in dists if d.error is not None] + list(read_errors)
     if errors:
         return _indicator("archives_readable", errors, "fail", errors[0])
     return _indicator("archives_readable", [], "pass", f"{len(dists)} file(s) read safely as data")

@@ -45,11 +45,14 @@ def static_indicators(
         # Old sdist names are ambiguous (`my-pkg-1.0`); the metadata name settles it.
         dists = [dataclasses.replace(d, dist=parse_filename(d.file.name, name)) for d in dists]
     names = [d.dist for d in dists if d.dist.kind != "other"]
+    chosen = source_paths(dists)
+    sources = read_sources(*chosen) if chosen is not None else None
+    read_errors = [sources.error] if sources is not None and sources.error else []
     indicators = [
         *_guarded(METADATA_IDS, "metadata", lambda: metadata_indicators(md, names)),
-        *_guarded(_DIST_IDS, "distribution", lambda: distribution_indicators(dists)),
+        *_guarded(_DIST_IDS, "distribution", lambda: distribution_indicators(dists, read_errors)),
         *_guarded(("code.py_typed",), "code", lambda: [py_typed(dists)]),
-        *_guarded(("code.annotations",), "code", lambda: [_annotations(dists)]),
+        *_guarded(("code.annotations",), "code", lambda: [annotation_coverage(sources)]),
         *_guarded(("install.dependencies",), "install", lambda: [dependency_count(md)]),
     ]
     if unavailable is not None:
@@ -74,14 +77,6 @@ def _pick_metadata(dists: Sequence[DistContents]) -> Metadata | None:
             if dist.dist.kind == kind and dist.metadata is not None:
                 return dist.metadata
     return None
-
-
-def _annotations(dists: Sequence[DistContents]) -> Indicator:
-    chosen = source_paths(dists)
-    if chosen is None:
-        return annotation_coverage(None)
-    dist, paths = chosen
-    return annotation_coverage(read_sources(dist, paths))
 
 
 def _guarded(

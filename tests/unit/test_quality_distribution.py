@@ -248,6 +248,25 @@ def test_hostile_archive_gives_fail_indicator_not_exception(tmp_path: Path, kind
     assert indicator(indicators, "code.annotations").level == "warn"
 
 
+def test_corrupt_member_data_fails_archives_readable(tmp_path: Path) -> None:
+    """A sound listing with a module whose compressed bytes are damaged still fails."""
+    body = "def f(x: int) -> int:\n    return x\n" * 50
+    whl = build_wheel(tmp_path, "demo", "1.0", {"demo/__init__.py": body})
+    with zipfile.ZipFile(whl) as zf:
+        info = zf.getinfo("demo/__init__.py")
+    blob = bytearray(whl.read_bytes())
+    data_start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    blob[data_start + info.compress_size // 2] ^= 0xFF
+    whl.write_bytes(bytes(blob))
+    indicators = static_indicators([whl])
+    found = indicator(indicators, "distribution.archives_readable")
+    assert found.level == "fail"
+    assert "corrupt" in found.reason
+    assert indicator(indicators, "code.annotations").level == "fail"
+    # The listing and METADATA were fine, so metadata is still judged.
+    assert indicator(indicators, "metadata.required_fields").level == "pass"
+
+
 def test_hostile_file_does_not_hide_the_good_one(tmp_path: Path) -> None:
     """Next to a hostile wheel, the good sdist's metadata and tests are still judged."""
     good = make_project(tmp_path, "demo", "1.0", wheel=False).sdist
