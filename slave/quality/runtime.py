@@ -20,9 +20,10 @@ SLOW_INSTALL_S: Final = 120.0
 SLOW_TESTS_S: Final = 600.0
 # More than this share of skipped tests means the suite mostly does not run here.
 MAX_SKIPPED_SHARE: Final = 0.5
-# Ruff findings per linted file.
-RUFF_PASS_DENSITY: Final = 1.0
-RUFF_WARN_DENSITY: Final = 5.0
+# Pyflakes/bugbear findings per linted file (see `ruff_indicator`).
+DEFECT_FAMILIES: Final = ("F", "B")
+RUFF_PASS_DENSITY: Final = 0.5
+RUFF_WARN_DENSITY: Final = 2.0
 
 _RULE_RE: Final = re.compile(r"^([A-Z]{1,8})[0-9]{0,6}$")
 _MAX_RULES: Final = 1000
@@ -178,7 +179,13 @@ def _duration(seconds: float | None, status: str) -> Indicator:
 
 
 def ruff_indicator(quality: Mapping[str, Any] | None) -> Indicator:
-    """Ruff findings per linted file, counted by rule family (`E`, `F`, `PLR`...)."""
+    """Ruff findings counted by rule family (`E`, `F`, `S`...); likely defects set the level.
+
+    The runner lints the sdist (tests included) with `E,W,F,B,S`. Style (`E`, `W`) and
+    bandit (`S`, which flags every `assert` of a test suite) are counted and shown but
+    do not set the level; pyflakes and bugbear findings per linted file do, and any
+    syntax error fails.
+    """
     ruff = quality.get("ruff") if quality is not None else None
     if not isinstance(ruff, Mapping):
         return _make("code", "ruff", None, "warn", "no ruff results reported")
@@ -187,25 +194,36 @@ def ruff_indicator(quality: Mapping[str, Any] | None) -> Indicator:
     error = _text(ruff.get("error"))
     if error:
         return _make("code", "ruff", None, "warn", f"ruff failed: {error}")
-    counts = ruff.get("counts")
-    families: dict[str, int] = {}
-    if isinstance(counts, Mapping):
-        for rule, number in list(counts.items())[:_MAX_RULES]:
-            match = _RULE_RE.match(rule) if isinstance(rule, str) else None
-            amount = _count(number)
-            if match and amount:
-                families[match.group(1)] = families.get(match.group(1), 0) + amount
+    families = _families(ruff.get("counts"))
     files = _count(ruff.get("files")) or 0
     total = sum(families.values())
+    defects = sum(families.get(f, 0) for f in DEFECT_FAMILIES)
     value: dict[str, Value] = {"total": total, "files": files, "families": dict(families)}
-    density = total / max(files, 1)
     top = ", ".join(f"{k}:{v}" for k, v in sorted(families.items(), key=lambda kv: -kv[1])[:5])
     reason = f"{total} findings in {files} files" + (f" ({top})" if top else "")
-    if density <= RUFF_PASS_DENSITY:
-        return _make("code", "ruff", value, "pass", reason)
-    if density <= RUFF_WARN_DENSITY:
+    density = defects / max(files, 1)
+    if families.get("syntax") or density > RUFF_WARN_DENSITY:
+        return _make("code", "ruff", value, "fail", reason)
+    if density > RUFF_PASS_DENSITY:
         return _make("code", "ruff", value, "warn", reason)
-    return _make("code", "ruff", value, "fail", reason)
+    return _make("code", "ruff", value, "pass", reason)
+
+
+def _families(counts: object) -> dict[str, int]:
+    families: dict[str, int] = {}
+    if not isinstance(counts, Mapping):
+        return families
+    for rule, number in list(counts.items())[:_MAX_RULES]:
+        amount = _count(number)
+        if rule == "syntax-error":
+            family = "syntax"
+        elif isinstance(rule, str) and (match := _RULE_RE.match(rule)):
+            family = match.group(1)
+        else:
+            continue
+        if amount:
+            families[family] = families.get(family, 0) + amount
+    return families
 
 
 def install_duration(finished: Mapping[str, Any] | None) -> Indicator:
