@@ -586,12 +586,14 @@ class _TarArchive(SafeArchive):
     def __init__(self, path: Path, limits: ArchiveLimits, kind: str) -> None:
         super().__init__(path, limits)
         self._kind = kind
-        self.compressed_size = None if kind == "tar" else path.stat().st_size
+        self.compressed_size: int | None = None
         self._stream: _CappedStream | None = None
         self._tar: tarfile.TarFile | None = None
         self._infos: dict[str, tarfile.TarInfo] = {}
 
     def _load(self) -> None:
+        if self._kind != "tar":
+            self.compressed_size = self.path.stat().st_size
         self._stream = _CappedStream(_decompressor(self.path, self._kind), self)
         # Closed by _close(), also when _load fails (SafeArchive.open closes on error).
         self._tar = tarfile.open(fileobj=self._stream, mode="r:")  # noqa: SIM115

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import stat
 import struct
 import tarfile
+import tempfile
 import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from slave.archive import (
     ArchiveError,
@@ -346,3 +350,54 @@ def test_archive_errors_carry_the_path(tmp_path: Path) -> None:
         SafeArchive.open(path)
     assert err.value.path == path
     assert "x.tar.gz" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["gone.whl", "gone.tar.gz"])
+def test_missing_file_is_an_archive_error(tmp_path: Path, name: str) -> None:
+    """A path that does not exist raises an ArchiveError, not a bare OSError."""
+    with pytest.raises(ArchiveError):
+        SafeArchive.open(tmp_path / name)
+
+
+def _open_and_read_all(path: Path) -> None:
+    with SafeArchive.open(path, ArchiveLimits(max_total_size=8 * MiB)) as ar:
+        for member in ar.members():
+            if member.is_file:
+                ar.read(member.name)
+
+
+_CORPUS: dict[str, bytes] = {}
+
+
+def _corpus(suffix: str) -> bytes:
+    """A small valid archive of each kind, built once."""
+    if suffix not in _CORPUS:
+        with tempfile.TemporaryDirectory() as tmp:
+            files = {"p/__init__.py": "X = 1\n" * 50, "p/data.txt": "hello\n" * 30}
+            if suffix == ".whl":
+                path = build_wheel(Path(tmp), "p", "1", files)
+            else:
+                path = build_sdist(Path(tmp), "p", "1", files)
+            _CORPUS[suffix] = path.read_bytes()
+    return _CORPUS[suffix]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    suffix=st.sampled_from([".whl", ".tar.gz"]),
+    edits=st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), max_size=8),
+    cut=st.integers(min_value=0, max_value=4000),
+)
+def test_mutated_archives_only_raise_archive_errors(
+    tmp_path_factory: pytest.TempPathFactory, suffix: str, edits: list[tuple[int, int]], cut: int
+) -> None:
+    """Flipped bytes or truncation give a clean read or an ArchiveError, nothing else."""
+    data = bytearray(_corpus(suffix))
+    for offset, value in edits:
+        data[offset % len(data)] = value
+    if cut:
+        data = data[: max(len(data) - cut, 0)]
+    path = tmp_path_factory.mktemp("fuzz") / f"a{suffix}"
+    path.write_bytes(bytes(data))
+    with contextlib.suppress(ArchiveError):
+        _open_and_read_all(path)
