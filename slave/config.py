@@ -1,0 +1,198 @@
+"""Every setting of the slave daemon, from command-line flags and/or a TOML file.
+
+Flags override the file; the file overrides the defaults. The TOML keys are the
+long flag names with ``_`` for ``-`` (``image_dir``, ``pypi_url``), plus a
+``[timeouts]`` table of seconds per phase::
+
+    master = "127.0.0.1:7600"
+    secret_file = "/etc/pyti/secret"
+    image_dir = "/var/lib/pyti/images"
+    slots = 2
+    accel = "kvm"
+    [timeouts]
+    install = 600
+    tests = 900
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slave.errors import SlaveError
+
+DEFAULT_PORT = 7600
+DEFAULT_PYPI_URL = "https://pypi.org"
+#: Seconds per phase. Guest phases are enforced by the runner and, with a margin,
+#: by the slave (a hung runner gets its VM killed).
+DEFAULT_TIMEOUTS: dict[str, float] = {
+    "prepare": 900.0,
+    "boot": 120.0,
+    "upload": 300.0,
+    "install": 600.0,
+    "import": 120.0,
+    "tests": 900.0,
+    "quality": 300.0,
+}
+GUEST_PHASES = ("install", "import", "tests", "quality")
+
+
+class ConfigError(SlaveError):
+    """A setting is missing or invalid; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlaveConfig:
+    """The slave's settings (see the module docstring for where they come from)."""
+
+    master_host: str
+    master_port: int
+    secret: bytes
+    image_dir: Path
+    work_dir: Path
+    name: str
+    slots: int = 1
+    accel: str = "auto"
+    pypi_url: str = DEFAULT_PYPI_URL
+    timeouts: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
+    memory_mb: int | None = None
+    cpus: int | None = None
+    #: bytes of output per guest phase (the runner caps and records the cut)
+    output_cap: int = 4 << 20
+    #: the guest's wheel platform tag (bookworm: glibc 2.36)
+    guest_platform: str = "manylinux_2_36_x86_64"
+    #: seconds the slave adds to a guest phase's timeout before it kills the VM
+    timeout_margin: float = 30.0
+    #: seconds running jobs get to finish after SIGTERM before they are aborted
+    shutdown_grace: float = 30.0
+    #: seconds to wait for the master to send an uploaded file's chunks
+    upload_wait: float = 120.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    spool_max_bytes: int = 32 << 20
+    events_per_batch: int = 500
+
+    def timeout(self, phase: str) -> float:
+        """Seconds allowed for ``phase`` (defaults fill what the config leaves out)."""
+        return float(self.timeouts.get(phase, DEFAULT_TIMEOUTS.get(phase, 300.0)))
+
+
+def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``HOST``, or ``[v6]:PORT``) as a pair; ``ConfigError`` if invalid."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or "]" in port_text:
+        host, port_text = text, str(default_port)
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"bad address {text!r}: the port must be a number") from None
+    if not host or not 0 < port < 65536:
+        raise ConfigError(f"bad address {text!r}: expected HOST:PORT")
+    return host, port
+
+
+def read_secret(path: Path) -> bytes:
+    """The shared secret from ``path`` (surrounding whitespace stripped, ≥ 16 bytes)."""
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the secret file {path}: {exc.strerror}") from None
+    if len(secret) < 16:
+        raise ConfigError(f"the secret in {path} is too short (need at least 16 bytes)")
+    return secret
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """The settings in a TOML file; ``ConfigError`` naming the file if it is unreadable."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+_INT_KEYS = ("slots", "memory_mb", "cpus", "output_cap", "spool_max_bytes", "events_per_batch")
+_FLOAT_KEYS = (
+    "timeout_margin",
+    "shutdown_grace",
+    "upload_wait",
+    "reconnect_min",
+    "reconnect_max",
+)
+_STR_KEYS = ("accel", "pypi_url", "guest_platform", "name")
+_KNOWN = {
+    *_INT_KEYS,
+    *_FLOAT_KEYS,
+    *_STR_KEYS,
+    "master",
+    "secret_file",
+    "image_dir",
+    "work_dir",
+    "timeouts",
+}
+
+
+def build_config(flags: Mapping[str, Any], file_values: Mapping[str, Any]) -> SlaveConfig:
+    """Merge flag values (``None`` = not given) over file values over defaults.
+
+    Raises ``ConfigError`` for an unknown key, a wrong type, or a missing
+    required setting (``master``, ``secret_file``, ``image_dir``).
+    """
+    unknown = set(file_values) - _KNOWN
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in the config file: {', '.join(sorted(unknown))}")
+    merged: dict[str, Any] = dict(file_values)
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    for key in ("master", "secret_file", "image_dir"):
+        if not merged.get(key):
+            raise ConfigError(f"--{key.replace('_', '-')} is required (flag or config file)")
+    host, port = parse_address(str(merged["master"]))
+    kwargs: dict[str, Any] = {}
+    for key in _INT_KEYS:
+        if key in merged:
+            value = merged[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+            kwargs[key] = value
+    for key in _FLOAT_KEYS:
+        if key in merged:
+            value = merged[key]
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{key} must be a number of seconds, got {value!r}")
+            kwargs[key] = float(value)
+    for key in _STR_KEYS:
+        if key in merged:
+            if not isinstance(merged[key], str) or not merged[key]:
+                raise ConfigError(f"{key} must be a non-empty string")
+            kwargs[key] = merged[key]
+    if kwargs.get("accel", "auto") not in ("auto", "kvm", "tcg"):
+        raise ConfigError(f"accel must be auto, kvm or tcg, got {kwargs['accel']!r}")
+    timeouts = dict(DEFAULT_TIMEOUTS)
+    raw_timeouts = merged.get("timeouts") or {}
+    if not isinstance(raw_timeouts, Mapping):
+        raise ConfigError("timeouts must be a table of seconds per phase")
+    for phase, seconds in raw_timeouts.items():
+        if phase not in DEFAULT_TIMEOUTS:
+            raise ConfigError(f"timeouts: unknown phase {phase!r}")
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
+            raise ConfigError(f"timeouts.{phase} must be a positive number of seconds")
+        timeouts[phase] = float(seconds)
+    work_dir = Path(merged.get("work_dir") or Path.home() / ".cache" / "pyti" / "slave")
+    return SlaveConfig(
+        master_host=host,
+        master_port=port,
+        secret=read_secret(Path(merged["secret_file"])),
+        image_dir=Path(merged["image_dir"]),
+        work_dir=work_dir,
+        name=kwargs.pop("name", None) or f"{socket.gethostname()}-{os.getpid()}",
+        timeouts=timeouts,
+        **kwargs,
+    )
