@@ -1,7 +1,7 @@
 """What a release's distribution files contain, read as data through `SafeArchive`.
 
 This is the only module of the quality engine that opens archives. A file that
-cannot be read safely (path traversal, bomb, corrupt, unknown format) becomes a
+cannot be read safely (path traversal, links out of the tree, bomb, corrupt) becomes a
 `DistContents` with `error` set, never an exception: the archive is hostile input
 and its failure is a finding about the release, not about pyti.
 """

@@ -51,8 +51,10 @@ class Indicator:
             raise IndicatorFormatError(f"unknown group {self.group!r}")
         if self.level not in LEVELS:
             raise IndicatorFormatError(f"unknown level {self.level!r}")
-        # One line, bounded: reasons quote file names from hostile archives.
+        # One printable line, bounded: reasons quote names and fields from hostile
+        # archives, and end up in terminals (escape sequences) as well as web pages.
         one_line = " ".join(self.reason.split())
+        one_line = "".join(c if c.isprintable() else "\ufffd" for c in one_line)
         if len(one_line) > _MAX_REASON:
             one_line = one_line[: _MAX_REASON - 1] + "…"
         object.__setattr__(self, "reason", one_line)

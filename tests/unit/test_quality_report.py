@@ -83,10 +83,10 @@ def test_from_dict_rejects_malformed_reports(data: dict[str, Any]) -> None:
 
 
 def test_reason_is_one_bounded_line() -> None:
-    """Reasons quoting hostile names are flattened to one line and capped."""
-    indicator = ind("code.x", "pass", "evil\nname\r\t" + "y" * 1000)
+    """Reasons quoting hostile names become one printable line (no escapes), capped."""
+    indicator = ind("code.x", "pass", "evil\nname\r\t\x1b[31m" + "y" * 1000)
     assert "\n" not in indicator.reason
-    assert indicator.reason.startswith("evil name y")
+    assert indicator.reason.startswith("evil name \ufffd[31my")
     assert len(indicator.reason) <= 300
 
 
