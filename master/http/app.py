@@ -1,0 +1,220 @@
+"""The HTTP app factory ``create_app(ctx)``: for tests (``aiohttp_client``) and the daemon.
+
+The daemon serves it with ``AppRunner`` next to its other tasks.
+
+The app owns two things beyond its handlers, both through ``cleanup_ctx`` so they
+start and stop with it: one outgoing ``aiohttp.ClientSession`` (package index,
+callbacks) and the completion-callback sender task. At shutdown, open live tails
+are cancelled first (``on_shutdown``) so the runner does not wait out its
+shutdown timeout on clients that would otherwise stay forever.
+
+Middlewares, outermost first: request metrics → JSON errors → tokens. Security
+headers (a strict Content-Security-Policy among them) are added to every
+response, streamed ones included, in ``on_response_prepare``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from master.context import MasterContext
+from master.http.auth import TokenCheck, auth_middleware
+from master.http.callbacks import CallbackSender
+from master.http.keys import CTX, ENCODED, HTTP_SESSION, SETTINGS, STREAMS, HttpSettings
+from master.http.routes import add_page_routes, routes
+from master.http.sse import EncodedEvents
+from master.http.validation import MAX_JSON_BODY, ApiError
+from master.metrics import Metrics
+
+log = structlog.get_logger("pyti.master.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "img-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+#: Outgoing requests: the package index and callbacks each also have their own deadline.
+OUTGOING_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+
+_ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """The API's one error shape: ``{"error": code, "detail": detail}``."""
+    return web.json_response({"error": code, "detail": detail}, status=status, headers=headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes a JSON error; unexpected ones a 500 that leaks nothing."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.detail, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        code = _ERROR_CODES.get(exc.status, "error")
+        return error_response(exc.status, code, exc.reason, headers)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("http_handler_failed", method=request.method, path=request.path)
+        return error_response(500, "internal_error", "the master failed; see its log")
+
+
+def metrics_middleware(metrics: Metrics) -> Middleware:
+    """Count requests and time them, labelled by route template (bounded cardinality)."""
+    latency = metrics.histogram(
+        "http_request_duration_seconds",
+        "HTTP request latency (live tails excluded).",
+        ["method", "route"],
+    )
+    requests = metrics.counter(
+        "http_requests_total", "HTTP requests by route and status.", ["method", "route", "status"]
+    )
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            requests.inc(1, request.method, route, str(status))
+            if not route.endswith("/stream"):
+                latency.observe(time.perf_counter() - started, request.method, route)
+
+    return middleware
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(timeout=OUTGOING_TIMEOUT) as session:
+        app[HTTP_SESSION] = session
+        yield
+
+
+async def _callback_sender(app: web.Application) -> AsyncIterator[None]:
+    ctx = app[CTX]
+    secret = app[SETTINGS].callback_secret
+    if secret is None:
+        yield  # callbacks are refused at submission; nothing can be pending from this app
+        return
+    sender = CallbackSender(ctx.store, ctx.bus, secret, ctx.metrics, app[HTTP_SESSION])
+    task = asyncio.create_task(sender.run(), name="http-callbacks")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _close_streams(app: web.Application) -> None:
+    streams = app[STREAMS]
+    for task in list(streams):
+        task.cancel()
+
+
+def _register_collectors(ctx: MasterContext) -> None:
+    by_outcome = ctx.metrics.gauge("jobs_by_outcome", "Jobs by outcome.", ["outcome"])
+    queue_depth = ctx.metrics.gauge("queue_depth", "Jobs waiting in the queue.")
+
+    async def collect() -> None:
+        counts = await ctx.store.counts()
+        by_outcome.clear()
+        for outcome, n in counts["outcome"].items():
+            by_outcome.set(n, outcome)
+        queue_depth.set(counts["state"].get("queued", 0))
+
+    ctx.metrics.add_collector(collect)
+
+
+def create_app(ctx: MasterContext, *, settings: HttpSettings | None = None) -> web.Application:
+    """The HTTP API, live tail and web page of one master, over ``ctx``.
+
+    Raises ``ConfigError`` for a bad ``[http]`` table. The app does not own
+    ``ctx``: closing the app never closes the store.
+    """
+    settings = settings or HttpSettings.from_config(ctx.config)
+    tokens = TokenCheck(settings.tokens)
+    app = web.Application(
+        middlewares=[
+            metrics_middleware(ctx.metrics),
+            errors_middleware,
+            auth_middleware(tokens, settings.require_read_token),
+        ],
+        client_max_size=MAX_JSON_BODY,
+    )
+    app[CTX] = ctx
+    app[SETTINGS] = settings
+    app[ENCODED] = EncodedEvents()
+    streams: set[asyncio.Task[Any]] = set()
+    app[STREAMS] = streams
+    app.add_routes(routes)
+    add_page_routes(app)
+    app.on_response_prepare.append(_security_headers)
+    app.on_shutdown.append(_close_streams)
+    app.cleanup_ctx.append(_http_session)
+    app.cleanup_ctx.append(_callback_sender)
+    _register_collectors(ctx)
+    ctx.metrics.gauge("tail_clients", "Open live-tail connections.").set(0)
+    return app
+
+
+def route_table(app: web.Application) -> list[tuple[str, str]]:
+    """``(method, path template)`` of every route (HEAD left out), for the OpenAPI check."""
+    out: list[tuple[str, Any]] = []
+    for route in app.router.routes():
+        if route.method == "HEAD":
+            continue
+        out.append((route.method, route.resource.canonical if route.resource else ""))
+    return out

@@ -1,0 +1,97 @@
+"""Typed application state of the HTTP app (``web.AppKey``), and the HTTP settings.
+
+The HTTP API's own settings live in the ``[http]`` table of the master's TOML
+config (``MasterConfig.http``), passed through untouched by ``master/config.py``
+and checked here::
+
+    [http]
+    upload_max_bytes = 104857600          # size cap of one uploaded sdist/wheel
+    callback_secret_file = "/etc/pyti/callback.key"   # or: callback_secret = "..."
+
+Without a callback secret, submissions with a ``callback_url`` are refused: an
+unsigned callback could not be told apart from a forged one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from master.config import ConfigError, MasterConfig
+from master.context import MasterContext
+from master.http.sse import EncodedEvents
+
+DEFAULT_UPLOAD_MAX_BYTES = 100 * 1024 * 1024
+HTTP_KEYS = frozenset({"upload_max_bytes", "callback_secret", "callback_secret_file"})
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """What the HTTP app needs from the configuration, resolved and checked."""
+
+    pypi_url: str
+    uploads_dir: Path
+    static_dir: Path
+    default_image: str
+    tokens: frozenset[str] = field(repr=False)
+    require_read_token: bool = False
+    upload_cap: int = DEFAULT_UPLOAD_MAX_BYTES
+    callback_secret: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_config(cls, config: MasterConfig) -> HttpSettings:
+        """Read ``config`` and its ``[http]`` table; ``ConfigError`` names a bad key."""
+        table: dict[str, Any] = dict(config.http)
+        unknown = sorted(set(table) - HTTP_KEYS)
+        if unknown:
+            raise ConfigError(f"[http]: unknown setting(s) {', '.join(unknown)}")
+        cap = table.get("upload_max_bytes", DEFAULT_UPLOAD_MAX_BYTES)
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1024:
+            raise ConfigError("[http] upload_max_bytes must be an integer ≥ 1024")
+        return cls(
+            pypi_url=config.pypi_url.rstrip("/"),
+            uploads_dir=config.data_dir / "uploads",
+            static_dir=Path(__file__).resolve().parent / "static",
+            default_image=config.default_image,
+            tokens=config.tokens,
+            require_read_token=config.require_read_token,
+            upload_cap=cap,
+            callback_secret=_callback_secret(table),
+        )
+
+
+def _callback_secret(table: dict[str, Any]) -> bytes | None:
+    if "callback_secret" in table and "callback_secret_file" in table:
+        raise ConfigError("[http]: give callback_secret or callback_secret_file, not both")
+    value = table.get("callback_secret")
+    if value is not None:
+        if not isinstance(value, str) or len(value.strip()) < 16:
+            raise ConfigError("[http] callback_secret must be a string of 16 characters or more")
+        return value.strip().encode("utf-8")
+    path = table.get("callback_secret_file")
+    if path is None:
+        return None
+    if not isinstance(path, str):
+        raise ConfigError("[http] callback_secret_file must be a path")
+    try:
+        secret = Path(path).expanduser().read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"[http] callback_secret_file: cannot read {path}: {exc}") from exc
+    if len(secret) < 16:
+        raise ConfigError(f"[http] callback_secret_file: {path} holds under 16 bytes")
+    return secret
+
+
+CTX = web.AppKey("pyti_ctx", MasterContext)
+SETTINGS = web.AppKey("pyti_http_settings", HttpSettings)
+#: Outgoing HTTP (the package index, callbacks); created and closed by the app's cleanup_ctx.
+HTTP_SESSION = web.AppKey("pyti_http_session", aiohttp.ClientSession)
+#: Encoded-event cache shared by every live tail.
+ENCODED = web.AppKey("pyti_encoded_events", EncodedEvents)
+#: The handler tasks of open live tails, cancelled at shutdown so it does not wait for them.
+STREAMS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("pyti_streams")

@@ -1,0 +1,419 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at ``/api/v1/openapi.json``.
+
+Hand-written (the API is small) and kept honest by a test that walks
+``app.router`` and checks every route is documented here and every documented
+operation is routed.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from master.http.validation import (
+    DEFAULT_LIST_LIMIT,
+    MAX_EVENTS_LIMIT,
+    MAX_LIST_LIMIT,
+    OUTCOMES,
+    PRIORITY_RANGE,
+    STATES,
+)
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "invalid request (bad JSON, wrong type, unknown field, bad query)",
+        401: "missing or invalid token",
+        403: "no API tokens configured on this master",
+        404: "no such job / release",
+        409: "the job is not in a state that allows this",
+        413: "body or upload too large",
+        415: "unsupported content type",
+        422: "the release has nothing to test, or callbacks are disabled",
+        502: "the package index failed",
+        504: "the package index timed out",
+    }
+    return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
+
+
+_JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "detail"],
+        "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+    },
+    "File": {
+        "type": "object",
+        "properties": {
+            "filename": {"type": "string"},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "size": {"type": "integer"},
+            "packagetype": {"type": "string", "enum": ["sdist", "bdist_wheel"]},
+            "url": {"type": ["string", "null"]},
+        },
+    },
+    "Job": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "project": {"type": "string"},
+            "version": {"type": "string"},
+            "image": {"type": "string"},
+            "state": {"type": "string", "enum": list(STATES)},
+            "outcome": {"type": ["string", "null"], "enum": [*OUTCOMES, None]},
+            "priority": {"type": "integer"},
+            "attempt": {"type": "integer"},
+            "lease": {"type": "integer"},
+            "slave": {"type": ["string", "null"]},
+            "source": {"type": "string", "enum": ["api", "feed", "upload"]},
+            "callback_url": {"type": ["string", "null"]},
+            "files": {"type": "array", "items": _ref("File")},
+            "phases": {"type": "object", "description": "phase name → status and details"},
+            "summary": {"type": "object"},
+            "findings": {"type": "array", "items": {"type": "object"}},
+            "isolation": {"type": ["string", "null"]},
+            "error": {"type": ["string", "null"]},
+            "created_at": {"type": "number"},
+            "assigned_at": {"type": ["number", "null"]},
+            "started_at": {"type": ["number", "null"]},
+            "finished_at": {"type": ["number", "null"]},
+            "quarantined": {"type": "boolean"},
+            "urls": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "Attempt": {"type": "object", "description": "one claim of the job (lease) and its end"},
+    "Event": {
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "integer"},
+            "seq": {"type": "integer"},
+            "ts": {"type": "number"},
+            "level": {"type": "string"},
+            "event": {"type": "string"},
+            "phase": {"type": ["string", "null"]},
+            "fields": {"type": "object"},
+        },
+    },
+    "Slave": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "address": {"type": "string"},
+            "slots": {"type": "integer"},
+            "busy": {"type": "integer"},
+            "free": {"type": "integer"},
+            "accel": {"type": "string"},
+            "images": {"type": "array", "items": {"type": "string"}},
+            "connected_at": {"type": "number"},
+            "last_heartbeat": {"type": ["number", "null"]},
+            "draining": {"type": "boolean"},
+            "jobs": {"type": "array", "items": {"type": "integer"}},
+        },
+    },
+    "JobOptions": {
+        "type": "object",
+        "properties": {
+            "priority": {
+                "type": "integer",
+                "minimum": PRIORITY_RANGE[0],
+                "maximum": PRIORITY_RANGE[1],
+            },
+            "callback_url": {
+                "type": ["string", "null"],
+                "description": "POSTed the job summary when it finishes, signed with "
+                "X-Pyti-Signature: sha256=<HMAC-SHA256 hex of the body>",
+            },
+            "image": {"type": "string"},
+            "rerun": {"type": "boolean", "description": "queue again even if already tested"},
+        },
+    },
+    "SubmitRelease": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["project"],
+        "allOf": [_ref("JobOptions")],
+        "properties": {
+            "project": {"type": "string"},
+            "version": {"type": "string", "description": "default: the newest release"},
+        },
+    },
+    "SubmitUpload": {
+        "type": "object",
+        "required": ["file"],
+        "allOf": [_ref("JobOptions")],
+        "properties": {
+            "file": {
+                "type": "string",
+                "format": "binary",
+                "description": "an sdist (.tar.gz, .zip) or wheel (.whl), size-capped",
+            }
+        },
+    },
+    "Submitted": {
+        "type": "object",
+        "properties": {
+            "job": _ref("Job"),
+            "created": {"type": "boolean"},
+            "urls": {"type": "object"},
+        },
+    },
+}
+
+_SSE_DESCRIPTION = (
+    "Server-sent events: `event: log` (id = seq, data = Event) for the history after "
+    "`Last-Event-ID` / `after`, then live events, then `event: end` (data = Job). "
+    "With `Accept: application/x-ndjson` or `format=ndjson`: one JSON object a line, "
+    '`{"type": "event", ...Event}` then `{"type": "end", "job": Job}`; blank lines are '
+    "keep-alives."
+)
+
+_PATHS: dict[str, Any] = {
+    "/api/v1/jobs": {
+        "post": {
+            "summary": "Queue a test of a PyPI release (JSON) or of an uploaded sdist/wheel",
+            "security": _BEARER,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    JSON: {"schema": _ref("SubmitRelease")},
+                    "multipart/form-data": {"schema": _ref("SubmitUpload")},
+                },
+            },
+            "responses": {
+                "201": _json(_ref("Submitted"), "queued"),
+                "200": _json(_ref("Submitted"), "already tested or queued (deduplicated)"),
+                **_errors(400, 401, 403, 404, 413, 415, 422, 502, 504),
+            },
+        },
+        "get": {
+            "summary": "List jobs, newest first",
+            "parameters": [
+                {"name": "project", "in": "query", "schema": {"type": "string"}},
+                {"name": "state", "in": "query", "schema": {"enum": list(STATES)}},
+                {"name": "outcome", "in": "query", "schema": {"enum": list(OUTCOMES)}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_LIST_LIMIT,
+                        "default": DEFAULT_LIST_LIMIT,
+                    },
+                },
+                {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "jobs": {"type": "array", "items": _ref("Job")},
+                            "next": {"type": ["string", "null"]},
+                        },
+                    },
+                    "a page of jobs; `next` is the URL of the following page",
+                ),
+                **_errors(400, 401),
+            },
+        },
+    },
+    "/api/v1/jobs/{job_id}": {
+        "get": {
+            "summary": "One job: state, attempts, phases, outcome, findings, timings",
+            "parameters": [_JOB_ID],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "job": _ref("Job"),
+                            "attempts": {"type": "array", "items": _ref("Attempt")},
+                        },
+                    },
+                    "the job",
+                ),
+                **_errors(401, 404),
+            },
+        }
+    },
+    "/api/v1/jobs/{job_id}/cancel": {
+        "post": {
+            "summary": "Cancel a live job",
+            "security": _BEARER,
+            "parameters": [_JOB_ID],
+            "responses": {
+                "200": _json({"type": "object", "properties": {"job": _ref("Job")}}, "cancelled"),
+                **_errors(401, 403, 404, 409),
+            },
+        }
+    },
+    "/api/v1/jobs/{job_id}/retry": {
+        "post": {
+            "summary": "Queue a finished or cancelled job again",
+            "security": _BEARER,
+            "parameters": [_JOB_ID],
+            "responses": {
+                "200": _json({"type": "object", "properties": {"job": _ref("Job")}}, "queued"),
+                **_errors(401, 403, 404, 409),
+            },
+        }
+    },
+    "/api/v1/jobs/{job_id}/events": {
+        "get": {
+            "summary": "A page of the job's stored events",
+            "parameters": [
+                _JOB_ID,
+                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS_LIMIT},
+                },
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "events": {"type": "array", "items": _ref("Event")},
+                            "next_after": {"type": "integer"},
+                            "more": {"type": "boolean"},
+                            "state": {"type": "string"},
+                        },
+                    },
+                    "events with seq > after, in order",
+                ),
+                **_errors(400, 401, 404),
+            },
+        }
+    },
+    "/api/v1/jobs/{job_id}/events/stream": {
+        "get": {
+            "summary": "Live tail: history, then new events as they are stored, then the end",
+            "parameters": [
+                _JOB_ID,
+                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {"name": "format", "in": "query", "schema": {"enum": ["sse", "ndjson"]}},
+                {"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": _SSE_DESCRIPTION,
+                    "content": {
+                        "text/event-stream": {"schema": {"type": "string"}},
+                        "application/x-ndjson": {"schema": {"type": "string"}},
+                    },
+                },
+                **_errors(400, 401, 404),
+            },
+        }
+    },
+    "/api/v1/slaves": {
+        "get": {
+            "summary": "Connected slaves",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"slaves": {"type": "array", "items": _ref("Slave")}},
+                    },
+                    "the slaves",
+                ),
+                **_errors(401),
+            },
+        }
+    },
+    "/api/v1/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+        }
+    },
+    "/healthz": {
+        "get": {
+            "summary": "Liveness: the store answers",
+            "security": [],
+            "responses": {
+                "200": _json({"type": "object"}, "healthy"),
+                "503": _json({"type": "object"}, "the store does not answer"),
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics",
+            "responses": {
+                "200": {
+                    "description": "text exposition format 0.0.4",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
+    "/": {
+        "get": {
+            "summary": "Web page: queue, recent jobs, slaves",
+            "security": [],
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+        }
+    },
+    "/jobs/{job_id}": {
+        "get": {
+            "summary": "Web page of one job with its live log",
+            "security": [],
+            "parameters": [_JOB_ID],
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+        }
+    },
+    "/static/{filename}": {
+        "get": {
+            "summary": "The web page's script and style sheet",
+            "security": [],
+            "parameters": [
+                {"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {"200": {"description": "a file"}, "404": {"description": "no file"}},
+        }
+    },
+}
+
+_DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "pyti master",
+        "version": "1",
+        "description": "Queue tests of PyPI releases or uploaded distributions, follow them "
+        "live, read results. Mutating operations need `Authorization: Bearer <token>`; "
+        "reads too when the master is configured so. Errors are "
+        '`{"error": code, "detail": text}`.',
+    },
+    "components": {
+        "schemas": _SCHEMAS,
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    },
+    "paths": _PATHS,
+}
+
+
+def document() -> dict[str, Any]:
+    """A copy of the document (callers may mutate it)."""
+    return copy.deepcopy(_DOCUMENT)

@@ -1,0 +1,132 @@
+"""Resolve ``project[==version]`` to a release's files through the PyPI JSON API.
+
+``{pypi_url}/pypi/<name>/json`` gives the newest release, ``/pypi/<name>/<version>/json``
+a given one. The answer is untrusted input like any other: every file entry is
+checked (a bare file name, a 64-hex sha256, an http(s) URL, a known package type)
+and entries that fail are dropped; a release with no usable file is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+
+from master.http.validation import ApiError
+
+#: The whole resolution (connect, answer, body) must finish within this.
+TIMEOUT_S = 15.0
+#: A release's JSON is small; PyPI's largest project pages are a few MiB.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+PACKAGETYPES = frozenset({"sdist", "bdist_wheel"})
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,250}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A resolved release: PyPI's name for the project, the version, the files to test."""
+
+    project: str
+    version: str
+    files: list[dict[str, Any]]
+
+
+def _file_entry(raw: object) -> dict[str, Any] | None:
+    if not isinstance(raw, dict):
+        return None
+    filename = raw.get("filename")
+    digests = raw.get("digests")
+    sha256 = digests.get("sha256") if isinstance(digests, dict) else None
+    url = raw.get("url")
+    size = raw.get("size")
+    packagetype = raw.get("packagetype")
+    if not (
+        isinstance(filename, str)
+        and _FILENAME_RE.match(filename)
+        and ".." not in filename
+        and isinstance(sha256, str)
+        and _SHA256_RE.match(sha256)
+        and isinstance(url, str)
+        and urlsplit(url).scheme in ("http", "https")
+        and isinstance(size, int)
+        and not isinstance(size, bool)
+        and size >= 0
+        and packagetype in PACKAGETYPES
+    ):
+        return None
+    return {
+        "filename": filename,
+        "sha256": sha256,
+        "size": size,
+        "packagetype": packagetype,
+        "url": url,
+    }
+
+
+def parse_release(answer: object) -> Release:
+    """A ``Release`` from a JSON API answer; 502 if PyPI's answer is not the expected shape."""
+    info = answer.get("info") if isinstance(answer, dict) else None
+    urls = answer.get("urls") if isinstance(answer, dict) else None
+    if not isinstance(info, dict) or not isinstance(urls, list):
+        raise ApiError(502, "upstream_error", "the package index answered an unexpected shape")
+    name = info.get("name")
+    version = info.get("version")
+    if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
+        raise ApiError(502, "upstream_error", "the package index gave no name or version")
+    files = [entry for entry in map(_file_entry, urls) if entry is not None]
+    if not files:
+        raise ApiError(
+            422,
+            "no_files",
+            f"{name} {version} has no sdist or wheel to test",
+        )
+    # PyPI's spelling of both ("1.0" asked, "1.0" or "1.0.0" as published).
+    return Release(project=name, version=version, files=files)
+
+
+async def resolve_release(
+    session: aiohttp.ClientSession, pypi_url: str, project: str, version: str | None
+) -> Release:
+    """Ask the index for ``project`` (newest release, or ``version``).
+
+    Raises ``ApiError``: 404 when the index does not know the project or version,
+    502 when it fails, times out or answers nonsense. Cancellation propagates.
+    """
+    base = pypi_url.rstrip("/")
+    path = f"/pypi/{quote(project, safe='')}"
+    if version is not None:
+        path += f"/{quote(version, safe='')}"
+    url = f"{base}{path}/json"
+    what = project if version is None else f"{project} {version}"
+    try:
+        async with (
+            asyncio.timeout(TIMEOUT_S),
+            session.get(url, allow_redirects=True, max_redirects=3) as response,
+        ):
+            if response.status == 404:
+                raise ApiError(404, "release_not_found", f"the package index has no {what}")
+            if response.status != 200:
+                raise ApiError(
+                    502, "upstream_error", f"the package index answered {response.status}"
+                )
+            body = await response.content.read(MAX_ANSWER_BYTES + 1)
+    except TimeoutError:
+        raise ApiError(
+            504, "upstream_timeout", "the package index did not answer in time"
+        ) from None
+    except aiohttp.ClientError as exc:
+        raise ApiError(502, "upstream_error", f"cannot reach the package index: {exc}") from None
+    if len(body) > MAX_ANSWER_BYTES:
+        raise ApiError(502, "upstream_error", "the package index answer is too large")
+    try:
+        answer = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ApiError(502, "upstream_error", "the package index answered invalid JSON") from None
+    return parse_release(answer)

@@ -1,0 +1,334 @@
+"""The HTTP API's handlers, under ``/api/v1/``, plus ``/healthz``, ``/metrics`` and the page.
+
+Handlers validate everything first (``validation``), then touch the store, so a
+refused request changes nothing. Errors are raised as ``ApiError`` and turned
+into ``{"error", "detail"}`` JSON by the app's error middleware.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from master.http import sse
+from master.http.keys import CTX, ENCODED, HTTP_SESSION, SETTINGS, STREAMS
+from master.http.openapi import document
+from master.http.releases import resolve_release
+from master.http.uploads import receive_upload, typed_form_fields
+from master.http.validation import (
+    DEFAULT_LIST_LIMIT,
+    MAX_EVENT_SEQ,
+    MAX_EVENTS_LIMIT,
+    MAX_JOB_ID,
+    MAX_LIST_LIMIT,
+    OPTION_FIELDS,
+    OUTCOMES,
+    STATES,
+    ApiError,
+    JobOptions,
+    check_fields,
+    check_query,
+    job_id,
+    job_options,
+    query_choice,
+    query_int,
+    query_project,
+    read_json_object,
+    release_submission,
+)
+from master.jobs import PRIORITY_API, InvalidTransition, Job, JobNotFound, JobRequest, Source
+
+API = "/api/v1"
+STATIC_DIR_NAME = "static"
+
+routes = web.RouteTableDef()
+
+
+def job_urls(job_id_: int) -> dict[str, str]:
+    """Where to find a job (relative URLs: the client knows the master's address)."""
+    return {
+        "self": f"{API}/jobs/{job_id_}",
+        "events": f"{API}/jobs/{job_id_}/events",
+        "stream": f"{API}/jobs/{job_id_}/events/stream",
+        "cancel": f"{API}/jobs/{job_id_}/cancel",
+        "retry": f"{API}/jobs/{job_id_}/retry",
+        "page": f"/jobs/{job_id_}",
+    }
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """A job as the API shows it: ``Job.to_dict()`` plus its URLs."""
+    data = job.to_dict()
+    data["urls"] = job_urls(job.id)
+    return data
+
+
+async def _load_job(request: web.Request) -> Job:
+    ident = job_id(request.match_info["job_id"])
+    job = await request.app[CTX].store.get_job(ident)
+    if job is None:
+        raise ApiError(404, "not_found", f"no job {ident}")
+    return job
+
+
+# ---------------------------------------------------------------- jobs ----
+
+
+async def _submit(
+    request: web.Request,
+    project: str,
+    version: str,
+    files: list[dict[str, Any]],
+    source: Source,
+    options: JobOptions,
+) -> web.Response:
+    ctx = request.app[CTX]
+    settings = request.app[SETTINGS]
+    _check_callbacks(request, options)
+    req = JobRequest(
+        project=project,
+        version=version,
+        files=files,
+        image=options.image or settings.default_image,
+        priority=PRIORITY_API if options.priority is None else options.priority,
+        source=source,
+        callback_url=options.callback_url,
+        rerun=options.rerun,
+    )
+    result = await ctx.store.submit_job(req)
+    job, created = result.job, result.created
+    if not created and source == "upload" and _sha256s(job.files) != _sha256s(files):
+        # Same name and version, different bytes (a CI rebuild): that is a new test.
+        rerun = JobRequest(**{**_fields(req), "rerun": True})
+        job, created = (await ctx.store.submit_job(rerun)).job, True
+    if created:
+        ctx.scheduler.kick()
+    body = {"job": job_json(job), "created": created, "urls": job_urls(job.id)}
+    return web.json_response(
+        body, status=201 if created else 200, headers={"Location": job_urls(job.id)["self"]}
+    )
+
+
+def _check_callbacks(request: web.Request, options: JobOptions) -> None:
+    if options.callback_url is not None and request.app[SETTINGS].callback_secret is None:
+        raise ApiError(
+            422,
+            "callbacks_disabled",
+            "this master has no callback secret ([http] callback_secret_file), so it "
+            "cannot sign callbacks",
+        )
+
+
+def _sha256s(files: list[dict[str, Any]]) -> set[str]:
+    return {str(f.get("sha256")) for f in files}
+
+
+def _fields(req: JobRequest) -> dict[str, Any]:
+    return {name: getattr(req, name) for name in req.__dataclass_fields__}
+
+
+@routes.post(f"{API}/jobs")
+async def submit_job(request: web.Request) -> web.Response:
+    """Queue a PyPI release (JSON) or an uploaded sdist/wheel (multipart)."""
+    check_query(request.query, frozenset())
+    settings = request.app[SETTINGS]
+    if request.content_type == "multipart/form-data":
+        upload = await receive_upload(request, settings.uploads_dir, settings.upload_cap)
+        typed = typed_form_fields(upload.fields)
+        check_fields(typed, OPTION_FIELDS, frozenset())
+        options = job_options(typed)
+        dist = upload.file.dist
+        return await _submit(
+            request, dist.project, dist.version, [upload.file.file_entry()], "upload", options
+        )
+    submission = release_submission(await read_json_object(request))
+    _check_callbacks(request, submission.options)
+    release = await resolve_release(
+        request.app[HTTP_SESSION], settings.pypi_url, submission.project, submission.version
+    )
+    return await _submit(
+        request, release.project, release.version, release.files, "api", submission.options
+    )
+
+
+@routes.get(f"{API}/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    """Jobs, newest first, filtered; ``next`` pages back with ``before``."""
+    query = request.query
+    check_query(query, frozenset({"project", "state", "outcome", "limit", "before"}))
+    project = query_project(query)
+    limit = query_int(query, "limit", DEFAULT_LIST_LIMIT, 1, MAX_LIST_LIMIT)
+    assert limit is not None
+    before = query_int(query, "before", None, 1, MAX_JOB_ID)
+    state = query_choice(query, "state", STATES)
+    outcome = query_choice(query, "outcome", OUTCOMES)
+    jobs = await request.app[CTX].store.list_jobs(
+        project=project, state=state, outcome=outcome, limit=limit, before_id=before
+    )
+    next_url = None
+    if len(jobs) == limit:
+        params = {"project": project, "state": state, "outcome": outcome}
+        extra = "".join(f"&{k}={v}" for k, v in params.items() if v is not None)
+        next_url = f"{API}/jobs?limit={limit}&before={jobs[-1].id}{extra}"
+    return web.json_response({"jobs": [job_json(j) for j in jobs], "next": next_url})
+
+
+@routes.get(f"{API}/jobs/{{job_id}}")
+async def get_job(request: web.Request) -> web.Response:
+    """One job with its attempts."""
+    check_query(request.query, frozenset())
+    job = await _load_job(request)
+    attempts = await request.app[CTX].store.attempts(job.id)
+    return web.json_response({"job": job_json(job), "attempts": [a.to_dict() for a in attempts]})
+
+
+@routes.post(f"{API}/jobs/{{job_id}}/cancel")
+async def cancel_job(request: web.Request) -> web.Response:
+    """Cancel a live job (409 when it is already final); its slave is told to stop."""
+    check_query(request.query, frozenset())
+    ident = job_id(request.match_info["job_id"])
+    ctx = request.app[CTX]
+    try:
+        job = await ctx.scheduler.cancel_job(ident, "cancelled through the API")
+    except JobNotFound:
+        raise ApiError(404, "not_found", f"no job {ident}") from None
+    except InvalidTransition as exc:
+        raise ApiError(409, "conflict", f"job {ident} is {exc.current.value}") from None
+    return web.json_response({"job": job_json(job)})
+
+
+@routes.post(f"{API}/jobs/{{job_id}}/retry")
+async def retry_job(request: web.Request) -> web.Response:
+    """Queue a finished or cancelled job again (409 while it is live)."""
+    check_query(request.query, frozenset())
+    ident = job_id(request.match_info["job_id"])
+    ctx = request.app[CTX]
+    try:
+        job = await ctx.store.retry(ident)
+    except JobNotFound:
+        raise ApiError(404, "not_found", f"no job {ident}") from None
+    except InvalidTransition as exc:
+        raise ApiError(409, "conflict", f"job {ident} is {exc.current.value}") from None
+    ctx.scheduler.kick()
+    return web.json_response({"job": job_json(job)})
+
+
+@routes.get(f"{API}/jobs/{{job_id}}/events")
+async def job_events(request: web.Request) -> web.Response:
+    """A page of a job's stored events after ``after``; ``next_after`` continues."""
+    check_query(request.query, frozenset({"after", "limit"}))
+    after = query_int(request.query, "after", 0, 0, MAX_EVENT_SEQ)
+    limit = query_int(request.query, "limit", MAX_EVENTS_LIMIT, 1, MAX_EVENTS_LIMIT)
+    assert after is not None and limit is not None
+    job = await _load_job(request)
+    rows = await request.app[CTX].store.get_events(job.id, after=after, limit=limit)
+    return web.json_response(
+        {
+            "events": [r.to_dict() for r in rows],
+            "next_after": rows[-1].seq if rows else after,
+            "more": len(rows) == limit,
+            "state": job.state.value,
+        }
+    )
+
+
+@routes.get(f"{API}/jobs/{{job_id}}/events/stream")
+async def job_stream(request: web.Request) -> web.StreamResponse:
+    """Live tail (SSE or NDJSON): history after the resume point, new events, then ``end``."""
+    check_query(request.query, frozenset({"after", "format"}))
+    fmt = sse.negotiate(request)
+    start = sse.start_seq(request)
+    job = await _load_job(request)
+    ctx = request.app[CTX]
+    response = web.StreamResponse(headers=sse.stream_headers(fmt))
+    streams = request.app[STREAMS]
+    clients = ctx.metrics.gauge("tail_clients", "Open live-tail connections.")
+    streams.add(request.task)
+    clients.inc(1)
+    try:
+        await response.prepare(request)
+        writer = sse.TailWriter(response, fmt, request.app[ENCODED])
+        writer.last_seq = start
+        await writer.start()
+        await sse.follow(ctx.store, ctx.bus, job.id, writer)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client went away: nothing to clean up beyond the subscription
+    finally:
+        clients.inc(-1)
+        streams.discard(request.task)
+    return response
+
+
+# -------------------------------------------------------- slaves, misc ----
+
+
+@routes.get(f"{API}/slaves")
+async def list_slaves(request: web.Request) -> web.Response:
+    """The connected slaves."""
+    check_query(request.query, frozenset())
+    slaves = request.app[CTX].slaves.list()
+    return web.json_response({"slaves": [s.to_dict() for s in slaves]})
+
+
+@routes.get(f"{API}/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3 document of this API."""
+    return web.json_response(document())
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the store answers."""
+    ctx = request.app[CTX]
+    started = time.monotonic()
+    try:
+        counts = await ctx.store.counts()
+    except Exception as exc:  # any store failure is "unhealthy", with its reason
+        return web.json_response(
+            {"status": "unhealthy", "error": "store_unavailable", "detail": type(exc).__name__},
+            status=503,
+        )
+    return web.json_response(
+        {
+            "status": "ok",
+            "queued": counts["state"].get("queued", 0),
+            "slaves": len(ctx.slaves.list()),
+            "store_ms": round((time.monotonic() - started) * 1000, 2),
+        }
+    )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition."""
+    text = await request.app[CTX].metrics.render()
+    return web.Response(
+        text=text,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+# ------------------------------------------------------------- the page ----
+
+
+async def page(request: web.Request) -> web.FileResponse:
+    """The single-page web UI (the same shell for ``/`` and ``/jobs/{id}``)."""
+    return web.FileResponse(request.app[SETTINGS].static_dir / "index.html")
+
+
+def add_page_routes(app: web.Application) -> None:
+    """``/``, ``/jobs/{id}`` (digits only) and ``/static/``."""
+    app.router.add_get("/", page)
+    app.router.add_get(r"/jobs/{job_id:\d{1,19}}", page)
+    app.router.add_static(
+        "/static/",
+        app[SETTINGS].static_dir,
+        show_index=False,
+        follow_symlinks=False,
+        append_version=False,
+    )

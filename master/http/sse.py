@@ -1,0 +1,215 @@
+"""Live tail of a job's events: server-sent events, or newline-delimited JSON for ``curl``.
+
+Order of operations, which is what makes the tail gap-free:
+
+1. subscribe to the bus for the job (so nothing published from now on is missed);
+2. send the stored history after the client's last seen ``seq``
+   (``Last-Event-ID`` or ``?after=``), in pages;
+3. forward live batches, dropping any ``seq`` already sent (the history and the
+   first live batches overlap) and filling any hole from the store;
+4. when the job reaches a final state, flush what the store has left and send
+   an ``end`` event carrying the job.
+
+A subscriber that falls behind (the bus's bounded queue overflowed, ``Lagged``)
+re-subscribes and catches up from the store — slow clients cost the store a
+read, never the producer a wait. The ``seq`` of an event is the SSE ``id``, so a
+browser's ``EventSource`` (or ``pyti tail``) resumes exactly where it stopped.
+
+Encoded events are cached per ``(job, seq)``: a hundred clients tailing one job
+share one ``json.dumps`` per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from aiohttp import web
+
+from master.bus import EventBus, Lagged
+from master.http.validation import MAX_EVENT_SEQ, bad_request, query_int
+from master.jobs import FINAL_STATES, EventRow, Job
+from master.store import Store
+
+Format = Literal["sse", "ndjson"]
+
+#: Seconds of silence after which a keep-alive is sent (proxies drop idle connections).
+KEEPALIVE_S = 15.0
+#: Events read from the store per page of history.
+HISTORY_PAGE = 1000
+#: What EventSource waits before reconnecting, in milliseconds.
+RETRY_MS = 2000
+#: Bounded queue per subscriber; beyond this the subscriber lags and re-reads the store.
+SUBSCRIBER_QUEUE = 1000
+
+SSE_CONTENT_TYPE = "text/event-stream"
+NDJSON_CONTENT_TYPE = "application/x-ndjson"
+
+
+class EncodedEvents:
+    """A bounded cache of encoded events keyed by ``(job_id, seq)`` (oldest evicted first)."""
+
+    def __init__(self, capacity: int = 20000) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def json(self, row: EventRow) -> bytes:
+        """The row as compact JSON (no newlines, so it fits one SSE ``data:`` line)."""
+        key = (row.job_id, row.seq)
+        data = self._items.get(key)
+        if data is None:
+            data = dumps(row.to_dict())
+            self._items[key] = data
+            if len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+        return data
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON; ``ensure_ascii`` keeps U+2028/U+2029 and controls escaped for any parser."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def sse_event(event_id: int | None, name: str, data: bytes) -> bytes:
+    """One SSE frame; ``data`` must not contain a newline (compact JSON never does)."""
+    head = b"" if event_id is None else b"id: %d\n" % event_id
+    return head + b"event: " + name.encode("ascii") + b"\ndata: " + data + b"\n\n"
+
+
+def negotiate(request: web.Request) -> Format:
+    """``ndjson`` for ``?format=ndjson`` or ``Accept: application/x-ndjson``, else ``sse``."""
+    fmt = request.query.get("format")
+    if fmt == "ndjson":
+        return "ndjson"
+    if fmt in (None, "", "sse"):
+        return "ndjson" if NDJSON_CONTENT_TYPE in request.headers.get("Accept", "") else "sse"
+    bad_request("invalid_query", "format must be sse or ndjson")
+
+
+class TailWriter:
+    """Writes events and the end marker to one client in the negotiated format."""
+
+    def __init__(self, response: web.StreamResponse, fmt: Format, cache: EncodedEvents) -> None:
+        self.response = response
+        self.fmt = fmt
+        self.cache = cache
+        self.last_seq = 0
+
+    async def start(self) -> None:
+        """First bytes: the reconnect delay for EventSource (nothing for NDJSON)."""
+        if self.fmt == "sse":
+            await self.response.write(b"retry: %d\n\n" % RETRY_MS)
+
+    async def rows(self, rows: Sequence[EventRow]) -> None:
+        """Send the rows newer than ``last_seq`` (in one write), in order."""
+        parts: list[bytes] = []
+        last = self.last_seq
+        for row in rows:
+            if row.seq <= last:
+                continue
+            data = self.cache.json(row)
+            if self.fmt == "sse":
+                parts.append(sse_event(row.seq, "log", data))
+            else:
+                parts.append(b'{"type":"event",' + data[1:] + b"\n")
+            last = row.seq
+        if parts:
+            await self.response.write(b"".join(parts))
+            self.last_seq = last
+
+    async def end(self, job: Job) -> None:
+        """The final marker, carrying the finished job."""
+        data = dumps(job.to_dict())
+        if self.fmt == "sse":
+            await self.response.write(sse_event(None, "end", data))
+        else:
+            await self.response.write(b'{"type":"end","job":' + data + b"}\n")
+
+    async def keepalive(self) -> None:
+        """Something on the wire so idle proxies keep the connection (a comment / blank line)."""
+        await self.response.write(b": keepalive\n\n" if self.fmt == "sse" else b"\n")
+
+
+async def _send_history(store: Store, job_id: int, writer: TailWriter) -> None:
+    while True:
+        rows = await store.get_events(job_id, after=writer.last_seq, limit=HISTORY_PAGE)
+        await writer.rows(rows)
+        if len(rows) < HISTORY_PAGE:
+            return
+
+
+async def _finish(store: Store, job: Job, writer: TailWriter) -> None:
+    # Events are stored before the result; flush whatever the live path has not shown yet.
+    await _send_history(store, job.id, writer)
+    await writer.end(job)
+
+
+async def follow(store: Store, bus: EventBus, job_id: int, writer: TailWriter) -> None:
+    """Send history then live events until the job is final; returns after the ``end`` event.
+
+    Raises ``ConnectionResetError`` when the client goes away; on cancellation the
+    bus subscription is released (the ``with`` block) and nothing else is held.
+    """
+    while True:
+        with bus.subscribe(job_id, maxsize=SUBSCRIBER_QUEUE) as sub:
+            await _send_history(store, job_id, writer)
+            job = await store.get_job(job_id)
+            if job is None or job.state in FINAL_STATES:
+                if job is not None:
+                    await _finish(store, job, writer)
+                return
+            try:
+                while True:
+                    try:
+                        async with asyncio.timeout(KEEPALIVE_S):
+                            item: EventRow | Job | None = await sub.get()
+                    except TimeoutError:
+                        await writer.keepalive()
+                        continue
+                    # Take whatever else is already waiting, so a burst is one write.
+                    rows: list[EventRow] = []
+                    ended: Job | None = None
+                    while item is not None:
+                        if isinstance(item, Job):
+                            ended = item
+                            break
+                        rows.append(item)
+                        item = sub.get_nowait()
+                    if rows and rows[0].seq > writer.last_seq + 1:
+                        # A hole between what was sent and this batch: the store has it.
+                        await _send_history(store, job_id, writer)
+                    await writer.rows(rows)
+                    if ended is not None:
+                        await _finish(store, ended, writer)
+                        return
+            except Lagged:
+                # Fell behind: drop this subscription, re-subscribe, catch up from the store.
+                continue
+
+
+def start_seq(request: web.Request) -> int:
+    """Where to resume: ``Last-Event-ID`` (a reconnect) wins over ``?after=``."""
+    header = request.headers.get("Last-Event-ID")
+    if header is not None and header.strip() != "":
+        raw = header.strip()
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+            bad_request("invalid_header", "Last-Event-ID must be an event seq (an integer)")
+        return int(raw)
+    after = query_int(request.query, "after", 0, 0, MAX_EVENT_SEQ)
+    assert after is not None
+    return after
+
+
+def stream_headers(fmt: Format) -> dict[str, str]:
+    """Headers of a tail response: not cached, not buffered by proxies."""
+    return {
+        "Content-Type": SSE_CONTENT_TYPE if fmt == "sse" else NDJSON_CONTENT_TYPE,
+        "Cache-Control": "no-cache, no-store",
+        "X-Accel-Buffering": "no",
+    }

@@ -1,0 +1,216 @@
+// pyti web page: the queue, recent jobs and slaves; one job with its phases,
+// findings, quality and live log. No build step, no dependencies.
+//
+// Everything shown comes from the API and much of it from the guest (log lines,
+// findings, tracebacks): it is untrusted. Text is only ever set with
+// textContent / createTextNode — never innerHTML — and the server's
+// Content-Security-Policy forbids inline script as a second line of defence.
+"use strict";
+
+const API = "/api/v1";
+const REFRESH_MS = 5000;
+const MAX_LOG_LINES = 5000;
+const FINAL_STATES = new Set(["finished", "cancelled"]);
+
+// el("td", {className: "x"}, "text", otherNode): children strings become text nodes.
+function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (key === "dataset") {
+      Object.assign(node.dataset, value);
+    } else {
+      node[key] = value;
+    }
+  }
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(String(child ?? "")));
+  }
+  return node;
+}
+
+function setText(id, text) {
+  document.getElementById(id).textContent = text ?? "";
+}
+
+function fmtTime(ts) {
+  if (typeof ts !== "number") return "";
+  return new Date(ts * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+}
+
+function fmtDuration(seconds) {
+  if (typeof seconds !== "number") return "";
+  return seconds < 60 ? `${seconds.toFixed(1)} s` : `${(seconds / 60).toFixed(1)} min`;
+}
+
+function jobLink(job) {
+  // Ids are integers from the API; Number() makes sure nothing else gets into the href.
+  const id = Number(job.id);
+  return el("a", { href: `/jobs/${id}` }, `#${id}`);
+}
+
+function badge(text, kind) {
+  return el("span", { className: `badge ${kind}-${String(text || "none").replace(/[^a-z_]/g, "")}` }, text || "—");
+}
+
+async function api(path) {
+  const response = await fetch(API + path, { headers: { Accept: "application/json" } });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    throw new Error(`${response.status} ${body.error || ""}: ${body.detail || ""}`);
+  }
+  return body;
+}
+
+function fillTable(id, rows) {
+  const tbody = document.querySelector(`#${id} tbody`);
+  tbody.replaceChildren(...rows);
+}
+
+function showError(err) {
+  setText("status", `error: ${err.message}`);
+}
+
+// ---- overview ------------------------------------------------------------
+
+async function refreshOverview() {
+  try {
+    const [queued, recent, slaves] = await Promise.all([
+      api("/jobs?state=queued&limit=100"),
+      api("/jobs?limit=50"),
+      api("/slaves"),
+    ]);
+    setText("queue-count", `(${queued.jobs.length}${queued.next ? "+" : ""})`);
+    fillTable("jobs-queue", queued.jobs.map((job) => el("tr", { dataset: { job: String(job.id) } },
+      el("td", {}, jobLink(job)), el("td", {}, job.project), el("td", {}, job.version),
+      el("td", {}, badge(job.state, "state")), el("td", {}, job.priority),
+      el("td", {}, job.source), el("td", {}, fmtTime(job.created_at)))));
+    fillTable("jobs-recent", recent.jobs.map((job) => el("tr", { dataset: { job: String(job.id) } },
+      el("td", {}, jobLink(job)), el("td", {}, job.project), el("td", {}, job.version),
+      el("td", {}, badge(job.state, "state")), el("td", {}, badge(job.outcome, "outcome")),
+      el("td", {}, job.slave || ""), el("td", {}, fmtTime(job.finished_at)))));
+    fillTable("slaves", slaves.slaves.map((s) => el("tr", {},
+      el("td", {}, s.name), el("td", {}, s.address), el("td", {}, s.slots), el("td", {}, s.busy),
+      el("td", {}, s.accel || ""), el("td", {}, (s.images || []).join(", ")),
+      el("td", {}, fmtTime(s.last_heartbeat)))));
+    setText("status", `updated ${new Date().toLocaleTimeString()}`);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// ---- one job -------------------------------------------------------------
+
+function kvRows(pairs) {
+  return pairs.filter(([, v]) => v !== null && v !== undefined && v !== "")
+    .map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, typeof v === "object" ? JSON.stringify(v) : v)));
+}
+
+function renderJob(job, attempts) {
+  document.title = `pyti #${Number(job.id)} ${job.project} ${job.version}`;
+  setText("job-title", `#${Number(job.id)} ${job.project} ${job.version}`);
+  document.getElementById("job-state").replaceWith(Object.assign(badge(job.state, "state"), { id: "job-state" }));
+  document.getElementById("job-outcome").replaceWith(Object.assign(badge(job.outcome, "outcome"), { id: "job-outcome" }));
+  setText("job-error", job.error || "");
+  const took = job.finished_at && job.started_at ? job.finished_at - job.started_at : null;
+  fillTable("job-details", kvRows([
+    ["image", job.image], ["isolation", job.isolation], ["attempt", job.attempt],
+    ["slave", job.slave], ["source", job.source], ["priority", job.priority],
+    ["created", fmtTime(job.created_at)], ["started", fmtTime(job.started_at)],
+    ["finished", fmtTime(job.finished_at)], ["duration", fmtDuration(took)],
+    ["files", (job.files || []).map((f) => f.filename).join(", ")],
+    ["quarantined", job.quarantined ? "yes" : ""],
+  ]));
+  const phases = job.phases && typeof job.phases === "object" ? Object.entries(job.phases) : [];
+  fillTable("phases", phases.map(([name, p]) => {
+    const info = p && typeof p === "object" ? p : { status: p };
+    const detail = [info.signal_name && `signal ${info.signal_name}`,
+      info.exit_code !== undefined && info.exit_code !== null && `exit ${info.exit_code}`,
+      info.output_dropped ? `output capped (${info.output_dropped} bytes dropped)` : ""]
+      .filter(Boolean).join(", ");
+    const row = el("tr", {}, el("td", {}, name), el("td", {}, badge(info.status, "status")),
+      el("td", {}, fmtDuration(info.duration_s)), el("td", {}, detail));
+    if (info.traceback) {
+      row.lastChild.append(el("pre", { className: "traceback" }, info.traceback));
+    }
+    return row;
+  }));
+  fillTable("findings", (job.findings || []).map((f) => el("tr", { className: `severity-${String(f.severity).replace(/[^a-z]/g, "")}` },
+    el("td", {}, f.rule), el("td", {}, f.severity), el("td", {}, f.phase),
+    el("td", {}, f.process || ""), el("td", {}, el("code", {}, f.evidence ?? "")))));
+  const quality = job.summary && typeof job.summary.quality === "object" && job.summary.quality ? job.summary.quality : {};
+  fillTable("quality", kvRows(Object.entries(quality)));
+  fillTable("attempts", (attempts || []).map((a) => el("tr", {},
+    el("td", {}, a.attempt), el("td", {}, a.slave), el("td", {}, a.status), el("td", {}, a.outcome || ""),
+    el("td", {}, a.reason || ""), el("td", {}, fmtTime(a.assigned_at)))));
+}
+
+async function refreshJob(id) {
+  try {
+    const body = await api(`/jobs/${id}`);
+    renderJob(body.job, body.attempts);
+    return body.job;
+  } catch (err) {
+    showError(err);
+    return null;
+  }
+}
+
+function appendLog(ev) {
+  const log = document.getElementById("log");
+  const level = String(ev.level || "info").replace(/[^a-z]/g, "");
+  const fields = ev.fields && Object.keys(ev.fields).length ? " " + JSON.stringify(ev.fields) : "";
+  const line = el("div", { className: `ev level-${level}`, dataset: { seq: String(Number(ev.seq)) } },
+    el("span", { className: "seq" }, ev.seq), " ",
+    el("span", { className: "ts" }, fmtTime(ev.ts)), " ",
+    el("span", { className: "lvl" }, level), " ",
+    el("span", { className: "phase" }, ev.phase || "-"), " ",
+    el("span", { className: "name" }, ev.event), el("span", { className: "fields" }, fields));
+  const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+  log.append(line);
+  while (log.childElementCount > MAX_LOG_LINES) log.firstElementChild.remove();
+  if (atBottom) log.scrollTop = log.scrollHeight;
+}
+
+function followLog(id) {
+  // EventSource reconnects by itself and sends Last-Event-ID: the server resumes after it.
+  const source = new EventSource(`${API}/jobs/${id}/events/stream`);
+  setText("log-state", "(live)");
+  source.addEventListener("log", (message) => {
+    try {
+      appendLog(JSON.parse(message.data));
+    } catch (err) {
+      showError(err);
+    }
+  });
+  source.addEventListener("end", (message) => {
+    source.close();
+    let outcome = "";
+    try { outcome = JSON.parse(message.data).outcome || ""; } catch (err) { showError(err); }
+    setText("log-state", `(ended${outcome ? ": " + outcome : ""})`);
+    refreshJob(id);
+  });
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) setText("log-state", "(disconnected)");
+    else setText("log-state", "(reconnecting)");
+  });
+}
+
+async function showJob(id) {
+  document.getElementById("job").hidden = false;
+  const job = await refreshJob(id);
+  if (job === null) return;
+  followLog(id);
+}
+
+function route() {
+  const match = /^\/jobs\/(\d{1,19})$/.exec(location.pathname) || /^#\/jobs\/(\d{1,19})$/.exec(location.hash);
+  if (match) {
+    showJob(match[1]);
+  } else {
+    document.getElementById("overview").hidden = false;
+    refreshOverview();
+    setInterval(refreshOverview, REFRESH_MS);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", route);
