@@ -12,6 +12,7 @@ Everything here is synchronous and CPU-bound: coroutines call it via ``to_thread
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.parser import Parser
 from email.policy import compat32
@@ -20,6 +21,7 @@ from typing import Any
 
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from slave.archive import ArchiveError, SafeArchive
 from slave.prepare.errors import DependencyUnavailable, MetadataError
@@ -224,6 +226,35 @@ def extra_only(requirements: list[str], environment: dict[str, str], extra: str)
     """Requirements that apply with ``extra`` requested but not without it."""
     base = set(for_guest(requirements, environment))
     return [r for r in for_guest(requirements, environment, extra) if r not in base]
+
+
+def requirements_for(
+    requires_dist: list[str], environment: dict[str, str], project: str, extras: Sequence[str]
+) -> list[str]:
+    """What ``project[extras]`` needs in the guest (``""`` = no extra), without itself.
+
+    A self-reference such as ``project[fast]`` in an extra is followed (its extras are
+    added) rather than listed: the release's own files are not fetched by pip.
+    """
+    own = canonicalize_name(project)
+    wanted, seen, selected = list(extras), set[str](), list[str]()
+    while wanted:
+        extra = wanted.pop(0)
+        if extra in seen:
+            continue
+        seen.add(extra)
+        applicable = (
+            for_guest(requires_dist, environment)
+            if extra == ""
+            else extra_only(requires_dist, environment, extra)
+        )
+        for text in applicable:
+            req = _parse_requirement(text, "requirements")
+            if canonicalize_name(req.name) == own:
+                wanted.extend(sorted(req.extras))
+            elif text not in selected:
+                selected.append(text)
+    return selected
 
 
 def pip_argument(text: str) -> str:

@@ -23,11 +23,11 @@ from slave.prepare.fetch import download_file, fetch_listing, select_files, take
 from slave.prepare.metadata import (
     TEST_EXTRAS,
     StaticMetadata,
-    extra_only,
     for_guest,
     pip_argument,
     read_sdist_metadata,
     read_wheel_metadata,
+    requirements_for,
     static_metadata,
 )
 from slave.prepare.models import (
@@ -166,7 +166,7 @@ async def prepare_release(
     env = target.marker_environment()
     requirements: list[str] = []
     if meta.requires_dist is not None:
-        requirements = for_guest(meta.requires_dist, env)
+        requirements = requirements_for(meta.requires_dist, env, project, [""])
         await fetch(requirements)
     # The guest builds the sdist only when no wheel fits it; only then it needs these.
     build_requires = for_guest(meta.build_requires, env) if wheel is None else []
@@ -176,10 +176,11 @@ async def prepare_release(
     test_requirements: list[str] = []
     unavailable: list[str] = []
     if meta.requires_dist is not None:
-        for extra in TEST_EXTRAS:
-            for req in extra_only(meta.requires_dist, env, extra):
-                if req not in test_requirements:
-                    test_requirements.append(req)
+        test_requirements = [
+            req
+            for req in requirements_for(meta.requires_dist, env, project, TEST_EXTRAS)
+            if req not in requirements
+        ]
     if test_requirements:
         # Test extras are a bonus for the tests phase: missing ones do not fail the job.
         try:

@@ -17,6 +17,7 @@ from slave.prepare.metadata import (
     pip_argument,
     read_sdist_metadata,
     read_wheel_metadata,
+    requirements_for,
     static_metadata,
 )
 from tests.fakes.dists import build_sdist, build_wheel, pyproject_text
@@ -155,3 +156,20 @@ def test_resolve_from_metadata_reads_guest_built_metadata() -> None:
     assert resolve_from_metadata(text) == ["b>=1"]
     with pytest.raises(MetadataError):
         resolve_from_metadata("this is not metadata")
+
+
+def test_self_references_are_followed_not_fetched() -> None:
+    """'app[fast]' inside app's test extra adds the fast extra's deps, not app itself."""
+    reqs = [
+        "base",
+        'App[fast]; extra == "test"',
+        'pytest; extra == "test"',
+        'speedup; extra == "fast"',
+        'app[test]; extra == "fast"',
+    ]
+    env = X86.marker_environment()
+    assert requirements_for(reqs, env, "app", [""]) == ["base"]
+    assert requirements_for(reqs, env, "app", ["test"]) == [
+        'pytest; extra == "test"',
+        'speedup; extra == "fast"',
+    ]
