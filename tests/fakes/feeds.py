@@ -13,6 +13,7 @@
 
         srv.add_release("demo", "1.0", uploaded=T)        # JSON API, PyPI's shape
         srv.hide("demo", "1.0", times=3)   # the release JSON answers 404 three times
+        srv.set_json("demo", "1.0", {...})  # answer exactly this document instead
         srv.pypi_url                       # http://127.0.0.1:PORT (the --pypi-url)
 
 A feed honours ``If-None-Match`` / ``If-Modified-Since`` against the validators it
@@ -157,6 +158,7 @@ class FakeFeeds:
         self._releases: dict[str, dict[str, _Release]] = {}
         self._uploaded: dict[tuple[str, str], float] = {}
         self._hidden: dict[tuple[str, str | None], int] = {}
+        self._raw: dict[tuple[str, str | None], Any] = {}
         self.json_requests: list[str] = []
         self._released = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -236,6 +238,10 @@ class FakeFeeds:
     def hide(self, name: str, version: str | None = None, *, times: int) -> None:
         """The next ``times`` JSON lookups of the release (or project) answer 404."""
         self._hidden[(normalize_name(name), version)] = times
+
+    def set_json(self, name: str, version: str | None, doc: Any) -> None:
+        """Answer the release (or project) JSON with ``doc`` verbatim, whatever it is."""
+        self._raw[(normalize_name(name), version)] = doc
 
     def json_count(self, name: str, version: str | None = None) -> int:
         """How many JSON API requests asked for this release (or project)."""
@@ -352,8 +358,12 @@ class FakeFeeds:
     async def _project_json(self, request: web.Request) -> web.Response:
         name = normalize_name(request.match_info["name"])
         self.json_requests.append(f"/pypi/{name}/json")
+        if self._take_hidden((name, None)):
+            return web.json_response({"message": "Not Found"}, status=404)
+        if (name, None) in self._raw:
+            return web.json_response(self._raw[(name, None)])
         releases = self._releases.get(name)
-        if self._take_hidden((name, None)) or not releases:
+        if not releases:
             return web.json_response({"message": "Not Found"}, status=404)
         newest = list(releases.values())[-1]
         return web.json_response(
@@ -368,7 +378,11 @@ class FakeFeeds:
         name = normalize_name(request.match_info["name"])
         version = request.match_info["version"]
         self.json_requests.append(f"/pypi/{name}/{version}/json")
+        if self._take_hidden((name, version)):
+            return web.json_response({"message": "Not Found"}, status=404)
+        if (name, version) in self._raw:
+            return web.json_response(self._raw[(name, version)])
         release = self._releases.get(name, {}).get(version)
-        if self._take_hidden((name, version)) or release is None:
+        if release is None:
             return web.json_response({"message": "Not Found"}, status=404)
         return web.json_response({"info": self._info(release), "urls": self._file_json(release)})
