@@ -55,6 +55,9 @@ class Context:
     temp_dirs: tuple[str, ...] = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108 - the guest's
     # Extra places package code may write (the job's scratch dir when it is not in /tmp).
     write_dirs: tuple[str, ...] = ()
+    # Where the interpreter itself lives when that is not /usr (a host run of the runner):
+    # reads there are the interpreter loading itself, never a finding.
+    trusted_dirs: tuple[str, ...] = ()
     bait_token: str | None = None
     bait_files: tuple[str, ...] = (".ssh/id_rsa", ".aws/credentials")  # relative to home
 

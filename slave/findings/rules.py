@@ -286,7 +286,11 @@ def credential_store(call: Call) -> Iterable[Hit]:
 
 def system_secret(call: Call) -> Iterable[Hit]:
     ctx = call.context
-    hits = [p for p in _touched(call) if ctx.under(p, SYSTEM_SECRETS)]
+    hits = [
+        p
+        for p in _touched(call)
+        if ctx.under(p, SYSTEM_SECRETS) and not ctx.under(p, ctx.trusted_dirs)
+    ]
     hits += [p for p in _touched(call) if p.startswith("/etc/ssh/") and p.endswith("_key")]
     return tuple(Hit(p) for p in hits)
 

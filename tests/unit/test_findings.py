@@ -386,3 +386,11 @@ def test_runner_import_code_matches_the_runner() -> None:
     """The engine's copy of the runner's import one-liner is the runner's."""
     runner = Path(__file__).parents[2] / "images" / "runner" / "pyti_runner.py"
     assert f'code = "{RUNNER_IMPORT_CODE}"' in runner.read_text()
+
+
+def test_trusted_dirs_are_not_system_secrets() -> None:
+    """An interpreter living under /root (a host run) reading itself is not a secret read."""
+    line = openat("/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0")
+    assert "cred.system" in rules_hit("install", line)
+    ctx = Context(bait_token=TOKEN, trusted_dirs=("/root/.pyenv/versions/3.11.7",))
+    assert "cred.system" not in rules_hit("install", line, context=ctx)

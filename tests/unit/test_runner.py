@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from slave.findings import Analyser, Context, Finding, verdict
 from tests.fakes.dists import build_wheel, dedent, make_project
 
 RUNNER = Path(__file__).parents[2] / "images" / "runner" / "pyti_runner.py"
@@ -81,6 +82,25 @@ PYPROJECT = dedent(
 )
 
 Events = list[dict[str, Any]]
+BAIT = "bait-1234567890"
+
+
+def host_context(tmp_path: Path) -> Context:
+    """What is normal for a runner run on this host: HOME, venv and scratch under tmp_path."""
+    return Context(
+        home=str(tmp_path),
+        venv=str(tmp_path / "venv"),
+        temp_dirs=(str(tmp_path / "scratch"),),
+        trusted_dirs=(sys.base_prefix,),
+        bait_token=BAIT,
+    )
+
+
+def findings_of(events: Events, context: Context) -> list[Finding]:
+    analyser = Analyser(context)
+    for event in events:
+        analyser.feed_event(event)
+    return analyser.findings
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +155,12 @@ def run_job(tmp_path: Path, wheelhouse: Path) -> RunJob:
         }
         (job_dir / "job.json").write_text(json.dumps(job))
         env_file = tmp_path / "environment"
-        env_file.write_text('PYTI_BAIT_TOKEN="bait-123"\n')
+        env_file.write_text(f'PYTI_BAIT_TOKEN="{BAIT}"\n')
         argv = [sys.executable, str(RUNNER), "--job", str(job_dir / "job.json")]
         argv += ["--no-drop-privileges", "--venv", str(tmp_path / "venv")]
         argv += ["--home", str(tmp_path), "--wheels-dir", str(wheelhouse)]
-        argv += ["--tools-dir", str(tools_dir), "--scratch-dir", str(tmp_path)]
+        (tmp_path / "scratch").mkdir(exist_ok=True)
+        argv += ["--tools-dir", str(tools_dir), "--scratch-dir", str(tmp_path / "scratch")]
         argv += ["--env-file", str(env_file)]
         proc = subprocess.run(
             argv, capture_output=True, timeout=runner_timeout, check=False, cwd=tmp_path
@@ -200,6 +221,8 @@ def test_clean_package_passes_every_phase(tmp_path: Path, run_job: RunJob) -> No
     assert any("execve(" in e["line"] for e in traces if e["phase"] == "tests")
     assert all(isinstance(e["pid"], int) for e in traces)
     assert one(events, "runner_finished")["statuses"]["tests"] == "passed"
+    found = findings_of(events, host_context(tmp_path))
+    assert [f for f in found if f.severity != "info"] == []
 
 
 def test_failing_test_is_counted(tmp_path: Path, run_job: RunJob) -> None:
@@ -334,6 +357,67 @@ def test_package_env_is_clean_and_has_the_bait(tmp_path: Path, run_job: RunJob) 
         del os.environ["PYTI_TEST_LEAK"]
     assert finished(events, "import")["status"] == "passed"
     env = json.loads(dump.read_text())
-    assert env["PYTI_BAIT_TOKEN"] == "bait-123"
+    assert env["PYTI_BAIT_TOKEN"] == BAIT
     assert env["HOME"] == str(tmp_path)
     assert "PYTI_TEST_LEAK" not in env
+
+
+def test_misbehaving_package_is_caught_in_its_trace(tmp_path: Path, run_job: RunJob) -> None:
+    """Real strace output of an import that steals, spawns and persists gives those findings."""
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_rsa").write_text("bait key\n")
+    body = dedent(
+        """
+        import os, socket, subprocess
+        open(os.path.expanduser("~/.ssh/id_rsa")).read()
+        subprocess.run(["sh", "-c", "true"])
+        subprocess.run(["true", os.environ["PYTI_BAIT_TOKEN"]])
+        with open(os.path.expanduser("~/.bashrc"), "a") as rc:
+            rc.write("# hello\\n")
+        open("/proc/self/environ", "rb").read()
+        try:
+            socket.create_connection(("127.0.0.1", 9), timeout=2)
+        except OSError:
+            pass
+        """
+    )
+    events = run_job([project(tmp_path, package_body=body)], phases=("install", "import"))
+    assert finished(events, "import")["status"] == "passed"
+    found = findings_of(events, host_context(tmp_path))
+    got = {(f.rule, f.phase, f.severity) for f in found}
+    assert {
+        ("cred.bait", "import", "critical"),
+        ("cred.token", "import", "critical"),
+        ("proc.shell", "import", "medium"),
+        ("persist.shell_rc", "import", "high"),
+        ("cred.environ", "import", "medium"),
+        ("net.connect_loopback", "import", "low"),
+    } <= got
+    assert {f.process for f in found if f.rule == "cred.bait"} == {"import demo"}
+    assert not [f for f in found if f.phase == "install" and f.severity != "info"]
+    assert verdict(found) == "malicious"
+
+
+def test_installed_pth_files_are_reported(tmp_path: Path, run_job: RunJob) -> None:
+    """A wheel shipping a .pth with an import line shows in pth_files; plain .pth files too."""
+    whl = build_wheel(
+        tmp_path / "dist",
+        "demo",
+        "0.1",
+        {
+            "demo/__init__.py": "",
+            "demo_hook.pth": "import os; os.environ.setdefault('X', '1')\n",
+            "demo_paths.pth": "/opt/somewhere\n",
+        },
+    )
+    events = run_job([whl], phases=("install",))
+    assert finished(events, "install")["status"] == "passed"
+    files = {f["name"]: f for f in one(events, "pth_files")["files"]}
+    assert files["demo_hook.pth"]["imports"] is True
+    assert files["demo_hook.pth"]["lines"] == ["import os; os.environ.setdefault('X', '1')"]
+    assert files["demo_paths.pth"]["imports"] is False
+    assert "distutils-precedence.pth" not in files  # there before the install
+    found = findings_of(events, host_context(tmp_path))
+    assert [(f.rule, f.target, f.severity) for f in found if f.rule == "persist.pth_import"] == [
+        ("persist.pth_import", "demo_hook.pth", "medium")
+    ]
