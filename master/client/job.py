@@ -1,0 +1,97 @@
+"""``pyti job ID``: one job — state, outcome, phases, findings, attempts, timings."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from master.client.api import (
+    EXIT_OK,
+    Api,
+    add_common_args,
+    fmt_time,
+    print_json,
+    run_command,
+    safe,
+    table,
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``pyti job``."""
+    parser.add_argument("job_id", type=int, metavar="ID")
+    add_common_args(parser)
+
+
+def render(body: dict[str, Any]) -> str:
+    """The job for a human (every value from the guest escaped)."""
+    job = body["job"]
+    lines = [
+        f"job {job['id']}: {safe(job['project'])} {safe(job['version'])} on {safe(job['image'])}",
+        f"  state     {safe(job['state'])}   outcome {safe(job.get('outcome') or '-')}"
+        f"   attempt {job.get('attempt')}   isolation {safe(job.get('isolation') or '-')}",
+        f"  created   {fmt_time(job.get('created_at'))}   started {fmt_time(job.get('started_at'))}"
+        f"   finished {fmt_time(job.get('finished_at'))}",
+    ]
+    if job.get("error"):
+        lines.append(f"  error     {safe(job['error'])}")
+    phases = job.get("phases") or {}
+    if phases:
+        rows = []
+        for name, raw in phases.items():
+            info = raw if isinstance(raw, dict) else {"status": raw}
+            duration = info.get("duration_s")
+            detail = info.get("signal_name") or (
+                f"exit {info['exit_code']}" if info.get("exit_code") is not None else ""
+            )
+            rows.append(
+                [
+                    safe(name),
+                    safe(info.get("status", "-")),
+                    f"{duration:.1f}s" if isinstance(duration, int | float) else "-",
+                    safe(detail),
+                ]
+            )
+        lines += ["", table(rows, ["PHASE", "STATUS", "TIME", "DETAIL"])]
+    findings = job.get("findings") or []
+    if findings:
+        rows = [
+            [
+                safe(f.get("severity", "")),
+                safe(f.get("rule", "")),
+                safe(f.get("phase", "")),
+                safe(str(f.get("evidence", ""))[:120]),
+            ]
+            for f in findings
+            if isinstance(f, dict)
+        ]
+        lines += ["", table(rows, ["SEVERITY", "RULE", "PHASE", "EVIDENCE"])]
+    attempts = body.get("attempts") or []
+    if attempts:
+        rows = [
+            [
+                str(a.get("attempt")),
+                safe(a.get("slave", "")),
+                safe(a.get("status", "")),
+                safe(a.get("outcome") or "-"),
+                safe(a.get("reason") or ""),
+            ]
+            for a in attempts
+        ]
+        lines += ["", table(rows, ["ATTEMPT", "SLAVE", "STATUS", "OUTCOME", "REASON"])]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the job."""
+
+    async def main() -> int:
+        async with Api(args.master, args.token) as api:
+            body = await api.get(f"/jobs/{args.job_id}")
+        if args.json:
+            print_json(body)
+        else:
+            print(render(body))
+        return EXIT_OK
+
+    return run_command(main)
