@@ -16,7 +16,6 @@ long flag names with ``_`` for ``-`` (``image_dir``, ``pypi_url``), plus a
 
 from __future__ import annotations
 
-import os
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -192,7 +191,7 @@ def build_config(flags: Mapping[str, Any], file_values: Mapping[str, Any]) -> Sl
         secret=read_secret(Path(merged["secret_file"])),
         image_dir=Path(merged["image_dir"]),
         work_dir=work_dir,
-        name=kwargs.pop("name", None) or f"{socket.gethostname()}-{os.getpid()}",
+        name=kwargs.pop("name", None) or socket.gethostname(),
         timeouts=timeouts,
         **kwargs,
     )

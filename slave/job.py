@@ -1,0 +1,206 @@
+"""The real job executor: one release tested in one fresh VM, step by step.
+
+1. **prepare** (host): ``prepare_release`` fetches the release files (sha256
+   checked) and dependency wheels, never running package code. Without static
+   metadata, the metadata is built inside the VM (after boot) and resolved
+   from that.
+2. **boot**: ``VM.start`` (snapshot restore when one fits) and ``Guest.connect``.
+3. **upload**: release files, wheelhouse and ``job.json`` over SFTP.
+4. **install / import / tests / quality**: the guest runner, streamed line by
+   line into events; findings analysed as trace lines arrive; guest phase
+   timeouts also enforced from here (a hung runner gets its VM killed).
+5. **verdict**: findings verdict, quality report, crash details, outcome.
+6. **teardown**: the VM is stopped on every path (also on cancel, at once).
+
+Every failure of the machinery (prepare, VM, SSH) makes the job an
+``infra_error`` with the reason in ``summary.error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+
+from slave.accel import Accel
+from slave.config import DEFAULT_PYPI_URL, SlaveConfig
+from slave.executor import JobContext
+from slave.findings import Context
+from slave.guest import Guest, GuestError
+from slave.images.manifest import Image
+from slave.outcome import RunRecord, decide
+from slave.phases import (
+    GUEST_JOB_DIR,
+    HostPhaseTimeout,
+    guest_metadata,
+    host_phase,
+    run_runner,
+    upload,
+)
+from slave.prepare import (
+    PipOptions,
+    PreparedRelease,
+    PrepareError,
+    ReleaseRequest,
+    download_wheels,
+    prepare_release,
+    resolve_from_metadata,
+)
+from slave.quality import build_report, runtime_indicators, static_indicators
+from slave.quality.indicator import Indicator
+from slave.vm import VM, VMError
+
+_MACHINE_ERRORS = (PrepareError, VMError, GuestError, HostPhaseTimeout)
+
+
+def pip_options(config: SlaveConfig) -> PipOptions | None:
+    """pip pointed at ``--pypi-url``'s simple index, unless that is PyPI itself."""
+    if config.pypi_url.rstrip("/") == DEFAULT_PYPI_URL:
+        return None
+    return PipOptions(index_url=config.pypi_url.rstrip("/") + "/simple")
+
+
+class VMExecutor:
+    """Runs jobs in VMs of the given images (see the module docstring)."""
+
+    def __init__(
+        self,
+        images: Mapping[str, Image],
+        accel: Accel,
+        config: SlaveConfig,
+        *,
+        pip: PipOptions | None = None,
+        snapshot: bool = True,
+    ) -> None:
+        self.images = dict(images)
+        self.accel = accel
+        self.config = config
+        self.pip = pip if pip is not None else pip_options(config)
+        self.snapshot = snapshot
+
+    async def run(self, ctx: JobContext) -> str:
+        """Run the job; returns its outcome. Cancellation stops the VM and propagates."""
+        image = self.images[ctx.offer.image]
+        ctx.summary["image"] = {"name": image.name, "digest": image.digest}
+        record = RunRecord(Context(bait_token=image.bait.get("token")))
+        static: asyncio.Task[list[Indicator]] | None = None
+        try:
+            async with host_phase(ctx, "prepare", self.config.timeout("prepare")):
+                prepared = await self._prepare(ctx, image)
+            static = asyncio.create_task(
+                asyncio.to_thread(
+                    static_indicators, prepared.files, unavailable=prepared.unavailable
+                )
+            )
+            await self._in_vm(ctx, image, prepared, record)
+        except _MACHINE_ERRORS as exc:
+            ctx.summary.setdefault("error", str(exc)[:2000])
+            ctx.log.error("job_infra_error", error=str(exc)[:2000])
+        finally:
+            if static is not None and not static.done():
+                static.cancel()
+        ctx.summary.update(record.summary())
+        if static is not None:
+            await self._quality(ctx, static, record)
+        outcome = "infra_error" if "error" in ctx.summary else decide(ctx.phases, record.verdict())
+        ctx.log.info(
+            "verdict",
+            phase="verdict",
+            verdict=record.verdict(),
+            findings=len(record.findings),
+            outcome=outcome,
+        )
+        return outcome
+
+    async def _prepare(self, ctx: JobContext, image: Image) -> PreparedRelease:
+        request = ReleaseRequest(project=ctx.offer.project, version=ctx.offer.version or None)
+        uploads = {s.filename: s for s in ctx.offer.files if not s.url}
+        if uploads:
+            name, path = next(iter(ctx.uploads.items()))
+            request = ReleaseRequest(
+                project=ctx.offer.project, uploaded=path, uploaded_sha256=uploads[name].sha256
+            )
+        return await prepare_release(
+            request,
+            pypi_url=self.config.pypi_url,
+            cache_dir=self.config.work_dir / "cache",
+            work_dir=ctx.job_dir / "prepare",
+            python_version=image.python_version,
+            platform=str(image.manifest.get("platform") or self.config.guest_platform),
+            pip=self.pip,
+        )
+
+    async def _in_vm(
+        self, ctx: JobContext, image: Image, prepared: PreparedRelease, record: RunRecord
+    ) -> None:
+        vm: VM | None = None
+        guest: Guest | None = None
+        try:
+            async with host_phase(ctx, "boot", self.config.timeout("boot")):
+                vm = await VM.start(
+                    image,
+                    ctx.job_dir / "vm",
+                    self.accel,
+                    snapshot=self.snapshot,
+                    memory_mb=self.config.memory_mb,
+                    cpus=self.config.cpus,
+                    timeout=self.config.timeout("boot"),
+                )
+                guest = await Guest.connect(vm, image, timeout=self.config.timeout("boot"))
+                ctx.log.info("vm_ready", phase="boot", restored=vm.restored,
+                             accel=self.accel.value)  # fmt: skip
+            async with host_phase(ctx, "upload", self.config.timeout("upload")):
+                await upload(ctx, guest, prepared)
+                if prepared.needs_guest_metadata and prepared.sdist is not None:
+                    await self._metadata_from_guest(ctx, guest, prepared, image)
+            await run_runner(ctx, guest, record)
+        finally:
+            ctx.phases.update(record.phases)
+            await self._teardown(ctx, vm, guest)
+
+    async def _metadata_from_guest(
+        self, ctx: JobContext, guest: Guest, prepared: PreparedRelease, image: Image
+    ) -> None:
+        """No static metadata: build it in the guest, fetch the dependencies it names."""
+        assert prepared.sdist is not None
+        text = await guest_metadata(ctx, guest, prepared.sdist, self.config.timeout("install"))
+        if text is None:
+            return  # the install phase will fail the same way, traced
+        requirements = resolve_from_metadata(text)
+        wheels = await download_wheels(
+            requirements,
+            wheelhouse=prepared.wheelhouse,
+            cache_dir=self.config.work_dir / "cache",
+            python_version=image.python_version,
+            platform=str(image.manifest.get("platform") or self.config.guest_platform),
+            pip=self.pip,
+        )
+        if wheels:
+            await guest.put(wheels, GUEST_JOB_DIR, timeout=None)
+        ctx.log.info("guest_metadata", phase="prepare", requirements=requirements,
+                     wheels=len(wheels))  # fmt: skip
+
+    async def _teardown(self, ctx: JobContext, vm: VM | None, guest: Guest | None) -> None:
+        """Stop the VM; at once (no graceful quit) when the job is being cancelled."""
+        task = asyncio.current_task()
+        cancelling = task is not None and task.cancelling() > 0
+        ctx.log.info("phase_started", phase="teardown")
+        if guest is not None and not cancelling:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await guest.close()
+        if vm is not None:
+            await vm.stop(grace=0.0 if cancelling else 2.0)
+        ctx.log.info("phase_finished", phase="teardown", status="passed")
+
+    async def _quality(
+        self, ctx: JobContext, static: asyncio.Task[list[Indicator]], record: RunRecord
+    ) -> None:
+        try:
+            indicators = await static
+            report = build_report(indicators, runtime_indicators(record.quality_events))
+        except Exception as exc:  # a quality bug must never fail the job
+            ctx.summary["quality_error"] = f"{type(exc).__name__}: {exc}"[:500]
+            return
+        ctx.summary["quality"] = report.to_dict()
+        ctx.log.info("quality_report", phase="quality", score=report.score)

@@ -1,0 +1,193 @@
+"""Host-side steps of a job that talk to the guest: upload, guest-built metadata, the runner.
+
+Each function here is one step of :class:`slave.job.VMExecutor`; they log
+through the job's logger and record into the job's :class:`~slave.outcome.RunRecord`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import shlex
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from protocol.events import PHASES
+from slave.config import GUEST_PHASES
+from slave.errors import SlaveError
+from slave.executor import JobContext
+from slave.guest import Guest
+from slave.outcome import RunRecord
+from slave.prepare import PreparedRelease
+from slave.sanitize import clean_line, clean_text
+
+GUEST_JOB_DIR = "/var/lib/pyti/job"
+RUNNER = "/opt/pyti/runner.py"
+#: Seconds the runner may take outside any phase (start, guest setup, between phases).
+BETWEEN_PHASES = 120.0
+_SEVERITY_LEVEL = {"critical": "error", "high": "warning", "medium": "warning"}
+
+
+class HostPhaseTimeout(SlaveError):
+    """A host-side step ran past its timeout."""
+
+    def __init__(self, phase: str, seconds: float) -> None:
+        super().__init__(f"{phase} did not finish within {seconds:g} s")
+        self.phase = phase
+        self.seconds = seconds
+
+
+@contextlib.asynccontextmanager
+async def host_phase(ctx: JobContext, name: str, timeout: float) -> AsyncIterator[None]:
+    """Log a host-side phase, record its status and duration, enforce its timeout.
+
+    Raises :class:`HostPhaseTimeout` past ``timeout``; any error or cancellation
+    passes through after the phase is recorded (status ``error``).
+    """
+    ctx.log.info("phase_started", phase=name, timeout_s=timeout)
+    started = time.monotonic()
+    status, reason = "error", ""
+    try:
+        try:
+            async with asyncio.timeout(timeout):
+                yield
+        except TimeoutError:
+            status = "timed_out"
+            raise HostPhaseTimeout(name, timeout) from None
+        status = "passed"
+    except asyncio.CancelledError:
+        reason = "cancelled"
+        raise
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        raise
+    finally:
+        duration = round(time.monotonic() - started, 3)
+        entry: dict[str, Any] = {"status": status, "duration_s": duration}
+        if reason:
+            entry["reason"] = reason
+        ctx.phases[name] = entry
+        ctx.log.info("phase_finished", phase=name, **entry)
+
+
+def job_document(ctx: JobContext, prepared: PreparedRelease) -> dict[str, Any]:
+    """The runner's ``job.json`` (schema in docs/contracts.md, "Guest runner")."""
+    return {
+        "job_id": ctx.offer.job_id,
+        "project": prepared.project,
+        "version": prepared.version,
+        "files": [p.name for p in prepared.files],
+        "requirements": prepared.requirements,
+        "phases": list(GUEST_PHASES),
+        "timeouts": {p: ctx.config.timeout(p) for p in GUEST_PHASES},
+        "output_cap": ctx.config.output_cap,
+        # Every restored VM starts from the same RAM: give each job its own entropy and time.
+        "entropy": secrets.token_hex(32),
+        "epoch": time.time(),
+    }
+
+
+def _wheels(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.whl")) if directory.is_dir() else []
+
+
+async def upload(ctx: JobContext, guest: Guest, prepared: PreparedRelease) -> None:
+    """Copy the release, its wheelhouse and ``job.json`` into the guest's job directory."""
+    doc = ctx.job_dir / "job.json"
+    await asyncio.to_thread(doc.write_text, json.dumps(job_document(ctx, prepared)))
+    wheels = await asyncio.to_thread(_wheels, prepared.wheelhouse)
+    paths = [*prepared.files, *wheels, doc]
+    total = sum(p.stat().st_size for p in paths)
+    await guest.put(paths, GUEST_JOB_DIR, timeout=None)
+    ctx.log.info("files_uploaded", phase="upload", files=len(paths), bytes=total)
+
+
+async def guest_metadata(ctx: JobContext, guest: Guest, sdist: Path, timeout: float) -> str | None:
+    """Core metadata of ``sdist`` built inside the guest (as ``tester``), or ``None``.
+
+    Used only when the release has no static metadata: building it runs the
+    package's build backend, which must never happen on the host.
+    """
+    script = (
+        'set -e; d=$(mktemp -d); chown tester: "$d"; '
+        'runuser -u tester -- python3 -m venv "$d/venv" >&2; '
+        'runuser -u tester -- "$d/venv/bin/pip" wheel --no-deps --no-index -q '
+        f"--find-links {GUEST_JOB_DIR} --find-links /opt/pyti/wheels "
+        f'-w "$d/out" {shlex.quote(GUEST_JOB_DIR + "/" + sdist.name)} >&2; '
+        "python3 -c \"import sys,zipfile,glob; w=glob.glob(sys.argv[1]+'/out/*.whl')[0]; "
+        "z=zipfile.ZipFile(w); "
+        "n=[m for m in z.namelist() if m.endswith('.dist-info/METADATA')][0]; "
+        'sys.stdout.write(z.read(n).decode())" "$d"'
+    )
+    result = await guest.run(["sh", "-c", script], timeout=timeout, max_output=8 << 20)
+    if result.exit_status != 0:
+        tail, _ = clean_text(result.stderr[-2000:], 2000)
+        ctx.log.warning("guest_metadata_failed", phase="prepare", stderr=tail)
+        return None
+    return result.stdout
+
+
+def _host_phase(phase: str | None) -> tuple[str | None, dict[str, Any]]:
+    """The event's phase if the schema knows it; else None and the runner's name as a field."""
+    if phase is None or phase in PHASES:
+        return phase, {}
+    return None, {"stage": phase}
+
+
+async def run_runner(ctx: JobContext, guest: Guest, record: RunRecord) -> None:
+    """Run the guest runner, turning each line into an event as it arrives.
+
+    Enforces each guest phase's timeout from the host too (plus the configured
+    margin): if the runner hangs, this returns with the phase recorded as
+    ``timed_out`` by the host, and the caller's teardown kills the VM.
+    Raises ``GuestError`` if the SSH session breaks.
+    """
+    loop = asyncio.get_running_loop()
+    margin = ctx.config.timeout_margin
+    stream = guest.stream(["python3", RUNNER, "--job", f"{GUEST_JOB_DIR}/job.json"], timeout=None)
+    phase_started = time.monotonic()
+    try:
+        async with asyncio.timeout(BETWEEN_PHASES) as deadline:
+            async for line in stream:
+                cleaned = clean_line(line)
+                if cleaned.event == "phase_started" and cleaned.phase in GUEST_PHASES:
+                    phase_started = time.monotonic()
+                    limit = ctx.config.timeout(cleaned.phase) + margin
+                    deadline.reschedule(loop.time() + limit)
+                elif cleaned.event == "phase_finished":
+                    deadline.reschedule(loop.time() + BETWEEN_PHASES)
+                findings = record.feed(cleaned.event, cleaned.phase, cleaned.fields)
+                phase, extra = _host_phase(cleaned.phase)
+                if cleaned.truncated:
+                    extra["sanitised"] = True
+                ctx.emit(
+                    cleaned.event,
+                    level=cleaned.level,
+                    phase=phase,
+                    fields={**cleaned.fields, **extra},
+                )
+                for finding in findings:
+                    fields = finding.to_dict()
+                    fphase, fextra = _host_phase(str(fields.pop("phase")))
+                    level = _SEVERITY_LEVEL.get(finding.severity, "info")
+                    ctx.emit("finding", level=level, phase=fphase, fields={**fields, **fextra})
+    except TimeoutError:
+        phase = record.current or "runner"
+        seconds = time.monotonic() - phase_started
+        record.timed_out_by_host(phase, seconds)
+        ctx.log.error("runner_timed_out", phase=phase if phase in PHASES else None,
+                      stage=phase, seconds=round(seconds, 1))  # fmt: skip
+        return
+    if stream.stderr_tail:
+        tail, _ = clean_text(stream.stderr_tail[-4000:].decode(errors="replace"), 4000)
+        ctx.log.info("runner_stderr", text=tail)
+    if not record.runner_finished:
+        ctx.summary.setdefault(
+            "error",
+            f"the guest runner ended without finishing (exit {stream.exit_status}, "
+            f"signal {stream.exit_signal})",
+        )
