@@ -1,0 +1,213 @@
+"""The master daemon: the context and its components, started and stopped in order.
+
+Components (each ``start()``/``stop()``): the slave server, the scheduler
+(dispatch + watchdog), the HTTP API (``master.http.app.create_app`` on an
+``AppRunner``), the feed watcher (unless disabled). ``start`` brings them up in
+that order and, if one fails, stops those already started before raising.
+``stop`` is the staged shutdown: stop taking work (feed, HTTP), drain the
+slaves (their running jobs are re-queued if they do not finish within
+``drain_grace``), stop the scheduler, then close the store (queued event
+batches are committed first). Every acknowledgement to a slave follows its
+commit, so ``kill -9`` at any moment loses nothing that was acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+
+from master.config import MasterConfig
+from master.context import MasterContext
+from master.feed.watcher import FeedWatcher
+from master.http.app import create_app
+from master.metrics import Metrics
+from master.slave_server import SlaveServer
+
+log = structlog.get_logger("master.daemon")
+
+
+class Component(Protocol):
+    """A part of the daemon with a lifecycle."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class TaskComponent:
+    """A coroutine that runs until cancelled (scheduler, feed watcher)."""
+
+    def __init__(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self.name = name
+        self._factory = factory
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._guarded(), name=self.name)
+
+    async def _guarded(self) -> None:
+        try:
+            await self._factory()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("component_crashed", component=self.name)
+            raise
+
+    async def stop(self) -> None:
+        if self.task is None:
+            return
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+
+
+class SlaveServerComponent:
+    name = "slave_server"
+
+    def __init__(self, ctx: MasterContext, port: int | None) -> None:
+        self.server = SlaveServer(ctx, port=port, ssl_context=ctx.config.ssl_context())
+        self._grace = ctx.config.drain_grace
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop(self._grace)
+
+
+class HttpComponent:
+    """The HTTP API served on ``config.http_host:http_port``."""
+
+    name = "http"
+
+    def __init__(self, ctx: MasterContext, port: int | None) -> None:
+        self._ctx = ctx
+        self._port = ctx.config.http_port if port is None else port
+        self._runner: Any = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        runner = web.AppRunner(create_app(self._ctx), access_log=None, shutdown_timeout=5.0)
+        await runner.setup()
+        self._runner = runner
+        site = web.TCPSite(runner, self._ctx.config.http_host, self._port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = int(sockets[0].getsockname()[1]) if sockets else self._port
+        log.info("http_listening", host=self._ctx.config.http_host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class Master:
+    """One master daemon. ``await start()``, ``await stop()`` always (idempotent).
+
+    ``slave_port``/``http_port`` override the configured ports (0: any free
+    port, for tests); ``http=False`` leaves the HTTP API out.
+    """
+
+    def __init__(
+        self,
+        config: MasterConfig,
+        *,
+        metrics: Metrics | None = None,
+        slave_port: int | None = None,
+        http_port: int | None = None,
+        http: bool = True,
+    ) -> None:
+        self.config = config
+        self._metrics = metrics
+        self._slave_port = slave_port
+        self._http_port = http_port
+        self._http = http
+        self._ctx: MasterContext | None = None
+        self._started: list[Component] = []
+        self._stop_requested = asyncio.Event()
+        self._stopped = False
+        self.slaves: SlaveServerComponent | None = None
+        self.http: HttpComponent | None = None
+
+    @property
+    def ctx(self) -> MasterContext:
+        assert self._ctx is not None, "Master.start() first"
+        return self._ctx
+
+    @property
+    def slave_port(self) -> int:
+        assert self.slaves is not None
+        return self.slaves.server.port
+
+    @property
+    def http_port(self) -> int | None:
+        return None if self.http is None else self.http.port
+
+    def components(self, ctx: MasterContext) -> list[Component]:
+        """The components, in start order."""
+        self.slaves = SlaveServerComponent(ctx, self._slave_port)
+        parts: list[Component] = [
+            self.slaves,
+            TaskComponent("scheduler", ctx.scheduler.run),
+        ]
+        if self._http:
+            self.http = HttpComponent(ctx, self._http_port)
+            parts.append(self.http)
+        if self.config.feed_enabled:
+            parts.append(TaskComponent("feed", FeedWatcher(ctx).run))
+        return parts
+
+    async def start(self) -> None:
+        """Open the store and start every component. On failure, undo and raise
+        (``StoreError``, ``ConfigError``, ``OSError`` for a port in use)."""
+        self._ctx = await MasterContext.open(self.config, metrics=self._metrics)
+        try:
+            for part in self.components(self._ctx):
+                await part.start()
+                self._started.append(part)
+        except BaseException:
+            await self.stop()
+            raise
+        self._ctx.scheduler.kick()
+        log.info(
+            "master_started",
+            slave_port=self.slave_port,
+            http_port=self.http_port,
+            feed=self.config.feed_enabled,
+        )
+
+    def request_stop(self) -> None:
+        """Ask ``wait()`` to return (signal handlers call this)."""
+        self._stop_requested.set()
+
+    async def wait(self) -> None:
+        """Until ``request_stop()``."""
+        await self._stop_requested.wait()
+
+    async def stop(self) -> None:
+        """Staged shutdown; see the module docstring. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        started = list(self._started)
+        order = ["feed", "http", "slave_server", "scheduler"]
+        for name in order:
+            for part in started:
+                if part.name == name:
+                    try:
+                        await part.stop()
+                    except Exception:
+                        log.exception("component_stop_failed", component=name)
+        if self._ctx is not None:
+            await self._ctx.close()
+        log.info("master_stopped")

@@ -1,0 +1,189 @@
+"""The slave port: TCP (optionally TLS), handshake, one ``SlaveSession`` per slave.
+
+Each connection is served by its own task: a slow or hostile peer costs only
+its own task. The handshake runs under its own timeout and the 4 KiB frame cap;
+any failure ends that connection only (and is counted). Names are reserved
+during the handshake, so two connections racing with one name get one welcome.
+
+Shutdown (``stop``): stop accepting, ask every slave to drain, wait up to the
+grace for their jobs to finish, re-queue what is still running, say bye.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import ssl
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+from master.jobs import InvalidTransition, JobNotFound, StaleLease, StoreError
+from master.slave_session import SlaveSession
+from protocol.connection import Connection
+from protocol.errors import HandshakeFailed, ProtocolError
+from protocol.handshake import server_handshake
+from protocol.messages import Auth, Heartbeat
+
+if TYPE_CHECKING:
+    from master.context import MasterContext
+
+log = structlog.get_logger("master.slave_server")
+
+
+class SlaveServer:
+    """Listens for slaves. ``await start()``, then ``await stop()`` always."""
+
+    def __init__(
+        self,
+        ctx: MasterContext,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self._host = ctx.config.slave_host if host is None else host
+        self._port = ctx.config.slave_port if port is None else port
+        self._ssl = ssl_context
+        self._server: asyncio.Server | None = None
+        self._conns: set[asyncio.Task[None]] = set()
+        self._sessions: set[SlaveSession] = set()
+        self._reserved: set[str] = set()
+        m = ctx.metrics
+        self._m_handshake = m.counter(
+            "slave_handshake_failures_total", "Slave connections refused.", ["reason"]
+        )
+        self._m_conns = m.counter("slave_connections_total", "Slave connections accepted (TCP).")
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def sessions(self) -> frozenset[SlaveSession]:
+        return frozenset(self._sessions)
+
+    async def start(self) -> None:
+        """Bind and listen. Raises ``OSError`` (e.g. the port is in use)."""
+        self._server = await asyncio.start_server(
+            self._on_connect,
+            self._host,
+            self._port,
+            ssl=self._ssl,
+            ssl_handshake_timeout=10.0 if self._ssl else None,
+        )
+        log.info("slave_server_listening", host=self._host, port=self.port, tls=bool(self._ssl))
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        self._m_conns.inc()
+        try:
+            await self._serve(reader, writer)
+        except Exception:  # a bug must end this connection only, loudly
+            log.exception("slave_connection_crashed")
+        finally:
+            self._conns.discard(task)
+            writer.close()
+
+    def _admit(self, auth: Auth, reserved: list[str]) -> str | None:
+        reason = self.ctx.slaves.admit(auth.name)
+        if reason is None and auth.name in self._reserved:
+            reason = f"a slave named {auth.name!r} is already connecting"
+        if reason is None and not 0 < len(auth.name) <= 128:
+            reason = "slave name must be 1 to 128 characters"
+        if reason is None:
+            self._reserved.add(auth.name)
+            reserved.append(auth.name)
+        return reason
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        cfg = self.ctx.config
+        session_id = secrets.token_hex(8)
+        peer = writer.get_extra_info("peername")
+        reserved: list[str] = []
+        try:
+            auth = await server_handshake(
+                reader,
+                writer,
+                secret=cfg.secret,
+                master_name=cfg.master_name,
+                heartbeat_interval=cfg.heartbeat_interval,
+                heartbeat_timeout=cfg.heartbeat_timeout,
+                max_frame=cfg.max_frame,
+                session=session_id,
+                admit=lambda a: self._admit(a, reserved),
+            )
+        except (ProtocolError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, HandshakeFailed) else type(exc).__name__
+            self._m_handshake.inc(1.0, _reason_label(reason))
+            log.warning("slave_handshake_failed", peer=str(peer), reason=str(reason)[:200])
+            return
+        finally:
+            # No await until the session registers the name: it is never free in between.
+            self._reserved.difference_update(reserved)
+        conn = Connection(
+            reader,
+            writer,
+            name=f"slave-{auth.name}",
+            max_frame=cfg.max_frame,
+            heartbeat_interval=cfg.heartbeat_interval,
+            heartbeat_timeout=cfg.heartbeat_timeout,
+            heartbeat=lambda: Heartbeat(ts=time.time()),
+        )
+        session = SlaveSession(self.ctx, auth, conn, session_id)
+        self._sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self._sessions.discard(session)
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting; drain slaves for up to ``grace`` s; re-queue leftovers; close.
+
+        Cancel-safe in the sense that a second ``stop`` finishes the job.
+        """
+        if self._server is not None:
+            self._server.close()
+        sessions = list(self._sessions)
+        for s in sessions:
+            s.drain("master shutting down")
+        if sessions:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await asyncio.gather(*(s.idle.wait() for s in sessions))
+        for s in sessions:
+            for job_id, held in list(s.jobs.items()):
+                with contextlib.suppress(StaleLease, InvalidTransition, JobNotFound, StoreError):
+                    if held.running:
+                        await self.ctx.store.requeue(
+                            job_id, held.lease, "master shut down", infra=False
+                        )
+                    else:
+                        await self.ctx.store.release(job_id, held.lease, "master shut down")
+        for s in sessions:
+            await s.conn.close("master shutting down")
+        for task in list(self._conns):
+            task.cancel()
+        for task in list(self._conns):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._server.wait_closed()
+        log.info("slave_server_stopped")
+
+
+def _reason_label(reason: str) -> str:
+    """A bounded metric label for a handshake failure."""
+    for label in ("authentication failed", "version mismatch", "already"):
+        if label in reason:
+            return label.replace(" ", "_")
+    return reason if reason in ("PeerTimeout", "FrameTooLarge", "MalformedFrame") else "other"

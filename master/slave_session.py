@@ -1,0 +1,511 @@
+"""One authenticated slave connection: offers out, events and results in.
+
+A session owns three tasks over its ``protocol.connection.Connection``:
+
+- the **reader** takes messages off the connection. Event batches of jobs the
+  session holds are handed to the store's group-commit writer at once (so many
+  slaves share one commit), then queued, with everything else, on the
+  **pipeline** (bounded, ``PIPELINE_LIMIT``; the reader waits for room, which
+  stops reading the socket: TCP pushes back on the slave);
+- the **processor** works through the pipeline in arrival order: an
+  ``events_ack`` only after the batch is committed, a ``result_ack`` only after
+  the result is, so an acknowledged event or result survives ``kill -9``;
+- the **sender** forwards offers (with ``job_file`` chunks of uploaded files),
+  cancels and drops from the session's outbox (bounded; a slave that stops
+  reading fills it and is disconnected), so the scheduler never waits on a peer.
+
+Every failure ends this one session; ``run()`` then returns. Offers the slave
+had not accepted go straight back to the queue; running jobs wait for the
+watchdog's reconnect grace (the slave may come back and claim them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from master.jobs import (
+    EventsStored,
+    FinishDisposition,
+    InvalidTransition,
+    Job,
+    JobNotFound,
+    JobState,
+    StaleLease,
+    StoreError,
+)
+from master.registry import SlaveInfo
+from protocol.connection import Connection
+from protocol.errors import ConnectionClosed
+from protocol.messages import (
+    Auth,
+    Drain,
+    Events,
+    EventsAck,
+    FileSpec,
+    Heartbeat,
+    JobAccept,
+    JobCancel,
+    JobDrop,
+    JobFile,
+    JobOffer,
+    JobRefuse,
+    JobResult,
+    Message,
+    ResultAck,
+)
+
+if TYPE_CHECKING:
+    from master.context import MasterContext
+
+PIPELINE_LIMIT = 64
+OUTBOX_EXTRA = 256  # control messages on top of one offer per slot
+CHUNK = 512 * 1024
+_RECENT = 1024  # remembered finished claims, so a late heartbeat listing one is not "unknown"
+
+
+@dataclass
+class Held:
+    """A claim this slave holds: offered (not yet accepted) or running."""
+
+    lease: int
+    running: bool
+
+
+class SessionClosed(Exception):
+    """Internal: the session is over."""
+
+
+class SlaveSession:
+    """Implements ``master.registry.SlaveLink`` for one connected slave."""
+
+    def __init__(self, ctx: MasterContext, auth: Auth, conn: Connection, session_id: str) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.session_id = session_id
+        self._name = auth.name
+        self.address = conn.peer
+        self.caps = auth.capabilities
+        self.software_version = auth.software_version
+        self._images = frozenset(i.name for i in auth.capabilities.images)
+        self.connected_at = time.time()
+        self.last_heartbeat: float | None = None
+        self.reported_free: int | None = None
+        self.slave_draining = False
+        self.drain_requested = False
+        self.ready = False  # first heartbeat reconciled
+        self.backoff = False  # refused an offer: no more until its next heartbeat
+        self.jobs: dict[int, Held] = {}
+        self._recent: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self._outbox: asyncio.Queue[Message | Job] = asyncio.Queue(
+            max(1, auth.capabilities.slots) + OUTBOX_EXTRA
+        )
+        self._pipeline: asyncio.Queue[tuple[Message, asyncio.Task[EventsStored] | None] | None] = (
+            asyncio.Queue(PIPELINE_LIMIT)
+        )
+        self._closing = False
+        self.idle = asyncio.Event()  # set while the slave holds no job
+        self.idle.set()
+        self.log = structlog.get_logger("master.slave").bind(slave=self._name)
+        m = ctx.metrics
+        self._m_events = m.counter("events_stored_total", "Events stored (new rows).")
+        self._m_batches = m.counter("event_batches_total", "Event batches received.")
+        self._m_stale = m.counter(
+            "stale_lease_rejected_total", "Messages rejected for a stale lease.", ["kind"]
+        )
+        self._m_store = m.histogram(
+            "event_store_seconds", "From an event batch received to it committed."
+        )
+        self._m_results = m.counter("job_results_total", "Results received.", ["disposition"])
+
+    def __repr__(self) -> str:
+        return f"<SlaveSession {self._name} jobs={sorted(self.jobs)} ready={self.ready}>"
+
+    # ------------------------------------------------------------ SlaveLink ----
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def images(self) -> frozenset[str]:
+        return self._images
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.caps.slots - len(self.jobs))
+
+    @property
+    def accepting(self) -> bool:
+        return (
+            self.ready
+            and not self._closing
+            and not self.backoff
+            and not self.slave_draining
+            and not self.drain_requested
+        )
+
+    def holds(self, job_id: int, lease: int) -> bool:
+        held = self.jobs.get(job_id)
+        return held is not None and held.lease == lease
+
+    def offer(self, job: Job) -> bool:
+        if self._closing:
+            return False
+        self.jobs[job.id] = Held(job.lease, running=False)
+        self.idle.clear()
+        return self._post(job)
+
+    def cancel(self, job_id: int, lease: int, reason: str) -> None:
+        self._post(JobCancel(job_id=job_id, lease=lease, reason=reason[:200]))
+
+    def drain(self, reason: str) -> None:
+        self.drain_requested = True
+        self._post(Drain(reason=reason))
+
+    def info(self) -> SlaveInfo:
+        return SlaveInfo(
+            name=self._name,
+            address=self.address,
+            slots=self.caps.slots,
+            busy=len(self.jobs),
+            accel=self.caps.accel,
+            images=sorted(self._images),
+            connected_at=self.connected_at,
+            last_heartbeat=self.last_heartbeat,
+            draining=self.slave_draining or self.drain_requested,
+            jobs=sorted(self.jobs),
+        )
+
+    # ------------------------------------------------------------- helpers ----
+
+    def _post(self, item: Message | Job) -> bool:
+        """Queue for the sender; a full outbox means the slave stopped reading: drop it."""
+        if self._closing:
+            return False
+        try:
+            self._outbox.put_nowait(item)
+        except asyncio.QueueFull:
+            self.log.warning("slave_not_reading", outbox=self._outbox.qsize())
+            self._close_soon("slave does not read its messages")
+            return False
+        return True
+
+    def _forget(self, job_id: int, lease: int) -> None:
+        held = self.jobs.get(job_id)
+        if held is not None and held.lease == lease:
+            del self.jobs[job_id]
+        self._recent[(job_id, lease)] = None
+        while len(self._recent) > _RECENT:
+            self._recent.popitem(last=False)
+        if not self.jobs:
+            self.idle.set()
+
+    def _close_soon(self, reason: str) -> None:
+        self._closing = True
+        task = asyncio.get_running_loop().create_task(self.conn.close(reason))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    # ----------------------------------------------------------------- run ----
+
+    async def run(self) -> None:
+        """Serve the slave until the connection ends; then release what it held.
+
+        Never raises for anything the slave does; cancelling it closes the
+        connection and still runs the cleanup.
+        """
+        self.conn.start()
+        self.ctx.slaves.add(self)
+        self.log.info(
+            "slave_connected",
+            address=self.address,
+            slots=self.caps.slots,
+            images=sorted(self._images),
+            accel=self.caps.accel,
+        )
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            with contextlib.suppress(StoreError):
+                await self.ctx.store.slave_seen(self._name, self.address, _caps_dict(self))
+            tasks = [
+                asyncio.create_task(self._process_loop(), name=f"slave-{self._name}-process"),
+                asyncio.create_task(self._send_loop(), name=f"slave-{self._name}-send"),
+            ]
+            await self._read_loop()
+            # Commit and answer what was already received (the answers may not arrive).
+            await self._pipeline.put(None)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10.0):
+                    await asyncio.shield(tasks[0])
+        finally:
+            self._closing = True
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await self.conn.close("session ended")
+            await self._cleanup()
+
+    async def _cleanup(self) -> None:
+        self.ctx.slaves.remove(self)
+        error = self.conn.error
+        self.log.info(
+            "slave_disconnected", error=str(error) if error else None, jobs=sorted(self.jobs)
+        )
+        for job_id, held in list(self.jobs.items()):
+            if held.running:
+                continue  # the watchdog waits for the slave to come back
+            with contextlib.suppress(StaleLease, InvalidTransition, JobNotFound, StoreError):
+                await self.ctx.store.release(job_id, held.lease, "slave left before accepting")
+            self._forget(job_id, held.lease)
+        with contextlib.suppress(StoreError):
+            await self.ctx.store.slave_gone(self._name)
+        self.ctx.scheduler.kick()
+
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                msg = await self.conn.recv()
+            except ConnectionClosed:
+                return
+            task: asyncio.Task[EventsStored] | None = None
+            match msg:
+                case Events():
+                    self._m_batches.inc()
+                    if self.holds(msg.job_id, msg.lease):
+                        task = asyncio.create_task(self._store(msg))
+                case Heartbeat():
+                    self._on_heartbeat(msg)
+                    if self.ready:
+                        continue
+                case JobAccept() | JobRefuse() | JobResult():
+                    pass
+                case _:
+                    self.log.warning("unexpected_message", type=msg.TYPE)
+                    await self.conn.close(f"unexpected {msg.TYPE} from a slave")
+                    return
+            await self._pipeline.put((msg, task))
+
+    async def _store(self, msg: Events) -> EventsStored:
+        started = time.monotonic()
+        stored = await self.ctx.store.store_events(msg.job_id, msg.lease, msg.events)
+        self._m_store.observe(time.monotonic() - started)
+        return stored
+
+    def _on_heartbeat(self, hb: Heartbeat) -> None:
+        self.last_heartbeat = time.time()
+        self.reported_free = hb.free_slots
+        was_draining = self.slave_draining
+        self.slave_draining = hb.draining
+        if self.backoff or (was_draining and not hb.draining):
+            self.backoff = False
+            self.ctx.scheduler.kick()
+        if not self.ready:
+            return
+        for r in hb.running:
+            if not self.holds(r.job_id, r.lease) and (r.job_id, r.lease) not in self._recent:
+                self._post(JobDrop(job_id=r.job_id, lease=r.lease, reason="unknown lease"))
+
+    async def _send_loop(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            if isinstance(item, Job):
+                await self._send_offer(item)
+            else:
+                await self.conn.send(item)
+
+    async def _send_offer(self, job: Job) -> None:
+        specs = tuple(
+            FileSpec(
+                filename=str(f["filename"]),
+                sha256=str(f.get("sha256", "")),
+                size=int(f.get("size", 0)),
+                packagetype=str(f.get("packagetype", "sdist")),
+                url="" if f.get("path") else str(f.get("url", "")),
+            )
+            for f in job.files
+        )
+        await self.conn.send(
+            JobOffer(
+                job_id=job.id,
+                lease=job.lease,
+                attempt=job.attempt,
+                project=job.project,
+                version=job.version,
+                image=job.image,
+                files=specs,
+                timeouts=job.timeouts,
+                options=job.options,
+                first_seq=job.event_seq + 1,
+            )
+        )
+        self.log.info("job_offered", job_id=job.id, lease=job.lease, attempt=job.attempt)
+        for f in job.files:
+            if f.get("path"):
+                await self._send_file(job, str(f["filename"]), Path(str(f["path"])))
+
+    async def _send_file(self, job: Job, filename: str, path: Path) -> None:
+        offset = 0
+        with await asyncio.to_thread(path.open, "rb") as fh:
+            while self.holds(job.id, job.lease):
+                data = await asyncio.to_thread(fh.read, CHUNK)
+                # A short read is the end; a file of exactly n chunks ends with an empty one.
+                final = len(data) < CHUNK
+                await self.conn.send(
+                    JobFile(
+                        job_id=job.id,
+                        lease=job.lease,
+                        filename=filename,
+                        offset=offset,
+                        data=data,
+                        final=final,
+                    )
+                )
+                offset += len(data)
+                if final:
+                    return
+
+    # ----------------------------------------------------------- processor ----
+
+    async def _process_loop(self) -> None:
+        while True:
+            item = await self._pipeline.get()
+            if item is None:
+                return
+            msg, task = item
+            try:
+                await self._process(msg, task)
+            except StoreError as exc:
+                # Nothing was acknowledged; the slave re-sends after it reconnects.
+                self.log.error("store_failed", error=str(exc), type=msg.TYPE)
+                self._close_soon("master storage error")
+                return
+            except ConnectionClosed:
+                continue  # keep committing what arrived; answers are lost, re-sent later
+
+    async def _process(self, msg: Message, task: asyncio.Task[EventsStored] | None) -> None:
+        match msg:
+            case Events():
+                await self._on_events(msg, task)
+            case JobResult():
+                await self._on_result(msg)
+            case JobAccept():
+                await self._on_accept(msg)
+            case JobRefuse():
+                await self._on_refuse(msg)
+            case Heartbeat() if not self.ready:
+                await self._reconcile(msg)
+
+    async def _on_events(self, msg: Events, task: Awaitable[EventsStored] | None) -> None:
+        if task is None:
+            # Not a claim we know of: only the store can say whether it is current.
+            job = await self.ctx.store.get_job(msg.job_id)
+            if job is None or job.slave != self._name:
+                await self._reject(msg.job_id, msg.lease, "events")
+                return
+            task = self._store(msg)
+        try:
+            stored = await task
+        except StaleLease:
+            await self._reject(msg.job_id, msg.lease, "events")
+            return
+        if stored.new:
+            self._m_events.inc(len(stored.new))
+            self.ctx.bus.publish(msg.job_id, stored.new)
+        await self.conn.send(EventsAck(job_id=msg.job_id, lease=msg.lease, seq=stored.acked))
+
+    async def _reject(self, job_id: int, lease: int, kind: str) -> None:
+        self._m_stale.inc(1.0, kind)
+        self.log.info("stale_lease_rejected", job_id=job_id, lease=lease, kind=kind)
+        self._forget(job_id, lease)
+        await self.conn.send(JobDrop(job_id=job_id, lease=lease, reason="stale lease"))
+
+    async def _on_result(self, msg: JobResult) -> None:
+        log = self.log.bind(job_id=msg.job_id, lease=msg.lease)
+        try:
+            disposition = await self.ctx.store.finish(msg.job_id, msg.lease, msg)
+        except JobNotFound:
+            disposition = FinishDisposition.STALE
+        self._m_results.inc(1.0, disposition.value)
+        self._forget(msg.job_id, msg.lease)
+        if disposition is FinishDisposition.STORED:
+            job = await self.ctx.store.get_job(msg.job_id)
+            if job is not None:
+                if job.event_seq < msg.last_seq:
+                    log.warning("result_before_events", stored=job.event_seq, last=msg.last_seq)
+                self.ctx.bus.publish_end(job)
+            log.info("job_finished", outcome=msg.outcome, isolation=msg.isolation)
+        else:
+            log.info("job_result", disposition=disposition.value, outcome=msg.outcome)
+        await self.conn.send(ResultAck(job_id=msg.job_id, lease=msg.lease))
+        self.ctx.scheduler.kick()
+
+    async def _on_accept(self, msg: JobAccept) -> None:
+        held = self.jobs.get(msg.job_id)
+        if held is None or held.lease != msg.lease:
+            self.log.info("stale_accept", job_id=msg.job_id, lease=msg.lease)
+            return  # a reply for a stale lease is ignored (the spec)
+        try:
+            await self.ctx.store.mark_running(msg.job_id, msg.lease)
+        except StaleLease:
+            await self._reject(msg.job_id, msg.lease, "accept")
+            return
+        except InvalidTransition:
+            pass  # cancelled meanwhile: the slave has been told and will report it
+        held.running = True
+        self.log.info("job_accepted", job_id=msg.job_id, lease=msg.lease)
+
+    async def _on_refuse(self, msg: JobRefuse) -> None:
+        if not self.holds(msg.job_id, msg.lease):
+            return
+        self._forget(msg.job_id, msg.lease)
+        self.backoff = True
+        with contextlib.suppress(StaleLease, InvalidTransition):
+            await self.ctx.store.release(msg.job_id, msg.lease, f"refused: {msg.reason[:200]}")
+        self.log.info("job_refused", job_id=msg.job_id, reason=msg.reason[:200])
+        self.ctx.scheduler.kick()
+
+    async def _reconcile(self, hb: Heartbeat) -> None:
+        """The first heartbeat: adopt the claims the slave still runs, drop the others."""
+        listed = {r.job_id: r.lease for r in hb.running}
+        for job_id, lease in listed.items():
+            job = await self.ctx.store.get_job(job_id)
+            if job is None or job.slave != self._name or job.lease != lease:
+                await self._reject(job_id, lease, "heartbeat")
+                continue
+            if job.state is JobState.CANCELLED:
+                self.jobs[job_id] = Held(lease, running=True)
+                self.idle.clear()
+                await self.conn.send(JobCancel(job_id=job_id, lease=lease, reason="cancelled"))
+            elif job.state in (JobState.ASSIGNED, JobState.RUNNING):
+                self.jobs[job_id] = Held(lease, running=True)
+                self.idle.clear()
+                with contextlib.suppress(StaleLease, InvalidTransition):
+                    await self.ctx.store.mark_running(job_id, lease)
+                self.log.info("job_adopted", job_id=job_id, lease=lease)
+            # finished with this lease: its result is on the way (re-sent); nothing to do
+        for job in await self.ctx.store.live_jobs(self._name):
+            if job.id not in listed:
+                await self.ctx.scheduler.requeue_lost(job, "slave came back without it")
+        self.ready = True
+        self.ctx.scheduler.kick()
+
+
+def _caps_dict(session: SlaveSession) -> dict[str, Any]:
+    return {
+        "slots": session.caps.slots,
+        "accel": session.caps.accel,
+        "images": [
+            {"name": i.name, "python": i.python, "digest": i.digest} for i in session.caps.images
+        ],
+        "software_version": session.software_version,
+    }
