@@ -14,7 +14,11 @@
         srv.add_release("demo", "1.0", uploaded=T)        # JSON API, PyPI's shape
         srv.hide("demo", "1.0", times=3)   # the release JSON answers 404 three times
         srv.set_json("demo", "1.0", {...})  # answer exactly this document instead
+        srv.json_delay = 0.2               # every JSON answer waits first
         srv.pypi_url                       # http://127.0.0.1:PORT (the --pypi-url)
+
+`feed_context` opens a real `Store` in a directory and yields a `FeedContext` (the
+members of `MasterContext` the watcher uses) with a `KickRecorder` as scheduler.
 
 A feed honours ``If-None-Match`` / ``If-Modified-Since`` against the validators it
 was set with (answering 304). ``rss`` and the item builders write documents the
@@ -29,6 +33,8 @@ import asyncio
 import contextlib
 import hashlib
 import socket
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -39,6 +45,9 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
+from master.config import MasterConfig
+from master.metrics import Metrics
+from master.store import Store
 from tests.fakes.dists import escape_name, normalize_name
 
 WEB = "https://pypi.org"
@@ -106,6 +115,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     status: int = 0
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)
@@ -160,6 +170,8 @@ class FakeFeeds:
         self._hidden: dict[tuple[str, str | None], int] = {}
         self._raw: dict[tuple[str, str | None], Any] = {}
         self.json_requests: list[str] = []
+        self.json_delay = 0.0
+        self._arrived = asyncio.Event()
         self._released = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -204,6 +216,12 @@ class FakeFeeds:
     def requests_for(self, feed: str) -> list[Recorded]:
         """Requests ``feed`` received so far, oldest first."""
         return list(self._recorded.get(feed, []))
+
+    async def wait_requests(self, feed: str, count: int) -> None:
+        """Return once ``feed`` has received ``count`` requests (bound it with a timeout)."""
+        while len(self._recorded.get(feed, [])) < count:
+            self._arrived.clear()
+            await self._arrived.wait()
 
     def sent_bytes(self, feed: str) -> int:
         """Body bytes the last huge answer of ``feed`` wrote before the client left."""
@@ -285,6 +303,7 @@ class FakeFeeds:
         name = request.match_info["feed"]
         record = Recorded(request.path, dict(request.headers))
         self._recorded.setdefault(name, []).append(record)
+        self._arrived.set()
         feed = self._feeds.get(name)
         if feed is None:
             record.status = 404
@@ -329,6 +348,11 @@ class FakeFeeds:
             return response  # the client hung up: exactly what the test wants to see
         return response
 
+    async def _json_wait(self) -> None:
+        if self.json_delay:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), self.json_delay)
+
     def _take_hidden(self, key: tuple[str, str | None]) -> bool:
         left = self._hidden.get(key, 0)
         if left > 0:
@@ -358,6 +382,7 @@ class FakeFeeds:
     async def _project_json(self, request: web.Request) -> web.Response:
         name = normalize_name(request.match_info["name"])
         self.json_requests.append(f"/pypi/{name}/json")
+        await self._json_wait()
         if self._take_hidden((name, None)):
             return web.json_response({"message": "Not Found"}, status=404)
         if (name, None) in self._raw:
@@ -378,6 +403,7 @@ class FakeFeeds:
         name = normalize_name(request.match_info["name"])
         version = request.match_info["version"]
         self.json_requests.append(f"/pypi/{name}/{version}/json")
+        await self._json_wait()
         if self._take_hidden((name, version)):
             return web.json_response({"message": "Not Found"}, status=404)
         if (name, version) in self._raw:
@@ -386,3 +412,65 @@ class FakeFeeds:
         if release is None:
             return web.json_response({"message": "Not Found"}, status=404)
         return web.json_response({"info": self._info(release), "urls": self._file_json(release)})
+
+
+class KickRecorder:
+    """Stands in for the scheduler: counts kicks (the dispatcher is not under test)."""
+
+    def __init__(self) -> None:
+        self.kicks = 0
+        self._kicked = asyncio.Event()
+
+    def kick(self) -> None:
+        self.kicks += 1
+        self._kicked.set()
+
+    async def wait_kicks(self, count: int) -> None:
+        """Return once ``kick()`` was called ``count`` times (bound it with a timeout)."""
+        while self.kicks < count:
+            self._kicked.clear()
+            await self._kicked.wait()
+
+
+@dataclass
+class FeedContext:
+    """The part of `MasterContext` the feed watcher uses, with a real store."""
+
+    config: MasterConfig
+    store: Store
+    scheduler: KickRecorder
+    metrics: Metrics
+
+
+def feed_config(
+    data_dir: Path, srv: FakeFeeds, feeds: Sequence[str] = ("updates",), **feed: Any
+) -> MasterConfig:
+    """A master config whose feeds and JSON API are ``srv``, with fast test timings."""
+    table: dict[str, Any] = {
+        "interval": 0.05,
+        "timeout": 2.0,
+        "backoff_initial": 0.05,
+        "backoff_max": 0.2,
+        "resolve_retry_initial": 0.01,
+        "resolve_retry_max": 0.02,
+    }
+    table.update(feed)
+    return MasterConfig(
+        data_dir=data_dir,
+        db_path=data_dir / "pyti.sqlite3",
+        secret=b"test-secret",
+        tokens=frozenset(),
+        feed_urls=tuple(srv.url(f) for f in feeds),
+        pypi_url=srv.pypi_url,
+        feed=table,
+    )
+
+
+@contextlib.asynccontextmanager
+async def feed_context(config: MasterConfig) -> AsyncIterator[FeedContext]:
+    """Open the store at ``config.db_path`` (again, after a "restart") and close it after."""
+    store = await Store.open(config.db_path)
+    try:
+        yield FeedContext(config, store, KickRecorder(), Metrics())
+    finally:
+        await store.close()
