@@ -1,0 +1,72 @@
+"""Live-tail encoding: SSE frames, NDJSON lines, de-duplication, the shared encode cache."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from master.client.api import SseParser
+from master.http.sse import EncodedEvents, TailWriter, sse_event
+from master.jobs import EventRow
+
+
+class FakeResponse:
+    """Collects what a TailWriter writes (a stand-in for aiohttp's StreamResponse)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    async def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+
+def row(seq: int, **fields: Any) -> EventRow:
+    return EventRow(
+        job_id=1, seq=seq, ts=1.5, level="info", event="output", phase="tests", fields=fields
+    )
+
+
+async def test_sse_roundtrip_any_chunking() -> None:
+    """What the writer frames, the client parser reads back, however the bytes are split."""
+    response = FakeResponse()
+    writer = TailWriter(response, "sse", EncodedEvents())  # type: ignore[arg-type]
+    await writer.start()
+    hostile = "line\nwith\r\nbreaks \u2028 and \x1b[31m escapes"
+    await writer.rows([row(1, line=hostile), row(2)])
+    wire = b"".join(response.chunks)
+    for size in (1, 2, 7, len(wire)):
+        parser = SseParser()
+        messages = []
+        for i in range(0, len(wire), size):
+            messages += parser.feed(wire[i : i + size])
+        assert [(m.event, m.id) for m in messages] == [("log", "1"), ("log", "2")]
+        assert json.loads(messages[0].data)["fields"]["line"] == hostile
+
+
+async def test_writer_skips_seen_seqs() -> None:
+    """Rows at or below the last sent seq are not sent again (history/live overlap)."""
+    response = FakeResponse()
+    writer = TailWriter(response, "ndjson", EncodedEvents())  # type: ignore[arg-type]
+    await writer.rows([row(1), row(2)])
+    await writer.rows([row(2), row(3), row(1)])
+    await writer.rows([row(3)])
+    lines = [json.loads(x) for x in b"".join(response.chunks).splitlines()]
+    assert [x["seq"] for x in lines] == [1, 2, 3]
+    assert all(x["type"] == "event" for x in lines)
+    assert len(response.chunks) == 2  # one write per batch, none for an all-seen batch
+
+
+def test_encode_cache_bounded() -> None:
+    """The cache returns the same bytes for a row and evicts the oldest beyond capacity."""
+    cache = EncodedEvents(capacity=3)
+    first = cache.json(row(1))
+    assert cache.json(row(1)) is first
+    for seq in range(2, 6):
+        cache.json(row(seq))
+    assert len(cache) == 3
+
+
+def test_sse_event_frame() -> None:
+    """A frame is id, event, one data line, blank line; the end frame has no id."""
+    assert sse_event(7, "log", b"{}") == b"id: 7\nevent: log\ndata: {}\n\n"
+    assert sse_event(None, "end", b"{}") == b"event: end\ndata: {}\n\n"
