@@ -132,7 +132,7 @@ class Analyser:
 
     def feed(self, phase: str, line: str) -> list[Finding]:
         """One strace line of ``phase``; never raises on hostile content."""
-        parser = self._parsers.setdefault(phase, TraceParser())
+        parser = self._parser(phase)
         found = self._token(phase, line)
         for record in parser.parse(line):
             if record.kind is LineKind.SYSCALL:
@@ -210,12 +210,20 @@ class Analyser:
 
     # -- state -----------------------------------------------------------------------
 
+    def _parser(self, phase: str) -> TraceParser:
+        parser = self._parsers.get(phase)
+        if parser is None:
+            if len(self._parsers) >= 16:
+                phase = "*"  # phases are few: a stream inventing names shares one parser
+            parser = self._parsers.setdefault(phase, TraceParser())
+        return parser
+
     def _proc(self, phase: str, pid: int | None) -> Proc:
         if pid is None:
             return UNKNOWN
         proc = self._procs.get(pid)
         if proc is None:
-            parents = self._parsers[phase].pending_forks()
+            parents = self._parser(phase).pending_forks()
             proc = self._procs.get(parents[0], UNKNOWN) if parents else UNKNOWN
             self._procs[pid] = proc
         return proc

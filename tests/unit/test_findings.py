@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from slave.findings import Analyser, Context, Finding, analyse, classify, diff, profile, verdict
 from slave.findings.rules import EVENT_RULES, RULES, RUNNER_IMPORT_CODE
@@ -394,3 +396,29 @@ def test_trusted_dirs_are_not_system_secrets() -> None:
     assert "cred.system" in rules_hit("install", line)
     ctx = Context(bait_token=TOKEN, trusted_dirs=("/root/.pyenv/versions/3.11.7",))
     assert "cred.system" not in rules_hit("install", line, context=ctx)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["install", "import", "tests"]), st.text(max_size=300))))
+def test_analyser_never_raises_on_garbage(lines: list[tuple[str, str]]) -> None:
+    """Arbitrary text fed as trace lines never raises, and findings stay well-formed."""
+    analyser = Analyser(CTX)
+    for phase, line in lines:
+        for finding in analyser.feed(phase, line):
+            assert finding.severity in ("info", "low", "medium", "high", "critical")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["event", "phase", "line", "status", "files", "output_dropped"]),
+        st.one_of(st.none(), st.integers(), st.text(max_size=50),
+                  st.lists(st.one_of(st.text(max_size=10), st.dictionaries(
+                      st.sampled_from(["name", "imports"]), st.one_of(st.text(max_size=5),
+                                                                      st.booleans()))))),
+    )
+)  # fmt: skip
+def test_analyser_never_raises_on_odd_events(event: dict[str, object]) -> None:
+    """Runner events with missing or mistyped fields never raise."""
+    for name in ("trace", "phase_finished", "pth_files", None):
+        Analyser(CTX).feed_event({**event, "event": name} if name else event)

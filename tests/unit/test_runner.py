@@ -25,7 +25,17 @@ from tests.fakes.dists import build_wheel, dedent, make_project
 
 RUNNER = Path(__file__).parents[2] / "images" / "runner" / "pyti_runner.py"
 VENV = Path(sys.prefix)
-pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+
+
+def _strace_works() -> bool:
+    strace = shutil.which("strace")
+    if strace is None:
+        return False
+    probe = [strace, "-f", "-q", "--seccomp-bpf", "-o", "/dev/null", "--", "true"]
+    return subprocess.run(probe, capture_output=True, check=False, timeout=30).returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not _strace_works(), reason="needs a working strace (ptrace)")
 
 # A build backend small enough to ship in the sdist (PEP 517 backend-path): building
 # the sdist then needs nothing from the wheelhouse, and pip still "builds a wheel".
@@ -138,6 +148,7 @@ def run_job(tmp_path: Path, wheelhouse: Path) -> RunJob:
         output_cap: int = 1_000_000,
         tools_dir: Path = VENV,
         runner_timeout: float = 240.0,
+        extra: dict[str, Any] | None = None,
     ) -> Events:
         job_dir = tmp_path / "job"
         job_dir.mkdir(exist_ok=True)
@@ -152,6 +163,7 @@ def run_job(tmp_path: Path, wheelhouse: Path) -> RunJob:
             "phases": list(phases),
             "timeouts": timeouts or {"install": 120, "import": 60, "tests": 120, "quality": 60},
             "output_cap": output_cap,
+            **(extra or {}),
         }
         (job_dir / "job.json").write_text(json.dumps(job))
         env_file = tmp_path / "environment"
@@ -421,3 +433,13 @@ def test_installed_pth_files_are_reported(tmp_path: Path, run_job: RunJob) -> No
     assert [(f.rule, f.target, f.severity) for f in found if f.rule == "persist.pth_import"] == [
         ("persist.pth_import", "demo_hook.pth", "medium")
     ]
+
+
+def test_bad_guest_setup_values_are_reported_not_applied(tmp_path: Path, run_job: RunJob) -> None:
+    """Unusable entropy/epoch values become guest_setup errors; the phases still run."""
+    whl = build_wheel(tmp_path / "dist", "demo", "0.1", {"demo/__init__.py": ""})
+    events = run_job([whl], phases=("install",), extra={"entropy": "zz", "epoch": "soon"})
+    setup = one(events, "guest_setup")
+    assert [e.split(":")[0] for e in setup["errors"]] == ["entropy", "clock"]
+    assert "clock_set" not in setup
+    assert finished(events, "install")["status"] == "passed"
