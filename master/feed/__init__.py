@@ -3,11 +3,13 @@
 ``FeedWatcher(ctx).run()`` is all the daemon needs; ``docs/feed.md`` lists the
 ``[feed]`` settings. Modules: ``fetch`` (HTTP, conditional GET, caps), ``parse``
 (safe RSS), ``items`` (title/link cross-checks), ``resolve`` (JSON API),
-``settings`` (filters and limits), ``state`` (the persisted cursor), ``watcher``.
+``settings`` (filters and limits), ``state`` (the persisted cursor), ``intake``
+(entries to jobs, retries, backfill), ``watcher`` (the polling loop).
 """
 
 from master.feed.errors import FeedConfigError, FeedError
 from master.feed.settings import FeedSettings
-from master.feed.watcher import FeedWatcher, PollReport
+from master.feed.state import PollReport
+from master.feed.watcher import FeedWatcher
 
 __all__ = ["FeedConfigError", "FeedError", "FeedSettings", "FeedWatcher", "PollReport"]

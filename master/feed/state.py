@@ -24,6 +24,8 @@ from typing import Any
 
 import structlog
 
+from master.feed.backoff import Backoff
+from master.feed.fetch import Validators
 from master.feed.items import FeedEntry, valid_version
 
 log = structlog.get_logger(__name__)
@@ -119,3 +121,29 @@ class FeedCursor:
         worst = max(self.pending.values(), key=lambda p: (p.attempts, -p.next_at))
         del self.pending[worst.entry.key]
         return worst
+
+
+@dataclass(slots=True)
+class FeedRun:
+    """One feed while the watcher runs: what is persisted plus backoff and schedule."""
+
+    url: str
+    cursor: FeedCursor
+    validators: Validators
+    backoff: Backoff
+    next_poll: float = 0.0  # monotonic
+    dirty: bool = False  # cursor or validators changed since the last save
+
+
+@dataclass(slots=True)
+class PollReport:
+    """What one poll of one feed did (returned by ``poll_once``, logged as ``feed_polled``)."""
+
+    url: str
+    ok: bool = True
+    not_modified: bool = False
+    items: int = 0
+    queued: list[str] = field(default_factory=list)
+    filtered: int = 0
+    pending: int = 0
+    gap: bool = False
