@@ -1,0 +1,145 @@
+"""The guest runner's pure helpers: hostile archives, line cutting, JUnit and RECORD parsing."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import sys
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+RUNNER = Path(__file__).parents[2] / "images" / "runner" / "pyti_runner.py"
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[ModuleType]:
+    """The runner script imported as a module (it is not a package)."""
+    spec = importlib.util.spec_from_file_location("pyti_runner", RUNNER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pyti_runner"] = module  # dataclasses look their module up while defining
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules["pyti_runner"]
+
+
+def make_tar(path: Path, members: list[tarfile.TarInfo], data: bytes = b"x") -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for info in members:
+            if info.isreg():
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+            else:
+                tf.addfile(info)
+    return path
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    return info
+
+
+def test_safe_extract_refuses_escapes_and_links(runner: ModuleType, tmp_path: Path) -> None:
+    """Traversal, absolute names, symlinks, hardlinks and devices are refused; files land inside."""
+    archive = make_tar(
+        tmp_path / "evil.tar.gz",
+        [
+            member("pkg-1.0/ok.py"),
+            member("pkg-1.0/../../escape.txt"),
+            member("/abs.txt"),
+            member("pkg-1.0/link", tarfile.SYMTYPE, "/etc"),
+            member("pkg-1.0/hard", tarfile.LNKTYPE, "pkg-1.0/ok.py"),
+            member("pkg-1.0/dev", tarfile.CHRTYPE),
+        ],
+    )
+    dest = tmp_path / "out"
+    dest.mkdir()
+    assert runner.safe_extract(archive, dest) == 5
+    assert (dest / "pkg-1.0" / "ok.py").read_bytes() == b"x"
+    assert sorted(p.name for p in dest.rglob("*")) == ["ok.py", "pkg-1.0"]
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_safe_extract_zip(runner: ModuleType, tmp_path: Path) -> None:
+    """Zip sdists extract the same way, with the same refusals."""
+    archive = tmp_path / "pkg.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("pkg-1.0/a.py", "a = 1\n")
+        zf.writestr("../b.py", "b\n")
+        link = zipfile.ZipInfo("pkg-1.0/l")
+        link.external_attr = 0o120777 << 16
+        zf.writestr(link, "/etc/passwd")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    assert runner.safe_extract(archive, dest) == 2
+    assert (dest / "pkg-1.0" / "a.py").read_text() == "a = 1\n"
+
+
+def test_iter_lines_cuts_long_lines(runner: ModuleType) -> None:
+    """A line past the limit is cut and the rest counted; the next line is intact."""
+    stream = io.BufferedReader(io.BytesIO(b"a" * 10_000 + b"\nshort\ntail"))
+    got = list(runner.iter_lines(stream, 4096))
+    assert [(len(line), cut) for line, cut in got] == [(4096, 10_000 - 4096), (5, 0), (4, 0)]
+
+
+def test_parse_junit_counts_and_network_errors(runner: ModuleType, tmp_path: Path) -> None:
+    """Suite counts are summed; failures mentioning DNS errors count as network errors."""
+    junit = tmp_path / "junit.xml"
+    junit.write_text(
+        '<testsuites><testsuite tests="5" failures="2" errors="1" skipped="1" time="1.5">'
+        '<testcase name="a"><failure message="socket.gaierror: [Errno -3] Temporary failure'
+        ' in name resolution"/></testcase><testcase name="b"><failure message="1 != 2"/>'
+        "</testcase></testsuite></testsuites>"
+    )
+    summary = runner.parse_junit(junit)
+    assert summary["junit"] is True
+    assert (summary["collected"], summary["passed"], summary["failed"]) == (5, 1, 2)
+    assert (summary["errors"], summary["skipped"], summary["duration_s"]) == (1, 1, 1.5)
+    assert summary["network_errors"] == 1
+
+
+@pytest.mark.parametrize("content", ["<not xml", '<testsuite tests="x" failures="-"/>'])
+def test_parse_junit_survives_garbage(runner: ModuleType, tmp_path: Path, content: str) -> None:
+    """Broken or odd JUnit files give a summary instead of an exception."""
+    junit = tmp_path / "junit.xml"
+    junit.write_text(content)
+    summary = runner.parse_junit(junit)
+    assert summary["offline"] is True
+    assert summary["collected"] in (None, 0)
+
+
+def test_parse_junit_ignores_symlinks(runner: ModuleType, tmp_path: Path) -> None:
+    """A junit.xml planted as a symlink (to a root file) is not read."""
+    (tmp_path / "real.xml").write_text('<testsuite tests="3"/>')
+    (tmp_path / "junit.xml").symlink_to(tmp_path / "real.xml")
+    assert runner.parse_junit(tmp_path / "junit.xml")["junit"] is False
+
+
+def test_top_level_modules_from_record(runner: ModuleType, tmp_path: Path) -> None:
+    """Without top_level.txt, packages and modules come from RECORD; private and junk are out."""
+    info = tmp_path / "demo-1.0.dist-info"
+    info.mkdir()
+    (info / "RECORD").write_text(
+        "demo/__init__.py,,\ndemo/x.py,,\nsolo.py,,\n_private.py,,\nfast.cpython-311.so,,\n"
+        "demo-1.0.dist-info/METADATA,,\n../../bin/demo,,\nhook.pth,,\nnot-a-name/x.py,,\n"
+    )
+    assert runner.top_level_modules(info) == ["demo", "fast", "solo"]
+    (info / "top_level.txt").write_text("other\n")
+    assert runner.top_level_modules(info) == ["other"]
+
+
+def test_read_env_file(runner: ModuleType, tmp_path: Path) -> None:
+    """/etc/environment lines with quotes, export and comments are read as pam_env would."""
+    env = tmp_path / "environment"
+    env.write_text("# c\nPYTI_BAIT_TOKEN=\"abc\"\nexport A='b'\nbroken\n")
+    assert runner.read_env_file(env) == {"PYTI_BAIT_TOKEN": "abc", "A": "b"}
+    assert runner.read_env_file(tmp_path / "missing") == {}
