@@ -98,7 +98,6 @@ class Scheduler:
     async def _offer(self, link: SlaveLink, job: Job) -> bool:
         if link.offer(job):
             self._dispatched.inc()
-            log.debug("job_offered", job_id=job.id, slave=link.name, lease=job.lease)
             return True
         # The slave left between the claim and the offer: the job goes straight back.
         with contextlib.suppress(StaleLease, InvalidTransition):

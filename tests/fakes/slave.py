@@ -203,6 +203,13 @@ class FakeSlave:
         assert self.conn is not None
         await self.conn.send(JobAccept(job_id=offer.job_id, lease=offer.lease))
 
+    def adopt(self, offer: JobOffer, next_seq: int | None = None) -> FakeJob:
+        """Hold a job as if it had survived a reconnect (its next seq given or from the offer)."""
+        job = FakeJob(offer, next_seq=offer.first_seq if next_seq is None else next_seq)
+        self.jobs[offer.job_id] = job
+        self.running = [r for r in self.running if r.job_id != offer.job_id]
+        return job
+
     async def refuse(self, offer: JobOffer, reason: str = "no") -> None:
         self.jobs.pop(offer.job_id, None)
         assert self.conn is not None
@@ -283,7 +290,7 @@ class FakeSlave:
             await self._changed.wait_for(predicate)
 
     async def next(self, cls: type[M], timeout: float = 10.0, *, index: int | None = None) -> M:
-        """The ``index``-th (default: next unseen... the first) message of a type, waiting."""
+        """The ``index``-th (default: the first) received message of a type, waiting for it."""
         tag = cls.TYPE
         i = 0 if index is None else index
         await self.wait_for(lambda: len(self.inbox[tag]) > i, timeout)
