@@ -158,7 +158,9 @@ async function refreshJob(id) {
 function appendLog(ev) {
   const log = document.getElementById("log");
   const level = String(ev.level || "info").replace(/[^a-z]/g, "");
-  const fields = ev.fields && Object.keys(ev.fields).length ? " " + JSON.stringify(ev.fields) : "";
+  const { line: text, ...rest } = ev.fields && typeof ev.fields === "object" ? ev.fields : {};
+  const fields = (typeof text === "string" ? " | " + text : "") +
+    (Object.keys(rest).length ? " " + JSON.stringify(rest) : "");
   const line = el("div", { className: `ev level-${level}`, dataset: { seq: String(Number(ev.seq)) } },
     el("span", { className: "seq" }, ev.seq), " ",
     el("span", { className: "ts" }, fmtTime(ev.ts)), " ",
