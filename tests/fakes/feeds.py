@@ -124,6 +124,7 @@ class _Feed:
     etag: str | None = None
     last_modified: str | None = None
     failures: list[int] = field(default_factory=list)
+    retry_after: str | None = None
     delay: float = 0.0
     huge: int = 0
     huge_length: bool = False
@@ -200,9 +201,13 @@ class FakeFeeds:
         f = self._feeds.setdefault(feed, _Feed())
         f.body, f.etag, f.last_modified, f.huge = body, etag, last_modified, 0
 
-    def fail(self, feed: str, status: int, *, times: int = 1) -> None:
+    def fail(
+        self, feed: str, status: int, *, times: int = 1, retry_after: str | None = None
+    ) -> None:
         """The next ``times`` GETs of ``feed`` answer ``status`` (then normal service)."""
-        self._feeds.setdefault(feed, _Feed()).failures.extend([status] * times)
+        f = self._feeds.setdefault(feed, _Feed())
+        f.failures.extend([status] * times)
+        f.retry_after = retry_after
 
     def slow(self, feed: str, seconds: float) -> None:
         """Every GET of ``feed`` waits ``seconds`` before answering (0 to stop)."""
@@ -313,7 +318,8 @@ class FakeFeeds:
                 await asyncio.wait_for(self._released.wait(), feed.delay)
         if feed.failures:
             record.status = feed.failures.pop(0)
-            return web.Response(status=record.status, text="injected failure")
+            headers = {"Retry-After": feed.retry_after} if feed.retry_after else {}
+            return web.Response(status=record.status, text="injected failure", headers=headers)
         if feed.huge:
             record.status = 200
             return await self._stream_huge(request, feed)

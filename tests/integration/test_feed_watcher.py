@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -158,6 +159,48 @@ async def test_new_project_item_queues_its_newest_version_once(
     assert srv.json_count("fresh") == 1
 
 
+async def test_new_project_unknown_to_json_api_is_retried(tmp_path: Path, srv: FakeFeeds) -> None:
+    """A new project whose JSON is not there yet stays pending and is queued once it is."""
+    srv.add_release("brand-new", "0.1", uploaded=T)
+    srv.hide("brand-new", None, times=1)
+    srv.set_feed("packages", rss([project_item("brand-new", at=T)]), etag='"p1"')
+    async with feed_context(feed_config(tmp_path, srv, feeds=("packages",))) as ctx:
+        watcher = FeedWatcher(ctx)
+        (first,) = await watcher.poll_once()
+        assert first.pending == 1
+        async with asyncio.timeout(5):
+            while ctx.scheduler.kicks == 0:
+                await asyncio.sleep(0.02)  # retries run inside poll_once
+                await watcher.poll_once()
+        found = await jobs(ctx)
+    assert keys(found) == Counter({("brand-new", "0.1"): 1})
+    assert srv.json_count("brand-new") == 2
+
+
+async def test_store_failure_is_logged_counted_and_survived(tmp_path: Path, srv: FakeFeeds) -> None:
+    """If saving the feed state fails, the poll is counted as a store error; nothing is lost."""
+    config = feed_config(tmp_path, srv)
+    publish(srv, [("a", "1")], etag='"v1"')
+    async with feed_context(config) as ctx:
+        watcher = FeedWatcher(ctx)
+        await watcher.poll_once()
+        publish(srv, [("a", "1"), ("b", "1")], etag='"v2"')
+        with sqlite3.connect(config.db_path) as db:  # pull the table from under the store
+            db.execute("ALTER TABLE feed_state RENAME TO feed_state_away")
+        with capture_logs() as logs:
+            (report,) = await watcher.poll_once()
+        assert ctx.metrics.counter("feed_errors_total", "", ("kind",)).value("store") == 1
+        assert [e["log_level"] for e in logs if e["event"] == "feed_store_failed"] == ["error"]
+        with sqlite3.connect(config.db_path) as db:
+            db.execute("ALTER TABLE feed_state_away RENAME TO feed_state")
+        await watcher.poll_once()
+        state = await ctx.store.get_feed_state(srv.url("updates"))
+        found = await jobs(ctx)
+    assert report.queued == ["b==1"]
+    assert keys(found) == Counter({("a", "1"): 1, ("b", "1"): 1})
+    assert state is not None and state.etag == '"v2"'
+
+
 async def test_release_missing_from_json_api_is_retried_then_queued(
     tmp_path: Path, srv: FakeFeeds
 ) -> None:
@@ -181,17 +224,19 @@ async def test_release_missing_from_json_api_is_retried_then_queued(
 async def test_pending_release_survives_a_restart(tmp_path: Path, srv: FakeFeeds) -> None:
     """A release still pending at shutdown is retried after a restart, even once off the feed."""
     config = feed_config(tmp_path, srv, resolve_retry_initial=0.01, resolve_retry_max=0.01)
-    publish(srv, [("late", "1.0")], etag='"v1"')
+    publish(srv, [("anchor", "1.0"), ("late", "1.0")], etag='"v1"')
     srv.hide("late", "1.0", times=1)
     async with feed_context(config) as ctx:
         await FeedWatcher(ctx).poll_once()
-        assert await jobs(ctx) == []
-    publish(srv, [("other", "1.0")], etag='"v2"')  # "late" has scrolled off the feed
+        assert keys(await jobs(ctx)) == Counter({("anchor", "1.0"): 1})
+    # "late" has scrolled off the feed; "anchor" still overlaps, so this is no gap.
+    publish(srv, [("anchor", "1.0"), ("other", "1.0")], etag='"v2"')
     await asyncio.sleep(0.02)
     async with feed_context(config) as ctx:
-        await FeedWatcher(ctx).poll_once()
+        (report,) = await FeedWatcher(ctx).poll_once()
         found = await jobs(ctx)
-    assert keys(found) == Counter({("late", "1.0"): 1, ("other", "1.0"): 1})
+    assert not report.gap
+    assert keys(found) == Counter({("anchor", "1.0"): 1, ("late", "1.0"): 1, ("other", "1.0"): 1})
 
 
 async def test_retries_are_bounded_then_the_release_is_dropped_loudly(

@@ -65,12 +65,13 @@ async def test_server_error_is_a_fetch_error_with_retry_after(
 ) -> None:
     """A 5xx raises FetchError(kind=http_status); the next GET succeeds."""
     srv.set_feed("updates", BODY)
-    srv.fail("updates", 503)
+    srv.fail("updates", 503, retry_after="7")
     client = HttpClient(session, timeout=5.0)
     with pytest.raises(FetchError) as info:
         await client.get_feed(srv.url("updates"), Validators(), max_bytes=1 << 20)
     assert info.value.kind == "http_status"
     assert "503" in info.value.detail
+    assert info.value.retry_after == 7.0
     doc = await client.get_feed(srv.url("updates"), Validators(), max_bytes=1 << 20)
     assert doc.body == BODY
 
