@@ -85,6 +85,9 @@ class Intake:
         handled = await self._each(ordered, lambda e: self._consider(feed, e, previous, report))
         feed.cursor.keys = [e.key for e, ok in zip(ordered, handled, strict=True) if ok]
         newest = max((e.published for e in entries if e.published is not None), default=None)
+        if newest is not None:
+            # A pubDate in the future would stall the lag metric and every backfill.
+            newest = min(newest, time.time())
         if newest is not None and (feed.cursor.newest is None or newest > feed.cursor.newest):
             feed.cursor.newest = newest
         feed.dirty = True

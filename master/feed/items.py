@@ -24,16 +24,22 @@ from urllib.parse import unquote, urlsplit
 from master.feed.errors import ItemRejected
 from master.feed.parse import RawItem
 
-#: PEP 508 project names (case-insensitive); PyPI caps them far below 200
-_NAME = re.compile(r"^(?:[a-z0-9]|[a-z0-9][a-z0-9._-]{0,198}[a-z0-9])$", re.IGNORECASE)
+#: PEP 508 project names (case-insensitive); PyPI caps them far below 200. re.ASCII:
+#: with Unicode case folding, [a-z] would also match the Kelvin sign (U+212A).
+_NAME = re.compile(r"^(?:[a-z0-9]|[a-z0-9][a-z0-9._-]{0,198}[a-z0-9])$", re.IGNORECASE | re.ASCII)
 #: PEP 440 and the legacy versions PyPI still has; no '/', '?', '%' or spaces
-_VERSION = re.compile(r"^[a-z0-9][a-z0-9.+!_-]{0,63}$", re.IGNORECASE)
+_VERSION = re.compile(r"^[a-z0-9][a-z0-9.+!_-]{0,63}$", re.IGNORECASE | re.ASCII)
 _ADDED = " added to PyPI"
 
 
 def normalize_name(name: str) -> str:
     """PEP 503 normalised project name: ``Foo.Bar_baz`` -> ``foo-bar-baz``."""
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` is a PEP 508 project name (ASCII only, URL-safe)."""
+    return bool(_NAME.match(name))
 
 
 def valid_version(version: str) -> bool:
@@ -104,7 +110,7 @@ def interpret(item: RawItem) -> FeedEntry:
             raise ItemRejected(f"title version differs from link version {link_version!r}", title)
         if not valid_version(version):
             raise ItemRejected("version is not a valid version string", title)
-    if not _NAME.match(name):
+    if not valid_name(name):
         raise ItemRejected("name is not a valid project name", title)
     if normalize_name(name) != normalize_name(link_name):
         raise ItemRejected(f"title name differs from link name {link_name!r}", title)

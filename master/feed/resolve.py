@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from master.feed.errors import ResolveError
 from master.feed.fetch import HttpClient
-from master.feed.items import normalize_name, valid_version
+from master.feed.items import normalize_name, valid_name, valid_version
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: what a slave can test; older kinds (bdist_egg, bdist_wininst, ...) are skipped
@@ -135,7 +135,13 @@ class Resolver:
         if not isinstance(info, dict) or not isinstance(urls, list):
             raise ResolveError(project, version, "no 'info' object and 'urls' list")
         name, got_version = info.get("name"), info.get("version")
-        if not isinstance(name, str) or normalize_name(name) != normalize_name(project):
+        # valid_name too: str.lower() maps some non-ASCII letters (the Kelvin sign)
+        # to ASCII ones, so normalised equality alone would let look-alikes through.
+        if (
+            not isinstance(name, str)
+            or not valid_name(name)
+            or normalize_name(name) != normalize_name(project)
+        ):
             raise ResolveError(project, version, f"JSON describes project {name!r}")
         if got_version != version:
             raise ResolveError(project, version, f"JSON describes version {got_version!r}")

@@ -57,6 +57,7 @@ def test_link_name_may_differ_in_spelling_only() -> None:
         ("../etc 1.0", "https://pypi.org/project/..%2Fetc/1.0/", "not a valid project name"),
         ("a 1.0?x=1", "https://pypi.org/project/a/1.0%3Fx=1/", "not a valid version"),
         ("-a 1.0", "https://pypi.org/project/-a/1.0/", "not a valid project name"),
+        ("\u212aeras 1.0", "https://pypi.org/project/keras/1.0/", "not a valid project name"),
     ],
 )
 def test_items_that_do_not_cross_check_are_rejected(

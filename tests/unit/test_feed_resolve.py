@@ -117,6 +117,13 @@ async def test_answers_that_are_not_this_release_are_refused(
     assert detail in info.value.detail
 
 
+async def test_look_alike_unicode_name_is_refused(srv: FakeFeeds, resolver: Resolver) -> None:
+    """A name with a Kelvin sign lower-cases to 'keras' but is not PyPI's ASCII name: refused."""
+    srv.set_json("keras", "1.0", {"info": {"name": "\u212aeras", "version": "1.0"}, "urls": []})
+    with pytest.raises(ResolveError, match="describes project"):
+        await resolver.release("keras", "1.0")
+
+
 async def test_project_without_a_valid_newest_version_is_refused(
     srv: FakeFeeds, resolver: Resolver
 ) -> None:
