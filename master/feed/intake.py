@@ -107,10 +107,13 @@ class Intake:
         report = PollReport(feed.url)
 
         async def retry(p: Pending) -> None:
-            if p.entry.version is None:
-                await self._new_project(feed, p.entry, p.attempts, report)
+            entry = p.entry
+            if entry.version is None:
+                await self._new_project(feed, entry, p.attempts, report)
+            elif await self._ctx.store.release_seen(entry.project, entry.version):
+                self._settle(feed, entry)  # queued meanwhile through another feed
             else:
-                await self._release(feed, p.entry, p.attempts, report)
+                await self._release(feed, entry, p.attempts, report)
 
         await self._each(due, retry)
 

@@ -177,6 +177,28 @@ async def test_new_project_unknown_to_json_api_is_retried(tmp_path: Path, srv: F
     assert srv.json_count("brand-new") == 2
 
 
+async def test_pending_release_queued_through_another_feed_is_not_fetched_again(
+    tmp_path: Path, srv: FakeFeeds
+) -> None:
+    """A release pending in one feed but queued via the other is settled without a lookup."""
+    srv.add_release("x", "1.0", uploaded=T)
+    srv.hide("x", "1.0", times=1)
+    srv.set_feed("updates", rss([release_item("x", "1.0", at=T)]), etag='"u1"')
+    srv.set_feed("packages", rss([project_item("x", at=T)]), etag='"p1"')
+    config = feed_config(tmp_path, srv, feeds=("updates", "packages"))
+    async with feed_context(config) as ctx:
+        watcher = FeedWatcher(ctx)
+        updates, packages = await watcher.poll_once()
+        assert updates.pending == 1 and packages.queued == ["x==1.0"]
+        await asyncio.sleep(0.05)
+        await watcher.poll_once()
+        pending = ctx.metrics.gauge("feed_pending_releases", "").value()
+        found = await jobs(ctx)
+    assert keys(found) == Counter({("x", "1.0"): 1})
+    assert srv.json_count("x", "1.0") == 2  # the 404 and the lookup via packages.xml
+    assert pending == 0
+
+
 async def test_store_failure_is_logged_counted_and_survived(tmp_path: Path, srv: FakeFeeds) -> None:
     """If saving the feed state fails, the poll is counted as a store error; nothing is lost."""
     config = feed_config(tmp_path, srv)
