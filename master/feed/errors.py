@@ -1,6 +1,7 @@
 """Errors of the feed watcher. None of them ever leaves `FeedWatcher.run`: each is
 logged, counted in ``pyti_feed_errors_total{kind=...}`` and answered with a
-backoff or a retry.
+backoff or a retry. The exception is `FeedConfigError`, raised by the
+`FeedWatcher` constructor before anything runs.
 
 ::
 
@@ -8,7 +9,8 @@ backoff or a retry.
      └── FeedError                  root; ``kind`` is the metrics label
           ├── FetchError            a feed or JSON API request failed (``url``, ``kind``:
           │                         ``timeout``, ``connection``, ``http_status``,
-          │                         ``too_large``); ``retry_after`` when the server said so
+          │                         ``too_large``, ``bad_json``); ``retry_after`` when
+          │                         the server said so
           ├── FeedParseError        the feed document is rejected as a whole (``kind``:
           │                         ``malformed``, ``forbidden_dtd``, ``not_rss``,
           │                         ``too_many_items``, ``too_deep``)

@@ -24,6 +24,8 @@ from master.feed.errors import FetchError
 _CHUNK = 64 * 1024
 #: JSON bodies above this are decoded in a worker thread, not on the event loop
 _THREAD_JSON_BYTES = 256 * 1024
+#: the only response headers the watcher looks at
+_KEPT_HEADERS = ("ETag", "Last-Modified", "Retry-After")
 
 
 def _version() -> str:
@@ -163,9 +165,6 @@ class HttpClient:
             raise FetchError(url, "http_status", "too many redirects") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise FetchError(url, "connection", f"{type(exc).__name__}: {exc}") from None
-
-
-_KEPT_HEADERS = ("ETag", "Last-Modified", "Retry-After")
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, url: str, max_bytes: int) -> bytes:
