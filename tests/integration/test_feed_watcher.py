@@ -243,6 +243,26 @@ async def test_release_missing_from_json_api_is_retried_then_queued(
     assert srv.json_count("late", "1.0") == 3
 
 
+async def test_run_retries_pending_releases_between_polls(tmp_path: Path, srv: FakeFeeds) -> None:
+    """run() wakes up for a due retry even when the next poll is far away."""
+    publish(srv, [("late", "1.0")], etag='"v1"')
+    srv.hide("late", "1.0", times=2)
+    config = feed_config(tmp_path, srv, interval=60.0)
+    async with feed_context(config) as ctx:
+        task = asyncio.create_task(FeedWatcher(ctx).run())
+        try:
+            async with asyncio.timeout(5):
+                await ctx.scheduler.wait_kicks(1)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        found = await jobs(ctx)
+    assert keys(found) == Counter({("late", "1.0"): 1})
+    assert len(srv.requests_for("updates")) == 1
+    assert srv.json_count("late", "1.0") == 3
+
+
 async def test_pending_release_survives_a_restart(tmp_path: Path, srv: FakeFeeds) -> None:
     """A release still pending at shutdown is retried after a restart, even once off the feed."""
     config = feed_config(tmp_path, srv, resolve_retry_initial=0.01, resolve_retry_max=0.01)
