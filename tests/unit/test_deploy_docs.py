@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 
 import master.config as master_config
+import master.daemon_cli as master_cli
+import slave.cli as slave_cli
 import slave.config as slave_config
 from master.cli import build_parser
 from master.client.api import EXIT_ERROR, OUTCOME_EXIT
@@ -318,6 +320,22 @@ def test_unit_lets_the_example_paths_work(daemon: str) -> None:
             assert value.startswith("/etc/pyti/") and value in OPERATIONS.read_text("utf-8")
     user = service["User"]
     assert re.search(rf"useradd [^\n]*\b{user}\n", OPERATIONS.read_text(encoding="utf-8"))
+
+
+def test_units_give_the_daemons_time_and_devices_they_need() -> None:
+    """Stop timeouts cover the grace periods, config errors are not restarted, QEMU gets KVM."""
+    master = read_unit(UNITS["master"])["Service"]
+    slave = read_unit(UNITS["slave"])["Service"]
+    master_values = tomllib.loads(MASTER_EXAMPLE.read_text("utf-8"))
+    slave_values = tomllib.loads(SLAVE_EXAMPLE.read_text("utf-8"))
+    assert int(master["TimeoutStopSec"]) > master_values["drain_grace"] + 30
+    # shutdown_grace, then the result acknowledgement wait (slave/daemon.py: 10 s), then VM teardown
+    assert int(slave["TimeoutStopSec"]) > slave_values["shutdown_grace"] + 60
+    assert slave["DeviceAllow"] == "/dev/kvm rw" and "kvm" in slave["SupplementaryGroups"]
+    assert "MemoryDenyWriteExecute" not in slave  # QEMU's TCG writes and runs its translations
+    for service, config_error in ((master, master_cli.EXIT_CONFIG), (slave, slave_cli.EXIT_CONFIG)):
+        assert service["Restart"] == "on-failure"
+        assert service["RestartPreventExitStatus"] == str(config_error)
 
 
 @pytest.mark.parametrize("daemon", sorted(UNITS))
