@@ -1,0 +1,469 @@
+"""One job VM: QEMU started by us, controlled over QMP, always torn down.
+
+``VM.start`` makes a fresh qcow2 overlay in a directory of its own, then either
+restores the image's RAM snapshot (``-incoming fd:N`` from the saved state,
+then ``cont``) or boots the kernel directly. QMP runs over a socketpair whose
+other end QEMU inherits, so there is no socket path to race for. Every wait on
+QEMU has a timeout. ``stop`` (also run by ``__aexit__``, by a failed ``start``
+and on cancellation) sends ``quit``, kills QEMU after a grace period and
+deletes the VM's directory (overlay, SSH socket, console log).
+
+States::
+
+    STARTING ──▶ RUNNING ──▶ STOPPING ──▶ STOPPED
+        └──────────────────────▲ (start failed or was cancelled)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Awaitable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import structlog
+from qemu.qmp import QMPClient, QMPError
+
+from slave.accel import Accel
+from slave.errors import SlaveError
+from slave.images.manifest import Image, Snapshot
+from slave.qmp_argv import QemuSpec, qemu_argv
+from slave.qmp_events import BoundedListener, silence_default_listener
+
+log = structlog.get_logger(__name__)
+
+#: Bytes of serial console written to ``console.log``; the rest is read and dropped.
+CONSOLE_CAP = 1 << 20
+#: Bytes of console output kept in memory for error messages.
+CONSOLE_TAIL = 16 << 10
+#: AF_UNIX paths are limited to 108 bytes, including the terminating NUL.
+_SUN_PATH_MAX = 107
+
+
+class VMError(SlaveError):
+    """QEMU could not be started, restored or controlled."""
+
+    def __init__(self, message: str, console_tail: str = "") -> None:
+        super().__init__(message if not console_tail else f"{message}\nconsole:\n{console_tail}")
+        self.console_tail = console_tail
+
+
+class VMState(enum.Enum):
+    """Life cycle of a :class:`VM`."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+_TRANSITIONS: dict[VMState, set[VMState]] = {
+    VMState.STARTING: {VMState.RUNNING, VMState.STOPPING},
+    VMState.RUNNING: {VMState.STOPPING},
+    VMState.STOPPING: {VMState.STOPPED},
+    VMState.STOPPED: set(),
+}
+
+
+async def _create_overlay(backing: Path, overlay: Path) -> None:
+    # A backing file beside the overlay is named relatively: the image dir can move.
+    b = backing.name if backing.parent == overlay.parent else str(backing)
+    proc = await asyncio.create_subprocess_exec(
+        "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", b, str(overlay),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        out, _ = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.shield(proc.wait())
+    if proc.returncode != 0:
+        raise VMError(f"qemu-img create {overlay} failed: {out.decode(errors='replace')}")
+
+
+def _make_vm_dir(work_dir: Path) -> str:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkdtemp(prefix="vm-", dir=work_dir)
+
+
+class VM:
+    """A running QEMU guest. Create with :meth:`start`; use as an async context manager."""
+
+    def __init__(
+        self,
+        image: Image,
+        vm_dir: Path,
+        accel: Accel,
+        memory_mb: int,
+        cpus: int,
+        keep_disk: Path | None = None,
+    ) -> None:
+        self.image = image
+        self.dir = vm_dir
+        self.accel = accel
+        self.memory_mb = memory_mb
+        self.cpus = cpus
+        #: The guest's writable disk: a throw-away overlay unless ``keep_disk`` was given.
+        self.overlay = keep_disk or vm_dir / "overlay.qcow2"
+        self._keep_disk = keep_disk is not None
+        self.ssh_path = vm_dir / "ssh.sock"
+        self.console_log = vm_dir / "console.log"
+        #: Whether this VM came from a RAM snapshot (else it was booted cold).
+        self.restored = False
+        #: Seconds from the start of :meth:`start` until QEMU ran the guest.
+        self.start_seconds = 0.0
+        self._state = VMState.STARTING
+        self._proc: asyncio.subprocess.Process | None = None
+        self._qmp: QMPClient | None = None
+        self._qmp_sock: socket.socket | None = None
+        self._console_task: asyncio.Task[None] | None = None
+        self._console_tail = bytearray()
+        self._console_dropped = 0
+        self._stopped = asyncio.Event()
+
+    def __repr__(self) -> str:
+        pid = self._proc.pid if self._proc else None
+        return f"<VM {self.image.name} {self.accel.value} pid={pid} {self._state.value}>"
+
+    @property
+    def state(self) -> VMState:
+        """Where the VM is in its life cycle."""
+        return self._state
+
+    def _set_state(self, new: VMState) -> None:
+        if new not in _TRANSITIONS[self._state]:
+            raise VMError(f"VM cannot go from {self._state.value} to {new.value}")
+        self._state = new
+
+    # ------------------------------------------------------------------ start
+
+    @classmethod
+    async def start(
+        cls,
+        image: Image,
+        work_dir: Path,
+        accel: Accel,
+        *,
+        snapshot: bool = True,
+        memory_mb: int | None = None,
+        cpus: int | None = None,
+        timeout: float = 60.0,
+        keep_disk: Path | None = None,
+    ) -> VM:
+        """Start a VM on a fresh overlay; restore the snapshot when one fits, else boot.
+
+        A snapshot fits when it was taken under ``accel`` with the same memory and
+        CPU count; if restoring it fails anyway (e.g. another QEMU version), the VM
+        is booted cold instead. Returns once the guest runs (SSH may still be
+        starting on a cold boot: :class:`~slave.guest.Guest` waits for it).
+        ``keep_disk`` (for the snapshot builder) puts the overlay at that path and
+        keeps it after :meth:`stop`.
+
+        Raises :class:`VMError`. On any failure or cancellation QEMU is killed and
+        the VM's directory deleted before this returns.
+        """
+        memory_mb = memory_mb or image.memory_mb
+        cpus = cpus or image.cpus
+        snap = image.snapshot(accel.value, accel.cpu_model) if snapshot else None
+        if snap is not None and (snap.memory_mb, snap.cpus) != (memory_mb, cpus):
+            snap = None
+        if snap is not None and keep_disk is None:
+            vm = await cls._start_once(image, work_dir, accel, memory_mb, cpus, snap, timeout)
+            if vm is not None:
+                return vm
+        started = await cls._start_once(
+            image, work_dir, accel, memory_mb, cpus, None, timeout, keep_disk
+        )
+        assert started is not None
+        return started
+
+    @classmethod
+    async def _start_once(
+        cls,
+        image: Image,
+        work_dir: Path,
+        accel: Accel,
+        memory_mb: int,
+        cpus: int,
+        snap: Snapshot | None,
+        timeout: float,
+        keep_disk: Path | None = None,
+    ) -> VM | None:
+        """One attempt; ``None`` when a snapshot restore failed (cold boot may still work)."""
+        t0 = time.monotonic()
+        vm_dir = Path(await asyncio.to_thread(_make_vm_dir, work_dir))
+        vm = cls(image, vm_dir, accel, memory_mb, cpus, keep_disk)
+        try:
+            if len(os.fsencode(vm.ssh_path)) > _SUN_PATH_MAX:
+                raise VMError(f"work dir path too long for a Unix socket: {vm.ssh_path}")
+            await _create_overlay(snap.disk if snap else image.disk, vm.overlay)
+            async with asyncio.timeout(timeout):
+                await vm._launch(snap)
+            vm.restored = snap is not None
+        except BaseException as exc:
+            await vm._teardown(grace=0.0)
+            if snap is not None and isinstance(exc, VMError | TimeoutError):
+                log.warning("vm_restore_failed", image=image.name, error=str(exc))
+                return None
+            if isinstance(exc, TimeoutError):
+                raise VMError(f"QEMU did not start within {timeout}s", vm.console_tail()) from exc
+            raise
+        vm.start_seconds = time.monotonic() - t0
+        vm._set_state(VMState.RUNNING)
+        log.info(
+            "vm_restored" if vm.restored else "vm_booted",
+            image=image.name,
+            accel=accel.value,
+            seconds=round(vm.start_seconds, 3),
+        )
+        return vm
+
+    async def _launch(self, snap: Snapshot | None) -> None:
+        qmp_ours, qmp_theirs = socket.socketpair()
+        con_ours, con_theirs = socket.socketpair()
+        self._qmp_sock = qmp_ours
+        state_fd = os.open(snap.state, os.O_RDONLY | os.O_CLOEXEC) if snap else None
+        try:
+            spec = QemuSpec(
+                accel=self.accel,
+                memory_mb=self.memory_mb,
+                cpus=self.cpus,
+                kernel=self.image.kernel,
+                initrd=self.image.initrd,
+                disk=self.overlay,
+                ssh_socket=self.ssh_path,
+                qmp_fd=qmp_theirs.fileno(),
+                console_fd=con_theirs.fileno(),
+                incoming_fd=state_fd,
+                name=f"pyti-{self.image.name}",
+                disk_cache="writeback" if self._keep_disk else "unsafe",
+            )
+            fds = [qmp_theirs.fileno(), con_theirs.fileno()]
+            fds += [state_fd] if state_fd is not None else []
+            with self.console_log.open("wb") as errlog:  # QEMU's own errors lead the log
+                self._proc = await asyncio.create_subprocess_exec(
+                    *qemu_argv(spec),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=errlog,
+                    pass_fds=fds,
+                    cwd=self.dir,
+                )
+        finally:
+            qmp_theirs.close()
+            con_theirs.close()
+            if state_fd is not None:
+                os.close(state_fd)
+        self._console_task = asyncio.create_task(self._read_console(con_ours))
+        self._qmp = QMPClient(f"pyti-{self.image.name}")
+        silence_default_listener(self._qmp)
+        listener = BoundedListener({"MIGRATION", "RESUME", "STOP", "SHUTDOWN"})
+        self._qmp.register_listener(listener)
+        try:
+            await self._until_exit(self._qmp.connect(qmp_ours), "QMP connection")
+            if snap is not None:
+                await self._finish_incoming(listener)
+        finally:
+            self._qmp.remove_listener(listener)
+
+    async def _until_exit(self, aw: Awaitable[Any], what: str) -> Any:
+        """Await ``aw`` unless QEMU exits first (then :class:`VMError`)."""
+        assert self._proc is not None
+        task = asyncio.ensure_future(aw)
+        exited = asyncio.ensure_future(self._proc.wait())
+        try:
+            await asyncio.wait({task, exited}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise VMError(
+            f"QEMU exited with {self._proc.returncode} during {what}", self.console_tail()
+        )
+
+    async def _finish_incoming(self, listener: BoundedListener) -> None:
+        """Wait for the restored RAM state to be loaded, then resume the guest."""
+        while True:
+            status = (await self.execute("query-status"))["status"]
+            if status == "running":
+                return
+            if status in ("paused", "postmigrate", "prelaunch"):
+                await self.execute("cont")
+                return
+            if status != "inmigrate":
+                raise VMError(f"snapshot restore ended in state {status!r}", self.console_tail())
+            await self._until_exit(listener.get(), "snapshot restore")
+
+    # ----------------------------------------------------------------- console
+
+    async def _read_console(self, sock: socket.socket) -> None:
+        """Copy the serial console to ``console.log`` up to the cap; drain the rest."""
+        loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        written = 0
+        try:
+            with self.console_log.open("ab") as f:
+                while data := await loop.sock_recv(sock, 65536):
+                    self._console_tail += data
+                    del self._console_tail[:-CONSOLE_TAIL]
+                    keep = data[: max(0, CONSOLE_CAP - written)]
+                    if keep:
+                        f.write(keep)
+                        f.flush()
+                        written += len(keep)
+                    self._console_dropped += len(data) - len(keep)
+        except OSError:
+            pass  # QEMU went away or the log's directory was removed: nothing to keep
+        finally:
+            sock.close()
+
+    def console_tail(self) -> str:
+        """The last bytes the guest wrote to its serial console."""
+        return self._console_tail.decode(errors="replace")
+
+    @property
+    def console_dropped(self) -> int:
+        """Console bytes beyond the cap that were read and not logged."""
+        return self._console_dropped
+
+    # -------------------------------------------------------------------- use
+
+    async def execute(
+        self, command: str, arguments: dict[str, Any] | None = None, *, timeout: float = 10.0
+    ) -> Any:
+        """One QMP command with a timeout; :class:`VMError` on failure or timeout."""
+        if self._qmp is None:
+            raise VMError("QMP is not connected")
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._qmp.execute(command, arguments)
+        except TimeoutError as exc:
+            raise VMError(f"QMP {command} timed out after {timeout}s") from exc
+        except (QMPError, OSError, EOFError) as exc:
+            raise VMError(f"QMP {command} failed: {exc}", self.console_tail()) from exc
+
+    def connect_ssh(self) -> socket.socket:
+        """A new connected socket to the guest's SSH port (a virtio-serial chardev)."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.ssh_path))
+        except OSError as exc:
+            sock.close()
+            raise VMError(f"cannot connect to the guest's SSH socket: {exc}") from exc
+        return sock
+
+    async def wait_ssh_port_open(
+        self, timeout: float, *, after: Awaitable[Any] | None = None
+    ) -> None:
+        """Wait until a guest process opens the SSH port (QMP ``VSERPORT_CHANGE``).
+
+        The guest's waiter opens it when it is ready for the next session.
+        ``after`` (e.g. closing the current session) is awaited once we listen,
+        so the event cannot be missed. Raises TimeoutError or :class:`VMError`.
+        """
+        assert self._qmp is not None
+        listener = BoundedListener({"VSERPORT_CHANGE"})
+        with self._qmp.listen(listener):
+            if after is not None:
+                await after
+            async with asyncio.timeout(timeout):
+                while True:
+                    event = await self._until_exit(listener.get(), "wait for the SSH port")
+                    if event["data"].get("open"):
+                        return
+
+    async def save_state(self, fd: int, *, timeout: float = 120.0) -> None:
+        """Pause the guest and write its RAM and device state to ``fd`` (a file).
+
+        Through QMP ``getfd`` + ``migrate fd:``: the sandbox forbids ``exec:``.
+        The guest stays paused afterwards. Raises :class:`VMError`.
+        """
+        assert self._qmp is not None
+        await self.execute("stop")
+        await self.execute("migrate-set-parameters", {"max-bandwidth": 1 << 40})
+        self._qmp.send_fd_scm(fd)
+        await self.execute("getfd", {"fdname": "pyti-state"})
+        listener = BoundedListener({"MIGRATION"})
+        with self._qmp.listen(listener):
+            await self.execute("migrate", {"uri": "fd:pyti-state"})
+            async with asyncio.timeout(timeout):
+                while True:
+                    status = (await self.execute("query-migrate")).get("status")
+                    if status == "completed":
+                        return
+                    if status in ("failed", "cancelled"):
+                        raise VMError(f"saving the guest state {status}", self.console_tail())
+                    await self._until_exit(listener.get(), "saving the guest state")
+
+    async def wait_exit(self) -> int:
+        """Wait until QEMU exits (e.g. the guest powered off); its exit code."""
+        assert self._proc is not None
+        return await self._proc.wait()
+
+    # --------------------------------------------------------------- teardown
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """QMP ``quit``; SIGKILL after ``grace`` seconds; delete the VM's directory.
+
+        Idempotent; concurrent callers wait for the first. If cancelled, QEMU is
+        still killed and the directory removed before the cancellation propagates.
+        """
+        if self._state in (VMState.STOPPING, VMState.STOPPED):
+            await self._stopped.wait()
+            return
+        await self._teardown(grace)
+
+    async def _teardown(self, grace: float) -> None:
+        self._set_state(VMState.STOPPING)
+        proc, qmp = self._proc, self._qmp
+        try:
+            if proc is not None and proc.returncode is None and qmp is not None and grace > 0:
+                with contextlib.suppress(VMError, TimeoutError):
+                    async with asyncio.timeout(grace):
+                        await self.execute("quit", timeout=grace)
+                        await proc.wait()
+        finally:
+            # Synchronous first: this part must happen even if we are cancelled below.
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+            if self._qmp_sock is not None:
+                self._qmp_sock.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self._set_state(VMState.STOPPED)
+            self._stopped.set()
+            if qmp is not None:
+                # The socket is closed already, so this only reaps qemu.qmp's tasks.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(qmp.disconnect())
+            if self._console_task is not None:
+                self._console_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(self._console_task)
+            if proc is not None:
+                await asyncio.shield(proc.wait())
+            log.info("vm_stopped", image=self.image.name, exit_code=proc and proc.returncode)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
