@@ -31,6 +31,8 @@ _slave_log = structlog.get_logger("slave.job")
 #: Events that are many and individually worth little: dropped first when the spool is full,
 #: and not echoed to the slave's own log.
 _BULK = frozenset({"output", "trace"})
+#: Keys the echo sets itself (a guest event may carry its own ``job_id``).
+_NOT_ECHOED = frozenset({"event", "level", "job_id"})
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 _LEVELS |= {"error": logging.ERROR, "critical": logging.CRITICAL}
 
@@ -139,7 +141,7 @@ class ActiveJob:
         """Show the job's notable events in the slave's own log too, then stop the chain."""
         level = str(event_dict.get("level") or method)
         if event_dict.get("event") not in _BULK and level != "debug":
-            fields = {k: v for k, v in event_dict.items() if k not in ("event", "level")}
+            fields = {k: v for k, v in event_dict.items() if k not in _NOT_ECHOED}
             _slave_log.log(
                 _LEVELS.get(level, logging.INFO),
                 str(event_dict.get("event")),

@@ -34,6 +34,7 @@ from slave.phases import (
     HostPhaseTimeout,
     guest_metadata,
     host_phase,
+    phase_timeout,
     run_runner,
     upload,
 )
@@ -85,7 +86,7 @@ class VMExecutor:
         record = RunRecord(Context(bait_token=image.bait.get("token")))
         static: asyncio.Task[list[Indicator]] | None = None
         try:
-            async with host_phase(ctx, "prepare", self.config.timeout("prepare")):
+            async with host_phase(ctx, "prepare", phase_timeout(ctx, "prepare")):
                 prepared = await self._prepare(ctx, image)
             static = asyncio.create_task(
                 asyncio.to_thread(
@@ -136,7 +137,7 @@ class VMExecutor:
         vm: VM | None = None
         guest: Guest | None = None
         try:
-            async with host_phase(ctx, "boot", self.config.timeout("boot")):
+            async with host_phase(ctx, "boot", phase_timeout(ctx, "boot")):
                 vm = await VM.start(
                     image,
                     ctx.job_dir / "vm",
@@ -144,12 +145,12 @@ class VMExecutor:
                     snapshot=self.snapshot,
                     memory_mb=self.config.memory_mb,
                     cpus=self.config.cpus,
-                    timeout=self.config.timeout("boot"),
+                    timeout=phase_timeout(ctx, "boot"),
                 )
-                guest = await Guest.connect(vm, image, timeout=self.config.timeout("boot"))
+                guest = await Guest.connect(vm, image, timeout=phase_timeout(ctx, "boot"))
                 ctx.log.info("vm_ready", phase="boot", restored=vm.restored,
                              accel=self.accel.value)  # fmt: skip
-            async with host_phase(ctx, "upload", self.config.timeout("upload")):
+            async with host_phase(ctx, "upload", phase_timeout(ctx, "upload")):
                 await upload(ctx, guest, prepared)
                 if prepared.needs_guest_metadata and prepared.sdist is not None:
                     await self._metadata_from_guest(ctx, guest, prepared, image)
@@ -163,7 +164,7 @@ class VMExecutor:
     ) -> None:
         """No static metadata: build it in the guest, fetch the dependencies it names."""
         assert prepared.sdist is not None
-        text = await guest_metadata(ctx, guest, prepared.sdist, self.config.timeout("install"))
+        text = await guest_metadata(ctx, guest, prepared.sdist, phase_timeout(ctx, "install"))
         if text is None:
             return  # the install phase will fail the same way, traced
         requirements = resolve_from_metadata(text)

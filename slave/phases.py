@@ -74,6 +74,14 @@ async def host_phase(ctx: JobContext, name: str, timeout: float) -> AsyncIterato
         ctx.log.info("phase_finished", phase=name, **entry)
 
 
+def phase_timeout(ctx: JobContext, phase: str) -> float:
+    """The offer's timeout for ``phase`` when it gives a sane one, else the slave's."""
+    value = ctx.offer.timeouts.get(phase)
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 86400:
+        return float(value)
+    return ctx.config.timeout(phase)
+
+
 def job_document(ctx: JobContext, prepared: PreparedRelease) -> dict[str, Any]:
     """The runner's ``job.json`` (schema in docs/contracts.md, "Guest runner")."""
     return {
@@ -83,7 +91,7 @@ def job_document(ctx: JobContext, prepared: PreparedRelease) -> dict[str, Any]:
         "files": [p.name for p in prepared.files],
         "requirements": prepared.requirements,
         "phases": list(GUEST_PHASES),
-        "timeouts": {p: ctx.config.timeout(p) for p in GUEST_PHASES},
+        "timeouts": {p: phase_timeout(ctx, p) for p in GUEST_PHASES},
         "output_cap": ctx.config.output_cap,
         # Every restored VM starts from the same RAM: give each job its own entropy and time.
         "entropy": secrets.token_hex(32),
@@ -156,7 +164,7 @@ async def run_runner(ctx: JobContext, guest: Guest, record: RunRecord) -> None:
                 cleaned = clean_line(line)
                 if cleaned.event == "phase_started" and cleaned.phase in GUEST_PHASES:
                     phase_started = time.monotonic()
-                    limit = ctx.config.timeout(cleaned.phase) + margin
+                    limit = phase_timeout(ctx, cleaned.phase) + margin
                     deadline.reschedule(loop.time() + limit)
                 elif cleaned.event == "phase_finished":
                     deadline.reschedule(loop.time() + BETWEEN_PHASES)

@@ -1,0 +1,179 @@
+"""Whole jobs in real QEMU VMs: the slave daemon, a fake master and a fake PyPI on loopback.
+
+Each job costs 10-40 s under TCG, so there are few of them, and each checks a lot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ensurepip
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from protocol.messages import ImageInfo, JobCancel, JobResult
+from slave.accel import Accel
+from slave.config import SlaveConfig
+from slave.daemon import SlaveDaemon
+from slave.images.errors import ImageError
+from slave.images.manifest import Image, default_image_dir
+from slave.job import VMExecutor
+from slave.prepare import PipOptions
+from tests.fakes.dists import FAILING_TEST, make_project
+from tests.fakes.master import FakeMaster, stop_task
+from tests.fakes.pypi import HERMETIC_PIP_ARGS, FakePyPI, hermetic_pip_env
+
+pytestmark = pytest.mark.system
+
+SECRET = b"system-test-secret-0123456789abcdef"
+JOB_TIMEOUT = 240.0
+
+
+@pytest.fixture(scope="module")
+def image() -> Image:
+    """The built guest image (``PYTI_IMAGE_DIR`` or the default image dir, ``bookworm``)."""
+    try:
+        return Image.load(default_image_dir(), os.environ.get("PYTI_IMAGE", "bookworm"))
+    except ImageError as exc:
+        pytest.skip(f"no guest image: {exc}")
+
+
+@dataclass
+class Harness:
+    master: FakeMaster
+    pypi: FakePyPI
+    daemon: SlaveDaemon
+    work_dir: Path
+    next_id: int = 1
+
+    async def run(self, project: str, version: str, **offer: object) -> tuple[int, JobResult]:
+        job_id = self.next_id
+        self.next_id += 1
+        await self.master.offer(job_id, project=project, version=version, image="bookworm",
+                                **offer)  # type: ignore[arg-type]  # fmt: skip
+        return job_id, await self.master.wait_result(job_id, timeout=JOB_TIMEOUT)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, image: Image) -> AsyncIterator[Harness]:
+    async with FakeMaster(SECRET) as master, FakePyPI() as pypi:
+        config = SlaveConfig(
+            master_host="127.0.0.1",
+            master_port=master.port,
+            secret=SECRET,
+            image_dir=image.dir.parent,
+            work_dir=tmp_path / "w",
+            name="system-slave",
+            accel="tcg",
+            pypi_url=pypi.base_url,
+            timeouts={"tests": 120.0, "install": 120.0},
+        )
+        pip = PipOptions(index_url=pypi.index_url, args=HERMETIC_PIP_ARGS, env=hermetic_pip_env())
+        executor = VMExecutor({image.name: image}, Accel.TCG, config, pip=pip)
+        info = ImageInfo(image.name, image.python_version, image.digest)
+        daemon = SlaveDaemon(config, images=[info], accel="tcg", executor=executor)
+        task = asyncio.create_task(daemon.run())
+        try:
+            await master.wait_session()
+            yield Harness(master, pypi, daemon, tmp_path / "w")
+        finally:
+            await stop_task(task)
+
+
+def assert_well_formed(h: Harness, job_id: int, result: JobResult) -> None:
+    """Events contiguous from 1 to last_seq, once each; isolation recorded; job dir gone."""
+    assert h.master.seqs(job_id) == list(range(1, result.last_seq + 1))
+    assert h.master.duplicates[job_id] == 0
+    assert result.isolation == "tcg"
+    assert not (h.work_dir / "jobs" / str(job_id)).exists()
+
+
+async def test_passing_and_failing_packages(harness: Harness, tmp_path: Path) -> None:
+    """A package whose tests pass gives passed; one with a failing test gives failed."""
+    harness.pypi.add_project(tmp_path / "d", "goodpkg", "1.0")
+    harness.pypi.add_project(tmp_path / "d", "redpkg", "1.0", test_body=FAILING_TEST)
+
+    job_id, result = await harness.run("goodpkg", "1.0")
+    assert result.outcome == "passed", result.summary
+    for phase in ("prepare", "boot", "upload", "install", "import", "tests"):
+        assert result.phases[phase]["status"] == "passed", (phase, result.phases)
+    tests = result.summary["tests"]
+    assert tests["passed"] >= 1 and tests["failed"] == 0
+    assert result.summary["verdict"] == "clean", result.summary["findings"]
+    assert 0 <= result.summary["quality"]["score"] <= 100
+    names = harness.master.names(job_id)
+    assert "trace" in names and "phase_finished" in names and names[-1] == "job_finished"
+    assert_well_formed(harness, job_id, result)
+
+    job_id, result = await harness.run("redpkg", "1.0")
+    assert result.outcome == "failed"
+    assert result.phases["tests"]["status"] == "failed"
+    assert result.summary["tests"]["failed"] == 1
+    assert_well_formed(harness, job_id, result)
+
+
+async def test_package_that_does_not_install(harness: Harness, tmp_path: Path) -> None:
+    """A wheel the guest's pip refuses (Requires-Python) fails install; later phases skip."""
+    harness.pypi.add_project(tmp_path / "d", "oldpkg", "1.0", requires_python="<3", sdist=False)
+    job_id, result = await harness.run("oldpkg", "1.0")
+    assert result.outcome == "failed"
+    assert result.phases["install"]["status"] == "failed"
+    assert result.phases["import"]["status"] == "skipped"
+    assert_well_formed(harness, job_id, result)
+
+
+async def test_host_runs_no_package_code(harness: Harness, tmp_path: Path) -> None:
+    """An sdist whose setup.py writes a marker: it runs in the guest (traced), never on the host."""
+    marker = f"/tmp/pyti-marker-{secrets.token_hex(8)}"
+    setup_py = (
+        f"import pathlib\npathlib.Path({marker!r}).write_text('ran')\n"
+        "from setuptools import setup\nsetup(name='markerpkg', version='1.0')\n"
+    )
+    proj = make_project(
+        tmp_path / "d", "markerpkg", "1.0", wheel=False, extra_files={"setup.py": setup_py}
+    )
+    harness.pypi.add(proj.files[0])
+    # The guest builds the sdist: it needs setuptools as a wheel (any will do).
+    bundled = Path(ensurepip.__file__).parent / "_bundled"
+    harness.pypi.add(next(bundled.glob("setuptools-*.whl")))
+    job_id, result = await harness.run("markerpkg", "1.0")
+    assert not os.path.exists(marker), "package code ran on the host"  # noqa: ASYNC240
+    assert not list(harness.work_dir.rglob(Path(marker).name))
+    stored = harness.master.events[job_id]
+    traced = [
+        e for e in stored.values() if e.event == "trace" and Path(marker).name in str(e.fields)
+    ]
+    assert traced, f"setup.py did not run in the guest: {result.outcome} {result.summary}"
+    assert result.phases["install"]["status"] in ("passed", "failed")
+    assert_well_formed(harness, job_id, result)
+
+
+async def test_cancel_mid_job_and_phase_timeout(harness: Harness, tmp_path: Path) -> None:
+    """Cancel stops the VM within seconds (cancelled); a test past its timeout gives timed_out."""
+    sleepy = "import time\n\n\ndef test_sleeps():\n    time.sleep(600)\n"
+    harness.pypi.add_project(tmp_path / "d", "sleepy", "1.0", test_body=sleepy)
+
+    await harness.master.offer(50, project="sleepy", version="1.0", image="bookworm")
+    await harness.master.wait_for(
+        lambda: any(
+            e.event == "phase_started" and e.phase == "tests"
+            for e in harness.master.events.get(50, {}).values()
+        ),
+        timeout=JOB_TIMEOUT,
+    )
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
+    await harness.master.send(JobCancel(50, 1, "test cancels"))
+    result = await harness.master.wait_result(50, timeout=30)
+    assert loop.time() - asked < 15
+    assert result.outcome == "cancelled" and result.summary["error"] == "test cancels"
+    assert not (harness.work_dir / "jobs" / "50").exists()  # VM dir and job files gone
+
+    job_id, result = await harness.run("sleepy", "1.0", timeouts={"tests": 8})
+    assert result.outcome == "timed_out", result.phases
+    assert result.phases["tests"]["status"] == "timed_out"
+    assert_well_formed(harness, job_id, result)
