@@ -56,6 +56,11 @@ DEFAULT_OUTPUT_CAP = 1024 * 1024
 # A plain pip install of a small sdist is ~1.5 MB of trace; its lines are the evidence.
 DEFAULT_TRACE_CAP = 16 * 1024 * 1024
 DEFAULT_NPROC = 512
+# Package processes are the OOM killer's first choice, the runner never is.
+OOM_PACKAGE = 1000
+OOM_RUNNER = -1000
+DISK_SAMPLE_S = 0.25  # how often a phase's free disk space is sampled
+DRAIN_CHUNK = 1 << 16
 PHASES = ("install", "import", "tests", "quality")
 SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
 # Syscalls worth a finding, and the ones that show what a process is; no stat/read/write
@@ -353,6 +358,8 @@ class Executor:
         if self.uid is not None:
             # Counts tester's processes: a fork bomb hits EAGAIN instead of the guest's limits.
             resource.setrlimit(resource.RLIMIT_NPROC, (self.nproc, self.nproc))
+            # A memory hog is what the guest's OOM killer takes, not the runner or sshd.
+            set_oom_score(OOM_PACKAGE)
 
     def _reader(
         self,
@@ -379,6 +386,9 @@ class Executor:
                     if budget.take_output(len(raw) + 1):
                         extra = {"truncated": cut} if cut else {}
                         self.emitter.emit("output", phase, stream=name, line=text, **extra)
+                    else:
+                        break
+                drain(stream, tail, budget)
 
         thread = threading.Thread(target=pump, name=f"pump-{name}", daemon=True)
         thread.start()
@@ -464,6 +474,90 @@ class Executor:
                     break
         owned.discard(me)
         return sorted(owned)
+
+
+def drain(stream: IO[bytes], tail: collections.deque[str], budget: Budget) -> None:
+    """Past the output cap: count the rest of ``stream`` as dropped, keep only its tail.
+
+    Line by line, a 1 GiB flood takes minutes of guest CPU under TCG; big reads
+    take seconds. The tail still holds what a crash printed last (the traceback).
+    """
+    read = getattr(stream, "read1", stream.read)  # read1: what is there, no waiting for more
+    last = b""
+    dropped = 0
+    while chunk := read(DRAIN_CHUNK):
+        dropped += len(chunk)
+        last = (last + chunk)[-TAIL_BYTES:]
+    with budget.lock:
+        budget.output_dropped += dropped
+    if last:
+        tail.clear()
+        tail.append(last.decode("utf-8", "replace"))
+
+
+def set_oom_score(value: int) -> None:
+    """This process's ``oom_score_adj`` (inherited by children); no-op where not allowed."""
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+        f.write(str(value))
+
+
+def oom_kills() -> int | None:
+    """The kernel's count of OOM kills since boot (``/proc/vmstat``), if it has one."""
+    try:
+        with open("/proc/vmstat") as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class PhaseWatch:
+    """Watches what a phase does to the guest as a whole: free disk space, OOM kills.
+
+    A thread samples the space left to unprivileged users on the filesystem of the
+    job's scratch dir every ``DISK_SAMPLE_S``; a package that fills the disk and
+    deletes its files at once can slip between samples, one that leaves them cannot.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.free_min: int | None = None
+        self.total: int | None = None
+        self._oom_before = oom_kills()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="phase-watch", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        try:
+            st = os.statvfs(self.path)
+        except OSError:
+            return
+        free = st.f_bavail * st.f_frsize
+        self.total = st.f_blocks * st.f_frsize
+        self.free_min = free if self.free_min is None else min(self.free_min, free)
+
+    def _run(self) -> None:
+        while True:
+            self._sample()
+            if self._stop.wait(DISK_SAMPLE_S):
+                return
+
+    def finish(self) -> dict[str, int]:
+        """Stop sampling; the fields for ``phase_finished``."""
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        self._sample()
+        fields: dict[str, int] = {}
+        if self.free_min is not None and self.total is not None:
+            fields.update(disk_free_min=self.free_min, disk_total=self.total)
+        after = oom_kills()
+        if after is not None and self._oom_before is not None:
+            fields["oom_kills"] = max(0, after - self._oom_before)
+        return fields
 
 
 def reap_orphans() -> None:
@@ -617,6 +711,8 @@ class Runner:
             except (ValueError, TypeError, OSError) as exc:
                 fields["errors"].append(f"clock: {exc}")
         self.out.emit("guest_setup", "setup", **fields)
+        if not self.opts.no_guest_setup and self.uid is not None:
+            set_oom_score(OOM_RUNNER)
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -685,10 +781,13 @@ class Runner:
         )
         self.out.emit("phase_started", phase, timeout_s=timeout)
         started = time.monotonic()
+        watch = PhaseWatch(self.scratch)
         try:
             outcome = self.dispatch(phase, budget)
         except Exception as exc:  # the runner's own bug: report it, go on with the next phase
             outcome = Outcome("error", {"reason": f"{type(exc).__name__}: {exc}"[:1000]})
+        resources = watch.finish()
+        self.clear_tmp()
         self.statuses[phase] = outcome.status
         self.out.emit(
             "phase_finished",
@@ -698,7 +797,17 @@ class Runner:
             traced=self.exec.strace is not None,
             **outcome.fields,
             **budget.counters(),
+            **resources,
         )
+
+    def clear_tmp(self) -> None:
+        """Empty the package's TMPDIR: what one phase left (a full disk) must not fail the next."""
+        tmp = self.scratch / "tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            tmp.mkdir()
+            if self.uid is not None and self.gid is not None:
+                os.chown(tmp, self.uid, self.gid)
 
     def dispatch(self, phase: str, budget: Budget) -> Outcome:
         needs_install = {"import", "tests"}

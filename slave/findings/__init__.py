@@ -6,23 +6,22 @@ for event in runner_events:                  # dicts, as the runner emits them
     new = analyser.feed_event(event)         # -> list[Finding], as they happen
 verdict(analyser.findings)                   # "clean" | "suspicious" | "malicious"
 profile(analyser.findings)                   # frozenset of (phase, class, target)
+profile_to_json(p) / profile_from_json(data) # what the result summary carries, and back
 diff(profile_before, profile_now)            # -> [BehaviourChange], str() reads well
 ```
 The rule table is `slave.findings.rules.RULES` (+ `EVENT_RULES`).
 """
 
-from slave.findings.engine import (
-    Analyser,
+from slave.findings.engine import Analyser, Verdict, analyse, classify, verdict
+from slave.findings.model import Context, Finding, Severity
+from slave.findings.profile import (
     BehaviourChange,
     ProfileEntry,
-    Verdict,
-    analyse,
-    classify,
     diff,
     profile,
-    verdict,
+    profile_from_json,
+    profile_to_json,
 )
-from slave.findings.model import Context, Finding, Severity
 
 __all__ = [
     "Analyser",
@@ -36,5 +35,7 @@ __all__ = [
     "classify",
     "diff",
     "profile",
+    "profile_from_json",
+    "profile_to_json",
     "verdict",
 ]

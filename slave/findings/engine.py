@@ -1,4 +1,4 @@
-"""From runner events to findings, a verdict, and a behaviour profile per release.
+"""From runner events to findings and a verdict (profiles and diffs: ``profile.py``).
 
 `Analyser` is fed the runner's events (or bare strace lines) as they arrive. It
 keeps the little state the rules need: unfinished syscalls per pid, what each pid
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from slave.findings.model import SEVERITY_RANK, Call, Context, Finding, Severity
+from slave.findings.profile import BehaviourChange, ChangeKind, ProfileEntry, diff, profile
 from slave.findings.rules import (
     EVENT_RULES,
     PIP_HELPERS,
@@ -336,9 +337,14 @@ def _leading_pid(line: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+_RESOURCES = frozenset({"disk_free_min", "disk_total", "oom_kills", "signal_name"})
+
+
 def _event_evidence(event: Mapping[str, Any]) -> str:
     keep = {k: v for k, v in event.items() if k in ("event", "phase", "status", "files")}
-    keep.update({k: v for k, v in event.items() if k.endswith(("_dropped", "_cap"))})
+    keep.update(
+        {k: v for k, v in event.items() if k.endswith(("_dropped", "_cap")) or k in _RESOURCES}
+    )
     return repr(keep)[:EVIDENCE_MAX]
 
 
@@ -364,73 +370,6 @@ def verdict(findings: Iterable[Finding]) -> Verdict:
     if len(high_rules) >= 2:
         return "malicious"
     return "suspicious" if suspicious else "clean"
-
-
-ProfileEntry = tuple[str, str, str]  # (phase, behaviour class, target)
-_RULE_KIND: dict[str, str] = {r.id: r.kind for r in RULES}
-_RULE_KIND |= {r.id: r.kind for r in EVENT_RULES}
-_RULE_KIND |= {"cred.token": "credentials", "cred.token_name": "credentials"}
-KIND_TEXT = {
-    "network": "reaching for the network",
-    "socket": "opening sockets",
-    "process": "starting programs",
-    "credentials": "reading credentials",
-    "write": "writing outside the venv",
-    "persistence": "installing persistence",
-    "privilege": "trying to change privileges",
-    "resource": "exhausting resources",
-}
-
-
-def profile(findings: Iterable[Finding]) -> frozenset[ProfileEntry]:
-    """What a release does, as (phase, behaviour class, target), comparable across releases."""
-    return frozenset(
-        (f.phase, _RULE_KIND.get(f.rule, f.rule.split(".")[0]), f.target) for f in findings
-    )
-
-
-ChangeKind = Literal["started", "stopped", "new targets", "gone targets"]
-
-
-@dataclass(frozen=True, slots=True)
-class BehaviourChange:
-    """A behaviour class a release started (stopped) showing in a phase, or new targets of one.
-
-    ``str()`` reads like "started opening sockets at install time (AF_INET)".
-    """
-
-    change: ChangeKind
-    phase: str
-    kind: str
-    targets: tuple[str, ...]
-
-    def __str__(self) -> str:
-        what = KIND_TEXT.get(self.kind, self.kind)
-        shown = ", ".join(self.targets[:5]) + (", ..." if len(self.targets) > 5 else "")
-        if self.change in ("started", "stopped"):
-            return f"{self.change} {what} at {self.phase} time ({shown})"
-        return f"{what} at {self.phase} time: {self.change} ({shown})"
-
-
-def diff(
-    previous: Iterable[ProfileEntry], current: Iterable[ProfileEntry]
-) -> list[BehaviourChange]:
-    """What is new (and what went away) from one release's profile to the next."""
-    before, after = set(previous), set(current)
-    classes_before = {(phase, kind) for phase, kind, _ in before}
-    classes_after = {(phase, kind) for phase, kind, _ in after}
-    changes: list[BehaviourChange] = []
-    for entries, known, whole, part in (
-        (after - before, classes_before, "started", "new targets"),
-        (before - after, classes_after, "stopped", "gone targets"),
-    ):
-        groups: dict[tuple[str, str], list[str]] = {}
-        for phase, kind, target in sorted(entries):
-            groups.setdefault((phase, kind), []).append(target)
-        for (phase, kind), targets in groups.items():
-            change: ChangeKind = part if (phase, kind) in known else whole  # type: ignore[assignment]
-            changes.append(BehaviourChange(change, phase, kind, tuple(targets)))
-    return changes
 
 
 __all__ = [

@@ -502,6 +502,24 @@ def output_flood(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
     return (Hit("output cap"),) if isinstance(dropped, int) and dropped > 0 else NO_HITS
 
 
+#: Free space (for unprivileged users) at or under which the guest's disk counts as full.
+DISK_FULL_BYTES = 32 << 20
+
+
+def disk_filled(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
+    free = event.get("disk_free_min")
+    if isinstance(free, int) and not isinstance(free, bool) and free <= DISK_FULL_BYTES:
+        return (Hit("disk"),)
+    return NO_HITS
+
+
+def oom_killed(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
+    kills = event.get("oom_kills")
+    if isinstance(kills, int) and not isinstance(kills, bool) and kills > 0:
+        return (Hit("oom kill"),)
+    return NO_HITS
+
+
 def trace_flood(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
     dropped = event.get("trace_dropped")
     return (Hit("trace cap"),) if isinstance(dropped, int) and dropped > 0 else NO_HITS
@@ -530,6 +548,11 @@ EVENT_RULES: tuple[EventRule, ...] = (
               "phase_finished", output_flood),
     EventRule("res.trace_flood", "low", "resource", "trace hit its cap (evidence may be lost)",
               "phase_finished", trace_flood),
+    EventRule("res.disk_filled", "medium", "resource",
+              "the guest's disk ran full during the phase (runner's free-space samples)",
+              "phase_finished", disk_filled, {"tests": "low"}),
+    EventRule("res.oom", "medium", "resource", "the guest's OOM killer killed a process",
+              "phase_finished", oom_killed, {"tests": "low"}),
     EventRule("persist.pth_import", "medium", "persistence",
               "installed .pth file runs code at every interpreter start",
               "pth_files", pth_with_code),

@@ -9,7 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slave.findings import Analyser, Context, Finding, analyse, classify, diff, profile, verdict
+from slave.findings import (
+    Analyser,
+    Context,
+    Finding,
+    analyse,
+    classify,
+    diff,
+    profile,
+    profile_from_json,
+    profile_to_json,
+    verdict,
+)
 from slave.findings.rules import EVENT_RULES, RULES, RUNNER_IMPORT_CODE
 
 TOKEN = "bait-0123456789abcdef"
@@ -292,6 +303,93 @@ def test_runner_facts_become_findings() -> None:
         ("persist.pth_import", "install", "evil.pth", "medium"),
         ("persist.pth_import", "install", "distutils-precedence.pth", "info"),
     }
+
+
+def test_resource_facts_become_findings() -> None:
+    """A full disk and an OOM kill seen by the runner are findings, lower in the tests phase."""
+    analyser = Analyser(CTX)
+    full = {"event": "phase_finished", "phase": "import", "status": "passed",
+            "disk_free_min": 0, "disk_total": 4 << 30, "oom_kills": 1}  # fmt: skip
+    roomy = {**full, "phase": "install", "disk_free_min": 3 << 30, "oom_kills": 0}
+    analyser.feed_event(full)
+    analyser.feed_event({**full, "phase": "tests"})
+    analyser.feed_event(roomy)
+    analyser.feed_event({**full, "phase": "quality", "disk_free_min": "0", "oom_kills": True})
+    got = {(f.rule, f.phase, f.target, f.severity) for f in analyser.findings}
+    assert got == {
+        ("res.disk_filled", "import", "disk", "medium"),
+        ("res.oom", "import", "oom kill", "medium"),
+        ("res.disk_filled", "tests", "disk", "low"),
+        ("res.oom", "tests", "oom kill", "low"),
+    }
+    assert "'disk_free_min': 0" in analyser.findings[0].evidence
+
+
+def clean_install_events() -> list[dict[str, object]]:
+    """The real trace of a clean release's install, import and tests (the 1.4.1 of a project)."""
+    return [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+
+
+def with_socket_at_install(events: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The same run, but the build backend opens a TCP socket to 203.0.113.7:443 (its 1.4.2)."""
+    out = list(events)
+    at = next(
+        i for i, e in enumerate(out)
+        if "_in_process.py" in str(e.get("line")) and "execve(" in str(e.get("line"))
+    )  # fmt: skip
+    pid = int(str(out[at]["line"]).split()[0])
+    # just before the backend exits: its exec has surely completed by then
+    at = max(i for i, e in enumerate(out) if e.get("pid") == pid and "+++" not in str(e["line"]))
+    added = [
+        f"{pid}  socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_IP) = 5<TCP:[4711]>",
+        f"{pid}  connect(5<TCP:[4711]>, {{sa_family=AF_INET, sin_port=htons(443), "
+        'sin_addr=inet_addr("203.0.113.7")}, 16) = -1 ENETUNREACH (Network is unreachable)',
+    ]
+    out[at + 1 : at + 1] = [
+        {"event": "trace", "phase": "install", "pid": pid, "line": line} for line in added
+    ]
+    return out
+
+
+def release_profile(events: list[dict[str, object]]) -> object:
+    """What a slave's result summary carries for one run: the profile as JSON data."""
+    analyser = Analyser(Context(bait_token="bait-fixture-token"))
+    for event in events:
+        analyser.feed_event(event)
+    return json.loads(json.dumps(profile_to_json(profile(analyser.findings))))
+
+
+def test_diff_of_two_real_releases_shows_sockets_at_install() -> None:
+    """1.4.1 (clean) vs 1.4.2 (connects out from its build): the diff names exactly that."""
+    stored_141 = release_profile(clean_install_events())
+    stored_142 = release_profile(with_socket_at_install(clean_install_events()))
+    old, new = profile_from_json(stored_141), profile_from_json(stored_142)
+    assert old < new  # the clean run profiles as nothing unusual
+    changes = [str(c) for c in diff(old, new)]
+    assert sorted(changes) == [
+        "started opening sockets at install time (AF_INET)",
+        "started reaching for the network at install time (203.0.113.7:443)",
+    ]
+    assert diff(new, old)[0].change == "stopped"
+    assert diff(new, profile_from_json(stored_142)) == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [None, "x", {"a": 1}, [["install", "socket"]], [["install", "socket", 1]], [[1, 2, 3]]],
+)
+def test_profile_from_json_skips_malformed_data(data: object) -> None:
+    """A stored profile that is not a list of [str, str, str] reads as empty, never raises."""
+    assert profile_from_json(data) == frozenset()
+
+
+def test_profile_from_json_bounds_hostile_profiles() -> None:
+    """Entries are capped in number and length; good entries among bad ones survive."""
+    data: list[object] = [["install", "network", "x" * 10_000], "junk"]
+    data += [["tests", "process", f"p{i}"] for i in range(5000)]
+    got = profile_from_json(data)
+    assert len(got) == 1999  # 2000 read, one of them junk
+    assert ("install", "network", "x" * 500) in got
 
 
 def test_trace_events_feed_the_line_rules() -> None:

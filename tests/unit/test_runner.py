@@ -339,6 +339,9 @@ def test_output_flood_is_capped(tmp_path: Path, run_job: RunJob) -> None:
     assert imp["output_cap"] == 50_000
     assert imp["output_bytes"] <= 50_000
     assert imp["output_dropped"] >= 2_000_000 - 50_000
+    # the runner's watch over the guest as a whole rides along
+    assert 0 < imp["disk_free_min"] <= imp["disk_total"]
+    assert isinstance(imp["oom_kills"], int)
     lines = [e for e in events if e["event"] == "output" and e["phase"] == "import"]
     assert sum(len(e["line"]) + 1 for e in lines) <= 50_000
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import io
 import sys
@@ -143,3 +144,30 @@ def test_read_env_file(runner: ModuleType, tmp_path: Path) -> None:
     env.write_text("# c\nPYTI_BAIT_TOKEN=\"abc\"\nexport A='b'\nbroken\n")
     assert runner.read_env_file(env) == {"PYTI_BAIT_TOKEN": "abc", "A": "b"}
     assert runner.read_env_file(tmp_path / "missing") == {}
+
+
+def test_drain_counts_a_flood_and_keeps_its_tail(runner: ModuleType) -> None:
+    """Past the cap the rest of a stream is only counted; the tail keeps its last bytes."""
+    budget = runner.Budget(deadline=0.0, output_cap=10, trace_cap=10)
+    flood = b"A" * 1023 + b"\n"
+    stream = io.BufferedReader(io.BytesIO(flood * 3000 + b"Fatal Python error: bye\n"))
+    tail: collections.deque[str] = collections.deque(["old line\n"])
+    runner.drain(stream, tail, budget)
+    assert budget.output_dropped == 3000 * 1024 + 24
+    (kept,) = tail
+    assert kept.endswith("Fatal Python error: bye\n")
+    assert len(kept) == runner.TAIL_BYTES
+
+
+def test_oom_kills_reads_the_kernel_counter(runner: ModuleType) -> None:
+    """The OOM kill counter comes from /proc/vmstat (Linux since 4.13)."""
+    count = runner.oom_kills()
+    assert isinstance(count, int) and count >= 0
+
+
+def test_phase_watch_reports_free_disk_space(runner: ModuleType, tmp_path: Path) -> None:
+    """A phase's watch gives the lowest free space it saw, the disk size and OOM kills."""
+    watch = runner.PhaseWatch(tmp_path)
+    fields = watch.finish()
+    assert 0 < fields["disk_free_min"] <= fields["disk_total"]
+    assert fields["oom_kills"] >= 0

