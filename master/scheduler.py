@@ -27,6 +27,9 @@ from master.store import Store
 
 log = structlog.get_logger("master.scheduler")
 
+#: Jobs claimed for one slave in one transaction, per dispatch round.
+CLAIM_BATCH = 16
+
 
 class Scheduler:
     """Owns the dispatcher and watchdog tasks (``run()`` until cancelled)."""
@@ -77,7 +80,11 @@ class Scheduler:
                 self._wake.set()
 
     async def dispatch(self) -> int:
-        """Offer queued jobs to accepting slaves until nothing fits; the number offered."""
+        """Offer queued jobs to accepting slaves until nothing fits; the number offered.
+
+        Each round gives every slave up to ``CLAIM_BATCH`` jobs (one transaction
+        per slave), so slaves are served in turn and priorities decide which jobs.
+        """
         offered = 0
         exhausted: set[str] = set()
         while True:
@@ -85,12 +92,13 @@ class Scheduler:
             for link in self._registry:
                 if link.name in exhausted or not link.accepting or link.free_slots <= 0:
                     continue
-                job = await self._store.claim_next(link.name, link.images)
-                if job is None:
+                want = min(link.free_slots, CLAIM_BATCH)
+                jobs = await self._store.claim_jobs(link.name, link.images, want)
+                if len(jobs) < want:
                     exhausted.add(link.name)
-                    continue
-                if await self._offer(link, job):
-                    round_offered += 1
+                for job in jobs:
+                    if await self._offer(link, job):
+                        round_offered += 1
             offered += round_offered
             if round_offered == 0:
                 return offered

@@ -1,19 +1,34 @@
-"""One SQLite database: a serialised writer connection and a reader connection.
+"""One SQLite database: a group-committing writer thread and an aiosqlite reader.
 
-All writes go through ``Database.write``: one transaction (``BEGIN IMMEDIATE``)
-at a time, in the order callers arrive, on one connection. Reads use a second
-connection, so they see only committed data (WAL snapshots) and never wait for
-a writer. ``durable=True`` commits with ``synchronous=FULL`` (the WAL is synced
-before the commit returns): use it when the commit is about to be acknowledged
-to a peer. Everything else commits with ``NORMAL``, which in WAL mode survives a
-process kill but may lose the last commits on a power cut.
+Writes: every ``Database.write(fn)`` is a plain synchronous function of a
+``sqlite3.Connection``; all of them run on one dedicated thread that owns the
+writer connection, in the order callers arrive. The writer takes every write
+waiting (up to ``MAX_GROUP``) into one ``BEGIN IMMEDIATE`` transaction, each in
+its own ``SAVEPOINT`` (one failing write rolls back only itself), and commits
+once, all in a single hop to the thread: many slaves' results and acks share
+one transaction and one sync of the WAL, and no transaction pays a thread round
+trip per statement. A caller's result is delivered only after the commit.
+
+Reads go through aiosqlite on a second connection: they see only committed data
+(WAL snapshots) and never wait for the writer.
+
+``durable=True`` makes the group commit with ``synchronous=FULL`` (the WAL is
+synced before the commit returns): use it when the commit is about to be
+acknowledged to a peer. Everything else commits with ``NORMAL``, which in WAL
+mode survives a process kill but may lose the last commits on a power cut.
+
+The write queue is not bounded by itself: every entry is a caller awaiting its
+result, so it is bounded by the number of concurrent callers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +38,8 @@ from master.jobs import StoreError
 from master.store.schema import MIGRATIONS
 
 T = TypeVar("T")
-Writer = Callable[[aiosqlite.Connection], Awaitable[T]]
+Writer = Callable[[sqlite3.Connection], T]
+MAX_GROUP = 256
 
 
 class SchemaTooNew(StoreError):
@@ -35,105 +51,174 @@ class SchemaTooNew(StoreError):
         self.known = known
 
 
-async def _connect(path: Path) -> aiosqlite.Connection:
+@contextlib.contextmanager
+def query(
+    conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()
+) -> Iterator[sqlite3.Cursor]:
+    """A cursor over one statement, closed after use."""
+    cur = conn.execute(sql, tuple(params))
     try:
-        conn = await aiosqlite.connect(path, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open database {path}: {exc}") from exc
-    conn.row_factory = sqlite3.Row
-    await conn.execute("PRAGMA busy_timeout = 5000")
-    return conn
+        yield cur
+    finally:
+        cur.close()
 
 
-async def migrate(conn: aiosqlite.Connection, target: int | None = None) -> int:
-    """Apply forward migrations up to ``target`` (default: the newest); the version reached."""
+def migrate(conn: sqlite3.Connection, target: int | None = None) -> int:
+    """Apply forward migrations up to ``target`` (default: the newest); the version reached.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    """
     goal = len(MIGRATIONS) if target is None else target
-    async with conn.execute("PRAGMA user_version") as cur:
-        row = await cur.fetchone()
-    version = int(row[0]) if row else 0
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > len(MIGRATIONS):
         raise SchemaTooNew(version, len(MIGRATIONS))
     while version < goal:
-        await conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in MIGRATIONS[version]:
-                await conn.execute(statement)
+                conn.execute(statement)
             # PRAGMA user_version lives in the header page: it commits with the rest.
-            await conn.execute(f"PRAGMA user_version = {version + 1}")
-            await conn.execute("COMMIT")
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
         except BaseException:
-            await conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
         version += 1
     return version
 
 
-class Database:
-    """The writer and reader connections of one database file."""
+def _open_writer(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 5000")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode is None or str(mode[0]).lower() != "wal":
+            raise StoreError(f"{path}: the database refused WAL mode")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+
+@dataclass(eq=False)
+class _Write:
+    fn: Writer[Any]
+    durable: bool
+    future: asyncio.Future[Any]
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """One write of a group raised; the others committed."""
+
+    error: BaseException
+
+
+class Database:
+    """The writer thread and the reader connection of one database file."""
+
+    def __init__(
+        self,
+        path: Path,
+        executor: ThreadPoolExecutor,
+        writer: sqlite3.Connection,
+        reader: aiosqlite.Connection,
+    ) -> None:
         self.path = path
+        self._executor = executor
         self._writer = writer
         self._reader = reader
-        self._lock = asyncio.Lock()
-        self._inflight: set[asyncio.Task[Any]] = set()
+        self._queue: asyncio.Queue[_Write] = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name="store-writer")
+        self._full = False  # synchronous mode of the writer connection (writer thread only)
         self._closed = False
+        self.commits = 0  # group transactions committed (for tests and benchmarks)
 
     @classmethod
     async def open(cls, path: Path) -> Database:
         """Open (creating it if needed), switch to WAL, migrate. Raises ``StoreError``."""
-        writer = await _connect(path)
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyti-store")
         try:
-            async with writer.execute("PRAGMA journal_mode = WAL") as cur:
-                row = await cur.fetchone()
-            if row is None or str(row[0]).lower() != "wal":
-                raise StoreError(f"{path}: the database refused WAL mode")
-            await writer.execute("PRAGMA synchronous = NORMAL")
-            await migrate(writer)
-            reader = await _connect(path)
+            writer = await loop.run_in_executor(executor, _open_writer, path)
         except sqlite3.Error as exc:
-            await writer.close()
+            executor.shutdown(wait=False)
             raise StoreError(f"cannot use database {path}: {exc}") from exc
         except BaseException:
-            await writer.close()
+            executor.shutdown(wait=False)
             raise
-        return cls(path, writer, reader)
+        try:
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            reader.row_factory = sqlite3.Row
+            await reader.execute("PRAGMA busy_timeout = 5000")
+        except sqlite3.Error as exc:
+            await loop.run_in_executor(executor, writer.close)
+            executor.shutdown(wait=False)
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        return cls(path, executor, writer, reader)
 
     async def write(self, fn: Writer[T], *, durable: bool = False) -> T:
-        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction; its result.
+        """Run ``fn(conn)`` atomically inside the next group transaction; its result.
 
+        ``fn`` runs on the writer thread: plain ``sqlite3`` calls, no awaiting.
         Atomic: if ``fn`` raises, everything it did is rolled back and the error
-        re-raised (sqlite errors as ``StoreError``). Cancelling the caller does
-        not cancel the transaction: it completes (commit or rollback) in the
-        background, so a cancelled write either happened entirely or not at all.
+        re-raised (sqlite errors as ``StoreError``); other writes of the group
+        are unaffected. The result is returned only after the commit. Cancelling
+        the caller does not cancel the write: it completes (or rolls back) with
+        its group, so a cancelled write happened entirely or not at all.
         """
         if self._closed:
             raise StoreError("the store is closed")
-        task = asyncio.ensure_future(self._run(fn, durable))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-        return await asyncio.shield(task)
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Write(fn, durable, fut))
+        return await asyncio.shield(fut)
 
-    async def _run(self, fn: Writer[T], durable: bool) -> T:
-        async with self._lock:
-            conn = self._writer
-            if durable:
-                await conn.execute("PRAGMA synchronous = FULL")
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            group = [await self._queue.get()]
+            while len(group) < MAX_GROUP and not self._queue.empty():
+                group.append(self._queue.get_nowait())
             try:
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = await fn(conn)
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        await conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreError(f"database error: {exc}") from exc
-            finally:
-                if durable:
-                    await conn.execute("PRAGMA synchronous = NORMAL")
-            return result
+                results = await loop.run_in_executor(self._executor, self._commit, group)
+            except Exception as exc:  # BEGIN or COMMIT failed: the whole group is lost
+                error = StoreError(f"database error: {exc}")
+                error.__cause__ = exc
+                results = [_Failed(error)] * len(group)
+            for w, result in zip(group, results, strict=True):
+                if not w.future.done():
+                    if isinstance(result, _Failed):
+                        w.future.set_exception(result.error)
+                    else:
+                        w.future.set_result(result)
+                self._queue.task_done()
+
+    def _commit(self, group: list[_Write]) -> list[Any]:
+        """On the writer thread: one transaction for the whole group."""
+        conn = self._writer
+        full = any(w.durable for w in group)
+        if full != self._full:
+            conn.execute(f"PRAGMA synchronous = {'FULL' if full else 'NORMAL'}")
+            self._full = full
+        results: list[Any] = []
+        savepoints = len(group) > 1
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for w in group:
+                results.append(_one(conn, w, savepoint=savepoints))
+            if not savepoints and isinstance(results[0], _Failed):
+                conn.execute("ROLLBACK")
+                return results
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        return results
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """Rows of a read-only query against the last committed state."""
@@ -148,11 +233,39 @@ class Database:
         return rows[0] if rows else None
 
     async def close(self) -> None:
-        """Let in-flight writes finish, then close both connections (idempotent)."""
+        """Let queued writes finish, then close both connections (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30.0):
+                await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        while not self._queue.empty():
+            w = self._queue.get_nowait()
+            if not w.future.done():
+                w.future.set_exception(StoreError("the store closed"))
         await self._reader.close()
-        await self._writer.close()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._writer.close)
+        self._executor.shutdown(wait=True)
+
+
+def _one(conn: sqlite3.Connection, w: _Write, *, savepoint: bool) -> Any:
+    if savepoint:
+        conn.execute("SAVEPOINT w")
+    try:
+        result = w.fn(conn)
+    except Exception as exc:
+        error: BaseException = exc
+        if isinstance(exc, sqlite3.Error):
+            error = StoreError(f"database error: {exc}")
+            error.__cause__ = exc
+        if savepoint:
+            conn.execute("ROLLBACK TO w")
+            conn.execute("RELEASE w")
+        return _Failed(error)  # without a savepoint, the caller rolls back
+    if savepoint:
+        conn.execute("RELEASE w")
+    return result

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
 from master.jobs import EventRow, EventsStored, StaleLease, StoreError
-from master.store.db import Database
+from master.store.db import Database, query
 from master.store.rows import MAX_NAME_CHARS, capped_fields
 from protocol.events import Event
 
@@ -93,8 +92,8 @@ class EventWriter:
                 self._queue.task_done()
 
     async def _write(self, group: list[_Batch]) -> list[EventsStored | BaseException]:
-        async def tx(conn: aiosqlite.Connection) -> list[EventsStored | BaseException]:
-            return await _store_group(conn, group)
+        def tx(conn: sqlite3.Connection) -> list[EventsStored | BaseException]:
+            return _store_group(conn, group)
 
         try:
             return await self._db.write(tx, durable=True)
@@ -102,23 +101,23 @@ class EventWriter:
             return [exc] * len(group)
 
 
-async def _store_group(
-    conn: aiosqlite.Connection, group: list[_Batch]
+def _store_group(
+    conn: sqlite3.Connection, group: list[_Batch]
 ) -> list[EventsStored | BaseException]:
     out: list[EventsStored | BaseException] = []
     for batch in group:
         try:
-            out.append(await _store_batch(conn, batch.job_id, batch.lease, batch.events))
+            out.append(_store_batch(conn, batch.job_id, batch.lease, batch.events))
         except StaleLease as exc:
             out.append(exc)
     return out
 
 
-async def _store_batch(
-    conn: aiosqlite.Connection, job_id: int, lease: int, events: Sequence[Event]
+def _store_batch(
+    conn: sqlite3.Connection, job_id: int, lease: int, events: Sequence[Event]
 ) -> EventsStored:
-    async with conn.execute("SELECT lease, event_seq FROM jobs WHERE id = ?", (job_id,)) as cur:
-        row = await cur.fetchone()
+    with query(conn, "SELECT lease, event_seq FROM jobs WHERE id = ?", (job_id,)) as cur:
+        row = cur.fetchone()
     if row is None or row[0] != lease:
         raise StaleLease(job_id, lease, None if row is None else row[0])
     acked = int(row[1])
@@ -127,10 +126,12 @@ async def _store_batch(
     if valid:
         lo = min(e.seq for e in valid)
         hi = max(e.seq for e in valid)
-        async with conn.execute(
-            "SELECT seq FROM events WHERE job_id = ? AND seq BETWEEN ? AND ?", (job_id, lo, hi)
+        with query(
+            conn,
+            "SELECT seq FROM events WHERE job_id = ? AND seq BETWEEN ? AND ?",
+            (job_id, lo, hi),
         ) as cur:
-            existing = {r[0] for r in await cur.fetchall()}
+            existing = {r[0] for r in cur.fetchall()}
         for e in valid:
             if e.seq not in existing and e.seq not in new:
                 new[e.seq] = EventRow(
@@ -143,7 +144,7 @@ async def _store_batch(
                     e.fields,
                 )
         if new:
-            await conn.executemany(
+            conn.executemany(
                 "INSERT OR IGNORE INTO events (job_id, seq, ts, level, event, phase, fields)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -160,20 +161,21 @@ async def _store_batch(
         elif s > acked + 1:
             break
     if acked > start or not seqs:
-        acked = await _walk(conn, job_id, acked)
+        acked = _walk(conn, job_id, acked)
     if acked > start:
-        await conn.execute("UPDATE jobs SET event_seq = ? WHERE id = ?", (acked, job_id))
+        conn.execute("UPDATE jobs SET event_seq = ? WHERE id = ?", (acked, job_id))
     return EventsStored(acked=acked, new=sorted(new.values(), key=lambda r: r.seq))
 
 
-async def _walk(conn: aiosqlite.Connection, job_id: int, acked: int) -> int:
+def _walk(conn: sqlite3.Connection, job_id: int, acked: int) -> int:
     """Extend the watermark over events stored earlier out of order."""
     while True:
-        async with conn.execute(
+        with query(
+            conn,
             "SELECT seq FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (job_id, acked, _WALK),
         ) as cur:
-            rows = list(await cur.fetchall())
+            rows = list(cur.fetchall())
         for r in rows:
             if r[0] != acked + 1:
                 return acked

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any
-
-import aiosqlite
 
 from master.jobs import Callback, EventRow, FeedState, Job
 from master.store.db import Database
 from master.store.rows import callback_from_row, dumps, event_from_row
 
 
-async def insert_callback(conn: aiosqlite.Connection, job: Job, now: float) -> None:
+def insert_callback(conn: sqlite3.Connection, job: Job, now: float) -> None:
     """Queue the completion webhook of a job that just ended (same transaction)."""
     if not job.callback_url:
         return
-    await conn.execute(
+    conn.execute(
         "INSERT INTO callbacks (job_id, url, payload, attempts, next_at, created_at)"
         " VALUES (?, ?, ?, 0, ?, ?)",
         (job.id, job.callback_url, dumps(job.to_dict()), now, now),
@@ -59,8 +58,8 @@ class RecordTables:
     async def callback_done(self, callback_id: int) -> None:
         """The webhook was delivered (or given up on): never due again."""
 
-        async def tx(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE callbacks SET done_at = ? WHERE id = ?", (time.time(), callback_id)
             )
 
@@ -69,8 +68,8 @@ class RecordTables:
     async def callback_failed(self, callback_id: int, next_at: float) -> None:
         """A delivery failed: count it and try again at ``next_at``."""
 
-        async def tx(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE callbacks SET attempts = attempts + 1, next_at = ? WHERE id = ?",
                 (next_at, callback_id),
             )
@@ -91,8 +90,8 @@ class RecordTables:
         )
 
     async def set_feed_state(self, url: str, state: FeedState) -> None:
-        async def tx(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO feed_state (url, cursor, etag, last_modified, updated_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (url) DO UPDATE SET cursor = excluded.cursor,"
                 " etag = excluded.etag, last_modified = excluded.last_modified,"
@@ -117,8 +116,8 @@ class RecordTables:
     async def mark_release_seen(self, project: str, version: str, source: str) -> bool:
         """Remember a release; True if it was not known before."""
 
-        async def tx(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(
+        def tx(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
                 "INSERT OR IGNORE INTO releases (project, version, source, first_seen)"
                 " VALUES (?, ?, ?, ?)",
                 (project, version, source, time.time()),
@@ -132,9 +131,9 @@ class RecordTables:
     async def slave_seen(self, name: str, address: str, capabilities: dict[str, Any]) -> None:
         """Record a slave that connected (for history; the live view is the registry)."""
 
-        async def tx(conn: aiosqlite.Connection) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
             now = time.time()
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO slaves (name, address, capabilities, first_seen, last_seen, connected)"
                 " VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (name) DO UPDATE SET"
                 " address = excluded.address, capabilities = excluded.capabilities,"
@@ -145,8 +144,8 @@ class RecordTables:
         await self._db.write(tx)
 
     async def slave_gone(self, name: str) -> None:
-        async def tx(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE slaves SET connected = 0, last_seen = ? WHERE name = ?",
                 (time.time(), name),
             )

@@ -15,8 +15,6 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from master.jobs import (
     FINAL_STATES,
     Attempt,
@@ -30,7 +28,7 @@ from master.jobs import (
     SubmitResult,
     check_transition,
 )
-from master.store.db import Database
+from master.store.db import Database, query
 from master.store.events import EventWriter
 from master.store.records import RecordTables, insert_callback
 from master.store.rows import attempt_from_row, dumps, job_from_row
@@ -38,27 +36,28 @@ from protocol.events import Event
 from protocol.messages import JobResult
 
 
-async def _job(conn: aiosqlite.Connection, job_id: int) -> Job:
-    async with conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
-        row = await cur.fetchone()
+def _job(conn: sqlite3.Connection, job_id: int) -> Job:
+    with query(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
+        row = cur.fetchone()
     if row is None:
         raise JobNotFound(job_id)
     return job_from_row(row)
 
 
-async def _update(conn: aiosqlite.Connection, job_id: int, **values: Any) -> Job:
+def _update(conn: sqlite3.Connection, job_id: int, **values: Any) -> Job:
     cols = ", ".join(f"{k} = ?" for k in values)
-    async with conn.execute(
+    with query(
+        conn,
         f"UPDATE jobs SET {cols} WHERE id = ? RETURNING *",  # noqa: S608  # keys are ours
         (*values.values(), job_id),
     ) as cur:
-        row = await cur.fetchone()
+        row = cur.fetchone()
     assert row is not None
     return job_from_row(row)
 
 
-async def _end_attempt(
-    conn: aiosqlite.Connection,
+def _end_attempt(
+    conn: sqlite3.Connection,
     job_id: int,
     lease: int,
     status: str,
@@ -67,13 +66,13 @@ async def _end_attempt(
 ) -> None:
     now = time.time()
     if result is None:
-        await conn.execute(
+        conn.execute(
             "UPDATE attempts SET status = ?, reason = ?, ended_at = ?"
             " WHERE job_id = ? AND lease = ?",
             (status, reason, now, job_id, lease),
         )
         return
-    await conn.execute(
+    conn.execute(
         "UPDATE attempts SET status = ?, reason = ?, ended_at = ?, outcome = ?, isolation = ?,"
         " phases = ?, summary = ? WHERE job_id = ? AND lease = ?",
         (
@@ -195,17 +194,19 @@ class Store(RecordTables):
         A cancelled job does not count as existing; ``rerun=True`` always queues.
         """
 
-        async def tx(conn: aiosqlite.Connection) -> SubmitResult:
+        def tx(conn: sqlite3.Connection) -> SubmitResult:
             if not req.rerun:
-                async with conn.execute(
+                with query(
+                    conn,
                     "SELECT * FROM jobs WHERE project = ? AND version = ? AND image = ?"
                     " AND state != 'cancelled' ORDER BY id DESC LIMIT 1",
                     (req.project, req.version, req.image),
                 ) as cur:
-                    row = await cur.fetchone()
+                    row = cur.fetchone()
                 if row is not None:
                     return SubmitResult(job_from_row(row), created=False)
-            async with conn.execute(
+            with query(
+                conn,
                 "INSERT INTO jobs (project, version, image, files, priority, source, callback_url,"
                 " created_at, timeouts, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (
@@ -221,7 +222,7 @@ class Store(RecordTables):
                     dumps(req.options),
                 ),
             ) as cur:
-                row = await cur.fetchone()
+                row = cur.fetchone()
             assert row is not None
             return SubmitResult(job_from_row(row), created=True)
 
@@ -233,44 +234,46 @@ class Store(RecordTables):
         Best: highest priority, then oldest. Returns None when nothing fits.
         ``job.event_seq + 1`` is the offer's ``first_seq``.
         """
-        wanted = sorted(set(images))
-        if not wanted:
-            return None
+        jobs = await self.claim_jobs(slave, images, 1)
+        return jobs[0] if jobs else None
 
-        async def tx(conn: aiosqlite.Connection) -> Job | None:
+    async def claim_jobs(self, slave: str, images: Collection[str], limit: int) -> list[Job]:
+        """``claim_next`` up to ``limit`` times in one transaction (best first)."""
+        wanted = sorted(set(images))
+        if not wanted or limit <= 0:
+            return []
+
+        def tx(conn: sqlite3.Connection) -> list[Job]:
             marks = ", ".join("?" * len(wanted))
-            async with conn.execute(
-                f"SELECT id FROM jobs WHERE state = 'queued' AND image IN ({marks})"  # noqa: S608
-                " ORDER BY priority DESC, id LIMIT 1",
-                wanted,
-            ) as cur:
-                row = await cur.fetchone()
-            if row is None:
-                return None
-            job_id = int(row[0])
-            now = time.time()
-            # Events of an abandoned attempt may have gaps: the new attempt's
-            # acknowledgements start after the highest stored seq.
-            async with conn.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = ?", (job_id,)
-            ) as cur:
-                top = await cur.fetchone()
-            job = await _update(
+            with query(
                 conn,
-                job_id,
-                state=JobState.ASSIGNED.value,
-                slave=slave,
-                assigned_at=now,
-                started_at=None,
-                event_seq=int(top[0]) if top else 0,
-            )
-            job = await _update(conn, job_id, lease=job.lease + 1)
-            await conn.execute(
-                "INSERT INTO attempts (job_id, lease, attempt, slave, status, assigned_at)"
-                " VALUES (?, ?, ?, ?, 'assigned', ?)",
-                (job_id, job.lease, job.attempt, slave, now),
-            )
-            return job
+                f"SELECT id FROM jobs WHERE state = 'queued' AND image IN ({marks})"  # noqa: S608
+                " ORDER BY priority DESC, id LIMIT ?",
+                (*wanted, limit),
+            ) as cur:
+                ids = [int(r[0]) for r in cur.fetchall()]
+            now = time.time()
+            claimed = []
+            for job_id in ids:
+                # Events of an abandoned attempt may have gaps: the new attempt's
+                # acknowledgements start after the highest stored seq.
+                with query(
+                    conn,
+                    "UPDATE jobs SET state = 'assigned', slave = ?, assigned_at = ?,"
+                    " started_at = NULL, lease = lease + 1, event_seq = (SELECT COALESCE("
+                    "MAX(seq), 0) FROM events WHERE job_id = ?) WHERE id = ? RETURNING *",
+                    (slave, now, job_id, job_id),
+                ) as cur:
+                    row = cur.fetchone()
+                assert row is not None
+                job = job_from_row(row)
+                conn.execute(
+                    "INSERT INTO attempts (job_id, lease, attempt, slave, status, assigned_at)"
+                    " VALUES (?, ?, ?, ?, 'assigned', ?)",
+                    (job_id, job.lease, job.attempt, slave, now),
+                )
+                claimed.append(job)
+            return claimed
 
         return await self._db.write(tx)
 
@@ -280,21 +283,22 @@ class Store(RecordTables):
         Raises ``StaleLease``, ``InvalidTransition`` (e.g. cancelled meanwhile), ``JobNotFound``.
         """
 
-        async def tx(conn: aiosqlite.Connection) -> Job:
-            job = await _job(conn, job_id)
+        def tx(conn: sqlite3.Connection) -> Job:
+            job = _job(conn, job_id)
             _check_lease(job, lease)
             if job.state is JobState.RUNNING:
                 return job
             check_transition(job_id, job.state, JobState.RUNNING)
             now = time.time()
-            await conn.execute(
+            conn.execute(
                 "UPDATE attempts SET status = 'running', started_at = ?"
                 " WHERE job_id = ? AND lease = ?",
                 (now, job_id, lease),
             )
-            return await _update(conn, job_id, state=JobState.RUNNING.value, started_at=now)
+            return _update(conn, job_id, state=JobState.RUNNING.value, started_at=now)
 
-        return await self._db.write(tx, durable=True)
+        # Nothing is acknowledged to the slave for an accept: a normal commit will do.
+        return await self._db.write(tx)
 
     async def release(self, job_id: int, lease: int, reason: str, *, lost: bool = False) -> Job:
         """An offer that was not taken (refused, or its slave vanished before accepting).
@@ -304,15 +308,15 @@ class Store(RecordTables):
         ``InvalidTransition`` (not assigned any more).
         """
 
-        async def tx(conn: aiosqlite.Connection) -> Job:
-            job = await _job(conn, job_id)
+        def tx(conn: sqlite3.Connection) -> Job:
+            job = _job(conn, job_id)
             _check_lease(job, lease)
             if job.state is not JobState.ASSIGNED:
                 check_transition(job_id, job.state, JobState.ASSIGNED)  # raises
-            await _end_attempt(conn, job_id, lease, "lost" if lost else "refused", reason)
+            _end_attempt(conn, job_id, lease, "lost" if lost else "refused", reason)
             if lost:
-                return await self._lost(conn, job, reason, count_attempt=False)
-            return await _update(
+                return self._lost(conn, job, reason, count_attempt=False)
+            return _update(
                 conn,
                 job_id,
                 state=JobState.QUEUED.value,
@@ -333,32 +337,30 @@ class Store(RecordTables):
         ``InvalidTransition``.
         """
 
-        async def tx(conn: aiosqlite.Connection) -> Job:
-            job = await _job(conn, job_id)
+        def tx(conn: sqlite3.Connection) -> Job:
+            job = _job(conn, job_id)
             _check_lease(job, lease)
             check_transition(job_id, job.state, JobState.QUEUED)
             if infra:
-                await _end_attempt(conn, job_id, lease, "lost", reason)
-                return await self._lost(conn, job, reason, count_attempt=True)
-            await _end_attempt(conn, job_id, lease, "dropped", reason)
-            return await _requeued(conn, job)
+                _end_attempt(conn, job_id, lease, "lost", reason)
+                return self._lost(conn, job, reason, count_attempt=True)
+            _end_attempt(conn, job_id, lease, "dropped", reason)
+            return _requeued(conn, job)
 
         return await self._db.write(tx)
 
-    async def _lost(
-        self, conn: aiosqlite.Connection, job: Job, reason: str, *, count_attempt: bool
-    ) -> Job:
+    def _lost(self, conn: sqlite3.Connection, job: Job, reason: str, *, count_attempt: bool) -> Job:
         losses = job.slave_losses + 1
         if losses >= self.quarantine_after:
             if job.state is JobState.ASSIGNED:
                 check_transition(job.id, job.state, JobState.RUNNING)
             check_transition(job.id, JobState.RUNNING, JobState.FINISHED)
-            await conn.execute(
+            conn.execute(
                 "UPDATE attempts SET status = 'quarantined' WHERE job_id = ? AND lease = ?",
                 (job.id, job.lease),
             )
             now = time.time()
-            ended = await _update(
+            ended = _update(
                 conn,
                 job.id,
                 state=JobState.FINISHED.value,
@@ -368,11 +370,11 @@ class Store(RecordTables):
                 finished_at=now,
                 error=f"quarantined: lost its slave {losses} times in a row (last: {reason})",
             )
-            await insert_callback(conn, ended, now)
+            insert_callback(conn, ended, now)
             return ended
         if count_attempt:
-            return await _requeued(conn, job, slave_losses=losses)
-        return await _update(
+            return _requeued(conn, job, slave_losses=losses)
+        return _update(
             conn,
             job.id,
             state=JobState.QUEUED.value,
@@ -393,10 +395,10 @@ class Store(RecordTables):
         Raises ``JobNotFound``.
         """
 
-        async def tx(conn: aiosqlite.Connection) -> FinishDisposition:
-            job = await _job(conn, job_id)
+        def tx(conn: sqlite3.Connection) -> FinishDisposition:
+            job = _job(conn, job_id)
             if job.lease != lease or job.state is JobState.QUEUED:
-                await conn.execute(
+                conn.execute(
                     "UPDATE attempts SET status = 'stale_result', outcome = ?, isolation = ?,"
                     " phases = ?, summary = ?, ended_at = COALESCE(ended_at, ?)"
                     " WHERE job_id = ? AND lease = ? AND outcome IS NULL",
@@ -413,7 +415,7 @@ class Store(RecordTables):
                 return FinishDisposition.STALE
             if job.state in FINAL_STATES:
                 # The attempt that ended the job may still owe its details (a cancelled run).
-                await conn.execute(
+                conn.execute(
                     "UPDATE attempts SET outcome = ?, isolation = ?, phases = ?, summary = ?"
                     " WHERE job_id = ? AND lease = ? AND outcome IS NULL",
                     (
@@ -427,20 +429,20 @@ class Store(RecordTables):
                 )
                 return FinishDisposition.DUPLICATE
             if result.outcome == "cancelled":
-                await _end_attempt(conn, job_id, lease, "dropped", "aborted by the slave", result)
-                await _requeued(conn, job)
+                _end_attempt(conn, job_id, lease, "dropped", "aborted by the slave", result)
+                _requeued(conn, job)
                 return FinishDisposition.REQUEUED
             if result.outcome == "infra_error" and job.infra_retries < self.retry_limit:
-                await _end_attempt(conn, job_id, lease, "retried", "infra_error", result)
-                await _requeued(conn, job, infra_retries=job.infra_retries + 1, slave_losses=0)
+                _end_attempt(conn, job_id, lease, "retried", "infra_error", result)
+                _requeued(conn, job, infra_retries=job.infra_retries + 1, slave_losses=0)
                 return FinishDisposition.REQUEUED
             if job.state is JobState.ASSIGNED:
                 check_transition(job_id, job.state, JobState.RUNNING)
             check_transition(job_id, JobState.RUNNING, JobState.FINISHED)
-            await _end_attempt(conn, job_id, lease, "finished", None, result)
+            _end_attempt(conn, job_id, lease, "finished", None, result)
             now = time.time()
             findings = result.summary.get("findings", [])
-            ended = await _update(
+            ended = _update(
                 conn,
                 job_id,
                 state=JobState.FINISHED.value,
@@ -454,7 +456,7 @@ class Store(RecordTables):
                 started_at=job.started_at or now,
                 error=str(result.summary["error"])[:2000] if "error" in result.summary else None,
             )
-            await insert_callback(conn, ended, now)
+            insert_callback(conn, ended, now)
             return FinishDisposition.STORED
 
         return await self._db.write(tx, durable=True)
@@ -463,13 +465,13 @@ class Store(RecordTables):
         """Cancel a live job. The returned job keeps its ``slave`` and ``lease``, so the
         caller can tell that slave. Raises ``JobNotFound``, ``InvalidTransition`` (final)."""
 
-        async def tx(conn: aiosqlite.Connection) -> Job:
-            job = await _job(conn, job_id)
+        def tx(conn: sqlite3.Connection) -> Job:
+            job = _job(conn, job_id)
             check_transition(job_id, job.state, JobState.CANCELLED)
             if job.state is not JobState.QUEUED:
-                await _end_attempt(conn, job_id, job.lease, "cancelled", reason)
+                _end_attempt(conn, job_id, job.lease, "cancelled", reason)
             now = time.time()
-            ended = await _update(
+            ended = _update(
                 conn,
                 job_id,
                 state=JobState.CANCELLED.value,
@@ -477,7 +479,7 @@ class Store(RecordTables):
                 error=reason[:2000],
                 finished_at=now,
             )
-            await insert_callback(conn, ended, now)
+            insert_callback(conn, ended, now)
             return ended
 
         return await self._db.write(tx, durable=True)
@@ -487,10 +489,10 @@ class Store(RecordTables):
 
         Raises ``JobNotFound``, ``InvalidTransition`` (still live)."""
 
-        async def tx(conn: aiosqlite.Connection) -> Job:
-            job = await _job(conn, job_id)
+        def tx(conn: sqlite3.Connection) -> Job:
+            job = _job(conn, job_id)
             check_transition(job_id, job.state, JobState.QUEUED)
-            return await _requeued(
+            return _requeued(
                 conn,
                 job,
                 outcome=None,
@@ -529,8 +531,8 @@ class Store(RecordTables):
         return row is not None and row[0] == "ok"
 
 
-async def _requeued(conn: aiosqlite.Connection, job: Job, **extra: Any) -> Job:
-    return await _update(
+def _requeued(conn: sqlite3.Connection, job: Job, **extra: Any) -> Job:
+    return _update(
         conn,
         job.id,
         state=JobState.QUEUED.value,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -23,12 +24,15 @@ async def _version(path: Path) -> int:
 async def test_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> None:
     """A database at schema 1 with a job in it opens at the newest schema, the job intact."""
     path = tmp_path / "old.sqlite3"
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        assert await migrate(conn, target=1) == 1
-        await conn.execute(
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert migrate(conn, target=1) == 1
+        conn.execute(
             "INSERT INTO jobs (project, version, image, created_at) VALUES ('old', '0.1', 'b', ?)",
             (time.time(),),
         )
+    finally:
+        conn.close()
     assert await _version(path) == 1
     store = await Store.open(path)
     try:
