@@ -12,9 +12,9 @@ import json
 import secrets
 import shlex
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from protocol.events import PHASES
 from slave.config import GUEST_PHASES
@@ -146,7 +146,23 @@ def _host_phase(phase: str | None) -> tuple[str | None, dict[str, Any]]:
     return None, {"stage": phase}
 
 
-async def run_runner(ctx: JobContext, guest: Guest, record: RunRecord) -> None:
+class LineStream(Protocol):
+    """What :func:`run_runner` reads: ``slave.guest.CommandStream`` (or a test's stand-in)."""
+
+    stderr_tail: bytes
+    exit_status: int | None
+    exit_signal: str | None
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+
+class StreamingGuest(Protocol):
+    """The part of :class:`slave.guest.Guest` the runner step uses."""
+
+    def stream(self, cmd: Sequence[str], *, timeout: float | None = ...) -> LineStream: ...
+
+
+async def run_runner(ctx: JobContext, guest: StreamingGuest, record: RunRecord) -> None:
     """Run the guest runner, turning each line into an event as it arrives.
 
     Enforces each guest phase's timeout from the host too (plus the configured

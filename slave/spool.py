@@ -66,6 +66,9 @@ class SpoolLimits:
 
     max_bytes: int = 32 << 20
     segment_bytes: int = 1 << 20
+    #: an event packing larger than this is replaced by a stub saying how large it was
+    #: (it could not travel: frames are capped, 1 MiB by default)
+    max_event_bytes: int = 256 << 10
 
 
 @dataclass(slots=True)
@@ -132,6 +135,9 @@ class JobSpool:
         if ev.seq != self.last_seq + 1:
             raise SpoolError(f"job {self.job_id}: event seq {ev.seq} after {self.last_seq}")
         data = pack_event(ev)
+        if len(data) > self._limits.max_event_bytes:
+            ev = Event(ev.seq, ev.ts, ev.level, ev.event, ev.phase, {"oversized_bytes": len(data)})
+            data = pack_event(ev)
         # Memory first: the event is then never lost while the process lives, and seq
         # numbers stay gapless even if the disk fails (durability is what is lost then).
         self._events.append((ev, len(data)))

@@ -159,3 +159,12 @@ def test_disk_failure_keeps_events_in_memory(tmp_path: Path) -> None:
     spool.append(ev(3))
     assert spool.disk_error is not None and "cannot open" in spool.disk_error
     assert [e.seq for e in spool.pending(0, max_count=10, max_bytes=1 << 20)] == [1, 2, 3]
+
+
+def test_oversized_event_is_replaced_by_a_stub(tmp_path: Path) -> None:
+    """An event too big for any frame is kept as a stub naming its size, seq unchanged."""
+    spool = SpoolStore(tmp_path, SpoolLimits(max_event_bytes=1000)).create(meta())
+    spool.append(ev(1, "q" * 5000))
+    (stub,) = spool.pending(0, max_count=10, max_bytes=1 << 20)
+    assert stub.seq == 1 and stub.event == "output"
+    assert stub.fields["oversized_bytes"] > 5000 and "line" not in stub.fields

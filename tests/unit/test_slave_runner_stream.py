@@ -1,0 +1,124 @@
+"""The runner step: guest lines become events, findings as they arrive, host-side timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+from structlog.testing import capture_logs
+
+from protocol.messages import JobOffer
+from slave.config import SlaveConfig
+from slave.executor import JobContext
+from slave.outcome import RunRecord
+from slave.phases import run_runner
+
+
+class ScriptedStream:
+    """Lines of a pretend runner; then it ends, or hangs forever like a stuck runner."""
+
+    def __init__(self, lines: list[str], *, hang: bool) -> None:
+        self.lines = lines
+        self.hang = hang
+        self.stderr_tail = b"warning: \x1b[31mred\x00\n"
+        self.exit_status: int | None = None
+        self.exit_signal: str | None = None
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        for line in self.lines:
+            yield line
+        if self.hang:
+            await asyncio.Event().wait()
+        self.exit_status = 0
+
+
+class ScriptedGuest:
+    def __init__(self, stream: ScriptedStream) -> None:
+        self._stream = stream
+        self.commands: list[Sequence[str]] = []
+
+    def stream(self, cmd: Sequence[str], *, timeout: float | None = None) -> ScriptedStream:
+        self.commands.append(cmd)
+        return self._stream
+
+
+def line(event: str, phase: str, **fields: Any) -> str:
+    return json.dumps({"event": event, "phase": phase, **fields})
+
+
+def context(tmp_path: Path, emitted: list[tuple[str, str | None, dict[str, Any]]]) -> JobContext:
+    config = SlaveConfig(
+        master_host="127.0.0.1", master_port=1, secret=b"x" * 16, image_dir=tmp_path,
+        work_dir=tmp_path, name="t", timeout_margin=0.2,
+    )  # fmt: skip
+    offer = JobOffer(1, 1, 1, "demo", "1.0", "img", (), timeouts={"tests": 0.3})
+
+    def emit(event: str, *, level: str, phase: str | None, fields: dict[str, Any]) -> None:
+        emitted.append((event, phase, fields))
+
+    return JobContext(offer, config, "tcg", tmp_path, {}, structlog.get_logger(), emit)
+
+
+async def test_hung_runner_is_timed_out_by_the_host(tmp_path: Path) -> None:
+    """A runner silent past the phase timeout plus margin ends the step with timed_out."""
+    emitted: list[tuple[str, str | None, dict[str, Any]]] = []
+    ctx = context(tmp_path, emitted)
+    record = RunRecord()
+    lines = [
+        line("runner_started", "runner", version=1),
+        line("phase_started", "install"),
+        line("phase_finished", "install", status="passed", duration_s=1.0),
+        line("phase_started", "tests"),
+        'Not JSON \x1b[2J at all',
+        line("trace", "tests", pid=7,
+             line='7 openat(AT_FDCWD, "/home/tester/.ssh/id_rsa", O_RDONLY) = 3'),
+    ]  # fmt: skip
+    guest = ScriptedGuest(ScriptedStream(lines, hang=True))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with capture_logs() as logs:
+        await run_runner(ctx, guest, record)
+    assert 0.4 <= loop.time() - started < 5
+    assert list(guest.commands[0])[:2] == ["python3", "/opt/pyti/runner.py"]
+    assert record.phases["tests"]["status"] == "timed_out"
+    assert record.phases["tests"]["killed_by"] == "slave"
+    assert any(entry["event"] == "runner_timed_out" for entry in logs)
+    names = [e for e, _, _ in emitted]
+    assert names[:4] == ["runner_started", "phase_started", "phase_finished", "phase_started"]
+    # the runner's own stage is not a schema phase: it travels as a field
+    assert emitted[0][1] is None and emitted[0][2]["stage"] == "runner"
+    assert emitted[4] == ("output", None, {"stream": "runner", "line": "Not JSON [2J at all"})
+    findings = [f for e, _, f in emitted if e == "finding"]
+    assert findings and all("rule" in f and "evidence" in f for f in findings)
+
+
+async def test_runner_that_ends_early_is_an_error(tmp_path: Path) -> None:
+    """A runner that exits without runner_finished leaves an error; its stderr is sanitised."""
+    emitted: list[tuple[str, str | None, dict[str, Any]]] = []
+    ctx = context(tmp_path, emitted)
+    record = RunRecord()
+    guest = ScriptedGuest(ScriptedStream([line("phase_started", "install")], hang=False))
+    with capture_logs() as logs:
+        await run_runner(ctx, guest, record)
+    assert "without finishing" in ctx.summary["error"]
+    (stderr,) = [entry for entry in logs if entry["event"] == "runner_stderr"]
+    assert stderr["text"] == "warning: [31mred\n"  # sanitised: no escape, no NUL
+
+
+async def test_finished_runner_gives_no_error(tmp_path: Path) -> None:
+    """A complete run leaves no error and every phase as the runner reported it."""
+    emitted: list[tuple[str, str | None, dict[str, Any]]] = []
+    ctx = context(tmp_path, emitted)
+    record = RunRecord()
+    lines = [
+        line("phase_started", "install"),
+        line("phase_finished", "install", status="failed", duration_s=1.0, exit_code=1),
+        line("runner_finished", "runner", statuses={"install": "failed"}),
+    ]
+    await run_runner(ctx, ScriptedGuest(ScriptedStream(lines, hang=False)), record)
+    assert "error" not in ctx.summary
+    assert record.phases == {"install": {"status": "failed", "duration_s": 1.0, "exit_code": 1}}
