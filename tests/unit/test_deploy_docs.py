@@ -366,7 +366,8 @@ SNIPPETS = [DEPLOY / "github-actions.yml", DEPLOY / "gitlab-ci.yml"]
 def pyti_commands(text: str) -> list[list[str]]:
     """Every `pyti SUBCOMMAND ...` invocation in shell text, as argv (after "pyti")."""
     found = []
-    for match in re.finditer(r"(?:^|[\s$(])pyti ((?:submit|tail|job|jobs|slaves)\b[^|)\n]*)", text):
+    commands = "submit|tail|job|jobs|slaves|image|master|slave"
+    for match in re.finditer(rf"(?:^|[\s$(/])pyti ((?:{commands})\b[^|)\n]*)", text):
         argv = shlex.split(match.group(1).replace("$", "_"), comments=True)
         found.append(argv)
     return found
@@ -380,10 +381,11 @@ def shell_text(path: Path) -> str:
     return "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
 
 
-def test_ci_snippets_call_pyti_with_flags_it_has() -> None:
-    """Each pyti command in the snippets and in ci.md's shell blocks parses with pyti's parser."""
-    commands = [argv for p in [*SNIPPETS, CI_DOC] for argv in pyti_commands(shell_text(p))]
-    assert {argv[0] for argv in commands} >= {"submit", "tail"}
+def test_documented_pyti_commands_parse() -> None:
+    """Each pyti command in the CI snippets and the docs' shell blocks parses with pyti's parser."""
+    sources = [*SNIPPETS, CI_DOC, OPERATIONS]
+    commands = [argv for p in sources for argv in pyti_commands(shell_text(p))]
+    assert {argv[0] for argv in commands} >= {"submit", "tail", "image", "slaves"}
     for argv in commands:
         args = ["1" if a.startswith("_") else a for a in argv]  # shell variables: a job id
         build_parser(load=args[0]).parse_args(args)
