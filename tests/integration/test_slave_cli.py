@@ -1,0 +1,89 @@
+"""``pyti slave`` as a real process: it connects, reports its images, and stops on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from protocol.messages import Heartbeat
+from slave.accel import probe_kvm
+from slave.images.manifest import BASE_FILES, MANIFEST_FORMAT, file_entries, write_manifest
+from tests.fakes.master import FakeMaster
+
+SECRET = b"cli-test-secret-0123456789abcdef"
+
+
+def fake_image(image_dir: Path, name: str) -> None:
+    """An image directory whose manifest checks out (the slave never boots it here)."""
+    d = image_dir / name
+    d.mkdir(parents=True)
+    for f in BASE_FILES:
+        (d / f).write_bytes(f"content of {f}".encode())
+    manifest = {
+        "format": MANIFEST_FORMAT, "name": name, "recipe_hash": "r" * 64,
+        "python_version": "3.11.2", "kernel_version": "6.1", "files": file_entries(d),
+        "vm": {"memory_mb": 256, "cpus": 1}, "bait": {}, "snapshots": {},
+    }  # fmt: skip
+    write_manifest(d, manifest)
+
+
+async def test_slave_process_connects_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The CLI loads images, refuses a damaged one by name, serves, and exits 0 on SIGTERM."""
+    images = tmp_path / "images"
+    fake_image(images, "good")
+    fake_image(images, "broken")
+    (images / "broken" / "vmlinuz").write_bytes(b"content of vmlinuX")  # same size, wrong sha
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    async with FakeMaster(SECRET) as master:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "master.cli", "slave", "--master", master.address,
+            "--secret-file", str(secret), "--image-dir", str(images), "--accel", "tcg",
+            "--work-dir", str(tmp_path / "work"), "--name", "cli-slave", "--slots", "3",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        try:
+            session = await master.wait_session(timeout=30)
+            caps = session.auth.capabilities
+            assert session.auth.name == "cli-slave"
+            assert caps.slots == 3 and caps.accel == "tcg"
+            assert [i.name for i in caps.images] == ["good"]
+            assert caps.images[0].python == "3.11" and len(caps.images[0].digest) == 16
+            assert isinstance(session.received[0], Heartbeat)
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(20):
+                code = await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.stderr is not None
+        stderr = (await proc.stderr.read()).decode()
+        assert code == 0, stderr
+        assert "refusing image 'broken'" in stderr and "sha256" in stderr
+
+
+async def test_slave_refuses_auto_accel_without_kvm(tmp_path: Path) -> None:
+    """Without working KVM, --accel auto (the default) refuses to start and says why."""
+    if await probe_kvm():
+        pytest.skip("KVM works on this machine: auto would start")
+    images = tmp_path / "images"
+    fake_image(images, "good")
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "master.cli", "slave", "--master", "127.0.0.1:9",
+        "--secret-file", str(secret), "--image-dir", str(images),
+        "--work-dir", str(tmp_path / "work"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert "use --accel tcg explicitly" in err.decode()
