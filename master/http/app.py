@@ -29,7 +29,16 @@ from aiohttp.typedefs import Middleware
 from master.context import MasterContext
 from master.http.auth import TokenCheck, auth_middleware
 from master.http.callbacks import CallbackSender
-from master.http.keys import CTX, ENCODED, HTTP_SESSION, SETTINGS, STREAMS, HttpSettings
+from master.http.fanout import JobFeeds
+from master.http.keys import (
+    CTX,
+    ENCODED,
+    FEEDS,
+    HTTP_SESSION,
+    SETTINGS,
+    STREAMS,
+    HttpSettings,
+)
 from master.http.routes import add_page_routes, routes
 from master.http.sse import EncodedEvents
 from master.http.validation import MAX_JSON_BODY, ApiError
@@ -164,6 +173,14 @@ async def _close_streams(app: web.Application) -> None:
         task.cancel()
 
 
+async def _job_feeds(app: web.Application) -> AsyncIterator[None]:
+    app[FEEDS] = JobFeeds(app[CTX].bus)
+    try:
+        yield
+    finally:
+        await app[FEEDS].close()
+
+
 def _register_collectors(ctx: MasterContext) -> None:
     by_outcome = ctx.metrics.gauge("jobs_by_outcome", "Jobs by outcome.", ["outcome"])
     queue_depth = ctx.metrics.gauge("queue_depth", "Jobs waiting in the queue.")
@@ -204,6 +221,7 @@ def create_app(ctx: MasterContext, *, settings: HttpSettings | None = None) -> w
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_close_streams)
     app.cleanup_ctx.append(_http_session)
+    app.cleanup_ctx.append(_job_feeds)
     app.cleanup_ctx.append(_callback_sender)
     _register_collectors(ctx)
     ctx.metrics.gauge("tail_clients", "Open live-tail connections.").set(0)

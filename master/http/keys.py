@@ -24,6 +24,7 @@ from aiohttp import web
 
 from master.config import ConfigError, MasterConfig
 from master.context import MasterContext
+from master.http.fanout import JobFeeds
 from master.http.sse import EncodedEvents
 
 DEFAULT_UPLOAD_MAX_BYTES = 100 * 1024 * 1024
@@ -93,5 +94,7 @@ SETTINGS = web.AppKey("pyti_http_settings", HttpSettings)
 HTTP_SESSION = web.AppKey("pyti_http_session", aiohttp.ClientSession)
 #: Encoded-event cache shared by every live tail.
 ENCODED = web.AppKey("pyti_encoded_events", EncodedEvents)
+#: One bus subscription per tailed job, fanned out to its clients.
+FEEDS = web.AppKey("pyti_job_feeds", JobFeeds)
 #: The handler tasks of open live tails, cancelled at shutdown so it does not wait for them.
 STREAMS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("pyti_streams")

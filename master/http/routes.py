@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from master.http import sse
-from master.http.keys import CTX, ENCODED, HTTP_SESSION, SETTINGS, STREAMS
+from master.http.keys import CTX, ENCODED, FEEDS, HTTP_SESSION, SETTINGS, STREAMS
 from master.http.openapi import document
 from master.http.releases import resolve_release
 from master.http.uploads import receive_upload, typed_form_fields
@@ -252,7 +252,7 @@ async def job_stream(request: web.Request) -> web.StreamResponse:
         writer = sse.TailWriter(response, fmt, request.app[ENCODED])
         writer.last_seq = start
         await writer.start()
-        await sse.follow(ctx.store, ctx.bus, job.id, writer)
+        await sse.follow(ctx.store, request.app[FEEDS], job.id, writer)
         await response.write_eof()
     except ConnectionResetError:
         pass  # the client went away: nothing to clean up beyond the subscription

@@ -2,7 +2,8 @@
 
 Order of operations, which is what makes the tail gap-free:
 
-1. subscribe to the bus for the job (so nothing published from now on is missed);
+1. subscribe to the job's feed (``fanout``: one bus subscription per job, shared
+   by its clients), so nothing published from now on is missed;
 2. send the stored history after the client's last seen ``seq``
    (``Last-Event-ID`` or ``?after=``), in pages;
 3. forward live batches, dropping any ``seq`` already sent (the history and the
@@ -10,13 +11,13 @@ Order of operations, which is what makes the tail gap-free:
 4. when the job reaches a final state, flush what the store has left and send
    an ``end`` event carrying the job.
 
-A subscriber that falls behind (the bus's bounded queue overflowed, ``Lagged``)
+A subscriber that falls behind (its bounded buffer overflowed, ``Lagged``)
 re-subscribes and catches up from the store — slow clients cost the store a
 read, never the producer a wait. The ``seq`` of an event is the SSE ``id``, so a
 browser's ``EventSource`` (or ``pyti tail``) resumes exactly where it stopped.
 
-Encoded events are cached per ``(job, seq)``: a hundred clients tailing one job
-share one ``json.dumps`` per event.
+Encoded events are cached per ``(job, seq)``, framed for both formats: a hundred
+clients tailing one job share one ``json.dumps`` and one framing per event.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from master.bus import EventBus, Lagged
+from master.bus import Lagged
+from master.http.fanout import JobFeeds
 from master.http.validation import MAX_EVENT_SEQ, bad_request, query_int
 from master.jobs import FINAL_STATES, EventRow, Job
 from master.store import Store
@@ -42,33 +44,35 @@ KEEPALIVE_S = 15.0
 HISTORY_PAGE = 1000
 #: What EventSource waits before reconnecting, in milliseconds.
 RETRY_MS = 2000
-#: Bounded queue per subscriber; beyond this the subscriber lags and re-reads the store.
-SUBSCRIBER_QUEUE = 1000
+#: Rows buffered per tail client (5 s at 2,000 events/s); beyond this the client lags
+#: and re-reads the store.
+SUBSCRIBER_QUEUE = 10_000
 
 SSE_CONTENT_TYPE = "text/event-stream"
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
 
 
 class EncodedEvents:
-    """A bounded cache of encoded events keyed by ``(job_id, seq)`` (oldest evicted first)."""
+    """A bounded cache of framed events keyed by ``(job_id, seq)`` (oldest evicted first)."""
 
     def __init__(self, capacity: int = 20000) -> None:
         self._capacity = capacity
-        self._items: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._items: OrderedDict[tuple[int, int], tuple[bytes, bytes]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def json(self, row: EventRow) -> bytes:
-        """The row as compact JSON (no newlines, so it fits one SSE ``data:`` line)."""
+    def frames(self, row: EventRow) -> tuple[bytes, bytes]:
+        """``(SSE frame, NDJSON line)`` of the row; JSON has no raw newline, so one data line."""
         key = (row.job_id, row.seq)
-        data = self._items.get(key)
-        if data is None:
+        frames = self._items.get(key)
+        if frames is None:
             data = dumps(row.to_dict())
-            self._items[key] = data
+            frames = (sse_event(row.seq, "log", data), b'{"type":"event",' + data[1:] + b"\n")
+            self._items[key] = frames
             if len(self._items) > self._capacity:
                 self._items.popitem(last=False)
-        return data
+        return frames
 
 
 def dumps(value: Any) -> bytes:
@@ -110,15 +114,12 @@ class TailWriter:
         """Send the rows newer than ``last_seq`` (in one write), in order."""
         parts: list[bytes] = []
         last = self.last_seq
+        which = 0 if self.fmt == "sse" else 1
+        frames = self.cache.frames
         for row in rows:
-            if row.seq <= last:
-                continue
-            data = self.cache.json(row)
-            if self.fmt == "sse":
-                parts.append(sse_event(row.seq, "log", data))
-            else:
-                parts.append(b'{"type":"event",' + data[1:] + b"\n")
-            last = row.seq
+            if row.seq > last:
+                parts.append(frames(row)[which])
+                last = row.seq
         if parts:
             await self.response.write(b"".join(parts))
             self.last_seq = last
@@ -150,14 +151,14 @@ async def _finish(store: Store, job: Job, writer: TailWriter) -> None:
     await writer.end(job)
 
 
-async def follow(store: Store, bus: EventBus, job_id: int, writer: TailWriter) -> None:
+async def follow(store: Store, feeds: JobFeeds, job_id: int, writer: TailWriter) -> None:
     """Send history then live events until the job is final; returns after the ``end`` event.
 
     Raises ``ConnectionResetError`` when the client goes away; on cancellation the
-    bus subscription is released (the ``with`` block) and nothing else is held.
+    subscription is released (the ``with`` block) and nothing else is held.
     """
     while True:
-        with bus.subscribe(job_id, maxsize=SUBSCRIBER_QUEUE) as sub:
+        with feeds.subscribe(job_id, SUBSCRIBER_QUEUE) as sub:
             await _send_history(store, job_id, writer)
             job = await store.get_job(job_id)
             if job is None or job.state in FINAL_STATES:
@@ -168,26 +169,17 @@ async def follow(store: Store, bus: EventBus, job_id: int, writer: TailWriter) -
                 while True:
                     try:
                         async with asyncio.timeout(KEEPALIVE_S):
-                            item: EventRow | Job | None = await sub.get()
+                            item = await sub.get()
                     except TimeoutError:
                         await writer.keepalive()
                         continue
-                    # Take whatever else is already waiting, so a burst is one write.
-                    rows: list[EventRow] = []
-                    ended: Job | None = None
-                    while item is not None:
-                        if isinstance(item, Job):
-                            ended = item
-                            break
-                        rows.append(item)
-                        item = sub.get_nowait()
-                    if rows and rows[0].seq > writer.last_seq + 1:
+                    if isinstance(item, Job):
+                        await _finish(store, item, writer)
+                        return
+                    if item and item[0].seq > writer.last_seq + 1:
                         # A hole between what was sent and this batch: the store has it.
                         await _send_history(store, job_id, writer)
-                    await writer.rows(rows)
-                    if ended is not None:
-                        await _finish(store, ended, writer)
-                        return
+                    await writer.rows(item)
             except Lagged:
                 # Fell behind: drop this subscription, re-subscribe, catch up from the store.
                 continue

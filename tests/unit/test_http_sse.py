@@ -57,13 +57,17 @@ async def test_writer_skips_seen_seqs() -> None:
 
 
 def test_encode_cache_bounded() -> None:
-    """The cache returns the same bytes for a row and evicts the oldest beyond capacity."""
+    """The cache frames a row once for both formats and evicts the oldest beyond capacity."""
     cache = EncodedEvents(capacity=3)
-    first = cache.json(row(1))
-    assert cache.json(row(1)) is first
+    first = cache.frames(row(1))
+    assert cache.frames(row(1)) is first
+    sse_frame, ndjson_line = first
+    assert sse_frame.startswith(b"id: 1\nevent: log\ndata: {")
+    assert ndjson_line.startswith(b'{"type":"event","job_id":1,"seq":1,')
     for seq in range(2, 6):
-        cache.json(row(seq))
+        cache.frames(row(seq))
     assert len(cache) == 3
+    assert cache.frames(row(1)) is not first  # evicted, encoded again
 
 
 def test_sse_event_frame() -> None:
