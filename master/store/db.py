@@ -40,6 +40,7 @@ from master.store.schema import MIGRATIONS
 T = TypeVar("T")
 Writer = Callable[[sqlite3.Connection], T]
 MAX_GROUP = 256
+CHECKPOINT_INTERVAL = 1.0
 
 
 class SchemaTooNew(StoreError):
@@ -96,11 +97,33 @@ def _open_writer(path: Path) -> sqlite3.Connection:
         if mode is None or str(mode[0]).lower() != "wal":
             raise StoreError(f"{path}: the database refused WAL mode")
         conn.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoints run on their own connection and thread (``Database._checkpoints``),
+        # never inside a commit a peer is waiting for.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         migrate(conn)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _open_checkpointer(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def _checkpoint_and_close(conn: sqlite3.Connection) -> None:
+    try:
+        _checkpoint(conn)
+    except sqlite3.Error:
+        pass
+    finally:
+        conn.close()
 
 
 @dataclass(eq=False)
@@ -133,6 +156,7 @@ class Database:
         self._reader = reader
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name="store-writer")
+        self._checkpointer = asyncio.create_task(self._checkpoints(), name="store-checkpoint")
         self._full = False  # synchronous mode of the writer connection (writer thread only)
         self._closed = False
         self.commits = 0  # group transactions committed (for tests and benchmarks)
@@ -220,6 +244,20 @@ class Database:
         self.commits += 1
         return results
 
+    async def _checkpoints(self) -> None:
+        """Copy the WAL into the database every ``CHECKPOINT_INTERVAL`` s (PASSIVE: it never
+        blocks the writer or readers), on a connection and thread of its own."""
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyti-ckpt") as executor:
+            conn = await loop.run_in_executor(executor, _open_checkpointer, self.path)
+            try:
+                while True:
+                    await asyncio.sleep(CHECKPOINT_INTERVAL)
+                    with contextlib.suppress(sqlite3.Error):
+                        await loop.run_in_executor(executor, _checkpoint, conn)
+            finally:
+                await asyncio.shield(loop.run_in_executor(executor, _checkpoint_and_close, conn))
+
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """Rows of a read-only query against the last committed state."""
         try:
@@ -240,9 +278,10 @@ class Database:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(30.0):
                 await self._queue.join()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        for task in (self._task, self._checkpointer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         while not self._queue.empty():
             w = self._queue.get_nowait()
             if not w.future.done():
