@@ -271,7 +271,20 @@ class VM:
         listener = BoundedListener({"MIGRATION", "RESUME", "STOP", "SHUTDOWN"})
         self._qmp.register_listener(listener)
         try:
-            await self._until_exit(self._qmp.connect(qmp_ours), "QMP connection")
+            try:
+                await self._until_exit(self._qmp.connect(qmp_ours), "QMP connection")
+            except (QMPError, OSError, EOFError, AssertionError) as exc:
+                # AssertionError: qemu.qmp 0.0.x asserts in its own cleanup when
+                # the greeting is malformed; to us it is just a broken QEMU.
+                # Usually QEMU is exiting: give it a moment so its own message is logged.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._proc.wait()
+                raise VMError(
+                    f"QMP connection failed ({exc!r}); QEMU exit code "
+                    f"{self._proc.returncode}: {self._qemu_stderr()}",
+                    self.console_tail(),
+                ) from exc
             if snap is not None:
                 await self._finish_incoming(listener)
         finally:
@@ -292,8 +305,17 @@ class VM:
         with contextlib.suppress(BaseException):
             await task
         raise VMError(
-            f"QEMU exited with {self._proc.returncode} during {what}", self.console_tail()
+            f"QEMU exited with {self._proc.returncode} during {what}: {self._qemu_stderr()}",
+            self.console_tail(),
         )
+
+    def _qemu_stderr(self) -> str:
+        """The start of console.log, where QEMU's own error messages go."""
+        try:
+            with self.console_log.open("rb") as f:
+                return f.read(2048).decode(errors="replace").strip()
+        except OSError:
+            return ""
 
     async def _finish_incoming(self, listener: BoundedListener) -> None:
         """Wait for the restored RAM state to be loaded, then resume the guest."""

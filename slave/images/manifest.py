@@ -53,8 +53,9 @@ def file_entry(path: Path) -> dict[str, Any]:
 
 
 def file_entries(directory: Path) -> dict[str, dict[str, Any]]:
-    """Records of every file directly in ``directory`` (blocking)."""
-    return {p.name: file_entry(p) for p in sorted(directory.iterdir()) if p.is_file()}
+    """Records of every file directly in ``directory`` but the manifest (blocking)."""
+    paths = sorted(p for p in directory.iterdir() if p.is_file() and p.name != MANIFEST)
+    return {p.name: file_entry(p) for p in paths}
 
 
 def write_manifest(image_dir: Path, manifest: dict[str, Any]) -> None:

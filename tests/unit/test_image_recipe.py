@@ -1,0 +1,97 @@
+"""Recipe parsing and the recipe hash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slave.images.errors import RecipeError
+from slave.images.recipe import list_recipes, load_recipe, parse_recipe, recipe_hash
+
+
+def _doc(**over: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": "demo",
+        "suite": "bookworm",
+        "python_version": "3.11",
+        "packages": ["python3"],
+        "tools": {"wheels": ["pytest"], "venv": ["ruff"]},
+        "vm": {"memory_mb": 256, "cpus": 2, "disk_gib": 2},
+    }
+    doc.update(over)
+    return doc
+
+
+def test_shipped_bookworm_recipe_parses() -> None:
+    """images/bookworm.toml is valid and yields Python 3.11 with pytest wheels and ruff."""
+    recipe = load_recipe("bookworm")
+    assert recipe.python_version == "3.11"
+    assert "openssh-server" in recipe.packages
+    assert "pytest" in recipe.wheels
+    assert recipe.venv_tools == ("ruff",)
+    assert "bookworm" in list_recipes()
+
+
+def test_valid_document_gives_all_fields() -> None:
+    """Every recipe field reaches the Recipe, with VM defaults for missing keys."""
+    recipe = parse_recipe(_doc(vm={"memory_mb": 256}), "demo")
+    assert recipe.vm.memory_mb == 256
+    assert recipe.vm.cpus == 1
+    assert recipe.vm.disk_gib == 4
+    assert recipe.wheels == ("pytest",)
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ({"name": "other"}, "file name"),
+        ({"suite": "Bookworm; rm"}, "suite"),
+        ({"python_version": "3"}, "python_version"),
+        ({"packages": ["ok", "--evil"]}, "packages"),
+        ({"tools": {"wheels": ["https://x/y.whl"]}}, "tools.wheels"),
+        ({"tools": {"other": []}}, "[tools]"),
+        ({"vm": {"memory_mb": 64}}, "memory_mb"),
+        ({"vm": {"cpus": True}}, "cpus"),
+        ({"vm": {"ram": 1}}, "unknown"),
+        ({"mirror": "http://x"}, "unknown keys"),
+    ],
+)
+def test_invalid_field_is_refused_by_name(override: dict[str, Any], fragment: str) -> None:
+    """A malformed field raises RecipeError that names it."""
+    with pytest.raises(RecipeError, match=None) as info:
+        parse_recipe(_doc(**override), "demo")
+    assert fragment in str(info.value)
+
+
+def test_missing_recipe_file_is_a_recipe_error(tmp_path: Path) -> None:
+    """Asking for a recipe that does not exist is a clear RecipeError."""
+    with pytest.raises(RecipeError, match="no recipe"):
+        load_recipe("nosuch", tmp_path)
+
+
+def test_broken_toml_is_a_recipe_error(tmp_path: Path) -> None:
+    """A file that is not TOML is refused with RecipeError, not a parser traceback."""
+    (tmp_path / "bad.toml").write_text("name = [unclosed")
+    with pytest.raises(RecipeError, match="cannot read"):
+        load_recipe("bad", tmp_path)
+
+
+def test_recipe_hash_follows_guest_files_and_runner(tmp_path: Path) -> None:
+    """The hash changes with the recipe, any guest file and the runner, and only then."""
+    guest = tmp_path / "guest"
+    guest.mkdir()
+    (guest / "sshd_config").write_text("UsePAM no\n")
+    runner = tmp_path / "runner.py"
+    recipe = parse_recipe(_doc(), "demo")
+    base = recipe_hash(recipe, guest, runner)
+    assert recipe_hash(recipe, guest, runner) == base
+    runner.write_text("print('v1')\n")
+    with_runner = recipe_hash(recipe, guest, runner)
+    assert with_runner != base
+    (guest / "sshd_config").write_text("UsePAM no\nUseDNS no\n")
+    with_guest = recipe_hash(recipe, guest, runner)
+    assert with_guest != with_runner
+    other = parse_recipe(_doc(vm={"memory_mb": 384}), "demo")
+    assert recipe_hash(other, guest, runner) != with_guest
