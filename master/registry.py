@@ -61,6 +61,11 @@ class SlaveLink(Protocol):
     def free_slots(self) -> int: ...
 
     @property
+    def ready(self) -> bool:
+        """Its first heartbeat has been reconciled (it holds what it says it runs)."""
+        ...
+
+    @property
     def accepting(self) -> bool:
         """Ready (reconciled), not draining, not backing off after a refusal."""
         ...

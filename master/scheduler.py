@@ -50,6 +50,8 @@ class Scheduler:
         self._grace = reconnect_grace
         self._interval = watchdog_interval
         self._wake = asyncio.Event()
+        #: (job id, lease) -> when a connected slave was first seen not holding it.
+        self._unheld: dict[tuple[int, int], float] = {}
         self._dispatched = metrics.counter("jobs_dispatched_total", "Jobs offered to a slave.")
         self._requeued = metrics.counter(
             "jobs_requeued_total", "Jobs put back in the queue.", ["reason"]
@@ -159,19 +161,33 @@ class Scheduler:
             await asyncio.sleep(self._interval)
 
     async def watch_once(self) -> int:
-        """Re-queue live jobs whose slave is gone past the grace; how many were."""
+        """Re-queue live jobs whose slave is gone past the grace; how many were.
+
+        Also catches a claim a connected, reconciled slave does not hold (its
+        offer was lost): after two passes, so a claim between commit and offer
+        is not mistaken for one.
+        """
         now = time.monotonic()
         count = 0
+        seen: set[tuple[int, int]] = set()
         for job in await self._store.live_jobs():
             if job.slave is None:
                 continue
             link = self._registry.get(job.slave)
             if link is not None:
-                # Connected: its session reconciles (its first heartbeat lists what it runs).
+                key = (job.id, job.lease)
+                if not link.ready or link.holds(job.id, job.lease):
+                    continue
+                seen.add(key)
+                first = self._unheld.setdefault(key, now)
+                if now - first < self._interval:
+                    continue
+                reason = f"slave {job.slave} does not hold this claim"
+            elif now - self._registry.gone_since(job.slave) < self._grace:
                 continue
-            if now - self._registry.gone_since(job.slave) < self._grace:
-                continue
-            reason = f"slave {job.slave} gone for more than {self._grace:g} s"
+            else:
+                reason = f"slave {job.slave} gone for more than {self._grace:g} s"
             if await self.requeue_lost(job, reason) is not None:
                 count += 1
+        self._unheld = {k: v for k, v in self._unheld.items() if k in seen}
         return count
