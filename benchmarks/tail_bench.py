@@ -30,6 +30,7 @@ import socket
 import sys
 import tempfile
 import time
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,11 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 
 async def _one_client(
-    session: aiohttp.ClientSession, url: str, latencies: list[float], ready: asyncio.Event
+    session: aiohttp.ClientSession,
+    url: str,
+    latencies: list[float],
+    arrivals: tuple[array[int], array[float]],
+    ready: asyncio.Event,
 ) -> tuple[int, int]:
     """Read one stream to its end; (events received, seq problems)."""
     received = 0
@@ -82,41 +87,56 @@ async def _one_client(
                     problems += 1
                 last = seq
                 latencies.append(now - float(ts_raw))
+                arrivals[0].append(seq)
+                arrivals[1].append(now)
                 received += 1
             if b"event: end" in complete:
                 break
     return received, problems
 
 
-async def _clients_main(url: str, n: int, started: Any, results: Any) -> None:
+async def _clients_main(url: str, n: int, started: Any, published: Any, results: Any) -> None:
     latencies: list[float] = []
+    arrivals: tuple[array[int], array[float]] = (array("q"), array("d"))
     cpu_start = time.process_time()
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         readies = [asyncio.Event() for _ in range(n)]
         tasks = [
-            asyncio.create_task(_one_client(session, url, latencies, readies[i])) for i in range(n)
+            asyncio.create_task(_one_client(session, url, latencies, arrivals, readies[i]))
+            for i in range(n)
         ]
         await asyncio.gather(*(r.wait() for r in readies))
-        started.set()
+        started.release()
         outcomes = await asyncio.gather(*tasks)
-    latencies.sort()
+    cpu = time.process_time() - cpu_start
+    # Publish time of every seq (from the master, once it is done): the fan-out's share.
+    publish_times: list[float] = await asyncio.to_thread(published.get, True, 120)
+    fanout = array("d", (t - publish_times[seq] for seq, t in zip(*arrivals, strict=True)))
     results.put(
         {
             "received": sum(r for r, _ in outcomes),
             "gaps": sum(p for _, p in outcomes),
-            "per_client_min": min(r for r, _ in outcomes),
-            "p50": _percentile(latencies, 0.50),
-            "p99": _percentile(latencies, 0.99),
-            "max": latencies[-1] if latencies else float("nan"),
-            "cpu_s": time.process_time() - cpu_start,
+            "latencies": array("d", latencies).tobytes(),
+            "fanout": fanout.tobytes(),
+            "cpu_s": cpu,
         }
     )
 
 
-def _clients_process(url: str, n: int, started: Any, results: Any) -> None:
-    asyncio.run(_clients_main(url, n, started, results))
+def _clients_process(url: str, n: int, started: Any, published: Any, results: Any) -> None:
+    asyncio.run(_clients_main(url, n, started, published, results))
+
+
+def _merge(parts: list[dict[str, Any]], key: str) -> list[float]:
+    merged: list[float] = []
+    for part in parts:
+        values = array("d")
+        values.frombytes(part[key])
+        merged.extend(values)
+    merged.sort()
+    return merged
 
 
 # -------------------------------------------------------------- master ----
@@ -130,6 +150,7 @@ async def _produce(
     duration: float,
     batch_ms: float,
     commits: list[float],
+    published: list[float],
 ) -> tuple[int, float]:
     """Emit ``rate`` events/s for ``duration`` s in batches; (events sent, seconds taken).
 
@@ -140,12 +161,16 @@ async def _produce(
     per_batch = max(1, round(rate * batch_ms / 1000))
     interval = per_batch / rate
     batches = int(duration / interval)
+    published.extend([0.0] * (batches * per_batch + 1))
     seq = 0
 
     async def send(events: list[Event]) -> None:
         stored = await ctx.store.store_events(job_id, lease, events)
         ctx.bus.publish(job_id, stored.new)
-        commits.append(time.time() - events[0].ts)
+        now = time.time()
+        commits.append(now - events[0].ts)
+        for event in events:
+            published[event.seq] = now
 
     start = time.monotonic()
     async with asyncio.TaskGroup() as group:
@@ -211,20 +236,30 @@ async def _bench(ctx: MasterContext, args: argparse.Namespace) -> dict[str, Any]
     await runner.setup()
     await web.SockSite(runner, sock, backlog=512).start()
     mp_ctx = mp.get_context("spawn")
-    started = mp_ctx.Event()
+    started = mp_ctx.Semaphore(0)
     results = mp_ctx.Queue()
+    publish_queue = mp_ctx.Queue()
     url = f"http://127.0.0.1:{port}/api/v1/jobs/{job.id}/events/stream"
-    clients = mp_ctx.Process(target=_clients_process, args=(url, args.clients, started, results))
-    clients.start()
+    shares = [args.clients // args.client_procs] * args.client_procs
+    shares[0] += args.clients - sum(shares)
+    procs = [
+        mp_ctx.Process(target=_clients_process, args=(url, n, started, publish_queue, results))
+        for n in shares
+    ]
+    for proc in procs:
+        proc.start()
     try:
-        while not started.is_set() or app[FEEDS].clients(job.id) < args.clients:
-            await asyncio.sleep(0.05)  # the clients live in another process: poll
-            if not clients.is_alive():
-                raise RuntimeError("the client process died")
+        for _ in procs:
+            await asyncio.to_thread(started.acquire, True, 120)
+        while app[FEEDS].clients(job.id) < args.clients:
+            await asyncio.sleep(0.05)  # connected client-side; wait for the server side too
+            if not all(p.is_alive() for p in procs):
+                raise RuntimeError("a client process died")
         cpu_start = time.process_time()
         commits: list[float] = []
+        published: list[float] = []
         sent, took = await _produce(
-            ctx, job.id, claimed.lease, args.rate, args.duration, args.batch_ms, commits
+            ctx, job.id, claimed.lease, args.rate, args.duration, args.batch_ms, commits, published
         )
         result = JobResult(
             job_id=job.id, lease=claimed.lease, outcome="passed", isolation="tcg", last_seq=sent
@@ -233,32 +268,43 @@ async def _bench(ctx: MasterContext, args: argparse.Namespace) -> dict[str, Any]
         ended = await ctx.store.get_job(job.id)
         assert ended is not None
         ctx.bus.publish_end(ended)
-        stats = await asyncio.to_thread(results.get, True, 120)
         master_cpu = time.process_time() - cpu_start
-        await asyncio.to_thread(clients.join, 30)
+        for _ in procs:
+            publish_queue.put(published)
+        parts = [await asyncio.to_thread(results.get, True, 120) for _ in procs]
+        for proc in procs:
+            await asyncio.to_thread(proc.join, 30)
     finally:
-        if clients.is_alive():
-            clients.terminate()
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
         await runner.cleanup()
+    latencies = _merge(parts, "latencies")
+    fanout = _merge(parts, "fanout")
+    received = sum(p["received"] for p in parts)
     expected = sent * args.clients
     return {
-        "tail_latency_p99_ms": round(stats["p99"] * 1000, 2),
-        "tail_latency_p50_ms": round(stats["p50"] * 1000, 2),
-        "tail_latency_max_ms": round(stats["max"] * 1000, 2),
-        "tail_events_per_s_delivered": round(stats["received"] / took, 1),
+        "tail_latency_p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
+        "tail_latency_p50_ms": round(_percentile(latencies, 0.50) * 1000, 2),
+        "tail_latency_max_ms": round(latencies[-1] * 1000, 2),
+        "tail_events_per_s_delivered": round(received / took, 1),
         "tail_events_per_s_produced": round(sent / took, 1),
         "tail_clients": args.clients,
         "tail_events_per_client": sent,
-        "tail_gaps": stats["gaps"] + (expected - stats["received"]),
+        "tail_gaps": sum(p["gaps"] for p in parts) + (expected - received),
         "tail_duration_s": round(took, 2),
         # Of the latency: producer send → committed and published (the store's durable
         # group commit), before the fan-out and HTTP delivery.
         "tail_store_commit_p50_ms": round(_percentile(sorted(commits), 0.50) * 1000, 2),
         "tail_store_commit_p99_ms": round(_percentile(sorted(commits), 0.99) * 1000, 2),
+        # Of the latency: published on the bus → received by the client (fan-out + HTTP).
+        "tail_fanout_p50_ms": round(_percentile(fanout, 0.50) * 1000, 2),
+        "tail_fanout_p99_ms": round(_percentile(fanout, 0.99) * 1000, 2),
         # CPU seconds used while producing and delivering: the master (store, fan-out,
-        # HTTP) and the client process (reading and parsing every stream).
+        # HTTP) and the client processes (reading and parsing every stream).
         "tail_master_cpu_s": round(master_cpu, 2),
-        "tail_clients_cpu_s": round(stats["cpu_s"], 2),
+        "tail_clients_cpu_s": round(sum(p["cpu_s"] for p in parts), 2),
+        "tail_client_processes": args.client_procs,
     }
 
 
@@ -268,6 +314,9 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=2000, help="events per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of production")
     parser.add_argument("--batch-ms", type=float, default=10.0, help="producer batch period")
+    parser.add_argument(
+        "--client-procs", type=int, default=2, help="processes the clients are spread over"
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the figures here")
     args = parser.parse_args()
     figures = asyncio.run(run(args))
