@@ -228,3 +228,26 @@ async def test_tail_reconnects_with_last_event_id() -> None:
     assert got == [1, 2, 3]
     assert seen_ids == ["0", "2"]
     assert tail.reconnects == 1
+
+
+async def test_submit_follow_is_a_ci_step(
+    master_url: str, ctx: MasterContext, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pyti submit FILE --follow waits for the job and exits with its outcome (3: harmful)."""
+    wheel = build_wheel(tmp_path, "cistep", "1.0", {"cistep/__init__.py": "X = 1\n"})
+    run = asyncio.create_task(
+        pyti("submit", str(wheel), "--follow", "--master", master_url, "--token", TOKEN)
+    )
+    for _ in range(500):  # until the submission is queued
+        jobs = await ctx.store.list_jobs(project="cistep")
+        if jobs:
+            break
+        await asyncio.sleep(0.01)
+    [job] = jobs
+    producer = await FakeProducer.start(ctx, job)
+    await producer.emit(1)
+    await producer.finish("harmful")
+    assert await asyncio.wait_for(run, 10) == 3
+    captured = capsys.readouterr()
+    assert f"job {job.id} queued: cistep 1.0" in captured.out
+    assert f"job {job.id} finished: harmful" in captured.err
