@@ -101,8 +101,8 @@ def check_transition(job_id: int, current: JobState, wanted: JobState) -> None:
         raise InvalidTransition(job_id, current, wanted)
 
 
-class FinishDisposition(enum.Enum):
-    """What ``Store.finish`` did with a result."""
+class FinishDisposition(enum.StrEnum):
+    """What ``Store.finish`` did with a result (equal to its string: ``"stored"``...)."""
 
     STORED = "stored"  # the job is final now
     DUPLICATE = "duplicate"  # the same result was already stored; nothing changed

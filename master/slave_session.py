@@ -69,6 +69,10 @@ if TYPE_CHECKING:
 PIPELINE_LIMIT = 64
 OUTBOX_EXTRA = 256  # control messages on top of one offer per slot
 CHUNK = 512 * 1024
+#: File chunks queued on the connection but not yet written to the socket. The
+#: connection's queue counts messages, not bytes: this keeps an upload to a slow
+#: slave at a few MiB of memory instead of 256 chunks.
+CHUNK_WINDOW = 8
 _RECENT = 1024  # remembered finished claims, so a late heartbeat listing one is not "unknown"
 
 
@@ -112,6 +116,7 @@ class SlaveSession:
             asyncio.Queue(PIPELINE_LIMIT)
         )
         self._closing = False
+        self._sent = 0  # messages handed to the connection (compared with conn.frames_out)
         self.idle = asyncio.Event()  # set while the slave holds no job
         self.idle.set()
         self.log = structlog.get_logger("master.slave").bind(slave=self._name)
@@ -315,13 +320,29 @@ class SlaveSession:
             if not self.holds(r.job_id, r.lease) and (r.job_id, r.lease) not in self._recent:
                 self._post(JobDrop(job_id=r.job_id, lease=r.lease, reason="unknown lease"))
 
+    async def _send(self, msg: Message) -> None:
+        await self.conn.send(msg)
+        self._sent += 1
+
     async def _send_loop(self) -> None:
         while True:
             item = await self._outbox.get()
             if isinstance(item, Job):
                 await self._send_offer(item)
             else:
-                await self.conn.send(item)
+                await self._send(item)
+
+    async def _wait_window(self) -> None:
+        """Until at most ``CHUNK_WINDOW`` messages wait for the socket.
+
+        Polls (every 10 ms): the connection offers no event for "written". A slave
+        that stops reading is disconnected by the connection's write timeout,
+        which ends this wait with ``ConnectionClosed``.
+        """
+        while self._sent - self.conn.frames_out > CHUNK_WINDOW:
+            if self.conn.state.value != "running":
+                raise ConnectionClosed("connection closed during an upload")
+            await asyncio.sleep(0.01)
 
     async def _send_offer(self, job: Job) -> None:
         specs = tuple(
@@ -334,7 +355,7 @@ class SlaveSession:
             )
             for f in job.files
         )
-        await self.conn.send(
+        await self._send(
             JobOffer(
                 job_id=job.id,
                 lease=job.lease,
@@ -360,7 +381,8 @@ class SlaveSession:
                 data = await asyncio.to_thread(fh.read, CHUNK)
                 # A short read is the end; a file of exactly n chunks ends with an empty one.
                 final = len(data) < CHUNK
-                await self.conn.send(
+                await self._wait_window()
+                await self._send(
                     JobFile(
                         job_id=job.id,
                         lease=job.lease,
@@ -421,13 +443,13 @@ class SlaveSession:
         if stored.new:
             self._m_events.inc(len(stored.new))
             self.ctx.bus.publish(msg.job_id, stored.new)
-        await self.conn.send(EventsAck(job_id=msg.job_id, lease=msg.lease, seq=stored.acked))
+        await self._send(EventsAck(job_id=msg.job_id, lease=msg.lease, seq=stored.acked))
 
     async def _reject(self, job_id: int, lease: int, kind: str) -> None:
         self._m_stale.inc(1.0, kind)
         self.log.info("stale_lease_rejected", job_id=job_id, lease=lease, kind=kind)
         self._forget(job_id, lease)
-        await self.conn.send(JobDrop(job_id=job_id, lease=lease, reason="stale lease"))
+        await self._send(JobDrop(job_id=job_id, lease=lease, reason="stale lease"))
 
     async def _on_result(self, msg: JobResult) -> None:
         log = self.log.bind(job_id=msg.job_id, lease=msg.lease)
@@ -446,7 +468,7 @@ class SlaveSession:
             log.info("job_finished", outcome=msg.outcome, isolation=msg.isolation)
         else:
             log.info("job_result", disposition=disposition.value, outcome=msg.outcome)
-        await self.conn.send(ResultAck(job_id=msg.job_id, lease=msg.lease))
+        await self._send(ResultAck(job_id=msg.job_id, lease=msg.lease))
         self.ctx.scheduler.kick()
 
     async def _on_accept(self, msg: JobAccept) -> None:
@@ -485,7 +507,7 @@ class SlaveSession:
             if job.state is JobState.CANCELLED:
                 self.jobs[job_id] = Held(lease, running=True)
                 self.idle.clear()
-                await self.conn.send(JobCancel(job_id=job_id, lease=lease, reason="cancelled"))
+                await self._send(JobCancel(job_id=job_id, lease=lease, reason="cancelled"))
             elif job.state in (JobState.ASSIGNED, JobState.RUNNING):
                 self.jobs[job_id] = Held(lease, running=True)
                 self.idle.clear()

@@ -243,3 +243,29 @@ async def test_sigterm_drains_slaves_and_requeues_unfinished_jobs(tmp_path: Path
         assert [a.status for a in await store.attempts(job_id)] == ["dropped"]
     finally:
         await store.close()
+
+
+def test_flags_override_the_config_file(tmp_path: Path) -> None:
+    """File settings apply, flags win over them, relative paths follow the file, tables pass."""
+    from master.cli import build_parser
+    from master.daemon_cli import load
+
+    argv = _files(tmp_path)
+    (tmp_path / "master.toml").write_text(
+        'slave_addr = "127.0.0.1:7700"\nhttp_addr = ":7781"\npypi_url = "http://127.0.0.1:9/"\n'
+        'secret_file = "secret"\nretry_limit = 5\nrequire_read_token = true\n'
+        "[feed]\ninterval = 60\n[http]\nmax_upload = 1024\n"
+    )
+    i = argv.index("--secret-file")
+    del argv[i : i + 2]  # from the file, relative to it
+    argv += ["--slave-addr", "127.0.0.1:7601", "--feed-url", "http://127.0.0.1:8/rss"]
+    args = build_parser(load="master").parse_args(argv)
+    cfg = load(args)
+    assert (cfg.slave_host, cfg.slave_port) == ("127.0.0.1", 7601)
+    assert (cfg.http_host, cfg.http_port) == ("0.0.0.0", 7781)  # noqa: S104  # ":PORT" = all
+    assert cfg.secret == SECRET and cfg.tokens == frozenset({"tok-1"})
+    assert cfg.pypi_url == "http://127.0.0.1:9" and cfg.feed_urls == ("http://127.0.0.1:8/rss",)
+    assert cfg.retry_limit == 5 and cfg.require_read_token and not cfg.feed_enabled
+    assert cfg.feed == {"interval": 60} and cfg.http == {"max_upload": 1024}
+    assert cfg.db_path == (tmp_path / "data" / "pyti.sqlite3").resolve()
+    assert SECRET.decode() not in repr(cfg) and "tok-1" not in repr(cfg)
