@@ -35,6 +35,15 @@ def render(body: dict[str, Any]) -> str:
     ]
     if job.get("error"):
         lines.append(f"  error     {safe(job['error'])}")
+    quality = (job.get("summary") or {}).get("quality")
+    if isinstance(quality, dict) and "score" in quality:
+        groups = quality.get("groups") or {}
+        detail = (
+            "  ".join(f"{safe(g)} {v}" for g, v in groups.items())
+            if isinstance(groups, dict)
+            else ""
+        )
+        lines.append(f"  quality   {safe(quality['score'])}/100   {detail}".rstrip())
     phases = job.get("phases") or {}
     if phases:
         rows = []

@@ -251,3 +251,25 @@ async def test_submit_follow_is_a_ci_step(
     captured = capsys.readouterr()
     assert f"job {job.id} queued: cistep 1.0" in captured.out
     assert f"job {job.id} finished: harmful" in captured.err
+
+
+async def test_job_shows_phases_findings_quality(
+    master_url: str, ctx: MasterContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pyti job prints phases, findings (escaped) and the quality score of a finished job."""
+    job = await queue_job(ctx)
+    producer = await FakeProducer.start(ctx, job)
+    finding = {
+        "rule": "net.connect",
+        "severity": "high",
+        "phase": "install",
+        "evidence": "connect(\x1b[2J)",
+    }
+    await producer.finish(
+        "harmful", findings=[finding], quality={"score": 87, "groups": {"metadata": 0.9}}
+    )
+    assert await pyti("job", str(job.id), "--master", master_url) == 0
+    out = capsys.readouterr().out
+    assert "outcome harmful" in out and "quality   87/100   metadata 0.9" in out
+    assert "install  passed" in out
+    assert "net.connect" in out and "connect(\\x1b[2J)" in out and "\x1b" not in out

@@ -183,7 +183,29 @@ async def test_page_shows_job_and_live_event(
         )
         assert seqs == ["1", "2", "3"]
 
-        await producer.finish("passed")
+        quality = {
+            "format": 1,
+            "score": 87,
+            "groups": {"metadata": 0.9},
+            "indicators": [
+                {
+                    "id": "has_readme",
+                    "group": "metadata",
+                    "value": True,
+                    "level": "good",
+                    "reason": "<i id=q>README</i>",
+                },
+            ],
+        }
+        finding = {
+            "rule": "net.connect",
+            "severity": "high",
+            "phase": "install",
+            "pid": 7,
+            "process": "python",
+            "evidence": 'connect(3, "<svg onload=alert(1)>")',
+        }
+        await producer.finish("passed", quality=quality, findings=[finding])
 
         async def ended() -> bool:
             return "ended: passed" in await browser.text("#log-state")
@@ -191,6 +213,12 @@ async def test_page_shows_job_and_live_event(
         await browser.wait_for(ended, "the end event")
         assert await browser.text("#job-outcome") == "passed"
         assert "install" in await browser.text("#phases")
+        assert "87" in await browser.text("#quality")
+        indicators = await browser.text("#quality-indicators")
+        assert "has_readme" in indicators and "<i id=q>README</i>" in indicators
+        findings = await browser.text("#findings")
+        assert "net.connect" in findings and "<svg onload=alert(1)>" in findings
+        assert await browser.script("return document.querySelector('#q, svg')") is None
 
         await browser.get(f"{base}/")
 

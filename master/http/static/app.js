@@ -138,7 +138,13 @@ function renderJob(job, attempts) {
     el("td", {}, f.rule), el("td", {}, f.severity), el("td", {}, f.phase),
     el("td", {}, f.process || ""), el("td", {}, el("code", {}, f.evidence ?? "")))));
   const quality = job.summary && typeof job.summary.quality === "object" && job.summary.quality ? job.summary.quality : {};
-  fillTable("quality", kvRows(Object.entries(quality)));
+  const groups = quality.groups && typeof quality.groups === "object" ? Object.entries(quality.groups) : [];
+  fillTable("quality", kvRows([["score", quality.score], ...groups.map(([g, v]) => [`${g}`, v]),
+    ["error", job.summary && job.summary.quality_error]]));
+  const indicators = Array.isArray(quality.indicators) ? quality.indicators : [];
+  fillTable("quality-indicators", indicators.map((i) => el("tr", { className: `level-${String(i.level).replace(/[^a-z]/g, "")}` },
+    el("td", {}, i.id), el("td", {}, i.group), el("td", {}, i.level),
+    el("td", {}, typeof i.value === "object" ? JSON.stringify(i.value) : i.value), el("td", {}, i.reason))));
   fillTable("attempts", (attempts || []).map((a) => el("tr", {},
     el("td", {}, a.attempt), el("td", {}, a.slave), el("td", {}, a.status), el("td", {}, a.outcome || ""),
     el("td", {}, a.reason || ""), el("td", {}, fmtTime(a.assigned_at)))));
