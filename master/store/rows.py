@@ -20,8 +20,12 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+#: One encoder for all: ``json.dumps`` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def loads(text: str | None, empty: Any) -> Any:
