@@ -8,8 +8,10 @@ into ``{"error", "detail"}`` JSON by the app's error middleware.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from master.http import sse
@@ -38,11 +40,20 @@ from master.http.validation import (
     read_json_object,
     release_submission,
 )
-from master.jobs import PRIORITY_API, InvalidTransition, Job, JobNotFound, JobRequest, Source
+from master.jobs import (
+    PRIORITY_API,
+    InvalidTransition,
+    Job,
+    JobNotFound,
+    JobRequest,
+    Source,
+    StoreError,
+)
 
 API = "/api/v1"
 STATIC_DIR_NAME = "static"
 
+log = structlog.get_logger("pyti.master.http")
 routes = web.RouteTableDef()
 
 
@@ -101,8 +112,7 @@ async def _submit(
     job, created = result.job, result.created
     if not created and source == "upload" and _sha256s(job.files) != _sha256s(files):
         # Same name and version, different bytes (a CI rebuild): that is a new test.
-        rerun = JobRequest(**{**_fields(req), "rerun": True})
-        job, created = (await ctx.store.submit_job(rerun)).job, True
+        job, created = (await ctx.store.submit_job(replace(req, rerun=True))).job, True
     if created:
         ctx.scheduler.kick()
     body = {"job": job_json(job), "created": created, "urls": job_urls(job.id)}
@@ -123,10 +133,6 @@ def _check_callbacks(request: web.Request, options: JobOptions) -> None:
 
 def _sha256s(files: list[dict[str, Any]]) -> set[str]:
     return {str(f.get("sha256")) for f in files}
-
-
-def _fields(req: JobRequest) -> dict[str, Any]:
-    return {name: getattr(req, name) for name in req.__dataclass_fields__}
 
 
 @routes.post(f"{API}/jobs")
@@ -256,6 +262,10 @@ async def job_stream(request: web.Request) -> web.StreamResponse:
         await response.write_eof()
     except ConnectionResetError:
         pass  # the client went away: nothing to clean up beyond the subscription
+    except StoreError as exc:
+        # Headers are sent: no error response is possible. End the stream; the client
+        # reconnects with Last-Event-ID and resumes where it stopped.
+        log.warning("tail_store_error", job_id=job.id, error=str(exc))
     finally:
         clients.inc(-1)
         streams.discard(request.task)
