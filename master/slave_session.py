@@ -372,7 +372,32 @@ class SlaveSession:
         self.log.info("job_offered", job_id=job.id, lease=job.lease, attempt=job.attempt)
         for f in job.files:
             if f.get("path"):
-                await self._send_file(job, str(f["filename"]), Path(str(f["path"])))
+                try:
+                    await self._send_file(job, str(f["filename"]), Path(str(f["path"])))
+                except OSError as exc:
+                    await self._upload_failed(job, f"uploaded file unavailable: {exc}")
+                    return
+
+    async def _upload_failed(self, job: Job, error: str) -> None:
+        """The master cannot read an uploaded file: the slave drops the job, and the job
+        counts as an infrastructure error (retried up to the limit, then final)."""
+        self.log.error("upload_failed", job_id=job.id, error=error)
+        self._forget(job.id, job.lease)
+        await self._send(JobDrop(job_id=job.id, lease=job.lease, reason=error[:200]))
+        result = JobResult(
+            job_id=job.id,
+            lease=job.lease,
+            outcome="infra_error",
+            isolation="none",
+            last_seq=0,
+            summary={"error": error},
+        )
+        with contextlib.suppress(StaleLease, JobNotFound, StoreError):
+            if await self.ctx.store.finish(job.id, job.lease, result) is FinishDisposition.STORED:
+                ended = await self.ctx.store.get_job(job.id)
+                if ended is not None:
+                    self.ctx.bus.publish_end(ended)
+        self.ctx.scheduler.kick()
 
     async def _send_file(self, job: Job, filename: str, path: Path) -> None:
         offset = 0
@@ -413,6 +438,10 @@ class SlaveSession:
                 return
             except ConnectionClosed:
                 continue  # keep committing what arrived; answers are lost, re-sent later
+            except Exception:  # a bug: end this session loudly rather than stall it
+                self.log.exception("session_processor_failed", type=msg.TYPE)
+                self._close_soon("master internal error")
+                return
 
     async def _process(self, msg: Message, task: asyncio.Task[EventsStored] | None) -> None:
         match msg:

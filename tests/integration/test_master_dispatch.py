@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from master.jobs import JobState
-from protocol.messages import EventsAck, JobOffer, ResultAck
+from protocol.messages import EventsAck, JobDrop, JobOffer, ResultAck
 from tests.integration.conftest import Harness
 
 
@@ -108,3 +108,31 @@ async def test_uploaded_files_follow_the_offer_in_chunks(harness: Harness, tmp_p
     assert [c.final for c in chunks] == [False, False, True]  # type: ignore[attr-defined]
     assert hashlib.sha256(slave.files[(job.id, path.name)]).hexdigest() == offer.files[0].sha256
     assert "path" not in (await harness.job(job.id)).to_dict()["files"][0]
+
+
+async def test_unreadable_upload_is_an_infra_error_not_a_stall(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """An uploaded file the master cannot read drops the offer and ends as infra_error
+    after the retries; the slave keeps getting other work."""
+    files = [
+        {
+            "filename": "gone-1.0.tar.gz",
+            "sha256": "0" * 64,
+            "size": 1,
+            "packagetype": "sdist",
+            "url": "",
+            "path": str(tmp_path / "missing.tar.gz"),
+        }
+    ]
+    slave = await harness.slave("s1", slots=1)
+    job = await harness.submit("gone", files=files, source="upload")
+    for attempt in (1, 2):  # retry_limit is 1
+        offer = await slave.take(JobOffer)
+        assert (offer.job_id, offer.attempt) == (job.id, attempt)
+        drop = await slave.take(JobDrop)
+        assert drop.lease == offer.lease and "unavailable" in drop.reason
+    final = await harness.until_job(job.id, lambda j: j.state is JobState.FINISHED)
+    assert final.outcome == "infra_error" and "unavailable" in (final.error or "")
+    other = await harness.submit("fine")
+    assert (await slave.take(JobOffer)).job_id == other.id
