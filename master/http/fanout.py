@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Iterator
 from contextlib import ExitStack
 
@@ -37,7 +38,25 @@ from master.jobs import EventRow, Job
 #: The feed's own bus queue, in rows: generous, since one feed serves every client of a job.
 FEED_QUEUE = 50_000
 
-TailItem = list[EventRow] | Job
+
+class Batch(list[EventRow]):
+    """Rows handed to every client of a feed at once (the same object to each).
+
+    ``contiguous``: the seqs rise by one from the first row to the last, so a
+    client whose last seq is just before the first can take the batch whole;
+    ``encoded`` caches the batch's wire bytes per format, built by the first
+    client that sends it and reused by the others.
+    """
+
+    __slots__ = ("contiguous", "encoded")
+
+    def __init__(self, rows: list[EventRow]) -> None:
+        super().__init__(rows)
+        self.contiguous = all(b.seq == a.seq + 1 for a, b in itertools.pairwise(rows))
+        self.encoded: dict[str, bytes] = {}
+
+
+TailItem = Batch | Job
 
 
 class TailSubscription:
@@ -45,7 +64,7 @@ class TailSubscription:
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._batches: list[list[EventRow]] = []
+        self._batches: list[Batch] = []
         self._size = 0
         self._ended: Job | None = None
         self._wake = asyncio.Event()
@@ -54,7 +73,7 @@ class TailSubscription:
     def __repr__(self) -> str:
         return f"<TailSubscription rows={self._size} lagged={self.lagged}>"
 
-    def _offer(self, rows: list[EventRow]) -> None:
+    def _offer(self, rows: Batch) -> None:
         if self.lagged:
             return
         if self._size + len(rows) > self._limit:
@@ -85,7 +104,7 @@ class TailSubscription:
                 batches, self._batches, self._size = self._batches, [], 0
                 if len(batches) == 1:
                     return batches[0]
-                return [row for batch in batches for row in batch]
+                return Batch([row for batch in batches for row in batch])
             if self._ended is not None:
                 return self._ended
             self._wake.clear()
@@ -132,9 +151,10 @@ class JobFeed:
                 for client in tuple(self.clients):
                     client._lag()
                 continue
+            batch = Batch(rows)
             for client in tuple(self.clients):
-                if rows:
-                    client._offer(rows)
+                if batch:
+                    client._offer(batch)
                 if ended is not None:
                     client._end(ended)
 

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from master.bus import Lagged
-from master.http.fanout import JobFeeds
+from master.http.fanout import Batch, JobFeeds
 from master.http.validation import MAX_EVENT_SEQ, bad_request, query_int
 from master.jobs import FINAL_STATES, EventRow, Job
 from master.store import Store
@@ -112,6 +112,20 @@ class TailWriter:
 
     async def rows(self, rows: Sequence[EventRow]) -> None:
         """Send the rows newer than ``last_seq`` (in one write), in order."""
+        if (
+            isinstance(rows, Batch)
+            and rows.contiguous
+            and rows
+            and rows[0].seq == self.last_seq + 1
+        ):
+            # The common live case: the whole shared batch, encoded once for all clients.
+            data = rows.encoded.get(self.fmt)
+            if data is None:
+                which = 0 if self.fmt == "sse" else 1
+                data = rows.encoded[self.fmt] = b"".join(self.cache.frames(r)[which] for r in rows)
+            await self.response.write(data)
+            self.last_seq = rows[-1].seq
+            return
         parts: list[bytes] = []
         last = self.last_seq
         which = 0 if self.fmt == "sse" else 1
@@ -135,6 +149,20 @@ class TailWriter:
     async def keepalive(self) -> None:
         """Something on the wire so idle proxies keep the connection (a comment / blank line)."""
         await self.response.write(b": keepalive\n\n" if self.fmt == "sse" else b"\n")
+
+
+def in_order(rows: Sequence[EventRow], last: int) -> bool:
+    """True when the rows newer than ``last`` are exactly ``last + 1, last + 2, ...`` in order."""
+    if isinstance(rows, Batch) and rows.contiguous:
+        return not rows or rows[0].seq <= last + 1
+    expected = last + 1
+    for row in rows:
+        if row.seq < expected:
+            continue  # already sent
+        if row.seq != expected:
+            return False
+        expected += 1
+    return True
 
 
 async def _send_history(store: Store, job_id: int, writer: TailWriter) -> None:
@@ -176,8 +204,8 @@ async def follow(store: Store, feeds: JobFeeds, job_id: int, writer: TailWriter)
                     if isinstance(item, Job):
                         await _finish(store, item, writer)
                         return
-                    if item and item[0].seq > writer.last_seq + 1:
-                        # A hole between what was sent and this batch: the store has it.
+                    if not in_order(item, writer.last_seq):
+                        # A hole before or inside this batch: the store has every row of it.
                         await _send_history(store, job_id, writer)
                     await writer.rows(item)
             except Lagged:

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from master.client.api import SseParser
-from master.http.sse import EncodedEvents, TailWriter, sse_event
+from master.http.fanout import Batch
+from master.http.sse import EncodedEvents, TailWriter, in_order, sse_event
 from master.jobs import EventRow
 
 
@@ -74,3 +75,31 @@ def test_sse_event_frame() -> None:
     """A frame is id, event, one data line, blank line; the end frame has no id."""
     assert sse_event(7, "log", b"{}") == b"id: 7\nevent: log\ndata: {}\n\n"
     assert sse_event(None, "end", b"{}") == b"event: end\ndata: {}\n\n"
+
+
+def test_in_order() -> None:
+    """Rows are in order after ``last`` only without a hole; already-sent rows do not count."""
+    assert in_order([row(3), row(4)], 2)
+    assert in_order([row(1), row(2), row(3)], 2)  # overlap with what was sent
+    assert not in_order([row(4)], 2)  # hole: 3 missing
+    assert not in_order([row(3), row(5), row(4)], 2)  # out of order inside
+    assert in_order(Batch([row(1), row(2)]), 0)
+    assert not in_order(Batch([row(2), row(3)]), 0)
+    assert not in_order(Batch([row(3), row(5), row(4)]), 2)
+
+
+async def test_shared_batch_encoded_once() -> None:
+    """Two clients sending the same contiguous batch get the very same bytes object."""
+    batch = Batch([row(1), row(2), row(3)])
+    assert batch.contiguous and not Batch([row(1), row(3)]).contiguous
+    cache = EncodedEvents()
+    first, second = FakeResponse(), FakeResponse()
+    for response in (first, second):
+        await TailWriter(response, "sse", cache).rows(batch)  # type: ignore[arg-type]
+    assert first.chunks[0] is second.chunks[0]
+    assert first.chunks[0].count(b"event: log") == 3
+    late = FakeResponse()
+    writer = TailWriter(late, "sse", cache)  # type: ignore[arg-type]
+    writer.last_seq = 2  # saw 1 and 2 already: only 3 goes out
+    await writer.rows(batch)
+    assert late.chunks == [cache.frames(row(3))[0]]
