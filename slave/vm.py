@@ -35,7 +35,7 @@ from qemu.qmp import QMPClient, QMPError
 from slave.accel import Accel
 from slave.errors import SlaveError
 from slave.images.manifest import Image, Snapshot
-from slave.qmp_argv import QemuSpec, qemu_argv
+from slave.qmp_argv import KERNEL_CMDLINE, MACHINE, QemuSpec, qemu_argv
 from slave.qmp_events import BoundedListener, silence_default_listener
 
 log = structlog.get_logger(__name__)
@@ -176,7 +176,10 @@ class VM:
         memory_mb = memory_mb or image.memory_mb
         cpus = cpus or image.cpus
         snap = image.snapshot(accel.value, accel.cpu_model) if snapshot else None
-        if snap is not None and (snap.memory_mb, snap.cpus) != (memory_mb, cpus):
+        if snap is not None and (
+            (snap.memory_mb, snap.cpus) != (memory_mb, cpus)
+            or (snap.cmdline, snap.machine) != (KERNEL_CMDLINE, MACHINE)
+        ):
             snap = None
         if snap is not None and keep_disk is None:
             vm = await cls._start_once(image, work_dir, accel, memory_mb, cpus, snap, timeout)

@@ -22,7 +22,7 @@ from slave.images.errors import ImageError
 from slave.images.manifest import Image, default_image_dir, read_manifest, snapshot_key
 from slave.images.progress import Progress
 from slave.images.recipe import list_recipes, load_recipe, recipe_hash
-from slave.images.snapshot import make_snapshot
+from slave.images.snapshot import make_snapshot, snapshot_fits
 
 DEFAULT_IMAGE = "bookworm"
 
@@ -94,7 +94,7 @@ async def _build(args: argparse.Namespace, image_dir: Path) -> int:
     need_disk = args.force or current is None
     key = snapshot_key(accel.value, accel.cpu_model) if accel is not Accel.AUTO else ""
     need_snap = not args.no_snapshot and (
-        need_disk or current is None or current.snapshot(accel.value, accel.cpu_model) is None
+        need_disk or current is None or not snapshot_fits(current, accel)
     )
     progress = Progress(BUILD_STEPS * need_disk + need_snap, quiet=args.quiet)
     image = (

@@ -103,6 +103,8 @@ class Snapshot:
     cpus: int
     qemu_version: str
     machine: str
+    #: Kernel command line the guest was booted with (a different one means stale).
+    cmdline: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +234,7 @@ class Image:
             cpus=int(entry["cpus"]),
             qemu_version=str(entry["qemu_version"]),
             machine=str(entry["machine"]),
+            cmdline=str(entry.get("cmdline", "")),
         )
 
 

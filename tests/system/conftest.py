@@ -18,7 +18,7 @@ from slave.images.build import build_image
 from slave.images.manifest import Image, default_image_dir
 from slave.images.progress import Progress
 from slave.images.recipe import load_recipe
-from slave.images.snapshot import make_snapshot
+from slave.images.snapshot import make_snapshot, snapshot_fits
 
 SYSTEM_IMAGE = os.environ.get("PYTI_TEST_IMAGE", "bookworm")
 SYSTEM_ACCEL = Accel.TCG
@@ -27,7 +27,7 @@ SYSTEM_ACCEL = Accel.TCG
 async def _ensure_image() -> Image:
     recipe = load_recipe(SYSTEM_IMAGE)
     image = await build_image(recipe, default_image_dir(), progress=Progress(8, quiet=True))
-    if image.snapshot(SYSTEM_ACCEL.value, SYSTEM_ACCEL.cpu_model) is None:
+    if not snapshot_fits(image, SYSTEM_ACCEL):
         image = await make_snapshot(image, SYSTEM_ACCEL, progress=Progress(1, quiet=True))
     return image
 

@@ -47,6 +47,7 @@ def _fake_image(image_dir: Path, name: str = "demo") -> Path:
                     "cpus": 1,
                     "qemu_version": "7.2.22",
                     "machine": "pc",
+                    "cmdline": "x",
                 }
             },
         },
