@@ -25,8 +25,6 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,18 +36,17 @@ from master.jobs import (
     InvalidTransition,
     Job,
     JobNotFound,
-    JobState,
     StaleLease,
     StoreError,
 )
 from master.registry import SlaveInfo
+from master.slave_handlers import Held, process
 from protocol.connection import Connection
 from protocol.errors import ConnectionClosed
 from protocol.messages import (
     Auth,
     Drain,
     Events,
-    EventsAck,
     FileSpec,
     Heartbeat,
     JobAccept,
@@ -60,7 +57,6 @@ from protocol.messages import (
     JobRefuse,
     JobResult,
     Message,
-    ResultAck,
 )
 
 if TYPE_CHECKING:
@@ -74,18 +70,6 @@ CHUNK = 512 * 1024
 #: slave at a few MiB of memory instead of 256 chunks.
 CHUNK_WINDOW = 8
 _RECENT = 1024  # remembered finished claims, so a late heartbeat listing one is not "unknown"
-
-
-@dataclass
-class Held:
-    """A claim this slave holds: offered (not yet accepted) or running."""
-
-    lease: int
-    running: bool
-
-
-class SessionClosed(Exception):
-    """Internal: the session is over."""
 
 
 class SlaveSession:
@@ -287,7 +271,7 @@ class SlaveSession:
                 case Events():
                     self._m_batches.inc()
                     if self.holds(msg.job_id, msg.lease):
-                        task = asyncio.create_task(self._store(msg))
+                        task = asyncio.create_task(self.store_batch(msg))
                 case Heartbeat():
                     self._on_heartbeat(msg)
                     if self.ready:
@@ -300,7 +284,7 @@ class SlaveSession:
                     return
             await self._pipeline.put((msg, task))
 
-    async def _store(self, msg: Events) -> EventsStored:
+    async def store_batch(self, msg: Events) -> EventsStored:
         started = time.monotonic()
         stored = await self.ctx.store.store_events(msg.job_id, msg.lease, msg.events)
         self._m_store.observe(time.monotonic() - started)
@@ -430,7 +414,7 @@ class SlaveSession:
                 return
             msg, task = item
             try:
-                await self._process(msg, task)
+                await process(self, msg, task)
             except StoreError as exc:
                 # Nothing was acknowledged; the slave re-sends after it reconnects.
                 self.log.error("store_failed", error=str(exc), type=msg.TYPE)
@@ -442,113 +426,6 @@ class SlaveSession:
                 self.log.exception("session_processor_failed", type=msg.TYPE)
                 self._close_soon("master internal error")
                 return
-
-    async def _process(self, msg: Message, task: asyncio.Task[EventsStored] | None) -> None:
-        match msg:
-            case Events():
-                await self._on_events(msg, task)
-            case JobResult():
-                await self._on_result(msg)
-            case JobAccept():
-                await self._on_accept(msg)
-            case JobRefuse():
-                await self._on_refuse(msg)
-            case Heartbeat() if not self.ready:
-                await self._reconcile(msg)
-
-    async def _on_events(self, msg: Events, task: Awaitable[EventsStored] | None) -> None:
-        if task is None:
-            # Not a claim we know of: only the store can say whether it is current.
-            job = await self.ctx.store.get_job(msg.job_id)
-            if job is None or job.slave != self._name:
-                await self._reject(msg.job_id, msg.lease, "events")
-                return
-            task = self._store(msg)
-        try:
-            stored = await task
-        except StaleLease:
-            await self._reject(msg.job_id, msg.lease, "events")
-            return
-        if stored.new:
-            self._m_events.inc(len(stored.new))
-            self.ctx.bus.publish(msg.job_id, stored.new)
-        await self._send(EventsAck(job_id=msg.job_id, lease=msg.lease, seq=stored.acked))
-
-    async def _reject(self, job_id: int, lease: int, kind: str) -> None:
-        self._m_stale.inc(1.0, kind)
-        self.log.info("stale_lease_rejected", job_id=job_id, lease=lease, kind=kind)
-        self._forget(job_id, lease)
-        await self._send(JobDrop(job_id=job_id, lease=lease, reason="stale lease"))
-
-    async def _on_result(self, msg: JobResult) -> None:
-        log = self.log.bind(job_id=msg.job_id, lease=msg.lease)
-        try:
-            disposition = await self.ctx.store.finish(msg.job_id, msg.lease, msg)
-        except JobNotFound:
-            disposition = FinishDisposition.STALE
-        self._m_results.inc(1.0, disposition.value)
-        self._forget(msg.job_id, msg.lease)
-        if disposition is FinishDisposition.STORED:
-            job = await self.ctx.store.get_job(msg.job_id)
-            if job is not None:
-                if job.event_seq < msg.last_seq:
-                    log.warning("result_before_events", stored=job.event_seq, last=msg.last_seq)
-                self.ctx.bus.publish_end(job)
-            log.info("job_finished", outcome=msg.outcome, isolation=msg.isolation)
-        else:
-            log.info("job_result", disposition=disposition.value, outcome=msg.outcome)
-        await self._send(ResultAck(job_id=msg.job_id, lease=msg.lease))
-        self.ctx.scheduler.kick()
-
-    async def _on_accept(self, msg: JobAccept) -> None:
-        held = self.jobs.get(msg.job_id)
-        if held is None or held.lease != msg.lease:
-            self.log.info("stale_accept", job_id=msg.job_id, lease=msg.lease)
-            return  # a reply for a stale lease is ignored (the spec)
-        try:
-            await self.ctx.store.mark_running(msg.job_id, msg.lease)
-        except StaleLease:
-            await self._reject(msg.job_id, msg.lease, "accept")
-            return
-        except InvalidTransition:
-            pass  # cancelled meanwhile: the slave has been told and will report it
-        held.running = True
-        self.log.info("job_accepted", job_id=msg.job_id, lease=msg.lease)
-
-    async def _on_refuse(self, msg: JobRefuse) -> None:
-        if not self.holds(msg.job_id, msg.lease):
-            return
-        self._forget(msg.job_id, msg.lease)
-        self.backoff = True
-        with contextlib.suppress(StaleLease, InvalidTransition):
-            await self.ctx.store.release(msg.job_id, msg.lease, f"refused: {msg.reason[:200]}")
-        self.log.info("job_refused", job_id=msg.job_id, reason=msg.reason[:200])
-        self.ctx.scheduler.kick()
-
-    async def _reconcile(self, hb: Heartbeat) -> None:
-        """The first heartbeat: adopt the claims the slave still runs, drop the others."""
-        listed = {r.job_id: r.lease for r in hb.running}
-        for job_id, lease in listed.items():
-            job = await self.ctx.store.get_job(job_id)
-            if job is None or job.slave != self._name or job.lease != lease:
-                await self._reject(job_id, lease, "heartbeat")
-                continue
-            if job.state is JobState.CANCELLED:
-                self.jobs[job_id] = Held(lease, running=True)
-                self.idle.clear()
-                await self._send(JobCancel(job_id=job_id, lease=lease, reason="cancelled"))
-            elif job.state in (JobState.ASSIGNED, JobState.RUNNING):
-                self.jobs[job_id] = Held(lease, running=True)
-                self.idle.clear()
-                with contextlib.suppress(StaleLease, InvalidTransition):
-                    await self.ctx.store.mark_running(job_id, lease)
-                self.log.info("job_adopted", job_id=job_id, lease=lease)
-            # finished with this lease: its result is on the way (re-sent); nothing to do
-        for job in await self.ctx.store.live_jobs(self._name):
-            if job.id not in listed:
-                await self.ctx.scheduler.requeue_lost(job, "slave came back without it")
-        self.ready = True
-        self.ctx.scheduler.kick()
 
 
 def _caps_dict(session: SlaveSession) -> dict[str, Any]:

@@ -16,86 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from master.jobs import (
-    FINAL_STATES,
     Attempt,
     EventsStored,
-    FinishDisposition,
     Job,
-    JobNotFound,
     JobRequest,
     JobState,
-    StaleLease,
     SubmitResult,
     check_transition,
 )
 from master.store.db import Database, query
+from master.store.endings import EndingOps
 from master.store.events import EventWriter
-from master.store.records import RecordTables, insert_callback
+from master.store.ops import check_lease, end_attempt, load_job, update_job
+from master.store.records import RecordTables
 from master.store.rows import attempt_from_row, dumps, job_from_row
 from protocol.events import Event
-from protocol.messages import JobResult
 
 
-def _job(conn: sqlite3.Connection, job_id: int) -> Job:
-    with query(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
-        row = cur.fetchone()
-    if row is None:
-        raise JobNotFound(job_id)
-    return job_from_row(row)
-
-
-def _update(conn: sqlite3.Connection, job_id: int, **values: Any) -> Job:
-    cols = ", ".join(f"{k} = ?" for k in values)
-    with query(
-        conn,
-        f"UPDATE jobs SET {cols} WHERE id = ? RETURNING *",  # noqa: S608  # keys are ours
-        (*values.values(), job_id),
-    ) as cur:
-        row = cur.fetchone()
-    assert row is not None
-    return job_from_row(row)
-
-
-def _end_attempt(
-    conn: sqlite3.Connection,
-    job_id: int,
-    lease: int,
-    status: str,
-    reason: str | None,
-    result: JobResult | None = None,
-) -> None:
-    now = time.time()
-    if result is None:
-        conn.execute(
-            "UPDATE attempts SET status = ?, reason = ?, ended_at = ?"
-            " WHERE job_id = ? AND lease = ?",
-            (status, reason, now, job_id, lease),
-        )
-        return
-    conn.execute(
-        "UPDATE attempts SET status = ?, reason = ?, ended_at = ?, outcome = ?, isolation = ?,"
-        " phases = ?, summary = ? WHERE job_id = ? AND lease = ?",
-        (
-            status,
-            reason,
-            now,
-            result.outcome,
-            result.isolation,
-            dumps(result.phases),
-            dumps(result.summary),
-            job_id,
-            lease,
-        ),
-    )
-
-
-def _check_lease(job: Job, lease: int) -> None:
-    # A queued job has no holder: whatever lease a peer presents is stale.
-    if job.lease != lease or job.state is JobState.QUEUED:
-        raise StaleLease(job.id, lease, job.lease)
-
-
-class Store(RecordTables):
+class Store(EndingOps, RecordTables):
     """Open with ``await Store.open(path)``; ``await store.close()`` always."""
 
     def __init__(self, db: Database, *, retry_limit: int, quarantine_after: int) -> None:
@@ -284,8 +222,8 @@ class Store(RecordTables):
         """
 
         def tx(conn: sqlite3.Connection) -> Job:
-            job = _job(conn, job_id)
-            _check_lease(job, lease)
+            job = load_job(conn, job_id)
+            check_lease(job, lease)
             if job.state is JobState.RUNNING:
                 return job
             check_transition(job_id, job.state, JobState.RUNNING)
@@ -295,7 +233,7 @@ class Store(RecordTables):
                 " WHERE job_id = ? AND lease = ?",
                 (now, job_id, lease),
             )
-            return _update(conn, job_id, state=JobState.RUNNING.value, started_at=now)
+            return update_job(conn, job_id, state=JobState.RUNNING.value, started_at=now)
 
         # Nothing is acknowledged to the slave for an accept: a normal commit will do.
         return await self._db.write(tx)
@@ -309,202 +247,20 @@ class Store(RecordTables):
         """
 
         def tx(conn: sqlite3.Connection) -> Job:
-            job = _job(conn, job_id)
-            _check_lease(job, lease)
+            job = load_job(conn, job_id)
+            check_lease(job, lease)
             if job.state is not JobState.ASSIGNED:
                 check_transition(job_id, job.state, JobState.ASSIGNED)  # raises
-            _end_attempt(conn, job_id, lease, "lost" if lost else "refused", reason)
+            end_attempt(conn, job_id, lease, "lost" if lost else "refused", reason)
             if lost:
                 return self._lost(conn, job, reason, count_attempt=False)
-            return _update(
+            return update_job(
                 conn,
                 job_id,
                 state=JobState.QUEUED.value,
                 slave=None,
                 assigned_at=None,
                 lease=job.lease + 1,
-            )
-
-        return await self._db.write(tx)
-
-    async def requeue(self, job_id: int, lease: int, reason: str, *, infra: bool) -> Job:
-        """Put a claimed job back in the queue with ``attempt + 1``.
-
-        ``infra=True``: the slave was lost (disconnect, missed heartbeats); after
-        ``quarantine_after`` consecutive losses the job is quarantined instead
-        (finished, outcome ``infra_error``, ``quarantined``). ``infra=False``: not
-        the job's fault (shutdown, reconciliation). Raises ``StaleLease``,
-        ``InvalidTransition``.
-        """
-
-        def tx(conn: sqlite3.Connection) -> Job:
-            job = _job(conn, job_id)
-            _check_lease(job, lease)
-            check_transition(job_id, job.state, JobState.QUEUED)
-            if infra:
-                _end_attempt(conn, job_id, lease, "lost", reason)
-                return self._lost(conn, job, reason, count_attempt=True)
-            _end_attempt(conn, job_id, lease, "dropped", reason)
-            return _requeued(conn, job)
-
-        return await self._db.write(tx)
-
-    def _lost(self, conn: sqlite3.Connection, job: Job, reason: str, *, count_attempt: bool) -> Job:
-        losses = job.slave_losses + 1
-        if losses >= self.quarantine_after:
-            if job.state is JobState.ASSIGNED:
-                check_transition(job.id, job.state, JobState.RUNNING)
-            check_transition(job.id, JobState.RUNNING, JobState.FINISHED)
-            conn.execute(
-                "UPDATE attempts SET status = 'quarantined' WHERE job_id = ? AND lease = ?",
-                (job.id, job.lease),
-            )
-            now = time.time()
-            ended = _update(
-                conn,
-                job.id,
-                state=JobState.FINISHED.value,
-                outcome="infra_error",
-                quarantined=1,
-                slave_losses=losses,
-                finished_at=now,
-                error=f"quarantined: lost its slave {losses} times in a row (last: {reason})",
-            )
-            insert_callback(conn, ended, now)
-            return ended
-        if count_attempt:
-            return _requeued(conn, job, slave_losses=losses)
-        return _update(
-            conn,
-            job.id,
-            state=JobState.QUEUED.value,
-            slave=None,
-            assigned_at=None,
-            lease=job.lease + 1,
-            slave_losses=losses,
-        )
-
-    async def finish(self, job_id: int, lease: int, result: JobResult) -> FinishDisposition:
-        """Record a slave's result; idempotent.
-
-        ``STORED``: the job is finished. ``DUPLICATE``: it already was final
-        (a re-sent result changes nothing). ``STALE``: the lease is an older
-        attempt's; the result goes to that attempt's history only. ``REQUEUED``:
-        an ``infra_error`` with retries left, or an aborted (``cancelled``)
-        result for a job nobody cancelled: queued again with ``attempt + 1``.
-        Raises ``JobNotFound``.
-        """
-
-        def tx(conn: sqlite3.Connection) -> FinishDisposition:
-            job = _job(conn, job_id)
-            if job.lease != lease or job.state is JobState.QUEUED:
-                conn.execute(
-                    "UPDATE attempts SET status = 'stale_result', outcome = ?, isolation = ?,"
-                    " phases = ?, summary = ?, ended_at = COALESCE(ended_at, ?)"
-                    " WHERE job_id = ? AND lease = ? AND outcome IS NULL",
-                    (
-                        result.outcome,
-                        result.isolation,
-                        dumps(result.phases),
-                        dumps(result.summary),
-                        time.time(),
-                        job_id,
-                        lease,
-                    ),
-                )
-                return FinishDisposition.STALE
-            if job.state in FINAL_STATES:
-                # The attempt that ended the job may still owe its details (a cancelled run).
-                conn.execute(
-                    "UPDATE attempts SET outcome = ?, isolation = ?, phases = ?, summary = ?"
-                    " WHERE job_id = ? AND lease = ? AND outcome IS NULL",
-                    (
-                        result.outcome,
-                        result.isolation,
-                        dumps(result.phases),
-                        dumps(result.summary),
-                        job_id,
-                        lease,
-                    ),
-                )
-                return FinishDisposition.DUPLICATE
-            if result.outcome == "cancelled":
-                _end_attempt(conn, job_id, lease, "dropped", "aborted by the slave", result)
-                _requeued(conn, job)
-                return FinishDisposition.REQUEUED
-            if result.outcome == "infra_error" and job.infra_retries < self.retry_limit:
-                _end_attempt(conn, job_id, lease, "retried", "infra_error", result)
-                _requeued(conn, job, infra_retries=job.infra_retries + 1, slave_losses=0)
-                return FinishDisposition.REQUEUED
-            if job.state is JobState.ASSIGNED:
-                check_transition(job_id, job.state, JobState.RUNNING)
-            check_transition(job_id, JobState.RUNNING, JobState.FINISHED)
-            _end_attempt(conn, job_id, lease, "finished", None, result)
-            now = time.time()
-            findings = result.summary.get("findings", [])
-            ended = _update(
-                conn,
-                job_id,
-                state=JobState.FINISHED.value,
-                outcome=result.outcome,
-                phases=dumps(result.phases),
-                summary=dumps(result.summary),
-                findings=dumps(findings if isinstance(findings, list | tuple) else [findings]),
-                isolation=result.isolation,
-                finished_at=now,
-                slave_losses=0,
-                started_at=job.started_at or now,
-                error=str(result.summary["error"])[:2000] if "error" in result.summary else None,
-            )
-            insert_callback(conn, ended, now)
-            return FinishDisposition.STORED
-
-        return await self._db.write(tx, durable=True)
-
-    async def cancel(self, job_id: int, reason: str) -> Job:
-        """Cancel a live job. The returned job keeps its ``slave`` and ``lease``, so the
-        caller can tell that slave. Raises ``JobNotFound``, ``InvalidTransition`` (final)."""
-
-        def tx(conn: sqlite3.Connection) -> Job:
-            job = _job(conn, job_id)
-            check_transition(job_id, job.state, JobState.CANCELLED)
-            if job.state is not JobState.QUEUED:
-                _end_attempt(conn, job_id, job.lease, "cancelled", reason)
-            now = time.time()
-            ended = _update(
-                conn,
-                job_id,
-                state=JobState.CANCELLED.value,
-                outcome="cancelled",
-                error=reason[:2000],
-                finished_at=now,
-            )
-            insert_callback(conn, ended, now)
-            return ended
-
-        return await self._db.write(tx, durable=True)
-
-    async def retry(self, job_id: int) -> Job:
-        """Queue a finished or cancelled job again (attempt + 1, result cleared).
-
-        Raises ``JobNotFound``, ``InvalidTransition`` (still live)."""
-
-        def tx(conn: sqlite3.Connection) -> Job:
-            job = _job(conn, job_id)
-            check_transition(job_id, job.state, JobState.QUEUED)
-            return _requeued(
-                conn,
-                job,
-                outcome=None,
-                phases="{}",
-                summary="{}",
-                findings="[]",
-                isolation=None,
-                error=None,
-                finished_at=None,
-                quarantined=0,
-                slave_losses=0,
-                infra_retries=0,
             )
 
         return await self._db.write(tx)
@@ -529,17 +285,3 @@ class Store(RecordTables):
         except sqlite3.Error:
             return False
         return row is not None and row[0] == "ok"
-
-
-def _requeued(conn: sqlite3.Connection, job: Job, **extra: Any) -> Job:
-    return _update(
-        conn,
-        job.id,
-        state=JobState.QUEUED.value,
-        slave=None,
-        assigned_at=None,
-        started_at=None,
-        attempt=job.attempt + 1,
-        lease=job.lease + 1,
-        **extra,
-    )
