@@ -226,13 +226,3 @@ def create_app(ctx: MasterContext, *, settings: HttpSettings | None = None) -> w
     _register_collectors(ctx)
     ctx.metrics.gauge("tail_clients", "Open live-tail connections.").set(0)
     return app
-
-
-def route_table(app: web.Application) -> list[tuple[str, str]]:
-    """``(method, path template)`` of every route (HEAD left out), for the OpenAPI check."""
-    out: list[tuple[str, Any]] = []
-    for route in app.router.routes():
-        if route.method == "HEAD":
-            continue
-        out.append((route.method, route.resource.canonical if route.resource else ""))
-    return out

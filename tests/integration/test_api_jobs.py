@@ -14,7 +14,8 @@ from aiohttp.test_utils import TestClient
 from master.context import MasterContext
 from master.http import releases
 from master.http.app import create_app
-from master.jobs import PRIORITY_API
+from master.jobs import PRIORITY_API, Job
+from master.registry import SlaveInfo
 from tests.fakes.pypi import FakePyPI
 from tests.integration.test_api_harness import (
     TOKEN,
@@ -423,3 +424,71 @@ async def test_security_headers(client: TestClient[Any, Any]) -> None:
 def test_app_is_embeddable(ctx_pypi: MasterContext) -> None:
     """create_app returns an Application (served by the daemon's AppRunner)."""
     assert isinstance(create_app(ctx_pypi), web.Application)
+
+
+class FakeLink:
+    """A connected slave as the registry sees it (what the slave session provides)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def images(self) -> frozenset[str]:
+        return frozenset({"bookworm"})
+
+    @property
+    def free_slots(self) -> int:
+        return 1
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    @property
+    def accepting(self) -> bool:
+        return True
+
+    def holds(self, job_id: int, lease: int) -> bool:
+        return False
+
+    def offer(self, job: Job) -> bool:
+        return False
+
+    def cancel(self, job_id: int, lease: int, reason: str) -> None:
+        return None
+
+    def drain(self, reason: str) -> None:
+        return None
+
+    def info(self) -> SlaveInfo:
+        return SlaveInfo(
+            name=self._name,
+            address="127.0.0.1:5555",
+            slots=2,
+            busy=1,
+            accel="tcg",
+            images=["bookworm"],
+            connected_at=1.0,
+            last_heartbeat=2.0,
+            draining=False,
+            jobs=[7],
+        )
+
+
+async def test_slaves_listed(client: TestClient[Any, Any], ctx_pypi: MasterContext) -> None:
+    """GET /slaves shows each connected slave's address, slots, busy, images and heartbeat."""
+    ctx_pypi.slaves.add(FakeLink("vm-host-1"))
+    [slave] = (await (await client.get("/api/v1/slaves")).json())["slaves"]
+    assert (slave["name"], slave["address"], slave["slots"], slave["busy"]) == (
+        "vm-host-1",
+        "127.0.0.1:5555",
+        2,
+        1,
+    )
+    assert slave["images"] == ["bookworm"] and slave["last_heartbeat"] == 2.0
+    health = await (await client.get("/healthz")).json()
+    assert health["slaves"] == 1
