@@ -91,7 +91,7 @@ class HttpComponent:
     def __init__(self, ctx: MasterContext, port: int | None) -> None:
         self._ctx = ctx
         self._port = ctx.config.http_port if port is None else port
-        self._runner: Any = None
+        self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
@@ -100,9 +100,7 @@ class HttpComponent:
         self._runner = runner
         site = web.TCPSite(runner, self._ctx.config.http_host, self._port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else self._port
+        self.port = int(runner.addresses[0][1])
         log.info("http_listening", host=self._ctx.config.http_host, port=self.port)
 
     async def stop(self) -> None:
