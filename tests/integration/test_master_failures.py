@@ -147,3 +147,18 @@ async def test_infra_error_result_is_retried_once_then_final(harness: Harness) -
         await slave.take(ResultAck)
         if expect is JobState.FINISHED:
             assert (await harness.job(job.id)).outcome == "infra_error"
+
+
+async def test_claim_a_connected_slave_never_got_is_requeued(harness: Harness) -> None:
+    """A claim recorded for a connected slave that does not hold it (offer lost) is put
+    back by the watchdog and offered again."""
+    slave = await harness.slave("s1")
+    await harness.submit()
+    await slave.take(JobOffer)  # the real offer, left unanswered: the slot stays busy
+    job2 = await harness.submit("orphan")
+    orphan = await harness.ctx.store.claim_next("s1", ["bookworm"])  # never offered
+    assert orphan is not None and orphan.id == job2.id
+    back = await harness.until_job(job2.id, lambda j: j.lease != orphan.lease)
+    assert back.attempt == 1 and back.slave_losses == 1
+    statuses = [a.status for a in await harness.ctx.store.attempts(job2.id)]
+    assert statuses[0] == "lost"
