@@ -240,7 +240,7 @@ async def job_events(request: web.Request) -> web.Response:
     )
 
 
-@routes.get(f"{API}/jobs/{{job_id}}/events/stream")
+@routes.get(f"{API}/jobs/{{job_id}}/events/stream", allow_head=False)
 async def job_stream(request: web.Request) -> web.StreamResponse:
     """Live tail (SSE or NDJSON): history after the resume point, new events, then ``end``."""
     check_query(request.query, frozenset({"after", "format"}))
