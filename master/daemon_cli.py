@@ -32,8 +32,32 @@ from master.logging import configure_logging
 EXIT_CONFIG = 2
 
 
+CONFIG_HELP = """\
+config file (TOML; flags win over it; relative paths are relative to the file):
+  every flag, as data_dir, slave_addr, http_addr, secret_file, token_file,
+  feed_urls = [...], pypi_url, no_feed; and
+  database            path of the SQLite file (default DATA_DIR/pyti.sqlite3)
+  heartbeat_interval  seconds between heartbeats (5)
+  heartbeat_timeout   silence after which a peer is dropped (20)
+  reconnect_grace     how long a lost slave's running jobs wait for it (30)
+  drain_grace         at shutdown, how long running jobs may finish (30)
+  retry_limit         infra_error results re-queued before one is final (2)
+  quarantine_after    lost slaves in a row before a job is quarantined (3)
+  max_frame           post-authentication frame cap in bytes (1 MiB)
+  tls_cert, tls_key   PEM files: TLS on the slave port
+  require_read_token  reads of the API need a token too (false)
+  default_image       image of jobs that name none (bookworm)
+  master_name, log_format (auto|json|console), log_level
+  [feed]              settings of the feed watcher
+  [http]              settings of the HTTP API
+exit status: 0 after SIGTERM/SIGINT, 2 for a configuration it cannot run with
+"""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """The flags of ``pyti master`` (a contract: scripts rely on them)."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = CONFIG_HELP
     parser.add_argument("--data-dir", help="directory of the database and uploads")
     parser.add_argument(
         "--slave-addr",
