@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("master.slave_server")
 
+#: Connections still in the handshake at once; more are closed at once, so a flood
+#: of idle peers costs a bounded number of tasks and file descriptors.
+MAX_PENDING_HANDSHAKES = 128
+
 
 class SlaveServer:
     """Listens for slaves. ``await start()``, then ``await stop()`` always."""
@@ -52,6 +56,7 @@ class SlaveServer:
         self._conns: set[asyncio.Task[None]] = set()
         self._sessions: set[SlaveSession] = set()
         self._reserved: set[str] = set()
+        self._pending = 0
         m = ctx.metrics
         self._m_handshake = m.counter(
             "slave_handshake_failures_total", "Slave connections refused.", ["reason"]
@@ -108,6 +113,11 @@ class SlaveServer:
         session_id = secrets.token_hex(8)
         peer = writer.get_extra_info("peername")
         reserved: list[str] = []
+        if self._pending >= MAX_PENDING_HANDSHAKES:
+            self._m_handshake.inc(1.0, "too_many_pending")
+            log.warning("slave_handshake_refused", peer=str(peer), reason="too many pending")
+            return
+        self._pending += 1
         try:
             auth = await server_handshake(
                 reader,
@@ -128,6 +138,7 @@ class SlaveServer:
         finally:
             # No await until the session registers the name: it is never free in between.
             self._reserved.difference_update(reserved)
+            self._pending -= 1
         conn = Connection(
             reader,
             writer,

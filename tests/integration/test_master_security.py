@@ -138,3 +138,28 @@ async def test_slave_that_stops_reading_does_not_stall_dispatch(
         assert worker.inbox["job_offer"][1].job_id == upload.id  # type: ignore[attr-defined]
     finally:
         writer.close()
+
+
+async def test_handshake_flood_is_capped_and_harmless(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond the cap of pending handshakes new peers are closed at once; a connected
+    slave keeps getting work throughout."""
+    from master import slave_server
+
+    monkeypatch.setattr(slave_server, "MAX_PENDING_HANDSHAKES", 4)
+    worker = await harness.slave("worker", mode="accept")
+    flood = [await asyncio.open_connection("127.0.0.1", harness.port) for _ in range(10)]
+    try:
+        firsts = []
+        for reader, _ in flood:
+            async with asyncio.timeout(5):
+                firsts.append(await reader.read(1))
+        assert firsts.count(b"") == 6  # closed without a word
+        await harness.submit()
+        assert (await worker.next(JobOffer)).project == "demo"
+        refused = harness.ctx.metrics.counter("slave_handshake_failures_total", "", ["reason"])
+        assert refused.value("too_many_pending") == 6
+    finally:
+        for _, writer in flood:
+            writer.close()
