@@ -1,22 +1,31 @@
-"""Wait until the host opens virtio-serial port org.pyti.ssh, then become `sshd -i` on it.
+"""Serve one SSH session on virtio-serial port org.pyti.ssh (runs in the guest).
 
-Runs in the guest (as pyti-ssh.service). poll() on the port reports POLLHUP for
-as long as the host side is closed, so poll() alone would spin; the driver sends
-SIGIO to the owner of the file when the host opens or closes the port, so we
-block SIGIO, enable O_ASYNC and wait for it, re-checking poll() after each one
-(the timeout is only a safety net). After a RAM snapshot is restored this
-process is found waiting here, which is why restore-to-SSH is fast.
+pyti-ssh.service runs this and restarts it after every session. It starts
+`sshd -i` at once, on a socketpair, so sshd's own start-up (exec, dynamic
+linking, config, host key, banner) is done before the host ever connects -
+and before a snapshot is taken, so a restored guest does not redo it. Then it
+waits for the host to open the port and relays bytes both ways until either
+side closes.
+
+Waiting: poll() on the port reports POLLHUP for as long as the host side is
+closed, so poll() alone would spin; the driver sends SIGIO to the file's owner
+when the host opens or closes the port, so we block SIGIO, enable O_ASYNC and
+wait for it, re-checking poll() after each (the timeout is only a safety net).
 """
 
 import fcntl
 import os
 import select
 import signal
+import socket
 import sys
 import time
 
 PORT_NAME = "org.pyti.ssh"
 SSHD = ["/usr/sbin/sshd", "-i", "-f", "/etc/ssh/sshd_config"]
+CHUNK = 65536
+#: Bytes buffered towards one side before we stop reading from the other.
+HIGH_WATER = 1 << 20
 
 
 def find_port() -> str | None:
@@ -38,32 +47,94 @@ def find_port() -> str | None:
     return None
 
 
+def start_sshd() -> tuple[socket.socket, int]:
+    ours, theirs = socket.socketpair()
+    fd = theirs.fileno()
+    actions = [(os.POSIX_SPAWN_DUP2, fd, 0), (os.POSIX_SPAWN_DUP2, fd, 1)]
+    # Our blocked SIGIO must not be inherited (setsigmask).
+    pid = os.posix_spawn(SSHD[0], SSHD, os.environ, file_actions=actions, setsigmask=())
+    theirs.close()
+    return ours, pid
+
+
+def wait_for_host(port: int) -> None:
+    fcntl.fcntl(port, fcntl.F_SETOWN, os.getpid())
+    flags = fcntl.fcntl(port, fcntl.F_GETFL)
+    fcntl.fcntl(port, fcntl.F_SETFL, flags | os.O_ASYNC)
+    poller = select.poll()
+    poller.register(port, select.POLLIN)
+    while any(ev & select.POLLHUP for _, ev in poller.poll(0)):
+        signal.sigtimedwait({signal.SIGIO}, 2.0)
+    fcntl.fcntl(port, fcntl.F_SETFL, flags)
+
+
+def relay(port: int, sshd: socket.socket) -> None:
+    """Copy bytes both ways without ever blocking on one side (no deadlock).
+
+    Returns when the host closes the port, or when sshd has closed and all it
+    said has been passed on.
+    """
+    s = sshd.fileno()
+    os.set_blocking(port, False)
+    os.set_blocking(s, False)
+    to_sshd = bytearray()
+    to_host = bytearray()
+    sshd_open = True
+    poller = select.poll()
+    while sshd_open or to_host:
+        want_port = select.POLLIN if len(to_sshd) < HIGH_WATER else 0
+        want_sshd = select.POLLIN if sshd_open and len(to_host) < HIGH_WATER else 0
+        poller.register(port, want_port | (select.POLLOUT if to_host else 0))
+        poller.register(s, want_sshd | (select.POLLOUT if to_sshd and sshd_open else 0))
+        for fd, ev in poller.poll():
+            try:
+                if fd == port:
+                    if ev & select.POLLOUT and to_host:
+                        del to_host[: os.write(port, to_host)]
+                    if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                        data = os.read(port, CHUNK)
+                        if not data:
+                            return  # the host closed: the session is over
+                        to_sshd += data
+                else:
+                    if ev & select.POLLOUT and to_sshd:
+                        del to_sshd[: os.write(s, to_sshd)]
+                    if ev & (select.POLLIN | select.POLLHUP | select.POLLERR) and sshd_open:
+                        data = os.read(s, CHUNK)
+                        if not data:
+                            sshd_open = False  # pass on what sshd said, then stop
+                            to_sshd.clear()
+                        to_host += data
+            except BlockingIOError:
+                continue
+            except OSError:
+                return  # either side vanished mid-write: the session is over
+
+
 def main() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGIO})
+    sshd, pid = start_sshd()
     # Only at boot: the device node appears when virtio_console has probed.
     deadline = time.monotonic() + 300
     while (path := find_port()) is None:
         if time.monotonic() > deadline:
             sys.exit(f"pyti-ssh: port {PORT_NAME} not found")
         time.sleep(0.05)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGIO})
-    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_ASYNC)
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    while any(ev & select.POLLHUP for _, ev in poller.poll(0)):
-        signal.sigtimedwait({signal.SIGIO}, 2.0)
-    fcntl.fcntl(fd, fcntl.F_SETFL, flags)
-    os.dup2(fd, 0)
-    os.dup2(fd, 1)
-    os.close(fd)
-    # More SIGIOs may be pending (the host's first bytes raise one too): their
-    # default action would kill us on unblocking, losing those bytes. Ignoring
-    # discards them; sshd never uses SIGIO. The mask survives exec: unblock.
-    signal.signal(signal.SIGIO, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGIO})
-    os.execv(SSHD[0], SSHD)  # noqa: S606 (becoming sshd is the point)
+    port = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    wait_for_host(port)
+    try:
+        relay(port, sshd)
+    finally:
+        sshd.close()
+        os.close(port)
+        # sshd sees EOF and exits; make sure it does not outlive the session.
+        for _ in range(50):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 main()

@@ -43,8 +43,9 @@ WARMUP = (
     "python3 -c 'import json, os, subprocess, venv, shutil, signal, sys' "
     "&& python3 -m pip --version >/dev/null && strace -V >/dev/null && sync"
 )
-#: Seconds to let the guest settle after its SSH waiter reopened the port.
-SETTLE = 1.0
+#: Seconds to let the guest settle after its SSH waiter reopened the port (the
+#: pre-started sshd finishes its start-up meanwhile).
+SETTLE = 2.0
 
 
 async def make_snapshot(
