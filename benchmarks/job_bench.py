@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import subprocess
@@ -77,12 +78,33 @@ async def run_jobs(image: Image, work: Path, runs: int) -> list[tuple[float, flo
                         f"job {job_id} did not pass: {result.outcome} {result.summary}"
                     )
                 guest_s = sum(float(result.phases[p]["duration_s"]) for p in GUEST_PHASES)
-                boot = result.phases["boot"]["duration_s"]
-                print(f"job {job_id}: {job_s:.2f} s, in guest {guest_s:.2f} s, boot {boot:.2f} s")
+                print(f"job {job_id}: {job_s:.2f} s, in guest {guest_s:.2f} s")
+                print("  " + breakdown(master, job_id))
                 out.append((job_s, guest_s))
         finally:
             await stop_task(task)
     return out
+
+
+def breakdown(master: FakeMaster, job_id: int) -> str:
+    """Seconds between landmark events of a job (host arrival times), to see the overhead."""
+    marks: dict[str, float] = {}
+    for seq in master.seqs(job_id):
+        ev = master.events[job_id][seq]
+        key = f"{ev.event}:{ev.phase or ev.fields.get('stage', '')}"
+        marks.setdefault(key, ev.ts)
+        if ev.event == "phase_finished":
+            marks[key] = ev.ts
+    order = ["job_started:", "phase_finished:prepare", "phase_finished:boot",
+             "phase_finished:upload", "runner_started:runner", "phase_started:install",
+             "phase_finished:quality", "runner_finished:runner", "phase_finished:teardown",
+             "job_finished:"]  # fmt: skip
+    present = [k for k in order if k in marks]
+    return ", ".join(
+        f"{a.split(':')[-1] or a.split(':')[0]}→{b.split(':')[-1] or b.split(':')[0]} "
+        f"{marks[b] - marks[a]:.2f}"
+        for a, b in itertools.pairwise(present)
+    )
 
 
 def _run(argv: list[str], cwd: Path) -> None:

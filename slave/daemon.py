@@ -269,11 +269,6 @@ class SlaveDaemon:
             with contextlib.suppress(ConnectionClosed):
                 await self.link.send(JobRefuse(offer.job_id, offer.lease, reason))
             return
-        try:
-            # Accept goes out before any event of the job can (same queue, in order).
-            await self.link.send(JobAccept(offer.job_id, offer.lease))
-        except ConnectionClosed:
-            return  # the master re-queues an offer it got no answer for
         meta = {
             "job_id": offer.job_id,
             "lease": offer.lease,
@@ -283,7 +278,20 @@ class SlaveDaemon:
             "image": offer.image,
             "first_seq": offer.first_seq,
         }
-        spool = await asyncio.to_thread(self.store.create, meta)
+        try:
+            spool = await asyncio.to_thread(self.store.create, meta)
+        except OSError as exc:
+            log.error("spool_create_failed", job_id=offer.job_id, error=str(exc))
+            with contextlib.suppress(ConnectionClosed):
+                await self.link.send(JobRefuse(offer.job_id, offer.lease, "slave disk error"))
+            return
+        try:
+            # Accept goes out before any event of the job can (same queue, in order): the
+            # job only becomes visible to the link's pump below.
+            await self.link.send(JobAccept(offer.job_id, offer.lease))
+        except ConnectionClosed:
+            await asyncio.to_thread(spool.remove)
+            return  # the master re-queues an offer it got no answer for
         job = ActiveJob(offer, spool, self._job_dir(offer.job_id), self.link.wake)
         self.jobs[offer.job_id] = job
         self._idle.clear()

@@ -85,6 +85,9 @@ class VMExecutor:
         ctx.summary["image"] = {"name": image.name, "digest": image.digest}
         record = RunRecord(Context(bait_token=image.bait.get("token")))
         static: asyncio.Task[list[Indicator]] | None = None
+        # The VM boots while the host prepares: both take seconds and neither needs the other.
+        booting = asyncio.create_task(self._boot(ctx, image))
+        booted: tuple[VM, Guest] | None = None
         try:
             async with host_phase(ctx, "prepare", phase_timeout(ctx, "prepare")):
                 prepared = await self._prepare(ctx, image)
@@ -93,13 +96,18 @@ class VMExecutor:
                     static_indicators, prepared.files, unavailable=prepared.unavailable
                 )
             )
-            await self._in_vm(ctx, image, prepared, record)
+            booted = await booting
+            await self._in_vm(ctx, image, booted[1], prepared, record)
         except _MACHINE_ERRORS as exc:
             ctx.summary.setdefault("error", str(exc)[:2000])
             ctx.log.error("job_infra_error", error=str(exc)[:2000])
         finally:
             if static is not None and not static.done():
                 static.cancel()
+            ctx.phases.update(record.phases)
+            booted = booted or await _settle(booting)
+            if booted is not None:
+                await self._teardown(ctx, *booted)
         ctx.summary.update(record.summary())
         if static is not None:
             await self._quality(ctx, static, record)
@@ -131,33 +139,40 @@ class VMExecutor:
             pip=self.pip,
         )
 
+    async def _boot(self, ctx: JobContext, image: Image) -> tuple[VM, Guest]:
+        """A running VM and an SSH session to it; on failure or cancel, no VM is left."""
+        timeout = phase_timeout(ctx, "boot")
+        async with host_phase(ctx, "boot", timeout):
+            vm = await VM.start(
+                image,
+                ctx.job_dir / "vm",
+                self.accel,
+                snapshot=self.snapshot,
+                memory_mb=self.config.memory_mb,
+                cpus=self.config.cpus,
+                timeout=timeout,
+            )
+            try:
+                guest = await Guest.connect(vm, image, timeout=timeout)
+            except BaseException:
+                await vm.stop(grace=0.0)
+                raise
+            ctx.log.info("vm_ready", phase="boot", restored=vm.restored, accel=self.accel.value)
+        return vm, guest
+
     async def _in_vm(
-        self, ctx: JobContext, image: Image, prepared: PreparedRelease, record: RunRecord
+        self,
+        ctx: JobContext,
+        image: Image,
+        guest: Guest,
+        prepared: PreparedRelease,
+        record: RunRecord,
     ) -> None:
-        vm: VM | None = None
-        guest: Guest | None = None
-        try:
-            async with host_phase(ctx, "boot", phase_timeout(ctx, "boot")):
-                vm = await VM.start(
-                    image,
-                    ctx.job_dir / "vm",
-                    self.accel,
-                    snapshot=self.snapshot,
-                    memory_mb=self.config.memory_mb,
-                    cpus=self.config.cpus,
-                    timeout=phase_timeout(ctx, "boot"),
-                )
-                guest = await Guest.connect(vm, image, timeout=phase_timeout(ctx, "boot"))
-                ctx.log.info("vm_ready", phase="boot", restored=vm.restored,
-                             accel=self.accel.value)  # fmt: skip
-            async with host_phase(ctx, "upload", phase_timeout(ctx, "upload")):
-                await upload(ctx, guest, prepared)
-                if prepared.needs_guest_metadata and prepared.sdist is not None:
-                    await self._metadata_from_guest(ctx, guest, prepared, image)
-            await run_runner(ctx, guest, record)
-        finally:
-            ctx.phases.update(record.phases)
-            await self._teardown(ctx, vm, guest)
+        async with host_phase(ctx, "upload", phase_timeout(ctx, "upload")):
+            await upload(ctx, guest, prepared)
+            if prepared.needs_guest_metadata and prepared.sdist is not None:
+                await self._metadata_from_guest(ctx, guest, prepared, image)
+        await run_runner(ctx, guest, record)
 
     async def _metadata_from_guest(
         self, ctx: JobContext, guest: Guest, prepared: PreparedRelease, image: Image
@@ -181,17 +196,16 @@ class VMExecutor:
         ctx.log.info("guest_metadata", phase="prepare", requirements=requirements,
                      wheels=len(wheels))  # fmt: skip
 
-    async def _teardown(self, ctx: JobContext, vm: VM | None, guest: Guest | None) -> None:
+    async def _teardown(self, ctx: JobContext, vm: VM, guest: Guest) -> None:
         """Stop the VM; at once (no graceful quit) when the job is being cancelled."""
         task = asyncio.current_task()
         cancelling = task is not None and task.cancelling() > 0
         ctx.log.info("phase_started", phase="teardown")
-        if guest is not None and not cancelling:
+        if not cancelling:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):
                     await guest.close()
-        if vm is not None:
-            await vm.stop(grace=0.0 if cancelling else 2.0)
+        await vm.stop(grace=0.0 if cancelling else 2.0)
         ctx.log.info("phase_finished", phase="teardown", status="passed")
 
     async def _quality(
@@ -205,3 +219,16 @@ class VMExecutor:
             return
         ctx.summary["quality"] = report.to_dict()
         ctx.log.info("quality_report", phase="quality", score=report.score)
+
+
+async def _settle(booting: asyncio.Task[tuple[VM, Guest]]) -> tuple[VM, Guest] | None:
+    """What a boot still in flight came to: cancelled if unfinished (it cleans up), else its VM.
+
+    Its error, if any, is retrieved and dropped: the job already failed for another reason.
+    """
+    if not booting.done():
+        booting.cancel()
+        await asyncio.wait([booting])
+    if booting.cancelled() or booting.exception() is not None:
+        return None
+    return booting.result()

@@ -206,7 +206,12 @@ class Link:
 
     async def _read(self, conn: Connection) -> None:
         async for msg in conn:
-            await self._handle(msg)
+            try:
+                await self._handle(msg)
+            except Exception:
+                # A bug or a local failure handling one message must not take the
+                # connection (and every other job's reporting) down with it.
+                log.exception("message_handling_failed", message=msg.TYPE)
 
     async def _pump(self, conn: Connection, max_bytes: int) -> None:
         """Send unacknowledged events, then results, job by job, until cancelled.

@@ -36,8 +36,8 @@ def start(
     return daemon, asyncio.create_task(daemon.run())
 
 
-def paced(count: int, gate: asyncio.Event, at: int) -> Script:
-    """A script: ``count`` events, pausing at ``at`` until ``gate`` is set."""
+def paced(count: int, gate: asyncio.Event, at: int, *, hold: bool = False) -> Script:
+    """A script: ``count`` events, pausing at ``at`` until ``gate`` is set; then ends or holds."""
 
     async def script(ctx: JobContext) -> str:
         for i in range(count):
@@ -45,6 +45,8 @@ def paced(count: int, gate: asyncio.Event, at: int) -> Script:
                 await gate.wait()
             ctx.log.info("output", phase="tests", line=f"line {i}")
             await asyncio.sleep(0)
+        if hold:
+            await asyncio.Event().wait()
         return "passed"
 
     return script
@@ -175,7 +177,7 @@ async def test_job_interrupted_by_a_slave_crash_reported_as_infra_error(
 async def test_stale_lease_events_answered_with_drop(master: FakeMaster, tmp_path: Path) -> None:
     """When the master re-leased the job meanwhile, its job_drop makes the slave forget it."""
     gate = asyncio.Event()
-    executor = ScriptedExecutor(paced(40, gate, at=20))
+    executor = ScriptedExecutor(paced(40, gate, at=20, hold=True))
     daemon, task = start(tmp_path, master, executor)
     try:
         await master.wait_session()

@@ -83,7 +83,12 @@ async def test_hung_runner_is_timed_out_by_the_host(tmp_path: Path) -> None:
     with capture_logs() as logs:
         await run_runner(ctx, guest, record)
     assert 0.4 <= loop.time() - started < 5
-    assert list(guest.commands[0])[:2] == ["python3", "/opt/pyti/runner.py"]
+    argv = list(guest.commands[0])
+    assert argv[0] == "python3" and argv[-3:] == [
+        "/opt/pyti/runner.py",
+        "--job",
+        "/var/lib/pyti/job/job.json",
+    ]
     assert record.phases["tests"]["status"] == "timed_out"
     assert record.phases["tests"]["killed_by"] == "slave"
     assert any(entry["event"] == "runner_timed_out" for entry in logs)
