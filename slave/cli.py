@@ -5,7 +5,8 @@
     pyti slave --master HOST:PORT --secret-file FILE --image-dir DIR
                [--slots N] [--accel auto|kvm|tcg] [--work-dir DIR] [--name NAME]
                [--config FILE] [--pypi-url BASE] [--timeout PHASE=SECONDS]...
-               [--memory-mb N] [--cpus N] [--output-cap BYTES]
+               [--memory-mb N] [--cpus N] [--output-cap BYTES] [--shutdown-grace S]
+               [--log-format auto|json|console]
 
 Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for a configuration
 problem (bad flag, no usable image, KVM asked for but not working).
@@ -22,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from master.logging import configure_logging  # shared by both daemons
 from protocol.messages import ImageInfo
 from slave.accel import AccelError, resolve_accel
 from slave.config import ConfigError, SlaveConfig, build_config, load_toml
@@ -61,6 +63,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-cap", type=int, metavar="BYTES", help="output kept per phase")
     parser.add_argument(
         "--shutdown-grace", type=float, metavar="SECONDS", help="time jobs get after SIGTERM"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="log lines: JSON, key=value, or auto (key=value on a terminal)",
     )
 
 
@@ -117,6 +125,7 @@ def load_images(image_dir: Path) -> tuple[dict[str, Image], list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     """Start the slave; returns its exit code."""
+    configure_logging(args.log_format)
     try:
         config = config_from_args(args)
     except ConfigError as exc:
