@@ -15,6 +15,9 @@ id tester >/dev/null 2>&1 || useradd --uid 1000 --user-group --create-home --she
 # No password login at all; '*' rather than 'passwd -l', because sshd without PAM
 # refuses even key logins to a locked ('!') account.
 usermod -p '*' root
+# sshd runs every command through root's login shell: dash starts in half the
+# time of bash under TCG (measured: 0.16 s vs 0.38 s on the first command after a restore).
+usermod -s /bin/sh root
 # Fork bombs: nproc for sessions that go through PAM (su/runuser); the runner also
 # sets RLIMIT_NPROC itself when it drops to tester (sshd here runs without PAM).
 cat > /etc/security/limits.d/90-pyti-tester.conf <<EOT

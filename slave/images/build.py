@@ -115,6 +115,9 @@ async def _build_into(
 ) -> None:
     root = scratch / "root"
     started = time.time()
+    # Hashed before anything is copied: a recipe or guest file edited during the
+    # build must make the result stale, not be recorded as built.
+    hashed = recipe_hash(recipe)
     await _bootstrap(recipe, root, image_dir / ".cache", progress)
 
     progress.step("guest files, runner and wheels (pip download, binary only)")
@@ -145,7 +148,7 @@ async def _build_into(
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "name": recipe.name,
-        "recipe_hash": recipe_hash(recipe),
+        "recipe_hash": hashed,
         "recipe": recipe.to_json(),
         "built_at": started,
         "build_seconds": round(time.time() - started, 1),
