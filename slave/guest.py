@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -81,7 +81,8 @@ class CommandStream:
     :attr:`exit_status` (or :attr:`exit_signal`) is set. Stderr is drained
     concurrently, so the command never blocks on it, and its tail is kept in
     :attr:`stderr_tail`. The channel is closed when the iteration ends, fails or
-    is abandoned. Raises :class:`GuestTimeout` past ``timeout`` (whole command).
+    is abandoned (``async with stream:`` or :meth:`aclose` to stop early without
+    waiting for garbage collection). Raises :class:`GuestTimeout` past ``timeout``.
     """
 
     def __init__(
@@ -97,8 +98,31 @@ class CommandStream:
         self.stderr_tail = b""
         #: Lines longer than ``max_line`` (cut, the rest of the line dropped).
         self.cut_lines = 0
+        self._iterator: AsyncGenerator[str, None] | None = None
 
-    async def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[str]:
+        if self._iterator is not None:
+            raise GuestError("a CommandStream can be iterated only once")
+        self._iterator = self._iterate()
+        return self._iterator
+
+    async def aclose(self) -> None:
+        """Stop early: close the command's channel (idempotent)."""
+        if self._iterator is not None:
+            await self._iterator.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _iterate(self) -> AsyncGenerator[str, None]:
         process: asyncssh.SSHClientProcess[bytes] | None = None
         stderr_task: asyncio.Task[None] | None = None
         try:
