@@ -48,6 +48,7 @@ Figures = dict[str, float | int | str]
 async def bench(image: Image, accel: Accel, runs: int, cold_runs: int) -> Figures:
     """Run both series and compute the medians."""
     results: dict[str, list[dict[str, float]]] = {"restore": [], "cold": []}
+    state_mb = round(_state_size(image, accel) / (1 << 20), 1)
     with tempfile.TemporaryDirectory(prefix="pyti-vm-bench-") as tmp:
         work = Path(tmp)
         for kind, snapshot, n in (("restore", True, runs), ("cold", False, cold_runs)):
@@ -74,7 +75,7 @@ async def bench(image: Image, accel: Accel, runs: int, cold_runs: int) -> Figure
         "restore_runs": len(results["restore"]),
         "cold_runs": len(results["cold"]),
         "accel": accel.value,
-        "state_file_mb": round(_state_size(image, accel) / (1 << 20), 1),
+        "state_file_mb": state_mb,
         "memory_mb": image.memory_mb,
     }
 
