@@ -91,6 +91,22 @@ def parse_release(answer: object) -> Release:
     return Release(project=name, version=version, files=files)
 
 
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The whole body, or ``ApiError`` once it passes ``cap`` bytes.
+
+    ``content.read(n)`` returns what has arrived (at most n bytes), not the whole
+    body: a real index sends its answer in many chunks.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > cap:
+            raise ApiError(502, "upstream_error", "the package index answer is too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def resolve_release(
     session: aiohttp.ClientSession, pypi_url: str, project: str, version: str | None
 ) -> Release:
@@ -116,15 +132,13 @@ async def resolve_release(
                 raise ApiError(
                     502, "upstream_error", f"the package index answered {response.status}"
                 )
-            body = await response.content.read(MAX_ANSWER_BYTES + 1)
+            body = await _read_capped(response, MAX_ANSWER_BYTES)
     except TimeoutError:
         raise ApiError(
             504, "upstream_timeout", "the package index did not answer in time"
         ) from None
     except aiohttp.ClientError as exc:
         raise ApiError(502, "upstream_error", f"cannot reach the package index: {exc}") from None
-    if len(body) > MAX_ANSWER_BYTES:
-        raise ApiError(502, "upstream_error", "the package index answer is too large")
     try:
         answer = json.loads(body)
     except (ValueError, RecursionError):
