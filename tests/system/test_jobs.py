@@ -30,7 +30,7 @@ from tests.fakes.pypi import HERMETIC_PIP_ARGS, FakePyPI, hermetic_pip_env
 pytestmark = pytest.mark.system
 
 SECRET = b"system-test-secret-0123456789abcdef"
-JOB_TIMEOUT = 240.0
+JOB_TIMEOUT = 900.0  # TCG on a shared 2-core machine: a job can take minutes
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ async def harness(tmp_path: Path, image: Image) -> AsyncIterator[Harness]:
             name="system-slave",
             accel="tcg",
             pypi_url=pypi.base_url,
-            timeouts={"tests": 120.0, "install": 120.0},
+            timeouts={"tests": 600.0, "install": 600.0},
         )
         pip = PipOptions(index_url=pypi.index_url, args=HERMETIC_PIP_ARGS, env=hermetic_pip_env())
         executor = VMExecutor({image.name: image}, Accel.TCG, config, pip=pip)
