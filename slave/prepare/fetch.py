@@ -125,13 +125,28 @@ async def fetch_listing(
     else:
         url = f"{base}/pypi/{project}/{quote(request.version, safe='')}/json"
     doc = await _get_json(session, url, timeouts)
+    from_project_doc = False
+    if doc is None and request.version is not None:
+        # Some indexes and mirrors (and PyPI seen from some networks) serve only
+        # the project document; its "releases" map holds every version's files.
+        url = f"{base}/pypi/{project}/json"
+        doc = await _get_json(session, url, timeouts)
+        from_project_doc = True
     if doc is None:
         raise ReleaseNotFound(request.project, request.version, "not on the index")
     info = doc.get("info") if isinstance(doc, dict) else None
     if not isinstance(info, dict) or not isinstance(info.get("name"), str):
         raise FetchFailed(url, "JSON without info.name")
     name, version = info["name"], str(info.get("version"))
-    files = _files(doc, "urls", url)
+    if from_project_doc:
+        assert request.version is not None
+        found = _find_version(doc.get("releases"), request.version)
+        if found is None:
+            raise ReleaseNotFound(request.project, request.version, "not on the index")
+        version = found
+        files = _files(doc["releases"], version, url)
+    else:
+        files = _files(doc, "urls", url)
     if not request.allow_yanked:
         live = [f for f in files if not f.yanked]
         if not live and request.version is None:
@@ -142,6 +157,25 @@ async def fetch_listing(
     if not files:
         raise ReleaseNotFound(request.project, request.version or version, "no files")
     return ReleaseListing(name=name, version=version, files=files)
+
+
+def _find_version(releases: Any, wanted: str) -> str | None:
+    """The key of ``releases`` that is ``wanted`` (exactly, or equal as a PEP 440 version)."""
+    if not isinstance(releases, dict):
+        return None
+    if wanted in releases:
+        return wanted
+    try:
+        target = Version(wanted)
+    except InvalidVersion:
+        return None
+    for key in releases:
+        try:
+            if Version(key) == target:
+                return str(key)
+        except InvalidVersion:
+            continue
+    return None
 
 
 def _newest_unyanked(doc: Any, url: str) -> tuple[str, list[RemoteFile]]:

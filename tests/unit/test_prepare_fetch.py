@@ -139,3 +139,18 @@ async def test_release_without_usable_file_is_not_found(
     listing = await fetch_listing(session, pypi.base_url, ReleaseRequest("app"), FAST)
     with pytest.raises(ReleaseNotFound, match="manylinux_2_36_x86_64"):
         select_files(listing, GUEST)
+
+
+async def test_versioned_url_missing_falls_back_to_the_project_document(
+    pypi: FakePyPI, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """When /pypi/NAME/VERSION/json is 404, the version's files come from /pypi/NAME/json."""
+    pypi.add_project(tmp_path, "app", "1.0")
+    pypi.add_project(tmp_path, "app", "2.0")
+    pypi.faults.path_status["/pypi/app/1.0/json"] = 404
+    listing = await fetch_listing(session, pypi.base_url, ReleaseRequest("app", "1.0"), FAST)
+    assert listing.version == "1.0"
+    assert listing.files and all("1.0" in f.filename for f in listing.files)
+    assert pypi.count("/pypi/app/json") == 1
+    with pytest.raises(ReleaseNotFound):
+        await fetch_listing(session, pypi.base_url, ReleaseRequest("app", "3.0"), FAST)
