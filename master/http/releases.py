@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+from packaging.version import InvalidVersion, Version
 
 from master.http.validation import ApiError
 
@@ -116,18 +117,58 @@ async def resolve_release(
     502 when it fails, times out or answers nonsense. Cancellation propagates.
     """
     base = pypi_url.rstrip("/")
-    path = f"/pypi/{quote(project, safe='')}"
-    if version is not None:
-        path += f"/{quote(version, safe='')}"
-    url = f"{base}{path}/json"
+    project_url = f"{base}/pypi/{quote(project, safe='')}/json"
     what = project if version is None else f"{project} {version}"
+    if version is None:
+        answer = await _get_json(session, project_url)
+    else:
+        answer = await _get_json(
+            session, f"{base}/pypi/{quote(project, safe='')}/{quote(version, safe='')}/json"
+        )
+        if answer is None:
+            # Some indexes and mirrors (and PyPI seen from some networks) serve only
+            # the project document; its "releases" map holds every version's files.
+            answer = _release_from_project(await _get_json(session, project_url), version)
+    if answer is None:
+        raise ApiError(404, "release_not_found", f"the package index has no {what}")
+    return parse_release(answer)
+
+
+def _release_from_project(doc: object, version: str) -> dict[str, Any] | None:
+    """A release answer ({info, urls}) cut from a project document, or None if absent."""
+    if not isinstance(doc, dict):
+        return None
+    info, releases = doc.get("info"), doc.get("releases")
+    if not isinstance(info, dict) or not isinstance(releases, dict):
+        return None
+    key = version if version in releases else None
+    if key is None:
+        try:
+            wanted = Version(version)
+        except InvalidVersion:
+            return None
+        key = next((k for k in releases if _same_version(k, wanted)), None)
+    if key is None:
+        return None
+    return {"info": {**info, "version": key}, "urls": releases[key]}
+
+
+def _same_version(candidate: str, wanted: Version) -> bool:
+    try:
+        return Version(candidate) == wanted
+    except InvalidVersion:
+        return False
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str) -> object | None:
+    """The decoded JSON at ``url``; None on 404; ``ApiError`` for anything else amiss."""
     try:
         async with (
             asyncio.timeout(TIMEOUT_S),
             session.get(url, allow_redirects=True, max_redirects=3) as response,
         ):
             if response.status == 404:
-                raise ApiError(404, "release_not_found", f"the package index has no {what}")
+                return None
             if response.status != 200:
                 raise ApiError(
                     502, "upstream_error", f"the package index answered {response.status}"
@@ -140,7 +181,7 @@ async def resolve_release(
     except aiohttp.ClientError as exc:
         raise ApiError(502, "upstream_error", f"cannot reach the package index: {exc}") from None
     try:
-        answer = json.loads(body)
+        answer: object = json.loads(body)
     except (ValueError, RecursionError):
         raise ApiError(502, "upstream_error", "the package index answered invalid JSON") from None
-    return parse_release(answer)
+    return answer

@@ -82,3 +82,15 @@ async def test_answer_over_the_cap_is_an_upstream_error(index: str) -> None:
         with pytest.raises(ApiError) as info:
             await resolve_release(session, index, "huge", None)
     assert info.value.status == 502 and "too large" in info.value.detail
+
+
+async def test_versioned_404_falls_back_to_the_project_document(index: str) -> None:
+    """When /pypi/NAME/VERSION/json is 404, the version comes from the project's releases."""
+    ANSWER["releases"]["1.15.0"] = [dict(ANSWER["urls"][0], filename="six-1.15.0.tar.gz")]  # type: ignore[index]
+    async with aiohttp.ClientSession() as session:
+        release = await resolve_release(session, index, "six", "1.15.0")
+        assert release.version == "1.15.0"
+        assert [f["filename"] for f in release.files] == ["six-1.15.0.tar.gz"]
+        with pytest.raises(ApiError) as info:
+            await resolve_release(session, index, "six", "9.9")
+    assert info.value.status == 404
