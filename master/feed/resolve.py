@@ -129,6 +129,10 @@ class Resolver:
             self.release_url(project, version), max_bytes=self._max_bytes
         )
         if doc is None:
+            # Some indexes and mirrors (and PyPI seen from some networks) serve only
+            # the project document; its "releases" map holds every version's files.
+            doc = await self._release_from_project(project, version)
+        if doc is None:
             return None
         info = doc.get("info") if isinstance(doc, dict) else None
         urls = doc.get("urls") if isinstance(doc, dict) else None
@@ -159,6 +163,30 @@ class Resolver:
             requires_python=requires_python if isinstance(requires_python, str) else None,
             yanked=info.get("yanked") is True,
         )
+
+    async def _release_from_project(self, project: str, version: str) -> Any:
+        """A release document ({info, urls}) cut from the project document, or None."""
+        url = f"{self._base}/pypi/{quote(project, safe='')}/json"
+        doc = await self._http.get_json(url, max_bytes=self._max_bytes)
+        info = doc.get("info") if isinstance(doc, dict) else None
+        releases = doc.get("releases") if isinstance(doc, dict) else None
+        if not isinstance(info, dict) or not isinstance(releases, dict):
+            return None
+        files = releases.get(version)
+        if not isinstance(files, list):
+            return None
+        # The project's info describes its newest release: take what is per file.
+        first = files[0] if files and isinstance(files[0], dict) else {}
+        return {
+            "info": {
+                **info,
+                "version": version,
+                "requires_python": first.get("requires_python"),
+                "yanked": bool(files)
+                and all(isinstance(f, dict) and f.get("yanked") is True for f in files),
+            },
+            "urls": files,
+        }
 
     async def project(self, project: str) -> ProjectReleases | None:
         """Newest version and per-release upload times; None when the project is unknown.

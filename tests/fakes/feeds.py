@@ -169,6 +169,9 @@ class FakeFeeds:
         self._releases: dict[str, dict[str, _Release]] = {}
         self._uploaded: dict[tuple[str, str], float] = {}
         self._hidden: dict[tuple[str, str | None], int] = {}
+        self._lagging: set[tuple[str, str | None]] = set()
+        #: False: /pypi/NAME/VERSION/json is always 404 (as PyPI answers from some networks)
+        self.versioned_urls = True
         self._raw: dict[tuple[str, str | None], Any] = {}
         self.json_requests: list[str] = []
         self.json_delay = 0.0
@@ -396,12 +399,16 @@ class FakeFeeds:
         releases = self._releases.get(name)
         if not releases:
             return web.json_response({"message": "Not Found"}, status=404)
+        lagging = {v for (n, v) in self._lagging if n == name}
+        self._lagging = {(n, v) for (n, v) in self._lagging if n != name}
         newest = list(releases.values())[-1]
         return web.json_response(
             {
                 "info": self._info(newest),
                 "urls": self._file_json(newest),
-                "releases": {v: self._file_json(r) for v, r in releases.items()},
+                "releases": {
+                    v: self._file_json(r) for v, r in releases.items() if v not in lagging
+                },
             }
         )
 
@@ -410,7 +417,12 @@ class FakeFeeds:
         version = request.match_info["version"]
         self.json_requests.append(f"/pypi/{name}/{version}/json")
         await self._json_wait()
+        if not self.versioned_urls:
+            return web.json_response({"message": "Not Found"}, status=404)
         if self._take_hidden((name, version)):
+            # The index lags for this release as a whole: a lookup that falls back
+            # to the project document right after must not find it there either.
+            self._lagging.add((name, version))
             return web.json_response({"message": "Not Found"}, status=404)
         if (name, version) in self._raw:
             return web.json_response(self._raw[(name, version)])

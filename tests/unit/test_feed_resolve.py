@@ -158,3 +158,17 @@ async def test_fake_pypi_releases_resolve_too(tmp_path: Path) -> None:
     assert sorted(f.filename for f in release.files) == sorted(p.name for p in project.files)
     assert all(isinstance(f, ReleaseFile) and len(f.sha256) == 64 for f in release.files)
     assert newest is not None and newest.newest == "0.3"
+
+
+async def test_release_from_the_project_document_when_versioned_urls_404(
+    srv: FakeFeeds, resolver: Resolver
+) -> None:
+    """An index that serves only project documents still resolves any listed version."""
+    srv.add_release("demo", "1.0", requires_python=">=3.9")
+    srv.add_release("demo", "2.0")
+    srv.versioned_urls = False
+    release = await resolver.release("demo", "1.0")
+    assert release is not None
+    assert release.version == "1.0" and release.name == "demo"
+    assert release.files and all("1.0" in f.filename for f in release.files)
+    assert await resolver.release("demo", "3.0") is None
