@@ -236,7 +236,14 @@ class VM:
         qmp_ours, qmp_theirs = socket.socketpair()
         con_ours, con_theirs = socket.socketpair()
         self._qmp_sock = qmp_ours
-        state_fd = os.open(snap.state, os.O_RDONLY | os.O_CLOEXEC) if snap else None
+        try:
+            state_fd = os.open(snap.state, os.O_RDONLY | os.O_CLOEXEC) if snap else None
+        except OSError as exc:  # e.g. the image was rebuilt since it was loaded
+            qmp_ours.close()
+            qmp_theirs.close()
+            con_ours.close()
+            con_theirs.close()
+            raise VMError(f"cannot open the snapshot state: {exc}") from exc
         try:
             spec = QemuSpec(
                 accel=self.accel,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from slave.accel import Accel
 from slave.images.manifest import BASE_FILES, MANIFEST_FORMAT, Image, file_entries, write_manifest
+from slave.qmp_argv import KERNEL_CMDLINE, MACHINE
 from slave.vm import VM, VMError, VMState
 
 FAKE_QEMU = r"""
@@ -20,6 +22,8 @@ import json, os, socket, sys, time
 mode = os.environ.get("FAKE_QEMU_MODE", "ok")
 with open(os.environ["FAKE_QEMU_PIDFILE"], "w") as f:
     f.write(str(os.getpid()))
+with open(os.environ["FAKE_QEMU_PIDFILE"] + ".argv", "w") as f:
+    f.write(json.dumps(sys.argv))
 if mode == "die":
     sys.stderr.write("fake-qemu: cannot open kernel\n")
     sys.exit(1)
@@ -80,7 +84,11 @@ def image(tmp_path: Path) -> Image:
             "format": MANIFEST_FORMAT, "name": "demo", "recipe_hash": "0" * 64, "built_at": 0.0,
             "python_version": "3.11.2", "kernel_version": "test",
             "vm": {"memory_mb": 128, "cpus": 1, "disk_gib": 1},
-            "sizes": {}, "files": files, "bait": {}, "snapshots": {},
+            "sizes": {}, "files": files, "bait": {},
+            "snapshots": {"tcg-max": {
+                "state": "snapshot-tcg-max.state", "disk": "disk.qcow2", "memory_mb": 128,
+                "cpus": 1, "qemu_version": "7.2.0", "machine": MACHINE, "cmdline": KERNEL_CMDLINE,
+            }},
         },
     )  # fmt: skip
     return Image.load(tmp_path / "images", "demo")
@@ -91,6 +99,12 @@ def _wait_for_file(path: Path, limit: float = 30.0) -> None:
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.02)
+
+
+def _argv(pidfile: Path) -> list[str]:
+    """The argv the fake QEMU was started with."""
+    argv: list[str] = json.loads(Path(f"{pidfile}.argv").read_text())
+    return argv
 
 
 def _alive(pidfile: Path) -> bool:
@@ -108,7 +122,7 @@ async def test_stop_quits_and_removes_the_vm_directory(
     fake_qemu: Path, image: Image, tmp_path: Path
 ) -> None:
     """A started VM runs on an overlay in its own dir; stop() quits QEMU and deletes the dir."""
-    vm = await VM.start(image, tmp_path / "work", Accel.TCG)
+    vm = await VM.start(image, tmp_path / "work", Accel.TCG, snapshot=False)
     assert "running" in repr(vm)
     assert vm.overlay.is_file()
     assert not vm.restored
@@ -163,3 +177,32 @@ async def test_start_timeout_is_a_vm_error(
     with pytest.raises(VMError, match="did not start within"):
         await VM.start(image, tmp_path / "work", Accel.TCG, timeout=1.0)
     assert not _alive(fake_qemu)
+
+
+async def test_snapshot_is_restored_with_incoming_fd(
+    fake_qemu: Path, image: Image, tmp_path: Path
+) -> None:
+    """With a fitting snapshot, QEMU gets -incoming fd:N and the VM counts as restored."""
+    (image.dir / "snapshot-tcg-max.state").write_bytes(b"saved ram")
+    async with await VM.start(image, tmp_path / "work", Accel.TCG) as vm:
+        assert vm.restored
+    argv = _argv(fake_qemu)
+    assert argv[argv.index("-incoming") + 1].startswith("fd:")
+
+
+async def test_missing_snapshot_state_falls_back_to_cold_boot(
+    fake_qemu: Path, image: Image, tmp_path: Path
+) -> None:
+    """A snapshot whose state file vanished (image rebuilt meanwhile) means a cold boot."""
+    async with await VM.start(image, tmp_path / "work", Accel.TCG) as vm:
+        assert not vm.restored
+    assert "-incoming" not in _argv(fake_qemu)
+
+
+async def test_snapshot_for_other_memory_is_not_used(
+    fake_qemu: Path, image: Image, tmp_path: Path
+) -> None:
+    """A snapshot taken with another RAM size cannot be restored: cold boot instead."""
+    (image.dir / "snapshot-tcg-max.state").write_bytes(b"saved ram")
+    async with await VM.start(image, tmp_path / "work", Accel.TCG, memory_mb=256) as vm:
+        assert not vm.restored
