@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qemu-system-x86 qemu-utils debootstrap e2fsprogs openssh-client strace
+APT_PACKAGES=(qemu-system-x86 qemu-utils debootstrap e2fsprogs openssh-client strace curl
               chromium chromium-driver python3-venv)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
