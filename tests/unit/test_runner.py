@@ -320,6 +320,29 @@ def test_timeout_kills_every_process(tmp_path: Path, run_job: RunJob) -> None:
     assert not Path(f"/proc/{child}").exists() or _is_zombie(child)
 
 
+def test_leftover_process_does_not_hold_the_phase(tmp_path: Path, run_job: RunJob) -> None:
+    """An import that returns but leaves a child behind ends with it; the child is killed."""
+    pidfile = tmp_path / "child.pid"
+    body = dedent(
+        f"""
+        import subprocess
+        child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        open({str(pidfile)!r}, "w").write(str(child.pid))
+        """
+    )
+    events = run_job(
+        [project(tmp_path, package_body=body)],
+        phases=("install", "import"),
+        timeouts={"install": 120, "import": 60},
+    )
+    imp = finished(events, "import")
+    assert imp["status"] == "passed", imp
+    assert imp["duration_s"] < 30  # not held until the 60 s timeout by strace's leftover tracee
+    assert one(events, "import_result")["exit_code"] == 0
+    child = int(pidfile.read_text())
+    assert not Path(f"/proc/{child}").exists() or _is_zombie(child)
+
+
 def _is_zombie(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

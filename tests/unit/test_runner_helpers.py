@@ -171,3 +171,24 @@ def test_phase_watch_reports_free_disk_space(runner: ModuleType, tmp_path: Path)
     fields = watch.finish()
     assert 0 < fields["disk_free_min"] <= fields["disk_total"]
     assert fields["oom_kills"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("lines", "returncode"),
+    [
+        ([b"41  execve(...) = 0", b"42 +++ exited with 0 +++", b"41  +++ exited with 3 +++"], 3),
+        ([b"41  execve(...) = 0", b"41  +++ killed by SIGSEGV (core dumped) +++"], -11),
+        ([b"41  execve(...) = 0", b"41  exit_group(0) = ?"], None),
+        ([b"garbage", b"41  execve(...) = 0", b"41  +++ exited with 0 +++"], 0),
+        ([b"41  execve(...) = 0", b"42  execve(...) = 0", b"42 +++ exited with 0 +++"], None),
+    ],
+)
+def test_main_exit_follows_the_first_pid(
+    runner: ModuleType, lines: list[bytes], returncode: int | None
+) -> None:
+    """Only the first pid strace names ends the command; other pids' exits do not."""
+    main = runner.MainExit()
+    for line in lines:
+        main.watch(line)
+    assert main.returncode == returncode
+    assert main.done.is_set() == (returncode is not None)

@@ -1,0 +1,260 @@
+"""Hostile and broken releases as real jobs in real VMs: outcomes, findings, containment.
+
+One slave daemon (with the real ``VMExecutor``) runs every sample of
+``tests.fakes.behaviours`` in turn, one fresh VM each, against a fake master and a
+fake PyPI on loopback; the last job is a clean release again, which proves the
+slave survived the rest. Each job takes 15-60 s under TCG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from protocol.messages import ImageInfo, JobResult
+from slave.accel import Accel
+from slave.config import SlaveConfig
+from slave.daemon import SlaveDaemon
+from slave.findings import diff, profile_from_json
+from slave.images.errors import ImageError
+from slave.images.manifest import Image, default_image_dir
+from slave.job import VMExecutor
+from slave.prepare import PipOptions
+from tests.fakes import behaviours
+from tests.fakes.behaviours import EXFIL_HOST, EXFIL_PORT, STEALER_PTH
+from tests.fakes.master import FakeMaster, stop_task
+from tests.fakes.pypi import HERMETIC_PIP_ARGS, FakePyPI, hermetic_pip_env
+
+pytestmark = [pytest.mark.system, pytest.mark.asyncio(loop_scope="module")]
+
+SECRET = b"behaviour-test-secret-0123456789abcdef"
+JOB_TIMEOUT = 420.0
+OUTPUT_CAP = 1 << 20
+SAMPLES: dict[str, Callable[[Path], list[Path]]] = {
+    "cleanpkg": behaviours.clean,
+    "stealer": behaviours.stealer,
+    "segfaulter": behaviours.segfault,
+    "forkbomb": behaviours.fork_bomb,
+    "diskfill": behaviours.disk_fill,
+    "memhog": behaviours.memory_hog,
+    "flood": behaviours.flood,
+}
+
+
+@pytest.fixture(scope="module")
+def image() -> Image:
+    """The built guest image (``PYTI_IMAGE_DIR`` or the default image dir, ``bookworm``)."""
+    try:
+        return Image.load(default_image_dir(), os.environ.get("PYTI_IMAGE", "bookworm"))
+    except ImageError as exc:
+        pytest.skip(f"no guest image: {exc}")
+
+
+@dataclass
+class Harness:
+    master: FakeMaster
+    daemon: SlaveDaemon
+    #: every job's events land here as JSON lines, for whoever debugs a failure
+    events_dir: Path
+    next_id: int = 1
+    results: dict[str, JobResult] = field(default_factory=dict)
+
+    async def run(self, project: str, **offer: Any) -> tuple[int, JobResult]:
+        """Offer ``project`` 1.0 and wait for its result."""
+        job_id = self.next_id
+        self.next_id += 1
+        started = time.monotonic()
+        await self.master.offer(
+            job_id, project=project, version="1.0", image="bookworm", **offer
+        )  # fmt: skip
+        result = await self.master.wait_result(job_id, timeout=JOB_TIMEOUT)
+        dump = self.events_dir / f"{job_id}-{project}.jsonl"
+        stored = sorted(self.master.events.get(job_id, {}).items())
+        lines = [{"seq": seq, "event": e.event, "phase": e.phase, **e.fields} for seq, e in stored]
+        dump.write_text("".join(json.dumps(line, default=str) + "\n" for line in lines))
+        # Shown with -s; the figures the report quotes.
+        print(f"\n{project}: {result.outcome} in {time.monotonic() - started:.1f} s ({dump})")
+        self.results[project] = result
+        return job_id, result
+
+    def events(self, job_id: int, name: str) -> list[dict[str, Any]]:
+        stored = self.master.events.get(job_id, {})
+        return [
+            {"phase": e.phase, **e.fields} for _, e in sorted(stored.items()) if e.event == name
+        ]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def harness(tmp_path_factory: pytest.TempPathFactory, image: Image) -> AsyncIterator[Harness]:
+    """One slave daemon for the whole module: the jobs run one after another on it."""
+    root = tmp_path_factory.mktemp("behaviour")
+    async with FakeMaster(SECRET) as master, FakePyPI() as pypi:
+        for name, build in SAMPLES.items():
+            for path in build(root / "dists" / name):
+                pypi.add(path)
+        config = SlaveConfig(
+            master_host="127.0.0.1",
+            master_port=master.port,
+            secret=SECRET,
+            image_dir=image.dir.parent,
+            work_dir=root / "w",
+            name="behaviour-slave",
+            accel="tcg",
+            pypi_url=pypi.base_url,
+            output_cap=OUTPUT_CAP,
+            timeouts={"install": 120.0, "import": 90.0, "tests": 180.0},
+        )
+        pip = PipOptions(index_url=pypi.index_url, args=HERMETIC_PIP_ARGS, env=hermetic_pip_env())
+        executor = VMExecutor({image.name: image}, Accel.TCG, config, pip=pip)
+        info = ImageInfo(image.name, image.python_version, image.digest)
+        daemon = SlaveDaemon(config, images=[info], accel="tcg", executor=executor)
+        task = asyncio.create_task(daemon.run())
+        try:
+            await master.wait_session()
+            events_dir = root / "events"
+            events_dir.mkdir()
+            yield Harness(master, daemon, events_dir)
+        finally:
+            await stop_task(task)
+
+
+def found(result: JobResult) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The result's findings by (rule, phase, target)."""
+    return {(f["rule"], f["phase"], f["target"]): f for f in result.summary["findings"]}
+
+
+def assert_contained(h: Harness, job_id: int, result: JobResult) -> None:
+    """The runner finished, the VM was torn down, the slave kept its one session."""
+    assert result.summary.get("error") is None, result.summary.get("error")
+    assert h.events(job_id, "runner_finished"), "the guest runner did not finish"
+    teardown = [e for e in h.events(job_id, "phase_finished") if e["phase"] == "teardown"]
+    assert [e["status"] for e in teardown] == ["passed"]
+    assert len(h.master.sessions) == 1
+
+
+async def test_clean_release_passes(harness: Harness) -> None:
+    """A release that does nothing unusual passes with a clean verdict and no real findings."""
+    job_id, result = await harness.run("cleanpkg")
+    assert result.outcome == "passed", (result.phases, result.summary)
+    assert result.summary["verdict"] == "clean"
+    assert [f for f in result.summary["findings"] if f["severity"] != "info"] == []
+    assert result.summary["tests"]["passed"] == 1
+    assert_contained(harness, job_id, result)
+
+
+async def test_stealer_is_harmful(harness: Harness) -> None:
+    """Network at build time, a code .pth, bait reads and curl at import: harmful, each named."""
+    job_id, result = await harness.run("stealer")
+    assert result.outcome == "harmful", (result.phases, result.summary)
+    assert result.summary["verdict"] == "malicious"
+    got = found(result)
+    expected = {
+        ("net.socket", "install", "AF_INET"): "info",
+        ("net.connect", "install", f"{EXFIL_HOST}:{EXFIL_PORT}"): "high",
+        ("persist.site_hook", "install",
+         f"$VENV/lib/python3.11/site-packages/{STEALER_PTH}"): "high",
+        ("persist.pth_import", "install", STEALER_PTH): "medium",
+        ("cred.bait", "import", "~/.ssh/id_rsa"): "critical",
+        ("cred.bait", "import", "~/.aws/credentials"): "critical",  # the .pth's doing
+        ("cred.token", "import", "token"): "critical",
+        ("proc.shell", "import", "sh"): "medium",
+        ("proc.network_tool", "import", "curl"): "high",
+    }  # fmt: skip
+    assert {k: got[k]["severity"] for k in expected if k in got} == expected, sorted(got)
+    assert got[("net.connect", "install", f"{EXFIL_HOST}:{EXFIL_PORT}")]["process"] == (
+        "build-backend"
+    )
+    assert "connect(" in got[("net.connect", "install", f"{EXFIL_HOST}:{EXFIL_PORT}")]["evidence"]
+    # findings went out live, as events, not only in the result
+    live = {(e["rule"], e["phase"]) for e in harness.events(job_id, "finding")}
+    assert ("cred.bait", "import") in live and ("net.connect", "install") in live
+    assert_contained(harness, job_id, result)
+
+
+async def test_segfault_in_a_test_is_a_crash(harness: Harness) -> None:
+    """A test dereferencing NULL: crashed, with SIGSEGV, the phase and faulthandler's traceback."""
+    job_id, result = await harness.run("segfaulter")
+    assert result.outcome == "crashed", (result.phases, result.summary)
+    crash = result.summary["crash"]
+    assert (crash["phase"], crash["signal"], crash["signal_name"]) == ("tests", 11, "SIGSEGV")
+    assert "Fatal Python error: Segmentation fault" in crash["traceback"]
+    assert "test_dereferences_null" in crash["traceback"]
+    assert result.phases["tests"]["status"] == "crashed"
+    assert result.phases["import"]["status"] == "passed"
+    assert_contained(harness, job_id, result)
+
+
+async def test_fork_bomb_is_contained(harness: Harness) -> None:
+    """A test forking until refused: the process limit stops it, a finding names it."""
+    job_id, result = await harness.run("forkbomb")
+    assert result.phases["tests"]["status"] == "passed", result.phases
+    bomb = found(result)[("res.fork_bomb", "tests", "EAGAIN")]
+    assert bomb["severity"] == "high" and "EAGAIN" in bomb["evidence"]
+    assert result.summary["verdict"] == "suspicious"
+    assert result.outcome == "passed"  # suspicious is not harmful: the verdict says the rest
+    assert result.phases["quality"]["status"] != "error"
+    assert_contained(harness, job_id, result)
+
+
+async def test_disk_fill_is_contained(harness: Harness) -> None:
+    """A test filling the disk meets ENOSPC at the overlay's size; the runner notices."""
+    job_id, result = await harness.run("diskfill")
+    assert result.phases["tests"]["status"] == "passed", (result.phases, result.summary)
+    full = found(result)[("res.disk_filled", "tests", "disk")]
+    assert full["severity"] == "low" and "'disk_free_min'" in full["evidence"]
+    assert result.outcome == "passed"
+    # the runner emptied the package's TMPDIR: the next phase had room again
+    assert result.phases["quality"]["status"] == "passed", result.phases
+    assert_contained(harness, job_id, result)
+
+
+async def test_memory_hog_is_contained(harness: Harness) -> None:
+    """A test eating memory is what the guest's OOM killer takes: crashed by SIGKILL, found."""
+    job_id, result = await harness.run("memhog")
+    assert result.outcome == "crashed", (result.phases, result.summary)
+    crash = result.summary["crash"]
+    assert (crash["phase"], crash["signal_name"]) == ("tests", "SIGKILL")
+    assert ("res.oom", "tests", "oom kill") in found(result)
+    assert_contained(harness, job_id, result)
+
+
+async def test_output_flood_is_capped(harness: Harness) -> None:
+    """An import printing 1 GiB: the guest sends the cap, counts the rest, a finding says so."""
+    job_id, result = await harness.run("flood")
+    assert result.phases["import"]["status"] == "passed", result.phases
+    assert result.phases["import"]["output_dropped"] >= (1 << 30) - OUTPUT_CAP
+    assert ("res.output_flood", "import", "output cap") in found(result)
+    lines = [e for e in harness.events(job_id, "output") if e["phase"] == "import"]
+    assert 0 < sum(len(e["line"]) + 1 for e in lines) <= OUTPUT_CAP
+    assert result.outcome == "passed"
+    assert_contained(harness, job_id, result)
+
+
+async def test_slave_runs_a_clean_job_after_all_that(harness: Harness) -> None:
+    """After every nasty job, the same slave (same session) still passes a clean release."""
+    job_id, result = await harness.run("cleanpkg")
+    assert result.outcome == "passed", (result.phases, result.summary)
+    assert result.summary["verdict"] == "clean"
+    assert_contained(harness, job_id, result)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="slave/outcome.py RunRecord.summary() does not add 'profile' yet"
+)
+async def test_results_carry_a_profile_the_master_can_diff(harness: Harness) -> None:
+    """Each result's summary has its behaviour profile; clean → stealer reads as new behaviour."""
+    before = profile_from_json(harness.results["cleanpkg"].summary.get("profile"))
+    after = profile_from_json(harness.results["stealer"].summary.get("profile"))
+    changes = [str(c) for c in diff(before, after)]
+    assert f"started reaching for the network at install time ({EXFIL_HOST}:{EXFIL_PORT})" in (
+        changes
+    )
