@@ -134,8 +134,9 @@ class Analyser:
     def feed(self, phase: str, line: str) -> list[Finding]:
         """One strace line of ``phase``; never raises on hostile content."""
         parser = self._parser(phase)
+        records = list(parser.parse(line))
         found = self._token(phase, line)
-        for record in parser.parse(line):
+        for record in records:
             if record.kind is LineKind.SYSCALL:
                 found += self._syscall(phase, record)
             elif record.kind in (LineKind.EXITED, LineKind.KILLED) and record.pid is not None:
@@ -148,7 +149,8 @@ class Analyser:
         """The bait token's value (or its name) in any line: argv, a path, a buffer."""
         token = self.context.bait_token
         pid = _leading_pid(line)
-        process = self._procs.get(pid, UNKNOWN).label if pid is not None else "?"
+        # The caller's label (a vforked child inherits it), before an exec relabels the pid.
+        process = self._proc(phase, pid).label if pid is not None else "?"
         if token and len(token) >= 8 and token in line:
             return self._record("cred.token", "critical", phase, pid, process, line, "token")
         if "PYTI_BAIT_TOKEN" in line:

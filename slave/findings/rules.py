@@ -203,8 +203,33 @@ def _exe_name(call: Call) -> str:
     return posixpath.basename(call.exe or "")
 
 
+_SEGMENT = re.compile(r"\$\(|[;|&\n(`]")
+_ASSIGNMENT = re.compile(r"^\w+=")
+
+
+def shell_commands(call: Call) -> list[str]:
+    """Programs a ``sh -c SCRIPT`` names in command position (first word of each segment).
+
+    The shell finds them by stat() along PATH, which is not traced: a missing tool
+    (no curl in the guest) never shows as an exec, only in the script.
+    """
+    if _exe_name(call) not in SHELLS or "-c" not in call.argv[1:-1]:
+        return []
+    script = call.argv[call.argv.index("-c", 1) + 1]
+    names = []
+    for segment in _SEGMENT.split(script[:4096]):
+        words = [w for w in segment.split() if not _ASSIGNMENT.match(w)]
+        while words and words[0] in ("exec", "nohup", "env", "command", "time"):
+            words.pop(0)
+        if words:
+            names.append(posixpath.basename(words[0].strip("'\"")))
+    return names
+
+
 def network_tool(call: Call) -> Iterable[Hit]:
-    return (Hit(_exe_name(call)),) if _exe_name(call) in NETWORK_TOOLS else NO_HITS
+    if _exe_name(call) in NETWORK_TOOLS:
+        return (Hit(_exe_name(call)),)
+    return tuple(Hit(n) for n in dict.fromkeys(shell_commands(call)) if n in NETWORK_TOOLS)
 
 
 def shell(call: Call) -> Iterable[Hit]:
@@ -419,7 +444,8 @@ RULES: tuple[Rule, ...] = (
     Rule("net.socket", "info", "socket", "IPv4/IPv6 socket opened (not by pip)",
          _names("socket"), inet_socket),
     # processes
-    Rule("proc.network_tool", "high", "process", "network tool started (curl, wget, nc...)",
+    Rule("proc.network_tool", "high", "process",
+         "network tool started, or named by a sh -c script (curl, wget, nc...)",
          EXEC_CALLS, network_tool, TESTS_LOWER),
     Rule("proc.privilege_tool", "high", "privilege", "sudo/su or a capability tool started",
          EXEC_CALLS, privilege_tool, TESTS_LOWER),

