@@ -71,21 +71,24 @@ def wait_for_host(port: int) -> None:
 def relay(port: int, sshd: socket.socket) -> None:
     """Copy bytes both ways without ever blocking on one side (no deadlock).
 
-    Returns when the host closes the port, or when sshd has closed and all it
-    said has been passed on.
+    Returns once one side has closed and what it sent has been passed on
+    (as far as the other side still takes it).
     """
     s = sshd.fileno()
     os.set_blocking(port, False)
     os.set_blocking(s, False)
     to_sshd = bytearray()
     to_host = bytearray()
-    sshd_open = True
+    host_open = sshd_open = True
     poller = select.poll()
-    while sshd_open or to_host:
-        want_port = select.POLLIN if len(to_sshd) < HIGH_WATER else 0
-        want_sshd = select.POLLIN if sshd_open and len(to_host) < HIGH_WATER else 0
-        poller.register(port, want_port | (select.POLLOUT if to_host else 0))
-        poller.register(s, want_sshd | (select.POLLOUT if to_sshd and sshd_open else 0))
+    while (host_open or to_sshd) and (sshd_open or to_host):
+        # A closed side is unregistered: its POLLHUP would wake us for ever.
+        if host_open:
+            want = select.POLLIN if len(to_sshd) < HIGH_WATER else 0
+            poller.register(port, want | (select.POLLOUT if to_host else 0))
+        if sshd_open:
+            want = select.POLLIN if len(to_host) < HIGH_WATER else 0
+            poller.register(s, want | (select.POLLOUT if to_sshd else 0))
         for fd, ev in poller.poll():
             try:
                 if fd == port:
@@ -93,22 +96,25 @@ def relay(port: int, sshd: socket.socket) -> None:
                         del to_host[: os.write(port, to_host)]
                     if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
                         data = os.read(port, CHUNK)
-                        if not data:
-                            return  # the host closed: the session is over
                         to_sshd += data
+                        if not data:  # the host closed: the session is over
+                            host_open = False
+                            to_host.clear()
+                            poller.unregister(port)
                 else:
                     if ev & select.POLLOUT and to_sshd:
                         del to_sshd[: os.write(s, to_sshd)]
-                    if ev & (select.POLLIN | select.POLLHUP | select.POLLERR) and sshd_open:
+                    if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
                         data = os.read(s, CHUNK)
-                        if not data:
-                            sshd_open = False  # pass on what sshd said, then stop
-                            to_sshd.clear()
                         to_host += data
+                        if not data:  # sshd is gone: pass on what it said
+                            sshd_open = False
+                            to_sshd.clear()
+                            poller.unregister(s)
             except BlockingIOError:
                 continue
             except OSError:
-                return  # either side vanished mid-write: the session is over
+                return  # a side vanished mid-write: the session is over
 
 
 def main() -> None:
@@ -137,4 +143,5 @@ def main() -> None:
             os.waitpid(pid, 0)
 
 
-main()
+if __name__ == "__main__":
+    main()
