@@ -183,11 +183,20 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 @routes.get(f"{API}/jobs/{{job_id}}")
 async def get_job(request: web.Request) -> web.Response:
-    """One job with its attempts."""
+    """One job with its attempts, and (once finished) its comparison with the previous release.
+
+    ``job.behaviour_diff`` and ``job.quality_trend`` are None until the result is stored.
+    """
     check_query(request.query, frozenset())
-    job = await _load_job(request)
-    attempts = await request.app[CTX].store.attempts(job.id)
-    return web.json_response({"job": job_json(job), "attempts": [a.to_dict() for a in attempts]})
+    ident = job_id(request.match_info["job_id"])
+    store = request.app[CTX].store
+    detail = await store.get_job_detail(ident)
+    if detail is None:
+        raise ApiError(404, "not_found", f"no job {ident}")
+    job, comparison = detail
+    attempts = await store.attempts(job.id)
+    data = job_json(job) | comparison
+    return web.json_response({"job": data, "attempts": [a.to_dict() for a in attempts]})
 
 
 @routes.post(f"{API}/jobs/{{job_id}}/cancel")

@@ -43,11 +43,14 @@ OUTCOMES: tuple[str, ...] = (
 )
 STATES: tuple[str, ...] = tuple(s.value for s in JobState)
 
+# All three are used with ``fullmatch`` (``$`` would accept a trailing newline) and
+# re.ASCII: with IGNORECASE alone, "K" (U+212A KELVIN SIGN) matches "k" and "ſ"
+# (U+017F) matches "s", so a name could pass that PyPI and our URLs never see.
 # PEP 508 project names (case-insensitive), bounded.
-_PROJECT_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]{0,198}[A-Z0-9])$", re.IGNORECASE)
+_PROJECT_RE = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]{0,198}[A-Z0-9]", re.IGNORECASE | re.ASCII)
 # Versions as they appear in PyPI URLs: PEP 440 plus legacy forms, no path characters.
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$")
-_IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}", re.ASCII)
+_IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}", re.ASCII)
 
 
 class ApiError(Exception):
@@ -131,21 +134,21 @@ def _type_error(name: str, expected: str) -> NoReturn:
 
 def project_name(value: object, name: str = "project") -> str:
     """A PEP 508 project name."""
-    if not isinstance(value, str) or not _PROJECT_RE.match(value):
+    if not isinstance(value, str) or not _PROJECT_RE.fullmatch(value):
         _type_error(name, "a project name (letters, digits, '.', '_', '-'; at most 200)")
     return value
 
 
 def version_string(value: object, name: str = "version") -> str:
     """A release version as used in PyPI URLs (no '/', no spaces)."""
-    if not isinstance(value, str) or not _VERSION_RE.match(value):
+    if not isinstance(value, str) or not _VERSION_RE.fullmatch(value):
         _type_error(name, "a version string (letters, digits, '.+!_-'; at most 64)")
     return value
 
 
 def image_name(value: object, name: str = "image") -> str:
     """A guest image name as the slaves advertise it."""
-    if not isinstance(value, str) or not _IMAGE_RE.match(value):
+    if not isinstance(value, str) or not _IMAGE_RE.fullmatch(value):
         _type_error(name, "an image name (lower-case letters, digits, '._-')")
     return value
 
@@ -225,7 +228,7 @@ def query_project(query: Mapping[str, str], name: str = "project") -> str | None
     raw = query.get(name)
     if raw is None or raw == "":
         return None
-    if not _PROJECT_RE.match(raw):
+    if not _PROJECT_RE.fullmatch(raw):
         bad_request("invalid_query", f"{name} must be a project name")
     return raw
 

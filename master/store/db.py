@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from master.jobs import StoreError
-from master.store.schema import MIGRATIONS
+from master.store.schema import MIGRATIONS, project_key
 
 T = TypeVar("T")
 Writer = Callable[[sqlite3.Connection], T]
@@ -67,8 +67,10 @@ def query(
 def migrate(conn: sqlite3.Connection, target: int | None = None) -> int:
     """Apply forward migrations up to ``target`` (default: the newest); the version reached.
 
-    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    ``conn`` must be in autocommit mode (``isolation_level=None``). Registers the
+    SQL functions the migrations use (``pyti_project_key``) on ``conn``.
     """
+    conn.create_function("pyti_project_key", 1, project_key, deterministic=True)
     goal = len(MIGRATIONS) if target is None else target
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > len(MIGRATIONS):

@@ -16,10 +16,12 @@ from master.jobs import (
     JobState,
     check_transition,
 )
+from master.store.comparisons import record_comparison
 from master.store.db import Database
 from master.store.ops import check_lease, end_attempt, load_job, requeued, update_job
 from master.store.records import insert_callback
 from master.store.rows import dumps
+from master.store.schema import project_key
 from protocol.messages import JobResult
 
 
@@ -159,6 +161,7 @@ class EndingOps:
                 started_at=job.started_at or now,
                 error=str(result.summary["error"])[:2000] if "error" in result.summary else None,
             )
+            record_comparison(conn, ended, project_key(ended.project))
             insert_callback(conn, ended, now)
             return FinishDisposition.STORED
 
@@ -202,6 +205,8 @@ class EndingOps:
                 phases="{}",
                 summary="{}",
                 findings="[]",
+                profile=None,
+                comparison=None,
                 isolation=None,
                 error=None,
                 finished_at=None,

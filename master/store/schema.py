@@ -10,6 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from packaging.utils import canonicalize_name
+
+
+def project_key(name: str) -> str:
+    """The PEP 503 normalised project name (``Foo.Bar_baz`` -> ``foo-bar-baz``).
+
+    Feed jobs keep PyPI's spelling and uploads the normalised one: filters, dedupe
+    and the previous-release lookup go by this key so one project is never two.
+    Registered on the writer connection as the SQL function ``pyti_project_key``.
+    """
+    return str(canonicalize_name(name))
+
+
 _V1 = (
     """
     CREATE TABLE jobs (
@@ -124,6 +137,17 @@ _V2 = (
     "CREATE INDEX callbacks_due ON callbacks (done_at, next_at)",
 )
 
+_V3 = (
+    # The PEP 503 name (see ``project_key``), filled in for the jobs already stored.
+    "ALTER TABLE jobs ADD COLUMN project_key TEXT NOT NULL DEFAULT ''",
+    "UPDATE jobs SET project_key = pyti_project_key(project)",
+    "CREATE INDEX jobs_project_key ON jobs (project_key, image, version)",
+    # Per release: its behaviour profile and its comparison with the previous release
+    # (``master.store.comparisons``), written with the result.
+    "ALTER TABLE jobs ADD COLUMN profile TEXT",
+    "ALTER TABLE jobs ADD COLUMN comparison TEXT",
+)
+
 #: ``MIGRATIONS[n]`` upgrades version ``n`` to ``n + 1``.
-MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2)
+MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)

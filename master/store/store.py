@@ -24,12 +24,14 @@ from master.jobs import (
     SubmitResult,
     check_transition,
 )
+from master.store.comparisons import comparison_of
 from master.store.db import Database, query
 from master.store.endings import EndingOps
 from master.store.events import EventWriter
 from master.store.ops import check_lease, end_attempt, load_job, update_job
 from master.store.records import RecordTables
 from master.store.rows import attempt_from_row, dumps, job_from_row
+from master.store.schema import project_key
 from protocol.events import Event
 
 
@@ -70,6 +72,15 @@ class Store(EndingOps, RecordTables):
         row = await self._db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return None if row is None else job_from_row(row)
 
+    async def get_job_detail(self, job_id: int) -> tuple[Job, dict[str, Any]] | None:
+        """A job and its comparison with the previous release, read together (one row).
+
+        The comparison is ``{"behaviour_diff": ..., "quality_trend": ...}``, both None
+        until the job's result is stored (``master.store.comparisons``).
+        """
+        row = await self._db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return None if row is None else (job_from_row(row), comparison_of(row))
+
     async def list_jobs(
         self,
         *,
@@ -79,10 +90,11 @@ class Store(EndingOps, RecordTables):
         limit: int = 50,
         before_id: int | None = None,
     ) -> list[Job]:
-        """Newest first; ``before_id`` pages back."""
+        """Newest first; ``before_id`` pages back; ``project`` matches any spelling (PEP 503)."""
         where: list[str] = []
         params: list[Any] = []
-        for col, val in (("project", project), ("state", state), ("outcome", outcome)):
+        key = None if project is None else project_key(project)
+        for col, val in (("project_key", key), ("state", state), ("outcome", outcome)):
             if val is not None:
                 where.append(f"{col} = ?")
                 params.append(val)
@@ -129,16 +141,18 @@ class Store(EndingOps, RecordTables):
     async def submit_job(self, req: JobRequest) -> SubmitResult:
         """Queue a job, or return the existing one for (project, version, image).
 
-        A cancelled job does not count as existing; ``rerun=True`` always queues.
+        The project matches any spelling of its name (PEP 503). A cancelled job does
+        not count as existing; ``rerun=True`` always queues.
         """
+        key = project_key(req.project)
 
         def tx(conn: sqlite3.Connection) -> SubmitResult:
             if not req.rerun:
                 with query(
                     conn,
-                    "SELECT * FROM jobs WHERE project = ? AND version = ? AND image = ?"
+                    "SELECT * FROM jobs WHERE project_key = ? AND version = ? AND image = ?"
                     " AND state != 'cancelled' ORDER BY id DESC LIMIT 1",
-                    (req.project, req.version, req.image),
+                    (key, req.version, req.image),
                 ) as cur:
                     row = cur.fetchone()
                 if row is not None:
@@ -146,7 +160,8 @@ class Store(EndingOps, RecordTables):
             with query(
                 conn,
                 "INSERT INTO jobs (project, version, image, files, priority, source, callback_url,"
-                " created_at, timeouts, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                " created_at, timeouts, options, project_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (
                     req.project,
                     req.version,
@@ -158,6 +173,7 @@ class Store(EndingOps, RecordTables):
                     time.time(),
                     dumps(req.timeouts),
                     dumps(req.options),
+                    key,
                 ),
             ) as cur:
                 row = cur.fetchone()
