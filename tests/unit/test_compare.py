@@ -89,8 +89,9 @@ def test_rule_classes_follow_the_slave_rule_table() -> None:
     """Rule ids map to the behaviour classes of slave/findings/rules.py (exact id first)."""
     from slave.findings.rules import EVENT_RULES, RULES  # the test may read the slave's table
 
-    for rule in (*RULES, *EVENT_RULES):
-        assert rule_class(rule.id) == rule.kind, rule.id
+    table = [(r.id, r.kind) for r in RULES] + [(r.id, r.kind) for r in EVENT_RULES]
+    for ident, kind in table:
+        assert rule_class(ident) == kind, ident
 
 
 def test_previous_is_the_highest_lower_pep440_version() -> None:
