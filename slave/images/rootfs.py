@@ -62,9 +62,23 @@ async def debootstrap(recipe: Recipe, root: Path, progress: Progress) -> None:
         argv.append("--include=" + ",".join(recipe.packages))
     argv += [recipe.suite, root, debian_mirror()]
 
+    # debootstrap retrieves every package first, then validates, extracts,
+    # unpacks and configures them: the retrieved count is the bar's total.
+    counts: dict[str, int] = {}
+
     def show(line: str) -> None:
-        if line.startswith(("I:", "W:")):
-            progress.status(line[3:])
+        if not line.startswith(("I:", "W:")):
+            return
+        words = line[3:].split()
+        verb = words[0] if words else ""
+        total = counts.get("Retrieving", 0)
+        if len(words) >= 2 and verb in ("Retrieving", "Validating", "Extracting", "Unpacking",
+                                        "Configuring"):  # fmt: skip
+            counts[verb] = counts.get(verb, 0) + 1
+            if verb != "Retrieving" and total:
+                progress.bar(min(counts[verb], total), total, f"{verb} {words[1]}")
+                return
+        progress.status(line[3:])
 
     await run_tool(recipe.name, "debootstrap", argv, on_line=show)
 
