@@ -1,4 +1,5 @@
-"""``pyti job ID``: one job — state, outcome, phases, findings, attempts, timings."""
+"""``pyti job ID``: one job — state, outcome, phases, findings, attempts, timings, and what
+changed since the previous release of the project (quality trend, new and gone behaviours)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def render(body: dict[str, Any]) -> str:
             else ""
         )
         lines.append(f"  quality   {safe(quality['score'])}/100   {detail}".rstrip())
+    lines += _trend_lines(job.get("quality_trend"))
+    lines += _diff_lines(job.get("behaviour_diff"))
     phases = job.get("phases") or {}
     if phases:
         rows = []
@@ -89,6 +92,51 @@ def render(body: dict[str, Any]) -> str:
         ]
         lines += ["", table(rows, ["ATTEMPT", "SLAVE", "STATUS", "OUTCOME", "REASON"])]
     return "\n".join(lines)
+
+
+def _previous(previous: object) -> str:
+    if not isinstance(previous, dict):
+        return "-"
+    return f"{safe(previous.get('version'))} (job {safe(previous.get('job_id'))})"
+
+
+def _trend_lines(trend: object) -> list[str]:
+    """The quality trend against the previous release (absent until the job finished)."""
+    if not isinstance(trend, dict):
+        return []
+    previous = trend.get("previous")
+    if not isinstance(previous, dict):
+        return ["  trend     no earlier release of this project tested"]
+    change = trend.get("score_change")
+    delta = f"{change:+d}" if isinstance(change, int) else "n/a"
+    before, after = (
+        safe("-" if v is None else v) for v in (previous.get("score"), trend.get("score"))
+    )
+    lines = [f"  trend     {delta} since {_previous(previous)}: {before} → {after}"]
+    changes = trend.get("changes")
+    for item in changes if isinstance(changes, list) else ():
+        if isinstance(item, dict):
+            lines.append(f"            {safe(item.get('text', ''))}")
+    return lines
+
+
+def _diff_lines(diff: object) -> list[str]:
+    """New and gone behaviours against the previous release, one sentence each."""
+    if not isinstance(diff, dict):
+        return []
+    previous = diff.get("previous")
+    if not isinstance(previous, dict):
+        return ["  behaviour no earlier release of this project tested"]
+    entries: list[tuple[str, dict[str, Any]]] = []
+    for label in ("new", "gone"):
+        items = diff.get(label)
+        if isinstance(items, list):
+            entries += [(label, item) for item in items if isinstance(item, dict)]
+    if not entries:
+        return [f"  behaviour same as {_previous(previous)}"]
+    lines = [f"  behaviour compared with {_previous(previous)}:"]
+    lines += [f"            {label:<4} {safe(item.get('text', ''))}" for label, item in entries]
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

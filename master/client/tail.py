@@ -5,6 +5,11 @@ up after ``MAX_FAILURES`` attempts in a row without progress), prints each event
 once and in order, coloured by level on a terminal, and exits with the outcome's
 code when the ``end`` event arrives (see ``master.client.api`` for the codes).
 Everything printed that came from the guest has its control characters escaped.
+
+``trace`` events (one per strace line: thousands a job) are not printed unless
+``--trace`` is given; ``finding`` events, outputs and phases always are. Only the
+printing is filtered: the stream from the master carries every event, and a
+reconnect resumes after the last event received, shown or not.
 """
 
 from __future__ import annotations
@@ -56,6 +61,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="start after this event seq (default: from the beginning)",
     )
     parser.add_argument("--no-color", action="store_true", help="never colour the output")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="also print the syscall trace lines (hidden by default: thousands per job)",
+    )
     add_common_args(parser)
 
 
@@ -132,21 +142,48 @@ class Tail:
             await self._sleep(BACKOFF_S[min(failures, len(BACKOFF_S) - 1)])
 
 
-def _printer(args: argparse.Namespace, out: TextIO) -> Callable[[dict[str, Any]], None]:
-    if args.json:
-        return lambda event: print(json.dumps({"type": "event", **event}), file=out, flush=True)
+#: Events hidden unless ``--trace``: the raw syscall trace (findings carry what matters).
+TRACE_EVENTS = frozenset({"trace"})
+
+
+class Printer:
+    """Prints events (human or JSON lines), skipping trace events unless asked to show them."""
+
+    def __init__(self, out: TextIO, *, as_json: bool, colour: bool, traces: bool) -> None:
+        self.out = out
+        self.as_json = as_json
+        self.colour = colour
+        self.traces = traces
+        self.hidden = 0  # trace events received but not printed
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if not self.traces and event.get("event") in TRACE_EVENTS:
+            self.hidden += 1
+            return
+        if self.as_json:
+            print(json.dumps({"type": "event", **event}), file=self.out, flush=True)
+        else:
+            print(format_event(event, self.colour), file=self.out, flush=True)
+
+
+def _printer(args: argparse.Namespace, out: TextIO) -> Printer:
     colour = out.isatty() and not args.no_color and "NO_COLOR" not in os.environ
-    return lambda event: print(format_event(event, colour), file=out, flush=True)
+    # ``pyti submit --follow`` shares this code without a --trace flag: traces stay hidden.
+    traces = bool(getattr(args, "trace", False))
+    return Printer(out, as_json=args.json, colour=colour, traces=traces)
 
 
 async def follow_job(api: Api, job_id: int, after: int, args: argparse.Namespace) -> int:
     """Tail ``job_id`` to its end and print the outcome; the outcome's exit code."""
-    tail = Tail(api, job_id, after, _printer(args, sys.stdout))
+    printer = _printer(args, sys.stdout)
+    tail = Tail(api, job_id, after, printer)
     job = await tail.follow()
     outcome = job.get("outcome")
     if args.json:
         print(json.dumps({"type": "end", "job": job}), flush=True)
     else:
+        if printer.hidden:
+            print(f"({printer.hidden} trace lines not shown; --trace shows them)", file=sys.stderr)
         print(f"job {job_id} {safe(job.get('state'))}: {safe(outcome)}", file=sys.stderr)
     code = outcome_exit(outcome if isinstance(outcome, str) else None)
     return code
