@@ -1,5 +1,6 @@
 // pyti web page: the queue, recent jobs and slaves; one job with its phases,
-// findings, quality and live log. No build step, no dependencies.
+// findings, quality, what changed since the previous release and live log
+// (syscall trace lines hidden unless asked for). No build step, no dependencies.
 //
 // Everything shown comes from the API and much of it from the guest (log lines,
 // findings, tracebacks): it is untrusted. Text is only ever set with
@@ -10,6 +11,10 @@
 const API = "/api/v1";
 const REFRESH_MS = 5000;
 const MAX_LOG_LINES = 5000;
+// Events kept in memory so that toggling "show trace lines" can redraw the log.
+const MAX_KEPT_EVENTS = 20000;
+// strace lines: thousands per job, hidden unless asked for (findings carry what matters).
+const TRACE_EVENTS = new Set(["trace"]);
 const FINAL_STATES = new Set(["finished", "cancelled"]);
 
 // el("td", {className: "x"}, "text", otherNode): children strings become text nodes.
@@ -145,9 +150,49 @@ function renderJob(job, attempts) {
   fillTable("quality-indicators", indicators.map((i) => el("tr", { className: `level-${String(i.level).replace(/[^a-z]/g, "")}` },
     el("td", {}, i.id), el("td", {}, i.group), el("td", {}, i.level),
     el("td", {}, typeof i.value === "object" ? JSON.stringify(i.value) : i.value), el("td", {}, i.reason))));
+  renderComparison(job);
   fillTable("attempts", (attempts || []).map((a) => el("tr", {},
     el("td", {}, a.attempt), el("td", {}, a.slave), el("td", {}, a.status), el("td", {}, a.outcome || ""),
     el("td", {}, a.reason || ""), el("td", {}, fmtTime(a.assigned_at)))));
+}
+
+function cssToken(text) {
+  return String(text || "").replace(/[^a-z]/g, "");
+}
+
+function previousLink(previous) {
+  // Ids are integers from the API; Number() makes sure nothing else gets into the href.
+  const id = Number(previous.job_id);
+  return el("a", { href: `/jobs/${id}` }, `${previous.version} (#${id})`);
+}
+
+function renderComparison(job) {
+  const diff = job.behaviour_diff && typeof job.behaviour_diff === "object" ? job.behaviour_diff : null;
+  const trend = job.quality_trend && typeof job.quality_trend === "object" ? job.quality_trend : null;
+  const summary = document.getElementById("compare-summary");
+  const previous = (diff && diff.previous) || (trend && trend.previous) || null;
+  if (!diff && !trend) {
+    summary.replaceChildren(FINAL_STATES.has(job.state) ? "not compared" : "when the job has finished");
+  } else if (!previous || typeof previous !== "object") {
+    summary.replaceChildren("no earlier release of this project tested");
+  } else {
+    const parts = ["compared with ", previousLink(previous)];
+    if (trend && typeof trend.score_change === "number") {
+      const sign = trend.score_change > 0 ? "+" : "";
+      parts.push(`: quality ${trend.previous.score} → ${trend.score} (${sign}${trend.score_change})`);
+    }
+    const changes = diff ? (diff.new || []).length + (diff.gone || []).length : 0;
+    parts.push(changes ? `; ${changes} behaviour change(s)` : "; same behaviour");
+    summary.replaceChildren(...parts); // strings become text nodes
+  }
+  const entries = diff ? [...(Array.isArray(diff.new) ? diff.new : []), ...(Array.isArray(diff.gone) ? diff.gone : [])] : [];
+  fillTable("behaviour-diff", entries.filter((e) => e && typeof e === "object").map((e) =>
+    el("tr", { className: `change-${cssToken(e.change)}` },
+      el("td", {}, e.change), el("td", {}, e.phase), el("td", {}, e.kind), el("td", {}, e.text))));
+  const changes = trend && Array.isArray(trend.changes) ? trend.changes : [];
+  fillTable("quality-trend", changes.filter((c) => c && typeof c === "object").map((c) =>
+    el("tr", { className: `change-${cssToken(c.change)}` },
+      el("td", {}, c.indicator), el("td", {}, c.change), el("td", {}, c.text))));
 }
 
 async function refreshJob(id) {
@@ -161,8 +206,48 @@ async function refreshJob(id) {
   }
 }
 
+const logEvents = [];
+let traceCount = 0;
+
+function isTrace(ev) {
+  return TRACE_EVENTS.has(ev.event);
+}
+
+function showTraces() {
+  return document.getElementById("show-trace").checked;
+}
+
+function updateTraceCount() {
+  setText("trace-hidden", !showTraces() && traceCount ? `(${traceCount} trace lines hidden)` : "");
+}
+
 function appendLog(ev) {
+  logEvents.push(ev);
+  if (logEvents.length > MAX_KEPT_EVENTS + 1000) logEvents.splice(0, 1000);
+  if (isTrace(ev)) {
+    traceCount += 1;
+    if (!showTraces()) {
+      updateTraceCount();
+      return;
+    }
+  }
   const log = document.getElementById("log");
+  const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+  log.append(logLine(ev));
+  while (log.childElementCount > MAX_LOG_LINES) log.firstElementChild.remove();
+  if (atBottom) log.scrollTop = log.scrollHeight;
+}
+
+function redrawLog() {
+  const show = showTraces();
+  const shown = logEvents.filter((ev) => show || !isTrace(ev)).slice(-MAX_LOG_LINES);
+  const log = document.getElementById("log");
+  log.replaceChildren(...shown.map(logLine));
+  log.scrollTop = log.scrollHeight;
+  updateTraceCount();
+}
+
+function logLine(ev) {
   const level = String(ev.level || "info").replace(/[^a-z]/g, "");
   const { line: text, ...rest } = ev.fields && typeof ev.fields === "object" ? ev.fields : {};
   const fields = (typeof text === "string" ? " | " + text : "") +
@@ -173,10 +258,7 @@ function appendLog(ev) {
     el("span", { className: "lvl" }, level), " ",
     el("span", { className: "phase" }, ev.phase || "-"), " ",
     el("span", { className: "name" }, ev.event), el("span", { className: "fields" }, fields));
-  const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-  log.append(line);
-  while (log.childElementCount > MAX_LOG_LINES) log.firstElementChild.remove();
-  if (atBottom) log.scrollTop = log.scrollHeight;
+  return line;
 }
 
 function followLog(id) {
@@ -205,6 +287,7 @@ function followLog(id) {
 
 async function showJob(id) {
   document.getElementById("job").hidden = false;
+  document.getElementById("show-trace").addEventListener("change", redrawLog);
   const job = await refreshJob(id);
   if (job === null) return;
   followLog(id);
