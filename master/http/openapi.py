@@ -99,6 +99,76 @@ _SCHEMAS: dict[str, Any] = {
             "urls": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     },
+    "JobDetail": {
+        "description": "a job as GET /jobs/{id} shows it: with its comparison with the previous "
+        "tested release of the same project (PEP 503 name) and image — the highest lower PEP 440 "
+        "version (latest run of it), never the same version nor an infra_error; null until the "
+        "job has finished",
+        "allOf": [_ref("Job")],
+        "properties": {
+            "behaviour_diff": {"oneOf": [_ref("BehaviourDiff"), {"type": "null"}]},
+            "quality_trend": {"oneOf": [_ref("QualityTrend"), {"type": "null"}]},
+        },
+    },
+    "PreviousRelease": {
+        "type": ["object", "null"],
+        "description": "the release compared with; null for the first tested release",
+        "properties": {
+            "job_id": {"type": "integer"},
+            "version": {"type": "string"},
+            "score": {"type": ["integer", "null"], "description": "quality_trend only"},
+        },
+    },
+    "BehaviourChange": {
+        "type": "object",
+        "properties": {
+            "change": {"enum": ["started", "stopped", "new targets", "gone targets"]},
+            "phase": {"type": "string"},
+            "kind": {
+                "type": "string",
+                "description": "behaviour class: network, socket, process, credentials, write, "
+                "persistence, privilege, resource",
+            },
+            "targets": {"type": "array", "items": {"type": "string"}},
+            "text": {
+                "type": "string",
+                "description": "e.g. '1.4.2 started opening sockets at install time (AF_INET); "
+                "1.4.1 did not'",
+            },
+        },
+    },
+    "BehaviourDiff": {
+        "type": "object",
+        "properties": {
+            "previous": _ref("PreviousRelease"),
+            "new": {"type": "array", "items": _ref("BehaviourChange")},
+            "gone": {"type": "array", "items": _ref("BehaviourChange")},
+        },
+    },
+    "QualityTrend": {
+        "type": "object",
+        "description": "score: pass 1, warn 0.5, fail 0 per indicator; mean per group; "
+        "round(100 * sum(w[g] * group) / sum(w[g] of groups present)), weights metadata 25, "
+        "distribution 20, tests 25, code 15, install 15",
+        "properties": {
+            "previous": _ref("PreviousRelease"),
+            "score": {"type": ["integer", "null"]},
+            "score_change": {"type": ["integer", "null"]},
+            "changes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "indicator": {"type": "string"},
+                        "change": {"enum": ["regressed", "improved", "new", "gone"]},
+                        "before": {"type": ["string", "null"]},
+                        "after": {"type": ["string", "null"]},
+                        "text": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
     "Attempt": {"type": "object", "description": "one claim of the job (lease) and its end"},
     "Event": {
         "type": "object",
@@ -206,7 +276,12 @@ _PATHS: dict[str, Any] = {
         "get": {
             "summary": "List jobs, newest first",
             "parameters": [
-                {"name": "project", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "project",
+                    "in": "query",
+                    "description": "any spelling of the name (PEP 503: Foo_Bar = foo-bar)",
+                    "schema": {"type": "string"},
+                },
                 {"name": "state", "in": "query", "schema": {"enum": list(STATES)}},
                 {"name": "outcome", "in": "query", "schema": {"enum": list(OUTCOMES)}},
                 {
@@ -238,14 +313,15 @@ _PATHS: dict[str, Any] = {
     },
     "/api/v1/jobs/{job_id}": {
         "get": {
-            "summary": "One job: state, attempts, phases, outcome, findings, timings",
+            "summary": "One job: state, attempts, phases, outcome, findings, timings, and the "
+            "behaviour diff and quality trend against the previous release",
             "parameters": [_JOB_ID],
             "responses": {
                 "200": _json(
                     {
                         "type": "object",
                         "properties": {
-                            "job": _ref("Job"),
+                            "job": _ref("JobDetail"),
                             "attempts": {"type": "array", "items": _ref("Attempt")},
                         },
                     },

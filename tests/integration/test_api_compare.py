@@ -157,3 +157,13 @@ async def test_previous_release_matches_any_spelling_of_the_name(
     diff = (await _job(client, second))["behaviour_diff"]
     assert diff["previous"] == {"job_id": first, "version": "1.0"}
     assert len(diff["new"]) == 1
+
+
+async def test_openapi_documents_the_comparison(aiohttp_client: ClientFactory, app: Any) -> None:
+    """The served OpenAPI document describes behaviour_diff and quality_trend of GET /jobs/{id}."""
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    detail = doc["paths"]["/api/v1/jobs/{job_id}"]["get"]["responses"]["200"]
+    job_ref = detail["content"]["application/json"]["schema"]["properties"]["job"]["$ref"]
+    schema = doc["components"]["schemas"][job_ref.rsplit("/", 1)[1]]
+    assert {"behaviour_diff", "quality_trend"} <= set(schema["properties"])
