@@ -71,6 +71,9 @@ PHASES = ("install", "import", "tests", "quality")
 SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
 # Syscalls worth a finding, and the ones that show what a process is; no stat/read/write
 # noise, which would multiply the trace volume of a plain pip install several times.
+#: Marks the image's pre-built job venv (see slave/images/rootfs.py: JOB_VENV).
+VENV_TEMPLATE_MARKER = ".pyti-template"
+
 TRACE_SET = ",".join(
     [
         "execve,execveat,clone,clone3,fork,vfork,kill,tkill,tgkill",
@@ -934,6 +937,10 @@ class Runner:
         return self.exec.run(phase, argv, budget, env=self.env(), **kw)
 
     def install(self, budget: Budget) -> Outcome:
+        if (self.venv / VENV_TEMPLATE_MARKER).is_file():
+            # The image's pristine job venv (pytest included): every job restores
+            # the snapshot disk, so it is as fresh as one made now, ~100 s sooner.
+            return self.install_into_venv(budget)
         if self.venv.exists():
             shutil.rmtree(self.venv)
         made = self.run_as_tester(
@@ -949,6 +956,9 @@ class Runner:
             if outcome.status == "failed":
                 outcome.status = "error"
             return outcome
+        return self.install_into_venv(budget)
+
+    def install_into_venv(self, budget: Budget) -> Outcome:
         target, kind = self.install_target()
         pth_before = pth_files(self.site_packages())
         built: list[str] = []
@@ -1072,18 +1082,20 @@ class Runner:
         targets = find_tests(root)
         if not targets:
             return Outcome("skipped", {"reason": "no tests found in the sdist"})
-        got = self.run_as_tester(
-            [*self.pip_install(), "--find-links", self.opts.wheels_dir, "pytest"],
-            budget,
-            phase="tests",
-            cwd=str(self.scratch / "run"),
-        )
-        if got.returncode != 0 or got.timed_out:
-            outcome = outcome_of(got)
-            outcome.fields["reason"] = "cannot install pytest"
-            if outcome.status == "failed":
-                outcome.status = "error"
-            return outcome
+        site = self.site_packages()
+        if site is None or not (site / "pytest").is_dir():
+            got = self.run_as_tester(
+                [*self.pip_install(), "--find-links", self.opts.wheels_dir, "pytest"],
+                budget,
+                phase="tests",
+                cwd=str(self.scratch / "run"),
+            )
+            if got.returncode != 0 or got.timed_out:
+                outcome = outcome_of(got)
+                outcome.fields["reason"] = "cannot install pytest"
+                if outcome.status == "failed":
+                    outcome.status = "error"
+                return outcome
         junit = self.scratch / "tmp" / "junit.xml"
         timeouts = self.job.get("timeouts") or {}
         phase_timeout = float(timeouts.get("tests") or DEFAULT_TIMEOUTS["tests"])

@@ -26,7 +26,7 @@ from slave.images.manifest import MANIFEST_FORMAT, Image, file_entries, write_ma
 from slave.images.progress import Progress, run_tool
 from slave.images.recipe import Recipe, recipe_hash
 
-BUILD_STEPS = 8
+BUILD_STEPS = 9
 
 
 @contextlib.asynccontextmanager
@@ -131,6 +131,9 @@ async def _build_into(
 
     progress.step(f"tools venv /opt/pyti/tools: {', '.join(recipe.venv_tools) or '-'}")
     await rootfs.install_venv_tools(recipe, root, venv_wheels)
+
+    progress.step(f"job venv {rootfs.JOB_VENV}: {', '.join(recipe.wheels) or '-'}")
+    await rootfs.install_job_venv(recipe, root)
 
     progress.step("SSH keys and bait credentials")
     await rootfs.make_keys(recipe, root, out)

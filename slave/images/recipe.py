@@ -20,7 +20,7 @@ from typing import Any
 from slave.images.errors import RecipeError
 
 #: Bump when the build code changes what an image contains.
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 
 #: The repository's ``images/`` directory (recipes, guest files, runner).
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "images"
