@@ -77,7 +77,8 @@ class SlaveDaemon:
             config.work_dir / "spool", SpoolLimits(max_bytes=config.spool_max_bytes)
         )
         self.jobs: dict[int, ActiveJob] = {}
-        self.draining = False
+        #: the master session in which the master asked us to drain (None: not asked)
+        self._drain_session: int | None = None
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -94,6 +95,15 @@ class SlaveDaemon:
             backoff=Backoff(config.reconnect_min, config.reconnect_max),
             events_per_batch=config.events_per_batch,
         )
+
+    @property
+    def draining(self) -> bool:
+        """No new jobs: we are stopping, or the master of *this* session asked us to drain.
+
+        A master drains its slaves when it shuts down; once it (or another) is
+        back, the new session starts undrained.
+        """
+        return self._stop.is_set() or self._drain_session == self.link.sessions
 
     def __repr__(self) -> str:
         return f"<SlaveDaemon {self.config.name} jobs={len(self.jobs)} {self.link.state.value}>"
@@ -161,7 +171,6 @@ class SlaveDaemon:
         """Begin a graceful shutdown (SIGTERM). Idempotent."""
         if not self._stop.is_set():
             log.info("slave_stopping", jobs=len(self.jobs))
-        self.draining = True
         self._stop.set()
 
     async def _shutdown(self) -> None:
@@ -242,7 +251,7 @@ class SlaveDaemon:
                     await self._drop(job, msg.reason)
             case Drain():
                 log.info("slave_draining", reason=msg.reason)
-                self.draining = True
+                self._drain_session = self.link.sessions
             case _:
                 pass  # heartbeats: the connection already noted the peer is alive
 

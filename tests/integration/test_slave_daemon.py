@@ -222,6 +222,23 @@ async def test_drain_refuses_new_offers_and_finishes_running_jobs(
     assert (await master.wait_result(1)).outcome == "passed"
 
 
+async def test_drain_ends_with_the_masters_session(
+    master: FakeMaster, start_slave: StartSlave
+) -> None:
+    """A master that drained its slaves and comes back gets them undrained: offers are taken."""
+    executor = ScriptedExecutor(holding(asyncio.Event()))
+    running = await start_slave(executor)
+    await master.wait_session()
+    await master.send(Drain("master shutting down"))
+    await master.wait_for(lambda: running.daemon.draining)
+    await master.restart()
+    second = await master.wait_session(2)
+    assert not second.of_type(Heartbeat)[0].draining
+    assert not running.daemon.draining
+    await master.offer(5)
+    await executor.any_started.wait()
+
+
 async def test_stop_aborts_running_jobs_after_grace_and_reports_them(
     master: FakeMaster, start_slave: StartSlave
 ) -> None:
