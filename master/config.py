@@ -165,6 +165,10 @@ def read_toml(path: Path) -> dict[str, Any]:
     return out
 
 
+#: Shortest shared secret either daemon accepts.
+MIN_SECRET_BYTES = 16
+
+
 def _read_secret(path: Path) -> bytes:
     try:
         secret = path.read_bytes().strip()
@@ -172,6 +176,13 @@ def _read_secret(path: Path) -> bytes:
         raise ConfigError(f"--secret-file: cannot read {path}: {exc.strerror or exc}") from exc
     if not secret:
         raise ConfigError(f"--secret-file: {path} is empty")
+    if len(secret) < MIN_SECRET_BYTES:
+        # The same minimum the slave enforces: a short secret is guessable offline
+        # from one recorded handshake.
+        raise ConfigError(
+            f"--secret-file: the secret in {path} is too short"
+            f" (need at least {MIN_SECRET_BYTES} bytes)"
+        )
     return secret
 
 

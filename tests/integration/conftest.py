@@ -16,7 +16,7 @@ from master.daemon import Master
 from master.jobs import Job, JobRequest
 from tests.fakes.slave import FakeSlave
 
-SECRET = b"integration-secret"
+SECRET = b"integration-secret-0123456789abcdef"
 
 #: Short timings so failure paths run in well under a second.
 FAST: dict[str, Any] = {

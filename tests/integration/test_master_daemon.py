@@ -20,7 +20,7 @@ from master.store import Store
 from protocol.messages import Drain, EventsAck, JobOffer, ResultAck, RunningJob
 from tests.fakes.slave import FakeSlave
 
-SECRET = b"daemon-secret"
+SECRET = b"daemon-secret-0123456789abcdef"
 FAST_TOML = """
 heartbeat_interval = 0.2
 heartbeat_timeout = 2.0
@@ -269,3 +269,10 @@ def test_flags_override_the_config_file(tmp_path: Path) -> None:
     assert cfg.feed == {"interval": 60} and cfg.http == {"max_upload": 1024}
     assert cfg.db_path == (tmp_path / "data" / "pyti.sqlite3").resolve()
     assert SECRET.decode() not in repr(cfg) and "tok-1" not in repr(cfg)
+
+
+def test_short_secret_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A secret under 16 bytes is refused at start, as the slave refuses it."""
+    args = _files(tmp_path, secret=b"short")
+    assert main(args) == 2
+    assert "too short" in capsys.readouterr().err
