@@ -1,0 +1,355 @@
+"""Reliability under failure: real ``pyti master``/``pyti slave`` processes, real QEMU (TCG).
+
+Each test kills, floods or starves a part of a running system and checks that
+nothing is lost, doubled or wedged: a slave SIGKILLed mid-job, a master SIGKILLed
+mid-job and restarted on its data dir, a storm of malformed frames and wrong-secret
+logins on the slave port, a feed that answers garbage, 500s and nothing, and
+packages that flood output, fork-bomb or fill the disk. The figures measured go to
+``$PYTI_RELIABILITY_JSON`` when set (one flat JSON object) and are printed;
+``docs/reliability.md`` summarises them. ``PYTI_SOAK_SECONDS`` (default 30) is how
+long the feed stays broken; raise it for a soak run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slave.images.manifest import Image
+from tests.fakes import behaviours
+from tests.fakes.feeds import BILLION_LAUGHS, FakeFeeds, release_item, rss
+from tests.fakes.pypi import FakePyPI
+from tests.system.daemons import Api, Cluster, percentile, rss_kib
+
+pytestmark = pytest.mark.system
+
+JOB_TIMEOUT = 600.0  # one TCG job on a loaded 2-core machine
+SOAK_SECONDS = float(os.environ.get("PYTI_SOAK_SECONDS", "30"))
+FRAMES = int(os.environ.get("PYTI_ATTACK_FRAMES", "10000"))
+LOGINS = int(os.environ.get("PYTI_ATTACK_LOGINS", "1000"))
+#: Guest phase timeouts: the samples are tiny, a hostile one must not hold the suite.
+TIMEOUTS = {"install": 120.0, "import": 60.0, "tests": 120.0, "quality": 60.0}
+#: A lost slave's jobs wait 3 s for it (the default 30 s would only slow the suite).
+FAST_REQUEUE = {"heartbeat_interval": 1.0, "heartbeat_timeout": 5.0, "reconnect_grace": 3.0}
+
+FIGURES: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_figures() -> Iterator[None]:
+    """Print the module's figures at the end and write them where asked."""
+    yield
+    print("\nreliability figures:", json.dumps(FIGURES, indent=1, sort_keys=True))
+    target = os.environ.get("PYTI_RELIABILITY_JSON")
+    if target:
+        Path(target).write_text(json.dumps(FIGURES, indent=1, sort_keys=True) + "\n")
+
+
+@pytest.fixture
+async def pypi() -> AsyncIterator[FakePyPI]:
+    async with FakePyPI() as index:
+        yield index
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path: a VM's Unix sockets must fit in 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="rel-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def cluster(short_dir: Path, pypi: FakePyPI) -> AsyncIterator[Cluster]:
+    c = Cluster(short_dir, pypi_url=pypi.base_url)
+    try:
+        yield c
+    finally:
+        await c.stop()
+
+
+def seqs_ok(events: list[dict[str, Any]]) -> None:
+    """The job's events are seq 1..N, each once, ending with ``job_finished``."""
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(1, len(seqs) + 1)), f"gap or duplicate: {_holes(seqs)}"
+    assert events[-1]["event"] == "job_finished", events[-1]
+
+
+def _holes(seqs: list[int]) -> str:
+    dup = sorted({s for s in seqs if seqs.count(s) > 1})
+    missing = sorted(set(range(1, max(seqs, default=0) + 1)) - set(seqs))
+    return f"duplicates {dup[:10]}, missing {missing[:10]}"
+
+
+def phase_started(phase: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["event"] == "phase_started" and e["phase"] == phase
+
+
+def finished(job: dict[str, Any]) -> bool:
+    return bool(job["state"] in ("finished", "cancelled"))
+
+
+async def test_slave_killed_mid_job_is_requeued_to_the_next_slave(
+    cluster: Cluster, pypi: FakePyPI, image: Image, tmp_path: Path
+) -> None:
+    """SIGKILL of the slave mid-job: re-queued, finished by another slave, seqs 1..N once."""
+    pypi.add_project(tmp_path / "d", "relkill", "1.0")
+    master = cluster.master(config=FAST_REQUEUE)
+    await master.start()
+    s1 = cluster.slave("s1", image.dir.parent, timeouts=TIMEOUTS)
+    await s1.start()
+    async with Api(master.http_url, cluster.token) as api:
+        await api.wait_slave("s1", timeout=120)
+        job_id = await api.submit("relkill", "1.0")
+        before = await api.wait_event(job_id, phase_started("install"), JOB_TIMEOUT)
+        killed = time.monotonic()
+        orphans = await s1.kill()
+        job = await api.wait_job(job_id, lambda j: j["state"] == "queued", 60, poll=0.05)
+        requeue_s = time.monotonic() - killed
+        assert job["attempt"] == 2, job
+
+        s2 = cluster.slave("s2", image.dir.parent, timeouts=TIMEOUTS)
+        await s2.start()
+        job = await api.wait_job(job_id, finished, JOB_TIMEOUT)
+        rerun_s = time.monotonic() - killed
+        assert job["outcome"] == "passed", (job, s2.log_tail())
+        assert job["slave"] == "s2"
+        events = await api.events(job_id)
+    seqs_ok(events)
+    assert events[: len(before)] == before, "an event stored before the kill changed or vanished"
+    FIGURES.update(
+        slave_kill_requeue_s=round(requeue_s, 2),
+        slave_kill_reconnect_grace_s=FAST_REQUEUE["reconnect_grace"],
+        slave_kill_finished_after_s=round(rerun_s, 1),
+        slave_kill_events=len(events),
+        slave_kill_events_before_kill=len(before),
+        slave_kill_orphan_processes=len(orphans),
+    )
+
+
+async def test_master_killed_mid_job_restarts_on_the_same_data(
+    cluster: Cluster, pypi: FakePyPI, image: Image, tmp_path: Path
+) -> None:
+    """SIGKILL of the master mid-job: after a restart the job and its events survive, it ends."""
+    pypi.add_project(tmp_path / "d", "relphoenix", "1.0")
+    master = cluster.master(config={"heartbeat_interval": 1.0, "heartbeat_timeout": 5.0})
+    await master.start()
+    s1 = cluster.slave("s1", image.dir.parent, timeouts=TIMEOUTS)
+    await s1.start()
+    async with Api(master.http_url, cluster.token) as api:
+        await api.wait_slave("s1", timeout=120)
+        job_id = await api.submit("relphoenix", "1.0")
+        before = await api.wait_event(job_id, phase_started("install"), JOB_TIMEOUT)
+        await master.kill()
+        await asyncio.sleep(1.0)  # down for a moment: the slave's reconnects fail meanwhile
+        restarted = time.monotonic()
+        await master.start()
+        restart_s = time.monotonic() - restarted
+        reconnect_s = await api.wait_slave("s1", timeout=60) + restart_s
+        job = await api.wait_job(job_id, finished, JOB_TIMEOUT)
+        assert job["outcome"] == "passed", (job, s1.log_tail(), master.log_tail())
+        events = await api.events(job_id)
+    assert s1.alive, s1.log_tail()
+    seqs_ok(events)
+    assert events[: len(before)] == before, "an event stored before the kill changed or vanished"
+    # the slave brought the job back within the grace: adopted, not run twice
+    assert job["attempt"] == 1, job
+    FIGURES.update(
+        master_kill_restart_s=round(restart_s, 2),
+        master_kill_slave_back_s=round(reconnect_s, 2),
+        master_kill_events=len(events),
+        master_kill_events_before_kill=len(before),
+    )
+
+
+SLEEPY_TEST = "import time\n\n\ndef test_takes_a_while():\n    time.sleep(25)\n"
+
+
+async def test_frame_storm_and_wrong_logins_during_a_job(
+    cluster: Cluster, pypi: FakePyPI, image: Image, tmp_path: Path
+) -> None:
+    """Malformed frames and wrong-secret logins on the slave port: job ends, /healthz stays fast."""
+    pypi.add_project(tmp_path / "d", "relstorm", "1.0", test_body=SLEEPY_TEST)
+    master = cluster.master(config=FAST_REQUEUE)
+    await master.start()
+    s1 = cluster.slave("s1", image.dir.parent, timeouts=TIMEOUTS)
+    await s1.start()
+    async with Api(master.http_url, cluster.token) as api:
+        await api.wait_slave("s1", timeout=120)
+        job_id = await api.submit("relstorm", "1.0")
+        await api.wait_job(job_id, lambda j: j["state"] == "running", JOB_TIMEOUT)
+        rss_before = rss_kib(master.pid)
+        quiet = [await api.healthz_ms() for _ in range(20)]
+
+        attacker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.system.daemons", "attack",
+            "127.0.0.1", str(master.slave_port), str(FRAMES), str(LOGINS),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out_task = asyncio.create_task(attacker.communicate())
+        latencies: list[float] = []
+        while not out_task.done():
+            latencies.append(await api.healthz_ms())
+            await asyncio.sleep(0.02)
+        stdout, _ = await out_task
+        assert attacker.returncode == 0
+        stats = json.loads(stdout)
+        state_after_attack = (await api.job(job_id))["state"]
+        rss_after = rss_kib(master.pid)
+
+        job = await api.wait_job(job_id, finished, JOB_TIMEOUT)
+        assert job["outcome"] == "passed", (job, s1.log_tail())
+        assert job["attempt"] == 1, "the storm cost the slave its session"
+        events = await api.events(job_id)
+        refused = await api.metric("slave_handshake_failures_total")
+    seqs_ok(events)
+    assert stats.get("logins_accepted", 0) == 0, stats
+    assert stats.get("frames_sent", 0) + stats.get("connect_failed", 0) == FRAMES, stats
+    assert stats.get("frames_sent", 0) >= 0.99 * FRAMES, stats
+    assert stats.get("logins_refused", 0) >= 0.99 * LOGINS, stats
+    assert state_after_attack == "running", "the job ended before the storm did: nothing proven"
+    p99 = percentile(latencies, 0.99)
+    assert p99 < 100.0, f"/healthz p99 {p99:.1f} ms under attack"
+    FIGURES.update(
+        storm_frames_sent=stats.get("frames_sent", 0),
+        storm_frames_closed_by_master=stats.get("closed_by_master", 0),
+        storm_logins=LOGINS,
+        storm_logins_refused=stats.get("logins_refused", 0),
+        storm_handshake_failures_counted=refused,
+        storm_duration_s=stats["duration_s"],
+        storm_healthz_samples=len(latencies),
+        storm_healthz_p50_ms=round(percentile(latencies, 0.5), 1),
+        storm_healthz_p99_ms=round(p99, 1),
+        storm_healthz_max_ms=round(max(latencies), 1),
+        quiet_healthz_max_ms=round(max(quiet), 1),
+        storm_master_rss_before_kib=rss_before,
+        storm_master_rss_after_kib=rss_after,
+    )
+
+
+async def test_broken_feed_for_a_while_then_polling_resumes(short_dir: Path) -> None:
+    """A feed giving garbage, 500s and timeouts: the master lives; a good feed then queues."""
+    async with FakeFeeds() as feeds:
+        cluster = Cluster(short_dir, pypi_url=feeds.pypi_url)
+        feed = {"interval": 0.5, "timeout": 2.0, "backoff_initial": 0.5, "backoff_max": 2.0,
+                "resolve_retry_initial": 0.5, "resolve_retry_max": 2.0}  # fmt: skip
+        master = cluster.master(config={"feed": feed}, feed_urls=[feeds.url("updates")])
+        try:
+            await master.start()
+            rss_before = rss_kib(master.pid)
+            async with Api(master.http_url, cluster.token) as api:
+                latencies = await _break_the_feed(feeds, api, SOAK_SECONDS)
+                assert master.alive, master.log_tail()
+                bad_polls = len(feeds.requests_for("updates"))
+                feed_errors = await api.metric("feed_errors_total")
+
+                healed = time.monotonic()
+                feeds.add_release("relfeed", "1.0", uploaded=time.time())
+                feeds.set_feed("updates", rss([release_item("relfeed", "1.0", at=time.time())]))
+                async with asyncio.timeout(60):
+                    while not await api.jobs("relfeed"):  # noqa: ASYNC110  # another process
+                        await asyncio.sleep(0.1)
+                queued_s = time.monotonic() - healed
+                job = (await api.jobs("relfeed"))[0]
+            assert job["state"] == "queued" and job["source"] == "feed", job
+            assert master.alive
+            rss_after = rss_kib(master.pid)
+        finally:
+            await cluster.stop()
+    assert feed_errors > 0, "the faults never reached the watcher: nothing was tested"
+    FIGURES.update(
+        feed_fault_seconds=SOAK_SECONDS,
+        feed_bad_polls=bad_polls,
+        feed_errors_counted=feed_errors,
+        feed_healthz_max_ms={k: round(max(v), 1) for k, v in latencies.items()},
+        feed_queued_after_recovery_s=round(queued_s, 2),
+        feed_master_rss_before_kib=rss_before,
+        feed_master_rss_after_kib=rss_after,
+    )
+
+
+GARBAGE = {
+    "binary": b"\x00\xff" * 300,
+    "truncated": b"<rss><channel><item><title>half",
+    "billion_laughs": BILLION_LAUGHS,
+    "json": b"{}",
+}
+
+
+async def _break_the_feed(feeds: FakeFeeds, api: Api, seconds: float) -> dict[str, list[float]]:
+    """Rotate garbage, 500s and hanging answers for ``seconds``; /healthz latencies per fault."""
+    latencies: dict[str, list[float]] = {}
+    end = time.monotonic() + seconds
+    turn = 0
+    while time.monotonic() < end:
+        match turn % 3:
+            case 0:
+                fault = list(GARBAGE)[(turn // 3) % len(GARBAGE)]
+                feeds.set_feed("updates", GARBAGE[fault])
+            case 1:
+                fault = "http_500"
+                feeds.fail("updates", 500, times=3)
+            case _:
+                fault = "timeout"
+                feeds.slow("updates", 5.0)  # longer than the watcher's 2 s timeout
+        stop = min(end, time.monotonic() + 3.0)
+        while time.monotonic() < stop:
+            latencies.setdefault(fault, []).append(await api.healthz_ms())
+            await asyncio.sleep(0.1)
+        feeds.slow("updates", 0.0)
+        turn += 1
+    return latencies
+
+
+async def test_hostile_packages_leave_the_slave_working(
+    cluster: Cluster, pypi: FakePyPI, image: Image, tmp_path: Path
+) -> None:
+    """Output flood, fork bomb, disk fill: the same slave process runs a clean package after."""
+    dest = tmp_path / "d"
+    for path in [
+        *behaviours.flood(dest),
+        *behaviours.fork_bomb(dest),
+        *behaviours.disk_fill(dest),
+        *behaviours.clean(dest, "relaftermath"),
+    ]:
+        pypi.add(path)
+    master = cluster.master(config=FAST_REQUEUE)
+    await master.start()
+    s1 = cluster.slave("s1", image.dir.parent, timeouts=TIMEOUTS)
+    await s1.start()
+    async with Api(master.http_url, cluster.token) as api:
+        await api.wait_slave("s1", timeout=120)
+        rss_before = rss_kib(s1.pid)
+        outcomes: dict[str, str] = {}
+        durations: dict[str, float] = {}
+        for project in ("flood", "forkbomb", "diskfill", "relaftermath"):
+            start = time.monotonic()
+            job_id = await api.submit(project, "1.0")
+            job = await api.wait_job(job_id, finished, JOB_TIMEOUT, poll=0.5)
+            durations[project] = round(time.monotonic() - start, 1)
+            outcomes[project] = job["outcome"]
+            assert job["attempt"] == 1, (project, job, s1.log_tail())
+            assert job["outcome"] != "infra_error", (project, job, s1.log_tail())
+            seqs_ok(await api.events(job_id))
+        assert s1.alive and s1.starts == 1, s1.log_tail()
+        assert [s["name"] for s in await api.slaves()] == ["s1"]
+        rss_after = rss_kib(s1.pid)
+    assert outcomes["relaftermath"] == "passed", outcomes
+    FIGURES.update(
+        hostile_outcomes=outcomes,
+        hostile_job_seconds=durations,
+        hostile_slave_rss_before_kib=rss_before,
+        hostile_slave_rss_after_kib=rss_after,
+    )
