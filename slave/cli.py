@@ -53,6 +53,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML file with any of these settings")
     parser.add_argument("--pypi-url", metavar="BASE", help="PyPI JSON API and simple index base")
     parser.add_argument(
+        "--tls-ca", metavar="FILE", help="CA bundle (PEM): connect to the master over TLS"
+    )
+    parser.add_argument(
+        "--tls-server-name", metavar="NAME", help="name on the master's certificate (default: host)"
+    )
+    parser.add_argument(
         "--timeout",
         action="append",
         metavar="PHASE=SECONDS",
@@ -88,7 +94,8 @@ def _timeouts(items: list[str] | None) -> dict[str, float] | None:
 
 
 _FLAG_KEYS = ("master", "secret_file", "image_dir", "slots", "accel", "work_dir", "name",
-              "pypi_url", "memory_mb", "cpus", "output_cap", "shutdown_grace")  # fmt: skip
+              "pypi_url", "memory_mb", "cpus", "output_cap", "shutdown_grace",
+              "tls_ca", "tls_server_name")  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace) -> SlaveConfig:

@@ -17,6 +17,7 @@ long flag names with ``_`` for ``-`` (``image_dir``, ``pypi_url``), plus a
 from __future__ import annotations
 
 import socket
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,6 +76,23 @@ class SlaveConfig:
     reconnect_max: float = 30.0
     spool_max_bytes: int = 32 << 20
     events_per_batch: int = 500
+    #: CA bundle (PEM) to verify the master's certificate: TLS on the slave port
+    tls_ca: Path | None = None
+    #: the name the master's certificate must carry (default: the master's host)
+    tls_server_name: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context (certificate and host name verified), or None for plain TCP.
+
+        Authentication does not depend on TLS (the handshake's HMACs do that); TLS
+        keeps job specs and logs private on the wire.
+        """
+        if self.tls_ca is None:
+            return None
+        try:
+            return ssl.create_default_context(cafile=str(self.tls_ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"tls_ca: cannot load {self.tls_ca}: {exc}") from None
 
     def timeout(self, phase: str) -> float:
         """Seconds allowed for ``phase`` (defaults fill what the config leaves out)."""
@@ -126,7 +144,7 @@ _FLOAT_KEYS = (
     "reconnect_min",
     "reconnect_max",
 )
-_STR_KEYS = ("accel", "pypi_url", "guest_platform", "name")
+_STR_KEYS = ("accel", "pypi_url", "guest_platform", "name", "tls_server_name")
 _KNOWN = {
     *_INT_KEYS,
     *_FLOAT_KEYS,
@@ -136,6 +154,7 @@ _KNOWN = {
     "image_dir",
     "work_dir",
     "timeouts",
+    "tls_ca",
 }
 
 
@@ -185,7 +204,7 @@ def build_config(flags: Mapping[str, Any], file_values: Mapping[str, Any]) -> Sl
             raise ConfigError(f"timeouts.{phase} must be a positive number of seconds")
         timeouts[phase] = float(seconds)
     work_dir = Path(merged.get("work_dir") or Path.home() / ".cache" / "pyti" / "slave")
-    return SlaveConfig(
+    config = SlaveConfig(
         master_host=host,
         master_port=port,
         secret=read_secret(Path(merged["secret_file"])),
@@ -193,5 +212,8 @@ def build_config(flags: Mapping[str, Any], file_values: Mapping[str, Any]) -> Sl
         work_dir=work_dir,
         name=kwargs.pop("name", None) or socket.gethostname(),
         timeouts=timeouts,
+        tls_ca=Path(merged["tls_ca"]).expanduser() if merged.get("tls_ca") else None,
         **kwargs,
     )
+    config.ssl_context()  # a bad CA file is a configuration error now, not at connect
+    return config

@@ -94,6 +94,8 @@ class SlaveDaemon:
             spools=self._spools,
             backoff=Backoff(config.reconnect_min, config.reconnect_max),
             events_per_batch=config.events_per_batch,
+            ssl_context=config.ssl_context(),
+            server_hostname=config.tls_server_name,
         )
 
     @property

@@ -85,6 +85,7 @@ class Link:
         backoff: Backoff = Backoff(),
         events_per_batch: int = 500,
         ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
         self.host = host
@@ -99,6 +100,7 @@ class Link:
         self._backoff = backoff
         self._per_batch = events_per_batch
         self._ssl = ssl_context
+        self._server_hostname = server_hostname if ssl_context is not None else None
         self._connect_timeout = connect_timeout
         self._wake = asyncio.Event()
         self._conn: Connection | None = None
@@ -159,7 +161,9 @@ class Link:
     async def _session(self) -> None:
         self.state = LinkState.CONNECTING
         async with asyncio.timeout(self._connect_timeout):
-            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._ssl)
+            reader, writer = await asyncio.open_connection(
+                self.host, self.port, ssl=self._ssl, server_hostname=self._server_hostname
+            )
         try:
             welcome = await client_handshake(
                 reader,

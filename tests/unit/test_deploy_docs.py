@@ -203,7 +203,7 @@ def test_master_defaults_stated_are_the_codes_defaults(tmp_path: Path, secret_fi
 
 SLAVE_EXAMPLE = DEPLOY / "slave.toml"
 SLAVE_PROSE_DEFAULTS = {"master", "secret_file", "image_dir", "work_dir", "name", "memory_mb",
-                        "cpus"}  # fmt: skip
+                        "cpus", "tls_ca", "tls_server_name"}  # fmt: skip
 SLAVE_REQUIRED = {"master": "127.0.0.1:7600", "image_dir": "/nonexistent/images"}
 
 
@@ -231,10 +231,15 @@ def test_slave_example_lists_every_option_the_loader_knows() -> None:
     assert keys_by_section(example_options(SLAVE_EXAMPLE)) == slave_known()
 
 
-def test_slave_example_optional_lines_are_accepted(secret_file: Path) -> None:
+def test_slave_example_optional_lines_are_accepted(secret_file: Path, tmp_path: Path) -> None:
     """With every commented-out option turned on, the example still loads."""
-    config = load_slave(tomllib.loads(uncommented(SLAVE_EXAMPLE, {})), secret_file)
+    from tests.integration.test_master_tls import _self_signed
+
+    ca, _ = _self_signed(tmp_path)  # the example's CA path must hold a real PEM bundle
+    text = uncommented(SLAVE_EXAMPLE, {}).replace("/etc/pyti/master-ca.pem", str(ca))
+    config = load_slave(tomllib.loads(text), secret_file)
     assert config.memory_mb is not None and config.cpus is not None
+    assert config.ssl_context() is not None and config.tls_server_name
 
 
 def test_slave_defaults_stated_are_the_codes_defaults(secret_file: Path) -> None:
