@@ -73,6 +73,20 @@ _TRANSITIONS: dict[VMState, set[VMState]] = {
 }
 
 
+def die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run so that the kernel kills it when the slave dies (even by SIGKILL).
+
+    Without this a slave killed with ``kill -9`` leaves its QEMU processes (and
+    their guests) running with nobody to stop them. util-linux's ``setpriv``
+    sets the parent-death signal and then execs the command; without it, argv
+    is returned unchanged (teardown still stops VMs on every orderly path).
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return argv
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+
+
 async def _create_overlay(backing: Path, overlay: Path) -> None:
     # A backing file beside the overlay is named relatively: the image dir can move.
     b = backing.name if backing.parent == overlay.parent else str(backing)
@@ -263,7 +277,7 @@ class VM:
             fds += [state_fd] if state_fd is not None else []
             with self.console_log.open("wb") as errlog:  # QEMU's own errors lead the log
                 self._proc = await asyncio.create_subprocess_exec(
-                    *qemu_argv(spec),
+                    *die_with_parent(qemu_argv(spec)),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=errlog,
