@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from slave.findings import Analyser, Context, Finding, verdict
+from slave.findings import Analyser, Context, Finding, profile, profile_to_json, verdict
 
 #: Phases that run the package's code: their statuses decide the outcome.
 PACKAGE_PHASES = ("install", "import", "tests")
@@ -99,6 +99,9 @@ class RunRecord:
             "verdict": self.verdict(),
             "findings": [f.to_dict() for f in findings[:MAX_FINDINGS]],
             "findings_total": len(findings) + self.analyser.suppressed,
+            # From all findings (not only those kept above): the master diffs it
+            # against the project's previous release ("started opening sockets").
+            "profile": profile_to_json(profile(findings)),
         }
         if self.tests is not None:
             out["tests"] = self.tests

@@ -249,9 +249,6 @@ async def test_slave_runs_a_clean_job_after_all_that(harness: Harness) -> None:
     assert_contained(harness, job_id, result)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="slave/outcome.py RunRecord.summary() does not add 'profile' yet"
-)
 async def test_results_carry_a_profile_the_master_can_diff(harness: Harness) -> None:
     """Each result's summary has its behaviour profile; clean → stealer reads as new behaviour."""
     before = profile_from_json(harness.results["cleanpkg"].summary.get("profile"))

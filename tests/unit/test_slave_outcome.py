@@ -83,3 +83,17 @@ def test_quality_inputs_are_kept_bounded() -> None:
     record.feed("quality", "quality", {"ruff": {"available": True}})
     names = [e["event"] for e in record.quality_events]
     assert names.count("output") == 2000 and names[-1] == "quality"
+
+
+def test_summary_carries_the_behaviour_profile() -> None:
+    """The result summary has the JSON profile of all findings, which the master can diff."""
+    from slave.findings import profile_from_json
+
+    record = RunRecord(Context(bait_token="tok-123"))
+    line = (
+        "7 connect(3, {sa_family=AF_INET, sin_port=htons(443), "
+        'sin_addr=inet_addr("203.0.113.7")}, 16) = -1 ENETUNREACH (Network is unreachable)'
+    )
+    assert record.feed("trace", "install", {"pid": 7, "line": line})
+    restored = profile_from_json(record.summary()["profile"])
+    assert any(phase == "install" for phase, _cls, _target in restored)
