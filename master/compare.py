@@ -25,6 +25,7 @@ with weights metadata 25, distribution 20, tests 25, code 15, install 15.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -88,8 +89,9 @@ class Release:
     finished_at: float
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_version(text: str) -> Version | None:
-    """PEP 440 version, or None for a legacy/invalid one."""
+    """PEP 440 version, or None for a legacy/invalid one (cached: a lookup parses them all)."""
     try:
         return Version(text)
     except InvalidVersion:
