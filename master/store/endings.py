@@ -97,7 +97,9 @@ class EndingOps:
         attempt's; the result goes to that attempt's history only. ``REQUEUED``:
         an ``infra_error`` with retries left, or an aborted (``cancelled``)
         result for a job nobody cancelled: queued again with ``attempt + 1``.
-        Raises ``JobNotFound``.
+        A ``STORED`` result is compared with the previous release of the project in
+        the same transaction (``master.store.comparisons``; a failing comparison is
+        logged and left out, never the result). Raises ``JobNotFound``.
         """
 
         def tx(conn: sqlite3.Connection) -> FinishDisposition:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
 
-from master.jobs import JobRequest, Source
+from structlog.testing import capture_logs
+
+from master.jobs import FinishDisposition, JobRequest, JobState, Source
 from master.store import SCHEMA_VERSION, Store
 from master.store.db import migrate
+from protocol.messages import JobResult
 
 
 def _request(project: str, version: str, source: Source = "api") -> JobRequest:
@@ -52,5 +56,40 @@ async def test_migration_fills_the_normalised_name_of_old_jobs(tmp_path: Path) -
         detail = await store.get_job_detail(job.id)
         assert detail is not None
         assert detail[1] == {"behaviour_diff": None, "quality_trend": None}
+    finally:
+        await store.close()
+
+
+async def _finish(store: Store, project: str, version: str) -> int:
+    job = (await store.submit_job(_request(project, version))).job
+    [claimed] = await store.claim_jobs("s1", ["bookworm"], 1)
+    result = JobResult(
+        job_id=claimed.id,
+        lease=claimed.lease,
+        outcome="passed",
+        isolation="tcg",
+        last_seq=0,
+        summary={"findings": [], "verdict": "clean"},
+    )
+    assert await store.finish(claimed.id, claimed.lease, result) == FinishDisposition.STORED
+    return job.id
+
+
+async def test_a_failing_comparison_never_loses_the_result(tmp_path: Path) -> None:
+    """A corrupt stored profile fails the comparison: the result is stored, the diff is null."""
+    path = tmp_path / "c.sqlite3"
+    store = await Store.open(path)
+    try:
+        first = await _finish(store, "demo", "1.0")
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            conn.execute("UPDATE jobs SET profile = '{not json' WHERE id = ?", (first,))
+        with capture_logs() as logs:
+            second = await _finish(store, "demo", "1.1")
+        detail = await store.get_job_detail(second)
+        assert detail is not None
+        job, comparison = detail
+        assert (job.state, job.outcome) == (JobState.FINISHED, "passed")
+        assert comparison == {"behaviour_diff": None, "quality_trend": None}
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == ["comparison_failed"]
     finally:
         await store.close()
