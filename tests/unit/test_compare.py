@@ -158,3 +158,17 @@ def test_quality_trend_without_scores_or_previous() -> None:
     assert broken == QualitySnapshot(None, {})
     trend = quality_trend(Release(1, "1.0", 0.0), broken, snap)
     assert trend["score_change"] is None and trend["previous"]["score"] is None
+
+
+def test_reads_the_profile_the_slave_puts_in_the_summary() -> None:
+    """summary.profile as slave.findings writes it reads back to the same set on the master."""
+    from slave.findings import Finding, profile, profile_to_json
+
+    findings = [
+        Finding("net.socket", "info", "install", 5, "build-backend", "socket(...)", "AF_INET"),
+        Finding(
+            "cred.bait", "critical", "import", 6, "import demo", "openat(...)", "~/.ssh/id_rsa"
+        ),
+    ]
+    sent = {"profile": profile_to_json(profile(findings)), "findings": []}
+    assert behaviour_profile(sent) == profile(findings)
