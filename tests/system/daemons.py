@@ -467,6 +467,9 @@ async def _one_frame(host: str, port: int, frame: bytes, stats: Counter[str]) ->
     try:
         writer.write(frame)
         await writer.drain()
+        # Half-close: a frame cut short ends in EOF, instead of holding the master's
+        # read until its handshake timeout (the attack is about volume, not idling).
+        writer.write_eof()
         stats["frames_sent"] += 1
         async with asyncio.timeout(5):
             while await reader.read(4096):  # the hello, then EOF: the master hung up
