@@ -88,6 +88,15 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def _running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def _hermetic_env() -> dict[str, str]:
     # The machine sets PIP_FIND_LINKS etc.: the slave's pip must see only the fake index.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
@@ -157,26 +166,27 @@ class Daemon:
             return ""
         return "\n".join(lines[-n:])
 
-    async def kill(self) -> list[int]:
-        """SIGKILL the daemon and every process it started (returned: the orphans' pids).
+    async def kill(self, orphan_grace: float = 0.0) -> list[int]:
+        """SIGKILL the daemon, then every process it started that outlives it by ``orphan_grace``
+        seconds; returns those orphans' pids (a slave's QEMU should die with it).
 
         The descendants are listed before the kill: once the daemon is gone they are
         re-parented and could no longer be told apart.
         """
         if not self.alive:
             return []
-        orphans = descendants(self.pid)
+        children = descendants(self.pid)
         assert self.proc is not None
         self.proc.kill()
         await self.proc.wait()
-        survivors = []
+        deadline = time.monotonic() + orphan_grace
+        while time.monotonic() < deadline and any(_running(p) for p in children):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        orphans = [pid for pid in children if _running(pid)]
         for pid in orphans:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-                survivors.append(pid)
-            except ProcessLookupError:
-                pass
-        return survivors
+        return orphans
 
     async def terminate(self, timeout: float = 60.0) -> int:
         """SIGTERM and wait for the exit (SIGKILL after ``timeout``); the exit status."""
