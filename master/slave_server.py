@@ -22,6 +22,7 @@ import structlog
 
 from master.jobs import InvalidTransition, JobNotFound, StaleLease, StoreError
 from master.slave_session import SlaveSession
+from master.throttle import LogThrottle
 from protocol.connection import Connection
 from protocol.errors import HandshakeFailed, ProtocolError
 from protocol.handshake import server_handshake
@@ -57,6 +58,7 @@ class SlaveServer:
         self._sessions: set[SlaveSession] = set()
         self._reserved: set[str] = set()
         self._pending = 0
+        self._refusal_log = LogThrottle(limit=20, window=10.0)
         m = ctx.metrics
         self._m_handshake = m.counter(
             "slave_handshake_failures_total", "Slave connections refused.", ["reason"]
@@ -108,6 +110,15 @@ class SlaveServer:
             reserved.append(auth.name)
         return reason
 
+    def _warn_refused(self, event: str, peer: object, reason: str) -> None:
+        # Every refusal is counted in pyti_slave_handshake_failures_total; the log gets a
+        # sample, so a flood of hostile peers cannot flood it (or starve the loop).
+        allowed, suppressed = self._refusal_log.allow()
+        if suppressed:
+            log.warning("slave_handshake_failures_suppressed", count=suppressed)
+        if allowed:
+            log.warning(event, peer=str(peer), reason=reason)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         cfg = self.ctx.config
         session_id = secrets.token_hex(8)
@@ -115,7 +126,7 @@ class SlaveServer:
         reserved: list[str] = []
         if self._pending >= MAX_PENDING_HANDSHAKES:
             self._m_handshake.inc(1.0, "too_many_pending")
-            log.warning("slave_handshake_refused", peer=str(peer), reason="too many pending")
+            self._warn_refused("slave_handshake_refused", peer, "too many pending")
             return
         self._pending += 1
         try:
@@ -133,7 +144,7 @@ class SlaveServer:
         except (ProtocolError, OSError) as exc:
             reason = exc.reason if isinstance(exc, HandshakeFailed) else type(exc).__name__
             self._m_handshake.inc(1.0, _reason_label(reason))
-            log.warning("slave_handshake_failed", peer=str(peer), reason=str(reason)[:200])
+            self._warn_refused("slave_handshake_failed", peer, str(reason)[:200])
             return
         finally:
             # No await until the session registers the name: it is never free in between.
