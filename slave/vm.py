@@ -132,6 +132,12 @@ class VM:
         self.overlay = keep_disk or vm_dir / "overlay.qcow2"
         self._keep_disk = keep_disk is not None
         self.ssh_path = vm_dir / "ssh.sock"
+        #: Where the SSH socket lives when the VM dir is too deep for a Unix
+        #: socket path (108 bytes): a private (0700) directory in the temp dir.
+        self._sock_dir: Path | None = None
+        if len(os.fsencode(self.ssh_path)) > _SUN_PATH_MAX:
+            self._sock_dir = Path(tempfile.mkdtemp(prefix="pyti-vm-"))
+            self.ssh_path = self._sock_dir / "ssh.sock"
         self.console_log = vm_dir / "console.log"
         #: Whether this VM came from a RAM snapshot (else it was booted cold).
         self.restored = False
@@ -222,8 +228,6 @@ class VM:
         vm_dir = Path(await asyncio.to_thread(_make_vm_dir, work_dir))
         vm = cls(image, vm_dir, accel, memory_mb, cpus, keep_disk)
         try:
-            if len(os.fsencode(vm.ssh_path)) > _SUN_PATH_MAX:
-                raise VMError(f"work dir path too long for a Unix socket: {vm.ssh_path}")
             await _create_overlay(snap.disk if snap else image.disk, vm.overlay)
             async with asyncio.timeout(timeout):
                 await vm._launch(snap)
@@ -489,6 +493,8 @@ class VM:
             if self._qmp_sock is not None:
                 self._qmp_sock.close()
             shutil.rmtree(self.dir, ignore_errors=True)
+            if self._sock_dir is not None:
+                shutil.rmtree(self._sock_dir, ignore_errors=True)
             self._set_state(VMState.STOPPED)
             self._stopped.set()
             if qmp is not None:

@@ -206,3 +206,19 @@ async def test_snapshot_for_other_memory_is_not_used(
     (image.dir / "snapshot-tcg-max.state").write_bytes(b"saved ram")
     async with await VM.start(image, tmp_path / "work", Accel.TCG, memory_mb=256) as vm:
         assert not vm.restored
+
+
+async def test_deep_work_dir_gets_a_short_socket_path(
+    fake_qemu: Path, image: Image, tmp_path: Path
+) -> None:
+    """A work dir too deep for a Unix socket still works: the socket lives in a short temp dir."""
+    deep = tmp_path / ("d" * 70) / "work"
+    vm = await VM.start(image, deep, Accel.TCG, snapshot=False)
+    try:
+        assert len(os.fsencode(vm.ssh_path)) <= 107
+        assert not vm.ssh_path.is_relative_to(deep)
+        sock_dir = vm.ssh_path.parent
+        assert sock_dir.is_dir() and (sock_dir.stat().st_mode & 0o777) == 0o700
+    finally:
+        await vm.stop()
+    assert not sock_dir.exists() and not vm.dir.exists()
