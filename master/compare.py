@@ -150,7 +150,8 @@ def behaviour_profile(summary: Mapping[str, Any]) -> frozenset[ProfileEntry]:
     """The profile a result summary carries (or its findings imply); malformed parts skipped."""
     entries: set[ProfileEntry] = set()
     raw = summary.get("profile")
-    if isinstance(raw, list):
+    # Arrays decoded from the wire are tuples (protocol), from the store lists.
+    if isinstance(raw, list | tuple):
         for item in raw[:MAX_ENTRIES]:
             if isinstance(item, list | tuple) and len(item) == 3:
                 phase, kind, target = (_field(part) for part in item)
@@ -158,7 +159,7 @@ def behaviour_profile(summary: Mapping[str, Any]) -> frozenset[ProfileEntry]:
                     entries.add((phase, kind, target))
         return frozenset(entries)
     findings = summary.get("findings")
-    if not isinstance(findings, list):
+    if not isinstance(findings, list | tuple):
         return frozenset()
     for item in findings[:MAX_ENTRIES]:
         if not isinstance(item, Mapping):
@@ -277,7 +278,7 @@ def quality_snapshot(summary: Mapping[str, Any]) -> QualitySnapshot:
     )
     levels: dict[str, tuple[str, str]] = {}
     indicators = report.get("indicators")
-    for item in indicators[:MAX_ENTRIES] if isinstance(indicators, list) else ():
+    for item in indicators[:MAX_ENTRIES] if isinstance(indicators, list | tuple) else ():
         if not isinstance(item, Mapping):
             continue
         ident, level = _field(item.get("id")), item.get("level")

@@ -101,7 +101,7 @@ def profile_from_json(data: object) -> frozenset[ProfileEntry]:
     The data came from a guest's run through a slave: only lists of three
     strings count, each cut to 500 characters, at most ``MAX_ENTRIES`` of them.
     """
-    if not isinstance(data, list):
+    if not isinstance(data, list | tuple):  # tuples: arrays as the protocol decodes them
         return frozenset()
     entries: set[ProfileEntry] = set()
     for item in data[:MAX_ENTRIES]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from master import compare
 from master.compare import (
     MAX_ENTRIES,
     QualitySnapshot,
@@ -172,3 +173,23 @@ def test_reads_the_profile_the_slave_puts_in_the_summary() -> None:
     ]
     sent = {"profile": profile_to_json(profile(findings)), "findings": []}
     assert behaviour_profile(sent) == profile(findings)
+
+
+def test_summaries_decoded_from_the_wire_are_read_too() -> None:
+    """A summary as the protocol decodes it (arrays as tuples) gives the same profile and scores."""
+    from protocol.framing import HEADER_SIZE, pack, unpack_body
+
+    summary = {
+        "profile": [["install", "socket", "AF_INET"]],
+        "findings": [{"rule": "net.connect", "phase": "install", "target": "203.0.113.7:443"}],
+        "quality": {
+            "score": 80,
+            "indicators": [{"id": "code.ruff", "level": "warn", "reason": "r"}],
+        },
+    }
+    wire = unpack_body(pack({"summary": summary})[HEADER_SIZE:])["summary"]
+    assert isinstance(wire["profile"], tuple)
+    assert compare.behaviour_profile(wire) == compare.behaviour_profile(summary) != frozenset()
+    no_profile = {k: v for k, v in wire.items() if k != "profile"}
+    assert compare.behaviour_profile(no_profile)
+    assert compare.quality_snapshot(wire) == compare.quality_snapshot(summary)

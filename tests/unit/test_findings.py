@@ -553,3 +553,12 @@ def test_analyser_never_raises_on_odd_events(event: dict[str, object]) -> None:
     """Runner events with missing or mistyped fields never raise."""
     for name in ("trace", "phase_finished", "pth_files", None):
         Analyser(CTX).feed_event({**event, "event": name} if name else event)
+
+
+def test_profile_from_json_reads_tuples_as_the_protocol_decodes_them() -> None:
+    """A profile that crossed the wire (arrays as tuples) reads back the same."""
+    from slave.findings import profile_from_json
+
+    as_json = [["install", "socket", "AF_INET"], ["import", "credential", "~/.ssh/id_rsa"]]
+    as_wire = tuple(tuple(item) for item in as_json)
+    assert profile_from_json(as_wire) == profile_from_json(as_json) != frozenset()
