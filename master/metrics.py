@@ -54,20 +54,12 @@ class _Metric:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
 
 
-class Counter(_Metric):
-    """A monotonically increasing count."""
-
-    kind = "counter"
+class _Valued(_Metric):
+    """A metric with one value per label set (counters and gauges)."""
 
     def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
         super().__init__(name, help_text, labels)
         self._values: dict[LabelValues, float] = {}
-
-    def inc(self, amount: float = 1.0, *labels: str) -> None:
-        if amount < 0:
-            raise ValueError("a counter only goes up")
-        key = self._key(labels)
-        self._values[key] = self._values.get(key, 0.0) + amount
 
     def value(self, *labels: str) -> float:
         return self._values.get(self._key(labels), 0.0)
@@ -81,14 +73,22 @@ class Counter(_Metric):
         return lines
 
 
-class Gauge(_Metric):
+class Counter(_Valued):
+    """A monotonically increasing count."""
+
+    kind = "counter"
+
+    def inc(self, amount: float = 1.0, *labels: str) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        key = self._key(labels)
+        self._values[key] = self._values.get(key, 0.0) + amount
+
+
+class Gauge(_Valued):
     """A value that goes up and down."""
 
     kind = "gauge"
-
-    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
-        super().__init__(name, help_text, labels)
-        self._values: dict[LabelValues, float] = {}
 
     def set(self, value: float, *labels: str) -> None:
         self._values[self._key(labels)] = float(value)
@@ -97,20 +97,9 @@ class Gauge(_Metric):
         key = self._key(labels)
         self._values[key] = self._values.get(key, 0.0) + amount
 
-    def value(self, *labels: str) -> float:
-        return self._values.get(self._key(labels), 0.0)
-
     def clear(self) -> None:
         """Forget all label sets (before a collector sets the current ones)."""
         self._values.clear()
-
-    def render(self) -> list[str]:
-        lines = super().render()
-        if not self._values and not self.label_names:
-            lines.append(f"{self.name} 0")
-        for key, value in sorted(self._values.items()):
-            lines.append(f"{self.name}{_labels(self.label_names, key)} {_num(value)}")
-        return lines
 
 
 class Histogram(_Metric):
