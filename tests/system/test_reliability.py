@@ -175,8 +175,9 @@ async def test_master_killed_mid_job_restarts_on_the_same_data(
     )
 
 
-#: Keeps the job running while the storm lasts (3-5 s on this machine; margin for CI).
-SLEEPY_TEST = "import time\n\n\ndef test_takes_a_while():\n    time.sleep(30)\n"
+#: Keeps the job running while the storm lasts (3-6 s on this machine; the storm
+#: starts once this test is running, so it has a minute of margin).
+SLEEPY_TEST = "import time\n\n\ndef test_takes_a_while():\n    time.sleep(60)\n"
 
 
 async def test_frame_storm_and_wrong_logins_during_a_job(
@@ -191,7 +192,12 @@ async def test_frame_storm_and_wrong_logins_during_a_job(
     async with Api(master.http_url, cluster.token) as api:
         await api.wait_slave("s1", timeout=120)
         job_id = await api.submit("relstorm", "1.0")
-        await api.wait_job(job_id, lambda j: j["state"] == "running", JOB_TIMEOUT)
+        # Attack while the package's (sleeping) tests run: the job is mid-flight for sure.
+        await api.wait_event(
+            job_id,
+            lambda e: e["event"] == "phase_started" and e.get("phase") == "tests",
+            JOB_TIMEOUT,
+        )
         rss_before = rss_kib(master.pid)
         quiet = [await api.healthz_ms() for _ in range(20)]
 
