@@ -228,7 +228,7 @@ class JobRefuse(Message):
 
 
 @message("events")
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built and decoded once per event batch, the hot path
 class Events(Message):
     """Slave → master: a batch of a job's log events, in sequence order."""
 
