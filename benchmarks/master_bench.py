@@ -43,7 +43,7 @@ from master.logging import configure_logging
 from protocol.messages import JobOffer
 from tests.fakes.slave import FakeSlave
 
-SECRET = b"bench-secret"
+SECRET = b"bench-secret-0123456789abcdef"
 
 
 def _percentile(values: list[float], q: float) -> float:
