@@ -150,7 +150,7 @@ async def bench_events(
 
 async def _queue(master: Master, prefix: str, n: int) -> None:
     for i in range(n):
-        await master.ctx.store.submit_job(JobRequest(f"{prefix}{i}", "1.0", [], "bookworm"))
+        await master.ctx.store.jobs.submit(JobRequest(f"{prefix}{i}", "1.0", [], "bookworm"))
 
 
 async def _slaves(args: argparse.Namespace, port: int, phase: str) -> dict[str, Any]:

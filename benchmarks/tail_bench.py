@@ -2,7 +2,7 @@
 
 The master side (this process) is a real store in a temporary directory, the
 real HTTP app served by ``AppRunner`` on 127.0.0.1, and a producer that does
-what the slave server does with a batch of events: ``store.store_events`` then
+what the slave server does with a batch of events: ``store.events.save`` then
 ``bus.publish`` of the new rows. Events go out in batches every ``--batch-ms``
 (a slave sends batches too); each event's ``ts`` is stamped right before its
 batch is handed to the store, so the latency measured includes the SQLite
@@ -165,7 +165,7 @@ async def _produce(
     seq = 0
 
     async def send(events: list[Event]) -> None:
-        stored = await ctx.store.store_events(job_id, lease, events)
+        stored = await ctx.store.events.save(job_id, lease, events)
         ctx.bus.publish(job_id, stored.new)
         now = time.time()
         commits.append(now - events[0].ts)
@@ -220,13 +220,13 @@ async def _bench(ctx: MasterContext, args: argparse.Namespace) -> dict[str, Any]
         }
     ]
     job = (
-        await ctx.store.submit_job(
+        await ctx.store.jobs.submit(
             JobRequest(project="bench", version="1.0", files=files, image="bookworm")
         )
     ).job
-    claimed = await ctx.store.claim_next("bench-slave", ["bookworm"])
+    claimed = await ctx.store.jobs.claim_next("bench-slave", ["bookworm"])
     assert claimed is not None
-    await ctx.store.mark_running(claimed.id, claimed.lease)
+    await ctx.store.jobs.start(claimed.id, claimed.lease)
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -264,8 +264,8 @@ async def _bench(ctx: MasterContext, args: argparse.Namespace) -> dict[str, Any]
         result = JobResult(
             job_id=job.id, lease=claimed.lease, outcome="passed", isolation="tcg", last_seq=sent
         )
-        await ctx.store.finish(job.id, claimed.lease, result)
-        ended = await ctx.store.get_job(job.id)
+        await ctx.store.jobs.finish(job.id, claimed.lease, result)
+        ended = await ctx.store.jobs.get(job.id)
         assert ended is not None
         ctx.bus.publish_end(ended)
         master_cpu = time.process_time() - cpu_start

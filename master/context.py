@@ -47,7 +47,7 @@ class MasterContext:
         return ctx
 
     async def _collect(self) -> None:
-        counts = await self.store.counts()
+        counts = await self.store.jobs.counts()
         jobs = self.metrics.gauge("jobs", "Jobs by state.", ["state"])
         for state, n in counts["state"].items():
             jobs.set(n, state)

@@ -1,28 +1,16 @@
-"""Jobs: the state machine and the records the store hands out.
+"""Jobs: the records the store hands out and the states a job can be in.
 
-::
-
-    queued ──claim──▶ assigned ──accept──▶ running ──result──▶ finished
-      ▲                  │  │                 │                   │
-      │◀──refuse/lost────┘  └──────┐          │                   │
-      │◀──slave lost / infra retry─┼──────────┘                   │
-      │                            ▼                              │
-      │             cancelled ◀── (any live state)                │
-      └──────────────── retry (re-run) ◀──────────────────────────┘
-
-Every transition the store makes is checked against ``TRANSITIONS``; anything
-else raises ``InvalidTransition``. The records are plain dataclasses with a
+``JobState`` is the master's one job-state enum. Which moves between states are
+allowed, and the SQL that makes each, is the store's job state machine:
+``master/store/transitions.py``. The records are plain dataclasses with a
 ``to_dict()`` that is JSON-ready (what the HTTP API returns).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from master.errors import MasterError
 
 Source = Literal["api", "feed", "upload"]
 SOURCES: tuple[str, ...] = ("api", "feed", "upload")
@@ -50,59 +38,9 @@ class JobState(enum.Enum):
 LIVE_STATES = frozenset({JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING})
 FINAL_STATES = frozenset({JobState.FINISHED, JobState.CANCELLED})
 
-#: The only transitions the store ever makes. ``assigned → queued`` is a refused
-#: offer or a slave lost before accepting; ``running → queued`` a lost slave or an
-#: infrastructure error being retried; ``finished|cancelled → queued`` a re-run.
-TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.ASSIGNED, JobState.CANCELLED}),
-    JobState.ASSIGNED: frozenset({JobState.RUNNING, JobState.QUEUED, JobState.CANCELLED}),
-    JobState.RUNNING: frozenset({JobState.FINISHED, JobState.QUEUED, JobState.CANCELLED}),
-    JobState.FINISHED: frozenset({JobState.QUEUED}),
-    JobState.CANCELLED: frozenset({JobState.QUEUED}),
-}
-
-
-class StoreError(MasterError):
-    """Root of the store's errors."""
-
-
-class JobNotFound(StoreError):
-    """No job with this id."""
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__(f"job {job_id} not found")
-        self.job_id = job_id
-
-
-class InvalidTransition(StoreError):
-    """A state change the transition table does not allow."""
-
-    def __init__(self, job_id: int, current: JobState, wanted: JobState) -> None:
-        super().__init__(f"job {job_id}: cannot go from {current.value} to {wanted.value}")
-        self.job_id = job_id
-        self.current = current
-        self.wanted = wanted
-
-
-class StaleLease(StoreError):
-    """A lease that is no longer the job's current one (fencing)."""
-
-    def __init__(self, job_id: int, lease: int, current: int | None) -> None:
-        now = "unknown job" if current is None else f"current lease is {current}"
-        super().__init__(f"job {job_id}: lease {lease} is stale ({now})")
-        self.job_id = job_id
-        self.lease = lease
-        self.current = current
-
-
-def check_transition(job_id: int, current: JobState, wanted: JobState) -> None:
-    """Raise ``InvalidTransition`` unless ``current → wanted`` is in the table."""
-    if wanted not in TRANSITIONS[current]:
-        raise InvalidTransition(job_id, current, wanted)
-
 
 class FinishDisposition(enum.StrEnum):
-    """What ``Store.finish`` did with a result (equal to its string: ``"stored"``...)."""
+    """What ``store.jobs.finish`` did with a result (equal to its string: ``"stored"``...)."""
 
     STORED = "stored"  # the job is final now
     DUPLICATE = "duplicate"  # the same result was already stored; nothing changed
@@ -270,7 +208,7 @@ class EventRow:
 
 @dataclass(frozen=True, slots=True)
 class EventsStored:
-    """What ``Store.store_events`` did: the ack watermark and the rows new to the store."""
+    """What ``store.events.save`` did: the ack watermark and the rows new to the store."""
 
     acked: int  # every event with seq ≤ acked is stored
     new: list[EventRow]

@@ -20,10 +20,11 @@ import time
 import structlog
 
 from master.bus import EventBus
-from master.jobs import InvalidTransition, Job, JobState, StaleLease, StoreError
+from master.jobs import Job, JobState
 from master.metrics import Metrics
 from master.registry import SlaveLink, SlaveRegistry
 from master.store import Store
+from master.store.errors import InvalidTransition, StaleLease, StoreError
 
 log = structlog.get_logger("master.scheduler")
 
@@ -95,7 +96,7 @@ class Scheduler:
                 if link.name in exhausted or not link.accepting or link.free_slots <= 0:
                     continue
                 want = min(link.free_slots, CLAIM_BATCH)
-                jobs = await self._store.claim_jobs(link.name, link.images, want)
+                jobs = await self._store.jobs.claim(link.name, link.images, want)
                 if len(jobs) < want:
                     exhausted.add(link.name)
                 for job in jobs:
@@ -111,7 +112,7 @@ class Scheduler:
             return True
         # The slave left between the claim and the offer: the job goes straight back.
         with contextlib.suppress(StaleLease, InvalidTransition):
-            await self._store.release(job.id, job.lease, "slave left before the offer")
+            await self._store.jobs.release(job.id, job.lease, "slave left before the offer")
         return False
 
     async def cancel_job(self, job_id: int, reason: str) -> Job:
@@ -120,7 +121,7 @@ class Scheduler:
         The cancel is committed before the slave is told; the slave answers with
         a ``cancelled`` result, which the store records as a duplicate.
         """
-        job = await self._store.cancel(job_id, reason)
+        job = await self._store.jobs.cancel(job_id, reason)
         if job.slave is not None:
             link = self._registry.get(job.slave)
             if link is not None and link.holds(job.id, job.lease):
@@ -137,9 +138,9 @@ class Scheduler:
         """
         try:
             if job.state is JobState.ASSIGNED:
-                after = await self._store.release(job.id, job.lease, reason, lost=True)
+                after = await self._store.jobs.release(job.id, job.lease, reason, lost=True)
             else:
-                after = await self._store.requeue(job.id, job.lease, reason, infra=True)
+                after = await self._store.jobs.requeue(job.id, job.lease, reason, infra=True)
         except (StaleLease, InvalidTransition):
             return None
         if after.quarantined:
@@ -170,7 +171,7 @@ class Scheduler:
         now = time.monotonic()
         count = 0
         seen: set[tuple[int, int]] = set()
-        for job in await self._store.live_jobs():
+        for job in await self._store.jobs.live():
             if job.slave is None:
                 continue
             link = self._registry.get(job.slave)

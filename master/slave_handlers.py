@@ -13,14 +13,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from master.jobs import (
-    EventsStored,
-    FinishDisposition,
-    InvalidTransition,
-    JobNotFound,
-    JobState,
-    StaleLease,
-)
+from master.jobs import EventsStored, FinishDisposition, JobState
+from master.store.errors import InvalidTransition, JobNotFound, StaleLease
 from protocol.messages import (
     Events,
     EventsAck,
@@ -64,7 +58,7 @@ async def process(s: SlaveSession, msg: Message, task: asyncio.Task[EventsStored
 async def on_events(s: SlaveSession, msg: Events, task: Awaitable[EventsStored] | None) -> None:
     if task is None:
         # Not a claim we know of: only the store can say whether it is current.
-        job = await s.ctx.store.get_job(msg.job_id)
+        job = await s.ctx.store.jobs.get(msg.job_id)
         if job is None or job.slave != s.name:
             await reject(s, msg.job_id, msg.lease, "events")
             return
@@ -90,13 +84,13 @@ async def reject(s: SlaveSession, job_id: int, lease: int, kind: str) -> None:
 async def on_result(s: SlaveSession, msg: JobResult) -> None:
     log = s.log.bind(job_id=msg.job_id, lease=msg.lease)
     try:
-        disposition = await s.ctx.store.finish(msg.job_id, msg.lease, msg)
+        disposition = await s.ctx.store.jobs.finish(msg.job_id, msg.lease, msg)
     except JobNotFound:
         disposition = FinishDisposition.STALE
     s._m_results.inc(1.0, disposition.value)
     s._forget(msg.job_id, msg.lease)
     if disposition is FinishDisposition.STORED:
-        job = await s.ctx.store.get_job(msg.job_id)
+        job = await s.ctx.store.jobs.get(msg.job_id)
         if job is not None:
             if job.event_seq < msg.last_seq:
                 log.warning("result_before_events", stored=job.event_seq, last=msg.last_seq)
@@ -114,7 +108,7 @@ async def on_accept(s: SlaveSession, msg: JobAccept) -> None:
         s.log.info("stale_accept", job_id=msg.job_id, lease=msg.lease)
         return  # a reply for a stale lease is ignored (the spec)
     try:
-        await s.ctx.store.mark_running(msg.job_id, msg.lease)
+        await s.ctx.store.jobs.start(msg.job_id, msg.lease)
     except StaleLease:
         await reject(s, msg.job_id, msg.lease, "accept")
         return
@@ -130,7 +124,7 @@ async def on_refuse(s: SlaveSession, msg: JobRefuse) -> None:
     s._forget(msg.job_id, msg.lease)
     s.backoff = True
     with contextlib.suppress(StaleLease, InvalidTransition):
-        await s.ctx.store.release(msg.job_id, msg.lease, f"refused: {msg.reason[:200]}")
+        await s.ctx.store.jobs.release(msg.job_id, msg.lease, f"refused: {msg.reason[:200]}")
     s.log.info("job_refused", job_id=msg.job_id, reason=msg.reason[:200])
     s.ctx.scheduler.kick()
 
@@ -139,7 +133,7 @@ async def reconcile(s: SlaveSession, hb: Heartbeat) -> None:
     """The first heartbeat: adopt the claims the slave still runs, drop the others."""
     listed = {r.job_id: r.lease for r in hb.running}
     for job_id, lease in listed.items():
-        job = await s.ctx.store.get_job(job_id)
+        job = await s.ctx.store.jobs.get(job_id)
         if job is None or job.slave != s.name or job.lease != lease:
             await reject(s, job_id, lease, "heartbeat")
             continue
@@ -151,10 +145,10 @@ async def reconcile(s: SlaveSession, hb: Heartbeat) -> None:
             s.jobs[job_id] = Held(lease, running=True)
             s.idle.clear()
             with contextlib.suppress(StaleLease, InvalidTransition):
-                await s.ctx.store.mark_running(job_id, lease)
+                await s.ctx.store.jobs.start(job_id, lease)
             s.log.info("job_adopted", job_id=job_id, lease=lease)
         # finished with this lease: its result is on the way (re-sent); nothing to do
-    for job in await s.ctx.store.live_jobs(s.name):
+    for job in await s.ctx.store.jobs.live(s.name):
         if job.id not in listed:
             await s.ctx.scheduler.requeue_lost(job, "slave came back without it")
     s.ready = True

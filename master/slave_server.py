@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from master.jobs import InvalidTransition, JobNotFound, StaleLease, StoreError
 from master.slave_session import SlaveSession
+from master.store.errors import InvalidTransition, JobNotFound, StaleLease, StoreError
 from master.throttle import LogThrottle
 from protocol.connection import Connection
 from protocol.errors import HandshakeFailed, ProtocolError
@@ -184,11 +184,11 @@ class SlaveServer:
             for job_id, held in list(s.jobs.items()):
                 with contextlib.suppress(StaleLease, InvalidTransition, JobNotFound, StoreError):
                     if held.running:
-                        await self.ctx.store.requeue(
+                        await self.ctx.store.jobs.requeue(
                             job_id, held.lease, "master shut down", infra=False
                         )
                     else:
-                        await self.ctx.store.release(job_id, held.lease, "master shut down")
+                        await self.ctx.store.jobs.release(job_id, held.lease, "master shut down")
         for s in sessions:
             await s.conn.close("master shutting down")
         for task in list(self._conns):

@@ -30,17 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from master.jobs import (
-    EventsStored,
-    FinishDisposition,
-    InvalidTransition,
-    Job,
-    JobNotFound,
-    StaleLease,
-    StoreError,
-)
+from master.jobs import EventsStored, FinishDisposition, Job
 from master.registry import SlaveInfo
 from master.slave_handlers import Held, process
+from master.store.errors import InvalidTransition, JobNotFound, StaleLease, StoreError
 from protocol.connection import Connection
 from protocol.errors import ConnectionClosed
 from protocol.messages import (
@@ -223,7 +216,7 @@ class SlaveSession:
         tasks: list[asyncio.Task[None]] = []
         try:
             with contextlib.suppress(StoreError):
-                await self.ctx.store.slave_seen(self._name, self.address, _caps_dict(self))
+                await self.ctx.store.slaves.seen(self._name, self.address, _caps_dict(self))
             tasks = [
                 asyncio.create_task(self._process_loop(), name=f"slave-{self._name}-process"),
                 asyncio.create_task(self._send_loop(), name=f"slave-{self._name}-send"),
@@ -254,10 +247,10 @@ class SlaveSession:
             if held.running:
                 continue  # the watchdog waits for the slave to come back
             with contextlib.suppress(StaleLease, InvalidTransition, JobNotFound, StoreError):
-                await self.ctx.store.release(job_id, held.lease, "slave left before accepting")
+                await self.ctx.store.jobs.release(job_id, held.lease, "slave left before accepting")
             self._forget(job_id, held.lease)
         with contextlib.suppress(StoreError):
-            await self.ctx.store.slave_gone(self._name)
+            await self.ctx.store.slaves.gone(self._name)
         self.ctx.scheduler.kick()
 
     async def _read_loop(self) -> None:
@@ -286,7 +279,7 @@ class SlaveSession:
 
     async def store_batch(self, msg: Events) -> EventsStored:
         started = time.monotonic()
-        stored = await self.ctx.store.store_events(msg.job_id, msg.lease, msg.events)
+        stored = await self.ctx.store.events.save(msg.job_id, msg.lease, msg.events)
         self._m_store.observe(time.monotonic() - started)
         return stored
 
@@ -377,8 +370,11 @@ class SlaveSession:
             summary={"error": error},
         )
         with contextlib.suppress(StaleLease, JobNotFound, StoreError):
-            if await self.ctx.store.finish(job.id, job.lease, result) is FinishDisposition.STORED:
-                ended = await self.ctx.store.get_job(job.id)
+            if (
+                await self.ctx.store.jobs.finish(job.id, job.lease, result)
+                is FinishDisposition.STORED
+            ):
+                ended = await self.ctx.store.jobs.get(job.id)
                 if ended is not None:
                     self.ctx.bus.publish_end(ended)
         self.ctx.scheduler.kick()

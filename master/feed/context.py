@@ -13,18 +13,32 @@ from master.jobs import FeedState, JobRequest, SubmitResult
 from master.metrics import Metrics
 
 
-class FeedStore(Protocol):
-    """The store calls the watcher makes (see ``docs/contracts.md``)."""
+class FeedRecords(Protocol):
+    """``store.feed``: feed cursors and seen releases (see ``docs/contracts.md``)."""
 
-    async def get_feed_state(self, url: str) -> FeedState | None: ...
+    async def get_state(self, url: str) -> FeedState | None: ...
 
-    async def set_feed_state(self, url: str, state: FeedState) -> None: ...
+    async def set_state(self, url: str, state: FeedState) -> None: ...
 
     async def release_seen(self, project: str, version: str) -> bool: ...
 
     async def mark_release_seen(self, project: str, version: str, source: str) -> Any: ...
 
-    async def submit_job(self, req: JobRequest) -> SubmitResult: ...
+
+class JobSubmitter(Protocol):
+    """``store.jobs``, as far as the watcher is concerned."""
+
+    async def submit(self, req: JobRequest) -> SubmitResult: ...
+
+
+class WatcherStore(Protocol):
+    """The parts of the store the watcher uses."""
+
+    @property
+    def feed(self) -> FeedRecords: ...
+
+    @property
+    def jobs(self) -> JobSubmitter: ...
 
 
 class Kickable(Protocol):
@@ -40,7 +54,7 @@ class WatcherContext(Protocol):
     def config(self) -> MasterConfig: ...
 
     @property
-    def store(self) -> FeedStore: ...
+    def store(self) -> WatcherStore: ...
 
     @property
     def scheduler(self) -> Kickable: ...

@@ -5,10 +5,10 @@ Per release::
     seen? ─▶ name filters ─▶ JSON API ─┬─ 404 / error ─▶ pending (retry with backoff,
                                        │                 bounded; then dropped, loudly)
                                        └─ release ─▶ yanked / no files / too large?
-                                                    ─▶ submit_job ─▶ mark seen ─▶ kick
+                                                    ─▶ submit ─▶ mark seen ─▶ kick
 
 Exactly once: the seen-set is written right after the job is submitted, and
-``submit_job`` itself dedupes (project, version, image), so an interruption
+``store.jobs.submit`` itself dedupes (project, version, image), so an interruption
 between the two re-submits into the same job on the next poll. A pending entry
 leaves the cursor only at a final outcome (queued, filtered, dropped), so a
 failure halfway keeps it for the next retry.
@@ -110,7 +110,7 @@ class Intake:
             entry = p.entry
             if entry.version is None:
                 await self._new_project(feed, entry, p.attempts, report)
-            elif await self._ctx.store.release_seen(entry.project, entry.version):
+            elif await self._ctx.store.feed.release_seen(entry.project, entry.version):
                 self._settle(feed, entry)  # queued meanwhile through another feed
             else:
                 await self._release(feed, entry, p.attempts, report)
@@ -149,7 +149,7 @@ class Intake:
             if entry.key not in previous:  # looked up already when it was first listed
                 await self._new_project(feed, entry, 0, report)
             return
-        if await self._ctx.store.release_seen(entry.project, entry.version):
+        if await self._ctx.store.feed.release_seen(entry.project, entry.version):
             return
         self._metrics.seen.inc()
         await self._release(feed, entry, 0, report)
@@ -175,7 +175,7 @@ class Intake:
         assert release.version is not None
         if release.key in feed.cursor.pending or release.key in self._inflight:
             return
-        if await self._ctx.store.release_seen(release.project, release.version):
+        if await self._ctx.store.feed.release_seen(release.project, release.version):
             return
         self._metrics.seen.inc()
         await self._release(feed, release, 0, report)
@@ -237,10 +237,10 @@ class Intake:
             priority=self._settings.priority,
             source="feed",
         )
-        result = await self._ctx.store.submit_job(request)
+        result = await self._ctx.store.jobs.submit(request)
         # Marked after the job exists: if we are interrupted in between, the next
-        # poll submits again and submit_job returns the same job (created=False).
-        await self._ctx.store.mark_release_seen(entry.project, entry.version, "feed")
+        # poll submits again and submit returns the same job (created=False).
+        await self._ctx.store.feed.mark_release_seen(entry.project, entry.version, "feed")
         self._settle(feed, entry)
         fields = {"project": release.name, "version": release.version, "job_id": result.job.id}
         if not result.created:
@@ -255,7 +255,7 @@ class Intake:
         self, feed: FeedRun, entry: FeedEntry, reason: str, report: PollReport
     ) -> None:
         if entry.version is not None:
-            await self._ctx.store.mark_release_seen(entry.project, entry.version, "feed")
+            await self._ctx.store.feed.mark_release_seen(entry.project, entry.version, "feed")
         self._settle(feed, entry)
         self._metrics.filtered.inc(1, reason)
         report.filtered += 1
@@ -304,7 +304,7 @@ class Intake:
         )
         if entry.version is not None:
             # Seen, so that it is not retried from scratch while it stays in the feed.
-            await self._ctx.store.mark_release_seen(entry.project, entry.version, "feed")
+            await self._ctx.store.feed.mark_release_seen(entry.project, entry.version, "feed")
         self._settle(feed, entry)
 
     # ------------------------------------------------------------ backfill ----

@@ -32,7 +32,8 @@ from master.feed.parse import RawItem, parse_feed
 from master.feed.resolve import Resolver
 from master.feed.settings import FeedSettings
 from master.feed.state import FeedCursor, FeedRun, PollReport
-from master.jobs import FeedState, StoreError
+from master.jobs import FeedState
+from master.store.errors import StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +103,7 @@ class FeedWatcher:
         for url in self.settings.urls:
             if url in self._feeds:
                 continue
-            state = await self._ctx.store.get_feed_state(url)
+            state = await self._ctx.store.feed.get_state(url)
             cursor = FeedCursor.loads(state.cursor if state else None, url=url)
             validators = Validators(state.etag, state.last_modified) if state else Validators()
             backoff = Backoff(self.settings.backoff_initial, self.settings.backoff_max)
@@ -143,7 +144,7 @@ class FeedWatcher:
             last_modified=feed.validators.last_modified,
             updated_at=time.time(),
         )
-        await self._ctx.store.set_feed_state(feed.url, state)
+        await self._ctx.store.feed.set_state(feed.url, state)
         feed.dirty = False
         self._update_pending_gauge()
 

@@ -186,7 +186,7 @@ def _register_collectors(ctx: MasterContext) -> None:
     queue_depth = ctx.metrics.gauge("queue_depth", "Jobs waiting in the queue.")
 
     async def collect() -> None:
-        counts = await ctx.store.counts()
+        counts = await ctx.store.jobs.counts()
         by_outcome.clear()
         for outcome, n in counts["outcome"].items():
             by_outcome.set(n, outcome)

@@ -2,7 +2,7 @@
 
 The store persists every pending callback (written in the same transaction that
 finishes the job), so a master restart loses none: this sender only delivers
-what ``store.due_callbacks(now)`` returns, and records each outcome
+what ``store.callbacks.due(now)`` returns, and records each outcome
 (``callback_done`` / ``callback_failed`` with the next try time) before moving on.
 
 Delivery: a JSON body, signed with HMAC-SHA256 keyed by the configured secret::
@@ -124,18 +124,18 @@ class CallbackSender:
 
     async def _settle(self, callback: Callback) -> None:
         if await self.deliver(callback):
-            await self._store.callback_done(callback.id)
+            await self._store.callbacks.done(callback.id)
             self._results.inc(1, "delivered")
             log.info("callback_delivered", callback=callback.id, job=callback.job_id)
             return
         attempts = callback.attempts + 1
         if attempts >= MAX_ATTEMPTS:
-            await self._store.callback_done(callback.id)
+            await self._store.callbacks.done(callback.id)
             self._results.inc(1, "abandoned")
             log.warning("callback_abandoned", callback=callback.id, job=callback.job_id)
             return
         next_at = time.time() + backoff(attempts)
-        await self._store.callback_failed(callback.id, next_at)
+        await self._store.callbacks.failed(callback.id, next_at)
         self._results.inc(1, "failed")
         self._next_due = next_at if self._next_due is None else min(self._next_due, next_at)
 
@@ -145,7 +145,7 @@ class CallbackSender:
         Each outcome is recorded in the store before this returns; on cancellation
         the ones in flight stay pending in the store and are tried again later.
         """
-        due: Sequence[Callback] = await self._store.due_callbacks(time.time())
+        due: Sequence[Callback] = await self._store.callbacks.due(time.time())
         if not due:
             return 0
         limit = asyncio.Semaphore(CONCURRENCY)

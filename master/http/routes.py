@@ -40,15 +40,8 @@ from master.http.validation import (
     read_json_object,
     release_submission,
 )
-from master.jobs import (
-    PRIORITY_API,
-    InvalidTransition,
-    Job,
-    JobNotFound,
-    JobRequest,
-    Source,
-    StoreError,
-)
+from master.jobs import PRIORITY_API, Job, JobRequest, Source
+from master.store.errors import InvalidTransition, JobNotFound, StoreError
 
 API = "/api/v1"
 STATIC_DIR_NAME = "static"
@@ -78,7 +71,7 @@ def job_json(job: Job) -> dict[str, Any]:
 
 async def _load_job(request: web.Request) -> Job:
     ident = job_id(request.match_info["job_id"])
-    job = await request.app[CTX].store.get_job(ident)
+    job = await request.app[CTX].store.jobs.get(ident)
     if job is None:
         raise ApiError(404, "not_found", f"no job {ident}")
     return job
@@ -108,11 +101,11 @@ async def _submit(
         callback_url=options.callback_url,
         rerun=options.rerun,
     )
-    result = await ctx.store.submit_job(req)
+    result = await ctx.store.jobs.submit(req)
     job, created = result.job, result.created
     if not created and source == "upload" and _sha256s(job.files) != _sha256s(files):
         # Same name and version, different bytes (a CI rebuild): that is a new test.
-        job, created = (await ctx.store.submit_job(replace(req, rerun=True))).job, True
+        job, created = (await ctx.store.jobs.submit(replace(req, rerun=True))).job, True
     if created:
         ctx.scheduler.kick()
     body = {"job": job_json(job), "created": created, "urls": job_urls(job.id)}
@@ -170,7 +163,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     before = query_int(query, "before", None, 1, MAX_JOB_ID)
     state = query_choice(query, "state", STATES)
     outcome = query_choice(query, "outcome", OUTCOMES)
-    jobs = await request.app[CTX].store.list_jobs(
+    jobs = await request.app[CTX].store.jobs.find(
         project=project, state=state, outcome=outcome, limit=limit, before_id=before
     )
     next_url = None
@@ -190,11 +183,11 @@ async def get_job(request: web.Request) -> web.Response:
     check_query(request.query, frozenset())
     ident = job_id(request.match_info["job_id"])
     store = request.app[CTX].store
-    detail = await store.get_job_detail(ident)
+    detail = await store.jobs.detail(ident)
     if detail is None:
         raise ApiError(404, "not_found", f"no job {ident}")
     job, comparison = detail
-    attempts = await store.attempts(job.id)
+    attempts = await store.jobs.attempts(job.id)
     data = job_json(job) | comparison
     return web.json_response({"job": data, "attempts": [a.to_dict() for a in attempts]})
 
@@ -221,7 +214,7 @@ async def retry_job(request: web.Request) -> web.Response:
     ident = job_id(request.match_info["job_id"])
     ctx = request.app[CTX]
     try:
-        job = await ctx.store.retry(ident)
+        job = await ctx.store.jobs.retry(ident)
     except JobNotFound:
         raise ApiError(404, "not_found", f"no job {ident}") from None
     except InvalidTransition as exc:
@@ -238,7 +231,7 @@ async def job_events(request: web.Request) -> web.Response:
     limit = query_int(request.query, "limit", MAX_EVENTS_LIMIT, 1, MAX_EVENTS_LIMIT)
     assert after is not None and limit is not None
     job = await _load_job(request)
-    rows = await request.app[CTX].store.get_events(job.id, after=after, limit=limit)
+    rows = await request.app[CTX].store.events.read(job.id, after=after, limit=limit)
     return web.json_response(
         {
             "events": [r.to_dict() for r in rows],
@@ -304,7 +297,7 @@ async def healthz(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     started = time.monotonic()
     try:
-        counts = await ctx.store.counts()
+        counts = await ctx.store.jobs.counts()
     except Exception as exc:  # any store failure is "unhealthy", with its reason
         return web.json_response(
             {"status": "unhealthy", "error": "store_unavailable", "detail": type(exc).__name__},

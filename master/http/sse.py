@@ -167,7 +167,7 @@ def in_order(rows: Sequence[EventRow], last: int) -> bool:
 
 async def _send_history(store: Store, job_id: int, writer: TailWriter) -> None:
     while True:
-        rows = await store.get_events(job_id, after=writer.last_seq, limit=HISTORY_PAGE)
+        rows = await store.events.read(job_id, after=writer.last_seq, limit=HISTORY_PAGE)
         await writer.rows(rows)
         if len(rows) < HISTORY_PAGE:
             return
@@ -188,7 +188,7 @@ async def follow(store: Store, feeds: JobFeeds, job_id: int, writer: TailWriter)
     while True:
         with feeds.subscribe(job_id, SUBSCRIBER_QUEUE) as sub:
             await _send_history(store, job_id, writer)
-            job = await store.get_job(job_id)
+            job = await store.jobs.get(job_id)
             if job is None or job.state in FINAL_STATES:
                 if job is not None:
                     await _finish(store, job, writer)

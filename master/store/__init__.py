@@ -1,12 +1,17 @@
-"""The master's system of record: one SQLite database (WAL) behind ``Store``."""
+"""The master's system of record: one SQLite database (WAL) behind ``Store``.
 
-from master.jobs import (
+``Store`` (``store.py``) is composed of parts, each owning its tables: ``jobs``
+(with the job state machine, ``transitions.py``), ``events``, ``callbacks``,
+``feed``, ``slaves``. Errors: ``errors.py``.
+"""
+
+from master.store.errors import (
     InvalidTransition,
     JobNotFound,
+    SchemaTooNew,
     StaleLease,
     StoreError,
 )
-from master.store.db import SchemaTooNew
 from master.store.schema import SCHEMA_VERSION
 from master.store.store import Store
 

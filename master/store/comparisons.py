@@ -1,6 +1,6 @@
 """Per-release comparisons, kept with the job when its result is stored.
 
-Runs on the writer thread inside ``Store.finish``'s transaction, so a job is
+Runs on the writer thread inside ``store.jobs.finish``'s transaction, so a job is
 never finished without its comparison nor compared against a half-stored
 result. The logic is ``master.compare``; this module reads the candidates and
 writes two columns of ``jobs``:

@@ -34,22 +34,13 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from master.jobs import StoreError
+from master.store.errors import SchemaTooNew, StoreError
 from master.store.schema import MIGRATIONS, project_key
 
 T = TypeVar("T")
 Writer = Callable[[sqlite3.Connection], T]
 MAX_GROUP = 256
 CHECKPOINT_INTERVAL = 1.0
-
-
-class SchemaTooNew(StoreError):
-    """The database was written by a newer pyti."""
-
-    def __init__(self, found: int, known: int) -> None:
-        super().__init__(f"database schema version {found} is newer than this pyti's ({known})")
-        self.found = found
-        self.known = known
 
 
 @contextlib.contextmanager

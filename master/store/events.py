@@ -1,11 +1,12 @@
-"""Group commit of event batches: many slaves' batches, one transaction, one sync.
+"""``store.events``: a job's event stream, stored with group commit.
 
-Each ``submit`` puts a batch on a bounded queue (``QUEUE_LIMIT`` batches; the
-caller waits for room, so a flood pushes back on the slaves' connections) and
-awaits its own future. The writer task takes everything queued (up to
-``GROUP_EVENTS`` events) and stores it in one durable transaction, then answers
-each batch: the job's ack watermark and the rows new to the store, or
-``StaleLease``. Batches of one job are applied in arrival order.
+Many slaves' batches, one transaction, one sync. Each ``EventWriter.submit``
+puts a batch on a bounded queue (``QUEUE_LIMIT`` batches; the caller waits for
+room, so a flood pushes back on the slaves' connections) and awaits its own
+future. The writer task takes everything queued (up to ``GROUP_EVENTS`` events)
+and stores it in one durable transaction, then answers each batch: the job's
+ack watermark and the rows new to the store, or ``StaleLease``. Batches of one
+job are applied in arrival order.
 """
 
 from __future__ import annotations
@@ -16,14 +17,61 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from master.jobs import EventRow, EventsStored, StaleLease, StoreError
+from master.jobs import EventRow, EventsStored
 from master.store.db import Database, query
-from master.store.rows import MAX_NAME_CHARS, capped_fields
+from master.store.errors import StaleLease, StoreError
+from master.store.rows import MAX_NAME_CHARS, capped_fields, event_from_row
 from protocol.events import Event
 
 QUEUE_LIMIT = 1024
 GROUP_EVENTS = 20_000
 _WALK = 512
+
+
+class EventStore:
+    """Events of jobs (table ``events``): stored once each, fenced by the job's lease.
+
+    ``start()`` once (the group-commit task), ``close()`` always.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._writer = EventWriter(db)
+
+    def start(self) -> None:
+        self._writer.start()
+
+    async def close(self) -> None:
+        """Store what is queued, then stop the group-commit task."""
+        await self._writer.close()
+
+    async def save(self, job_id: int, lease: int, events: Sequence[Event]) -> EventsStored:
+        """Store a batch of events once each (group-committed, durable).
+
+        Returns the ack watermark (every seq ≤ it is stored) and the rows that
+        were new. Raises ``StaleLease`` (nothing stored) unless ``lease`` is the
+        job's current claim; cancelled callers: see ``EventWriter.submit``.
+        """
+        return await self._writer.submit(job_id, lease, events)
+
+    async def add(self, job_id: int, lease: int, events: Sequence[Event]) -> int:
+        """``save`` returning only the ack watermark."""
+        return (await self.save(job_id, lease, events)).acked
+
+    async def read(self, job_id: int, *, after: int = 0, limit: int = 1000) -> list[EventRow]:
+        """Stored events of a job with ``seq > after``, in order, at most ``limit``."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (job_id, after, max(0, limit)),
+        )
+        return [event_from_row(r) for r in rows]
+
+    async def max_seq(self, job_id: int) -> int:
+        """The highest stored event seq of a job (0 if none)."""
+        row = await self._db.fetchone(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = ?", (job_id,)
+        )
+        return int(row[0]) if row else 0
 
 
 @dataclass

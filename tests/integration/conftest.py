@@ -99,7 +99,7 @@ class Harness:
                 "url": f"http://127.0.0.1:1/{project}.tar.gz",
             }
         ]
-        res = await self.ctx.store.submit_job(
+        res = await self.ctx.store.jobs.submit(
             JobRequest(
                 project=project,
                 version=version,
@@ -112,7 +112,7 @@ class Harness:
         return res.job
 
     async def job(self, job_id: int) -> Job:
-        job = await self.ctx.store.get_job(job_id)
+        job = await self.ctx.store.jobs.get(job_id)
         assert job is not None
         return job
 

@@ -93,7 +93,7 @@ async def test_signed_callback(
 async def _settled(ctx: MasterContext) -> bool:
     """True once the store has no pending callback (the sender records after the answer)."""
     for _ in range(250):
-        if not await ctx.store.due_callbacks(time.time() + 10**6):
+        if not await ctx.store.callbacks.due(time.time() + 10**6):
             return True
         await asyncio.sleep(0.02)
     return False
@@ -151,6 +151,6 @@ async def test_unreachable_receiver_is_rescheduled(ctx: MasterContext) -> None:
             ctx.store, ctx.bus, CALLBACK_SECRET.encode(), ctx.metrics, session
         )
         assert await sender.deliver_due() == 1
-    assert await ctx.store.due_callbacks(time.time()) == []
-    [pending] = await ctx.store.due_callbacks(time.time() + 10**6)
+    assert await ctx.store.callbacks.due(time.time()) == []
+    [pending] = await ctx.store.callbacks.due(time.time() + 10**6)
     assert pending.attempts == 1 and pending.next_at > time.time()

@@ -126,7 +126,9 @@ async def test_previous_lookup_ignores_reruns_infra_errors_and_other_projects(
     broken = await queue_job(ctx, "demo", "0.5")
     while await _live(ctx, broken.id):  # infra_error is retried up to the limit
         producer = await FakeProducer.start(ctx, broken)
-        await ctx.store.finish(broken.id, producer.lease, _infra_error(broken.id, producer.lease))
+        await ctx.store.jobs.finish(
+            broken.id, producer.lease, _infra_error(broken.id, producer.lease)
+        )
     assert (await _job(client, broken.id))["outcome"] == "infra_error"
     await _release(ctx, "demo", "1.0", findings=[])
     rerun = await queue_job(ctx, "demo", "1.0", rerun=True)
@@ -138,7 +140,7 @@ async def test_previous_lookup_ignores_reruns_infra_errors_and_other_projects(
 
 
 async def _live(ctx: MasterContext, job_id: int) -> bool:
-    job = await ctx.store.get_job(job_id)
+    job = await ctx.store.jobs.get(job_id)
     assert job is not None
     return job.state.live
 

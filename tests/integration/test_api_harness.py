@@ -91,12 +91,12 @@ async def queue_job(
         }
     ]
     req = JobRequest(project=project, version=version, files=files, image=IMAGE, **kwargs)
-    return (await ctx.store.submit_job(req)).job
+    return (await ctx.store.jobs.submit(req)).job
 
 
 async def store_snapshot(ctx: MasterContext) -> list[dict[str, Any]]:
     """Every job as a dict: to show a refused request changed nothing."""
-    jobs = await ctx.store.list_jobs(limit=1000)
+    jobs = await ctx.store.jobs.find(limit=1000)
     return [j.to_dict() for j in jobs]
 
 
@@ -112,9 +112,9 @@ class FakeProducer:
     @classmethod
     async def start(cls, ctx: MasterContext, job: Job) -> FakeProducer:
         """Claim ``job`` (it must be the next queued one) and mark it running."""
-        claimed = await ctx.store.claim_next("fake-slave", [IMAGE])
+        claimed = await ctx.store.jobs.claim_next("fake-slave", [IMAGE])
         assert claimed is not None and claimed.id == job.id
-        running = await ctx.store.mark_running(claimed.id, claimed.lease)
+        running = await ctx.store.jobs.start(claimed.id, claimed.lease)
         return cls(ctx, running)
 
     def make(self, n: int, **fields: Any) -> list[Event]:
@@ -136,7 +136,7 @@ class FakeProducer:
 
     async def send(self, events: Sequence[Event]) -> list[EventRow]:
         """Store, then publish the new rows (as the slave server does after the commit)."""
-        stored = await self.ctx.store.store_events(self.job.id, self.lease, events)
+        stored = await self.ctx.store.events.save(self.job.id, self.lease, events)
         self.ctx.bus.publish(self.job.id, stored.new)
         return stored.new
 
@@ -155,8 +155,8 @@ class FakeProducer:
             phases={"install": {"status": "passed", "duration_s": 1.5}},
             summary=dict(summary),
         )
-        await self.ctx.store.finish(self.job.id, self.lease, result)
-        job = await self.ctx.store.get_job(self.job.id)
+        await self.ctx.store.jobs.finish(self.job.id, self.lease, result)
+        job = await self.ctx.store.jobs.get(self.job.id)
         assert job is not None and job.state in FINAL_STATES
         self.ctx.bus.publish_end(job)
         return job
@@ -173,4 +173,4 @@ async def test_fake_producer_stores_gap_free(ctx: MasterContext) -> None:
         ended = await producer.finish("failed")
         assert ended.outcome == "failed"
         assert isinstance(await sub.get(), Job)
-    assert [r.seq for r in await ctx.store.get_events(job.id)] == [1, 2, 3]
+    assert [r.seq for r in await ctx.store.events.read(job.id)] == [1, 2, 3]

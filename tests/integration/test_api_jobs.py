@@ -363,7 +363,7 @@ async def test_cancel_and_retry(client: TestClient[Any, Any], ctx_pypi: MasterCo
     assert live.status == 409
     no_token = await client.post(f"/api/v1/jobs/{job.id}/cancel")
     assert no_token.status == 401
-    stored = await ctx_pypi.store.get_job(job.id)
+    stored = await ctx_pypi.store.jobs.get(job.id)
     assert stored is not None and stored.state.value == "queued"
 
 

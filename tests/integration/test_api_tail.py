@@ -208,8 +208,8 @@ async def test_out_of_order_publish_still_in_order(
     resp = await client.get(_url(producer.job.id))
     reader = SseReader(resp)
     await reader.logs(1)  # live
-    stored_a = await ctx.store.store_events(producer.job.id, producer.lease, producer.make(3))
-    stored_b = await ctx.store.store_events(producer.job.id, producer.lease, producer.make(3))
+    stored_a = await ctx.store.events.save(producer.job.id, producer.lease, producer.make(3))
+    stored_b = await ctx.store.events.save(producer.job.id, producer.lease, producer.make(3))
     # 2, then 5-7, then 3-4: the first row fits, a hole follows inside the batch.
     ctx.bus.publish(producer.job.id, [stored_a.new[0], *stored_b.new, *stored_a.new[1:]])
     assert [e["seq"] for e in await reader.logs(6)] == [2, 3, 4, 5, 6, 7]

@@ -86,7 +86,7 @@ async def test_upload_wheel(
         }
     ]
     assert uploads(ctx) == [f"{sha}/{wheel.name}"]
-    stored = await ctx.store.get_job(job["id"])
+    stored = await ctx.store.jobs.get(job["id"])
     assert stored is not None
     assert await asyncio.to_thread(Path(stored.files[0]["path"]).read_bytes) == data
 

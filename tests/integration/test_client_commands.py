@@ -132,10 +132,12 @@ async def test_tail_exit_codes(
     await producer.emit(2)
     if outcome == "infra_error":
         # infra_error is retried up to the retry limit (2): the third one is final.
-        await ctx.store.finish(job.id, producer.lease, _result(job.id, producer.lease, outcome))
+        await ctx.store.jobs.finish(
+            job.id, producer.lease, _result(job.id, producer.lease, outcome)
+        )
         for _ in range(2):
             again = await FakeProducer.start(ctx, job)
-            await ctx.store.finish(job.id, again.lease, _result(job.id, again.lease, outcome))
+            await ctx.store.jobs.finish(job.id, again.lease, _result(job.id, again.lease, outcome))
     else:
         await producer.finish(outcome)
     assert await pyti("tail", str(job.id), "--master", master_url) == code
@@ -239,7 +241,7 @@ async def test_submit_follow_is_a_ci_step(
         pyti("submit", str(wheel), "--follow", "--master", master_url, "--token", TOKEN)
     )
     for _ in range(500):  # until the submission is queued
-        jobs = await ctx.store.list_jobs(project="cistep")
+        jobs = await ctx.store.jobs.find(project="cistep")
         if jobs:
             break
         await asyncio.sleep(0.01)

@@ -41,7 +41,7 @@ def errors(ctx: FeedContext, kind: str) -> float:
 
 
 async def job_count(ctx: FeedContext) -> int:
-    return len(await ctx.store.list_jobs())
+    return len(await ctx.store.jobs.find())
 
 
 def _malformed(_: Path, srv: FakeFeeds) -> None:

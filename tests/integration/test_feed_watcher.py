@@ -36,7 +36,7 @@ async def srv() -> AsyncIterator[FakeFeeds]:
 
 
 async def jobs(ctx: FeedContext) -> list[Job]:
-    return await ctx.store.list_jobs(limit=1000)
+    return await ctx.store.jobs.find(limit=1000)
 
 
 def keys(found: list[Job]) -> Counter[tuple[str, str]]:
@@ -216,7 +216,7 @@ async def test_store_failure_is_logged_counted_and_survived(tmp_path: Path, srv:
         with sqlite3.connect(config.db_path) as db:
             db.execute("ALTER TABLE feed_state_away RENAME TO feed_state")
         await watcher.poll_once()
-        state = await ctx.store.get_feed_state(srv.url("updates"))
+        state = await ctx.store.feed.get_state(srv.url("updates"))
         found = await jobs(ctx)
     assert report.queued == ["b==1"]
     assert keys(found) == Counter({("a", "1"): 1, ("b", "1"): 1})
@@ -295,7 +295,7 @@ async def test_retries_are_bounded_then_the_release_is_dropped_loudly(
                 await watcher.poll_once()
                 await asyncio.sleep(0.03)
         found = await jobs(ctx)
-        seen = await ctx.store.release_seen("ghost", "1.0")
+        seen = await ctx.store.feed.release_seen("ghost", "1.0")
         errors = ctx.metrics.counter("feed_errors_total", "", ("kind",)).value("resolve_gave_up")
     assert found == []
     assert seen
@@ -399,7 +399,7 @@ async def test_cancelled_poll_leaves_every_release_queued_exactly_once(
     async with feed_context(config) as ctx:
         await FeedWatcher(ctx).poll_once()
         found = await jobs(ctx)
-        seen = [await ctx.store.release_seen(p, v) for p, v in releases]
+        seen = [await ctx.store.feed.release_seen(p, v) for p, v in releases]
     assert keys(found) == Counter({r: 1 for r in releases})
     assert all(seen)
 
@@ -437,7 +437,7 @@ async def test_master_context_and_fake_pypi_feeds_work_end_to_end(tmp_path: Path
         ctx = await MasterContext.open(config)
         try:
             reports = await FeedWatcher(ctx).poll_once()
-            found = await ctx.store.list_jobs()
+            found = await ctx.store.jobs.find()
         finally:
             await ctx.close()
     assert [r.ok for r in reports] == [True, True]

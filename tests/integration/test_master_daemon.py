@@ -157,7 +157,7 @@ async def _queue(tmp_path: Path, project: str) -> int:
     (tmp_path / "data").mkdir(exist_ok=True)
     store = await Store.open(tmp_path / "data" / "pyti.sqlite3")
     try:
-        return (await store.submit_job(JobRequest(project, "1.0", [], "bookworm"))).job.id
+        return (await store.jobs.submit(JobRequest(project, "1.0", [], "bookworm"))).job.id
     finally:
         await store.close()
 
@@ -213,9 +213,9 @@ async def test_kill_9_loses_no_acknowledged_event_or_job(tmp_path: Path) -> None
         assert await d2.signal(signal.SIGTERM) == 0
     store = await Store.open(d.db)
     try:
-        job = await store.get_job(job_id)
+        job = await store.jobs.get(job_id)
         assert job is not None and job.state is JobState.FINISHED and job.attempt == 1
-        assert [e.seq for e in await store.get_events(job_id, limit=1000)] == list(range(1, 211))
+        assert [e.seq for e in await store.events.read(job_id, limit=1000)] == list(range(1, 211))
     finally:
         await store.close()
 
@@ -238,9 +238,9 @@ async def test_sigterm_drains_slaves_and_requeues_unfinished_jobs(tmp_path: Path
         await slave.close()
     store = await Store.open(d.db)
     try:
-        job = await store.get_job(job_id)
+        job = await store.jobs.get(job_id)
         assert job is not None and job.state is JobState.QUEUED and job.attempt == 2
-        assert [a.status for a in await store.attempts(job_id)] == ["dropped"]
+        assert [a.status for a in await store.jobs.attempts(job_id)] == ["dropped"]
     finally:
         await store.close()
 

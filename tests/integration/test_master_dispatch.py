@@ -33,7 +33,7 @@ async def test_job_runs_end_to_end(harness: Harness) -> None:
     assert getattr(end, "state", None) is JobState.FINISHED
     done = await harness.job(job.id)
     assert done.outcome == "passed" and done.isolation == "tcg" and done.slave == "s1"
-    assert len(await harness.ctx.store.get_events(job.id)) == 5
+    assert len(await harness.ctx.store.events.read(job.id)) == 5
     assert harness.ctx.metrics.counter("events_stored_total", "").value() == 5
     info = harness.ctx.slaves.list()[0]
     assert info.name == "s1" and info.busy == 0 and info.images == ["bookworm"]
@@ -50,7 +50,7 @@ async def test_refused_offer_goes_to_another_slave_without_an_attempt(harness: H
     assert second.job_id == job.id and second.attempt == 1 and second.lease > first.lease
     running = await harness.until_job(job.id, lambda j: j.state is JobState.RUNNING)
     assert running.slave == "willing" and running.attempt == 1
-    statuses = [a.status for a in await harness.ctx.store.attempts(job.id)]
+    statuses = [a.status for a in await harness.ctx.store.jobs.attempts(job.id)]
     assert statuses == ["refused", "running"]
 
 

@@ -22,7 +22,7 @@ async def test_slave_lost_mid_job_requeues_it_after_the_grace(harness: Harness) 
     rescuer = await harness.slave("rescuer")
     again = await rescuer.next(JobOffer)
     assert again.attempt == 2 and again.lease > offer.lease and again.first_seq == 4
-    attempts = await harness.ctx.store.attempts(job.id)
+    attempts = await harness.ctx.store.jobs.attempts(job.id)
     assert [(a.slave, a.status) for a in attempts] == [("doomed", "lost"), ("rescuer", "assigned")]
 
 
@@ -57,7 +57,7 @@ async def test_duplicate_event_batches_are_stored_once(harness: Harness) -> None
     await slave.send_events(job.id, offer.lease, batch[2:])
     await slave.wait_for(lambda: len(slave.inbox["events_ack"]) == 3)
     assert [a.seq for a in slave.inbox["events_ack"]] == [4, 4, 4]  # type: ignore[attr-defined]
-    rows = await harness.ctx.store.get_events(job.id)
+    rows = await harness.ctx.store.events.read(job.id)
     assert [r.seq for r in rows] == [1, 2, 3, 4]
     assert harness.ctx.metrics.counter("events_stored_total", "").value() == 4
 
@@ -86,12 +86,12 @@ async def test_stale_attempt_is_dropped_and_its_result_only_recorded(harness: Ha
     await ghost.wait_for(lambda: len(ghost.inbox["job_drop"]) >= 2)
     await ghost.send_result(job.id, stale.lease, "failed")
     await ghost.next(ResultAck)
-    assert await harness.ctx.store.get_events(job.id) == []
+    assert await harness.ctx.store.events.read(job.id) == []
     stale_counter = harness.ctx.metrics.counter("stale_lease_rejected_total", "", ["kind"])
     assert stale_counter.value("events") == 1 and stale_counter.value("heartbeat") == 1
     after = await harness.job(job.id)
     assert after.state is JobState.RUNNING and after.lease == current.lease
-    history = {a.lease: a for a in await harness.ctx.store.attempts(job.id)}
+    history = {a.lease: a for a in await harness.ctx.store.jobs.attempts(job.id)}
     assert history[stale.lease].status == "stale_result"
     assert history[stale.lease].outcome == "failed"
     assert history[current.lease].outcome is None
@@ -156,9 +156,9 @@ async def test_claim_a_connected_slave_never_got_is_requeued(harness: Harness) -
     await harness.submit()
     await slave.take(JobOffer)  # the real offer, left unanswered: the slot stays busy
     job2 = await harness.submit("orphan")
-    orphan = await harness.ctx.store.claim_next("s1", ["bookworm"])  # never offered
+    orphan = await harness.ctx.store.jobs.claim_next("s1", ["bookworm"])  # never offered
     assert orphan is not None and orphan.id == job2.id
     back = await harness.until_job(job2.id, lambda j: j.lease != orphan.lease)
     assert back.attempt == 1 and back.slave_losses == 1
-    statuses = [a.status for a in await harness.ctx.store.attempts(job2.id)]
+    statuses = [a.status for a in await harness.ctx.store.jobs.attempts(job2.id)]
     assert statuses[0] == "lost"

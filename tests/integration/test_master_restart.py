@@ -20,22 +20,22 @@ async def test_restart_with_jobs_in_every_state(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     store = await Store.open(config.db_path)
     ids: dict[str, int] = {}
-    ids["finished"] = (await store.submit_job(_req("finished"))).job.id
-    c = await store.claim_next("gone", ["bookworm"])
+    ids["finished"] = (await store.jobs.submit(_req("finished"))).job.id
+    c = await store.jobs.claim_next("gone", ["bookworm"])
     assert c is not None
-    await store.mark_running(c.id, c.lease)
-    await store.finish(c.id, c.lease, _result(c.id, c.lease))
-    ids["running"] = (await store.submit_job(_req("running"))).job.id
-    running = await store.claim_next("s1", ["bookworm"])
+    await store.jobs.start(c.id, c.lease)
+    await store.jobs.finish(c.id, c.lease, _result(c.id, c.lease))
+    ids["running"] = (await store.jobs.submit(_req("running"))).job.id
+    running = await store.jobs.claim_next("s1", ["bookworm"])
     assert running is not None
-    await store.mark_running(running.id, running.lease)
-    await store.add_events(running.id, running.lease, [])
-    ids["assigned"] = (await store.submit_job(_req("assigned"))).job.id
-    assigned = await store.claim_next("gone", ["bookworm"])
+    await store.jobs.start(running.id, running.lease)
+    await store.events.add(running.id, running.lease, [])
+    ids["assigned"] = (await store.jobs.submit(_req("assigned"))).job.id
+    assigned = await store.jobs.claim_next("gone", ["bookworm"])
     assert assigned is not None and assigned.id == ids["assigned"]
-    ids["cancelled"] = (await store.submit_job(_req("cancelled"))).job.id
-    await store.cancel(ids["cancelled"], "no")
-    ids["queued"] = (await store.submit_job(_req("queued"))).job.id
+    ids["cancelled"] = (await store.jobs.submit(_req("cancelled"))).job.id
+    await store.jobs.cancel(ids["cancelled"], "no")
+    ids["queued"] = (await store.jobs.submit(_req("queued"))).job.id
     await store.close()
 
     harness = Harness(config)
@@ -79,7 +79,7 @@ async def test_restart_keeps_acknowledged_events_and_rising_seqs(harness: Harnes
     await harness.restart()  # graceful: the job is re-queued after the drain grace
     requeued = await harness.job(job.id)
     assert requeued.state is JobState.QUEUED and requeued.attempt == 2
-    assert [r.seq for r in await harness.ctx.store.get_events(job.id)] == list(range(1, 8))
+    assert [r.seq for r in await harness.ctx.store.events.read(job.id)] == list(range(1, 8))
     again = await harness.slave("s2")
     offer2 = await again.next(JobOffer)
     assert offer2.first_seq == 8 and offer2.attempt == 2

@@ -39,7 +39,7 @@ async def test_wrong_secret_is_refused_with_nothing_but_a_reason(harness: Harnes
     failures = harness.ctx.metrics.counter("slave_handshake_failures_total", "", ["reason"])
     assert failures.value("authentication_failed") == 1
     assert any(e["event"] == "slave_handshake_failed" for e in logs)
-    assert (await harness.ctx.store.counts())["state"]["queued"] == 1
+    assert (await harness.ctx.store.jobs.counts())["state"]["queued"] == 1
 
 
 async def test_a_connected_name_cannot_be_taken_over(harness: Harness) -> None:
@@ -95,7 +95,7 @@ async def test_malformed_frames_end_only_their_own_connection(harness: Harness) 
     await worker.next(ResultAck)
     done = await harness.job(job.id)
     assert done.outcome == "passed"
-    assert len(await harness.ctx.store.get_events(job.id)) == 3
+    assert len(await harness.ctx.store.events.read(job.id)) == 3
 
 
 async def test_slave_that_stops_reading_does_not_stall_dispatch(

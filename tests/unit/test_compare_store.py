@@ -24,13 +24,13 @@ async def test_project_filter_and_dedupe_use_the_normalised_name(tmp_path: Path)
     """Foo.Bar_baz and foo-bar-baz are one project: filtered together and deduped."""
     store = await Store.open(tmp_path / "s.sqlite3")
     try:
-        feed = (await store.submit_job(_request("Foo.Bar_baz", "1.0", source="feed"))).job
-        upload = await store.submit_job(_request("foo-bar-baz", "1.0", source="upload"))
+        feed = (await store.jobs.submit(_request("Foo.Bar_baz", "1.0", source="feed"))).job
+        upload = await store.jobs.submit(_request("foo-bar-baz", "1.0", source="upload"))
         assert upload.created is False and upload.job.id == feed.id
-        other = (await store.submit_job(_request("foo-bar-baz", "1.1"))).job
-        assert (await store.submit_job(_request("foobarbaz", "1.0"))).created  # another project
+        other = (await store.jobs.submit(_request("foo-bar-baz", "1.1"))).job
+        assert (await store.jobs.submit(_request("foobarbaz", "1.0"))).created  # another project
         for spelling in ("FOO_BAR.BAZ", "foo-bar-baz", "Foo.Bar_baz"):
-            listed = await store.list_jobs(project=spelling)
+            listed = await store.jobs.find(project=spelling)
             assert [j.id for j in listed] == [other.id, feed.id], spelling
     finally:
         await store.close()
@@ -51,9 +51,9 @@ async def test_migration_fills_the_normalised_name_of_old_jobs(tmp_path: Path) -
     store = await Store.open(path)
     try:
         assert SCHEMA_VERSION == 3
-        [job] = await store.list_jobs(project="old-project")
+        [job] = await store.jobs.find(project="old-project")
         assert job.project == "Old_Project"
-        detail = await store.get_job_detail(job.id)
+        detail = await store.jobs.detail(job.id)
         assert detail is not None
         assert detail[1] == {"behaviour_diff": None, "quality_trend": None}
     finally:
@@ -61,8 +61,8 @@ async def test_migration_fills_the_normalised_name_of_old_jobs(tmp_path: Path) -
 
 
 async def _finish(store: Store, project: str, version: str) -> int:
-    job = (await store.submit_job(_request(project, version))).job
-    [claimed] = await store.claim_jobs("s1", ["bookworm"], 1)
+    job = (await store.jobs.submit(_request(project, version))).job
+    [claimed] = await store.jobs.claim("s1", ["bookworm"], 1)
     result = JobResult(
         job_id=claimed.id,
         lease=claimed.lease,
@@ -71,7 +71,7 @@ async def _finish(store: Store, project: str, version: str) -> int:
         last_seq=0,
         summary={"findings": [], "verdict": "clean"},
     )
-    assert await store.finish(claimed.id, claimed.lease, result) == FinishDisposition.STORED
+    assert await store.jobs.finish(claimed.id, claimed.lease, result) == FinishDisposition.STORED
     return job.id
 
 
@@ -85,7 +85,7 @@ async def test_a_failing_comparison_never_loses_the_result(tmp_path: Path) -> No
             conn.execute("UPDATE jobs SET profile = '{not json' WHERE id = ?", (first,))
         with capture_logs() as logs:
             second = await _finish(store, "demo", "1.1")
-        detail = await store.get_job_detail(second)
+        detail = await store.jobs.detail(second)
         assert detail is not None
         job, comparison = detail
         assert (job.state, job.outcome) == (JobState.FINISHED, "passed")

@@ -1,4 +1,4 @@
-"""The job state machine and job records."""
+"""The job state machine (``master.store.transitions``) and job records (``master.jobs``)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,9 @@ import itertools
 
 import pytest
 
-from master.jobs import (
-    FINAL_STATES,
-    LIVE_STATES,
-    TRANSITIONS,
-    InvalidTransition,
-    Job,
-    JobState,
-    check_transition,
-)
+from master.jobs import FINAL_STATES, LIVE_STATES, Job, JobState
+from master.store.errors import InvalidTransition
+from master.store.transitions import TRANSITIONS, check_transition
 
 ALLOWED = {
     ("queued", "assigned"),

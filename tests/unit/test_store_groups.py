@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from master.jobs import InvalidTransition, JobRequest, JobState, StoreError
-from master.store import Store
+from master.jobs import JobRequest, JobState
+from master.store import InvalidTransition, Store, StoreError
 from master.store.db import Database
 
 
@@ -59,14 +59,14 @@ async def test_a_cancelled_caller_still_gets_its_write_committed(tmp_path: Path)
     """Cancelling the awaiting task does not cancel the transaction: it is all or nothing."""
     store = await Store.open(tmp_path / "c.sqlite3")
     try:
-        task = asyncio.create_task(store.submit_job(JobRequest("p", "1", [], "i")))
+        task = asyncio.create_task(store.jobs.submit(JobRequest("p", "1", [], "i")))
         await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         await store.close()
         store = await Store.open(tmp_path / "c.sqlite3")
-        jobs = await store.list_jobs()
+        jobs = await store.jobs.find()
         assert [(j.project, j.state) for j in jobs] == [("p", JobState.QUEUED)]
     finally:
         await store.close()
@@ -78,22 +78,22 @@ async def test_racing_cancels_and_claims_serialise(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "r.sqlite3")
     try:
         ids = [
-            (await store.submit_job(JobRequest(f"p{i}", "1", [], "i"))).job.id for i in range(20)
+            (await store.jobs.submit(JobRequest(f"p{i}", "1", [], "i"))).job.id for i in range(20)
         ]
-        claims = [store.claim_next(f"s{i}", ["i"]) for i in range(20)]
-        cancels = [store.cancel(j, "race") for j in ids]
+        claims = [store.jobs.claim_next(f"s{i}", ["i"]) for i in range(20)]
+        cancels = [store.jobs.cancel(j, "race") for j in ids]
         results = await asyncio.gather(*claims, *cancels, return_exceptions=True)
         claimed = {r.id for r in results[:20] if r is not None and not isinstance(r, BaseException)}
         assert not [r for r in results if isinstance(r, BaseException)]
         for job_id in ids:
-            job = await store.get_job(job_id)
+            job = await store.jobs.get(job_id)
             assert job is not None and job.state is JobState.CANCELLED
-            attempts = await store.attempts(job_id)
+            attempts = await store.jobs.attempts(job_id)
             if job_id in claimed:
                 assert [a.status for a in attempts] == ["cancelled"] and job.slave is not None
             else:
                 assert attempts == [] and job.slave is None
         with pytest.raises(InvalidTransition):
-            await store.cancel(ids[0], "again")
+            await store.jobs.cancel(ids[0], "again")
     finally:
         await store.close()

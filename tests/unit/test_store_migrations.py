@@ -37,9 +37,9 @@ async def test_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> N
     store = await Store.open(path)
     try:
         assert await _version(path) == SCHEMA_VERSION
-        jobs = await store.list_jobs()
+        jobs = await store.jobs.find()
         assert [(j.project, j.state, j.timeouts) for j in jobs] == [("old", JobState.QUEUED, {})]
-        assert await store.due_callbacks(time.time()) == []  # table added by migration 2
+        assert await store.callbacks.due(time.time()) == []  # table added by migration 2
     finally:
         await store.close()
 
@@ -72,13 +72,13 @@ async def test_feed_state_and_seen_releases_round_trip(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "f.sqlite3")
     try:
         url = "http://127.0.0.1/rss"
-        assert await store.get_feed_state(url) is None
-        await store.set_feed_state(url, FeedState(cursor="a", etag='"1"', updated_at=5.0))
-        await store.set_feed_state(url, FeedState(cursor="b", last_modified="x", updated_at=6.0))
-        assert await store.get_feed_state(url) == FeedState("b", None, "x", 6.0)
-        assert not await store.release_seen("demo", "1.0")
-        assert await store.mark_release_seen("demo", "1.0", "feed")
-        assert not await store.mark_release_seen("demo", "1.0", "api")
-        assert await store.release_seen("demo", "1.0")
+        assert await store.feed.get_state(url) is None
+        await store.feed.set_state(url, FeedState(cursor="a", etag='"1"', updated_at=5.0))
+        await store.feed.set_state(url, FeedState(cursor="b", last_modified="x", updated_at=6.0))
+        assert await store.feed.get_state(url) == FeedState("b", None, "x", 6.0)
+        assert not await store.feed.release_seen("demo", "1.0")
+        assert await store.feed.mark_release_seen("demo", "1.0", "feed")
+        assert not await store.feed.mark_release_seen("demo", "1.0", "api")
+        assert await store.feed.release_seen("demo", "1.0")
     finally:
         await store.close()

@@ -1,0 +1,236 @@
+"""The one job state machine: which moves are allowed, and one helper per move.
+
+::
+
+    queued ──claim──▶ assigned ──start──▶ running ──finish──▶ finished
+      ▲                  │  │                 │  (or quarantine)  │
+      │◀─requeue (refused/lost)──┐            │                   │
+      │◀─requeue (slave lost / infra retry / aborted)─────┘       │
+      │                            ▼                              │
+      │             cancelled ◀──cancel── (any live state)        │
+      └──────────────── requeue (a re-run) ◀──────────────────────┘
+
+Every helper is a function of the writer connection, run inside the caller's
+transaction (``master.store.jobs.JobStore``): it checks ``TRANSITIONS`` (else
+``InvalidTransition``), changes the job, keeps the attempt history in step
+(``master.store.attempts``) and queues the webhook of a job that ended
+(``master.store.callbacks``). The lease is bumped on every claim and on every
+return to the queue, so only the holder of the current claim can change a job
+(``check_lease``). ``JobState`` itself is in ``master.jobs``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from master.jobs import FINAL_STATES, Job, JobState
+from master.store.attempts import end_attempt, open_attempt, set_status, start_attempt
+from master.store.callbacks import queue_callback
+from master.store.db import query
+from master.store.errors import InvalidTransition, JobNotFound, StaleLease
+from master.store.rows import dumps, job_from_row
+from protocol.messages import JobResult
+
+#: The only transitions the store ever makes. ``assigned → queued`` is a refused
+#: offer or a slave lost before accepting; ``running → queued`` a lost slave or an
+#: infrastructure error being retried; ``finished|cancelled → queued`` a re-run.
+TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.ASSIGNED, JobState.CANCELLED}),
+    JobState.ASSIGNED: frozenset({JobState.RUNNING, JobState.QUEUED, JobState.CANCELLED}),
+    JobState.RUNNING: frozenset({JobState.FINISHED, JobState.QUEUED, JobState.CANCELLED}),
+    JobState.FINISHED: frozenset({JobState.QUEUED}),
+    JobState.CANCELLED: frozenset({JobState.QUEUED}),
+}
+
+#: A re-run starts clean: what the previous run left on the job.
+_NO_RESULT: Mapping[str, Any] = {
+    "outcome": None,
+    "phases": "{}",
+    "summary": "{}",
+    "findings": "[]",
+    "profile": None,
+    "comparison": None,
+    "isolation": None,
+    "error": None,
+    "finished_at": None,
+    "quarantined": 0,
+    "slave_losses": 0,
+    "infra_retries": 0,
+}
+
+
+def check_transition(job_id: int, current: JobState, wanted: JobState) -> None:
+    """Raise ``InvalidTransition`` unless ``current → wanted`` is in the table."""
+    if wanted not in TRANSITIONS[current]:
+        raise InvalidTransition(job_id, current, wanted)
+
+
+def load_job(conn: sqlite3.Connection, job_id: int) -> Job:
+    """The job as of this transaction; ``JobNotFound``."""
+    with query(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
+        row = cur.fetchone()
+    if row is None:
+        raise JobNotFound(job_id)
+    return job_from_row(row)
+
+
+def check_lease(job: Job, lease: int) -> None:
+    """Raise ``StaleLease`` unless ``lease`` is the job's current claim."""
+    # A queued job has no holder: whatever lease a peer presents is stale.
+    if job.lease != lease or job.state is JobState.QUEUED:
+        raise StaleLease(job.id, lease, job.lease)
+
+
+def _update(conn: sqlite3.Connection, job_id: int, **values: Any) -> Job:
+    cols = ", ".join(f"{k} = ?" for k in values)
+    with query(
+        conn,
+        f"UPDATE jobs SET {cols} WHERE id = ? RETURNING *",  # noqa: S608  # keys are ours
+        (*values.values(), job_id),
+    ) as cur:
+        row = cur.fetchone()
+    assert row is not None
+    return job_from_row(row)
+
+
+def _check_can_finish(job: Job) -> None:
+    # An assigned job whose result comes first went through running on the slave.
+    if job.state is JobState.ASSIGNED:
+        check_transition(job.id, job.state, JobState.RUNNING)
+    check_transition(job.id, JobState.RUNNING, JobState.FINISHED)
+
+
+# ---------------------------------------------------------------- moves ----
+
+
+def claim(conn: sqlite3.Connection, job_id: int, slave: str, now: float) -> Job:
+    """``queued → assigned`` to ``slave``: lease + 1, a new attempt row.
+
+    ``job_id`` was read as queued in this transaction (the guard is in the SQL).
+    """
+    # Events of an abandoned attempt may have gaps: the new attempt's
+    # acknowledgements start after the highest stored seq.
+    with query(
+        conn,
+        "UPDATE jobs SET state = 'assigned', slave = ?, assigned_at = ?,"
+        " started_at = NULL, lease = lease + 1, event_seq = (SELECT COALESCE("
+        "MAX(seq), 0) FROM events WHERE job_id = ?) WHERE id = ? AND state = 'queued'"
+        " RETURNING *",
+        (slave, now, job_id, job_id),
+    ) as cur:
+        row = cur.fetchone()
+    assert row is not None
+    job = job_from_row(row)
+    open_attempt(conn, job_id, job.lease, job.attempt, slave, now)
+    return job
+
+
+def start(conn: sqlite3.Connection, job: Job) -> Job:
+    """``assigned → running``: the slave accepted the offer."""
+    check_transition(job.id, job.state, JobState.RUNNING)
+    now = time.time()
+    start_attempt(conn, job.id, job.lease, now)
+    return _update(conn, job.id, state=JobState.RUNNING.value, started_at=now)
+
+
+def requeue(
+    conn: sqlite3.Connection,
+    job: Job,
+    *,
+    new_attempt: bool,
+    slave_losses: int | None = None,
+    infra_retries: int | None = None,
+) -> Job:
+    """``* → queued``: the one way back to the queue, for every path that goes there.
+
+    Frees the claim (no slave, not assigned nor started, lease + 1, so the old
+    holder's lease is stale). ``new_attempt``: the claim counts as an attempt
+    (``attempt + 1``); a refused offer or one lost before it was accepted does
+    not. A finished or cancelled job (a re-run) also loses its result and its
+    counters. ``slave_losses`` / ``infra_retries``: new values of the counters.
+    The caller ends the attempt in the history (``end_attempt``).
+    """
+    check_transition(job.id, job.state, JobState.QUEUED)
+    values: dict[str, Any] = {
+        "state": JobState.QUEUED.value,
+        "slave": None,
+        "assigned_at": None,
+        "started_at": None,
+        "attempt": job.attempt + 1 if new_attempt else job.attempt,
+        "lease": job.lease + 1,
+    }
+    if job.state in FINAL_STATES:
+        values.update(_NO_RESULT)
+    if slave_losses is not None:
+        values["slave_losses"] = slave_losses
+    if infra_retries is not None:
+        values["infra_retries"] = infra_retries
+    return _update(conn, job.id, **values)
+
+
+def finish(conn: sqlite3.Connection, job: Job, result: JobResult) -> Job:
+    """``assigned|running → finished`` with the slave's result; queues the webhook.
+
+    The caller compares the release with the previous one in the same
+    transaction (``master.store.comparisons``).
+    """
+    _check_can_finish(job)
+    end_attempt(conn, job.id, job.lease, "finished", None, result)
+    now = time.time()
+    findings = result.summary.get("findings", [])
+    ended = _update(
+        conn,
+        job.id,
+        state=JobState.FINISHED.value,
+        outcome=result.outcome,
+        phases=dumps(result.phases),
+        summary=dumps(result.summary),
+        findings=dumps(findings if isinstance(findings, list | tuple) else [findings]),
+        isolation=result.isolation,
+        finished_at=now,
+        slave_losses=0,
+        started_at=job.started_at or now,
+        error=str(result.summary["error"])[:2000] if "error" in result.summary else None,
+    )
+    queue_callback(conn, ended, now)
+    return ended
+
+
+def quarantine(conn: sqlite3.Connection, job: Job, losses: int, reason: str) -> Job:
+    """``assigned|running → finished`` as ``infra_error``: the job lost its slave too often."""
+    _check_can_finish(job)
+    set_status(conn, job.id, job.lease, "quarantined")
+    now = time.time()
+    ended = _update(
+        conn,
+        job.id,
+        state=JobState.FINISHED.value,
+        outcome="infra_error",
+        quarantined=1,
+        slave_losses=losses,
+        finished_at=now,
+        error=f"quarantined: lost its slave {losses} times in a row (last: {reason})",
+    )
+    queue_callback(conn, ended, now)
+    return ended
+
+
+def cancel(conn: sqlite3.Connection, job: Job, reason: str) -> Job:
+    """``live → cancelled``; keeps ``slave`` and ``lease`` (the caller tells that slave)."""
+    check_transition(job.id, job.state, JobState.CANCELLED)
+    if job.state is not JobState.QUEUED:
+        end_attempt(conn, job.id, job.lease, "cancelled", reason)
+    now = time.time()
+    ended = _update(
+        conn,
+        job.id,
+        state=JobState.CANCELLED.value,
+        outcome="cancelled",
+        error=reason[:2000],
+        finished_at=now,
+    )
+    queue_callback(conn, ended, now)
+    return ended
