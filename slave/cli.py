@@ -23,13 +23,13 @@ from typing import Any
 
 import structlog
 
-from master.logging import configure_logging  # shared by both daemons
 from protocol.messages import ImageInfo
+from pyti.logging import configure_logging  # shared by both daemons
 from slave.accel import AccelError, resolve_accel
 from slave.config import ConfigError, SlaveConfig, build_config, load_toml
 from slave.daemon import SlaveDaemon
-from slave.images.errors import ImageError
-from slave.images.manifest import MANIFEST, Image
+from slave.image_builder.errors import ImageError
+from slave.image_builder.manifest import MANIFEST, Image
 from slave.job import VMExecutor
 
 EXIT_CONFIG = 2

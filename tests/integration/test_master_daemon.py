@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from master.cli import main
 from master.jobs import JobRequest, JobState
 from master.store import Store
 from protocol.messages import Drain, EventsAck, JobOffer, ResultAck, RunningJob
+from pyti.cli import main
 from tests.fakes.slave import FakeSlave
 
 SECRET = b"daemon-secret-0123456789abcdef"
@@ -110,7 +110,7 @@ class Daemon:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            "import sys; from master.cli import main; sys.exit(main())",
+            "import sys; from pyti.cli import main; sys.exit(main())",
             *self.argv,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -171,7 +171,7 @@ async def test_port_in_use_exits_2(tmp_path: Path) -> None:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            "import sys; from master.cli import main; sys.exit(main())",
+            "import sys; from pyti.cli import main; sys.exit(main())",
             *d.argv,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -247,8 +247,8 @@ async def test_sigterm_drains_slaves_and_requeues_unfinished_jobs(tmp_path: Path
 
 def test_flags_override_the_config_file(tmp_path: Path) -> None:
     """File settings apply, flags win over them, relative paths follow the file, tables pass."""
-    from master.cli import build_parser
     from master.daemon_cli import load
+    from pyti.cli import build_parser
 
     argv = _files(tmp_path)
     (tmp_path / "master.toml").write_text(

@@ -28,11 +28,11 @@ import master.config as master_config
 import master.daemon_cli as master_cli
 import slave.cli as slave_cli
 import slave.config as slave_config
-from master.cli import build_parser
 from master.client.api import EXIT_ERROR, OUTCOME_EXIT
 from master.feed import settings as feed_settings
 from master.feed.settings import FeedSettings
 from master.http.keys import HTTP_KEYS, HttpSettings
+from pyti.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "docs" / "deploy"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from slave.images.errors import RecipeError
-from slave.images.recipe import list_recipes, load_recipe, parse_recipe, recipe_hash
+from slave.image_builder.errors import RecipeError
+from slave.image_builder.recipe import list_recipes, load_recipe, parse_recipe, recipe_hash
 
 
 def _doc(**over: Any) -> dict[str, Any]:
@@ -25,7 +25,7 @@ def _doc(**over: Any) -> dict[str, Any]:
 
 
 def test_shipped_bookworm_recipe_parses() -> None:
-    """images/bookworm.toml is valid and yields Python 3.11 with pytest wheels and ruff."""
+    """The shipped bookworm recipe is valid: Python 3.11 with pytest wheels and ruff."""
     recipe = load_recipe("bookworm")
     assert recipe.python_version == "3.11"
     assert "openssh-server" in recipe.packages

@@ -1,8 +1,8 @@
-"""Image recipes: ``images/<name>.toml``, parsed and validated, and their hash.
+"""Image recipes: ``guest_image/recipes/<name>.toml``, parsed and validated, and their hash.
 
 The recipe hash covers everything that ends up in the disk image: the recipe
-itself, the guest-side files in ``images/guest/``, the guest runner
-(``images/runner/pyti_runner.py``, when present) and :data:`BUILD_FORMAT`, bumped
+itself, the guest-side files in ``guest_image/files/``, the guest runner
+(:data:`RUNNER_PATH`, when present) and :data:`BUILD_FORMAT`, bumped
 whenever the build code changes what it produces. An image whose manifest carries
 another hash is stale and is rebuilt.
 """
@@ -17,15 +17,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from slave.images.errors import RecipeError
+from slave.image_builder.errors import RecipeError
 
 #: Bump when the build code changes what an image contains.
 BUILD_FORMAT = 2
 
-#: The repository's ``images/`` directory (recipes, guest files, runner).
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "images"
-GUEST_FILES_DIR = RECIPES_DIR / "guest"
-RUNNER_PATH = RECIPES_DIR / "runner" / "pyti_runner.py"
+#: The repository's checkout: the image's source files live beside the code.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Image recipes, one ``<name>.toml`` each.
+RECIPES_DIR = REPO_ROOT / "guest_image" / "recipes"
+#: Guest-side files copied into every image (``setup.sh`` and what it installs).
+GUEST_FILES_DIR = REPO_ROOT / "guest_image" / "files"
+#: The guest runner copied into every image; the one place that says where it lives.
+RUNNER_PATH = REPO_ROOT / "images" / "runner" / "pyti_runner.py"
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _PYVER_RE = re.compile(r"^3\.\d{1,2}$")
