@@ -105,7 +105,7 @@ def config_from_args(args: argparse.Namespace) -> SlaveConfig:
     cli_timeouts = _timeouts(args.timeout)
     if cli_timeouts:
         flags["timeouts"] = {**dict(file_values.get("timeouts") or {}), **cli_timeouts}
-    return build_config(flags, file_values)
+    return build_config(flags, file_values, source=args.config or "config file")
 
 
 def load_images(image_dir: Path) -> tuple[dict[str, Image], list[str]]:

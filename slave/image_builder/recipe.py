@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pyti import settings
+from pyti.settings import Int, Setting, SettingsError, Table, Text, Texts, check
 from slave.image_builder.errors import RecipeError
 
 #: Bump when the build code changes what an image contains.
@@ -66,52 +67,42 @@ class Recipe:
         return json.loads(json.dumps(d))  # type: ignore[no-any-return]
 
 
-def _str_list(raw: object, what: str, pattern: re.Pattern[str], name: str) -> tuple[str, ...]:
-    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-        raise RecipeError(name, f"{what} must be a list of strings")
-    for item in raw:
-        if not pattern.match(item):
-            raise RecipeError(name, f"{what}: invalid entry {item!r}")
-    return tuple(raw)
+#: The keys of a recipe, for ``pyti.settings``.
+RECIPE_SETTINGS: dict[str, Setting] = {
+    "name": Text(required=True, pattern=_NAME_RE, means="the image name"),
+    "suite": Text(required=True, pattern=_NAME_RE, means="a Debian suite name"),
+    "python_version": Text(required=True, pattern=_PYVER_RE, means="like '3.11'"),
+    "packages": Texts(pattern=_PKG_RE),
+    "tools": Table({"wheels": Texts(pattern=_REQ_RE), "venv": Texts(pattern=_REQ_RE)}),
+    "vm": Table(
+        {
+            "memory_mb": Int(minimum=128, maximum=65536),
+            "cpus": Int(minimum=1, maximum=64),
+            "disk_gib": Int(minimum=1, maximum=1024),
+            "tester_max_procs": Int(minimum=16, maximum=1 << 20),
+        }
+    ),
+}
 
 
-def _int(table: dict[str, Any], key: str, default: int, lo: int, hi: int, name: str) -> int:
-    value = table.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise RecipeError(name, f"vm.{key} must be an integer in [{lo}, {hi}], got {value!r}")
-    return value
-
-
-def parse_recipe(data: dict[str, Any], name: str) -> Recipe:
+def parse_recipe(data: dict[str, Any], name: str, source: str = "recipe") -> Recipe:
     """Validate a parsed TOML document; raise :class:`RecipeError` naming the bad field."""
-    known = {"name", "suite", "python_version", "packages", "tools", "vm"}
-    if unknown := set(data) - known:
-        raise RecipeError(name, f"unknown keys: {sorted(unknown)}")
-    if data.get("name") != name:
-        raise RecipeError(name, f"'name' must equal the file name, got {data.get('name')!r}")
-    suite = data.get("suite")
-    if not isinstance(suite, str) or not _NAME_RE.match(suite):
-        raise RecipeError(name, f"'suite' must be a Debian suite name, got {suite!r}")
-    pyver = data.get("python_version")
-    if not isinstance(pyver, str) or not _PYVER_RE.match(pyver):
-        raise RecipeError(name, f"'python_version' must look like '3.11', got {pyver!r}")
-    packages = _str_list(data.get("packages", []), "packages", _PKG_RE, name)
-    tools = data.get("tools", {})
-    if not isinstance(tools, dict) or set(tools) - {"wheels", "venv"}:
-        raise RecipeError(name, "[tools] takes only 'wheels' and 'venv'")
-    wheels = _str_list(tools.get("wheels", []), "tools.wheels", _REQ_RE, name)
-    venv = _str_list(tools.get("venv", []), "tools.venv", _REQ_RE, name)
-    vm = data.get("vm", {})
-    if not isinstance(vm, dict) or (bad := set(vm) - set(VMSpec.__dataclass_fields__)):
-        raise RecipeError(name, f"[vm] has unknown keys: {sorted(bad) if vm else vm!r}")
-    d = VMSpec()
-    spec = VMSpec(
-        memory_mb=_int(vm, "memory_mb", d.memory_mb, 128, 65536, name),
-        cpus=_int(vm, "cpus", d.cpus, 1, 64, name),
-        disk_gib=_int(vm, "disk_gib", d.disk_gib, 1, 1024, name),
-        tester_max_procs=_int(vm, "tester_max_procs", d.tester_max_procs, 16, 1 << 20, name),
+    try:
+        values = check(data, RECIPE_SETTINGS, source=source)
+    except SettingsError as exc:
+        raise RecipeError(name, str(exc)) from None
+    if values["name"] != name:
+        raise RecipeError(name, f"'name' must equal the file name, got {values['name']!r}")
+    tools = values.get("tools", {})
+    return Recipe(
+        name,
+        values["suite"],
+        values["python_version"],
+        values.get("packages", ()),
+        tools.get("wheels", ()),
+        tools.get("venv", ()),
+        VMSpec(**values.get("vm", {})),
     )
-    return Recipe(name, suite, pyver, packages, wheels, venv, spec)
 
 
 def load_recipe(name: str, recipes_dir: Path = RECIPES_DIR) -> Recipe:
@@ -119,13 +110,13 @@ def load_recipe(name: str, recipes_dir: Path = RECIPES_DIR) -> Recipe:
     if not _NAME_RE.match(name):
         raise RecipeError(name, "image names are lowercase letters, digits, '-' and '_'")
     path = recipes_dir / f"{name}.toml"
+    if not path.is_file():
+        raise RecipeError(name, f"no recipe {path}")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecipeError(name, f"no recipe {path}") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise RecipeError(name, f"cannot read {path}: {exc}") from exc
-    return parse_recipe(data, name)
+        data = settings.read_toml(path)
+    except SettingsError as exc:
+        raise RecipeError(name, str(exc)) from None
+    return parse_recipe(data, name, str(path))
 
 
 def list_recipes(recipes_dir: Path = RECIPES_DIR) -> list[str]:

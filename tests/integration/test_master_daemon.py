@@ -81,6 +81,18 @@ def test_bad_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert expected in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("key", ["heartbeat_interval", "retry_limit", "max_frame"])
+def test_true_where_a_number_belongs_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    """``heartbeat_interval = true`` is not 1 second: the master refuses it, naming file and key."""
+    argv = _files(tmp_path)
+    (tmp_path / "master.toml").write_text(f"{key} = true\n")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'master.toml'}: {key} has the wrong type" in err
+
+
 def test_unusable_data_dir_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A data directory that cannot be created (a file is in the way) exits 2."""
     argv = _files(tmp_path)
