@@ -36,7 +36,7 @@ from protocol.messages import ImageInfo
 from slave.accel import Accel
 from slave.config import GUEST_PHASES, SlaveConfig
 from slave.daemon import SlaveDaemon
-from slave.images.manifest import Image, default_image_dir
+from slave.image_builder.manifest import Image, default_image_dir
 from slave.job import VMExecutor
 from slave.prepare import PipOptions
 from tests.fakes.master import FakeMaster, stop_task

@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from master.config import build_config
 from master.daemon import Master
 from master.jobs import JobRequest
-from master.logging import configure_logging
 from protocol.messages import JobOffer
+from pyti.logging import configure_logging
 from tests.fakes.slave import FakeSlave
 
 SECRET = b"bench-secret-0123456789abcdef"

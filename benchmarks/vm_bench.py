@@ -22,7 +22,7 @@ from pathlib import Path
 
 from slave.accel import Accel
 from slave.guest import Guest
-from slave.images.manifest import Image, default_image_dir
+from slave.image_builder.manifest import Image, default_image_dir
 from slave.vm import VM
 
 

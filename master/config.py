@@ -2,11 +2,13 @@
 
 Flags override the file. The file may hold every flag (``data_dir``,
 ``slave_addr``, ``http_addr``, ``secret_file``, ``token_file``, ``feed_urls``,
-``pypi_url``, ``no_feed``) plus the keys in ``_FILE_ONLY`` and two tables passed
-through untouched: ``[feed]`` (to the feed watcher) and ``[http]`` (to the HTTP
-API). An unknown key, a value of the wrong type, a bad address, a missing or
-empty secret file: ``ConfigError`` with a message naming the culprit (the CLI
-exits 2). Relative paths in the file are relative to the file.
+``pypi_url``, ``no_feed``) plus the keys in ``FILE_SETTINGS`` and two tables
+passed through untouched: ``[feed]`` (to the feed watcher) and ``[http]`` (to the
+HTTP API). The keys are declared for ``pyti.settings``, which checks them. An
+unknown key, a value of the wrong type (``true`` is not a number), a value out of
+range, a bad address, a missing or empty secret file: ``ConfigError`` with a
+message naming the culprit (the CLI exits 2). Relative paths in the file are
+relative to the file.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,20 @@ from typing import Any
 
 from master.errors import MasterError
 from protocol.framing import ABSOLUTE_MAX_FRAME, MAX_FRAME, PRE_AUTH_MAX_FRAME
+from pyti import settings
+from pyti.logging import LEVELS
+from pyti.settings import (
+    AnyTable,
+    Bool,
+    Int,
+    Number,
+    Setting,
+    SettingsError,
+    Text,
+    Texts,
+    check,
+    resolve_paths,
+)
 
 DEFAULT_SLAVE_PORT = 7600
 DEFAULT_HTTP_PORT = 7680
@@ -100,69 +115,48 @@ class MasterConfig:
         return ctx
 
 
-#: Keys only the file sets, with their types (a float key accepts an int).
-_FILE_ONLY: dict[str, type | tuple[type, ...]] = {
-    "database": str,
-    "require_read_token": bool,
-    "default_image": str,
-    "master_name": str,
-    "heartbeat_interval": (int, float),
-    "heartbeat_timeout": (int, float),
-    "reconnect_grace": (int, float),
-    "drain_grace": (int, float),
-    "retry_limit": int,
-    "quarantine_after": int,
-    "max_frame": int,
-    "tls_cert": str,
-    "tls_key": str,
-    "log_format": str,
-    "log_level": str,
+#: Keys only the file sets (its table in ``pyti.settings`` terms).
+FILE_SETTINGS: dict[str, Setting] = {
+    "database": Text(path=True),
+    "require_read_token": Bool(),
+    "default_image": Text(),
+    "master_name": Text(),
+    "heartbeat_interval": Number(above=0),
+    "heartbeat_timeout": Number(above=0),
+    "reconnect_grace": Number(minimum=0),
+    "drain_grace": Number(minimum=0),
+    "retry_limit": Int(minimum=0),
+    "quarantine_after": Int(minimum=1),
+    "max_frame": Int(minimum=PRE_AUTH_MAX_FRAME, maximum=ABSOLUTE_MAX_FRAME),
+    "tls_cert": Text(path=True),
+    "tls_key": Text(path=True),
+    "log_format": Text(choices=("auto", "json", "console")),
+    "log_level": Text(choices=tuple(LEVELS)),
 }
-_FLAG_KEYS: dict[str, type | tuple[type, ...]] = {
-    "data_dir": str,
-    "slave_addr": str,
-    "http_addr": str,
-    "secret_file": str,
-    "token_file": str,
-    "feed_urls": list,
-    "pypi_url": str,
-    "no_feed": bool,
+#: Keys a flag sets too (``--data-dir`` is ``data_dir``).
+FLAG_SETTINGS: dict[str, Setting] = {
+    "data_dir": Text(path=True),
+    "slave_addr": Text(),
+    "http_addr": Text(),
+    "secret_file": Text(path=True),
+    "token_file": Text(path=True),
+    "feed_urls": Texts(),
+    "pypi_url": Text(),
+    "no_feed": Bool(),
 }
-_TABLES = ("feed", "http")
+#: Tables passed through to their owners: ``[feed]`` (``master.feed.settings``), ``[http]``.
+TABLES: dict[str, Setting] = {"feed": AnyTable(), "http": AnyTable()}
+#: Every key of the master's TOML file.
+SETTINGS: dict[str, Setting] = {**FILE_SETTINGS, **FLAG_SETTINGS, **TABLES}
 
 
 def read_toml(path: Path) -> dict[str, Any]:
     """The file's settings, type-checked; paths made absolute. Raises ``ConfigError``."""
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"--config: cannot read {path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from exc
-    known = {**_FILE_ONLY, **_FLAG_KEYS}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in _TABLES:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path}: [{key}] must be a table")
-            out[key] = value
-            continue
-        want = known.get(key)
-        if want is None:
-            raise ConfigError(f"{path}: unknown setting {key!r}")
-        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            raise ConfigError(f"{path}: {key} has the wrong type ({type(value).__name__})")
-        is_path = key in (
-            "data_dir",
-            "secret_file",
-            "token_file",
-            "database",
-            "tls_cert",
-            "tls_key",
-        )
-        out[key] = str((path.parent / str(value)).resolve()) if is_path else value
-    return out
+        values = check(settings.read_toml(path), SETTINGS, source=str(path))
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+    return resolve_paths(values, SETTINGS, path.parent)
 
 
 #: Shortest shared secret either daemon accepts.
@@ -196,15 +190,12 @@ def _read_tokens(path: Path) -> frozenset[str]:
     )
 
 
-def _positive(values: Mapping[str, Any], key: str, default: float) -> float:
-    value = float(values.get(key, default))
-    if value <= 0:
-        raise ConfigError(f"{key} must be positive, not {value:g}")
-    return value
-
-
 def build_config(values: Mapping[str, Any]) -> MasterConfig:
     """A ``MasterConfig`` from merged settings (file keys, flags on top)."""
+    try:
+        values = check(values, SETTINGS, source="settings")
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
     if not values.get("data_dir"):
         raise ConfigError("--data-dir is required (flag or data_dir in the config file)")
     data_dir = Path(values["data_dir"]).expanduser().resolve()
@@ -218,27 +209,15 @@ def build_config(values: Mapping[str, Any]) -> MasterConfig:
     http_host, http_port = parse_addr(values.get("http_addr", ""), DEFAULT_HTTP_PORT, "--http-addr")
     if not values.get("http_addr"):
         http_host = "127.0.0.1"
-    interval = _positive(values, "heartbeat_interval", 5.0)
-    timeout = _positive(values, "heartbeat_timeout", 20.0)
+    interval = values.get("heartbeat_interval", 5.0)
+    timeout = values.get("heartbeat_timeout", 20.0)
     if timeout <= interval:
         raise ConfigError("heartbeat_timeout must be longer than heartbeat_interval")
-    max_frame = int(values.get("max_frame", MAX_FRAME))
-    if not PRE_AUTH_MAX_FRAME <= max_frame <= ABSOLUTE_MAX_FRAME:
-        raise ConfigError(
-            f"max_frame must be between {PRE_AUTH_MAX_FRAME} and {ABSOLUTE_MAX_FRAME}"
-        )
-    retry_limit = int(values.get("retry_limit", 2))
-    quarantine_after = int(values.get("quarantine_after", 3))
-    if retry_limit < 0 or quarantine_after < 1:
-        raise ConfigError("retry_limit must be ≥ 0 and quarantine_after ≥ 1")
     tls_cert = values.get("tls_cert")
     tls_key = values.get("tls_key")
     if bool(tls_cert) != bool(tls_key):
         raise ConfigError("tls_cert and tls_key go together")
-    log_format = str(values.get("log_format", "auto"))
-    if log_format not in ("auto", "json", "console"):
-        raise ConfigError(f"log_format must be auto, json or console, not {log_format!r}")
-    feed_urls = tuple(str(u) for u in values.get("feed_urls") or DEFAULT_FEED_URLS)
+    feed_urls = values.get("feed_urls") or DEFAULT_FEED_URLS
     db = values.get("database")
     return MasterConfig(
         data_dir=data_dir,
@@ -261,15 +240,15 @@ def build_config(values: Mapping[str, Any]) -> MasterConfig:
         master_name=str(values.get("master_name") or socket.gethostname()),
         heartbeat_interval=interval,
         heartbeat_timeout=timeout,
-        reconnect_grace=float(values.get("reconnect_grace", max(30.0, timeout))),
-        drain_grace=float(values.get("drain_grace", 30.0)),
-        retry_limit=retry_limit,
-        quarantine_after=quarantine_after,
-        max_frame=max_frame,
+        reconnect_grace=values.get("reconnect_grace", max(30.0, timeout)),
+        drain_grace=values.get("drain_grace", 30.0),
+        retry_limit=values.get("retry_limit", 2),
+        quarantine_after=values.get("quarantine_after", 3),
+        max_frame=values.get("max_frame", MAX_FRAME),
         tls_cert=Path(tls_cert) if tls_cert else None,
         tls_key=Path(tls_key) if tls_key else None,
-        log_format=log_format,
-        log_level=str(values.get("log_level", "info")),
+        log_format=values.get("log_format", "auto"),
+        log_level=values.get("log_level", "info"),
     )
 
 

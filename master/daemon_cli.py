@@ -27,7 +27,7 @@ from master.config import (
 )
 from master.daemon import Master
 from master.errors import MasterError
-from master.logging import configure_logging
+from pyti.logging import configure_logging
 
 EXIT_CONFIG = 2
 

@@ -23,13 +23,13 @@ from typing import Any
 
 import structlog
 
-from master.logging import configure_logging  # shared by both daemons
 from protocol.messages import ImageInfo
+from pyti.logging import configure_logging  # shared by both daemons
 from slave.accel import AccelError, resolve_accel
 from slave.config import ConfigError, SlaveConfig, build_config, load_toml
 from slave.daemon import SlaveDaemon
-from slave.images.errors import ImageError
-from slave.images.manifest import MANIFEST, Image
+from slave.image_builder.errors import ImageError
+from slave.image_builder.manifest import MANIFEST, Image
 from slave.job import VMExecutor
 
 EXIT_CONFIG = 2
@@ -105,7 +105,7 @@ def config_from_args(args: argparse.Namespace) -> SlaveConfig:
     cli_timeouts = _timeouts(args.timeout)
     if cli_timeouts:
         flags["timeouts"] = {**dict(file_values.get("timeouts") or {}), **cli_timeouts}
-    return build_config(flags, file_values)
+    return build_config(flags, file_values, source=args.config or "config file")
 
 
 def load_images(image_dir: Path) -> tuple[dict[str, Image], list[str]]:

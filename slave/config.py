@@ -2,7 +2,9 @@
 
 Flags override the file; the file overrides the defaults. The TOML keys are the
 long flag names with ``_`` for ``-`` (``image_dir``, ``pypi_url``), plus a
-``[timeouts]`` table of seconds per phase::
+``[timeouts]`` table of seconds per phase; ``SETTINGS`` declares them for
+``pyti.settings``, which refuses an unknown key, a wrong type (``true`` is not a
+number) or a value out of range, naming the file and the key::
 
     master = "127.0.0.1:7600"
     secret_file = "/etc/pyti/secret"
@@ -18,12 +20,13 @@ from __future__ import annotations
 
 import socket
 import ssl
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyti import settings
+from pyti.settings import Int, Number, Setting, SettingsError, Table, Text, check
 from slave.errors import SlaveError
 
 DEFAULT_PORT = 7600
@@ -126,83 +129,66 @@ def read_secret(path: Path) -> bytes:
 
 
 def load_toml(path: Path) -> dict[str, Any]:
-    """The settings in a TOML file; ``ConfigError`` naming the file if it is unreadable."""
+    """The settings in a TOML file, checked; ``ConfigError`` naming the file and key."""
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        return check(settings.read_toml(path), SETTINGS, source=str(path))
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
 
 
-_INT_KEYS = ("slots", "memory_mb", "cpus", "output_cap", "spool_max_bytes", "events_per_batch")
-_FLOAT_KEYS = (
-    "timeout_margin",
-    "shutdown_grace",
-    "upload_wait",
-    "reconnect_min",
-    "reconnect_max",
-)
-_STR_KEYS = ("accel", "pypi_url", "guest_platform", "name", "tls_server_name")
-_KNOWN = {
-    *_INT_KEYS,
-    *_FLOAT_KEYS,
-    *_STR_KEYS,
-    "master",
-    "secret_file",
-    "image_dir",
-    "work_dir",
-    "timeouts",
-    "tls_ca",
+#: Every key of the slave's TOML file (the long flags with ``_`` for ``-``), for ``pyti.settings``.
+SETTINGS: dict[str, Setting] = {
+    "master": Text(),
+    "secret_file": Text(),
+    "image_dir": Text(),
+    "work_dir": Text(),
+    "name": Text(),
+    "slots": Int(minimum=1),
+    "accel": Text(choices=("auto", "kvm", "tcg")),
+    "pypi_url": Text(),
+    "timeouts": Table({phase: Number(above=0) for phase in DEFAULT_TIMEOUTS}, noun="phase"),
+    "memory_mb": Int(minimum=1),
+    "cpus": Int(minimum=1),
+    "output_cap": Int(minimum=1),
+    "guest_platform": Text(),
+    "timeout_margin": Number(minimum=0),
+    "shutdown_grace": Number(minimum=0),
+    "upload_wait": Number(minimum=0),
+    "reconnect_min": Number(minimum=0),
+    "reconnect_max": Number(minimum=0),
+    "spool_max_bytes": Int(minimum=1),
+    "events_per_batch": Int(minimum=1),
+    "tls_ca": Text(),
+    "tls_server_name": Text(),
 }
+#: Settings that are not fields of ``SlaveConfig`` as they stand.
+_DERIVED = frozenset(
+    {"master", "secret_file", "image_dir", "work_dir", "name", "timeouts", "tls_ca"}
+)
 
 
-def build_config(flags: Mapping[str, Any], file_values: Mapping[str, Any]) -> SlaveConfig:
+def build_config(
+    flags: Mapping[str, Any], file_values: Mapping[str, Any], *, source: str = "config file"
+) -> SlaveConfig:
     """Merge flag values (``None`` = not given) over file values over defaults.
 
-    Raises ``ConfigError`` for an unknown key, a wrong type, or a missing
-    required setting (``master``, ``secret_file``, ``image_dir``).
+    Raises ``ConfigError`` for an unknown key, a wrong type or value (named with
+    ``source``, the file, or "command line"), or a missing required setting
+    (``master``, ``secret_file``, ``image_dir``).
     """
-    unknown = set(file_values) - _KNOWN
-    if unknown:
-        raise ConfigError(f"unknown setting(s) in the config file: {', '.join(sorted(unknown))}")
-    merged: dict[str, Any] = dict(file_values)
-    merged.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        checked = check(file_values, SETTINGS, source=source)
+        given = {k: v for k, v in flags.items() if v is not None}
+        checked.update(check(given, SETTINGS, source="command line"))
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+    merged: dict[str, Any] = checked
     for key in ("master", "secret_file", "image_dir"):
         if not merged.get(key):
             raise ConfigError(f"--{key.replace('_', '-')} is required (flag or config file)")
-    host, port = parse_address(str(merged["master"]))
-    kwargs: dict[str, Any] = {}
-    for key in _INT_KEYS:
-        if key in merged:
-            value = merged[key]
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
-            kwargs[key] = value
-    for key in _FLOAT_KEYS:
-        if key in merged:
-            value = merged[key]
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{key} must be a number of seconds, got {value!r}")
-            kwargs[key] = float(value)
-    for key in _STR_KEYS:
-        if key in merged:
-            if not isinstance(merged[key], str) or not merged[key]:
-                raise ConfigError(f"{key} must be a non-empty string")
-            kwargs[key] = merged[key]
-    if kwargs.get("accel", "auto") not in ("auto", "kvm", "tcg"):
-        raise ConfigError(f"accel must be auto, kvm or tcg, got {kwargs['accel']!r}")
-    timeouts = dict(DEFAULT_TIMEOUTS)
-    raw_timeouts = merged.get("timeouts") or {}
-    if not isinstance(raw_timeouts, Mapping):
-        raise ConfigError("timeouts must be a table of seconds per phase")
-    for phase, seconds in raw_timeouts.items():
-        if phase not in DEFAULT_TIMEOUTS:
-            raise ConfigError(f"timeouts: unknown phase {phase!r}")
-        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
-            raise ConfigError(f"timeouts.{phase} must be a positive number of seconds")
-        timeouts[phase] = float(seconds)
+    host, port = parse_address(merged["master"])
+    kwargs = {k: v for k, v in merged.items() if k not in _DERIVED}
+    timeouts = {**DEFAULT_TIMEOUTS, **merged.get("timeouts", {})}
     work_dir = Path(merged.get("work_dir") or Path.home() / ".cache" / "pyti" / "slave")
     config = SlaveConfig(
         master_host=host,
@@ -210,7 +196,7 @@ def build_config(flags: Mapping[str, Any], file_values: Mapping[str, Any]) -> Sl
         secret=read_secret(Path(merged["secret_file"])),
         image_dir=Path(merged["image_dir"]),
         work_dir=work_dir,
-        name=kwargs.pop("name", None) or socket.gethostname(),
+        name=merged.get("name") or socket.gethostname(),
         timeouts=timeouts,
         tls_ca=Path(merged["tls_ca"]).expanduser() if merged.get("tls_ca") else None,
         **kwargs,

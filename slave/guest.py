@@ -25,7 +25,7 @@ from typing import Self
 import asyncssh
 
 from slave.errors import SlaveError
-from slave.images.manifest import Image
+from slave.image_builder.manifest import Image
 from slave.vm import VM, VMError
 
 #: Longest stdout line handed out by :meth:`Guest.stream`; longer ones are cut.

@@ -27,7 +27,7 @@ from slave.config import DEFAULT_PYPI_URL, SlaveConfig
 from slave.executor import JobContext
 from slave.findings import Context
 from slave.guest import Guest, GuestError
-from slave.images.manifest import Image
+from slave.image_builder.manifest import Image
 from slave.outcome import RunRecord, decide
 from slave.phases import (
     GUEST_JOB_DIR,

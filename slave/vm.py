@@ -34,7 +34,7 @@ from qemu.qmp import QMPClient, QMPError
 
 from slave.accel import Accel
 from slave.errors import SlaveError
-from slave.images.manifest import Image, Snapshot
+from slave.image_builder.manifest import Image, Snapshot
 from slave.qmp_argv import KERNEL_CMDLINE, MACHINE, QemuSpec, qemu_argv
 from slave.qmp_events import BoundedListener, silence_default_listener
 

@@ -90,6 +90,7 @@ class FeedConfigError(FeedError, ConfigError):
     kind = "config"
 
     def __init__(self, key: str, detail: str) -> None:
-        super().__init__(f"[feed] {key}: {detail}")
+        # ``detail`` is a sentence that names the key ("interval must be more than 0").
+        super().__init__(f"[feed] {detail}")
         self.key = key
         self.detail = detail

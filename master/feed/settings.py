@@ -1,8 +1,10 @@
 """The ``[feed]`` configuration table, validated once at start-up.
 
 Every key, its type, default and meaning is listed in ``docs/feed.md``; this
-module and that page change together. Unknown keys are an error (a typo such as
-``exlude`` must not silently queue everything). The feed URLs, the JSON API base
+module and that page change together. The keys are declared in ``FEED_SETTINGS``
+and checked by ``pyti.settings``: unknown keys are an error (a typo such as
+``exlude`` must not silently queue everything), and so is ``true`` where a
+number belongs. The feed URLs, the JSON API base
 URL and the image come from the master's own settings (``--feed-url``,
 ``--pypi-url``, ``default_image``), not from this table.
 """
@@ -10,14 +12,15 @@ URL and the image come from the master's own settings (``--feed-url``,
 from __future__ import annotations
 
 import fnmatch
-import math
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from master.feed.errors import FeedConfigError
 from master.feed.items import normalize_name
 from master.jobs import PRIORITY_FEED
+from pyti.settings import Bool, Int, Number, Setting, SettingsError, Text, Texts, check
 
 if TYPE_CHECKING:
     from master.config import MasterConfig
@@ -76,23 +79,37 @@ class FeedSettings:
 
         Raises `FeedConfigError` naming the first bad key.
         """
-        known = {f.name for f in fields(cls)} - _FROM_MASTER
-        values: dict[str, Any] = {}
-        for key, value in table.items():
-            if key not in known:
-                raise FeedConfigError(key, f"unknown key (known: {', '.join(sorted(known))})")
-            values[key] = _CHECKS[key](key, value)
-        if urls is not None:
-            values["urls"] = _urls("feed_urls", list(urls))
-        if pypi_url is not None:
-            values["pypi_url"] = _url("pypi_url", pypi_url)
-        if image is not None:
-            values["image"] = _image("default_image", image)
+        master_level = {"feed_urls": urls, "pypi_url": pypi_url, "default_image": image}
+        try:
+            values = check(table, FEED_SETTINGS, source="[feed]")
+            given = check({k: v for k, v in master_level.items() if v is not None},
+                          FROM_MASTER_SETTINGS, source="settings")  # fmt: skip
+        except SettingsError as exc:
+            raise FeedConfigError(exc.key or "", exc.sentence) from None
+        for key in ("include", "exclude"):
+            if key in values:
+                # Patterns match normalised names: normalise their literal parts the same way.
+                values[key] = tuple(normalize_name(p) for p in values[key])
+        if "watch_list" in values:
+            values["watch_list"] = frozenset(normalize_name(n) for n in values["watch_list"])
+        if "max_file_size" in values:
+            values["max_file_size"] = values["max_file_size"] or None  # 0 means no limit
+        if "feed_urls" in given:
+            values["urls"] = tuple(u.rstrip("/") for u in given["feed_urls"])
+        if "pypi_url" in given:
+            values["pypi_url"] = given["pypi_url"].rstrip("/")
+        if "default_image" in given:
+            values["image"] = given["default_image"]
         settings = cls(**values)
         if settings.backoff_max < settings.backoff_initial:
-            raise FeedConfigError("backoff_max", "must not be smaller than backoff_initial")
+            raise FeedConfigError(
+                "backoff_max", "backoff_max must not be smaller than backoff_initial"
+            )
         if settings.resolve_retry_max < settings.resolve_retry_initial:
-            raise FeedConfigError("resolve_retry_max", "must not be smaller than the initial")
+            raise FeedConfigError(
+                "resolve_retry_max",
+                "resolve_retry_max must not be smaller than resolve_retry_initial",
+            )
         return settings
 
     def name_excluded(self, project: str) -> str | None:
@@ -106,85 +123,32 @@ class FeedSettings:
         return None
 
 
-def _positive(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise FeedConfigError(key, f"must be a number of seconds, not {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise FeedConfigError(key, "must be a positive, finite number")
-    return float(value)
+_URL = re.compile(r"^https?://")
 
-
-def _count(key: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise FeedConfigError(key, f"must be an integer, not {value!r}")
-    if value < minimum:
-        raise FeedConfigError(key, f"must be at least {minimum}")
-    return value
-
-
-def _strings(key: str, value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise FeedConfigError(key, "must be a list of non-empty strings")
-    return value
-
-
-def _url(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise FeedConfigError(key, f"must be an http(s) URL, not {value!r}")
-    return value.rstrip("/")
-
-
-def _urls(key: str, value: Any) -> tuple[str, ...]:
-    urls = tuple(_url(key, v) for v in _strings(key, value))
-    if not urls:
-        raise FeedConfigError(key, "needs at least one URL (use --no-feed to disable the feed)")
-    return urls
-
-
-def _patterns(key: str, value: Any) -> tuple[str, ...]:
-    # Patterns match normalised names, so normalise their literal parts the same way.
-    return tuple(normalize_name(p) for p in _strings(key, value))
-
-
-def _bool(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise FeedConfigError(key, f"must be true or false, not {value!r}")
-    return value
-
-
-def _max_file_size(key: str, value: Any) -> int | None:
-    size = _count(key, value, minimum=0)
-    return size or None  # 0 means no limit
-
-
-def _priority(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise FeedConfigError(key, f"must be an integer, not {value!r}")
-    return value
-
-
-def _image(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise FeedConfigError(key, "must be a non-empty image name")
-    return value
-
-
-_CHECKS: dict[str, Any] = {
-    "interval": _positive,
-    "timeout": _positive,
-    "max_feed_bytes": _count,
-    "max_json_bytes": _count,
-    "backoff_initial": _positive,
-    "backoff_max": _positive,
-    "include": _patterns,
-    "exclude": _patterns,
-    "max_file_size": _max_file_size,
-    "watch_only": _bool,
-    "watch_list": lambda k, v: frozenset(normalize_name(n) for n in _strings(k, v)),
-    "priority": _priority,
-    "resolve_retries": _count,
-    "resolve_retry_initial": _positive,
-    "resolve_retry_max": _positive,
-    "resolve_concurrency": _count,
-    "gap_backfill_max_projects": lambda k, v: _count(k, v, minimum=0),
+#: The keys of the ``[feed]`` table, for ``pyti.settings`` (``docs/feed.md`` explains each).
+FEED_SETTINGS: dict[str, Setting] = {
+    "interval": Number(above=0),
+    "timeout": Number(above=0),
+    "max_feed_bytes": Int(minimum=1),
+    "max_json_bytes": Int(minimum=1),
+    "backoff_initial": Number(above=0),
+    "backoff_max": Number(above=0),
+    "include": Texts(),
+    "exclude": Texts(),
+    "max_file_size": Int(minimum=0),
+    "watch_only": Bool(),
+    "watch_list": Texts(),
+    "priority": Int(),
+    "resolve_retries": Int(minimum=1),
+    "resolve_retry_initial": Number(above=0),
+    "resolve_retry_max": Number(above=0),
+    "resolve_concurrency": Int(minimum=1),
+    "gap_backfill_max_projects": Int(minimum=0),
+}
+#: The master-level settings the feed takes, by their names in the master's config.
+FROM_MASTER_SETTINGS: dict[str, Setting] = {
+    # At least one URL: use --no-feed to disable the feed.
+    "feed_urls": Texts(pattern=_URL, min_items=1),
+    "pypi_url": Text(pattern=_URL, means="an http(s) URL"),
+    "default_image": Text(),
 }

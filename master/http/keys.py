@@ -26,9 +26,16 @@ from master.config import ConfigError, MasterConfig
 from master.context import MasterContext
 from master.http.fanout import JobFeeds
 from master.http.sse import EncodedEvents
+from pyti.settings import Int, Setting, SettingsError, Text, check
 
 DEFAULT_UPLOAD_MAX_BYTES = 100 * 1024 * 1024
-HTTP_KEYS = frozenset({"upload_max_bytes", "callback_secret", "callback_secret_file"})
+#: The keys of the ``[http]`` table, for ``pyti.settings``.
+HTTP_SETTINGS: dict[str, Setting] = {
+    "upload_max_bytes": Int(minimum=1024),
+    "callback_secret": Text(),
+    "callback_secret_file": Text(),
+}
+HTTP_KEYS = frozenset(HTTP_SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -47,13 +54,11 @@ class HttpSettings:
     @classmethod
     def from_config(cls, config: MasterConfig) -> HttpSettings:
         """Read ``config`` and its ``[http]`` table; ``ConfigError`` names a bad key."""
-        table: dict[str, Any] = dict(config.http)
-        unknown = sorted(set(table) - HTTP_KEYS)
-        if unknown:
-            raise ConfigError(f"[http]: unknown setting(s) {', '.join(unknown)}")
+        try:
+            table = check(config.http, HTTP_SETTINGS, source="[http]")
+        except SettingsError as exc:
+            raise ConfigError(str(exc)) from None
         cap = table.get("upload_max_bytes", DEFAULT_UPLOAD_MAX_BYTES)
-        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1024:
-            raise ConfigError("[http] upload_max_bytes must be an integer ≥ 1024")
         return cls(
             pypi_url=config.pypi_url.rstrip("/"),
             uploads_dir=config.data_dir / "uploads",
@@ -69,16 +74,14 @@ class HttpSettings:
 def _callback_secret(table: dict[str, Any]) -> bytes | None:
     if "callback_secret" in table and "callback_secret_file" in table:
         raise ConfigError("[http]: give callback_secret or callback_secret_file, not both")
-    value = table.get("callback_secret")
+    value: str | None = table.get("callback_secret")
     if value is not None:
-        if not isinstance(value, str) or len(value.strip()) < 16:
+        if len(value.strip()) < 16:
             raise ConfigError("[http] callback_secret must be a string of 16 characters or more")
         return value.strip().encode("utf-8")
     path = table.get("callback_secret_file")
     if path is None:
         return None
-    if not isinstance(path, str):
-        raise ConfigError("[http] callback_secret_file must be a path")
     try:
         secret = Path(path).expanduser().read_bytes().strip()
     except OSError as exc:

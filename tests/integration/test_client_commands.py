@@ -12,12 +12,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from master.cli import main
 from master.client.api import Api
 from master.client.tail import Tail, format_event
 from master.context import MasterContext
 from master.http.app import create_app
 from protocol.messages import JobResult
+from pyti.cli import main
 from tests.fakes.dists import build_wheel
 from tests.fakes.pypi import FakePyPI
 from tests.integration.test_api_harness import TOKEN, FakeProducer, open_ctx, queue_job

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from master.cli import main
 from master.jobs import JobRequest, JobState
 from master.store import Store
 from protocol.messages import Drain, EventsAck, JobOffer, ResultAck, RunningJob
+from pyti.cli import main
 from tests.fakes.slave import FakeSlave
 
 SECRET = b"daemon-secret-0123456789abcdef"
@@ -81,6 +81,18 @@ def test_bad_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert expected in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("key", ["heartbeat_interval", "retry_limit", "max_frame"])
+def test_true_where_a_number_belongs_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    """``heartbeat_interval = true`` is not 1 second: the master refuses it, naming file and key."""
+    argv = _files(tmp_path)
+    (tmp_path / "master.toml").write_text(f"{key} = true\n")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'master.toml'}: {key} has the wrong type" in err
+
+
 def test_unusable_data_dir_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A data directory that cannot be created (a file is in the way) exits 2."""
     argv = _files(tmp_path)
@@ -110,7 +122,7 @@ class Daemon:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            "import sys; from master.cli import main; sys.exit(main())",
+            "import sys; from pyti.cli import main; sys.exit(main())",
             *self.argv,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -171,7 +183,7 @@ async def test_port_in_use_exits_2(tmp_path: Path) -> None:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            "import sys; from master.cli import main; sys.exit(main())",
+            "import sys; from pyti.cli import main; sys.exit(main())",
             *d.argv,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -247,8 +259,8 @@ async def test_sigterm_drains_slaves_and_requeues_unfinished_jobs(tmp_path: Path
 
 def test_flags_override_the_config_file(tmp_path: Path) -> None:
     """File settings apply, flags win over them, relative paths follow the file, tables pass."""
-    from master.cli import build_parser
     from master.daemon_cli import load
+    from pyti.cli import build_parser
 
     argv = _files(tmp_path)
     (tmp_path / "master.toml").write_text(

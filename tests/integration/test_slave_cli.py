@@ -12,7 +12,7 @@ import pytest
 
 from protocol.messages import Heartbeat
 from slave.accel import probe_kvm
-from slave.images.manifest import BASE_FILES, MANIFEST_FORMAT, file_entries, write_manifest
+from slave.image_builder.manifest import BASE_FILES, MANIFEST_FORMAT, file_entries, write_manifest
 from tests.fakes.master import FakeMaster
 
 SECRET = b"cli-test-secret-0123456789abcdef"
@@ -42,7 +42,7 @@ async def test_slave_process_connects_and_stops_on_sigterm(tmp_path: Path) -> No
     secret.write_bytes(SECRET)
     async with FakeMaster(SECRET) as master:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "master.cli", "slave", "--master", master.address,
+            sys.executable, "-m", "pyti.cli", "slave", "--master", master.address,
             "--secret-file", str(secret), "--image-dir", str(images), "--accel", "tcg",
             "--work-dir", str(tmp_path / "work"), "--name", "cli-slave", "--slots", "3",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -78,7 +78,7 @@ async def test_slave_refuses_auto_accel_without_kvm(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_bytes(SECRET)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "master.cli", "slave", "--master", "127.0.0.1:9",
+        sys.executable, "-m", "pyti.cli", "slave", "--master", "127.0.0.1:9",
         "--secret-file", str(secret), "--image-dir", str(images),
         "--work-dir", str(tmp_path / "work"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -14,11 +14,11 @@ import os
 import pytest
 
 from slave.accel import Accel
-from slave.images.build import build_image
-from slave.images.manifest import Image, default_image_dir
-from slave.images.progress import Progress
-from slave.images.recipe import load_recipe
-from slave.images.snapshot import make_snapshot, snapshot_fits
+from slave.image_builder.build import build_image
+from slave.image_builder.manifest import Image, default_image_dir
+from slave.image_builder.progress import Progress
+from slave.image_builder.recipe import load_recipe
+from slave.image_builder.snapshot import make_snapshot, snapshot_fits
 
 SYSTEM_IMAGE = os.environ.get("PYTI_TEST_IMAGE", "bookworm")
 SYSTEM_ACCEL = Accel.TCG

@@ -1,6 +1,6 @@
 """Real ``pyti master`` and ``pyti slave`` processes on loopback, for the reliability suite.
 
-Each daemon is a subprocess of the test (``python -c "from master.cli import main..."``),
+Each daemon is a subprocess of the test (``python -c "from pyti.cli import main..."``),
 with its log (JSON lines) in a file under the test's directory, so a crash, a kill
 or a restart leaves evidence to read::
 
@@ -149,7 +149,7 @@ class Daemon:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-c",
-                "import sys; from master.cli import main; sys.exit(main())",
+                "import sys; from pyti.cli import main; sys.exit(main())",
                 *self.argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,

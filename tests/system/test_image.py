@@ -11,8 +11,8 @@ import pytest
 
 from slave.accel import Accel
 from slave.guest import Guest, GuestTimeout
-from slave.images.errors import ImageDamaged
-from slave.images.manifest import Image
+from slave.image_builder.errors import ImageDamaged
+from slave.image_builder.manifest import Image
 from slave.vm import VM
 
 pytestmark = pytest.mark.system

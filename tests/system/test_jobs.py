@@ -19,8 +19,8 @@ from protocol.messages import ImageInfo, JobCancel, JobResult
 from slave.accel import Accel
 from slave.config import SlaveConfig
 from slave.daemon import SlaveDaemon
-from slave.images.errors import ImageError
-from slave.images.manifest import Image, default_image_dir
+from slave.image_builder.errors import ImageError
+from slave.image_builder.manifest import Image, default_image_dir
 from slave.job import VMExecutor
 from slave.prepare import PipOptions
 from tests.fakes.dists import FAILING_TEST, make_project

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from slave.images.manifest import Image
+from slave.image_builder.manifest import Image
 from tests.fakes import behaviours
 from tests.fakes.feeds import BILLION_LAUGHS, FakeFeeds, release_item, rss
 from tests.fakes.pypi import FakePyPI

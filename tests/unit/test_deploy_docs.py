@@ -28,11 +28,11 @@ import master.config as master_config
 import master.daemon_cli as master_cli
 import slave.cli as slave_cli
 import slave.config as slave_config
-from master.cli import build_parser
 from master.client.api import EXIT_ERROR, OUTCOME_EXIT
 from master.feed import settings as feed_settings
 from master.feed.settings import FeedSettings
 from master.http.keys import HTTP_KEYS, HttpSettings
+from pyti.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "docs" / "deploy"
@@ -137,7 +137,7 @@ MASTER_PROSE_DEFAULTS = {
 
 def master_known() -> dict[str, set[str]]:
     """The keys the master's loaders accept, per table (their own tables, not a copy)."""
-    top = set(master_config._FILE_ONLY) | set(master_config._FLAG_KEYS)
+    top = set(master_config.FILE_SETTINGS) | set(master_config.FLAG_SETTINGS)
     feed = {f.name for f in dataclasses.fields(FeedSettings)} - feed_settings._FROM_MASTER
     return {"": top, "feed": feed, "http": set(HTTP_KEYS)}
 
@@ -210,7 +210,7 @@ SLAVE_REQUIRED = {"master": "127.0.0.1:7600", "image_dir": "/nonexistent/images"
 def slave_known() -> dict[str, set[str]]:
     """The keys slave/config.py accepts, and the phases of its [timeouts] table."""
     return {
-        "": set(slave_config._KNOWN) - {"timeouts"},
+        "": set(slave_config.SETTINGS) - {"timeouts"},
         "timeouts": set(slave_config.DEFAULT_TIMEOUTS),
     }
 

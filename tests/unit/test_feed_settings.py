@@ -52,6 +52,8 @@ def test_master_settings_supply_urls_index_and_image(tmp_path: Path) -> None:
         ({"interval": 0}, "interval"),
         ({"timeout": float("inf")}, "timeout"),
         ({"interval": True}, "interval"),
+        ({"max_feed_bytes": True}, "max_feed_bytes"),
+        ({"priority": False}, "priority"),
         ({"include": "django*"}, "include"),
         ({"include": [""]}, "include"),
         ({"max_file_size": -1}, "max_file_size"),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from master.cli import main
-from slave.images.manifest import BASE_FILES, MANIFEST_FORMAT, file_entries, write_manifest
+from pyti.cli import main
+from slave.image_builder.manifest import BASE_FILES, MANIFEST_FORMAT, file_entries, write_manifest
 
 
 def _image(image_dir: Path, name: str) -> Path:

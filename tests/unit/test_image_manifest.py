@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from slave.images.errors import ImageDamaged, ImageMissing
-from slave.images.manifest import (
+from slave.image_builder.errors import ImageDamaged, ImageMissing
+from slave.image_builder.manifest import (
     BASE_FILES,
     MANIFEST,
     MANIFEST_FORMAT,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from slave.images.errors import RecipeError
-from slave.images.recipe import list_recipes, load_recipe, parse_recipe, recipe_hash
+from slave.image_builder.errors import RecipeError
+from slave.image_builder.recipe import list_recipes, load_recipe, parse_recipe, recipe_hash
 
 
 def _doc(**over: Any) -> dict[str, Any]:
@@ -25,7 +25,7 @@ def _doc(**over: Any) -> dict[str, Any]:
 
 
 def test_shipped_bookworm_recipe_parses() -> None:
-    """images/bookworm.toml is valid and yields Python 3.11 with pytest wheels and ruff."""
+    """The shipped bookworm recipe is valid: Python 3.11 with pytest wheels and ruff."""
     recipe = load_recipe("bookworm")
     assert recipe.python_version == "3.11"
     assert "openssh-server" in recipe.packages
@@ -55,7 +55,7 @@ def test_valid_document_gives_all_fields() -> None:
         ({"vm": {"memory_mb": 64}}, "memory_mb"),
         ({"vm": {"cpus": True}}, "cpus"),
         ({"vm": {"ram": 1}}, "unknown"),
-        ({"mirror": "http://x"}, "unknown keys"),
+        ({"mirror": "http://x"}, "unknown setting"),
     ],
 )
 def test_invalid_field_is_refused_by_name(override: dict[str, Any], fragment: str) -> None:
@@ -63,6 +63,17 @@ def test_invalid_field_is_refused_by_name(override: dict[str, Any], fragment: st
     with pytest.raises(RecipeError, match=None) as info:
         parse_recipe(_doc(**override), "demo")
     assert fragment in str(info.value)
+
+
+def test_true_where_a_number_belongs_names_file_and_key(tmp_path: Path) -> None:
+    """``cpus = true`` in a recipe file is refused, naming the file and ``vm.cpus``."""
+    path = tmp_path / "demo.toml"
+    path.write_text(
+        'name = "demo"\nsuite = "bookworm"\npython_version = "3.11"\n[vm]\ncpus = true\n'
+    )
+    with pytest.raises(RecipeError) as info:
+        load_recipe("demo", tmp_path)
+    assert f"{path}: vm.cpus has the wrong type" in str(info.value)
 
 
 def test_missing_recipe_file_is_a_recipe_error(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The guest's SSH relay (images/guest/ssh_wait.py), run on the host between socketpairs."""
+"""The guest's SSH relay (guest_image/files/ssh_wait.py), run on the host between socketpairs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from types import ModuleType
 
-SCRIPT = Path(__file__).resolve().parents[2] / "images" / "guest" / "ssh_wait.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "guest_image" / "files" / "ssh_wait.py"
 
 
 def _load() -> ModuleType:

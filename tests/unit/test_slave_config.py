@@ -62,6 +62,25 @@ def test_missing_and_invalid_settings_are_named(tmp_path: Path, secret_file: Pat
         config_from_args(parse(["--master", "h:1", "--timeout", "tests"]))
 
 
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("slots = true", "slots"),
+        ("shutdown_grace = false", "shutdown_grace"),
+        ("[timeouts]\ntests = true", "timeouts.tests"),
+    ],
+)
+def test_true_where_a_number_belongs_is_refused(
+    tmp_path: Path, secret_file: Path, line: str, key: str
+) -> None:
+    """``slots = true`` is not 1 slot: a TOML boolean is refused, naming the file and key."""
+    toml = tmp_path / "slave.toml"
+    toml.write_text(f'master = "h:1"\nsecret_file = "{secret_file}"\nimage_dir = "/i"\n{line}\n')
+    with pytest.raises(ConfigError) as info:
+        config_from_args(parse(["--config", str(toml)]))
+    assert f"{toml}: {key} has the wrong type" in str(info.value)
+
+
 def test_parse_address() -> None:
     """HOST:PORT, a bare host (default port) and [v6]:PORT parse; junk does not."""
     assert parse_address("example.org:7601") == ("example.org", 7601)

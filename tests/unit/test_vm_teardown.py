@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from slave.accel import Accel
-from slave.images.manifest import BASE_FILES, MANIFEST_FORMAT, Image, file_entries, write_manifest
+from slave.image_builder.manifest import (
+    BASE_FILES,
+    MANIFEST_FORMAT,
+    Image,
+    file_entries,
+    write_manifest,
+)
 from slave.qmp_argv import KERNEL_CMDLINE, MACHINE
 from slave.vm import VM, VMError, VMState
 

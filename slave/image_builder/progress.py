@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from slave.images.errors import BuildError
+from slave.image_builder.errors import BuildError
 
 #: How many lines of a failing tool's output a BuildError carries.
 OUTPUT_TAIL_LINES = 40

@@ -21,16 +21,16 @@ from typing import Any
 
 from slave.accel import Accel
 from slave.guest import Guest, GuestError
-from slave.images.build import image_lock
-from slave.images.errors import BuildError
-from slave.images.manifest import (
+from slave.image_builder.build import image_lock
+from slave.image_builder.errors import BuildError
+from slave.image_builder.manifest import (
     Image,
     file_entry,
     read_manifest,
     snapshot_key,
     write_manifest,
 )
-from slave.images.progress import Progress
+from slave.image_builder.progress import Progress
 from slave.qmp_argv import KERNEL_CMDLINE, MACHINE
 from slave.vm import VM, VMError
 

@@ -1,4 +1,4 @@
-"""Guest images: recipes (``images/<name>.toml``), building, snapshots, manifests.
+"""Guest images: recipes (``guest_image/recipes/<name>.toml``), building, snapshots, manifests.
 
 Typical use on the slave::
 
@@ -6,8 +6,14 @@ Typical use on the slave::
     image.python_version, image.digest, image.snapshot("tcg", "max")
 """
 
-from slave.images.errors import BuildError, ImageDamaged, ImageError, ImageMissing, RecipeError
-from slave.images.manifest import Image, Snapshot, default_image_dir
+from slave.image_builder.errors import (
+    BuildError,
+    ImageDamaged,
+    ImageError,
+    ImageMissing,
+    RecipeError,
+)
+from slave.image_builder.manifest import Image, Snapshot, default_image_dir
 
 __all__ = [
     "BuildError",

@@ -18,9 +18,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from slave.images.errors import BuildError
-from slave.images.progress import Progress, run_tool
-from slave.images.recipe import GUEST_FILES_DIR, RUNNER_PATH, Recipe
+from slave.image_builder.errors import BuildError
+from slave.image_builder.progress import Progress, run_tool
+from slave.image_builder.recipe import GUEST_FILES_DIR, RUNNER_PATH, Recipe
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 _APT_SOURCES = Path("/etc/apt/sources.list")
@@ -84,7 +84,7 @@ async def debootstrap(recipe: Recipe, root: Path, progress: Progress) -> None:
 
 
 def install_guest_files(root: Path) -> None:
-    """Copy ``images/guest/`` (used by setup.sh) and the runner into the tree."""
+    """Copy ``guest_image/files/`` (used by setup.sh) and the runner into the tree."""
     opt = root / "opt" / "pyti"
     shutil.rmtree(opt / "guest", ignore_errors=True)
     shutil.copytree(GUEST_FILES_DIR, opt / "guest")
@@ -104,7 +104,7 @@ async def download_wheels(recipe: Recipe, reqs: tuple[str, ...], dest: Path, ste
 
 
 async def chroot_setup(recipe: Recipe, root: Path, progress: Progress) -> None:
-    """Run ``images/guest/setup.sh`` inside the tree."""
+    """Run ``guest_image/files/setup.sh`` inside the tree."""
     await run_tool(
         recipe.name,
         "configure",

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs inside the image's root (chroot) during `pyti image build`, after the
-# files of images/guest/ were copied in. Arguments: TESTER_MAX_PROCS.
-# Host-side steps (keys, bait, wheels) are done by slave/images/rootfs.py.
+# files of guest_image/files/ were copied in. Arguments: TESTER_MAX_PROCS.
+# Host-side steps (keys, bait, wheels) are done by slave/image_builder/rootfs.py.
 set -eu
 TESTER_MAX_PROCS="$1"
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slave.images.errors import ImageDamaged, ImageError, ImageMissing
+from slave.image_builder.errors import ImageDamaged, ImageError, ImageMissing
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1

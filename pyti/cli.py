@@ -8,7 +8,8 @@ Each subcommand lives in its own module, which provides::
 The modules are imported only when their subcommand runs, so ``pyti --help``
 stays fast and a client command does not import QEMU or SQLite code.
 A subcommand whose module has not been written yet says so and exits 2: it
-never pretends to work.
+never pretends to work. Loading by name is what lets master and slave stay
+apart: this module is the only place that knows both.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from types import ModuleType
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "master": ("master.daemon_cli", "run the master daemon (feed, queue, slave server, HTTP API)"),
     "slave": ("slave.cli", "run a slave daemon that tests jobs in fresh QEMU VMs"),
-    "image": ("slave.images.cli", "build, list and verify guest images"),
+    "image": ("slave.image_builder.cli", "build, list and verify guest images"),
     "submit": ("master.client.submit", "queue a test of a PyPI release or a local sdist/wheel"),
     "jobs": ("master.client.jobs", "list jobs"),
     "job": ("master.client.job", "show one job: phases, outcome, findings"),

@@ -20,11 +20,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from slave.images import rootfs
-from slave.images.errors import ImageError
-from slave.images.manifest import MANIFEST_FORMAT, Image, file_entries, write_manifest
-from slave.images.progress import Progress, run_tool
-from slave.images.recipe import Recipe, recipe_hash
+from slave.image_builder import rootfs
+from slave.image_builder.errors import ImageError
+from slave.image_builder.manifest import MANIFEST_FORMAT, Image, file_entries, write_manifest
+from slave.image_builder.progress import Progress, run_tool
+from slave.image_builder.recipe import Recipe, recipe_hash
 
 BUILD_STEPS = 9
 
@@ -126,7 +126,7 @@ async def _build_into(
     venv_wheels = root / "tmp" / "pyti-venv-wheels"
     await rootfs.download_wheels(recipe, recipe.venv_tools, venv_wheels, "wheels")
 
-    progress.step("configure the guest (chroot images/guest/setup.sh)")
+    progress.step("configure the guest (chroot guest_image/files/setup.sh)")
     await rootfs.chroot_setup(recipe, root, progress)
 
     progress.step(f"tools venv /opt/pyti/tools: {', '.join(recipe.venv_tools) or '-'}")

@@ -1,4 +1,4 @@
-"""structlog for the master: JSON lines on stdout, key=value on a terminal.
+"""structlog for both daemons: JSON lines on stdout, key=value on a terminal.
 
 Context bound with ``structlog.contextvars`` or ``.bind()`` (``slave``,
 ``job_id``) ends up on every line. ``cache_logger_on_first_use`` stays off so

@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 
 from slave.accel import Accel, probe_kvm
-from slave.images.build import BUILD_STEPS, build_image, is_current
-from slave.images.errors import ImageError
-from slave.images.manifest import Image, default_image_dir, read_manifest, snapshot_key
-from slave.images.progress import Progress
-from slave.images.recipe import list_recipes, load_recipe, recipe_hash
-from slave.images.snapshot import make_snapshot, snapshot_fits
+from slave.image_builder.build import BUILD_STEPS, build_image, is_current
+from slave.image_builder.errors import ImageError
+from slave.image_builder.manifest import Image, default_image_dir, read_manifest, snapshot_key
+from slave.image_builder.progress import Progress
+from slave.image_builder.recipe import list_recipes, load_recipe, recipe_hash
+from slave.image_builder.snapshot import make_snapshot, snapshot_fits
 
 DEFAULT_IMAGE = "bookworm"
 

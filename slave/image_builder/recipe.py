@@ -1,0 +1,148 @@
+"""Image recipes: ``guest_image/recipes/<name>.toml``, parsed and validated, and their hash.
+
+The recipe hash covers everything that ends up in the disk image: the recipe
+itself, the guest-side files in ``guest_image/files/``, the guest runner
+(:data:`RUNNER_PATH`, when present) and :data:`BUILD_FORMAT`, bumped
+whenever the build code changes what it produces. An image whose manifest carries
+another hash is stale and is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pyti import settings
+from pyti.settings import Int, Setting, SettingsError, Table, Text, Texts, check
+from slave.image_builder.errors import RecipeError
+
+#: Bump when the build code changes what an image contains.
+BUILD_FORMAT = 2
+
+#: The repository's checkout: the image's source files live beside the code.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Image recipes, one ``<name>.toml`` each.
+RECIPES_DIR = REPO_ROOT / "guest_image" / "recipes"
+#: Guest-side files copied into every image (``setup.sh`` and what it installs).
+GUEST_FILES_DIR = REPO_ROOT / "guest_image" / "files"
+#: The guest runner copied into every image; the one place that says where it lives.
+RUNNER_PATH = REPO_ROOT / "images" / "runner" / "pyti_runner.py"
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_PYVER_RE = re.compile(r"^3\.\d{1,2}$")
+_PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
+# Requirement names only (no URLs, no options): they are given to pip on the host.
+_REQ_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*([<>=!~]=?[A-Za-z0-9.*+!-]+)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class VMSpec:
+    """The guest's hardware as the recipe asks for it."""
+
+    memory_mb: int = 512
+    cpus: int = 1
+    disk_gib: int = 4
+    tester_max_procs: int = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """A validated image recipe."""
+
+    name: str
+    suite: str
+    python_version: str
+    packages: tuple[str, ...]
+    wheels: tuple[str, ...]
+    venv_tools: tuple[str, ...]
+    vm: VMSpec
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able form (lists for tuples), stable for hashing."""
+        d = asdict(self)
+        return json.loads(json.dumps(d))  # type: ignore[no-any-return]
+
+
+#: The keys of a recipe, for ``pyti.settings``.
+RECIPE_SETTINGS: dict[str, Setting] = {
+    "name": Text(required=True, pattern=_NAME_RE, means="the image name"),
+    "suite": Text(required=True, pattern=_NAME_RE, means="a Debian suite name"),
+    "python_version": Text(required=True, pattern=_PYVER_RE, means="like '3.11'"),
+    "packages": Texts(pattern=_PKG_RE),
+    "tools": Table({"wheels": Texts(pattern=_REQ_RE), "venv": Texts(pattern=_REQ_RE)}),
+    "vm": Table(
+        {
+            "memory_mb": Int(minimum=128, maximum=65536),
+            "cpus": Int(minimum=1, maximum=64),
+            "disk_gib": Int(minimum=1, maximum=1024),
+            "tester_max_procs": Int(minimum=16, maximum=1 << 20),
+        }
+    ),
+}
+
+
+def parse_recipe(data: dict[str, Any], name: str, source: str = "recipe") -> Recipe:
+    """Validate a parsed TOML document; raise :class:`RecipeError` naming the bad field."""
+    try:
+        values = check(data, RECIPE_SETTINGS, source=source)
+    except SettingsError as exc:
+        raise RecipeError(name, str(exc)) from None
+    if values["name"] != name:
+        raise RecipeError(name, f"'name' must equal the file name, got {values['name']!r}")
+    tools = values.get("tools", {})
+    return Recipe(
+        name,
+        values["suite"],
+        values["python_version"],
+        values.get("packages", ()),
+        tools.get("wheels", ()),
+        tools.get("venv", ()),
+        VMSpec(**values.get("vm", {})),
+    )
+
+
+def load_recipe(name: str, recipes_dir: Path = RECIPES_DIR) -> Recipe:
+    """Read and validate ``<recipes_dir>/<name>.toml``."""
+    if not _NAME_RE.match(name):
+        raise RecipeError(name, "image names are lowercase letters, digits, '-' and '_'")
+    path = recipes_dir / f"{name}.toml"
+    if not path.is_file():
+        raise RecipeError(name, f"no recipe {path}")
+    try:
+        data = settings.read_toml(path)
+    except SettingsError as exc:
+        raise RecipeError(name, str(exc)) from None
+    return parse_recipe(data, name, str(path))
+
+
+def list_recipes(recipes_dir: Path = RECIPES_DIR) -> list[str]:
+    """Names of the recipes shipped in ``recipes_dir``."""
+    return sorted(p.stem for p in recipes_dir.glob("*.toml") if _NAME_RE.match(p.stem))
+
+
+def _file_digests(root: Path) -> dict[str, str]:
+    if not root.is_dir():
+        return {}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def recipe_hash(
+    recipe: Recipe, guest_dir: Path = GUEST_FILES_DIR, runner: Path = RUNNER_PATH
+) -> str:
+    """sha256 over the recipe, the guest files, the runner and the build format."""
+    runner_sha = hashlib.sha256(runner.read_bytes()).hexdigest() if runner.is_file() else None
+    doc = {
+        "build_format": BUILD_FORMAT,
+        "recipe": recipe.to_json(),
+        "guest_files": _file_digests(guest_dir),
+        "runner": runner_sha,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
