@@ -22,7 +22,7 @@ import structlog
 from master.bus import EventBus
 from master.jobs import InvalidTransition, Job, JobState, StaleLease, StoreError
 from master.metrics import Metrics
-from master.registry import SlaveLink, SlaveRegistry
+from master.slaves.registry import SlaveLink, SlaveRegistry
 from master.store import Store
 
 log = structlog.get_logger("master.scheduler")
