@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from master.bus import EventBus
 from master.config import MasterConfig
 from master.metrics import Metrics
-from master.registry import SlaveRegistry
 from master.scheduler import Scheduler
+from master.slaves.registry import SlaveRegistry
 from master.store import Store
 
 

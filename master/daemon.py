@@ -14,7 +14,6 @@ commit, so ``kill -9`` at any moment loses nothing that was acknowledged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -26,7 +25,8 @@ from master.context import MasterContext
 from master.feed.watcher import FeedWatcher
 from master.http.app import create_app
 from master.metrics import Metrics
-from master.slave_server import SlaveServer
+from master.slaves.listener import SlaveListener
+from master.tasks import cancel_and_wait
 
 log = structlog.get_logger("master.daemon")
 
@@ -64,23 +64,21 @@ class TaskComponent:
     async def stop(self) -> None:
         if self.task is None:
             return
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self.task
+        await cancel_and_wait(self.task)  # a crash was logged when it happened
 
 
-class SlaveServerComponent:
-    name = "slave_server"
+class SlaveListenerComponent:
+    name = "slave_listener"
 
     def __init__(self, ctx: MasterContext, port: int | None) -> None:
-        self.server = SlaveServer(ctx, port=port, ssl_context=ctx.config.ssl_context())
+        self.listener = SlaveListener(ctx, port=port, ssl_context=ctx.config.ssl_context())
         self._grace = ctx.config.drain_grace
 
     async def start(self) -> None:
-        await self.server.start()
+        await self.listener.start()
 
     async def stop(self) -> None:
-        await self.server.stop(self._grace)
+        await self.listener.stop(self._grace)
 
 
 class HttpComponent:
@@ -134,7 +132,7 @@ class Master:
         self._started: list[Component] = []
         self._stop_requested = asyncio.Event()
         self._stopped = False
-        self.slaves: SlaveServerComponent | None = None
+        self.slaves: SlaveListenerComponent | None = None
         self.http: HttpComponent | None = None
 
     @property
@@ -145,7 +143,7 @@ class Master:
     @property
     def slave_port(self) -> int:
         assert self.slaves is not None
-        return self.slaves.server.port
+        return self.slaves.listener.port
 
     @property
     def http_port(self) -> int | None:
@@ -153,7 +151,7 @@ class Master:
 
     def components(self, ctx: MasterContext) -> list[Component]:
         """The components, in start order."""
-        self.slaves = SlaveServerComponent(ctx, self._slave_port)
+        self.slaves = SlaveListenerComponent(ctx, self._slave_port)
         parts: list[Component] = [
             self.slaves,
             TaskComponent("scheduler", ctx.scheduler.run),
@@ -198,7 +196,7 @@ class Master:
             return
         self._stopped = True
         started = list(self._started)
-        order = ["feed", "http", "slave_server", "scheduler"]
+        order = ["feed", "http", "slave_listener", "scheduler"]
         for name in order:
             for part in started:
                 if part.name == name:

@@ -22,7 +22,7 @@ import structlog
 from master.bus import EventBus
 from master.jobs import Job, JobState
 from master.metrics import Metrics
-from master.registry import SlaveLink, SlaveRegistry
+from master.slaves.registry import SlaveLink, SlaveRegistry
 from master.store import Store
 from master.store.errors import InvalidTransition, StaleLease, StoreError
 

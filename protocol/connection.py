@@ -12,6 +12,8 @@ Queues and their overflow policy:
 - outbound (``outbound_limit`` messages): ``send`` waits for room, so a peer
   that stops reading slows its own producers down; if the peer does not take a
   frame within ``write_timeout`` the connection is closed (``PeerTimeout``).
+  It counts messages, not bytes: ``wait_unwritten`` lets a producer of big
+  frames wait until few are left unwritten (an event set on every write).
 - inbound (``inbound_limit`` messages): the reader waits for room, which stops
   reading the socket, so TCP pushes back on the peer. Nothing is dropped.
 """
@@ -77,6 +79,9 @@ class Connection:
         self._inbound: asyncio.Queue[Message] = asyncio.Queue(inbound_limit)
         self._state = State.RUNNING
         self._closed = asyncio.Event()
+        #: Set after every write to the socket and on close; waiters clear it first.
+        self._wrote = asyncio.Event()
+        self._writing = 0  # frames taken off the queue and not yet drained
         self._error: ProtocolError | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._close_task: asyncio.Task[None] | None = None
@@ -95,6 +100,11 @@ class Connection:
     def error(self) -> ProtocolError | None:
         """The error that ended the connection (``None`` for a clean close or while open)."""
         return self._error
+
+    @property
+    def unwritten(self) -> int:
+        """Messages queued (by ``send`` or the heartbeat) but not yet written to the socket."""
+        return self._outbound.qsize() + self._writing
 
     @property
     def peer(self) -> str:
@@ -178,6 +188,27 @@ class Connection:
         assert self._close_task is not None
         await asyncio.shield(self._close_task)
 
+    def close_nowait(self, reason: str = "closing") -> None:
+        """Start closing (idempotent) and return at once; ``close()`` waits for the end.
+
+        For callers that cannot await (a full queue noticed in a callback): the
+        connection owns the close, as it does for every other failure.
+        """
+        self._disconnect(None, bye=reason)
+
+    async def wait_unwritten(self, limit: int) -> None:
+        """Until at most ``limit`` messages wait to be written to the socket.
+
+        Lets a producer bound the bytes it queues (the queue counts messages).
+        Raises ``ConnectionClosed`` if the connection is or becomes closed.
+        """
+        while self.unwritten > limit:
+            if self._state is not State.RUNNING:
+                raise self._closed_error()
+            # No await between the check and clear(): a write cannot slip in between.
+            self._wrote.clear()
+            await self._wrote.wait()
+
     async def wait_closed(self) -> None:
         """Return once the connection has been closed, for whatever reason."""
         await self._closed.wait()
@@ -198,6 +229,7 @@ class Connection:
         self._set_state(State.CLOSING)
         self._error = error
         self._closed.set()
+        self._wrote.set()
         self._close_task = asyncio.get_running_loop().create_task(
             self._cleanup(bye), name=f"{self.name}-close"
         )
@@ -252,10 +284,13 @@ class Connection:
                 # Coalesce whatever else is queued into one write and one drain.
                 while not self._outbound.empty() and len(buf) < 64:
                     buf.append(pack(encode(self._outbound.get_nowait())))
+                self._writing = len(buf)
                 self._writer.write(b"".join(buf))
                 async with asyncio.timeout(self._write_timeout):
                     await self._writer.drain()
                 self.frames_out += len(buf)
+                self._writing = 0
+                self._wrote.set()
         except TimeoutError:
             self._disconnect(PeerTimeout(f"peer did not read for {self._write_timeout:g} s"))
         except (ConnectionError, OSError) as exc:

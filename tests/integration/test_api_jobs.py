@@ -15,7 +15,7 @@ from master.context import MasterContext
 from master.http import releases
 from master.http.app import create_app
 from master.jobs import PRIORITY_API, Job
-from master.registry import SlaveInfo
+from master.slaves.registry import SlaveInfo
 from tests.fakes.pypi import FakePyPI
 from tests.integration.test_api_harness import (
     TOKEN,

@@ -145,9 +145,9 @@ async def test_handshake_flood_is_capped_and_harmless(
 ) -> None:
     """Beyond the cap of pending handshakes new peers are closed at once; a connected
     slave keeps getting work throughout."""
-    from master import slave_server
+    from master.slaves import listener
 
-    monkeypatch.setattr(slave_server, "MAX_PENDING_HANDSHAKES", 4)
+    monkeypatch.setattr(listener, "MAX_PENDING_HANDSHAKES", 4)
     worker = await harness.slave("worker", mode="accept")
     flood = [await asyncio.open_connection("127.0.0.1", harness.port) for _ in range(10)]
     try:

@@ -167,3 +167,40 @@ async def test_repr_shows_state() -> None:
         await a.close()
         assert "closed" in repr(a)
         assert encode(Bye(reason="x"))["type"] == "bye"
+
+
+async def test_wait_unwritten_returns_once_the_socket_took_the_frames() -> None:
+    """wait_unwritten(n) returns when at most n queued messages are still unwritten."""
+    async with pair(heartbeat_interval=10, heartbeat_timeout=60) as (a, b, _):
+        for i in range(20):
+            await a.send(EventsAck(job_id=1, lease=1, seq=i))
+        await asyncio.wait_for(a.wait_unwritten(0), 2.0)
+        assert a.unwritten == 0
+        assert [await b.recv() for _ in range(20)][-1] == EventsAck(job_id=1, lease=1, seq=19)
+
+
+async def test_wait_unwritten_ends_with_the_connection() -> None:
+    """A producer waiting for a peer that does not read is released by the close."""
+    async with stream_pair() as p:
+        conn = Connection(
+            p.server_reader,
+            p.server_writer,
+            name="a",
+            heartbeat_interval=10,
+            heartbeat_timeout=60,
+            outbound_limit=64,
+        )
+        conn.start()
+        big = JobFile(
+            job_id=1, lease=1, filename="f", offset=0, data=b"x" * 512 * 1024, final=False
+        )
+        for _ in range(32):
+            await conn.send(big)
+        waiter = asyncio.create_task(conn.wait_unwritten(0))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        conn.close_nowait("enough")
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(waiter, 2.0)
+        await conn.close()
+        assert conn.state is State.CLOSED

@@ -14,9 +14,11 @@ A session owns three tasks over its ``protocol.connection.Connection``:
   cancels and drops from the session's outbox (bounded; a slave that stops
   reading fills it and is disconnected), so the scheduler never waits on a peer.
 
-Every failure ends this one session; ``run()`` then returns. Offers the slave
-had not accepted go straight back to the queue; running jobs wait for the
-watchdog's reconnect grace (the slave may come back and claim them).
+What each message does is ``master.slaves.handlers``; the claims the slave
+holds are its ``Holdings``. Every failure ends this one session; ``run()``
+then returns. Offers the slave had not accepted go straight back to the queue
+(``Holdings.surrender``); running jobs wait for the watchdog's reconnect grace
+(the slave may come back and claim them).
 """
 
 from __future__ import annotations
@@ -24,16 +26,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from master.jobs import EventsStored, FinishDisposition, Job
-from master.registry import SlaveInfo
-from master.slave_handlers import Held, process
-from master.store.errors import InvalidTransition, JobNotFound, StaleLease, StoreError
+from master.slaves.handlers import SlaveHandlers, SlaveStatus
+from master.slaves.holdings import Holdings
+from master.slaves.registry import SlaveInfo
+from master.store.errors import JobNotFound, StaleLease, StoreError
+from master.tasks import cancel_and_wait
 from protocol.connection import Connection
 from protocol.errors import ConnectionClosed
 from protocol.messages import (
@@ -62,11 +65,10 @@ CHUNK = 512 * 1024
 #: connection's queue counts messages, not bytes: this keeps an upload to a slow
 #: slave at a few MiB of memory instead of 256 chunks.
 CHUNK_WINDOW = 8
-_RECENT = 1024  # remembered finished claims, so a late heartbeat listing one is not "unknown"
 
 
 class SlaveSession:
-    """Implements ``master.registry.SlaveLink`` for one connected slave."""
+    """One connected slave: implements ``master.slaves.registry.SlaveLink`` and ``Peer``."""
 
     def __init__(self, ctx: MasterContext, auth: Auth, conn: Connection, session_id: str) -> None:
         self.ctx = ctx
@@ -78,38 +80,26 @@ class SlaveSession:
         self.software_version = auth.software_version
         self._images = frozenset(i.name for i in auth.capabilities.images)
         self.connected_at = time.time()
-        self.last_heartbeat: float | None = None
-        self.reported_free: int | None = None
-        self.slave_draining = False
-        self.drain_requested = False
-        self.ready = False  # first heartbeat reconciled
-        self.backoff = False  # refused an offer: no more until its next heartbeat
-        self.jobs: dict[int, Held] = {}
-        self._recent: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self.status = SlaveStatus()
+        self.holdings = Holdings(auth.name, ctx.store, ctx.scheduler)
+        self.handlers = SlaveHandlers(ctx, self, self.holdings, self.status)
         self._outbox: asyncio.Queue[Message | Job] = asyncio.Queue(
             max(1, auth.capabilities.slots) + OUTBOX_EXTRA
         )
         self._pipeline: asyncio.Queue[tuple[Message, asyncio.Task[EventsStored] | None] | None] = (
             asyncio.Queue(PIPELINE_LIMIT)
         )
+        #: Event batches being committed ahead of the processor; it removes each one it
+        #: has awaited, and ``run`` ends what is left.
+        self._commits: set[asyncio.Task[EventsStored]] = set()
         self._closing = False
-        self._sent = 0  # messages handed to the connection (compared with conn.frames_out)
-        self.idle = asyncio.Event()  # set while the slave holds no job
-        self.idle.set()
         self.log = structlog.get_logger("master.slave").bind(slave=self._name)
-        m = ctx.metrics
-        self._m_events = m.counter("events_stored_total", "Events stored (new rows).")
-        self._m_batches = m.counter("event_batches_total", "Event batches received.")
-        self._m_stale = m.counter(
-            "stale_lease_rejected_total", "Messages rejected for a stale lease.", ["kind"]
-        )
-        self._m_store = m.histogram(
-            "event_store_seconds", "From an event batch received to it committed."
-        )
-        self._m_results = m.counter("job_results_total", "Results received.", ["disposition"])
 
     def __repr__(self) -> str:
-        return f"<SlaveSession {self._name} jobs={sorted(self.jobs)} ready={self.ready}>"
+        return (
+            f"<SlaveSession {self._name} jobs={self.holdings.job_ids()} ready={self.ready}"
+            f" closing={self._closing}>"
+        )
 
     # ------------------------------------------------------------ SlaveLink ----
 
@@ -123,34 +113,30 @@ class SlaveSession:
 
     @property
     def free_slots(self) -> int:
-        return max(0, self.caps.slots - len(self.jobs))
+        return max(0, self.caps.slots - len(self.holdings))
+
+    @property
+    def ready(self) -> bool:
+        return self.status.ready
 
     @property
     def accepting(self) -> bool:
-        return (
-            self.ready
-            and not self._closing
-            and not self.backoff
-            and not self.slave_draining
-            and not self.drain_requested
-        )
+        return self.status.accepting and not self._closing
 
     def holds(self, job_id: int, lease: int) -> bool:
-        held = self.jobs.get(job_id)
-        return held is not None and held.lease == lease
+        return self.holdings.holds(job_id, lease)
 
     def offer(self, job: Job) -> bool:
         if self._closing:
             return False
-        self.jobs[job.id] = Held(job.lease, running=False)
-        self.idle.clear()
+        self.holdings.adopt(job.id, job.lease, running=False)
         return self._post(job)
 
     def cancel(self, job_id: int, lease: int, reason: str) -> None:
         self._post(JobCancel(job_id=job_id, lease=lease, reason=reason[:200]))
 
     def drain(self, reason: str) -> None:
-        self.drain_requested = True
+        self.status.drain_requested = True
         self._post(Drain(reason=reason))
 
     def info(self) -> SlaveInfo:
@@ -158,16 +144,24 @@ class SlaveSession:
             name=self._name,
             address=self.address,
             slots=self.caps.slots,
-            busy=len(self.jobs),
+            busy=len(self.holdings),
             accel=self.caps.accel,
             images=sorted(self._images),
             connected_at=self.connected_at,
-            last_heartbeat=self.last_heartbeat,
-            draining=self.slave_draining or self.drain_requested,
-            jobs=sorted(self.jobs),
+            last_heartbeat=self.status.last_heartbeat,
+            draining=self.status.draining or self.status.drain_requested,
+            jobs=self.holdings.job_ids(),
         )
 
-    # ------------------------------------------------------------- helpers ----
+    # ----------------------------------------------------------------- Peer ----
+
+    async def send(self, msg: Message) -> None:
+        """Send now, ahead of the outbox; raises ``ConnectionClosed``."""
+        await self.conn.send(msg)
+
+    def post(self, msg: Message) -> bool:
+        """Queue for the sender; False if the session is closing."""
+        return self._post(msg)
 
     def _post(self, item: Message | Job) -> bool:
         """Queue for the sender; a full outbox means the slave stopped reading: drop it."""
@@ -181,28 +175,19 @@ class SlaveSession:
             return False
         return True
 
-    def _forget(self, job_id: int, lease: int) -> None:
-        held = self.jobs.get(job_id)
-        if held is not None and held.lease == lease:
-            del self.jobs[job_id]
-        self._recent[(job_id, lease)] = None
-        while len(self._recent) > _RECENT:
-            self._recent.popitem(last=False)
-        if not self.jobs:
-            self.idle.set()
-
     def _close_soon(self, reason: str) -> None:
+        """Stop offering and start closing; the reader then sees the end (the connection
+        owns the close, which ``run`` awaits)."""
         self._closing = True
-        task = asyncio.get_running_loop().create_task(self.conn.close(reason))
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        self.conn.close_nowait(reason)
 
     # ----------------------------------------------------------------- run ----
 
     async def run(self) -> None:
         """Serve the slave until the connection ends; then release what it held.
 
-        Never raises for anything the slave does; cancelling it closes the
-        connection and still runs the cleanup.
+        Never raises for anything the slave does. Cancelling it closes the
+        connection and still runs the cleanup, then re-raises.
         """
         self.conn.start()
         self.ctx.slaves.add(self)
@@ -215,8 +200,10 @@ class SlaveSession:
         )
         tasks: list[asyncio.Task[None]] = []
         try:
-            with contextlib.suppress(StoreError):
+            try:
                 await self.ctx.store.slaves.seen(self._name, self.address, _caps_dict(self))
+            except StoreError as exc:
+                self.log.warning("slave_seen_failed", error=str(exc))
             tasks = [
                 asyncio.create_task(self._process_loop(), name=f"slave-{self._name}-process"),
                 asyncio.create_task(self._send_loop(), name=f"slave-{self._name}-send"),
@@ -224,16 +211,12 @@ class SlaveSession:
             await self._read_loop()
             # Commit and answer what was already received (the answers may not arrive).
             await self._pipeline.put(None)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(10.0):
-                    await asyncio.shield(tasks[0])
+            await asyncio.wait(tasks[:1], timeout=10.0)
         finally:
             self._closing = True
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            for error in await cancel_and_wait(*tasks):
+                self.log.error("session_task_failed", error=repr(error))
+            await cancel_and_wait(*self._commits)  # not acknowledged: the slave re-sends
             await self.conn.close("session ended")
             await self._cleanup()
 
@@ -241,17 +224,16 @@ class SlaveSession:
         self.ctx.slaves.remove(self)
         error = self.conn.error
         self.log.info(
-            "slave_disconnected", error=str(error) if error else None, jobs=sorted(self.jobs)
+            "slave_disconnected",
+            error=str(error) if error else None,
+            jobs=self.holdings.job_ids(),
         )
-        for job_id, held in list(self.jobs.items()):
-            if held.running:
-                continue  # the watchdog waits for the slave to come back
-            with contextlib.suppress(StaleLease, InvalidTransition, JobNotFound, StoreError):
-                await self.ctx.store.jobs.release(job_id, held.lease, "slave left before accepting")
-            self._forget(job_id, held.lease)
-        with contextlib.suppress(StoreError):
+        # Running jobs wait for the watchdog's grace: the slave may come back with them.
+        await self.holdings.surrender("slave left before accepting", running=False)
+        try:
             await self.ctx.store.slaves.gone(self._name)
-        self.ctx.scheduler.kick()
+        except StoreError as exc:
+            self.log.warning("slave_gone_failed", error=str(exc))
 
     async def _read_loop(self) -> None:
         while True:
@@ -262,12 +244,13 @@ class SlaveSession:
             task: asyncio.Task[EventsStored] | None = None
             match msg:
                 case Events():
-                    self._m_batches.inc()
-                    if self.holds(msg.job_id, msg.lease):
-                        task = asyncio.create_task(self.store_batch(msg))
+                    commit = self.handlers.early_commit(msg)
+                    if commit is not None:
+                        task = asyncio.create_task(commit)
+                        self._commits.add(task)
                 case Heartbeat():
-                    self._on_heartbeat(msg)
-                    if self.ready:
+                    self.handlers.heartbeat(msg)
+                    if self.status.ready:
                         continue
                 case JobAccept() | JobRefuse() | JobResult():
                     pass
@@ -277,49 +260,21 @@ class SlaveSession:
                     return
             await self._pipeline.put((msg, task))
 
-    async def store_batch(self, msg: Events) -> EventsStored:
-        started = time.monotonic()
-        stored = await self.ctx.store.events.save(msg.job_id, msg.lease, msg.events)
-        self._m_store.observe(time.monotonic() - started)
-        return stored
-
-    def _on_heartbeat(self, hb: Heartbeat) -> None:
-        self.last_heartbeat = time.time()
-        self.reported_free = hb.free_slots
-        was_draining = self.slave_draining
-        self.slave_draining = hb.draining
-        if self.backoff or (was_draining and not hb.draining):
-            self.backoff = False
-            self.ctx.scheduler.kick()
-        if not self.ready:
-            return
-        for r in hb.running:
-            if not self.holds(r.job_id, r.lease) and (r.job_id, r.lease) not in self._recent:
-                self._post(JobDrop(job_id=r.job_id, lease=r.lease, reason="unknown lease"))
-
-    async def _send(self, msg: Message) -> None:
-        await self.conn.send(msg)
-        self._sent += 1
+    # -------------------------------------------------------------- sender ----
 
     async def _send_loop(self) -> None:
-        while True:
-            item = await self._outbox.get()
-            if isinstance(item, Job):
-                await self._send_offer(item)
-            else:
-                await self._send(item)
-
-    async def _wait_window(self) -> None:
-        """Until at most ``CHUNK_WINDOW`` messages wait for the socket.
-
-        Polls (every 10 ms): the connection offers no event for "written". A slave
-        that stops reading is disconnected by the connection's write timeout,
-        which ends this wait with ``ConnectionClosed``.
-        """
-        while self._sent - self.conn.frames_out > CHUNK_WINDOW:
-            if self.conn.state.value != "running":
-                raise ConnectionClosed("connection closed during an upload")
-            await asyncio.sleep(0.01)
+        try:
+            while True:
+                item = await self._outbox.get()
+                if isinstance(item, Job):
+                    await self._send_offer(item)
+                else:
+                    await self.conn.send(item)
+        except ConnectionClosed:
+            return  # the reader sees the end as well
+        except Exception:  # a bug: end this session loudly rather than stall it
+            self.log.exception("session_sender_failed")
+            self._close_soon("master internal error")
 
     async def _send_offer(self, job: Job) -> None:
         specs = tuple(
@@ -332,7 +287,7 @@ class SlaveSession:
             )
             for f in job.files
         )
-        await self._send(
+        await self.conn.send(
             JobOffer(
                 job_id=job.id,
                 lease=job.lease,
@@ -359,8 +314,8 @@ class SlaveSession:
         """The master cannot read an uploaded file: the slave drops the job, and the job
         counts as an infrastructure error (retried up to the limit, then final)."""
         self.log.error("upload_failed", job_id=job.id, error=error)
-        self._forget(job.id, job.lease)
-        await self._send(JobDrop(job_id=job.id, lease=job.lease, reason=error[:200]))
+        self.holdings.forget(job.id, job.lease)
+        await self.conn.send(JobDrop(job_id=job.id, lease=job.lease, reason=error[:200]))
         result = JobResult(
             job_id=job.id,
             lease=job.lease,
@@ -382,12 +337,13 @@ class SlaveSession:
     async def _send_file(self, job: Job, filename: str, path: Path) -> None:
         offset = 0
         with await asyncio.to_thread(path.open, "rb") as fh:
-            while self.holds(job.id, job.lease):
+            while self.holdings.holds(job.id, job.lease):
                 data = await asyncio.to_thread(fh.read, CHUNK)
                 # A short read is the end; a file of exactly n chunks ends with an empty one.
                 final = len(data) < CHUNK
-                await self._wait_window()
-                await self._send(
+                # The connection's queue counts messages, not bytes: keep few chunks in it.
+                await self.conn.wait_unwritten(CHUNK_WINDOW)
+                await self.conn.send(
                     JobFile(
                         job_id=job.id,
                         lease=job.lease,
@@ -404,24 +360,32 @@ class SlaveSession:
     # ----------------------------------------------------------- processor ----
 
     async def _process_loop(self) -> None:
-        while True:
-            item = await self._pipeline.get()
-            if item is None:
-                return
+        """Handle the pipeline in order. After a failure that ends the session it only
+        ends the commits still queued, so the reader is never left waiting for room."""
+        failed = False
+        while (item := await self._pipeline.get()) is not None:
             msg, task = item
+            if failed:
+                if task is not None:
+                    await cancel_and_wait(task)
+                    self._commits.discard(task)
+                continue
             try:
-                await process(self, msg, task)
+                await self.handlers.process(msg, task)
             except StoreError as exc:
                 # Nothing was acknowledged; the slave re-sends after it reconnects.
                 self.log.error("store_failed", error=str(exc), type=msg.TYPE)
                 self._close_soon("master storage error")
-                return
+                failed = True
             except ConnectionClosed:
-                continue  # keep committing what arrived; answers are lost, re-sent later
+                pass  # keep committing what arrived; answers are lost, re-sent later
             except Exception:  # a bug: end this session loudly rather than stall it
                 self.log.exception("session_processor_failed", type=msg.TYPE)
                 self._close_soon("master internal error")
-                return
+                failed = True
+            finally:
+                if task is not None and task.done():
+                    self._commits.discard(task)
 
 
 def _caps_dict(session: SlaveSession) -> dict[str, Any]:

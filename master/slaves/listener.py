@@ -6,7 +6,9 @@ any failure ends that connection only (and is counted). Names are reserved
 during the handshake, so two connections racing with one name get one welcome.
 
 Shutdown (``stop``): stop accepting, ask every slave to drain, wait up to the
-grace for their jobs to finish, re-queue what is still running, say bye.
+grace for their jobs to finish, hand back what they still hold
+(``Holdings.surrender``), say bye, and end the connection tasks (the listener
+owns them).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from master.slave_session import SlaveSession
-from master.store.errors import InvalidTransition, JobNotFound, StaleLease, StoreError
+from master.slaves.session import SlaveSession
+from master.tasks import cancel_and_wait
 from master.throttle import LogThrottle
 from protocol.connection import Connection
 from protocol.errors import HandshakeFailed, ProtocolError
@@ -31,15 +33,18 @@ from protocol.messages import Auth, Heartbeat
 if TYPE_CHECKING:
     from master.context import MasterContext
 
-log = structlog.get_logger("master.slave_server")
+log = structlog.get_logger("master.slaves.listener")
 
 #: Connections still in the handshake at once; more are closed at once, so a flood
 #: of idle peers costs a bounded number of tasks and file descriptors.
 MAX_PENDING_HANDSHAKES = 128
 
 
-class SlaveServer:
-    """Listens for slaves. ``await start()``, then ``await stop()`` always."""
+class SlaveListener:
+    """Listens for slaves and owns one task per connection.
+
+    ``await start()``, then ``await stop()`` always.
+    """
 
     def __init__(
         self,
@@ -179,23 +184,12 @@ class SlaveServer:
         if sessions:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(grace):
-                    await asyncio.gather(*(s.idle.wait() for s in sessions))
+                    await asyncio.gather(*(s.holdings.idle.wait() for s in sessions))
         for s in sessions:
-            for job_id, held in list(s.jobs.items()):
-                with contextlib.suppress(StaleLease, InvalidTransition, JobNotFound, StoreError):
-                    if held.running:
-                        await self.ctx.store.jobs.requeue(
-                            job_id, held.lease, "master shut down", infra=False
-                        )
-                    else:
-                        await self.ctx.store.jobs.release(job_id, held.lease, "master shut down")
+            await s.holdings.surrender("master shut down", running=True)
         for s in sessions:
             await s.conn.close("master shutting down")
-        for task in list(self._conns):
-            task.cancel()
-        for task in list(self._conns):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._conns)
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):

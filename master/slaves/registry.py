@@ -1,8 +1,8 @@
 """The connected slaves: who they are, what they run, how many slots are free.
 
-The registry holds one ``SlaveLink`` per connected slave name (the slave
-server's session implements it); the scheduler reads it to decide, the HTTP
-API to show (``list()``). It also remembers since when a slave with live jobs
+The registry holds one ``SlaveLink`` per connected slave name (the session,
+``master.slaves.session``, implements it); the scheduler reads it to decide,
+the HTTP API to show (``list()``). It also remembers since when a slave with live jobs
 has been gone, so the watchdog can re-queue those jobs after a grace period
 unless the slave comes back and claims them.
 """
