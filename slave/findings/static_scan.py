@@ -99,11 +99,12 @@ def _members(contents: DistContents) -> list[str]:
 def _scan_dist(contents: DistContents, budget: list[int]) -> Iterable[Finding]:
     chosen = _members(contents)
     order = {e.path: i for i, e in enumerate(contents.entries)}
+    sizes = {e.path: e.size for e in contents.entries}
     data: dict[str, bytes] = {}
     with SafeArchive.open(contents.file, limits=ArchiveLimits()) as archive:
         picked: list[str] = []
         for rel in chosen:
-            size = next((e.size for e in contents.entries if e.path == rel), 0)
+            size = sizes.get(rel, 0)
             if budget[0] < size or budget[1] <= 0:
                 break
             budget[0] -= size
