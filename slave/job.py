@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from slave.accel import Accel
 from slave.config import DEFAULT_PYPI_URL, SlaveConfig
 from slave.executor import JobContext
-from slave.findings import Context
+from slave.findings import Context, Finding
+from slave.findings.static_scan import static_findings
 from slave.guest import Guest, GuestError
 from slave.image_builder.manifest import Image
 from slave.outcome import RunRecord, decide
@@ -85,6 +86,7 @@ class VMExecutor:
         ctx.summary["image"] = {"name": image.name, "digest": image.digest}
         record = RunRecord(Context(bait_token=image.bait.get("token")))
         static: asyncio.Task[list[Indicator]] | None = None
+        scan: asyncio.Task[list[Finding]] | None = None
         # The VM boots while the host prepares: both take seconds and neither needs the other.
         booting = asyncio.create_task(self._boot(ctx, image))
         booted: tuple[VM, Guest] | None = None
@@ -96,14 +98,17 @@ class VMExecutor:
                     static_indicators, prepared.files, unavailable=prepared.unavailable
                 )
             )
+            scan = asyncio.create_task(asyncio.to_thread(static_findings, prepared.files))
             booted = await booting
             await self._in_vm(ctx, image, booted[1], prepared, record)
+            await self._static_scan(ctx, scan, record)
         except _MACHINE_ERRORS as exc:
             ctx.summary.setdefault("error", str(exc)[:2000])
             ctx.log.error("job_infra_error", error=str(exc)[:2000])
         finally:
-            if static is not None and not static.done():
-                static.cancel()
+            for task in (static, scan):
+                if task is not None and not task.done():
+                    task.cancel()
             ctx.phases.update(record.phases)
             booted = booted or await _settle(booting)
             if booted is not None:
@@ -207,6 +212,24 @@ class VMExecutor:
                     await guest.close()
         await vm.stop(grace=0.0 if cancelling else 2.0)
         ctx.log.info("phase_finished", phase="teardown", status="passed")
+
+    async def _static_scan(
+        self, ctx: JobContext, scan: asyncio.Task[list[Finding]], record: RunRecord
+    ) -> None:
+        """The host's static findings join the run's (logged after the guest's)."""
+        try:
+            findings = await scan
+        except Exception as exc:  # a scanner bug must never fail the job
+            ctx.summary["static_scan_error"] = f"{type(exc).__name__}: {exc}"[:500]
+            return
+        for finding in record.add_static(findings):
+            fields = finding.to_dict()
+            phase = str(fields.pop("phase"))
+            level = "warning" if finding.severity in ("medium", "high") else "info"
+            level = "error" if finding.severity == "critical" else level
+            known = phase in ("install", "import", "tests")
+            ctx.emit("finding", level=level, phase=phase if known else None,
+                     fields={**fields, **({} if known else {"stage": phase})})  # fmt: skip
 
     async def _quality(
         self, ctx: JobContext, static: asyncio.Task[list[Indicator]], record: RunRecord

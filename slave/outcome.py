@@ -80,6 +80,10 @@ class RunRecord:
             self.quality_events.append(raw)
         return self.analyser.feed_event(raw)
 
+    def add_static(self, findings: list[Finding]) -> list[Finding]:
+        """The static scan's findings (``slave.findings.static_scan``); returns those kept."""
+        return self.analyser.add(findings)
+
     def timed_out_by_host(self, phase: str, seconds: float) -> None:
         """The slave killed the VM because ``phase`` ran past its timeout (the runner hung)."""
         entry = self.phases.setdefault(phase, {})

@@ -8,8 +8,11 @@ verdict(analyser.findings)                   # "clean" | "suspicious" | "malicio
 profile(analyser.findings)                   # frozenset of (phase, class, target)
 profile_to_json(p) / profile_from_json(data) # what the result summary carries, and back
 diff(profile_before, profile_now)            # -> [BehaviourChange], str() reads well
+analyser.add(static_findings(release_files)) # the host's static read, same list and verdict
 ```
-The rule table is `slave.findings.rules.RULES` (+ `EVENT_RULES`).
+The rule table is `slave.findings.rules.RULES` (+ `EVENT_RULES`); the static one is
+`slave.findings.static_rules.STATIC_RULES` (``static_scan.static_findings`` applies it).
+The verdict table: `engine` module docstring and docs/verdicts.md.
 """
 
 from slave.findings.engine import Analyser, Verdict, analyse, classify, verdict

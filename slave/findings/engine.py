@@ -7,14 +7,19 @@ and per-rule counters for threshold rules. Findings are deduplicated per
 (rule, phase, target) and capped per rule and phase, so a hostile package cannot
 flood the report.
 
-Verdict table (`verdict`):
+Verdict table (`verdict`; docs/verdicts.md has examples). "Early" is the
+``install`` and ``import`` phases: what every user of the package gets.
 
-| findings                                           | verdict      |
-|----------------------------------------------------|--------------|
-| any ``critical``                                   | `malicious`  |
-| ``high`` findings from two or more different rules | `malicious`  |
-| any other ``high``, or any ``medium``              | `suspicious` |
-| only ``low`` / ``info``, or none                   | `clean`      |
+| # | findings                                                       | verdict      |
+|---|----------------------------------------------------------------|--------------|
+| 1 | any ``critical`` (dynamic or static)                           | `malicious`  |
+| 2 | a dynamic ``high`` at an early phase of a threat class:        | `malicious`  |
+|   | network, credentials, persistence, privilege, or a program     |              |
+|   | run from a temp dir (``THREAT_KINDS`` / ``THREAT_RULES``)       |              |
+| 3 | ``high`` findings of two or more different rules outside       | `malicious`  |
+|   | ``tests`` (static ones count: static + dynamic corroborate)    |              |
+| 4 | any other ``high``, or any ``medium``                          | `suspicious` |
+| 5 | only ``low`` / ``info``, or none                               | `clean`      |
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ from slave.findings.profile import BehaviourChange, ChangeKind, ProfileEntry, di
 from slave.findings.rules import (
     EVENT_RULES,
     PIP_HELPERS,
+    PIP_SETUP_SHIM,
     RULES,
     RUNNER_IMPORT_CODE,
     EventRule,
     Rule,
 )
+from slave.findings.static_rules import STATIC_KINDS
 from slave.findings.strace import (
     LineKind,
     TraceLine,
@@ -48,6 +55,13 @@ from slave.findings.strace import (
 )
 
 Verdict = Literal["clean", "suspicious", "malicious"]
+#: Behaviour classes whose dynamic ``high`` findings at install/import are malicious alone.
+THREAT_KINDS = frozenset({"network", "credentials", "persistence", "privilege"})
+#: Rules of other classes that count as threats the same way (a dropped payload run).
+THREAT_RULES = frozenset({"proc.exec_temp", "proc.network_tool"})
+EARLY_PHASES = frozenset({"install", "import"})
+_KIND: dict[str, str] = {r.id: r.kind for r in RULES} | {r.id: r.kind for r in EVENT_RULES}
+_KIND |= {"cred.token": "credentials", "cred.token_name": "credentials"} | STATIC_KINDS
 MAX_PER_RULE_AND_PHASE = 50
 EVIDENCE_MAX = 2000
 MAX_PROCESSES = 100_000
@@ -82,14 +96,17 @@ def classify(exe: str, argv: tuple[str, ...]) -> tuple[str, bool]:
             rest.pop(0)
     if rest[:2] == ["-m", "pip"] or (rest and rest[0].endswith("/pip/__pip-runner__.py")):
         return "pip", True
-    if rest and rest[0].endswith("/_in_process/_in_process.py"):
-        return "build-backend", True
+    if rest and rest[0].endswith(("/_in_process/_in_process.py", "/in_process/_in_process.py")):
+        return "build-backend", True  # pyproject_hooks, and pep517 in older pips
     if rest[:2] == ["-m", "pytest"]:
         return "pytest", True
     if rest[:2] == ["-m", "venv"]:
         return "venv", True
     if rest[:2] == ["-c", RUNNER_IMPORT_CODE]:
         return f"import {rest[2] if len(rest) > 2 else '?'}"[:120], True
+    if rest[:1] == ["-c"] and len(rest) > 1 and PIP_SETUP_SHIM.search(rest[1][:4096]):
+        # the package's setup.py (its code, traced as such), started by pip: see _enrich
+        return "setup.py", True
     if rest[:1] == ["-c"]:
         return "python -c", False
     if rest[:1] == ["-m"] and len(rest) > 1:
@@ -141,6 +158,17 @@ class Analyser:
                 found += self._syscall(phase, record)
             elif record.kind in (LineKind.EXITED, LineKind.KILLED) and record.pid is not None:
                 self._procs.pop(record.pid, None)
+        return found
+
+    def add(self, findings: Iterable[Finding]) -> list[Finding]:
+        """Findings made elsewhere (the static scan): deduped and capped like the rest."""
+        found: list[Finding] = []
+        for f in findings:
+            before = len(self.findings)
+            self._record(f.rule, f.severity, f.phase, f.pid, f.process, f.evidence, f.target)
+            if len(self.findings) > before:
+                self.findings[-1] = f  # keep its source and exact fields
+                found.append(f)
         return found
 
     # -- rules -----------------------------------------------------------------------
@@ -295,6 +323,8 @@ class Analyser:
                 if peer is None and args:
                     peer = fd_peer(args[0])
         label, expected = classify(exe, argv) if exe else ("", False)
+        if label == "setup.py" and not proc.trusted:
+            label, expected = "python -c", False  # the shim's text, but not started by pip
         if exe and not expected and proc.trusted:
             expected = posixpath.basename(exe) in PIP_HELPERS
         return Call(
@@ -367,14 +397,26 @@ def verdict(findings: Iterable[Finding]) -> Verdict:
         if rank >= SEVERITY_RANK["critical"]:
             return "malicious"
         if rank == SEVERITY_RANK["high"]:
-            high_rules.add(finding.rule)
+            if _threat(finding):
+                return "malicious"
+            if finding.phase != "tests":
+                high_rules.add(finding.rule)
         suspicious = suspicious or rank >= SEVERITY_RANK["medium"]
     if len(high_rules) >= 2:
         return "malicious"
     return "suspicious" if suspicious else "clean"
 
 
+def _threat(finding: Finding) -> bool:
+    """Row 2 of the verdict table: a dynamic high of a threat class at install or import."""
+    if finding.source != "dynamic" or finding.phase not in EARLY_PHASES:
+        return False
+    return _KIND.get(finding.rule) in THREAT_KINDS or finding.rule in THREAT_RULES
+
+
 __all__ = [
+    "THREAT_KINDS",
+    "THREAT_RULES",
     "Analyser",
     "BehaviourChange",
     "ChangeKind",

@@ -10,6 +10,8 @@ from slave.findings.strace import SockAddr, TraceLine
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 SEVERITY_RANK: dict[Severity, int] = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+#: Where a finding comes from: the traced run, or the static read of the release's files.
+Source = Literal["dynamic", "static"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +22,9 @@ class Finding:
     ``pytest``, ``import demo``, ``curl``...); ``evidence`` is the strace line (or the
     runner fact) that shows it; ``target`` is the normalised thing it touched
     (``~/.ssh/id_rsa``, ``1.2.3.4:443``, ``curl``), which dedups findings and feeds
-    the behaviour profile.
+    the behaviour profile. ``source`` is ``static`` for what the host read in the
+    release's files without running them (``slave.findings.static_scan``): then
+    ``pid`` is None, ``process`` is ``static`` and ``evidence`` is ``file:line: code``.
     """
 
     rule: str
@@ -30,6 +34,7 @@ class Finding:
     process: str
     evidence: str
     target: str = ""
+    source: Source = "dynamic"
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -40,6 +45,7 @@ class Finding:
             "process": self.process,
             "evidence": self.evidence,
             "target": self.target,
+            "source": self.source,
         }
 
 

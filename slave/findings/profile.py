@@ -18,6 +18,7 @@ from typing import Literal
 
 from slave.findings.model import Finding
 from slave.findings.rules import EVENT_RULES, RULES
+from slave.findings.static_rules import STATIC_KINDS
 
 #: Entries kept when a profile is read back from JSON (a profile is small: deduped findings).
 MAX_ENTRIES = 2000
@@ -27,6 +28,7 @@ ProfileEntry = tuple[str, str, str]  # (phase, behaviour class, target)
 _RULE_KIND: dict[str, str] = {r.id: r.kind for r in RULES}
 _RULE_KIND |= {r.id: r.kind for r in EVENT_RULES}
 _RULE_KIND |= {"cred.token": "credentials", "cred.token_name": "credentials"}
+_RULE_KIND |= STATIC_KINDS
 KIND_TEXT = {
     "network": "reaching for the network",
     "socket": "opening sockets",
@@ -36,6 +38,7 @@ KIND_TEXT = {
     "persistence": "installing persistence",
     "privilege": "trying to change privileges",
     "resource": "exhausting resources",
+    "obfuscation": "hiding code (static)",
 }
 
 

@@ -14,6 +14,7 @@ the ``tests`` phase is usually a level lower.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -25,6 +26,12 @@ from slave.findings.model import Call, Context, Severity
 # The exact code the guest runner imports modules with (images/runner/pyti_runner.py);
 # a test checks the two stay equal.
 RUNNER_IMPORT_CODE = "import importlib, sys; importlib.import_module(sys.argv[1])"
+# pip's `python -c` shim that runs a legacy setup.py (pip/_internal/utils/setuptools_build.py):
+# new pips tag it "<pip-setuptools-caller>", old ones start with this import line.
+PIP_SETUP_SHIM = re.compile(
+    r"<pip-setuptools-caller>|^\s*import (io, )?os, sys, setuptools, tokenize;|"
+    r"^\s*import setuptools, tokenize;"
+)
 
 
 def _names(text: str) -> frozenset[str]:
@@ -149,15 +156,27 @@ class EventRule:
 
 
 TESTS_LOWER: dict[str, Severity] = {"tests": "medium"}
+# What a test suite legitimately does more of: network, programs it wrote to a temp dir.
+TESTS_LOW: dict[str, Severity] = {"tests": "low"}
 
 
 # ---------------------------------------------------------------------------- network
 
 
+def _routable(address: str | None) -> bool:
+    try:
+        return ipaddress.ip_address(address or "").is_global
+    except ValueError:
+        return True  # unparsable: assume the worst
+
+
 def connect_external(call: Call) -> Iterable[Hit]:
     peer = call.peer
     if peer is not None and peer.is_inet and not peer.is_loopback and peer.port != 53:
-        return (Hit(str(peer)),)
+        # A test suite's connects to non-routable or documentation addresses (timeouts,
+        # "unreachable" cases) are the suite exercising its own error paths.
+        quiet = call.phase == "tests" and not _routable(peer.address)
+        return (Hit(str(peer), "info" if quiet else None),)
     return NO_HITS
 
 
@@ -183,9 +202,12 @@ def inet_socket(call: Call) -> Iterable[Hit]:
 
 
 def raw_socket(call: Call) -> Iterable[Hit]:
+    """Packet sockets, and raw IP sockets; not glibc's AF_NETLINK/SOCK_RAW routing socket."""
     args = call.line.args
-    if args and (args[0] == "AF_PACKET" or (len(args) > 1 and "SOCK_RAW" in args[1])):
-        return (Hit(f"{args[0]} {args[1] if len(args) > 1 else ''}".strip()),)
+    family = args[0] if args else ""
+    raw_ip = family in ("AF_INET", "AF_INET6") and len(args) > 1 and "SOCK_RAW" in args[1]
+    if family == "AF_PACKET" or raw_ip:
+        return (Hit(f"{family} {args[1] if len(args) > 1 else ''}".strip()),)
     return NO_HITS
 
 
@@ -432,14 +454,15 @@ INSTALL_IMPORT_ONLY: dict[str, Severity] = {"tests": "low"}
 RULES: tuple[Rule, ...] = (
     # network: the guest has none, so every attempt is evidence
     Rule("net.dns", "high", "network", "DNS query (connect/send to port 53)",
-         SEND_CALLS, dns, TESTS_LOWER),
-    Rule("net.connect", "high", "network", "connection or datagram to a non-loopback address",
-         SEND_CALLS, connect_external, TESTS_LOWER),
+         SEND_CALLS, dns, TESTS_LOW),
+    Rule("net.connect", "high", "network",
+         "connection or datagram to a non-loopback address (tests: non-routable ones are info)",
+         SEND_CALLS, connect_external, TESTS_LOW),
     Rule("net.connect_loopback", "low", "network", "connection to a loopback address",
          _names("connect"), connect_loopback, {"tests": "info"}),
     Rule("net.listen", "medium", "network", "listening TCP socket",
          _names("listen"), listen_inet, {"tests": "info"}),
-    Rule("net.raw_socket", "medium", "network", "raw or packet socket",
+    Rule("net.raw_socket", "medium", "network", "raw IP or packet socket (not netlink)",
          _names("socket"), raw_socket),
     Rule("net.socket", "info", "socket", "IPv4/IPv6 socket opened (not by pip)",
          _names("socket"), inet_socket),
@@ -452,7 +475,7 @@ RULES: tuple[Rule, ...] = (
     Rule("proc.persistence_tool", "high", "persistence", "crontab/systemctl/at started",
          EXEC_CALLS, persistence_tool, TESTS_LOWER),
     Rule("proc.exec_temp", "high", "process", "program executed from a temp dir or memfd",
-         EXEC_CALLS, exec_from_temp, TESTS_LOWER),
+         EXEC_CALLS, exec_from_temp, TESTS_LOW),
     Rule("proc.shell", "medium", "process", "shell started",
          EXEC_CALLS, shell, {"install": "low", "tests": "info"}),
     Rule("proc.encoder", "medium", "process", "encoding tool started (base64, openssl...)",

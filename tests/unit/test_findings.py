@@ -71,7 +71,7 @@ W = "O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, 0644"
 HITS = [
     # (rule, phase, line, severity)
     ("net.dns", "install", connect("AF_INET", "10.0.2.3", 53), "high"),
-    ("net.dns", "tests", connect("AF_INET", "10.0.2.3", 53), "medium"),
+    ("net.dns", "tests", connect("AF_INET", "10.0.2.3", 53), "low"),
     (
         "net.dns",
         "import",
@@ -86,11 +86,21 @@ HITS = [
         "high",
     ),
     ("net.connect", "install", connect("AF_INET6", "2a04:4e42::223", 443), "high"),
-    ("net.connect", "tests", connect("AF_INET", "151.101.0.223", 443), "medium"),
+    ("net.connect", "tests", connect("AF_INET", "151.101.0.223", 443), "low"),
+    ("net.connect", "tests", connect("AF_INET", "10.255.255.1", 80), "info"),
+    ("net.connect", "tests", connect("AF_INET", "203.0.113.7", 443), "info"),
+    ("net.connect", "install", connect("AF_INET", "203.0.113.7", 443), "high"),
     ("net.connect_loopback", "import", connect("AF_INET", "127.0.0.1", 8080), "low"),
     ("net.connect_loopback", "tests", connect("AF_INET6", "::1", 8080), "info"),
     ("net.listen", "import", "100 listen(3<TCP:[4242]>, 128) = 0", "medium"),
     ("net.raw_socket", "install", "100 socket(AF_PACKET, SOCK_RAW, 768) = -1 EPERM (x)", "medium"),
+    (
+        "net.raw_socket",
+        "import",
+        "100 socket(AF_INET, SOCK_RAW, IPPROTO_ICMP) = -1 EPERM (x)",
+        "medium",
+    ),
+    ("proc.exec_temp", "tests", execve("/tmp/pytest-of-t/p0/test_x0/script.sh", "s"), "low"),
     (
         "net.socket",
         "import",
@@ -204,6 +214,12 @@ QUIET = [
     ("net.connect_loopback", "install", connect("AF_INET", "10.1.1.1", 80)),
     ("net.listen", "import", "100 listen(3<UNIX:[4242]>, 128) = 0"),
     ("net.raw_socket", "import", "100 socket(AF_INET, SOCK_STREAM, IPPROTO_TCP) = 3"),
+    # glibc's getaddrinfo/if_nameindex: a routing socket, not a raw network socket
+    (
+        "net.raw_socket",
+        "import",
+        "100 socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE) = 3",
+    ),
     ("net.socket", "install", "200 socket(AF_INET6, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_IP) = 3"),
     ("net.socket", "install", "100 socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0) = 3"),
     ("proc.network_tool", "install", execve("/usr/bin/curlish", "curlish")),
@@ -468,19 +484,42 @@ def f(rule: str, severity: str, phase: str = "install", target: str = "") -> Fin
     return Finding(rule, severity, phase, 1, "p", "e", target)  # type: ignore[arg-type]
 
 
+def s(rule: str, severity: str, phase: str = "install", target: str = "setup.py") -> Finding:
+    evidence = "x.tar.gz:setup.py:1: e"
+    return Finding(rule, severity, phase, None, "static", evidence, target, source="static")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("findings", "expected"),
     [
+        # row 5: nothing above low
         ([], "clean"),
         ([f("proc.started", "info"), f("cred.passwd", "low")], "clean"),
+        ([s("static.cmd_overwrite", "low")], "clean"),
+        # row 4: medium, or a lone high that is not a threat at install/import
         ([f("fs.write_outside", "medium")], "suspicious"),
-        ([f("net.connect", "high"), f("net.connect", "high", target="b")], "suspicious"),
-        ([f("net.connect", "high"), f("proc.network_tool", "high")], "malicious"),
+        ([f("res.fork_bomb", "high", "tests")], "suspicious"),
+        ([f("res.fork_bomb", "high", "install")], "suspicious"),
+        ([f("net.connect", "high", "tests"), f("cred.system", "high", "tests")], "suspicious"),
+        ([s("static.exec_encoded", "high", "import")], "suspicious"),
+        ([s("static.reverse_shell", "high", "run")], "suspicious"),
+        # row 2: a dynamic high of a threat class at install or import
+        ([f("net.connect", "high"), f("net.connect", "high", target="b")], "malicious"),
+        ([f("cred.ssh", "high", "import")], "malicious"),
+        ([f("persist.cron", "high", "install")], "malicious"),
+        ([f("proc.exec_temp", "high", "import")], "malicious"),
+        # row 3: two different high rules outside tests, static ones corroborating
+        ([f("res.fork_bomb", "high"), f("priv.setid", "high", "tests")], "suspicious"),
+        ([s("static.exec_encoded", "high", "import"), f("res.fork_bomb", "high")], "malicious"),
+        ([s("static.exec_encoded", "high"), s("static.dangerous_command", "high")], "malicious"),
+        # row 1: critical, dynamic or static
         ([f("cred.bait", "critical")], "malicious"),
+        ([f("cred.bait", "critical", "tests")], "malicious"),
+        ([s("static.reverse_shell", "critical")], "malicious"),
     ],
 )
 def test_verdict_table(findings: list[Finding], expected: str) -> None:
-    """Critical or two different high rules → malicious; any high/medium → suspicious."""
+    """The verdict table of docs/verdicts.md, row by row."""
     assert verdict(findings) == expected
 
 
@@ -499,6 +538,37 @@ def test_profile_diff_describes_new_behaviour() -> None:
     assert diff(new, new) == []
 
 
+PIP_SHIM_OLD = (
+    "import io, os, sys, setuptools, tokenize; sys.argv[0] = '/tmp/pip-req-build-x/setup.py'; "
+    "__file__='/tmp/pip-req-build-x/setup.py';f = getattr(tokenize, 'open', open)(__file__) "
+    "if os.path.exists(__file__) else io.StringIO('from setuptools import setup; setup()');"
+    "code = f.read().replace('\\r\\n', '\\n');f.close();exec(compile(code, __file__, 'exec'))"
+)
+PIP_SHIM_NEW = (
+    "\nexec(compile('''\n# This is <pip-setuptools-caller> -- a caller that pip uses to run "
+    "setup.py\n#\nimport os, sys, tokenize\n...\n''' % ('/tmp/pip-req-build-x/setup.py',), "
+    '"<pip-setuptools-caller>", "exec"))'
+)
+
+
+def test_pip_setup_shim_is_not_inline_code() -> None:
+    """pip's python -c shim for a legacy setup.py is setup.py, traced as such, not inline code."""
+    for shim in (PIP_SHIM_OLD, PIP_SHIM_NEW):
+        analyser = Analyser(CTX)
+        analyser.feed("install", PRELUDE[1])  # pid 200: pip
+        analyser.feed("install", "200 clone(child_stack=NULL, flags=SIGCHLD) = 300")
+        found = analyser.feed("install", execve(f"{V}/bin/python", "python", "-c", shim, pid=300))
+        assert found == []
+        (spawn,) = analyser.feed("install", execve("/usr/bin/gcc", "gcc", "-c", "x.c", pid=300))
+        assert (spawn.rule, spawn.process) == ("proc.started", "setup.py")
+
+
+def test_pip_setup_shim_from_package_code_is_still_inline_code() -> None:
+    """The shim's text run by package code (not by pip) is inline code like any other."""
+    line = execve(f"{V}/bin/python", "python", "-c", PIP_SHIM_OLD + "; import os")
+    assert rules_hit("install", line).get("proc.inline_code") == "medium"
+
+
 @pytest.mark.parametrize(
     ("argv", "label", "expected"),
     [
@@ -507,6 +577,9 @@ def test_profile_diff_describes_new_behaviour() -> None:
         (["python", "-X", "faulthandler", "-m", "pytest"], "pytest", True),
         (["python", "-c", RUNNER_IMPORT_CODE, "demo"], "import demo", True),
         (["python", "-c", "print(1)"], "python -c", False),
+        (["python", "-c", PIP_SHIM_OLD, "egg_info"], "setup.py", True),
+        (["python", "-c", PIP_SHIM_NEW, "bdist_wheel"], "setup.py", True),
+        (["python", "/v/pep517/in_process/_in_process.py", "x"], "build-backend", True),
         (["python", "setup.py", "build"], "python setup.py", False),
     ],
 )

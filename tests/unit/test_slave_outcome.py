@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slave.findings import Context
+from slave.findings import Context, Finding
 from slave.outcome import RunRecord, decide
 
 
@@ -97,3 +97,19 @@ def test_summary_carries_the_behaviour_profile() -> None:
     assert record.feed("trace", "install", {"pid": 7, "line": line})
     restored = profile_from_json(record.summary()["profile"])
     assert any(phase == "install" for phase, _cls, _target in restored)
+
+
+def test_static_findings_enter_summary_verdict_and_profile() -> None:
+    """The host's static findings join the record: listed (marked static), judged, profiled."""
+    record = RunRecord(Context())
+    feed_all(record, [finished("install", "failed")])
+    evidence = "x-1.0.tar.gz:setup.py:3: pty.spawn('/bin/sh')"
+    shell = Finding("static.reverse_shell", "critical", "install", None, "static", evidence,
+                    "setup.py", source="static")  # fmt: skip
+    assert record.add_static([shell, shell]) == [shell]
+    summary = record.summary()
+    assert summary["verdict"] == "malicious"
+    assert summary["findings"][-1]["source"] == "static"
+    assert ["install", "network", "setup.py"] in summary["profile"]
+    # a failed install that did this is harmful, never a plain "failed"
+    assert decide(record.phases, record.verdict()) == "harmful"
