@@ -160,6 +160,8 @@ def _args(call: ast.Call) -> list[ast.AST]:
 def _decodes(node: ast.AST, aliases: dict[str, str]) -> bool:
     """Decoding of hidden data: base64/zlib/marshal/codecs/hex, chr-joined, reversed text."""
     for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and aliases.get(sub.id, sub.id) == "chr":
+            return True  # map(chr, codes) hands chr over without calling it
         if isinstance(sub, ast.Call):
             name = dotted(sub.func, aliases) or ""
             if call_matches(name, DECODE):
