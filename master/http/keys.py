@@ -28,6 +28,8 @@ from master.http.fanout import JobFeeds
 from master.http.sse import EncodedEvents
 
 DEFAULT_UPLOAD_MAX_BYTES = 100 * 1024 * 1024
+#: A submission's whole release lookup (connect, answer, body) must finish within this.
+DEFAULT_PYPI_TIMEOUT_S = 15.0
 HTTP_KEYS = frozenset({"upload_max_bytes", "callback_secret", "callback_secret_file"})
 
 
@@ -43,6 +45,7 @@ class HttpSettings:
     require_read_token: bool = False
     upload_cap: int = DEFAULT_UPLOAD_MAX_BYTES
     callback_secret: bytes | None = field(default=None, repr=False)
+    pypi_timeout: float = DEFAULT_PYPI_TIMEOUT_S
 
     @classmethod
     def from_config(cls, config: MasterConfig) -> HttpSettings:
