@@ -217,7 +217,7 @@ async def test_fake_pypi_rss_feeds_list_new_releases(tmp_path: Path) -> None:
                 updates = ElementTree.fromstring(await resp.read())  # noqa: S314 (our fake)
             async with session.get(f"{pypi.base_url}/rss/packages.xml") as resp:
                 packages = ElementTree.fromstring(await resp.read())  # noqa: S314
-            pypi.faults.path_status["/rss/updates.xml"] = 503
+            pypi.faults.status["/rss/updates.xml"] = 503
             async with session.get(f"{pypi.base_url}/rss/updates.xml") as resp:
                 assert resp.status == 503
     titles = [item.findtext("title") for item in updates.iter("item")]
