@@ -27,7 +27,6 @@ from urllib.parse import quote, urldefrag, urljoin, urlsplit
 from packaging.version import InvalidVersion, Version
 
 from master.errors import MasterError
-from master.feed.items import normalize_name, valid_name
 
 #: what a slave can test; older kinds (bdist_egg, bdist_wininst, ...) are skipped
 PACKAGETYPES = frozenset({"sdist", "bdist_wheel"})
@@ -35,6 +34,19 @@ PACKAGETYPES = frozenset({"sdist", "bdist_wheel"})
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,250}$")
 _SCHEMES = ("http", "https")
+#: PEP 508 project names (case-insensitive); PyPI caps them far below 200. re.ASCII:
+#: with Unicode case folding, [a-z] would also match the Kelvin sign (U+212A).
+_NAME = re.compile(r"^(?:[a-z0-9]|[a-z0-9][a-z0-9._-]{0,198}[a-z0-9])$", re.IGNORECASE | re.ASCII)
+
+
+def normalize_name(name: str) -> str:
+    """PEP 503 normalised project name: ``Foo.Bar_baz`` -> ``foo-bar-baz``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` is a PEP 508 project name (ASCII only, URL-safe)."""
+    return bool(_NAME.match(name))
 
 
 class MalformedRelease(MasterError):

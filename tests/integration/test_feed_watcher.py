@@ -72,6 +72,27 @@ async def test_new_releases_are_queued_with_their_files(tmp_path: Path, srv: Fak
     assert ctx.scheduler.kicks == 2
 
 
+@pytest.mark.parametrize("redirect", [False, True])
+async def test_mirror_with_relative_file_urls_gives_absolute_ones(
+    tmp_path: Path, srv: FakePyPI, redirect: bool
+) -> None:
+    """A mirror's relative file URLs (from the versioned or the project document, after
+    redirects) are queued absolute, as the slave will fetch them."""
+    srv.relative_urls = True
+    srv.redirect_json = redirect
+    publish(srv, [("Foo.Bar", "1.0")], etag='"v1"')
+    async with feed_context(feed_config(tmp_path, srv)) as ctx:
+        await FeedWatcher(ctx).poll_once()
+        srv.versioned_urls = False
+        publish(srv, [("Foo.Bar", "1.0"), ("baz", "2.0")], etag='"v2"')
+        await FeedWatcher(ctx).poll_once()
+        found = await jobs(ctx)
+    assert keys(found) == Counter({("Foo.Bar", "1.0"): 1, ("baz", "2.0"): 1})
+    for job in found:
+        assert job.files
+        assert all(f["url"] == f"{srv.base_url}/files/{f['filename']}" for f in job.files)
+
+
 async def test_unchanged_feed_is_a_304_and_queues_nothing(tmp_path: Path, srv: FakePyPI) -> None:
     """The second poll sends If-None-Match and If-Modified-Since, gets 304, queues nothing."""
     publish(srv, [("demo", "1.0")], etag='"v1"')
