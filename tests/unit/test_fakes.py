@@ -259,8 +259,8 @@ async def test_fake_pypi_serves_relative_file_urls_like_a_mirror(tmp_path: Path)
         assert project["urls"][0]["url"] == f"../../files/{proj.wheel.name}"
         assert release["urls"][0]["url"] == f"../../../files/{proj.wheel.name}"
         pypi.redirect_json = True
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{pypi.base_url}/pypi/demo/json") as resp:
-                moved = await resp.json()
-                assert resp.url.path == "/json/demo"
+        url = f"{pypi.base_url}/pypi/demo/json"
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            moved = await resp.json()
+            assert resp.url.path == "/json/demo"
         assert moved["urls"][0]["url"] == f"../files/{proj.wheel.name}"
