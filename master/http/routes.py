@@ -270,7 +270,8 @@ async def job_stream(request: web.Request) -> web.StreamResponse:
         writer = sse.TailWriter(response, fmt, request.app[ENCODED])
         writer.last_seq = start
         await writer.start()
-        await sse.follow(ctx.store, request.app[FEEDS], job.id, writer)
+        queue = request.app[SETTINGS].tail_queue
+        await sse.follow(ctx.store, request.app[FEEDS], job.id, writer, queue=queue)
         await response.write_eof()
     except ConnectionResetError:
         pass  # the client went away: nothing to clean up beyond the subscription

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,13 +13,13 @@ from aiohttp.test_utils import TestClient
 
 from master.context import MasterContext
 from master.http.app import create_app
-from master.http.keys import HttpSettings
 from master.jobs import PRIORITY_API, Job
 from master.registry import SlaveInfo
 from tests.fakes.pypi import FakePyPI
 from tests.integration.test_api_harness import (
     TOKEN,
     FakeProducer,
+    app_with,
     auth,
     open_ctx,
     queue_job,
@@ -124,8 +123,7 @@ async def test_submit_index_timeout(
     aiohttp_client: ClientFactory, pypi: FakePyPI, ctx_pypi: MasterContext
 ) -> None:
     """A package index slower than the deadline is a 504 and queues nothing."""
-    settings = dataclasses.replace(HttpSettings.from_config(ctx_pypi.config), pypi_timeout=0.2)
-    client = await aiohttp_client(create_app(ctx_pypi, settings=settings))
+    client = await aiohttp_client(app_with(ctx_pypi, pypi_timeout=0.2))
     pypi.faults.delay = 2.0
     resp = await client.post("/api/v1/jobs", json={"project": "demo"}, headers=auth())
     assert resp.status == 504
