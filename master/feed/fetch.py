@@ -15,11 +15,11 @@ import json
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import aiohttp
 
 from master.feed.errors import FetchError
+from master.pypi import JsonDocument
 
 _CHUNK = 64 * 1024
 #: JSON bodies above this are decoded in a worker thread, not on the event loop
@@ -104,7 +104,7 @@ class HttpClient:
 
         Cancel-safe: nothing is kept; the connection of a cancelled read is closed.
         """
-        status, body, headers = await self._get(url, validators.headers(), max_bytes)
+        status, body, headers, _ = await self._get(url, validators.headers(), max_bytes)
         if status == 304:
             return FeedDocument(None, validators)
         if status != 200:
@@ -117,12 +117,15 @@ class HttpClient:
         fresh = Validators(_header(headers.get("ETag")), _header(headers.get("Last-Modified")))
         return FeedDocument(body, fresh)
 
-    async def get_json(self, url: str, *, max_bytes: int) -> Any | None:
-        """GET and decode a JSON document; None when the server answers 404.
+    async def get_json(self, url: str, *, max_bytes: int) -> JsonDocument | None:
+        """GET and decode a JSON document (with the URL it came from, after redirects);
+        None when the server answers 404.
 
         Raises `FetchError` (``bad_json`` when the body is not JSON).
         """
-        status, body, headers = await self._get(url, {"Accept": "application/json"}, max_bytes)
+        status, body, headers, final_url = await self._get(
+            url, {"Accept": "application/json"}, max_bytes
+        )
         if status == 404:
             return None
         if status != 200:
@@ -135,14 +138,17 @@ class HttpClient:
         assert body is not None
         try:
             if len(body) > _THREAD_JSON_BYTES:
-                return await asyncio.to_thread(json.loads, body)
-            return json.loads(body)
+                data = await asyncio.to_thread(json.loads, body)
+            else:
+                data = json.loads(body)
         except (ValueError, RecursionError) as exc:
             raise FetchError(url, "bad_json", f"body is not JSON: {exc}") from None
+        return JsonDocument(final_url, data)
 
     async def _get(
         self, url: str, headers: dict[str, str], max_bytes: int
-    ) -> tuple[int, bytes | None, dict[str, str]]:
+    ) -> tuple[int, bytes | None, dict[str, str], str]:
+        """(status, body of a 200, kept headers, the URL answered after redirects)."""
         try:
             # asyncio.timeout on top of aiohttp's own: it also bounds DNS and pool waits.
             async with (
@@ -155,8 +161,9 @@ class HttpClient:
                 if resp.status != 200:
                     # Error bodies are never needed; do not read them.
                     resp.close()
-                    return resp.status, None, got
-                return resp.status, await _read_capped(resp, url, max_bytes), got
+                    return resp.status, None, got, str(resp.url)
+                body = await _read_capped(resp, url, max_bytes)
+                return resp.status, body, got, str(resp.url)
         except TimeoutError:
             raise FetchError(
                 url, "timeout", f"no complete answer within {self._timeout}s"

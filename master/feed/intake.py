@@ -30,10 +30,11 @@ from master.feed.context import WatcherContext
 from master.feed.errors import FeedError
 from master.feed.instruments import FeedMetrics
 from master.feed.items import FeedEntry
-from master.feed.resolve import Release, Resolver
+from master.feed.resolve import Resolver
 from master.feed.settings import FeedSettings
 from master.feed.state import FeedRun, Pending, PollReport
 from master.jobs import JobRequest
+from master.pypi import Release
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

@@ -23,23 +23,13 @@ from urllib.parse import unquote, urlsplit
 
 from master.feed.errors import ItemRejected
 from master.feed.parse import RawItem
+from master.pypi import normalize_name, valid_name
 
-#: PEP 508 project names (case-insensitive); PyPI caps them far below 200. re.ASCII:
-#: with Unicode case folding, [a-z] would also match the Kelvin sign (U+212A).
-_NAME = re.compile(r"^(?:[a-z0-9]|[a-z0-9][a-z0-9._-]{0,198}[a-z0-9])$", re.IGNORECASE | re.ASCII)
+__all__ = ["FeedEntry", "interpret", "normalize_name", "valid_name", "valid_version"]
+
 #: PEP 440 and the legacy versions PyPI still has; no '/', '?', '%' or spaces
 _VERSION = re.compile(r"^[a-z0-9][a-z0-9.+!_-]{0,63}$", re.IGNORECASE | re.ASCII)
 _ADDED = " added to PyPI"
-
-
-def normalize_name(name: str) -> str:
-    """PEP 503 normalised project name: ``Foo.Bar_baz`` -> ``foo-bar-baz``."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def valid_name(name: str) -> bool:
-    """Whether ``name`` is a PEP 508 project name (ASCII only, URL-safe)."""
-    return bool(_NAME.match(name))
 
 
 def valid_version(version: str) -> bool:

@@ -157,7 +157,14 @@ async def _callback_sender(app: web.Application) -> AsyncIterator[None]:
     if secret is None:
         yield  # callbacks are refused at submission; nothing can be pending from this app
         return
-    sender = CallbackSender(ctx.store, ctx.bus, secret, ctx.metrics, app[HTTP_SESSION])
+    sender = CallbackSender(
+        ctx.store,
+        ctx.bus,
+        secret,
+        ctx.metrics,
+        app[HTTP_SESSION],
+        backoff_base=app[SETTINGS].callback_backoff,
+    )
     task = asyncio.create_task(sender.run(), name="http-callbacks")
     try:
         yield

@@ -61,9 +61,9 @@ def verify(secret: bytes, body: bytes, header: str) -> bool:
     return hmac.compare_digest(sign(secret, body), header)
 
 
-def backoff(attempts: int) -> float:
+def backoff(attempts: int, base: float = BACKOFF_BASE_S) -> float:
     """Seconds before the next try after ``attempts`` failures (with ±20 % jitter)."""
-    delay = min(BACKOFF_BASE_S * 2.0 ** max(attempts - 1, 0), BACKOFF_MAX_S)
+    delay = min(base * 2.0 ** max(attempts - 1, 0), BACKOFF_MAX_S)
     return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
 
 
@@ -82,8 +82,12 @@ class CallbackSender:
         secret: bytes,
         metrics: Metrics,
         session: aiohttp.ClientSession,
+        *,
+        backoff_base: float = BACKOFF_BASE_S,
     ) -> None:
+        """``backoff_base``: seconds before the first retry (doubling up to the cap)."""
         self._store = store
+        self._backoff_base = backoff_base
         self._bus = bus
         self._secret = secret
         self._session = session
@@ -134,7 +138,7 @@ class CallbackSender:
             self._results.inc(1, "abandoned")
             log.warning("callback_abandoned", callback=callback.id, job=callback.job_id)
             return
-        next_at = time.time() + backoff(attempts)
+        next_at = time.time() + backoff(attempts, self._backoff_base)
         await self._store.callbacks.failed(callback.id, next_at)
         self._results.inc(1, "failed")
         self._next_due = next_at if self._next_due is None else min(self._next_due, next_at)

@@ -114,13 +114,14 @@ class TailSubscription:
 class JobFeed:
     """The single bus subscription of one job and its clients."""
 
-    def __init__(self, bus: EventBus, job_id: int) -> None:
+    def __init__(self, bus: EventBus, job_id: int, *, queue: int = FEED_QUEUE) -> None:
         self.job_id = job_id
         self.clients: set[TailSubscription] = set()
         self._bus = bus
+        self._queue = queue
         self._stack = ExitStack()
         self._sub: Subscription[EventRow | Job] = self._stack.enter_context(
-            bus.subscribe(job_id, maxsize=FEED_QUEUE)
+            bus.subscribe(job_id, maxsize=queue)
         )
         self._task = asyncio.create_task(self._run(), name=f"tail-feed-{job_id}")
 
@@ -130,7 +131,7 @@ class JobFeed:
     def _resubscribe(self) -> None:
         self._stack.close()
         self._stack = ExitStack()
-        self._sub = self._stack.enter_context(self._bus.subscribe(self.job_id, maxsize=FEED_QUEUE))
+        self._sub = self._stack.enter_context(self._bus.subscribe(self.job_id, maxsize=self._queue))
 
     async def _run(self) -> None:
         while True:
@@ -168,8 +169,10 @@ class JobFeed:
 class JobFeeds:
     """The feeds of every job that has tail clients, owned by the HTTP app."""
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, *, feed_queue: int = FEED_QUEUE) -> None:
+        """``feed_queue``: each job feed's own bus queue, in rows."""
         self._bus = bus
+        self._feed_queue = feed_queue
         self._feeds: dict[int, JobFeed] = {}
         self._stopping: set[asyncio.Task[None]] = set()
 
@@ -189,7 +192,7 @@ class JobFeeds:
         """Rows of ``job_id`` published from now on, in batches, then its end."""
         feed = self._feeds.get(job_id)
         if feed is None:
-            feed = self._feeds[job_id] = JobFeed(self._bus, job_id)
+            feed = self._feeds[job_id] = JobFeed(self._bus, job_id, queue=self._feed_queue)
         sub = TailSubscription(limit)
         feed.clients.add(sub)
         try:

@@ -24,11 +24,14 @@ from aiohttp import web
 
 from master.config import ConfigError, MasterConfig
 from master.context import MasterContext
+from master.http.callbacks import BACKOFF_BASE_S
 from master.http.fanout import JobFeeds
-from master.http.sse import EncodedEvents
+from master.http.sse import SUBSCRIBER_QUEUE, EncodedEvents
 from pyti.settings import Int, Setting, SettingsError, Text, check
 
 DEFAULT_UPLOAD_MAX_BYTES = 100 * 1024 * 1024
+#: A submission's whole release lookup (connect, answer, body) must finish within this.
+DEFAULT_PYPI_TIMEOUT_S = 15.0
 #: The keys of the ``[http]`` table, for ``pyti.settings``.
 HTTP_SETTINGS: dict[str, Setting] = {
     "upload_max_bytes": Int(minimum=1024),
@@ -50,6 +53,11 @@ class HttpSettings:
     require_read_token: bool = False
     upload_cap: int = DEFAULT_UPLOAD_MAX_BYTES
     callback_secret: bytes | None = field(default=None, repr=False)
+    pypi_timeout: float = DEFAULT_PYPI_TIMEOUT_S
+    #: rows one live-tail client may fall behind before it re-reads the store
+    tail_queue: int = SUBSCRIBER_QUEUE
+    #: seconds before a failed completion callback's first retry
+    callback_backoff: float = BACKOFF_BASE_S
 
     @classmethod
     def from_config(cls, config: MasterConfig) -> HttpSettings:

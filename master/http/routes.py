@@ -145,11 +145,14 @@ async def submit_job(request: web.Request) -> web.Response:
     submission = release_submission(await read_json_object(request))
     _check_callbacks(request, submission.options)
     release = await resolve_release(
-        request.app[HTTP_SESSION], settings.pypi_url, submission.project, submission.version
+        request.app[HTTP_SESSION],
+        settings.pypi_url,
+        submission.project,
+        submission.version,
+        timeout=settings.pypi_timeout,
     )
-    return await _submit(
-        request, release.project, release.version, release.files, "api", submission.options
-    )
+    files = [f.to_dict() for f in release.files]
+    return await _submit(request, release.name, release.version, files, "api", submission.options)
 
 
 @routes.get(f"{API}/jobs")
@@ -260,7 +263,8 @@ async def job_stream(request: web.Request) -> web.StreamResponse:
         writer = sse.TailWriter(response, fmt, request.app[ENCODED])
         writer.last_seq = start
         await writer.start()
-        await sse.follow(ctx.store, request.app[FEEDS], job.id, writer)
+        queue = request.app[SETTINGS].tail_queue
+        await sse.follow(ctx.store, request.app[FEEDS], job.id, writer, queue=queue)
         await response.write_eof()
     except ConnectionResetError:
         pass  # the client went away: nothing to clean up beyond the subscription

@@ -179,14 +179,21 @@ async def _finish(store: Store, job: Job, writer: TailWriter) -> None:
     await writer.end(job)
 
 
-async def follow(store: Store, feeds: JobFeeds, job_id: int, writer: TailWriter) -> None:
+async def follow(
+    store: Store,
+    feeds: JobFeeds,
+    job_id: int,
+    writer: TailWriter,
+    *,
+    queue: int = SUBSCRIBER_QUEUE,
+) -> None:
     """Send history then live events until the job is final; returns after the ``end`` event.
 
     Raises ``ConnectionResetError`` when the client goes away; on cancellation the
     subscription is released (the ``with`` block) and nothing else is held.
     """
     while True:
-        with feeds.subscribe(job_id, SUBSCRIBER_QUEUE) as sub:
+        with feeds.subscribe(job_id, queue) as sub:
             await _send_history(store, job_id, writer)
             job = await store.jobs.get(job_id)
             if job is None or job.state in FINAL_STATES:

@@ -1,4 +1,9 @@
-"""Fetch a release's own files through PyPI's JSON API, sha256 verified while streaming."""
+"""Fetch a release's own files through PyPI's JSON API, sha256 verified while streaming.
+
+File URLs may be relative to the JSON document (``../../packages/...``), as mirrors
+and caching proxies serve them: `file_url` resolves them against the URL the document
+was actually read from, after redirects (as pip does for the simple index).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urldefrag, urljoin, urlsplit
 
 import aiohttp
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -46,7 +51,33 @@ class ReleaseListing:
     files: list[RemoteFile]
 
 
-async def _get_json(session: aiohttp.ClientSession, url: str, timeouts: HttpTimeouts) -> Any:
+@dataclass(frozen=True, slots=True)
+class _Document:
+    """A decoded JSON answer and the URL it was read from (after redirects)."""
+
+    url: str
+    data: Any
+
+
+def file_url(document_url: str, href: str, sha256: str) -> str | None:
+    """``href`` made absolute against ``document_url``; None when it is not to be fetched.
+
+    Relative references are resolved as a browser (and pip) would. The fragment is
+    dropped: it is never sent, and a ``#sha256=`` in it must agree with ``sha256``.
+    After joining, only http and https URLs with a host are accepted.
+    """
+    url, fragment = urldefrag(urljoin(document_url, href))
+    if fragment.startswith("sha256=") and fragment.removeprefix("sha256=").lower() != sha256:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return url
+
+
+async def _get_json(
+    session: aiohttp.ClientSession, url: str, timeouts: HttpTimeouts
+) -> _Document | None:
     """GET and decode JSON; None on 404. Raises `FetchFailed` for anything else amiss."""
     timeout = aiohttp.ClientTimeout(
         total=timeouts.api_total, sock_connect=timeouts.connect, sock_read=timeouts.read
@@ -62,32 +93,36 @@ async def _get_json(session: aiohttp.ClientSession, url: str, timeouts: HttpTime
                 body += chunk
                 if len(body) > _MAX_JSON_BYTES:
                     raise FetchFailed(url, f"response larger than {_MAX_JSON_BYTES} bytes")
+            final_url = str(resp.url)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise FetchFailed(url, f"{type(exc).__name__}: {exc}") from exc
     try:
         # Large project documents take tens of milliseconds to decode.
-        return await asyncio.to_thread(json.loads, bytes(body))
+        data = await asyncio.to_thread(json.loads, bytes(body))
     except ValueError as exc:
         raise FetchFailed(url, f"invalid JSON: {exc}") from exc
+    return _Document(final_url, data)
 
 
 def _parse_file(entry: Any, url: str) -> RemoteFile | None:
-    """A file entry of the JSON API, or None when it is unusable (no sha256, odd name)."""
+    """A file entry of the JSON document read from ``url``, or None when it is unusable
+    (no sha256, odd name, a URL that is not http(s) once resolved)."""
     if not isinstance(entry, dict):
         raise FetchFailed(url, "malformed file entry")
-    filename, file_url = entry.get("filename"), entry.get("url")
+    filename, href = entry.get("filename"), entry.get("url")
     digests = entry.get("digests")
     sha256 = digests.get("sha256") if isinstance(digests, dict) else None
     if not isinstance(filename, str) or not _SAFE_FILENAME.match(filename) or ".." in filename:
         return None
-    if not isinstance(file_url, str) or urlsplit(file_url).scheme not in ("http", "https"):
-        return None
     if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        return None
+    absolute = file_url(url, href, sha256) if isinstance(href, str) else None
+    if absolute is None:
         return None
     size = entry.get("size")
     return RemoteFile(
         filename=filename,
-        url=file_url,
+        url=absolute,
         sha256=sha256,
         size=size if isinstance(size, int) and size >= 0 else None,
         packagetype=str(entry.get("packagetype", "")),
@@ -124,16 +159,17 @@ async def fetch_listing(
         url = f"{base}/pypi/{project}/json"
     else:
         url = f"{base}/pypi/{project}/{quote(request.version, safe='')}/json"
-    doc = await _get_json(session, url, timeouts)
+    answer = await _get_json(session, url, timeouts)
     from_project_doc = False
-    if doc is None and request.version is not None:
+    if answer is None and request.version is not None:
         # Some indexes and mirrors (and PyPI seen from some networks) serve only
         # the project document; its "releases" map holds every version's files.
-        url = f"{base}/pypi/{project}/json"
-        doc = await _get_json(session, url, timeouts)
+        answer = await _get_json(session, f"{base}/pypi/{project}/json", timeouts)
         from_project_doc = True
-    if doc is None:
+    if answer is None:
         raise ReleaseNotFound(request.project, request.version, "not on the index")
+    # Relative file URLs are relative to where the document really came from.
+    url, doc = answer.url, answer.data
     info = doc.get("info") if isinstance(doc, dict) else None
     if not isinstance(info, dict) or not isinstance(info.get("name"), str):
         raise FetchFailed(url, "JSON without info.name")

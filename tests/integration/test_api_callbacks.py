@@ -20,6 +20,7 @@ from master.http.app import create_app
 from tests.integration.test_api_harness import (
     CALLBACK_SECRET,
     FakeProducer,
+    app_with,
     open_ctx,
     queue_job,
 )
@@ -100,14 +101,13 @@ async def _settled(ctx: MasterContext) -> bool:
 
 
 async def test_failed_delivery_is_retried(
-    aiohttp_client: ClientFactory, ctx: MasterContext, monkeypatch: pytest.MonkeyPatch
+    aiohttp_client: ClientFactory, ctx: MasterContext
 ) -> None:
     """A receiver answering 500 twice gets the same delivery a third time, after a backoff."""
-    monkeypatch.setattr(callbacks, "BACKOFF_BASE_S", 0.05)
     recv = Receiver(fail=2)
     await recv.server.start_server()
     try:
-        await aiohttp_client(create_app(ctx))
+        await aiohttp_client(app_with(ctx, callback_backoff=0.05))
         job = await queue_job(ctx, callback_url=recv.url)
         await (await FakeProducer.start(ctx, job)).finish("passed")
         async with asyncio.timeout(10):

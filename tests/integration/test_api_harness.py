@@ -9,6 +9,7 @@ finishes the job the same way (store, then ``publish_end``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from aiohttp import web
 from master.config import MasterConfig
 from master.context import MasterContext
 from master.http.app import create_app
+from master.http.keys import HttpSettings
 from master.jobs import FINAL_STATES, EventRow, Job, JobRequest
 from protocol.events import Event
 from protocol.messages import JobResult
@@ -70,6 +72,13 @@ async def ctx(tmp_path: Path) -> AsyncIterator[MasterContext]:
 def app(ctx: MasterContext) -> web.Application:
     """The HTTP app over ``ctx``."""
     return create_app(ctx)
+
+
+def app_with(ctx: MasterContext, **settings: Any) -> web.Application:
+    """The HTTP app over ``ctx`` with some `HttpSettings` changed (short timeouts, small queues)."""
+    return create_app(
+        ctx, settings=dataclasses.replace(HttpSettings.from_config(ctx.config), **settings)
+    )
 
 
 def auth(token: str = TOKEN) -> dict[str, str]:

@@ -12,7 +12,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from master.context import MasterContext
-from master.http import releases
 from master.http.app import create_app
 from master.jobs import PRIORITY_API, Job
 from master.slaves.registry import SlaveInfo
@@ -20,6 +19,7 @@ from tests.fakes.pypi import FakePyPI
 from tests.integration.test_api_harness import (
     TOKEN,
     FakeProducer,
+    app_with,
     auth,
     open_ctx,
     queue_job,
@@ -71,6 +71,23 @@ async def test_submit_newest_release(client: TestClient[Any, Any], pypi: FakePyP
     assert pypi.count("/pypi/demo/json") == 1
 
 
+@pytest.mark.parametrize("redirect", [False, True])
+async def test_submit_through_a_mirror_with_relative_file_urls(
+    client: TestClient[Any, Any], pypi: FakePyPI, redirect: bool
+) -> None:
+    """An index serving relative file URLs (and moving its documents) still gives a job
+    whose files have absolute URLs the slave can fetch."""
+    pypi.relative_urls = True
+    pypi.redirect_json = redirect
+    pypi.versioned_urls = False
+    for body in ({"project": "demo"}, {"project": "demo", "version": "1.0"}):
+        resp = await client.post("/api/v1/jobs", json=body, headers=auth())
+        assert resp.status == 201, await resp.text()
+        files = (await resp.json())["job"]["files"]
+        assert sorted(f["packagetype"] for f in files) == ["bdist_wheel", "sdist"]
+        assert all(f["url"] == f"{pypi.base_url}/files/{f['filename']}" for f in files)
+
+
 async def test_submit_version_and_dedupe(client: TestClient[Any, Any]) -> None:
     """The same release twice is one job (200, created false); rerun queues another."""
     first = await client.post(
@@ -103,13 +120,10 @@ async def test_submit_unknown_release(
 
 
 async def test_submit_index_timeout(
-    client: TestClient[Any, Any],
-    pypi: FakePyPI,
-    ctx_pypi: MasterContext,
-    monkeypatch: pytest.MonkeyPatch,
+    aiohttp_client: ClientFactory, pypi: FakePyPI, ctx_pypi: MasterContext
 ) -> None:
     """A package index slower than the deadline is a 504 and queues nothing."""
-    monkeypatch.setattr(releases, "TIMEOUT_S", 0.2)
+    client = await aiohttp_client(app_with(ctx_pypi, pypi_timeout=0.2))
     pypi.faults.delay = 2.0
     resp = await client.post("/api/v1/jobs", json={"project": "demo"}, headers=auth())
     assert resp.status == 504

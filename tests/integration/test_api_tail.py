@@ -14,8 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from master.client.api import SseMessage, SseParser
 from master.context import MasterContext
-from master.http import sse
-from tests.integration.test_api_harness import FakeProducer, app, ctx, queue_job
+from tests.integration.test_api_harness import FakeProducer, app, app_with, ctx, queue_job
 
 __all__ = ["app", "ctx"]  # fixtures used by the tests below
 
@@ -127,10 +126,10 @@ async def test_no_gap_while_producer_runs(client: TestClient[Any, Any], ctx: Mas
 
 
 async def test_lagging_tail_catches_up_from_store(
-    client: TestClient[Any, Any], ctx: MasterContext, monkeypatch: pytest.MonkeyPatch
+    aiohttp_client: ClientFactory, ctx: MasterContext
 ) -> None:
     """A tail whose bus queue overflows re-reads the store and still gets every event in order."""
-    monkeypatch.setattr(sse, "SUBSCRIBER_QUEUE", 4)
+    client = await aiohttp_client(app_with(ctx, tail_queue=4))
     producer = await _running_job(ctx)
     await producer.emit(1)
     resp = await client.get(_url(producer.job.id))

@@ -16,22 +16,21 @@ from master.config import MasterConfig
 from master.feed import FeedWatcher
 from master.jobs import PRIORITY_FEED, Job
 from tests.fakes.feeds import (
-    FakeFeeds,
     FeedContext,
-    default_files,
     feed_config,
     feed_context,
     project_item,
     release_item,
     rss,
 )
+from tests.fakes.pypi import FakePyPI, default_files
 
 T = time.time() - 3600  # pubDates an hour ago
 
 
 @pytest.fixture
-async def srv() -> AsyncIterator[FakeFeeds]:
-    async with FakeFeeds() as feeds:
+async def srv() -> AsyncIterator[FakePyPI]:
+    async with FakePyPI() as feeds:
         yield feeds
 
 
@@ -44,7 +43,7 @@ def keys(found: list[Job]) -> Counter[tuple[str, str]]:
 
 
 def publish(
-    srv: FakeFeeds, releases: list[tuple[str, str]], *, etag: str, feed: str = "updates"
+    srv: FakePyPI, releases: list[tuple[str, str]], *, etag: str, feed: str = "updates"
 ) -> None:
     """Serve ``releases`` (oldest first) as an updates feed and in the JSON API."""
     items = []
@@ -54,7 +53,7 @@ def publish(
     srv.set_feed(feed, rss(items[::-1]), etag=etag)
 
 
-async def test_new_releases_are_queued_with_their_files(tmp_path: Path, srv: FakeFeeds) -> None:
+async def test_new_releases_are_queued_with_their_files(tmp_path: Path, srv: FakePyPI) -> None:
     """Each release in the feed becomes one queued feed job carrying the JSON API's files."""
     publish(srv, [("Foo.Bar", "1.0"), ("baz", "2.0")], etag='"v1"')
     async with feed_context(feed_config(tmp_path, srv)) as ctx:
@@ -68,12 +67,33 @@ async def test_new_releases_are_queued_with_their_files(tmp_path: Path, srv: Fak
     assert foo.priority == PRIORITY_FEED
     assert foo.image == "bookworm"
     assert [f["sha256"] for f in foo.files] == [
-        f["digests"]["sha256"] for f in default_files(srv.pypi_url, "Foo.Bar", "1.0")
+        f["digests"]["sha256"] for f in default_files(srv.base_url, "Foo.Bar", "1.0")
     ]
     assert ctx.scheduler.kicks == 2
 
 
-async def test_unchanged_feed_is_a_304_and_queues_nothing(tmp_path: Path, srv: FakeFeeds) -> None:
+@pytest.mark.parametrize("redirect", [False, True])
+async def test_mirror_with_relative_file_urls_gives_absolute_ones(
+    tmp_path: Path, srv: FakePyPI, redirect: bool
+) -> None:
+    """A mirror's relative file URLs (from the versioned or the project document, after
+    redirects) are queued absolute, as the slave will fetch them."""
+    srv.relative_urls = True
+    srv.redirect_json = redirect
+    publish(srv, [("Foo.Bar", "1.0")], etag='"v1"')
+    async with feed_context(feed_config(tmp_path, srv)) as ctx:
+        await FeedWatcher(ctx).poll_once()
+        srv.versioned_urls = False
+        publish(srv, [("Foo.Bar", "1.0"), ("baz", "2.0")], etag='"v2"')
+        await FeedWatcher(ctx).poll_once()
+        found = await jobs(ctx)
+    assert keys(found) == Counter({("Foo.Bar", "1.0"): 1, ("baz", "2.0"): 1})
+    for job in found:
+        assert job.files
+        assert all(f["url"] == f"{srv.base_url}/files/{f['filename']}" for f in job.files)
+
+
+async def test_unchanged_feed_is_a_304_and_queues_nothing(tmp_path: Path, srv: FakePyPI) -> None:
     """The second poll sends If-None-Match and If-Modified-Since, gets 304, queues nothing."""
     publish(srv, [("demo", "1.0")], etag='"v1"')
     srv.set_feed(
@@ -88,7 +108,7 @@ async def test_unchanged_feed_is_a_304_and_queues_nothing(tmp_path: Path, srv: F
         (second,) = await watcher.poll_once()
         found = await jobs(ctx)
     assert second.not_modified
-    first_req, second_req = srv.requests_for("updates")
+    first_req, second_req = srv.requests_for("/rss/updates.xml")
     assert "If-None-Match" not in first_req.headers
     assert second_req.headers["If-None-Match"] == '"v1"'
     assert second_req.headers["If-Modified-Since"] == "Fri, 21 Nov 2025 16:00:00 GMT"
@@ -97,7 +117,7 @@ async def test_unchanged_feed_is_a_304_and_queues_nothing(tmp_path: Path, srv: F
     assert srv.json_count("demo", "1.0") == 1
 
 
-async def test_updated_feed_queues_only_the_new_releases(tmp_path: Path, srv: FakeFeeds) -> None:
+async def test_updated_feed_queues_only_the_new_releases(tmp_path: Path, srv: FakePyPI) -> None:
     """When the feed changes, releases already queued are not resolved or queued again."""
     publish(srv, [("a", "1"), ("b", "1")], etag='"v1"')
     async with feed_context(feed_config(tmp_path, srv)) as ctx:
@@ -111,7 +131,7 @@ async def test_updated_feed_queues_only_the_new_releases(tmp_path: Path, srv: Fa
     assert srv.json_count("a", "1") == 1
 
 
-async def test_restart_neither_requeues_nor_misses(tmp_path: Path, srv: FakeFeeds) -> None:
+async def test_restart_neither_requeues_nor_misses(tmp_path: Path, srv: FakePyPI) -> None:
     """After a restart on the same database, old releases stay queued once, new ones are queued."""
     config = feed_config(tmp_path, srv)
     publish(srv, [("a", "1"), ("b", "1")], etag='"v1"')
@@ -124,10 +144,10 @@ async def test_restart_neither_requeues_nor_misses(tmp_path: Path, srv: FakeFeed
     assert report.queued == ["c==1"]
     assert keys(found) == Counter({("a", "1"): 1, ("b", "1"): 1, ("c", "1"): 1})
     # The validators were persisted: the first request after the restart was conditional.
-    assert srv.requests_for("updates")[1].headers["If-None-Match"] == '"v1"'
+    assert srv.requests_for("/rss/updates.xml")[1].headers["If-None-Match"] == '"v1"'
 
 
-async def test_restart_with_unchanged_feed_is_a_304(tmp_path: Path, srv: FakeFeeds) -> None:
+async def test_restart_with_unchanged_feed_is_a_304(tmp_path: Path, srv: FakePyPI) -> None:
     """A restarted watcher asks conditionally and queues nothing when the feed is unchanged."""
     config = feed_config(tmp_path, srv)
     publish(srv, [("a", "1")], etag='"v1"')
@@ -140,7 +160,7 @@ async def test_restart_with_unchanged_feed_is_a_304(tmp_path: Path, srv: FakeFee
 
 
 async def test_new_project_item_queues_its_newest_version_once(
-    tmp_path: Path, srv: FakeFeeds
+    tmp_path: Path, srv: FakePyPI
 ) -> None:
     """A packages.xml item resolves to the newest version; updates.xml listing it adds nothing."""
     srv.add_release("Fresh", "0.1", uploaded=T)
@@ -159,10 +179,10 @@ async def test_new_project_item_queues_its_newest_version_once(
     assert srv.json_count("fresh") == 1
 
 
-async def test_new_project_unknown_to_json_api_is_retried(tmp_path: Path, srv: FakeFeeds) -> None:
+async def test_new_project_unknown_to_json_api_is_retried(tmp_path: Path, srv: FakePyPI) -> None:
     """A new project whose JSON is not there yet stays pending and is queued once it is."""
     srv.add_release("brand-new", "0.1", uploaded=T)
-    srv.hide("brand-new", None, times=1)
+    srv.faults.hide("brand-new", None, times=1)
     srv.set_feed("packages", rss([project_item("brand-new", at=T)]), etag='"p1"')
     async with feed_context(feed_config(tmp_path, srv, feeds=("packages",))) as ctx:
         watcher = FeedWatcher(ctx)
@@ -178,11 +198,11 @@ async def test_new_project_unknown_to_json_api_is_retried(tmp_path: Path, srv: F
 
 
 async def test_pending_release_queued_through_another_feed_is_not_fetched_again(
-    tmp_path: Path, srv: FakeFeeds
+    tmp_path: Path, srv: FakePyPI
 ) -> None:
     """A release pending in one feed but queued via the other is settled without a lookup."""
     srv.add_release("x", "1.0", uploaded=T)
-    srv.hide("x", "1.0", times=1)
+    srv.faults.hide("x", "1.0", times=1)
     srv.set_feed("updates", rss([release_item("x", "1.0", at=T)]), etag='"u1"')
     srv.set_feed("packages", rss([project_item("x", at=T)]), etag='"p1"')
     config = feed_config(tmp_path, srv, feeds=("updates", "packages"))
@@ -199,7 +219,7 @@ async def test_pending_release_queued_through_another_feed_is_not_fetched_again(
     assert pending == 0
 
 
-async def test_store_failure_is_logged_counted_and_survived(tmp_path: Path, srv: FakeFeeds) -> None:
+async def test_store_failure_is_logged_counted_and_survived(tmp_path: Path, srv: FakePyPI) -> None:
     """If saving the feed state fails, the poll is counted as a store error; nothing is lost."""
     config = feed_config(tmp_path, srv)
     publish(srv, [("a", "1")], etag='"v1"')
@@ -216,7 +236,7 @@ async def test_store_failure_is_logged_counted_and_survived(tmp_path: Path, srv:
         with sqlite3.connect(config.db_path) as db:
             db.execute("ALTER TABLE feed_state_away RENAME TO feed_state")
         await watcher.poll_once()
-        state = await ctx.store.feed.get_state(srv.url("updates"))
+        state = await ctx.store.feed.get_state(srv.feed_url("updates"))
         found = await jobs(ctx)
     assert report.queued == ["b==1"]
     assert keys(found) == Counter({("a", "1"): 1, ("b", "1"): 1})
@@ -224,11 +244,11 @@ async def test_store_failure_is_logged_counted_and_survived(tmp_path: Path, srv:
 
 
 async def test_release_missing_from_json_api_is_retried_then_queued(
-    tmp_path: Path, srv: FakeFeeds
+    tmp_path: Path, srv: FakePyPI
 ) -> None:
     """A 404 right after upload keeps the release pending and retries it until it resolves."""
     publish(srv, [("late", "1.0")], etag='"v1"')
-    srv.hide("late", "1.0", times=2)
+    srv.faults.hide("late", "1.0", times=2)
     async with feed_context(feed_config(tmp_path, srv)) as ctx:
         watcher = FeedWatcher(ctx)
         (first,) = await watcher.poll_once()
@@ -243,10 +263,10 @@ async def test_release_missing_from_json_api_is_retried_then_queued(
     assert srv.json_count("late", "1.0") == 3
 
 
-async def test_run_retries_pending_releases_between_polls(tmp_path: Path, srv: FakeFeeds) -> None:
+async def test_run_retries_pending_releases_between_polls(tmp_path: Path, srv: FakePyPI) -> None:
     """run() wakes up for a due retry even when the next poll is far away."""
     publish(srv, [("late", "1.0")], etag='"v1"')
-    srv.hide("late", "1.0", times=2)
+    srv.faults.hide("late", "1.0", times=2)
     config = feed_config(tmp_path, srv, interval=60.0)
     async with feed_context(config) as ctx:
         task = asyncio.create_task(FeedWatcher(ctx).run())
@@ -259,15 +279,15 @@ async def test_run_retries_pending_releases_between_polls(tmp_path: Path, srv: F
                 await task
         found = await jobs(ctx)
     assert keys(found) == Counter({("late", "1.0"): 1})
-    assert len(srv.requests_for("updates")) == 1
+    assert len(srv.requests_for("/rss/updates.xml")) == 1
     assert srv.json_count("late", "1.0") == 3
 
 
-async def test_pending_release_survives_a_restart(tmp_path: Path, srv: FakeFeeds) -> None:
+async def test_pending_release_survives_a_restart(tmp_path: Path, srv: FakePyPI) -> None:
     """A release still pending at shutdown is retried after a restart, even once off the feed."""
     config = feed_config(tmp_path, srv, resolve_retry_initial=0.01, resolve_retry_max=0.01)
     publish(srv, [("anchor", "1.0"), ("late", "1.0")], etag='"v1"')
-    srv.hide("late", "1.0", times=1)
+    srv.faults.hide("late", "1.0", times=1)
     async with feed_context(config) as ctx:
         await FeedWatcher(ctx).poll_once()
         assert keys(await jobs(ctx)) == Counter({("anchor", "1.0"): 1})
@@ -282,11 +302,11 @@ async def test_pending_release_survives_a_restart(tmp_path: Path, srv: FakeFeeds
 
 
 async def test_retries_are_bounded_then_the_release_is_dropped_loudly(
-    tmp_path: Path, srv: FakeFeeds
+    tmp_path: Path, srv: FakePyPI
 ) -> None:
     """After resolve_retries failures the release is logged as dropped and counted; no job."""
     publish(srv, [("ghost", "1.0")], etag='"v1"')
-    srv.hide("ghost", "1.0", times=1000)
+    srv.faults.hide("ghost", "1.0", times=1000)
     config = feed_config(tmp_path, srv, resolve_retries=2)
     async with feed_context(config) as ctx:
         watcher = FeedWatcher(ctx)
@@ -305,7 +325,7 @@ async def test_retries_are_bounded_then_the_release_is_dropped_loudly(
     assert len(dropped) == 1 and dropped[0]["log_level"] == "error"
 
 
-async def test_filters_keep_releases_out_and_count_them(tmp_path: Path, srv: FakeFeeds) -> None:
+async def test_filters_keep_releases_out_and_count_them(tmp_path: Path, srv: FakePyPI) -> None:
     """Excluded, unwatched, too-large and yanked releases are filtered once, by reason."""
     publish(srv, [("good", "1"), ("evil-pkg", "1"), ("big", "1"), ("gone", "1")], etag='"v1"')
     srv.add_release("big", "1", file_size=10_000, uploaded=T)
@@ -326,7 +346,7 @@ async def test_filters_keep_releases_out_and_count_them(tmp_path: Path, srv: Fak
     assert srv.json_count("big", "1") == 1
 
 
-async def test_watch_only_queues_only_the_watch_list(tmp_path: Path, srv: FakeFeeds) -> None:
+async def test_watch_only_queues_only_the_watch_list(tmp_path: Path, srv: FakePyPI) -> None:
     """With watch_only, only releases of watched projects are resolved and queued."""
     publish(srv, [("watched.pkg", "1"), ("other", "1")], etag='"v1"')
     config = feed_config(tmp_path, srv, watch_only=True, watch_list=["Watched_Pkg"])
@@ -338,7 +358,7 @@ async def test_watch_only_queues_only_the_watch_list(tmp_path: Path, srv: FakeFe
 
 
 async def test_gap_is_logged_counted_and_backfilled_from_known_projects(
-    tmp_path: Path, srv: FakeFeeds
+    tmp_path: Path, srv: FakePyPI
 ) -> None:
     """No overlap with the last poll is a gap; known projects' releases since then are queued."""
     publish(srv, [("a", "1.0"), ("b", "1.0")], etag='"v1"')
@@ -366,7 +386,7 @@ async def test_gap_is_logged_counted_and_backfilled_from_known_projects(
     )
 
 
-async def test_overlapping_polls_are_not_gaps(tmp_path: Path, srv: FakeFeeds) -> None:
+async def test_overlapping_polls_are_not_gaps(tmp_path: Path, srv: FakePyPI) -> None:
     """A poll that shares at least one item with the previous one is not a gap."""
     publish(srv, [("a", "1"), ("b", "1")], etag='"v1"')
     async with feed_context(feed_config(tmp_path, srv)) as ctx:
@@ -379,12 +399,12 @@ async def test_overlapping_polls_are_not_gaps(tmp_path: Path, srv: FakeFeeds) ->
 
 
 async def test_cancelled_poll_leaves_every_release_queued_exactly_once(
-    tmp_path: Path, srv: FakeFeeds
+    tmp_path: Path, srv: FakePyPI
 ) -> None:
     """Cancelling a poll midway, then restarting, queues each release exactly once."""
     releases = [(f"p{i}", "1.0") for i in range(6)]
     publish(srv, releases, etag='"v1"')
-    srv.json_delay = 0.05
+    srv.faults.slow["/pypi/"] = 0.05
     config = feed_config(tmp_path, srv, resolve_concurrency=1)
     async with feed_context(config) as ctx:
         poll = asyncio.create_task(FeedWatcher(ctx).poll_once())
@@ -395,7 +415,7 @@ async def test_cancelled_poll_leaves_every_release_queued_exactly_once(
             await poll
         partial = len(await jobs(ctx))
     assert 2 <= partial < len(releases)
-    srv.json_delay = 0.0
+    srv.faults.slow["/pypi/"] = 0.0
     async with feed_context(config) as ctx:
         await FeedWatcher(ctx).poll_once()
         found = await jobs(ctx)
@@ -404,13 +424,13 @@ async def test_cancelled_poll_leaves_every_release_queued_exactly_once(
     assert all(seen)
 
 
-async def test_metrics_show_seen_queued_lag_and_poll_time(tmp_path: Path, srv: FakeFeeds) -> None:
+async def test_metrics_show_seen_queued_lag_and_poll_time(tmp_path: Path, srv: FakePyPI) -> None:
     """Prometheus text has the feed counters, the lag behind the newest pubDate, poll timing."""
     publish(srv, [("a", "1"), ("b", "1")], etag='"v1"')
     async with feed_context(feed_config(tmp_path, srv)) as ctx:
         await FeedWatcher(ctx).poll_once()
         text = await ctx.metrics.render()
-        lag = ctx.metrics.gauge("feed_lag_seconds", "", ("feed",)).value(srv.url("updates"))
+        lag = ctx.metrics.gauge("feed_lag_seconds", "", ("feed",)).value(srv.feed_url("updates"))
     assert "pyti_feed_releases_seen_total 2" in text
     assert "pyti_feed_releases_queued_total 2" in text
     assert "pyti_feed_poll_duration_seconds_count 1" in text
@@ -421,7 +441,6 @@ async def test_metrics_show_seen_queued_lag_and_poll_time(tmp_path: Path, srv: F
 async def test_master_context_and_fake_pypi_feeds_work_end_to_end(tmp_path: Path) -> None:
     """With the real MasterContext and the shared FakePyPI's RSS, uploads become feed jobs."""
     from master.context import MasterContext
-    from tests.fakes.pypi import FakePyPI
 
     async with FakePyPI() as pypi:
         pypi.add_project(tmp_path / "d1", "Demo.Pkg", "1.0", published=T)

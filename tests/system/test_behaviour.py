@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -26,8 +25,7 @@ from slave.accel import Accel
 from slave.config import SlaveConfig
 from slave.daemon import SlaveDaemon
 from slave.findings import diff, profile_from_json
-from slave.image_builder.errors import ImageError
-from slave.image_builder.manifest import Image, default_image_dir
+from slave.image_builder.manifest import Image
 from slave.job import VMExecutor
 from slave.prepare import PipOptions
 from tests.fakes import behaviours
@@ -49,15 +47,6 @@ SAMPLES: dict[str, Callable[[Path], list[Path]]] = {
     "memhog": behaviours.memory_hog,
     "flood": behaviours.flood,
 }
-
-
-@pytest.fixture(scope="module")
-def image() -> Image:
-    """The built guest image (``PYTI_IMAGE_DIR`` or the default image dir, ``bookworm``)."""
-    try:
-        return Image.load(default_image_dir(), os.environ.get("PYTI_IMAGE", "bookworm"))
-    except ImageError as exc:
-        pytest.skip(f"no guest image: {exc}")
 
 
 @dataclass

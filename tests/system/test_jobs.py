@@ -19,8 +19,7 @@ from protocol.messages import ImageInfo, JobCancel, JobResult
 from slave.accel import Accel
 from slave.config import SlaveConfig
 from slave.daemon import SlaveDaemon
-from slave.image_builder.errors import ImageError
-from slave.image_builder.manifest import Image, default_image_dir
+from slave.image_builder.manifest import Image
 from slave.job import VMExecutor
 from slave.prepare import PipOptions
 from tests.fakes.dists import FAILING_TEST, make_project
@@ -31,15 +30,6 @@ pytestmark = pytest.mark.system
 
 SECRET = b"system-test-secret-0123456789abcdef"
 JOB_TIMEOUT = 900.0  # TCG on a shared 2-core machine: a job can take minutes
-
-
-@pytest.fixture(scope="module")
-def image() -> Image:
-    """The built guest image (``PYTI_IMAGE_DIR`` or the default image dir, ``bookworm``)."""
-    try:
-        return Image.load(default_image_dir(), os.environ.get("PYTI_IMAGE", "bookworm"))
-    except ImageError as exc:
-        pytest.skip(f"no guest image: {exc}")
 
 
 @dataclass

@@ -27,7 +27,7 @@ import pytest
 
 from slave.image_builder.manifest import Image
 from tests.fakes import behaviours
-from tests.fakes.feeds import BILLION_LAUGHS, FakeFeeds, release_item, rss
+from tests.fakes.feeds import BILLION_LAUGHS, release_item, rss
 from tests.fakes.pypi import FakePyPI
 from tests.system.daemons import Api, Cluster, percentile, rss_kib
 
@@ -250,18 +250,18 @@ async def test_frame_storm_and_wrong_logins_during_a_job(
 
 async def test_broken_feed_for_a_while_then_polling_resumes(short_dir: Path) -> None:
     """A feed giving garbage, 500s and timeouts: the master lives; a good feed then queues."""
-    async with FakeFeeds() as feeds:
-        cluster = Cluster(short_dir, pypi_url=feeds.pypi_url)
+    async with FakePyPI() as feeds:
+        cluster = Cluster(short_dir, pypi_url=feeds.base_url)
         feed = {"interval": 0.5, "timeout": 2.0, "backoff_initial": 0.5, "backoff_max": 2.0,
                 "resolve_retry_initial": 0.5, "resolve_retry_max": 2.0}  # fmt: skip
-        master = cluster.master(config={"feed": feed}, feed_urls=[feeds.url("updates")])
+        master = cluster.master(config={"feed": feed}, feed_urls=[feeds.feed_url("updates")])
         try:
             await master.start()
             rss_before = rss_kib(master.pid)
             async with Api(master.http_url, cluster.token) as api:
                 latencies = await _break_the_feed(feeds, api, SOAK_SECONDS)
                 assert master.alive, master.log_tail()
-                bad_polls = len(feeds.requests_for("updates"))
+                bad_polls = len(feeds.requests_for("/rss/updates.xml"))
                 feed_errors = await api.metric("feed_errors_total")
 
                 healed = time.monotonic()
@@ -297,7 +297,7 @@ GARBAGE = {
 }
 
 
-async def _break_the_feed(feeds: FakeFeeds, api: Api, seconds: float) -> dict[str, list[float]]:
+async def _break_the_feed(feeds: FakePyPI, api: Api, seconds: float) -> dict[str, list[float]]:
     """Rotate garbage, 500s and hanging answers for ``seconds``; /healthz latencies per fault."""
     latencies: dict[str, list[float]] = {}
     end = time.monotonic() + seconds
@@ -309,15 +309,15 @@ async def _break_the_feed(feeds: FakeFeeds, api: Api, seconds: float) -> dict[st
                 feeds.set_feed("updates", GARBAGE[fault])
             case 1:
                 fault = "http_500"
-                feeds.fail("updates", 500, times=3)
+                feeds.faults.fail("/rss/updates.xml", 500, times=3)
             case _:
                 fault = "timeout"
-                feeds.slow("updates", 5.0)  # longer than the watcher's 2 s timeout
+                feeds.faults.slow["/rss/updates.xml"] = 5.0  # longer than the watcher's 2 s timeout
         stop = min(end, time.monotonic() + 3.0)
         while time.monotonic() < stop:
             latencies.setdefault(fault, []).append(await api.healthz_ms())
             await asyncio.sleep(0.1)
-        feeds.slow("updates", 0.0)
+        feeds.faults.slow["/rss/updates.xml"] = 0.0
         turn += 1
     return latencies
 

@@ -217,7 +217,7 @@ async def test_fake_pypi_rss_feeds_list_new_releases(tmp_path: Path) -> None:
                 updates = ElementTree.fromstring(await resp.read())  # noqa: S314 (our fake)
             async with session.get(f"{pypi.base_url}/rss/packages.xml") as resp:
                 packages = ElementTree.fromstring(await resp.read())  # noqa: S314
-            pypi.faults.path_status["/rss/updates.xml"] = 503
+            pypi.faults.status["/rss/updates.xml"] = 503
             async with session.get(f"{pypi.base_url}/rss/updates.xml") as resp:
                 assert resp.status == 503
     titles = [item.findtext("title") for item in updates.iter("item")]
@@ -246,3 +246,21 @@ def test_behaviour_recipes_are_valid_python_and_format_safe(body: str) -> None:
     formatted = body.format(module="m", version="1")
     assert formatted == body
     compile(formatted, "<recipe>", "exec")
+
+
+async def test_fake_pypi_serves_relative_file_urls_like_a_mirror(tmp_path: Path) -> None:
+    """relative_urls makes JSON file URLs relative to the document; redirect_json moves it."""
+    async with FakePyPI() as pypi:
+        proj = pypi.add_project(tmp_path, "demo", "1.0", sdist=False)
+        assert proj.wheel is not None
+        pypi.relative_urls = True
+        _, project = await _get_json(f"{pypi.base_url}/pypi/demo/json")
+        _, release = await _get_json(f"{pypi.base_url}/pypi/demo/1.0/json")
+        assert project["urls"][0]["url"] == f"../../files/{proj.wheel.name}"
+        assert release["urls"][0]["url"] == f"../../../files/{proj.wheel.name}"
+        pypi.redirect_json = True
+        url = f"{pypi.base_url}/pypi/demo/json"
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            moved = await resp.json()
+            assert resp.url.path == "/json/demo"
+        assert moved["urls"][0]["url"] == f"../files/{proj.wheel.name}"

@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from master.bus import EventBus, Lagged
-from master.http import fanout
 from master.http.fanout import JobFeeds, TailSubscription
 from master.jobs import EventRow, Job, JobState
 
@@ -103,13 +102,10 @@ async def test_slow_client_lags_alone() -> None:
     await feeds.close()
 
 
-async def test_feed_lag_resubscribes_before_telling_clients(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_feed_lag_resubscribes_before_telling_clients() -> None:
     """When the feed overflows the bus, clients lag and the feed is subscribed again at once."""
-    monkeypatch.setattr(fanout, "FEED_QUEUE", 4)
     bus = EventBus()
-    feeds = JobFeeds(bus)
+    feeds = JobFeeds(bus, feed_queue=4)
     with feeds.subscribe(1, 100) as sub:
         bus.publish(1, rows(1, 10))  # 10 rows into a bus queue of 4: the feed lags
         await settle()

@@ -54,7 +54,7 @@ async def test_trickling_download_fails_and_leaves_no_partial_file(
     whl = build_wheel(tmp_path / "idx", "app", "1.0", {"app/data.bin": NOISE})
     pypi.add(whl)
     listing = await fetch_listing(session, pypi.base_url, ReleaseRequest("app"), FAST)
-    pypi.faults.trickle = 0.2
+    pypi.faults.trickle["/files/"] = 0.2
     dest = tmp_path / "files"
     dest.mkdir()
     cache = BlobCache(tmp_path / "cache")
@@ -70,7 +70,7 @@ async def test_cancelled_download_leaves_no_partial_file(
     """Cancelling a download mid-transfer removes the partial file and re-raises."""
     pypi.add(build_wheel(tmp_path / "idx", "app", "1.0", {"app/x.bin": NOISE}))
     listing = await fetch_listing(session, pypi.base_url, ReleaseRequest("app"), FAST)
-    pypi.faults.trickle = 0.05
+    pypi.faults.trickle["/files/"] = 0.05
     dest = tmp_path / "files"
     dest.mkdir()
     slow = HttpTimeouts(file_total=60, read=60)
@@ -92,7 +92,7 @@ async def test_http_error_on_a_file_is_fetch_failed(
     """A 503 from the file host raises FetchFailed carrying the URL."""
     whl = build_wheel(tmp_path, "app", "1.0", {})
     pypi.add(whl)
-    pypi.faults.file_status[whl.name] = 503
+    pypi.faults.status[f"/files/{whl.name}"] = 503
     listing = await fetch_listing(session, pypi.base_url, ReleaseRequest("app"), FAST)
     with pytest.raises(FetchFailed) as err:
         await download_file(session, listing.files[0], tmp_path, BlobCache(tmp_path / "c"), FAST)
@@ -147,7 +147,7 @@ async def test_versioned_url_missing_falls_back_to_the_project_document(
     """When /pypi/NAME/VERSION/json is 404, the version's files come from /pypi/NAME/json."""
     pypi.add_project(tmp_path, "app", "1.0")
     pypi.add_project(tmp_path, "app", "2.0")
-    pypi.faults.path_status["/pypi/app/1.0/json"] = 404
+    pypi.faults.status["/pypi/app/1.0/json"] = 404
     listing = await fetch_listing(session, pypi.base_url, ReleaseRequest("app", "1.0"), FAST)
     assert listing.version == "1.0"
     assert listing.files and all("1.0" in f.filename for f in listing.files)

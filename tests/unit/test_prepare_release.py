@@ -89,6 +89,23 @@ async def test_wheel_only_release_gets_its_dependency_tree(pypi: FakePyPI, tmp_p
     assert prepared.build_requires == []  # a wheel fits the guest: nothing to build
 
 
+@pytest.mark.parametrize(
+    ("redirect", "versioned"), [(False, True), (True, True), (False, False), (True, False)]
+)
+async def test_mirror_with_relative_file_urls_is_prepared(
+    pypi: FakePyPI, tmp_path: Path, redirect: bool, versioned: bool
+) -> None:
+    """Relative file URLs (as mirrors serve them) are fetched from where the document came
+    from, after redirects, from the versioned or the project document."""
+    serve_deps(pypi, tmp_path / "idx")
+    pypi.add_project(tmp_path / "idx", "app", "1.0", sdist=False, requires_dist=["dep-a"])
+    pypi.relative_urls, pypi.redirect_json, pypi.versioned_urls = True, redirect, versioned
+    prepared = await prepare(pypi, tmp_path, ReleaseRequest("app", "1.0"))
+    assert [p.name for p in prepared.files] == ["app-1.0-py3-none-any.whl"]
+    assert wheel_names(prepared) == ["dep_a-1.0-py3-none-any.whl", "dep_b-2.1-py3-none-any.whl"]
+    assert pypi.count("/files/app-1.0") == 1
+
+
 async def test_sdist_with_pkg_info_2_2_is_static(pypi: FakePyPI, tmp_path: Path) -> None:
     """An sdist-only release with Metadata-Version 2.2 gives deps and build requirements."""
     serve_deps(pypi, tmp_path / "idx")
