@@ -13,12 +13,12 @@ import os
 
 import pytest
 
-from slave.accel import Accel
 from slave.images.build import build_image
 from slave.images.manifest import Image, default_image_dir
 from slave.images.progress import Progress
 from slave.images.recipe import load_recipe
 from slave.images.snapshot import make_snapshot, snapshot_fits
+from slave.vm.accel import Accel
 
 SYSTEM_IMAGE = os.environ.get("PYTI_TEST_IMAGE", "bookworm")
 SYSTEM_ACCEL = Accel.TCG

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from slave.accel import Accel
 from slave.images.manifest import BASE_FILES, MANIFEST_FORMAT, Image, file_entries, write_manifest
-from slave.qmp_argv import KERNEL_CMDLINE, MACHINE
-from slave.vm import VM, VMError, VMState
+from slave.vm.accel import Accel
+from slave.vm.argv import KERNEL_CMDLINE, MACHINE
+from slave.vm.machine import VM, VMError, VMState
 
 FAKE_QEMU = r"""
 import json, os, socket, sys, time

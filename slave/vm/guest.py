@@ -26,7 +26,7 @@ import asyncssh
 
 from slave.errors import SlaveError
 from slave.images.manifest import Image
-from slave.vm import VM, VMError
+from slave.vm.machine import VM, VMError
 
 #: Longest stdout line handed out by :meth:`Guest.stream`; longer ones are cut.
 MAX_LINE = 64 << 10

@@ -22,14 +22,11 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 
-from slave.accel import Accel
 from slave.config import DEFAULT_PYPI_URL, SlaveConfig
-from slave.executor import JobContext
 from slave.findings import Context
-from slave.guest import Guest, GuestError
 from slave.images.manifest import Image
-from slave.outcome import RunRecord, decide
-from slave.phases import (
+from slave.job.context import JobContext
+from slave.job.phases import (
     GUEST_JOB_DIR,
     HostPhaseTimeout,
     guest_metadata,
@@ -38,6 +35,7 @@ from slave.phases import (
     run_runner,
     upload,
 )
+from slave.job.record import RunRecord, decide
 from slave.prepare import (
     PipOptions,
     PreparedRelease,
@@ -49,7 +47,9 @@ from slave.prepare import (
 )
 from slave.quality import build_report, runtime_indicators, static_indicators
 from slave.quality.indicator import Indicator
-from slave.vm import VM, VMError
+from slave.vm.accel import Accel
+from slave.vm.guest import Guest, GuestError
+from slave.vm.machine import VM, VMError
 
 _MACHINE_ERRORS = (PrepareError, VMError, GuestError, HostPhaseTimeout)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from slave.accel import Accel
+from slave.vm.accel import Accel
 
 QEMU_BINARY = "qemu-system-x86_64"
 SSH_PORT_NAME = "org.pyti.ssh"

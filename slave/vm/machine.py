@@ -32,11 +32,11 @@ from typing import Any, Self
 import structlog
 from qemu.qmp import QMPClient, QMPError
 
-from slave.accel import Accel
 from slave.errors import SlaveError
 from slave.images.manifest import Image, Snapshot
-from slave.qmp_argv import KERNEL_CMDLINE, MACHINE, QemuSpec, qemu_argv
-from slave.qmp_events import BoundedListener, silence_default_listener
+from slave.vm.accel import Accel
+from slave.vm.argv import KERNEL_CMDLINE, MACHINE, QemuSpec, qemu_argv
+from slave.vm.qmp_events import BoundedListener, silence_default_listener
 
 log = structlog.get_logger(__name__)
 
@@ -186,7 +186,7 @@ class VM:
         A snapshot fits when it was taken under ``accel`` with the same memory and
         CPU count; if restoring it fails anyway (e.g. another QEMU version), the VM
         is booted cold instead. Returns once the guest runs (SSH may still be
-        starting on a cold boot: :class:`~slave.guest.Guest` waits for it).
+        starting on a cold boot: :class:`~slave.vm.guest.Guest` waits for it).
         ``keep_disk`` (for the snapshot builder) puts the overlay at that path and
         keeps it after :meth:`stop`.
 

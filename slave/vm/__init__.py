@@ -1,0 +1,8 @@
+"""The VM side of a job: QEMU started, controlled and torn down; the guest reached over SSH.
+
+- ``machine.py``: :class:`VM`, one QEMU process on a throw-away overlay (start, QMP, stop).
+- ``argv.py``: the QEMU command line (:class:`QemuSpec` -> argv).
+- ``qmp_events.py``: a bounded QMP event listener.
+- ``accel.py``: KVM or TCG, and whether TCG may be used.
+- ``guest.py``: :class:`Guest`, SSH into a running VM (commands, streams, uploads).
+"""
