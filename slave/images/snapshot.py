@@ -31,8 +31,9 @@ from slave.images.manifest import (
 from slave.images.progress import Progress
 from slave.vm.accel import Accel
 from slave.vm.argv import KERNEL_CMDLINE, MACHINE
+from slave.vm.errors import VMError
 from slave.vm.guest import Guest, GuestError
-from slave.vm.machine import VM, VMError
+from slave.vm.machine import VM
 
 #: What the guest runs before the snapshot, so jobs find it warm in the page cache.
 #: First the boot's leftovers leave the page cache (with init_on_free their pages

@@ -48,8 +48,9 @@ from slave.prepare import (
 from slave.quality import build_report, runtime_indicators, static_indicators
 from slave.quality.indicator import Indicator
 from slave.vm.accel import Accel
+from slave.vm.errors import VMError
 from slave.vm.guest import Guest, GuestError
-from slave.vm.machine import VM, VMError
+from slave.vm.machine import VM
 
 _MACHINE_ERRORS = (PrepareError, VMError, GuestError, HostPhaseTimeout)
 
