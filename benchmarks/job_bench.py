@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from protocol.messages import ImageInfo
-from slave.accel import Accel
 from slave.config import GUEST_PHASES, SlaveConfig
 from slave.daemon import SlaveDaemon
 from slave.image_builder.manifest import Image, default_image_dir
-from slave.job import VMExecutor
+from slave.job.executor import VMExecutor
 from slave.prepare import PipOptions
+from slave.vm.accel import Accel
 from tests.fakes.master import FakeMaster, stop_task
 from tests.fakes.pypi import HERMETIC_PIP_ARGS, FakePyPI, hermetic_pip_env
 

@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from slave.accel import Accel
-from slave.guest import Guest
 from slave.image_builder.manifest import Image, default_image_dir
-from slave.vm import VM
+from slave.vm.accel import Accel
+from slave.vm.guest import Guest
+from slave.vm.machine import VM
 
 
 async def one_run(image: Image, accel: Accel, work: Path, snapshot: bool) -> dict[str, float]:

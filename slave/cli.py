@@ -25,12 +25,12 @@ import structlog
 
 from protocol.messages import ImageInfo
 from pyti.logging import configure_logging  # shared by both daemons
-from slave.accel import AccelError, resolve_accel
 from slave.config import ConfigError, SlaveConfig, build_config, load_toml
 from slave.daemon import SlaveDaemon
 from slave.image_builder.errors import ImageError
 from slave.image_builder.manifest import MANIFEST, Image
-from slave.job import VMExecutor
+from slave.job.executor import VMExecutor
+from slave.vm.accel import AccelError, resolve_accel
 
 EXIT_CONFIG = 2
 log = structlog.get_logger(__name__)

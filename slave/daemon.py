@@ -2,8 +2,8 @@
 
 It owns a :class:`~slave.link.Link` (the master connection), a
 :class:`~slave.spool.SpoolStore` (every job's unacknowledged events and
-result, on disk) and the jobs it holds (:class:`~slave.active.ActiveJob`), and
-runs each job with a pluggable :class:`~slave.executor.Executor`.
+result, on disk) and the jobs it holds (:class:`~slave.job.active.ActiveJob`), and
+runs each job with a pluggable :class:`~slave.job.context.Executor`.
 
 Lifecycle: :meth:`SlaveDaemon.run` first recovers spools left by a previous
 process (a job that was running then is reported as ``infra_error``; events
@@ -45,9 +45,9 @@ from protocol.messages import (
     ResultAck,
     RunningJob,
 )
-from slave.active import ActiveJob, JobState
 from slave.config import SlaveConfig
-from slave.executor import Executor, JobContext
+from slave.job.active import ActiveJob, ActiveState
+from slave.job.context import Executor, JobContext
 from slave.link import Backoff, Link
 from slave.spool import JobSpool, SpoolLimits, SpoolStore
 
@@ -123,7 +123,7 @@ class SlaveDaemon:
     @property
     def executing(self) -> int:
         """Jobs that occupy a slot (receiving files or running)."""
-        busy = (JobState.RECEIVING, JobState.RUNNING)
+        busy = (ActiveState.RECEIVING, ActiveState.RUNNING)
         return sum(1 for j in self.jobs.values() if j.state in busy)
 
     def heartbeat(self) -> Heartbeat:
@@ -140,7 +140,7 @@ class SlaveDaemon:
         return Heartbeat(ts=time.time(), free_slots=free, running=running, draining=self.draining)
 
     def _spools(self) -> Iterable[JobSpool]:
-        return [j.spool for j in self.jobs.values() if j.state is not JobState.DROPPED]
+        return [j.spool for j in self.jobs.values() if j.state is not ActiveState.DROPPED]
 
     # ------------------------------------------------------------ lifecycle --
 
@@ -211,11 +211,11 @@ class SlaveDaemon:
             self._idle.clear()
             if spool.result is None:
                 # The process died mid-job: its VM is gone; say so and let the master retry.
-                job.set_state(JobState.RUNNING)
+                job.set_state(ActiveState.RUNNING)
                 job.log.error("job_lost", reason="the slave restarted during the job")
                 self._finish_sync(job, "infra_error", {"error": "slave restarted during the job"})
             else:
-                job.set_state(JobState.REPORTED)
+                job.set_state(ActiveState.REPORTED)
             log.info("spool_recovered", job_id=spool.job_id, lease=spool.lease,
                      unacked=spool.last_seq - spool.acked_seq)  # fmt: skip
         shutil.rmtree(self.config.work_dir / "jobs", ignore_errors=True)
@@ -232,7 +232,7 @@ class SlaveDaemon:
                 await self._on_offer(msg)
             case JobFile():
                 job = self._match(msg.job_id, msg.lease)
-                if job is not None and job.state is JobState.RECEIVING:
+                if job is not None and job.state is ActiveState.RECEIVING:
                     job.add_chunk(msg)
             case EventsAck():
                 job = self._match(msg.job_id, msg.lease)
@@ -240,7 +240,7 @@ class SlaveDaemon:
                     job.spool.ack(msg.seq)
             case ResultAck():
                 job = self._match(msg.job_id, msg.lease)
-                if job is not None and job.state is JobState.REPORTED:
+                if job is not None and job.state is ActiveState.REPORTED:
                     self._forget(job)
             case JobCancel():
                 job = self._match(msg.job_id, msg.lease)
@@ -311,8 +311,8 @@ class SlaveDaemon:
     async def _drop(self, job: ActiveJob, reason: str) -> None:
         log.info("job_dropped", job_id=job.offer.job_id, lease=job.offer.lease, reason=reason)
         prior = job.state
-        job.set_state(JobState.DROPPED)
-        if job.task is not None and not job.task.done() and prior is not JobState.REPORTED:
+        job.set_state(ActiveState.DROPPED)
+        if job.task is not None and not job.task.done() and prior is not ActiveState.REPORTED:
             job.task.cancel()
             await asyncio.wait([job.task])
         self._forget(job)
@@ -383,7 +383,7 @@ class SlaveDaemon:
         if job.upload_error is not None:
             raise job.upload_error
         ctx.uploads = job.uploaded_files()
-        job.set_state(JobState.RUNNING)
+        job.set_state(ActiveState.RUNNING)
         return await self.executor.run(ctx)
 
     async def _finish(
@@ -392,12 +392,12 @@ class SlaveDaemon:
         """Log the end, persist the result (fsync in a thread), hand it to the link."""
         result = self._result(job, outcome, phases, summary)
         await asyncio.to_thread(job.spool.save_result, result)
-        job.set_state(JobState.REPORTED)
+        job.set_state(ActiveState.REPORTED)
         self.link.wake()
 
     def _finish_sync(self, job: ActiveJob, outcome: str, summary: dict[str, Any]) -> None:
         job.spool.save_result(self._result(job, outcome, {}, summary))
-        job.set_state(JobState.REPORTED)
+        job.set_state(ActiveState.REPORTED)
 
     def _result(
         self, job: ActiveJob, outcome: str, phases: dict[str, Any], summary: dict[str, Any]

@@ -4,7 +4,7 @@
 changed (or with ``--force``) and makes a snapshot for the accelerator when
 that one is missing. For a build, ``--accel auto`` means KVM when a probe VM
 runs under it and TCG otherwise: taking a snapshot runs no untrusted code, so
-no security decision is made here (the slave makes it, see slave/accel.py).
+no security decision is made here (the slave makes it, see slave/vm/accel.py).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import os
 import sys
 from pathlib import Path
 
-from slave.accel import Accel, probe_kvm
 from slave.image_builder.build import BUILD_STEPS, build_image, is_current
 from slave.image_builder.errors import ImageError
 from slave.image_builder.manifest import Image, default_image_dir, read_manifest, snapshot_key
 from slave.image_builder.progress import Progress
 from slave.image_builder.recipe import list_recipes, load_recipe, recipe_hash
 from slave.image_builder.snapshot import make_snapshot, snapshot_fits
+from slave.vm.accel import Accel, probe_kvm
 
 DEFAULT_IMAGE = "bookworm"
 

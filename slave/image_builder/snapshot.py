@@ -7,7 +7,7 @@ vCPUs are stopped and the RAM and device state is written through a passed fd
 (``migrate fd:``, the sandbox forbids ``exec:``) into
 ``snapshot-<accel>-<cpu>.state``; the disk overlay the guest ran on becomes
 ``snapshot-<accel>-<cpu>.qcow2``, the base of every job overlay restored from it.
-A job restores with ``-incoming fd:N`` and ``cont`` (see :mod:`slave.vm`).
+A job restores with ``-incoming fd:N`` and ``cont`` (see :mod:`slave.vm.machine`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slave.accel import Accel
-from slave.guest import Guest, GuestError
 from slave.image_builder.build import image_lock
 from slave.image_builder.errors import BuildError
 from slave.image_builder.manifest import (
@@ -31,8 +29,11 @@ from slave.image_builder.manifest import (
     write_manifest,
 )
 from slave.image_builder.progress import Progress
-from slave.qmp_argv import KERNEL_CMDLINE, MACHINE
-from slave.vm import VM, VMError
+from slave.vm.accel import Accel
+from slave.vm.argv import KERNEL_CMDLINE, MACHINE
+from slave.vm.errors import VMError
+from slave.vm.guest import Guest, GuestError
+from slave.vm.machine import VM
 
 #: What the guest runs before the snapshot, so jobs find it warm in the page cache.
 #: First the boot's leftovers leave the page cache (with init_on_free their pages

@@ -13,7 +13,7 @@ or restart the server on the same port (:meth:`FakeMaster.restart`)::
         await master.offer(job_id=1)
         result = await master.wait_result(1)
 
-:class:`ScriptedExecutor` is a real :class:`slave.executor.Executor` whose job is
+:class:`ScriptedExecutor` is a real :class:`slave.job.context.Executor` whose job is
 a test-provided coroutine instead of a VM, so the daemon's orchestration can be
 tested without QEMU.
 """
@@ -46,7 +46,7 @@ from protocol.messages import (
     Message,
     ResultAck,
 )
-from slave.executor import JobContext
+from slave.job.context import JobContext
 
 
 @dataclass(eq=False)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from protocol.messages import Heartbeat
-from slave.accel import probe_kvm
 from slave.image_builder.manifest import BASE_FILES, MANIFEST_FORMAT, file_entries, write_manifest
+from slave.vm.accel import probe_kvm
 from tests.fakes.master import FakeMaster
 
 SECRET = b"cli-test-secret-0123456789abcdef"

@@ -23,7 +23,7 @@ from protocol.messages import (
 )
 from slave.config import SlaveConfig
 from slave.daemon import SlaveDaemon
-from slave.executor import JobContext
+from slave.job.context import JobContext
 from tests.fakes.master import FakeMaster, ScriptedExecutor, emitting, holding, stop_task
 
 SECRET = b"integration-test-secret-0123456789"

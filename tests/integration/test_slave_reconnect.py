@@ -10,7 +10,7 @@ import pytest
 
 from protocol.messages import Heartbeat
 from slave.daemon import SlaveDaemon
-from slave.executor import JobContext
+from slave.job.context import JobContext
 from tests.fakes.master import (
     FakeMaster,
     Script,

@@ -15,13 +15,13 @@ import os
 
 import pytest
 
-from slave.accel import Accel
 from slave.image_builder.build import build_image
 from slave.image_builder.errors import ImageError
 from slave.image_builder.manifest import Image, default_image_dir
 from slave.image_builder.progress import Progress
 from slave.image_builder.recipe import load_recipe
 from slave.image_builder.snapshot import make_snapshot, snapshot_fits
+from slave.vm.accel import Accel
 
 SYSTEM_IMAGE = os.environ.get("PYTI_TEST_IMAGE", "bookworm")
 SYSTEM_ACCEL = Accel.TCG

@@ -21,13 +21,13 @@ import pytest
 import pytest_asyncio
 
 from protocol.messages import ImageInfo, JobResult
-from slave.accel import Accel
 from slave.config import SlaveConfig
 from slave.daemon import SlaveDaemon
 from slave.findings import diff, profile_from_json
 from slave.image_builder.manifest import Image
-from slave.job import VMExecutor
+from slave.job.executor import VMExecutor
 from slave.prepare import PipOptions
+from slave.vm.accel import Accel
 from tests.fakes import behaviours
 from tests.fakes.behaviours import EXFIL_HOST, EXFIL_PORT, STEALER_PTH
 from tests.fakes.master import FakeMaster, stop_task

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from slave.accel import Accel
-from slave.guest import Guest, GuestTimeout
 from slave.image_builder.errors import ImageDamaged
 from slave.image_builder.manifest import Image
-from slave.vm import VM
+from slave.vm.accel import Accel
+from slave.vm.guest import Guest, GuestTimeout
+from slave.vm.machine import VM
 
 pytestmark = pytest.mark.system
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from protocol.messages import ImageInfo, JobCancel, JobResult
-from slave.accel import Accel
 from slave.config import SlaveConfig
 from slave.daemon import SlaveDaemon
 from slave.image_builder.manifest import Image
-from slave.job import VMExecutor
+from slave.job.executor import VMExecutor
 from slave.prepare import PipOptions
+from slave.vm.accel import Accel
 from tests.fakes.dists import FAILING_TEST, make_project
 from tests.fakes.master import FakeMaster, stop_task
 from tests.fakes.pypi import HERMETIC_PIP_ARGS, FakePyPI, hermetic_pip_env

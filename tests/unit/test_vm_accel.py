@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slave.accel import Accel, AccelError, resolve_accel
+from slave.vm.accel import Accel, AccelError, resolve_accel
 
 
 async def test_tcg_is_taken_when_asked_for() -> None:

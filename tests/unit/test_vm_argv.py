@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from slave.accel import Accel
-from slave.qmp_argv import SSH_PORT_NAME, QemuSpec, qemu_argv
+from slave.vm.accel import Accel
+from slave.vm.argv import SSH_PORT_NAME, QemuSpec, qemu_argv
 
 
 def _spec(accel: Accel = Accel.TCG, **over: object) -> QemuSpec:

@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from slave.vm import die_with_parent
+from slave.vm.argv import die_with_parent
 
 CHILD = """
 import subprocess, sys
-from slave.vm import die_with_parent
+from slave.vm.argv import die_with_parent
 proc = subprocess.Popen(die_with_parent(["sleep", "60"]))
 print(proc.pid, flush=True)
 proc.wait()

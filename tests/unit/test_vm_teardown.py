@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from slave.accel import Accel
 from slave.image_builder.manifest import (
     BASE_FILES,
     MANIFEST_FORMAT,
@@ -20,8 +24,10 @@ from slave.image_builder.manifest import (
     file_entries,
     write_manifest,
 )
-from slave.qmp_argv import KERNEL_CMDLINE, MACHINE
-from slave.vm import VM, VMError, VMState
+from slave.vm.accel import Accel
+from slave.vm.argv import KERNEL_CMDLINE, MACHINE
+from slave.vm.errors import VMError
+from slave.vm.machine import VM, VMState
 
 FAKE_QEMU = r"""
 import json, os, socket, sys, time
@@ -39,6 +45,8 @@ if mode == "silent":
     time.sleep(3600)
 version = {"qemu": {"major": 7, "minor": 2, "micro": 0}, "package": "fake"}
 sock.sendall(json.dumps({"QMP": {"version": version, "capabilities": []}}).encode() + b"\n")
+if mode == "mute-after-greeting":
+    time.sleep(3600)
 # Like QEMU, parse a JSON stream: qemu.qmp does not end commands with a newline.
 decoder, buf = json.JSONDecoder(), ""
 while chunk := sock.recv(4096):
@@ -52,7 +60,8 @@ while chunk := sock.recv(4096):
         name, ident = cmd["execute"], cmd.get("id")
         if name == "quit" and mode == "ignore-quit":
             continue
-        ret = {"status": "running", "running": True} if name == "query-status" else {}
+        status = "inmigrate" if mode == "inmigrate" else "running"
+        ret = {"status": status, "running": True} if name == "query-status" else {}
         sock.sendall(json.dumps({"return": ret, "id": ident}).encode() + b"\n")
         if name == "quit":
             sys.exit(0)
@@ -228,3 +237,152 @@ async def test_deep_work_dir_gets_a_short_socket_path(
     finally:
         await vm.stop()
     assert not sock_dir.exists() and not vm.dir.exists()
+
+
+class _CancelOn(logging.Handler):
+    """Cancels ``task`` when qemu.qmp logs a message containing ``marker`` (once).
+
+    qemu.qmp logs each step of its handshake just before awaiting it, so the
+    cancellation lands exactly in that step.
+    """
+
+    def __init__(self, marker: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.marker = marker
+        self.task: asyncio.Task[Any] | None = None
+        self.fired = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.fired and self.task is not None and self.marker in record.getMessage():
+            self.fired = True
+            self.task.cancel()
+
+
+@pytest.fixture
+def qmp_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """qemu.qmp's debug log captured (the slave keeps it at CRITICAL) and its handlers reset."""
+    caplog.set_level(logging.DEBUG, logger="qemu.qmp")
+    before = list(logging.getLogger("qemu.qmp").handlers)
+    yield caplog
+    logging.getLogger("qemu.qmp").handlers[:] = before
+
+
+def _children() -> set[int]:
+    """Live (not zombie) child processes of this process."""
+    me, kids = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == me and fields[0] != "Z":
+                    kids.add(int(entry))
+    return kids
+
+
+def _socket_fds() -> set[str]:
+    """This process's open sockets (as /proc/self/fd link targets)."""
+    fds = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:"):
+                fds.add(target)
+    return fds
+
+
+async def _loop_errors() -> list[dict[str, Any]]:
+    """Start collecting what the loop reports (e.g. "Task exception was never retrieved")."""
+    errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    return errors
+
+
+def _assert_quiet(errors: list[dict[str, Any]], caplog: pytest.LogCaptureFixture) -> None:
+    gc.collect()  # an unretrieved task exception is reported when the task is collected
+    assert errors == []
+    noisy = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.CRITICAL
+        or "never retrieved" in r.getMessage()
+        or "AssertionError" in r.getMessage()
+        or (r.exc_info and isinstance(r.exc_info[1], AssertionError))
+    ]
+    assert noisy == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "snapshot", "marker"),
+    [
+        ("ok", False, "Connecting with existing socket"),  # QMP accept pending
+        ("silent", False, "Awaiting greeting"),  # greeting pending
+        ("mute-after-greeting", False, "Negotiating capabilities"),  # capabilities pending
+        # connected, still inside connect()
+        ("ok", False, "Transitioning from 'Runstate.CONNECTING' to 'Runstate.RUNNING'"),
+        ("inmigrate", True, '"execute": "query-status"'),  # restore pending
+    ],
+    ids=["accept", "greeting", "negotiation", "connected", "restoring"],
+)
+async def test_start_cancelled_at_each_stage_is_quiet_and_complete(
+    fake_qemu: Path,
+    image: Image,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    qmp_log: pytest.LogCaptureFixture,
+    mode: str,
+    snapshot: bool,
+    marker: str,
+) -> None:
+    """A start cancelled at any QMP stage logs no error, leaves no QEMU, socket or overlay."""
+    monkeypatch.setenv("FAKE_QEMU_MODE", mode)
+    if snapshot:
+        (image.dir / "snapshot-tcg-max.state").write_bytes(b"saved ram")
+    errors = await _loop_errors()
+    sockets = _socket_fds()
+    hook = _CancelOn(marker)
+    logging.getLogger("qemu.qmp").addHandler(hook)
+    hook.task = asyncio.create_task(VM.start(image, tmp_path / "work", Accel.TCG))
+    with pytest.raises(asyncio.CancelledError):
+        await hook.task
+    assert hook.fired
+    assert _children() == set()
+    assert list((tmp_path / "work").iterdir()) == []
+    _assert_quiet(errors, qmp_log)
+    assert _socket_fds() <= sockets
+
+
+async def test_start_timing_out_mid_greeting_is_quiet(
+    fake_qemu: Path,
+    image: Image,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    qmp_log: pytest.LogCaptureFixture,
+) -> None:
+    """A start that times out while QMP is greeting is a VMError, and nothing else is logged."""
+    monkeypatch.setenv("FAKE_QEMU_MODE", "mute-after-greeting")
+    errors = await _loop_errors()
+    with pytest.raises(VMError, match="did not start within"):
+        await VM.start(image, tmp_path / "work", Accel.TCG, timeout=1.0)
+    assert _children() == set()
+    _assert_quiet(errors, qmp_log)
+
+
+async def test_boot_task_cancelled_mid_greeting_like_a_refused_job(
+    fake_qemu: Path,
+    image: Image,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    qmp_log: pytest.LogCaptureFixture,
+) -> None:
+    """Cancelling a start task and awaiting it via asyncio.wait (as the executor does) is quiet."""
+    monkeypatch.setenv("FAKE_QEMU_MODE", "silent")
+    errors = await _loop_errors()
+    hook = _CancelOn("Awaiting greeting")
+    logging.getLogger("qemu.qmp").addHandler(hook)
+    booting = asyncio.create_task(VM.start(image, tmp_path / "work", Accel.TCG))
+    hook.task = booting
+    await asyncio.wait([booting])
+    assert booting.cancelled()
+    del booting, hook
+    _assert_quiet(errors, qmp_log)
+    assert _children() == set()

@@ -1,7 +1,7 @@
 """What the daemon hands a job executor, and what it expects back.
 
 The daemon owns the connection, the spool and the job's life cycle; an
-:class:`Executor` only runs the job. The real one (:class:`slave.job.VMExecutor`)
+:class:`Executor` only runs the job. The real one (:class:`slave.job.executor.VMExecutor`)
 drives a VM; tests plug in one that emits scripted events. Contract:
 
 - ``await executor.run(ctx)`` returns the job's outcome (one of

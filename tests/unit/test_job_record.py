@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from slave.findings import Context, Finding
-from slave.outcome import RunRecord, decide
+from slave.job.record import RunRecord, decide
 
 
 def finished(phase: str, status: str, **extra: object) -> tuple[str, str, dict[str, object]]:

@@ -1,7 +1,7 @@
 """Host-side steps of a job that talk to the guest: upload, guest-built metadata, the runner.
 
-Each function here is one step of :class:`slave.job.VMExecutor`; they log
-through the job's logger and record into the job's :class:`~slave.outcome.RunRecord`.
+Each function here is one step of :class:`slave.job.executor.VMExecutor`; they log
+through the job's logger and record into the job's :class:`~slave.job.record.RunRecord`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any, Protocol
 from protocol.events import PHASES
 from slave.config import GUEST_PHASES
 from slave.errors import SlaveError
-from slave.executor import JobContext
-from slave.guest import Guest
-from slave.outcome import RunRecord
+from slave.job.context import JobContext
+from slave.job.record import RunRecord
 from slave.prepare import PreparedRelease
 from slave.sanitize import clean_line, clean_text
+from slave.vm.guest import Guest
 
 GUEST_JOB_DIR = "/var/lib/pyti/job"
 RUNNER = "/opt/pyti/runner.py"
@@ -147,7 +147,7 @@ def _host_phase(phase: str | None) -> tuple[str | None, dict[str, Any]]:
 
 
 class LineStream(Protocol):
-    """What :func:`run_runner` reads: ``slave.guest.CommandStream`` (or a test's stand-in)."""
+    """What :func:`run_runner` reads: ``slave.vm.guest.CommandStream`` (or a test's stand-in)."""
 
     stderr_tail: bytes
     exit_status: int | None
@@ -157,7 +157,7 @@ class LineStream(Protocol):
 
 
 class StreamingGuest(Protocol):
-    """The part of :class:`slave.guest.Guest` the runner step uses."""
+    """The part of :class:`slave.vm.guest.Guest` the runner step uses."""
 
     def stream(self, cmd: Sequence[str], *, timeout: float | None = ...) -> LineStream: ...
 

@@ -22,15 +22,12 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 
-from slave.accel import Accel
 from slave.config import DEFAULT_PYPI_URL, SlaveConfig
-from slave.executor import JobContext
 from slave.findings import Context, Finding
 from slave.findings.static_scan import static_findings
-from slave.guest import Guest, GuestError
 from slave.image_builder.manifest import Image
-from slave.outcome import RunRecord, decide
-from slave.phases import (
+from slave.job.context import JobContext
+from slave.job.phases import (
     GUEST_JOB_DIR,
     HostPhaseTimeout,
     guest_metadata,
@@ -39,6 +36,7 @@ from slave.phases import (
     run_runner,
     upload,
 )
+from slave.job.record import RunRecord, decide
 from slave.prepare import (
     PipOptions,
     PreparedRelease,
@@ -50,7 +48,10 @@ from slave.prepare import (
 )
 from slave.quality import build_report, runtime_indicators, static_indicators
 from slave.quality.indicator import Indicator
-from slave.vm import VM, VMError
+from slave.vm.accel import Accel
+from slave.vm.errors import VMError
+from slave.vm.guest import Guest, GuestError
+from slave.vm.machine import VM
 
 _MACHINE_ERRORS = (PrepareError, VMError, GuestError, HostPhaseTimeout)
 

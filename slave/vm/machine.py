@@ -12,6 +12,12 @@ States::
 
     STARTING ──▶ RUNNING ──▶ STOPPING ──▶ STOPPED
         └──────────────────────▲ (start failed or was cancelled)
+
+Teardown, at any point of a start, first does what cannot wait (kill QEMU,
+shut the QMP socket down: :mod:`slave.vm.qmp_channel`, remove the directory),
+then waits for what that ended (the QMP handshake or connection, the console
+reader, QEMU's exit). It finishes even if cancelled meanwhile (each step is
+bounded once QEMU is killed), then re-raises the cancellation.
 """
 
 from __future__ import annotations
@@ -32,28 +38,19 @@ from typing import Any, Self
 import structlog
 from qemu.qmp import QMPClient, QMPError
 
-from slave.accel import Accel
-from slave.errors import SlaveError
 from slave.image_builder.manifest import Image, Snapshot
-from slave.qmp_argv import KERNEL_CMDLINE, MACHINE, QemuSpec, qemu_argv
-from slave.qmp_events import BoundedListener, silence_default_listener
+from slave.vm.accel import Accel
+from slave.vm.argv import KERNEL_CMDLINE, MACHINE, QemuSpec, die_with_parent, qemu_argv
+from slave.vm.console import Console
+from slave.vm.disk import create_overlay, make_vm_dir
+from slave.vm.errors import VMError
+from slave.vm.qmp_channel import QMPChannel
+from slave.vm.qmp_events import BoundedListener
 
 log = structlog.get_logger(__name__)
 
-#: Bytes of serial console written to ``console.log``; the rest is read and dropped.
-CONSOLE_CAP = 1 << 20
-#: Bytes of console output kept in memory for error messages.
-CONSOLE_TAIL = 16 << 10
 #: AF_UNIX paths are limited to 108 bytes, including the terminating NUL.
 _SUN_PATH_MAX = 107
-
-
-class VMError(SlaveError):
-    """QEMU could not be started, restored or controlled."""
-
-    def __init__(self, message: str, console_tail: str = "") -> None:
-        super().__init__(message if not console_tail else f"{message}\nconsole:\n{console_tail}")
-        self.console_tail = console_tail
 
 
 class VMState(enum.Enum):
@@ -71,44 +68,6 @@ _TRANSITIONS: dict[VMState, set[VMState]] = {
     VMState.STOPPING: {VMState.STOPPED},
     VMState.STOPPED: set(),
 }
-
-
-def die_with_parent(argv: list[str]) -> list[str]:
-    """``argv`` run so that the kernel kills it when the slave dies (even by SIGKILL).
-
-    Without this a slave killed with ``kill -9`` leaves its QEMU processes (and
-    their guests) running with nobody to stop them. util-linux's ``setpriv``
-    sets the parent-death signal and then execs the command; without it, argv
-    is returned unchanged (teardown still stops VMs on every orderly path).
-    """
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return argv
-    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
-
-
-async def _create_overlay(backing: Path, overlay: Path) -> None:
-    # A backing file beside the overlay is named relatively: the image dir can move.
-    b = backing.name if backing.parent == overlay.parent else str(backing)
-    proc = await asyncio.create_subprocess_exec(
-        "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", b, str(overlay),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        out, _ = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await asyncio.shield(proc.wait())
-    if proc.returncode != 0:
-        raise VMError(f"qemu-img create {overlay} failed: {out.decode(errors='replace')}")
-
-
-def _make_vm_dir(work_dir: Path) -> str:
-    work_dir.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkdtemp(prefix="vm-", dir=work_dir)
 
 
 class VM:
@@ -146,10 +105,8 @@ class VM:
         self._state = VMState.STARTING
         self._proc: asyncio.subprocess.Process | None = None
         self._qmp: QMPClient | None = None
-        self._qmp_sock: socket.socket | None = None
-        self._console_task: asyncio.Task[None] | None = None
-        self._console_tail = bytearray()
-        self._console_dropped = 0
+        self._channel: QMPChannel | None = None
+        self._console = Console(self.console_log)
         self._stopped = asyncio.Event()
 
     def __repr__(self) -> str:
@@ -186,7 +143,7 @@ class VM:
         A snapshot fits when it was taken under ``accel`` with the same memory and
         CPU count; if restoring it fails anyway (e.g. another QEMU version), the VM
         is booted cold instead. Returns once the guest runs (SSH may still be
-        starting on a cold boot: :class:`~slave.guest.Guest` waits for it).
+        starting on a cold boot: :class:`~slave.vm.guest.Guest` waits for it).
         ``keep_disk`` (for the snapshot builder) puts the overlay at that path and
         keeps it after :meth:`stop`.
 
@@ -225,10 +182,10 @@ class VM:
     ) -> VM | None:
         """One attempt; ``None`` when a snapshot restore failed (cold boot may still work)."""
         t0 = time.monotonic()
-        vm_dir = Path(await asyncio.to_thread(_make_vm_dir, work_dir))
+        vm_dir = Path(await asyncio.to_thread(make_vm_dir, work_dir))
         vm = cls(image, vm_dir, accel, memory_mb, cpus, keep_disk)
         try:
-            await _create_overlay(snap.disk if snap else image.disk, vm.overlay)
+            await create_overlay(snap.disk if snap else image.disk, vm.overlay)
             async with asyncio.timeout(timeout):
                 await vm._launch(snap)
             vm.restored = snap is not None
@@ -253,13 +210,14 @@ class VM:
     async def _launch(self, snap: Snapshot | None) -> None:
         qmp_ours, qmp_theirs = socket.socketpair()
         con_ours, con_theirs = socket.socketpair()
-        self._qmp_sock = qmp_ours
+        # Our ends belong to the VM from here: teardown closes them, whatever happens next.
+        self._channel = QMPChannel(f"pyti-{self.image.name}", qmp_ours)
+        self._qmp = self._channel.client
+        self._console.start(con_ours)
         try:
             state_fd = os.open(snap.state, os.O_RDONLY | os.O_CLOEXEC) if snap else None
         except OSError as exc:  # e.g. the image was rebuilt since it was loaded
-            qmp_ours.close()
             qmp_theirs.close()
-            con_ours.close()
             con_theirs.close()
             raise VMError(f"cannot open the snapshot state: {exc}") from exc
         try:
@@ -293,33 +251,42 @@ class VM:
             con_theirs.close()
             if state_fd is not None:
                 os.close(state_fd)
-        self._console_task = asyncio.create_task(self._read_console(con_ours))
-        self._qmp = QMPClient(f"pyti-{self.image.name}")
-        silence_default_listener(self._qmp)
         listener = BoundedListener({"MIGRATION", "RESUME", "STOP", "SHUTDOWN"})
         self._qmp.register_listener(listener)
         try:
-            try:
-                await self._until_exit(self._qmp.connect(qmp_ours), "QMP connection")
-            except (QMPError, OSError, EOFError, AssertionError) as exc:
-                # AssertionError: qemu.qmp 0.0.x asserts in its own cleanup when
-                # the greeting is malformed; to us it is just a broken QEMU.
-                # Usually QEMU is exiting: give it a moment so its own message is logged.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
-                        await self._proc.wait()
-                raise VMError(
-                    f"QMP connection failed ({exc!r}); QEMU exit code "
-                    f"{self._proc.returncode}: {self._qemu_stderr()}",
-                    self.console_tail(),
-                ) from exc
+            await self._connect_qmp(self._channel)
             if snap is not None:
                 await self._finish_incoming(listener)
         finally:
             self._qmp.remove_listener(listener)
 
+    async def _connect_qmp(self, channel: QMPChannel) -> None:
+        """The QMP handshake, unless QEMU exits first (:class:`VMError`).
+
+        If cancelled, the handshake goes on (it is not ours to cancel): teardown ends it.
+        """
+        assert self._proc is not None
+        try:
+            await self._until_exit(channel.handshake(), "QMP connection")
+        except (QMPError, OSError, EOFError, AssertionError) as exc:
+            # AssertionError: qemu.qmp 0.0.x asserts in its own cleanup when
+            # the greeting is malformed; to us it is just a broken QEMU.
+            # Usually QEMU is exiting: give it a moment so its own message is logged.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._proc.wait()
+            raise VMError(
+                f"QMP connection failed ({exc!r}); QEMU exit code "
+                f"{self._proc.returncode}: {self._qemu_stderr()}",
+                self.console_tail(),
+            ) from exc
+
     async def _until_exit(self, aw: Awaitable[Any], what: str) -> Any:
-        """Await ``aw`` unless QEMU exits first (then :class:`VMError`)."""
+        """Await ``aw`` unless QEMU exits first (then :class:`VMError`).
+
+        ``aw`` is cancelled if QEMU exits first or we are cancelled; wrap it in
+        :func:`asyncio.shield` if it must not be.
+        """
         assert self._proc is not None
         task = asyncio.ensure_future(aw)
         exited = asyncio.ensure_future(self._proc.wait())
@@ -327,11 +294,15 @@ class VM:
             await asyncio.wait({task, exited}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             exited.cancel()
-        if task.done():
+            if not task.done():
+                task.cancel()
+            # Both end at once once cancelled; if we are cancelled again meanwhile,
+            # they still end on their own (a cancelled task reports nothing).
+            await asyncio.wait({task, exited})
+            if not task.cancelled():
+                task.exception()  # retrieved: re-raised below unless a cancellation goes first
+        if not task.cancelled():
             return task.result()
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
         raise VMError(
             f"QEMU exited with {self._proc.returncode} during {what}: {self._qemu_stderr()}",
             self.console_tail(),
@@ -360,35 +331,14 @@ class VM:
 
     # ----------------------------------------------------------------- console
 
-    async def _read_console(self, sock: socket.socket) -> None:
-        """Copy the serial console to ``console.log`` up to the cap; drain the rest."""
-        loop = asyncio.get_running_loop()
-        sock.setblocking(False)
-        written = 0
-        try:
-            with self.console_log.open("ab") as f:
-                while data := await loop.sock_recv(sock, 65536):
-                    self._console_tail += data
-                    del self._console_tail[:-CONSOLE_TAIL]
-                    keep = data[: max(0, CONSOLE_CAP - written)]
-                    if keep:
-                        f.write(keep)
-                        f.flush()
-                        written += len(keep)
-                    self._console_dropped += len(data) - len(keep)
-        except OSError:
-            pass  # QEMU went away or the log's directory was removed: nothing to keep
-        finally:
-            sock.close()
-
     def console_tail(self) -> str:
         """The last bytes the guest wrote to its serial console."""
-        return self._console_tail.decode(errors="replace")
+        return self._console.tail()
 
     @property
     def console_dropped(self) -> int:
         """Console bytes beyond the cap that were read and not logged."""
-        return self._console_dropped
+        return self._console.dropped
 
     # -------------------------------------------------------------------- use
 
@@ -479,35 +429,42 @@ class VM:
 
     async def _teardown(self, grace: float) -> None:
         self._set_state(VMState.STOPPING)
-        proc, qmp = self._proc, self._qmp
+        proc, channel = self._proc, self._channel
         try:
-            if proc is not None and proc.returncode is None and qmp is not None and grace > 0:
+            if (
+                proc is not None
+                and proc.returncode is None
+                and channel is not None
+                and channel.connected
+                and grace > 0
+            ):
                 with contextlib.suppress(VMError, TimeoutError):
                     async with asyncio.timeout(grace):
                         await self.execute("quit", timeout=grace)
                         await proc.wait()
         finally:
-            # Synchronous first: this part must happen even if we are cancelled below.
+            # Synchronous first: this part happens even if we are cancelled right here.
             if proc is not None and proc.returncode is None:
                 proc.kill()
-            if self._qmp_sock is not None:
-                self._qmp_sock.close()
+            if channel is not None:
+                channel.abort()
             shutil.rmtree(self.dir, ignore_errors=True)
             if self._sock_dir is not None:
                 shutil.rmtree(self._sock_dir, ignore_errors=True)
             self._set_state(VMState.STOPPED)
-            self._stopped.set()
-            if qmp is not None:
-                # The socket is closed already, so this only reaps qemu.qmp's tasks.
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(qmp.disconnect())
-            if self._console_task is not None:
-                self._console_task.cancel()
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(self._console_task)
-            if proc is not None:
-                await asyncio.shield(proc.wait())
+            try:
+                await _to_the_end(self._reap(proc))
+            finally:
+                self._stopped.set()
             log.info("vm_stopped", image=self.image.name, exit_code=proc and proc.returncode)
+
+    async def _reap(self, proc: asyncio.subprocess.Process | None) -> None:
+        """Wait for what the synchronous teardown ended: QMP, console, QEMU."""
+        if self._channel is not None:
+            await self._channel.close()
+        await self._console.close()
+        if proc is not None:
+            await proc.wait()
 
     async def __aenter__(self) -> Self:
         return self
@@ -519,3 +476,21 @@ class VM:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+async def _to_the_end(aw: Awaitable[None]) -> None:
+    """Await ``aw`` to its end even if cancelled meanwhile; then re-raise the cancellation.
+
+    For teardown whose every step is bounded: leaving half-way would leave a
+    process, a task or a socket without an owner.
+    """
+    task = asyncio.ensure_future(aw)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError

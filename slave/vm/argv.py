@@ -15,10 +15,11 @@ What is on it, and why:
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from slave.accel import Accel
+from slave.vm.accel import Accel
 
 QEMU_BINARY = "qemu-system-x86_64"
 SSH_PORT_NAME = "org.pyti.ssh"
@@ -88,3 +89,17 @@ def qemu_argv(spec: QemuSpec) -> list[str]:
     if spec.incoming_fd is not None:
         argv += ["-incoming", f"fd:{spec.incoming_fd}"]
     return argv
+
+
+def die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run so that the kernel kills it when the slave dies (even by SIGKILL).
+
+    Without this a slave killed with ``kill -9`` leaves its QEMU processes (and
+    their guests) running with nobody to stop them. util-linux's ``setpriv``
+    sets the parent-death signal and then execs the command; without it, argv
+    is returned unchanged (teardown still stops VMs on every orderly path).
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return argv
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]

@@ -26,7 +26,8 @@ import asyncssh
 
 from slave.errors import SlaveError
 from slave.image_builder.manifest import Image
-from slave.vm import VM, VMError
+from slave.vm.errors import VMError
+from slave.vm.machine import VM
 
 #: Longest stdout line handed out by :meth:`Guest.stream`; longer ones are cut.
 MAX_LINE = 64 << 10
@@ -123,15 +124,29 @@ class CommandStream:
         await self.aclose()
 
     async def _iterate(self) -> AsyncGenerator[str, None]:
+        # The timeout is a deadline checked around each await here, never a scope
+        # around ``yield``: the consumer's code runs while we are suspended there,
+        # and must not be cancelled by a timeout it never entered.
+        loop = asyncio.get_running_loop()
+        deadline = None if self._timeout is None else loop.time() + self._timeout
         process: asyncssh.SSHClientProcess[bytes] | None = None
         stderr_task: asyncio.Task[None] | None = None
+        splitter = _LineSplitter(self._max_line)
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout_at(deadline):
                 process = await self._conn.create_process(self.command, encoding=None)
-                process.stdin.write_eof()
-                stderr_task = asyncio.create_task(self._drain_stderr(process))
-                async for line in self._lines(process):
+            process.stdin.write_eof()
+            stderr_task = asyncio.create_task(self._drain_stderr(process))
+            while True:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await process.stdout.read(_READ_CHUNK)
+                lines = splitter.feed(chunk) if chunk else splitter.end()
+                self.cut_lines = splitter.cut
+                for line in lines:
                     yield line
+                if not chunk:
+                    break
+            async with asyncio.timeout_at(deadline):
                 await stderr_task
                 result = await process.wait()
         except TimeoutError:
@@ -143,8 +158,7 @@ class CommandStream:
                 process.close()
             if stderr_task is not None and not stderr_task.done():
                 stderr_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stderr_task
+                await asyncio.wait([stderr_task])
         self.exit_status = result.exit_status if result.exit_signal is None else None
         self.exit_signal = result.exit_signal[0] if result.exit_signal else None
 
@@ -158,26 +172,44 @@ class CommandStream:
         finally:
             self.stderr_tail = bytes(tail)
 
-    async def _lines(self, process: asyncssh.SSHClientProcess[bytes]) -> AsyncIterator[str]:
-        buf = bytearray()
-        cutting = False  # inside an over-long line: drop until its newline
-        while chunk := await process.stdout.read(_READ_CHUNK):
-            buf += chunk
-            while (nl := buf.find(b"\n")) >= 0:
-                line = bytes(buf[:nl])
-                del buf[: nl + 1]
-                if cutting:
-                    cutting = False
-                    continue
-                yield line.decode(errors="replace")
-            if len(buf) > self._max_line and not cutting:
-                self.cut_lines += 1
-                yield bytes(buf[: self._max_line]).decode(errors="replace")
-                cutting = True
-            if cutting:
-                buf.clear()
-        if buf and not cutting:
-            yield buf.decode(errors="replace")
+
+class _LineSplitter:
+    """Bytes in, whole lines out (decoded, without newline); lines past ``max_line`` are cut."""
+
+    def __init__(self, max_line: int) -> None:
+        self._max_line = max_line
+        self._buf = bytearray()
+        self._cutting = False  # inside an over-long line: drop until its newline
+        #: Lines that were cut.
+        self.cut = 0
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """The lines ``chunk`` completes (and the cut start of an over-long one)."""
+        out: list[str] = []
+        self._buf += chunk
+        while (nl := self._buf.find(b"\n")) >= 0:
+            line = bytes(self._buf[:nl])
+            del self._buf[: nl + 1]
+            if self._cutting:
+                self._cutting = False
+                continue
+            if len(line) > self._max_line:
+                self.cut += 1
+                line = line[: self._max_line]
+            out.append(line.decode(errors="replace"))
+        if len(self._buf) > self._max_line and not self._cutting:
+            self.cut += 1
+            out.append(bytes(self._buf[: self._max_line]).decode(errors="replace"))
+            self._cutting = True
+        if self._cutting:
+            self._buf.clear()
+        return out
+
+    def end(self) -> list[str]:
+        """The last line, if the output did not end with a newline."""
+        if self._buf and not self._cutting:
+            return [self._buf.decode(errors="replace")]
+        return []
 
 
 class Guest:

@@ -13,9 +13,9 @@ from structlog.testing import capture_logs
 
 from protocol.messages import JobOffer
 from slave.config import SlaveConfig
-from slave.executor import JobContext
-from slave.outcome import RunRecord
-from slave.phases import run_runner
+from slave.job.context import JobContext
+from slave.job.phases import run_runner
+from slave.job.record import RunRecord
 
 
 class ScriptedStream:

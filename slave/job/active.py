@@ -41,8 +41,12 @@ class UploadError(SlaveError):
     """An uploaded file did not arrive whole, in order, with its announced sha256."""
 
 
-class JobState(enum.Enum):
-    """Where a held job is (see the module docstring)."""
+class ActiveState(enum.Enum):
+    """Where a held job is on this slave (see the module docstring).
+
+    Not the master's ``JobState``: the master tracks a job across attempts and
+    slaves; this tracks one attempt between ``job_accept`` and ``result_ack``.
+    """
 
     RECEIVING = "receiving"
     RUNNING = "running"
@@ -50,11 +54,13 @@ class JobState(enum.Enum):
     DROPPED = "dropped"
 
 
-_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.RECEIVING: frozenset({JobState.RUNNING, JobState.REPORTED, JobState.DROPPED}),
-    JobState.RUNNING: frozenset({JobState.REPORTED, JobState.DROPPED}),
-    JobState.REPORTED: frozenset({JobState.DROPPED}),
-    JobState.DROPPED: frozenset(),
+_TRANSITIONS: dict[ActiveState, frozenset[ActiveState]] = {
+    ActiveState.RECEIVING: frozenset(
+        {ActiveState.RUNNING, ActiveState.REPORTED, ActiveState.DROPPED}
+    ),
+    ActiveState.RUNNING: frozenset({ActiveState.REPORTED, ActiveState.DROPPED}),
+    ActiveState.REPORTED: frozenset({ActiveState.DROPPED}),
+    ActiveState.DROPPED: frozenset(),
 }
 
 
@@ -79,7 +85,7 @@ class ActiveJob:
         self.offer = offer
         self.spool = spool
         self.job_dir = job_dir
-        self.state = JobState.RECEIVING
+        self.state = ActiveState.RECEIVING
         #: the job's task (owned by the daemon) and, inside it, the executor's task
         self.task: asyncio.Task[None] | None = None
         self.inner: asyncio.Task[str] | None = None
@@ -110,7 +116,7 @@ class ActiveJob:
     def key(self) -> tuple[int, int]:
         return (self.offer.job_id, self.offer.lease)
 
-    def set_state(self, new: JobState) -> None:
+    def set_state(self, new: ActiveState) -> None:
         if new not in _TRANSITIONS[self.state]:
             raise RuntimeError(f"job {self.offer.job_id}: {self.state.value} -> {new.value}")
         self.state = new
@@ -128,7 +134,7 @@ class ActiveJob:
         """Drop (and count) events the spool has no room for, before they get a seq."""
         level = str(event_dict.get("level") or method)
         bulk = event_dict.get("event") in _BULK or level == "debug"
-        if self.state is JobState.REPORTED or not self.spool.has_room(important=not bulk):
+        if self.state is ActiveState.REPORTED or not self.spool.has_room(important=not bulk):
             self.events_dropped += 1
             raise structlog.DropEvent
         return event_dict
