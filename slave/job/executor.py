@@ -94,9 +94,10 @@ class VMExecutor:
         try:
             async with host_phase(ctx, "prepare", phase_timeout(ctx, "prepare")):
                 prepared = await self._prepare(ctx, image)
+            ctx.summary["prepare"] = prepared.summary()
             static = asyncio.create_task(
                 asyncio.to_thread(
-                    static_indicators, prepared.files, unavailable=prepared.unavailable
+                    static_indicators, prepared.files, unavailable=prepared.test_unavailable
                 )
             )
             scan = asyncio.create_task(asyncio.to_thread(static_findings, prepared.files))

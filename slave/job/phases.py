@@ -90,6 +90,7 @@ def job_document(ctx: JobContext, prepared: PreparedRelease) -> dict[str, Any]:
         "version": prepared.version,
         "files": [p.name for p in prepared.files],
         "requirements": prepared.requirements,
+        "test_requirements": prepared.test_requirements,
         "phases": list(GUEST_PHASES),
         "timeouts": {p: phase_timeout(ctx, p) for p in GUEST_PHASES},
         "output_cap": ctx.config.output_cap,

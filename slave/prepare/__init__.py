@@ -22,6 +22,7 @@ from slave.prepare.models import (
     ReleaseRequest,
 )
 from slave.prepare.release import prepare_release
+from slave.prepare.testdeps import TestDependencies, find_test_dependencies
 from slave.prepare.wheelhouse import download_wheels, resolve_from_metadata
 
 __all__ = [
@@ -36,7 +37,9 @@ __all__ = [
     "PreparedRelease",
     "ReleaseNotFound",
     "ReleaseRequest",
+    "TestDependencies",
     "download_wheels",
+    "find_test_dependencies",
     "prepare_release",
     "resolve_from_metadata",
 ]

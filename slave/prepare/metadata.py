@@ -12,7 +12,7 @@ Everything here is synchronous and CPU-bound: coroutines call it via ``to_thread
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.parser import Parser
 from email.policy import compat32
@@ -33,6 +33,9 @@ TEST_EXTRAS = ("test", "tests", "testing")
 # Long descriptions live in METADATA; a few MiB is generous, more is hostile.
 _MAX_METADATA_BYTES = 8 << 20
 _MAX_PYPROJECT_BYTES = 1 << 20
+#: extra small files `read_sdist_metadata` reads on request (test requirement files)
+MAX_EXTRA_FILES = 64
+MAX_EXTRA_FILE_BYTES = 256 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,37 +119,53 @@ def read_wheel_metadata(path: Path) -> CoreMetadata:
 
 @dataclass(frozen=True, slots=True)
 class SdistContents:
-    """PKG-INFO and pyproject.toml of an sdist, each ``None`` when absent or unusable."""
+    """PKG-INFO and pyproject.toml of an sdist, each ``None`` when absent or unusable.
+
+    ``files`` holds the extra members a caller asked for (``also``), by path relative
+    to the sdist's root; a member too big to be what it claims is left out.
+    """
 
     pkg_info: CoreMetadata | None
     pyproject: dict[str, Any] | None
     pyproject_error: str | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
-def read_sdist_metadata(path: Path) -> SdistContents:
-    """``{root}/PKG-INFO`` and ``{root}/pyproject.toml`` of sdist ``path``.
+def read_sdist_metadata(path: Path, also: Callable[[str], bool] | None = None) -> SdistContents:
+    """``{root}/PKG-INFO`` and ``{root}/pyproject.toml`` of sdist ``path``, plus the
+    small files ``also(relative_path)`` selects (at most `MAX_EXTRA_FILES`).
 
-    A malformed pyproject.toml is not an error here: the guest's build will fail on
-    it, which is the package's outcome to report, not ours.
+    The archive is opened once and members are read in archive order, so a big
+    compressed sdist is decompressed about once. A malformed pyproject.toml is not an
+    error here: the guest's build will fail on it, which is the package's outcome to
+    report, not ours.
     """
+    wanted = also or (lambda _name: False)
     try:
         with SafeArchive.open(path) as archive:
-            roots = {m.name.split("/", 1)[0] for m in archive.members()}
+            members = archive.members()
+            roots = {m.name.split("/", 1)[0] for m in members}
             if len(roots) != 1:
                 raise MetadataError(path.name, f"{len(roots)} top-level directories")
             (root,) = roots
-            pkg_info_member = archive.member(f"{root}/PKG-INFO")
-            pyproject_member = archive.member(f"{root}/pyproject.toml")
-            pkg_info_bytes = (
-                archive.read(pkg_info_member.name, max_bytes=_MAX_METADATA_BYTES)
-                if pkg_info_member is not None and pkg_info_member.is_file
-                else None
-            )
-            pyproject_bytes = (
-                archive.read(pyproject_member.name, max_bytes=_MAX_PYPROJECT_BYTES)
-                if pyproject_member is not None and pyproject_member.is_file
-                else None
-            )
+            prefix = root + "/"
+            pkg_info_bytes: bytes | None = None
+            pyproject_bytes: bytes | None = None
+            files: dict[str, bytes] = {}
+            for member in members:
+                if not member.is_file or not member.name.startswith(prefix):
+                    continue
+                relative = member.name[len(prefix) :]
+                if relative == "PKG-INFO":
+                    pkg_info_bytes = archive.read(member.name, max_bytes=_MAX_METADATA_BYTES)
+                elif relative == "pyproject.toml":
+                    pyproject_bytes = archive.read(member.name, max_bytes=_MAX_PYPROJECT_BYTES)
+                elif (
+                    len(files) < MAX_EXTRA_FILES
+                    and member.size <= MAX_EXTRA_FILE_BYTES
+                    and wanted(relative)
+                ):
+                    files[relative] = archive.read(member.name, MAX_EXTRA_FILE_BYTES)
     except ArchiveError as exc:
         raise MetadataError(path.name, str(exc)) from exc
     pkg_info = (
@@ -155,11 +174,11 @@ def read_sdist_metadata(path: Path) -> SdistContents:
         else None
     )
     if pyproject_bytes is None:
-        return SdistContents(pkg_info, None)
+        return SdistContents(pkg_info, None, files=files)
     try:
-        return SdistContents(pkg_info, tomllib.loads(pyproject_bytes.decode("utf-8")))
+        return SdistContents(pkg_info, tomllib.loads(pyproject_bytes.decode("utf-8")), files=files)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        return SdistContents(pkg_info, None, f"pyproject.toml: {exc}")
+        return SdistContents(pkg_info, None, f"pyproject.toml: {exc}", files)
 
 
 def build_requirements(sdist: SdistContents) -> list[str]:

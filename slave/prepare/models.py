@@ -68,6 +68,8 @@ class HttpTimeouts:
     file_total: float = 900.0
 
 
+#: longest list `PreparedRelease.summary` keeps (the summary travels in every result)
+_SUMMARY_ITEMS = 100
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
 _LEGACY_MANYLINUX = {"manylinux2014": (2, 17), "manylinux2010": (2, 12), "manylinux1": (2, 5)}
 
@@ -156,8 +158,11 @@ class PreparedRelease:
     ``metadata_source`` says where they were read; ``None`` with
     ``needs_guest_metadata=True`` when no static metadata exists (then the slave
     builds metadata in the VM, calls `resolve_from_metadata` and `download_wheels`).
-    ``test_requirements``: dependencies of the ``test``/``tests``/``testing``
-    extras, fetched best-effort; those that could not be had are in ``unavailable``.
+    ``test_requirements``: what the tests need beyond ``requirements``, as pip
+    arguments (markers evaluated for the guest), read statically from
+    ``test_sources`` (``"extra:test"``, ``"dependency-groups:tests"``, ``"tox.ini"``,
+    ``"requirements/tests.txt"``... see `slave.prepare.testdeps`); fetched best
+    effort: those that could not be had as wheels are in ``test_unavailable``.
     """
 
     project: str
@@ -171,7 +176,18 @@ class PreparedRelease:
     needs_guest_metadata: bool
     requires_python: str | None = None
     test_requirements: list[str] = field(default_factory=list)
-    unavailable: list[str] = field(default_factory=list)
+    test_sources: list[str] = field(default_factory=list)
+    test_unavailable: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        """What the job summary records of preparation (``summary["prepare"]``), capped."""
+        return {
+            "metadata_source": self.metadata_source,
+            "requirements": self.requirements[:_SUMMARY_ITEMS],
+            "test_sources": self.test_sources[:_SUMMARY_ITEMS],
+            "test_requirements": self.test_requirements[:_SUMMARY_ITEMS],
+            "test_unavailable": self.test_unavailable[:_SUMMARY_ITEMS],
+        }
 
     @property
     def sdist(self) -> Path | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -13,6 +14,7 @@ import structlog
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
+    canonicalize_name,
     parse_sdist_filename,
     parse_wheel_filename,
 )
@@ -21,7 +23,7 @@ from slave.prepare.cache import BlobCache
 from slave.prepare.errors import DependencyUnavailable, MetadataError, ReleaseNotFound
 from slave.prepare.fetch import download_file, fetch_listing, select_files, take_upload
 from slave.prepare.metadata import (
-    TEST_EXTRAS,
+    SdistContents,
     StaticMetadata,
     for_guest,
     pip_argument,
@@ -37,9 +39,14 @@ from slave.prepare.models import (
     PreparedRelease,
     ReleaseRequest,
 )
+from slave.prepare.testdeps import TestDependencies, find_test_dependencies, wanted_file
 from slave.prepare.wheelhouse import download_wheels
 
 log = structlog.get_logger(__name__)
+#: joint resolutions of runtime + test requirements before trying them one by one
+_JOINT_ATTEMPTS = 3
+# pip's words when it names the requirement it cannot satisfy (see wheelhouse.py)
+_NOT_FOUND = "No matching distribution found for"
 
 
 @contextlib.asynccontextmanager
@@ -56,11 +63,12 @@ def _mkdirs(*dirs: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
 
 
-def _read_static(wheel: Path | None, sdist: Path | None) -> StaticMetadata:
-    return static_metadata(
-        read_wheel_metadata(wheel) if wheel is not None else None,
-        read_sdist_metadata(sdist) if sdist is not None else None,
-    )
+def _read_static(
+    wheel: Path | None, sdist: Path | None
+) -> tuple[StaticMetadata, SdistContents | None]:
+    contents = read_sdist_metadata(sdist, also=wanted_file) if sdist is not None else None
+    meta = static_metadata(read_wheel_metadata(wheel) if wheel is not None else None, contents)
+    return meta, contents
 
 
 def _name_from_filename(path: Path) -> tuple[str, str] | None:
@@ -118,12 +126,15 @@ async def prepare_release(
     pip: PipOptions | None = None,
     timeouts: HttpTimeouts | None = None,
     session: aiohttp.ClientSession | None = None,
+    test_deps_budget: float = 300.0,
 ) -> PreparedRelease:
     """Fetch the release's files and the wheels its guest needs into ``work_dir``.
 
     ``python_version``/``platform`` describe the guest image ("3.11",
     "manylinux_2_36_x86_64"). ``pip`` overrides how pip runs (tests point it at a
     loopback index); ``session`` lets a daemon share its HTTP connection pool.
+    Test dependencies (`find_test_dependencies`) are fetched best effort within
+    ``test_deps_budget`` seconds; what could not be had is in ``test_unavailable``.
     Writes ``work_dir/files`` and ``work_dir/wheelhouse``; shares ``cache_dir``.
 
     Raises a `PrepareError` (the job is then an ``infra_error``): `ReleaseNotFound`,
@@ -149,7 +160,7 @@ async def prepare_release(
     paths = list(files)
     wheel = next((p for p in paths if p.name.endswith(".whl")), None)
     sdist = next((p for p in paths if not p.name.endswith(".whl")), None)
-    meta = await asyncio.to_thread(_read_static, wheel, sdist)
+    meta, contents = await asyncio.to_thread(_read_static, wheel, sdist)
     fallback = _name_from_filename(paths[0]) or (request.project, request.version or "")
     project, version = meta.name or fallback[0], meta.version or fallback[1]
 
@@ -167,27 +178,23 @@ async def prepare_release(
     requirements: list[str] = []
     if meta.requires_dist is not None:
         requirements = requirements_for(meta.requires_dist, env, project, [""])
-        await fetch(requirements)
+    tests = await asyncio.to_thread(
+        find_test_dependencies,
+        project=project,
+        requires_dist=meta.requires_dist,
+        sdist=contents,
+        environment=env,
+        runtime=requirements,
+    )
+    unavailable = await _fetch_with_tests(
+        fetch, [pip_argument(req) for req in requirements], tests, test_deps_budget
+    )
+    if unavailable:
+        log.warning("test_requirements_unavailable", project=project, unavailable=unavailable)
     # The guest builds the sdist only when no wheel fits it; only then it needs these.
     build_requires = for_guest(meta.build_requires, env) if wheel is None else []
     if build_requires:
         await fetch(build_requires)
-
-    test_requirements: list[str] = []
-    unavailable: list[str] = []
-    if meta.requires_dist is not None:
-        test_requirements = [
-            req
-            for req in requirements_for(meta.requires_dist, env, project, TEST_EXTRAS)
-            if req not in requirements
-        ]
-    if test_requirements:
-        # Test extras are a bonus for the tests phase: missing ones do not fail the job.
-        try:
-            await fetch([pip_argument(req) for req in test_requirements])
-        except DependencyUnavailable as exc:
-            unavailable = list(test_requirements)
-            log.warning("test_requirements_unavailable", project=project, reason=exc.reason)
 
     prepared = PreparedRelease(
         project=project,
@@ -200,8 +207,9 @@ async def prepare_release(
         metadata_source=meta.source,
         needs_guest_metadata=meta.requires_dist is None,
         requires_python=meta.requires_python,
-        test_requirements=test_requirements,
-        unavailable=unavailable,
+        test_requirements=tests.requirements,
+        test_sources=tests.sources,
+        test_unavailable=unavailable,
     )
     log.info(
         "release_prepared",
@@ -210,5 +218,69 @@ async def prepare_release(
         metadata_source=meta.source,
         needs_guest_metadata=prepared.needs_guest_metadata,
         requirements=len(requirements),
+        test_sources=tests.sources,
+        test_requirements=len(tests.requirements),
+        test_unavailable=len(unavailable),
     )
     return prepared
+
+
+async def _fetch_with_tests(
+    fetch: Callable[[list[str]], Awaitable[list[Path]]],
+    runtime: list[str],
+    tests: TestDependencies,
+    budget: float,
+) -> list[str]:
+    """Wheels of the runtime requirements (or `DependencyUnavailable`) and, best effort,
+    of the test requirements; returns the test requirements that could not be had.
+
+    Test dependencies are a bonus for the tests phase: they never fail the job. One
+    joint resolution first (compatible versions, one pip run). If it fails: the
+    runtime ones alone (their failure is the job's), then the tests again without
+    those pip names as not found (a few times), then one by one, each with the
+    runtime ones. Past ``budget`` seconds of test fetching the rest are unavailable.
+    """
+    pending = list(tests.requirements)
+    if not pending:
+        await fetch(runtime)
+        return []
+    deadline = asyncio.get_running_loop().time() + budget
+    unavailable: list[str] = []
+
+    async def attempt(requirements: list[str]) -> list[str] | None:
+        """None when fetched; else the pending requirements pip named as not found."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await fetch([*runtime, *requirements])
+        except DependencyUnavailable as exc:
+            if _NOT_FOUND not in exc.reason:
+                return []  # a conflict or a timeout: pip names no culprit
+            missing = {canonicalize_name(_project_name(r)) for r in exc.requirements}
+            return [r for r in requirements if canonicalize_name(_project_name(r)) in missing]
+        return None
+
+    try:
+        named = await attempt(pending)
+        if named is None:
+            return []
+        await fetch(runtime)
+        for _ in range(_JOINT_ATTEMPTS):
+            if not named or not pending:
+                break
+            unavailable += named
+            pending = [r for r in pending if r not in named]
+            named = await attempt(pending) if pending else None
+            if named is None:
+                return unavailable
+        while pending:
+            if await attempt([pending[0]]) is not None:
+                unavailable.append(pending[0])
+            pending.pop(0)
+    except TimeoutError:
+        log.warning("test_requirements_budget_exceeded", budget=budget, left=len(pending))
+        unavailable += pending
+    return unavailable
+
+
+def _project_name(requirement: str) -> str:
+    return re.split(r"[^A-Za-z0-9._-]", requirement.strip(), maxsplit=1)[0]

@@ -22,6 +22,7 @@ from tests.fakes.dists import build_sdist, build_wheel, dedent, pyproject_text
 from tests.fakes.pypi import HERMETIC_PIP_ARGS, HERMETIC_PIP_ENV, FakePyPI
 
 PYTHON, PLATFORM = "3.11", "manylinux_2_36_x86_64"
+PYTEST_WHEEL = "pytest-8.0-py3-none-any.whl"
 
 
 @pytest.fixture
@@ -56,16 +57,22 @@ async def prepare(
 
 
 def wheel_names(prepared: PreparedRelease) -> list[str]:
-    return sorted(p.name for p in prepared.wheelhouse.iterdir() if p.name.endswith(".whl"))
+    """The wheelhouse, without pytest (every release's test dependency, served by serve_deps)."""
+    return sorted(
+        p.name
+        for p in prepared.wheelhouse.iterdir()
+        if p.name.endswith(".whl") and p.name != PYTEST_WHEEL
+    )
 
 
 def serve_deps(pypi: FakePyPI, where: Path) -> None:
-    """A small dependency tree and fake build tools, all as wheels."""
+    """A small dependency tree, fake build tools and pytest (always a test dep), as wheels."""
     pypi.add_project(where, "dep-a", "1.0", requires_dist=["dep-b>=2"], sdist=False)
     pypi.add_project(where, "dep-b", "2.1", sdist=False)
     pypi.add_project(where, "dep-win", "1.0", sdist=False)
     pypi.add_project(where, "setuptools", "68.0", sdist=False)
     pypi.add_project(where, "wheel", "0.42", sdist=False)
+    pypi.add_project(where, "pytest", "8.0", sdist=False)
 
 
 async def test_wheel_only_release_gets_its_dependency_tree(pypi: FakePyPI, tmp_path: Path) -> None:
@@ -247,7 +254,7 @@ async def test_second_prepare_hits_the_cache(pypi: FakePyPI, tmp_path: Path) -> 
     pypi.add_project(tmp_path / "idx", "app", "1.0", requires_dist=["dep-a"], sdist=False)
     first = await prepare(pypi, tmp_path, ReleaseRequest("app", "1.0"), job="job1")
     files, simple = pypi.count("/files/"), pypi.count("/simple/")
-    assert files == 3 and simple >= 2
+    assert files == 4 and simple >= 2  # app, dep-a, dep-b, pytest
     second = await prepare(pypi, tmp_path, ReleaseRequest("app", "1.0"), job="job2")
     assert pypi.count("/files/") == files
     assert pypi.count("/simple/") == simple
@@ -293,19 +300,40 @@ async def test_uploaded_wheel_is_checked_and_used(pypi: FakePyPI, tmp_path: Path
 
 
 async def test_test_extras_are_fetched_best_effort(pypi: FakePyPI, tmp_path: Path) -> None:
-    """Deps of the test extra are fetched when possible; missing ones are only 'unavailable'."""
+    """Deps of the test extras are fetched when possible; missing ones are only recorded."""
     serve_deps(pypi, tmp_path / "idx")
     pypi.add_project(tmp_path / "idx", "pytest-fake", "1.0", sdist=False)
     reqs = ["dep-b", 'pytest-fake; extra == "test"', 'dep-a; extra == "testing"']
     pypi.add_project(tmp_path / "idx", "good", "1.0", requires_dist=reqs, sdist=False)
     good = await prepare(pypi, tmp_path, ReleaseRequest("good"), job="j1")
     assert good.requirements == ["dep-b"]
-    assert good.test_requirements == ['pytest-fake; extra == "test"', 'dep-a; extra == "testing"']
-    assert good.unavailable == []
+    assert good.test_requirements == ["pytest-fake", "dep-a", "pytest"]
+    assert good.test_sources == ["extra:test", "extra:testing"]
+    assert good.test_unavailable == []
     assert "pytest_fake-1.0-py3-none-any.whl" in wheel_names(good)
+    assert good.summary()["test_sources"] == ["extra:test", "extra:testing"]
 
-    missing = ["dep-b", 'no-such-test-tool; extra == "tests"']
+    missing = ["dep-b", 'no-such-test-tool; extra == "tests"', 'dep-a; extra == "tests"']
     pypi.add_project(tmp_path / "idx", "partial", "1.0", requires_dist=missing, sdist=False)
     partial = await prepare(pypi, tmp_path, ReleaseRequest("partial"), job="j2")
-    assert partial.unavailable == ['no-such-test-tool; extra == "tests"']
-    assert wheel_names(partial) == ["dep_b-2.1-py3-none-any.whl"]
+    assert partial.test_unavailable == ["no-such-test-tool"]
+    assert wheel_names(partial) == ["dep_a-1.0-py3-none-any.whl", "dep_b-2.1-py3-none-any.whl"]
+    assert (partial.wheelhouse / PYTEST_WHEEL).is_file()
+
+
+async def test_conflicting_test_pins_fall_back_one_by_one(pypi: FakePyPI, tmp_path: Path) -> None:
+    """A test pin that conflicts with the runtime deps is unavailable; the others still come."""
+    serve_deps(pypi, tmp_path / "idx")
+    pypi.add_project(tmp_path / "idx", "needs-old-b", "1.0", requires_dist=["dep-b<2"], sdist=False)
+    pyproject = pyproject_text("app", "1.0", dependencies=["dep-a"]) + dedent("""
+        [dependency-groups]
+        tests = ["needs-old-b", "pytest"]
+    """)
+    sdist = build_sdist(tmp_path / "idx", "app", "1.0", {}, pyproject=pyproject)
+    pypi.add(sdist)
+    prepared = await prepare(pypi, tmp_path, ReleaseRequest("app"))
+    assert prepared.metadata_source == "pyproject"
+    assert prepared.test_requirements == ["needs-old-b", "pytest"]
+    assert prepared.test_sources == ["dependency-groups:tests"]
+    assert prepared.test_unavailable == ["needs-old-b"]
+    assert (prepared.wheelhouse / PYTEST_WHEEL).is_file()

@@ -1,0 +1,325 @@
+"""Test dependencies read statically from generated sdists and wheels (nothing runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from slave.prepare.metadata import (
+    MAX_EXTRA_FILE_BYTES,
+    read_sdist_metadata,
+    read_wheel_metadata,
+)
+from slave.prepare.models import GuestTarget
+from slave.prepare.testdeps import TestDependencies, find_test_dependencies, wanted_file
+from tests.fakes.dists import build_sdist, build_wheel, dedent
+
+ENV = GuestTarget("3.11", "manylinux_2_36_x86_64").marker_environment()
+
+
+def deps_of(
+    tmp_path: Path,
+    files: Mapping[str, str] | None = None,
+    *,
+    pyproject: str | None = None,
+    requires_dist: Sequence[str] | None = None,
+    runtime: Sequence[str] = (),
+    name: str = "demo",
+) -> TestDependencies:
+    """find_test_dependencies on a generated sdist of ``name`` 1.0."""
+    sdist = build_sdist(
+        tmp_path,
+        name,
+        "1.0",
+        {"setup.py": "raise SystemExit('never run me')\n", **(files or {})},
+        pyproject=pyproject,
+        requires_dist=requires_dist or (),
+        metadata_version="2.2",
+    )
+    contents = read_sdist_metadata(sdist, also=wanted_file)
+    return find_test_dependencies(
+        project=name,
+        requires_dist=list(requires_dist) if requires_dist is not None else None,
+        sdist=contents,
+        environment=ENV,
+        runtime=runtime,
+    )
+
+
+def test_nothing_declared_still_gets_pytest(tmp_path: Path) -> None:
+    """A release declaring no test dependencies gets pytest and no source."""
+    assert deps_of(tmp_path) == TestDependencies(["pytest"], [])
+
+
+def test_test_extras_from_wheel_metadata(tmp_path: Path) -> None:
+    """Extras named test/tests/testing/dev come from a wheel's METADATA; others do not."""
+    wheel = build_wheel(
+        tmp_path,
+        "demo",
+        "1.0",
+        {},
+        requires_dist=[
+            "idna",
+            'pytest>=8; extra == "test"',
+            'hypothesis; extra == "testing" and python_version >= "3.8"',
+            'pywin32; extra == "test" and sys_platform == "win32"',
+            'brotli; extra == "fast"',
+            'sphinx; extra == "dev"',
+            'pytest-cov; extra == "dev"',
+        ],
+    )
+    meta = read_wheel_metadata(wheel)
+    found = find_test_dependencies(
+        project="demo", requires_dist=meta.requires_dist, sdist=None, environment=ENV
+    )
+    assert found.requirements == ["pytest>=8", "hypothesis", "pytest-cov"]
+    assert found.sources == ["extra:test", "extra:testing", "extra:dev"]
+
+
+def test_pyproject_optional_dependencies_and_own_extras(tmp_path: Path) -> None:
+    """pyproject extras count; ``demo[http]`` inside one expands the project's own extra."""
+    pyproject = dedent("""
+        [project]
+        name = "demo"
+        version = "1.0"
+        dynamic = ["dependencies"]
+        [project.optional-dependencies]
+        http = ["httpx"]
+        tests = ["demo[http]", "pytest-mock"]
+    """)
+    found = deps_of(tmp_path, pyproject=pyproject)
+    assert found.requirements == ["httpx", "pytest-mock", "pytest"]
+    assert found.sources == ["extra:tests"]
+
+
+def test_dependency_groups_with_includes_and_a_cycle(tmp_path: Path) -> None:
+    """PEP 735 groups: include-group is followed, a cycle is cut, dev tooling dropped."""
+    pyproject = dedent("""
+        [dependency-groups]
+        base = ["hypothesis", {include-group = "tests"}]
+        tests = ["pytest>=8", {include-group = "base"}, 'cpickle; implementation_name == "pypy"']
+        Dev = [{include-group = "tests"}, "ruff", "mypy", "coverage[toml]", "sphinx-rtd-theme"]
+        docs = ["sphinx"]
+    """)
+    found = deps_of(tmp_path, pyproject=pyproject)
+    assert found.requirements == ["pytest>=8", "hypothesis", "coverage[toml]"]
+    assert found.sources == ["dependency-groups:tests", "dependency-groups:Dev"]
+
+
+def test_tox_ini_deps_extras_groups_and_includes(tmp_path: Path) -> None:
+    """tox [testenv] deps (with -r inside the sdist, factors and URLs skipped), extras."""
+    tox = dedent("""
+        [tox]
+        envlist = py311
+        [base]
+        deps = attrs>=20
+        [testenv]
+        deps =
+            -r{toxinidir}/requirements/tests.txt
+            {[base]deps}
+            py38: old-thing
+            git+https://example.invalid/x.git
+            -e .
+            trustme  # comment
+        extras = testing
+        commands = pytest {posargs}
+        [testenv:docs]
+        deps = sphinx
+    """)
+    files = {
+        "tox.ini": tox,
+        "requirements/tests.txt": (
+            "-r ../requirements/base.txt\n-c constraints.txt\ntrio==0.27.0 \\\n  --hash=sha256:ab\n"
+        ),
+        "requirements/base.txt": "-r ../../outside.txt\nsortedcontainers\n",
+        "requirements/constraints.txt": "sortedcontainers<3\nnot-required==1\n",
+        "requirements/tests37.txt": "pytest==7.0\n",
+    }
+    pyproject = '[project.optional-dependencies]\ntesting = ["pytest-timeout"]\n'
+    found = deps_of(tmp_path, files, pyproject=pyproject)
+    assert found.requirements == [
+        "pytest-timeout",
+        "sortedcontainers",
+        "trio==0.27.0",
+        "attrs>=20",
+        "trustme",
+        "pytest",
+    ]
+    assert found.sources == [
+        "extra:testing",
+        "tox.ini",
+        "requirements/base.txt",
+        "requirements/constraints.txt",
+        "requirements/tests.txt",
+    ]
+
+
+def test_pyproject_tool_tox_native_and_legacy(tmp_path: Path) -> None:
+    """[tool.tox] env_run_base (deps, dependency_groups) and legacy_tox_ini both count."""
+    native = dedent("""
+        [dependency-groups]
+        unit = ["pytest-randomly"]
+        [tool.tox.env_run_base]
+        deps = ["pytest-xdist"]
+        dependency_groups = ["unit"]
+    """)
+    assert deps_of(tmp_path / "a", pyproject=native).requirements == [
+        "pytest-xdist",
+        "pytest-randomly",
+        "pytest",
+    ]
+    legacy = dedent('''
+        [tool.tox]
+        legacy_tox_ini = """
+        [testenv]
+        deps = pytest-asyncio
+        """
+    ''')
+    found = deps_of(tmp_path / "b", pyproject=legacy)
+    assert found == TestDependencies(["pytest-asyncio", "pytest"], ["pyproject:tool.tox"])
+
+
+def test_requirement_files_by_name(tmp_path: Path) -> None:
+    """Test-named requirement files are read; dev-named ones only when no test file exists."""
+    files = {
+        "test-requirements.txt": "pytest-mock\n# note\n\n--index-url https://x.invalid\n",
+        "requirements-dev.txt": "ipdb-helper\n",
+        "tests/requirements.txt": "responses\n./vendored/pkg\n${TOKEN}-thing\n",
+    }
+    found = deps_of(tmp_path / "a", files)
+    assert found.requirements == ["pytest-mock", "responses", "pytest"]
+    assert found.sources == ["test-requirements.txt", "tests/requirements.txt"]
+    only_dev = {"requirements-dev.txt": "black\nflake8-bugbear\npytest\nfreezegun\n"}
+    found = deps_of(tmp_path / "b", only_dev)
+    assert found == TestDependencies(["pytest", "freezegun"], ["requirements-dev.txt"])
+
+
+def test_include_cycle_and_depth_are_bounded(tmp_path: Path) -> None:
+    """-r cycles terminate; includes outside the sdist are never followed."""
+    files = {
+        "requirements/test.txt": "-r test.txt\n-r other.txt\nalpha\n",
+        "requirements/other.txt": "-r test.txt\n--requirement=../../../etc/x.txt\nbeta\n",
+    }
+    assert deps_of(tmp_path, files).requirements == ["beta", "alpha", "pytest"]
+
+
+def test_hatch_pdm_and_poetry(tmp_path: Path) -> None:
+    """hatch test envs, pdm dev-dependencies and poetry groups (constraints translated)."""
+    pyproject = dedent("""
+        [project.optional-dependencies]
+        extra1 = ["six"]
+        [tool.hatch.envs.hatch-test]
+        extra-dependencies = ["pytest-asyncio"]
+        [tool.hatch.envs.default]
+        dependencies = ["black", "freezegun"]
+        features = ["extra1"]
+        [tool.pdm.dev-dependencies]
+        test = ["respx>=0.20", "-e file:///${PROJECT_ROOT}/#egg=demo"]
+        lint = ["pylint-plugin"]
+        [tool.poetry.group.test.dependencies]
+        pytest = "^7.4"
+        faker = {version = "~18.1", optional = true}
+        local = {path = "../local"}
+        [tool.poetry.dev-dependencies]
+        zero = "^0.3.1"
+        exact = "1.2"
+    """)
+    found = deps_of(tmp_path, pyproject=pyproject)
+    assert found.requirements == [
+        "pytest-asyncio",
+        "respx>=0.20",
+        "pytest<8,>=7.4",
+        "faker<18.2,>=18.1",
+        "freezegun",
+        "six",
+        "zero<0.4,>=0.3.1",
+        "exact==1.2",
+    ]
+    assert found.sources == [
+        "hatch:hatch-test",
+        "pdm:test",
+        "poetry:test",
+        "hatch:default",
+        "poetry:dev",
+    ]
+
+
+def test_project_runtime_names_and_first_specifier_win(tmp_path: Path) -> None:
+    """The project, runtime dependencies and repeated names appear once at most."""
+    pyproject = dedent("""
+        [dependency-groups]
+        tests = ["pytest>=8", "idna==3.0", "demo", "Requests"]
+        testing = ["pytest<8", "requests[socks]"]
+    """)
+    found = deps_of(tmp_path, pyproject=pyproject, runtime=["idna>=2; python_version > '3'"])
+    assert found.requirements == ["pytest>=8", "Requests"]
+    assert found.sources == ["dependency-groups:tests", "dependency-groups:testing"]
+
+
+def test_pkg_info_requires_dist_is_a_fallback_for_extras(tmp_path: Path) -> None:
+    """With dynamic metadata, PKG-INFO's test extra is still a best guess."""
+    sdist = build_sdist(
+        tmp_path,
+        "old",
+        "1.0",
+        {},
+        requires_dist=['nose2; extra == "test"'],
+        pkg_info_extra=[("Dynamic", "Requires-Dist")],
+    )
+    contents = read_sdist_metadata(sdist, also=wanted_file)
+    found = find_test_dependencies(
+        project="old", requires_dist=None, sdist=contents, environment=ENV
+    )
+    assert found == TestDependencies(["nose2", "pytest"], ["extra:test"])
+
+
+def test_malformed_sources_are_skipped(tmp_path: Path) -> None:
+    """Broken tox.ini, invalid lines and odd TOML types never raise."""
+    files = {
+        "tox.ini": "deps = [no section\n",
+        "requirements-test.txt": "!!!\nvalid-one\nbad ; python_version ===\n",
+    }
+    pyproject = dedent("""
+        [dependency-groups]
+        tests = [1, {include-group = 2}, {other = "x"}, "ok"]
+        [tool.hatch.envs]
+        test = "not a table"
+        [tool.poetry.group]
+        test = []
+    """)
+    found = deps_of(tmp_path, files, pyproject=pyproject)
+    assert found.requirements == ["ok", "valid-one", "pytest"]
+
+
+def test_only_small_wanted_files_are_read(tmp_path: Path) -> None:
+    """read_sdist_metadata reads only selected members, and none past the size cap."""
+    files = {
+        "requirements-test.txt": "x" * (MAX_EXTRA_FILE_BYTES + 1),
+        "requirements.txt": "idna\n",
+        "src/demo/requirements_helper.py": "print()\n",
+        "a/b/c/requirements.txt": "deep\n",
+        "tox.ini": "[testenv]\n",
+    }
+    sdist = build_sdist(tmp_path, "demo", "1.0", files)
+    contents = read_sdist_metadata(sdist, also=wanted_file)
+    assert sorted(contents.files) == ["requirements.txt", "tox.ini"]
+    assert read_sdist_metadata(sdist).files == {}
+
+
+@pytest.mark.parametrize(
+    ("path", "wanted"),
+    [
+        ("requirements/tests.txt", True),
+        ("dev-requirements.txt", True),
+        ("ci/constraints.txt", True),
+        ("requirements/tests.in", True),
+        ("docs/conf.py", False),
+        ("pkg/data/requests.txt", True),
+        ("a/b/c/requirements.txt", False),
+    ],
+)
+def test_wanted_file(path: str, wanted: bool) -> None:
+    """Which sdist members the reader asks for (small, shallow, requirement-like)."""
+    assert wanted_file(path) is wanted
