@@ -1,8 +1,8 @@
 """Image recipes: ``images/<name>.toml``, parsed and validated, and their hash.
 
 The recipe hash covers everything that ends up in the disk image: the recipe
-itself, the guest-side files in ``images/guest/``, the guest runner
-(``images/runner/pyti_runner.py``, when present) and :data:`BUILD_FORMAT`, bumped
+itself, the guest-side files in ``images/guest/``, the guest runner's sources
+(the ``guest_runner`` package) and :data:`BUILD_FORMAT`, bumped
 whenever the build code changes what it produces. An image whose manifest carries
 another hash is stale and is rebuilt.
 """
@@ -17,15 +17,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from guest_runner.bundle import PACKAGE_DIR as RUNNER_DIR
+from guest_runner.bundle import source_digests
 from slave.images.errors import RecipeError
 
 #: Bump when the build code changes what an image contains.
 BUILD_FORMAT = 2
 
-#: The repository's ``images/`` directory (recipes, guest files, runner).
+#: The repository's ``images/`` directory (recipes, guest files).
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "images"
 GUEST_FILES_DIR = RECIPES_DIR / "guest"
-RUNNER_PATH = RECIPES_DIR / "runner" / "pyti_runner.py"
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _PYVER_RE = re.compile(r"^3\.\d{1,2}$")
@@ -140,10 +141,10 @@ def _file_digests(root: Path) -> dict[str, str]:
 
 
 def recipe_hash(
-    recipe: Recipe, guest_dir: Path = GUEST_FILES_DIR, runner: Path = RUNNER_PATH
+    recipe: Recipe, guest_dir: Path = GUEST_FILES_DIR, runner: Path = RUNNER_DIR
 ) -> str:
-    """sha256 over the recipe, the guest files, the runner and the build format."""
-    runner_sha = hashlib.sha256(runner.read_bytes()).hexdigest() if runner.is_file() else None
+    """sha256 over the recipe, the guest files, the runner's sources and the build format."""
+    runner_sha = source_digests(runner)
     doc = {
         "build_format": BUILD_FORMAT,
         "recipe": recipe.to_json(),
