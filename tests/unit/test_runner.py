@@ -158,10 +158,12 @@ def run_job(tmp_path: Path, wheelhouse: Path, runner_pyz: list[str]) -> RunJob:
         tools_dir: Path = VENV,
         runner_timeout: float = 240.0,
         extra: dict[str, Any] | None = None,
+        test_requirements: tuple[str, ...] = (),
+        job_wheels: tuple[Path, ...] = (),
     ) -> Events:
         job_dir = tmp_path / "job"
         job_dir.mkdir(exist_ok=True)
-        for f in files:
+        for f in [*files, *job_wheels]:  # job_wheels: the job's wheelhouse, not release files
             if f.parent != job_dir:
                 shutil.copy(f, job_dir / f.name)
         job = JobDocument(
@@ -172,6 +174,7 @@ def run_job(tmp_path: Path, wheelhouse: Path, runner_pyz: list[str]) -> RunJob:
             phases=phases,
             timeouts=timeouts or {"install": 120, "import": 60, "tests": 120, "quality": 60},
             output_cap=output_cap,
+            test_requirements=test_requirements,
         )
         (job_dir / "job.json").write_text(json.dumps({**job.to_json(), **(extra or {})}))
         env_file = tmp_path / "environment"
@@ -488,3 +491,78 @@ def test_bad_guest_setup_values_are_reported_not_applied(tmp_path: Path, run_job
     assert [e.split(":")[0] for e in setup["errors"]] == ["entropy", "clock"]
     assert "clock_set" not in setup
     assert finished(events, "install")["status"] == "passed"
+
+
+def test_tests_run_past_missing_deps_and_offline_failures_count_apart(
+    tmp_path: Path, run_job: RunJob
+) -> None:
+    """Test requirements go in one by one when together they cannot; uncollectable modules,
+    offline-only failures and real failures are each reported for what they are."""
+    helper = build_wheel(tmp_path / "wheels", "helperdep", "1.0", {"helperdep.py": "X = 1\n"})
+    body = dedent(
+        """
+        import socket
+        import helperdep
+
+
+        def test_helper():
+            assert helperdep.X == 1
+
+
+        def test_dns():
+            # what a lookup gives in the guest, without trying one here
+            raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+
+        def test_unreachable():
+            raise OSError(101, "Network is unreachable")
+
+
+        def test_local_server_down():
+            # refused on loopback: the test's own server is not there, a real failure
+            raise ConnectionRefusedError(111, "Connection refused: ('127.0.0.1', 9)")
+        """
+    )
+    needs_trio = "import trio\n\n\ndef test_trio():\n    pass\n"
+    events = run_job(
+        [project(tmp_path, test_body=body, extra_files={"tests/test_trio.py": needs_trio})],
+        test_requirements=("helperdep", "nosuchdep>=1"),
+        job_wheels=(helper,),
+    )
+    summary = one(events, "tests_summary")
+    reqs = summary["test_requirements"]
+    assert reqs["requested"] == ["helperdep", "nosuchdep>=1"]
+    assert reqs["installed"] == ["helperdep"]
+    assert [f["requirement"] for f in reqs["failed"]] == ["nosuchdep>=1"]
+    assert "nosuchdep" in reqs["failed"][0]["error"]
+    assert summary["collection_errors"] == [
+        {
+            "module": "tests/test_trio.py",
+            "missing": "trio",
+            "error": "ModuleNotFoundError: No module named 'trio'",
+        }
+    ]
+    assert summary["collection_error_count"] == 1
+    assert (summary["collected"], summary["passed"], summary["failed"]) == (4, 1, 3)
+    assert summary["errors"] == 0
+    assert summary["offline_failures"] == {
+        "count": 2,
+        "tests": ["tests/test_x.py::test_dns", "tests/test_x.py::test_unreachable"],
+    }
+    assert summary["reason"] is None
+    assert finished(events, "tests")["status"] == "failed"
+
+
+def test_tests_summary_says_when_no_tests_ran(tmp_path: Path, run_job: RunJob) -> None:
+    """A wheel-only release has no tests shipped; tests that cannot be imported, none collected."""
+    whl = build_wheel(tmp_path / "dist", "demo", "0.1", {"demo/__init__.py": ""})
+    events = run_job([whl], phases=("install", "tests"))
+    assert one(events, "tests_summary")["reason"] == "no sdist: no tests shipped"
+    assert finished(events, "tests")["status"] == "skipped"
+
+    events = run_job([project(tmp_path, test_body="import trio\n")], phases=("install", "tests"))
+    summary = one(events, "tests_summary")
+    assert summary["reason"] == "no test module could be collected"
+    assert summary["collected"] == 0
+    assert summary["collection_errors"][0]["missing"] == "trio"
+    assert finished(events, "tests")["reason"] == "no test module could be collected"

@@ -15,6 +15,7 @@ from guest_runner.budget import Budget
 from guest_runner.executor import MainExit
 from guest_runner.junit import parse_junit
 from guest_runner.limits import PhaseWatch, oom_kills
+from guest_runner.offline import is_offline_failure
 from guest_runner.phases.imports import top_level_modules
 from guest_runner.streams import TAIL_BYTES, drain, iter_lines
 from guest_runner.workspace import read_env_file
@@ -179,3 +180,52 @@ def test_main_exit_follows_the_first_pid(lines: list[bytes], returncode: int | N
         main.watch(line)
     assert main.returncode == returncode
     assert main.done.is_set() == (returncode is not None)
+
+
+@pytest.mark.parametrize(
+    ("text", "offline"),
+    [
+        ("socket.gaierror: [Errno -3] Temporary failure in name resolution", True),
+        ("urllib3...NameResolutionError: Failed to resolve 'pypi.org'", True),
+        ("OSError: [Errno 101] Network is unreachable", True),
+        ("HTTPSConnectionPool(host='pypi.org', port=443): [Errno 111] Connection refused", True),
+        ("ConnectTimeout: https://example.com/x timed out", True),
+        ("ConnectionRefusedError: [Errno 111] Connection refused ('127.0.0.1', 8080)", False),
+        ("HTTPConnectionPool(host='localhost', port=80): Connection refused", False),
+        ("ConnectionRefusedError: [Errno 111] Connection refused", False),
+        ("AssertionError: assert 1 == 2", False),
+    ],
+)
+def test_offline_failures_are_network_absence_only(text: str, offline: bool) -> None:
+    """Resolver and unreachable errors are offline; refused/timeouts only to non-loopback hosts."""
+    assert is_offline_failure(text) is offline
+
+
+def test_parse_junit_reports_collection_errors_apart(tmp_path: Path) -> None:
+    """Modules pytest could not collect are listed with the missing module, not counted as tests."""
+    junit = tmp_path / "junit.xml"
+    junit.write_text(
+        '<testsuites><testsuite tests="3" failures="1" errors="1" skipped="0" time="1">'
+        '<testcase classname="" name="tests.test_x" file="tests/test_x.py">'
+        '<error message="collection failure">tests/test_x.py:1: in &lt;module&gt;\n'
+        "    import trio\nE   ModuleNotFoundError: No module named 'trio'</error></testcase>"
+        '<testcase classname="tests.test_y.TestC" name="test_c" file="tests/test_y.py">'
+        '<failure message="socket.gaierror: [Errno -3]">x</failure></testcase>'
+        '<testcase classname="tests.test_y" name="test_ok" file="tests/test_y.py"/>'
+        "</testsuite></testsuites>"
+    )
+    summary = parse_junit(junit)
+    assert summary["collection_errors"] == [
+        {
+            "module": "tests/test_x.py",
+            "missing": "trio",
+            "error": "ModuleNotFoundError: No module named 'trio'",
+        }
+    ]
+    assert (summary["collected"], summary["passed"], summary["failed"], summary["errors"]) == (
+        2,
+        1,
+        1,
+        0,
+    )
+    assert summary["offline_failures"] == {"count": 1, "tests": ["tests/test_y.py::TestC::test_c"]}
