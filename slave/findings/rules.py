@@ -23,7 +23,7 @@ from typing import Any
 
 from slave.findings.model import Call, Context, Severity
 
-# The exact code the guest runner imports modules with (images/runner/pyti_runner.py);
+# The exact code the guest runner imports modules with (guest_runner/phases/imports.py);
 # a test checks the two stay equal.
 RUNNER_IMPORT_CODE = "import importlib, sys; importlib.import_module(sys.argv[1])"
 # pip's `python -c` shim that runs a legacy setup.py (pip/_internal/utils/setuptools_build.py):

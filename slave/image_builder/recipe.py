@@ -1,8 +1,8 @@
 """Image recipes: ``guest_image/recipes/<name>.toml``, parsed and validated, and their hash.
 
 The recipe hash covers everything that ends up in the disk image: the recipe
-itself, the guest-side files in ``guest_image/files/``, the guest runner
-(:data:`RUNNER_PATH`, when present) and :data:`BUILD_FORMAT`, bumped
+itself, the guest-side files in ``guest_image/files/``, the guest runner's sources
+(the ``guest_runner`` package) and :data:`BUILD_FORMAT`, bumped
 whenever the build code changes what it produces. An image whose manifest carries
 another hash is stale and is rebuilt.
 """
@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from guest_runner.bundle import PACKAGE_DIR as RUNNER_DIR
+from guest_runner.bundle import source_digests
 from pyti import settings
 from pyti.settings import Int, Setting, SettingsError, Table, Text, Texts, check
 from slave.image_builder.errors import RecipeError
@@ -29,8 +31,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RECIPES_DIR = REPO_ROOT / "guest_image" / "recipes"
 #: Guest-side files copied into every image (``setup.sh`` and what it installs).
 GUEST_FILES_DIR = REPO_ROOT / "guest_image" / "files"
-#: The guest runner copied into every image; the one place that says where it lives.
-RUNNER_PATH = REPO_ROOT / "images" / "runner" / "pyti_runner.py"
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _PYVER_RE = re.compile(r"^3\.\d{1,2}$")
@@ -135,10 +135,10 @@ def _file_digests(root: Path) -> dict[str, str]:
 
 
 def recipe_hash(
-    recipe: Recipe, guest_dir: Path = GUEST_FILES_DIR, runner: Path = RUNNER_PATH
+    recipe: Recipe, guest_dir: Path = GUEST_FILES_DIR, runner: Path = RUNNER_DIR
 ) -> str:
     """sha256 over the recipe, the guest files, the runner and the build format."""
-    runner_sha = hashlib.sha256(runner.read_bytes()).hexdigest() if runner.is_file() else None
+    runner_sha = source_digests(runner)
     doc = {
         "build_format": BUILD_FORMAT,
         "recipe": recipe.to_json(),

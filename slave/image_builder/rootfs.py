@@ -18,9 +18,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from guest_runner.bundle import build_pyz
 from slave.image_builder.errors import BuildError
 from slave.image_builder.progress import Progress, run_tool
-from slave.image_builder.recipe import GUEST_FILES_DIR, RUNNER_PATH, Recipe
+from slave.image_builder.recipe import GUEST_FILES_DIR, Recipe
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 _APT_SOURCES = Path("/etc/apt/sources.list")
@@ -84,13 +85,11 @@ async def debootstrap(recipe: Recipe, root: Path, progress: Progress) -> None:
 
 
 def install_guest_files(root: Path) -> None:
-    """Copy ``guest_image/files/`` (used by setup.sh) and the runner into the tree."""
+    """Copy ``guest_image/files/`` (used by setup.sh) into the tree; build the runner's zipapp."""
     opt = root / "opt" / "pyti"
     shutil.rmtree(opt / "guest", ignore_errors=True)
     shutil.copytree(GUEST_FILES_DIR, opt / "guest")
-    if RUNNER_PATH.is_file():
-        shutil.copyfile(RUNNER_PATH, opt / "runner.py")
-        (opt / "runner.py").chmod(0o755)
+    build_pyz(opt / "runner.pyz")
 
 
 async def download_wheels(recipe: Recipe, reqs: tuple[str, ...], dest: Path, step: str) -> None:

@@ -16,17 +16,21 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from guest_runner.jobdoc import JobDocument
 from protocol.events import PHASES
 from slave.config import GUEST_PHASES
 from slave.errors import SlaveError
 from slave.job.context import JobContext
 from slave.job.record import RunRecord
 from slave.prepare import PreparedRelease
+from slave.prepare.errors import DependencyUnavailable
+from slave.prepare.metadata import pip_argument
 from slave.sanitize import clean_line, clean_text
 from slave.vm.guest import Guest
 
 GUEST_JOB_DIR = "/var/lib/pyti/job"
-RUNNER = "/opt/pyti/runner.py"
+#: The guest runner: the ``guest_runner`` package as one zipapp, built with the image.
+RUNNER = "/opt/pyti/runner.pyz"
 #: Seconds the runner may take outside any phase (start, guest setup, between phases).
 BETWEEN_PHASES = 120.0
 _SEVERITY_LEVEL = {"critical": "error", "high": "warning", "medium": "warning"}
@@ -82,22 +86,33 @@ def phase_timeout(ctx: JobContext, phase: str) -> float:
     return ctx.config.timeout(phase)
 
 
-def job_document(ctx: JobContext, prepared: PreparedRelease) -> dict[str, Any]:
+def job_document(ctx: JobContext, prepared: PreparedRelease) -> JobDocument:
     """The runner's ``job.json`` (schema in docs/contracts.md, "Guest runner")."""
-    return {
-        "job_id": ctx.offer.job_id,
-        "project": prepared.project,
-        "version": prepared.version,
-        "files": [p.name for p in prepared.files],
-        "requirements": prepared.requirements,
-        "test_requirements": prepared.test_requirements,
-        "phases": list(GUEST_PHASES),
-        "timeouts": {p: phase_timeout(ctx, p) for p in GUEST_PHASES},
-        "output_cap": ctx.config.output_cap,
+    return JobDocument(
+        job_id=ctx.offer.job_id,
+        project=prepared.project,
+        version=prepared.version,
+        files=tuple(p.name for p in prepared.files),
+        requirements=tuple(prepared.requirements),
+        test_requirements=guest_test_requirements(prepared),
+        phases=GUEST_PHASES,
+        timeouts={p: phase_timeout(ctx, p) for p in GUEST_PHASES},
+        output_cap=ctx.config.output_cap,
         # Every restored VM starts from the same RAM: give each job its own entropy and time.
-        "entropy": secrets.token_hex(32),
-        "epoch": time.time(),
-    }
+        entropy=secrets.token_hex(32),
+        epoch=time.time(),
+    )
+
+
+def guest_test_requirements(prepared: PreparedRelease) -> tuple[str, ...]:
+    """The test requirements whose wheels the host fetched, as pip arguments (no markers)."""
+    wanted: list[str] = []
+    for text in prepared.test_requirements:
+        if text in prepared.test_unavailable:
+            continue
+        with contextlib.suppress(DependencyUnavailable):
+            wanted.append(pip_argument(text))
+    return tuple(wanted)
 
 
 def _wheels(directory: Path) -> list[Path]:
@@ -107,7 +122,7 @@ def _wheels(directory: Path) -> list[Path]:
 async def upload(ctx: JobContext, guest: Guest, prepared: PreparedRelease) -> None:
     """Copy the release, its wheelhouse and ``job.json`` into the guest's job directory."""
     doc = ctx.job_dir / "job.json"
-    await asyncio.to_thread(doc.write_text, json.dumps(job_document(ctx, prepared)))
+    await asyncio.to_thread(doc.write_text, json.dumps(job_document(ctx, prepared).to_json()))
     wheels = await asyncio.to_thread(_wheels, prepared.wheelhouse)
     paths = [*prepared.files, *wheels, doc]
     total = sum(p.stat().st_size for p in paths)

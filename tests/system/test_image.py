@@ -17,7 +17,6 @@ from slave.vm.machine import VM
 
 pytestmark = pytest.mark.system
 
-RUNNER = Path(__file__).resolve().parents[2] / "images" / "runner" / "pyti_runner.py"
 PY_INFO = "import platform, os; print(platform.python_version(), os.getuid())"
 
 
@@ -70,7 +69,8 @@ async def test_guest_user_bait_tools_and_runner(image: Image, tmp_path: Path) ->
     script = (
         "id -u tester; cat /home/tester/.aws/credentials; grep PYTI_BAIT_TOKEN /etc/environment;"
         " ls /opt/pyti/wheels | grep -c '^pytest-'; /opt/pyti/tools/bin/ruff --version;"
-        " test -f /opt/pyti/runner.py && echo runner; grep nproc /etc/security/limits.d/*"
+        " python3 -I -S /opt/pyti/runner.pyz --help >/dev/null && echo runner;"
+        " grep nproc /etc/security/limits.d/*"
     )
     async with (
         await VM.start(image, tmp_path, Accel.TCG) as vm,
@@ -82,7 +82,7 @@ async def test_guest_user_bait_tools_and_runner(image: Image, tmp_path: Path) ->
     assert f"PYTI_BAIT_TOKEN={bait['token']}" in out
     assert "ruff " in out
     assert "tester hard nproc" in out
-    assert ("runner" in out.split()) == RUNNER.is_file()
+    assert "runner" in out.split()
 
 
 async def test_stream_put_and_timeout(image: Image, tmp_path: Path) -> None:

@@ -590,7 +590,7 @@ def test_classify_python_commands(argv: list[str], label: str, expected: bool) -
 
 def test_runner_import_code_matches_the_runner() -> None:
     """The engine's copy of the runner's import one-liner is the runner's."""
-    runner = Path(__file__).parents[2] / "images" / "runner" / "pyti_runner.py"
+    runner = Path(__file__).parents[2] / "guest_runner" / "phases" / "imports.py"
     assert f'code = "{RUNNER_IMPORT_CODE}"' in runner.read_text()
 
 

@@ -94,11 +94,15 @@ def test_recipe_hash_follows_guest_files_and_runner(tmp_path: Path) -> None:
     guest = tmp_path / "guest"
     guest.mkdir()
     (guest / "sshd_config").write_text("UsePAM no\n")
-    runner = tmp_path / "runner.py"
+    runner = tmp_path / "guest_runner"
+    (runner / "phases").mkdir(parents=True)
+    (runner / "README.md").write_text("docs\n")
     recipe = parse_recipe(_doc(), "demo")
     base = recipe_hash(recipe, guest, runner)
     assert recipe_hash(recipe, guest, runner) == base
-    runner.write_text("print('v1')\n")
+    (runner / "README.md").write_text("docs only: the runner itself is the same\n")
+    assert recipe_hash(recipe, guest, runner) == base
+    (runner / "phases" / "tests.py").write_text("print('v1')\n")
     with_runner = recipe_hash(recipe, guest, runner)
     assert with_runner != base
     (guest / "sshd_config").write_text("UsePAM no\nUseDNS no\n")

@@ -1,4 +1,4 @@
-"""The runner step: guest lines become events, findings as they arrive, host-side timeouts."""
+"""The runner step: the job document, guest lines become events, host-side timeouts."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from typing import Any
 import structlog
 from structlog.testing import capture_logs
 
+from guest_runner.jobdoc import JobDocument
 from protocol.messages import JobOffer
 from slave.config import SlaveConfig
 from slave.job.context import JobContext
-from slave.job.phases import run_runner
+from slave.job.phases import job_document, run_runner
 from slave.job.record import RunRecord
+from slave.prepare import PreparedRelease
 
 
 class ScriptedStream:
@@ -85,7 +87,7 @@ async def test_hung_runner_is_timed_out_by_the_host(tmp_path: Path) -> None:
     assert 0.4 <= loop.time() - started < 5
     argv = list(guest.commands[0])
     assert argv[0] == "python3" and argv[-3:] == [
-        "/opt/pyti/runner.py",
+        "/opt/pyti/runner.pyz",
         "--job",
         "/var/lib/pyti/job/job.json",
     ]
@@ -127,3 +129,34 @@ async def test_finished_runner_gives_no_error(tmp_path: Path) -> None:
     await run_runner(ctx, ScriptedGuest(ScriptedStream(lines, hang=False)), record)
     assert "error" not in ctx.summary
     assert record.phases == {"install": {"status": "failed", "duration_s": 1.0, "exit_code": 1}}
+
+
+def test_slave_builds_the_same_document(tmp_path: Path) -> None:
+    """The slave's job_document is a JobDocument the runner reads back unchanged."""
+    config = SlaveConfig(
+        master_host="127.0.0.1", master_port=1, secret=b"x" * 16, image_dir=tmp_path,
+        work_dir=tmp_path, name="t",
+    )  # fmt: skip
+    offer = JobOffer(1, 1, 42, "demo", "1.0", "img", (), timeouts={"tests": 30})
+    ctx = JobContext(
+        offer, config, "tcg", tmp_path, {}, structlog.get_logger(), lambda *a, **k: None
+    )
+    prepared = PreparedRelease(
+        project="demo",
+        version="1.0",
+        files=[tmp_path / "demo-1.0.tar.gz"],
+        sha256={},
+        wheelhouse=tmp_path,
+        requirements=["attrs>=22"],
+        build_requires=[],
+        metadata_source=None,
+        needs_guest_metadata=False,
+        test_requirements=['hypothesis>=6; extra == "test"', 'trio; extra == "tests"', "gone"],
+        test_unavailable=["gone"],
+    )
+    doc = job_document(ctx, prepared)
+    assert doc.job_id == offer.job_id
+    assert doc.files == ("demo-1.0.tar.gz",)
+    assert doc.test_requirements == ("hypothesis>=6", "trio")  # markers off, unavailable out
+    assert doc.timeout("tests") == 30.0
+    assert JobDocument.from_json(json.loads(json.dumps(doc.to_json()))) == doc

@@ -2,8 +2,9 @@
 
 The runner is meant for the guest (root, user ``tester``, ``/opt/pyti``); on the host
 it runs with ``--no-drop-privileges`` and tmp paths, so these tests never touch the
-host's users or clock. Build dependencies come from an in-tree PEP 517 backend and
-pytest from wheels repacked out of our own venv: nothing is downloaded.
+host's users or clock. It runs as the guest runs it: the zipapp the image builder
+makes (``python3 -I -S runner.pyz``). Build dependencies come from an in-tree PEP 517
+backend and pytest from wheels repacked out of our own venv: nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Any
 
 import pytest
 
+from guest_runner.bundle import build_pyz
+from guest_runner.jobdoc import JobDocument
 from slave.findings import Analyser, Context, Finding, verdict
 from tests.fakes.dists import build_wheel, dedent, make_project
 
-RUNNER = Path(__file__).parents[2] / "images" / "runner" / "pyti_runner.py"
 VENV = Path(sys.prefix)
 
 
@@ -132,11 +134,18 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest
 
 
+@pytest.fixture(scope="module")
+def runner_pyz(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The command that runs the runner, as the guest does: the zipapp, isolated, no site."""
+    pyz = build_pyz(tmp_path_factory.mktemp("runner") / "runner.pyz")
+    return [sys.executable, "-I", "-S", str(pyz)]
+
+
 RunJob = Callable[..., Events]
 
 
 @pytest.fixture
-def run_job(tmp_path: Path, wheelhouse: Path) -> RunJob:
+def run_job(tmp_path: Path, wheelhouse: Path, runner_pyz: list[str]) -> RunJob:
     """Write job.json next to the given files, run the runner, return its events."""
 
     def run(
@@ -149,26 +158,28 @@ def run_job(tmp_path: Path, wheelhouse: Path) -> RunJob:
         tools_dir: Path = VENV,
         runner_timeout: float = 240.0,
         extra: dict[str, Any] | None = None,
+        test_requirements: tuple[str, ...] = (),
+        job_wheels: tuple[Path, ...] = (),
     ) -> Events:
         job_dir = tmp_path / "job"
         job_dir.mkdir(exist_ok=True)
-        for f in files:
+        for f in [*files, *job_wheels]:  # job_wheels: the job's wheelhouse, not release files
             if f.parent != job_dir:
                 shutil.copy(f, job_dir / f.name)
-        job = {
-            "job_id": "t1",
-            "project": project,
-            "version": "0.1",
-            "files": [f.name for f in files],
-            "phases": list(phases),
-            "timeouts": timeouts or {"install": 120, "import": 60, "tests": 120, "quality": 60},
-            "output_cap": output_cap,
-            **(extra or {}),
-        }
-        (job_dir / "job.json").write_text(json.dumps(job))
+        job = JobDocument(
+            job_id="t1",
+            project=project,
+            version="0.1",
+            files=tuple(f.name for f in files),
+            phases=phases,
+            timeouts=timeouts or {"install": 120, "import": 60, "tests": 120, "quality": 60},
+            output_cap=output_cap,
+            test_requirements=test_requirements,
+        )
+        (job_dir / "job.json").write_text(json.dumps({**job.to_json(), **(extra or {})}))
         env_file = tmp_path / "environment"
         env_file.write_text(f'PYTI_BAIT_TOKEN="{BAIT}"\n')
-        argv = [sys.executable, str(RUNNER), "--job", str(job_dir / "job.json")]
+        argv = [*runner_pyz, "--job", str(job_dir / "job.json")]
         argv += ["--no-drop-privileges", "--venv", str(tmp_path / "venv")]
         argv += ["--home", str(tmp_path), "--wheels-dir", str(wheelhouse)]
         (tmp_path / "scratch").mkdir(exist_ok=True)
@@ -369,18 +380,28 @@ def test_output_flood_is_capped(tmp_path: Path, run_job: RunJob) -> None:
     assert sum(len(e["line"]) + 1 for e in lines) <= 50_000
 
 
-def test_bad_job_file_still_ends_with_runner_finished(tmp_path: Path) -> None:
-    """A job.json that is not JSON gives runner_error then runner_finished, exit status 2."""
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{nope", "Expecting property name"),
+        ('{"job_id": 1, "project": "demo", "version": "1", "epoch": "soon"}', "'epoch'"),
+    ],
+)
+def test_bad_job_file_still_ends_with_runner_finished(
+    tmp_path: Path, runner_pyz: list[str], content: str, message: str
+) -> None:
+    """A job.json that is not JSON, or not a job document, gives runner_error, exit status 2."""
     job = tmp_path / "job.json"
-    job.write_text("{nope")
+    job.write_text(content)
     proc = subprocess.run(
-        [sys.executable, str(RUNNER), "--job", str(job), "--no-drop-privileges"],
+        [*runner_pyz, "--job", str(job), "--no-drop-privileges"],
         capture_output=True,
         timeout=30,
         check=False,
     )
     events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
     assert [e["event"] for e in events] == ["runner_error", "runner_finished"]
+    assert message in events[0]["message"]
     assert proc.returncode == 2
 
 
@@ -464,8 +485,84 @@ def test_installed_pth_files_are_reported(tmp_path: Path, run_job: RunJob) -> No
 def test_bad_guest_setup_values_are_reported_not_applied(tmp_path: Path, run_job: RunJob) -> None:
     """Unusable entropy/epoch values become guest_setup errors; the phases still run."""
     whl = build_wheel(tmp_path / "dist", "demo", "0.1", {"demo/__init__.py": ""})
-    events = run_job([whl], phases=("install",), extra={"entropy": "zz", "epoch": "soon"})
+    # Well-typed (the job document checks types) but unusable: not hex, past any clock.
+    events = run_job([whl], phases=("install",), extra={"entropy": "zz", "epoch": 1e300})
     setup = one(events, "guest_setup")
     assert [e.split(":")[0] for e in setup["errors"]] == ["entropy", "clock"]
     assert "clock_set" not in setup
     assert finished(events, "install")["status"] == "passed"
+
+
+def test_tests_run_past_missing_deps_and_offline_failures_count_apart(
+    tmp_path: Path, run_job: RunJob
+) -> None:
+    """Test requirements go in one by one when together they cannot; uncollectable modules,
+    offline-only failures and real failures are each reported for what they are."""
+    helper = build_wheel(tmp_path / "wheels", "helperdep", "1.0", {"helperdep.py": "X = 1\n"})
+    body = dedent(
+        """
+        import socket
+        import helperdep
+
+
+        def test_helper():
+            assert helperdep.X == 1
+
+
+        def test_dns():
+            # what a lookup gives in the guest, without trying one here
+            raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+
+        def test_unreachable():
+            raise OSError(101, "Network is unreachable")
+
+
+        def test_local_server_down():
+            # refused on loopback: the test's own server is not there, a real failure
+            raise ConnectionRefusedError(111, "Connection refused: ('127.0.0.1', 9)")
+        """
+    )
+    needs_trio = "import trio\n\n\ndef test_trio():\n    pass\n"
+    events = run_job(
+        [project(tmp_path, test_body=body, extra_files={"tests/test_trio.py": needs_trio})],
+        test_requirements=("helperdep", "nosuchdep>=1"),
+        job_wheels=(helper,),
+    )
+    summary = one(events, "tests_summary")
+    reqs = summary["test_requirements"]
+    assert reqs["requested"] == ["helperdep", "nosuchdep>=1"]
+    assert reqs["installed"] == ["helperdep"]
+    assert [f["requirement"] for f in reqs["failed"]] == ["nosuchdep>=1"]
+    assert "nosuchdep" in reqs["failed"][0]["error"]
+    assert summary["collection_errors"] == [
+        {
+            "module": "tests/test_trio.py",
+            "missing": "trio",
+            "error": "ModuleNotFoundError: No module named 'trio'",
+        }
+    ]
+    assert summary["collection_error_count"] == 1
+    assert (summary["collected"], summary["passed"], summary["failed"]) == (4, 1, 3)
+    assert summary["errors"] == 0
+    assert summary["offline_failures"] == {
+        "count": 2,
+        "tests": ["tests/test_x.py::test_dns", "tests/test_x.py::test_unreachable"],
+    }
+    assert summary["reason"] is None
+    assert finished(events, "tests")["status"] == "failed"
+
+
+def test_tests_summary_says_when_no_tests_ran(tmp_path: Path, run_job: RunJob) -> None:
+    """A wheel-only release has no tests shipped; tests that cannot be imported, none collected."""
+    whl = build_wheel(tmp_path / "dist", "demo", "0.1", {"demo/__init__.py": ""})
+    events = run_job([whl], phases=("install", "tests"))
+    assert one(events, "tests_summary")["reason"] == "no sdist: no tests shipped"
+    assert finished(events, "tests")["status"] == "skipped"
+
+    events = run_job([project(tmp_path, test_body="import trio\n")], phases=("install", "tests"))
+    summary = one(events, "tests_summary")
+    assert summary["reason"] == "no test module could be collected"
+    assert summary["collected"] == 0
+    assert summary["collection_errors"][0]["missing"] == "trio"
+    assert finished(events, "tests")["reason"] == "no test module could be collected"

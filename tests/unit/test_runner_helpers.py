@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 import collections
-import importlib.util
 import io
-import sys
 import tarfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-RUNNER = Path(__file__).parents[2] / "images" / "runner" / "pyti_runner.py"
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[ModuleType]:
-    """The runner script imported as a module (it is not a package)."""
-    spec = importlib.util.spec_from_file_location("pyti_runner", RUNNER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pyti_runner"] = module  # dataclasses look their module up while defining
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        del sys.modules["pyti_runner"]
+from guest_runner.archive import safe_extract
+from guest_runner.budget import Budget
+from guest_runner.executor import MainExit
+from guest_runner.junit import parse_junit
+from guest_runner.limits import PhaseWatch, oom_kills
+from guest_runner.offline import is_offline_failure
+from guest_runner.phases.imports import top_level_modules
+from guest_runner.streams import TAIL_BYTES, drain, iter_lines
+from guest_runner.workspace import read_env_file
 
 
 def make_tar(path: Path, members: list[tarfile.TarInfo], data: bytes = b"x") -> Path:
@@ -49,7 +39,7 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.
     return info
 
 
-def test_safe_extract_refuses_escapes_and_links(runner: ModuleType, tmp_path: Path) -> None:
+def test_safe_extract_refuses_escapes_and_links(tmp_path: Path) -> None:
     """Traversal, absolute names, symlinks, hardlinks and devices are refused; files land inside."""
     archive = make_tar(
         tmp_path / "evil.tar.gz",
@@ -64,13 +54,13 @@ def test_safe_extract_refuses_escapes_and_links(runner: ModuleType, tmp_path: Pa
     )
     dest = tmp_path / "out"
     dest.mkdir()
-    assert runner.safe_extract(archive, dest) == 5
+    assert safe_extract(archive, dest) == 5
     assert (dest / "pkg-1.0" / "ok.py").read_bytes() == b"x"
     assert sorted(p.name for p in dest.rglob("*")) == ["ok.py", "pkg-1.0"]
     assert not (tmp_path / "escape.txt").exists()
 
 
-def test_safe_extract_zip(runner: ModuleType, tmp_path: Path) -> None:
+def test_safe_extract_zip(tmp_path: Path) -> None:
     """Zip sdists extract the same way, with the same refusals."""
     archive = tmp_path / "pkg.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -81,18 +71,18 @@ def test_safe_extract_zip(runner: ModuleType, tmp_path: Path) -> None:
         zf.writestr(link, "/etc/passwd")
     dest = tmp_path / "out"
     dest.mkdir()
-    assert runner.safe_extract(archive, dest) == 2
+    assert safe_extract(archive, dest) == 2
     assert (dest / "pkg-1.0" / "a.py").read_text() == "a = 1\n"
 
 
-def test_iter_lines_cuts_long_lines(runner: ModuleType) -> None:
+def test_iter_lines_cuts_long_lines() -> None:
     """A line past the limit is cut and the rest counted; the next line is intact."""
     stream = io.BufferedReader(io.BytesIO(b"a" * 10_000 + b"\nshort\ntail"))
-    got = list(runner.iter_lines(stream, 4096))
+    got = list(iter_lines(stream, 4096))
     assert [(len(line), cut) for line, cut in got] == [(4096, 10_000 - 4096), (5, 0), (4, 0)]
 
 
-def test_parse_junit_counts_and_network_errors(runner: ModuleType, tmp_path: Path) -> None:
+def test_parse_junit_counts_and_network_errors(tmp_path: Path) -> None:
     """Suite counts are summed; failures mentioning DNS errors count as network errors."""
     junit = tmp_path / "junit.xml"
     junit.write_text(
@@ -101,7 +91,7 @@ def test_parse_junit_counts_and_network_errors(runner: ModuleType, tmp_path: Pat
         ' in name resolution"/></testcase><testcase name="b"><failure message="1 != 2"/>'
         "</testcase></testsuite></testsuites>"
     )
-    summary = runner.parse_junit(junit)
+    summary = parse_junit(junit)
     assert summary["junit"] is True
     assert (summary["collected"], summary["passed"], summary["failed"]) == (5, 1, 2)
     assert (summary["errors"], summary["skipped"], summary["duration_s"]) == (1, 1, 1.5)
@@ -109,23 +99,23 @@ def test_parse_junit_counts_and_network_errors(runner: ModuleType, tmp_path: Pat
 
 
 @pytest.mark.parametrize("content", ["<not xml", '<testsuite tests="x" failures="-"/>'])
-def test_parse_junit_survives_garbage(runner: ModuleType, tmp_path: Path, content: str) -> None:
+def test_parse_junit_survives_garbage(tmp_path: Path, content: str) -> None:
     """Broken or odd JUnit files give a summary instead of an exception."""
     junit = tmp_path / "junit.xml"
     junit.write_text(content)
-    summary = runner.parse_junit(junit)
+    summary = parse_junit(junit)
     assert summary["offline"] is True
     assert summary["collected"] in (None, 0)
 
 
-def test_parse_junit_ignores_symlinks(runner: ModuleType, tmp_path: Path) -> None:
+def test_parse_junit_ignores_symlinks(tmp_path: Path) -> None:
     """A junit.xml planted as a symlink (to a root file) is not read."""
     (tmp_path / "real.xml").write_text('<testsuite tests="3"/>')
     (tmp_path / "junit.xml").symlink_to(tmp_path / "real.xml")
-    assert runner.parse_junit(tmp_path / "junit.xml")["junit"] is False
+    assert parse_junit(tmp_path / "junit.xml")["junit"] is False
 
 
-def test_top_level_modules_from_record(runner: ModuleType, tmp_path: Path) -> None:
+def test_top_level_modules_from_record(tmp_path: Path) -> None:
     """Without top_level.txt, packages and modules come from RECORD; private and junk are out."""
     info = tmp_path / "demo-1.0.dist-info"
     info.mkdir()
@@ -133,41 +123,41 @@ def test_top_level_modules_from_record(runner: ModuleType, tmp_path: Path) -> No
         "demo/__init__.py,,\ndemo/x.py,,\nsolo.py,,\n_private.py,,\nfast.cpython-311.so,,\n"
         "demo-1.0.dist-info/METADATA,,\n../../bin/demo,,\nhook.pth,,\nnot-a-name/x.py,,\n"
     )
-    assert runner.top_level_modules(info) == ["demo", "fast", "solo"]
+    assert top_level_modules(info) == ["demo", "fast", "solo"]
     (info / "top_level.txt").write_text("other\n")
-    assert runner.top_level_modules(info) == ["other"]
+    assert top_level_modules(info) == ["other"]
 
 
-def test_read_env_file(runner: ModuleType, tmp_path: Path) -> None:
+def test_read_env_file(tmp_path: Path) -> None:
     """/etc/environment lines with quotes, export and comments are read as pam_env would."""
     env = tmp_path / "environment"
     env.write_text("# c\nPYTI_BAIT_TOKEN=\"abc\"\nexport A='b'\nbroken\n")
-    assert runner.read_env_file(env) == {"PYTI_BAIT_TOKEN": "abc", "A": "b"}
-    assert runner.read_env_file(tmp_path / "missing") == {}
+    assert read_env_file(env) == {"PYTI_BAIT_TOKEN": "abc", "A": "b"}
+    assert read_env_file(tmp_path / "missing") == {}
 
 
-def test_drain_counts_a_flood_and_keeps_its_tail(runner: ModuleType) -> None:
+def test_drain_counts_a_flood_and_keeps_its_tail() -> None:
     """Past the cap the rest of a stream is only counted; the tail keeps its last bytes."""
-    budget = runner.Budget(deadline=0.0, output_cap=10, trace_cap=10)
+    budget = Budget(deadline=0.0, output_cap=10, trace_cap=10)
     flood = b"A" * 1023 + b"\n"
     stream = io.BufferedReader(io.BytesIO(flood * 3000 + b"Fatal Python error: bye\n"))
     tail: collections.deque[str] = collections.deque(["old line\n"])
-    runner.drain(stream, tail, budget)
+    drain(stream, tail, budget)
     assert budget.output_dropped == 3000 * 1024 + 24
     (kept,) = tail
     assert kept.endswith("Fatal Python error: bye\n")
-    assert len(kept) == runner.TAIL_BYTES
+    assert len(kept) == TAIL_BYTES
 
 
-def test_oom_kills_reads_the_kernel_counter(runner: ModuleType) -> None:
+def test_oom_kills_reads_the_kernel_counter() -> None:
     """The OOM kill counter comes from /proc/vmstat (Linux since 4.13)."""
-    count = runner.oom_kills()
+    count = oom_kills()
     assert isinstance(count, int) and count >= 0
 
 
-def test_phase_watch_reports_free_disk_space(runner: ModuleType, tmp_path: Path) -> None:
+def test_phase_watch_reports_free_disk_space(tmp_path: Path) -> None:
     """A phase's watch gives the lowest free space it saw, the disk size and OOM kills."""
-    watch = runner.PhaseWatch(tmp_path)
+    watch = PhaseWatch(tmp_path)
     fields = watch.finish()
     assert 0 < fields["disk_free_min"] <= fields["disk_total"]
     assert fields["oom_kills"] >= 0
@@ -183,12 +173,59 @@ def test_phase_watch_reports_free_disk_space(runner: ModuleType, tmp_path: Path)
         ([b"41  execve(...) = 0", b"42  execve(...) = 0", b"42 +++ exited with 0 +++"], None),
     ],
 )
-def test_main_exit_follows_the_first_pid(
-    runner: ModuleType, lines: list[bytes], returncode: int | None
-) -> None:
+def test_main_exit_follows_the_first_pid(lines: list[bytes], returncode: int | None) -> None:
     """Only the first pid strace names ends the command; other pids' exits do not."""
-    main = runner.MainExit()
+    main = MainExit()
     for line in lines:
         main.watch(line)
     assert main.returncode == returncode
     assert main.done.is_set() == (returncode is not None)
+
+
+@pytest.mark.parametrize(
+    ("text", "offline"),
+    [
+        ("socket.gaierror: [Errno -3] Temporary failure in name resolution", True),
+        ("urllib3...NameResolutionError: Failed to resolve 'pypi.org'", True),
+        ("OSError: [Errno 101] Network is unreachable", True),
+        ("HTTPSConnectionPool(host='pypi.org', port=443): [Errno 111] Connection refused", True),
+        ("ConnectTimeout: https://example.com/x timed out", True),
+        ("ConnectionRefusedError: [Errno 111] Connection refused ('127.0.0.1', 8080)", False),
+        ("HTTPConnectionPool(host='localhost', port=80): Connection refused", False),
+        ("ConnectionRefusedError: [Errno 111] Connection refused", False),
+        ("AssertionError: assert 1 == 2", False),
+    ],
+)
+def test_offline_failures_are_network_absence_only(text: str, offline: bool) -> None:
+    """Resolver and unreachable errors are offline; refused/timeouts only to non-loopback hosts."""
+    assert is_offline_failure(text) is offline
+
+
+def test_parse_junit_reports_collection_errors_apart(tmp_path: Path) -> None:
+    """Modules pytest could not collect are listed with the missing module, not counted as tests."""
+    junit = tmp_path / "junit.xml"
+    junit.write_text(
+        '<testsuites><testsuite tests="3" failures="1" errors="1" skipped="0" time="1">'
+        '<testcase classname="" name="tests.test_x" file="tests/test_x.py">'
+        '<error message="collection failure">tests/test_x.py:1: in &lt;module&gt;\n'
+        "    import trio\nE   ModuleNotFoundError: No module named 'trio'</error></testcase>"
+        '<testcase classname="tests.test_y.TestC" name="test_c" file="tests/test_y.py">'
+        '<failure message="socket.gaierror: [Errno -3]">x</failure></testcase>'
+        '<testcase classname="tests.test_y" name="test_ok" file="tests/test_y.py"/>'
+        "</testsuite></testsuites>"
+    )
+    summary = parse_junit(junit)
+    assert summary["collection_errors"] == [
+        {
+            "module": "tests/test_x.py",
+            "missing": "trio",
+            "error": "ModuleNotFoundError: No module named 'trio'",
+        }
+    ]
+    assert (summary["collected"], summary["passed"], summary["failed"], summary["errors"]) == (
+        2,
+        1,
+        1,
+        0,
+    )
+    assert summary["offline_failures"] == {"count": 1, "tests": ["tests/test_y.py::TestC::test_c"]}

@@ -1,0 +1,347 @@
+"""Traced command execution: package code as ``tester``, under strace, within the phase's caps.
+
+Every command's process tree is killed when it ends or times out, so nothing a
+package starts survives into the next command. Trace lines come from a FIFO in a
+root-only directory that strace opens itself: package code can neither forge nor
+stop the trace.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from guest_runner.budget import Budget
+from guest_runner.emit import Emitter
+from guest_runner.limits import OOM_PACKAGE, set_oom_score
+from guest_runner.outcome import Result
+from guest_runner.streams import LINE_LIMIT, TAIL_BYTES, TRACE_LINE_LIMIT, drain, iter_lines
+
+# Syscalls worth a finding, and the ones that show what a process is; no stat/read/write
+# noise, which would multiply the trace volume of a plain pip install several times.
+TRACE_SET = ",".join(
+    [
+        "execve,execveat,clone,clone3,fork,vfork,kill,tkill,tgkill",
+        "open,openat,openat2,creat,rename,renameat,renameat2,unlink,unlinkat",
+        "mkdir,mkdirat,symlink,symlinkat,link,linkat,chmod,fchmodat,truncate",
+        "socket,socketpair,connect,bind,listen,accept,accept4,sendto,sendmsg,sendmmsg",
+        "setuid,setgid,setreuid,setregid,setresuid,setresgid,setgroups,capset",
+        "ptrace,process_vm_readv,process_vm_writev,mount,umount2,chroot,pivot_root",
+        "unshare,setns,init_module,finit_module,bpf,memfd_create,personality",
+    ]
+)
+
+
+class Executor:
+    """Runs package-touching commands: as ``tester``, under strace, with the phase's caps."""
+
+    def __init__(
+        self,
+        emitter: Emitter,
+        *,
+        user: str,
+        uid: int | None,
+        gid: int | None,
+        strace: str | None,
+        nproc: int,
+        cgroup: Path | None = None,
+    ) -> None:
+        self.emitter = emitter
+        self.user = user
+        self.uid = uid  # None: run as ourselves (tests on a host)
+        self.gid = gid
+        self.strace = strace
+        self.nproc = nproc
+        self.cgroup = cgroup  # the package's memory-capped cgroup, when there is one
+
+    def run(
+        self,
+        phase: str,
+        argv: list[str],
+        budget: Budget,
+        *,
+        cwd: str,
+        env: dict[str, str],
+        traced: bool = True,
+        on_line: Callable[[str], None] | None = None,
+    ) -> Result:
+        """Run argv to completion or the phase deadline; stream output and trace events."""
+        fifo_dir = tempfile.mkdtemp(prefix="pyti-trace-")  # 0700, root's: tester cannot reach
+        trace_path = os.path.join(fifo_dir, "trace")
+        keep_fd = trace_fd = -1
+        full = list(argv)
+        use_strace = traced and self.strace is not None
+        if use_strace:
+            assert self.strace is not None
+            os.mkfifo(trace_path, 0o600)
+            # Open both ends ourselves first: the reader then cannot block forever when
+            # strace dies before opening its output, nor see EOF before strace starts.
+            trace_fd = os.open(trace_path, os.O_RDONLY | os.O_NONBLOCK)
+            keep_fd = os.open(trace_path, os.O_WRONLY)
+            os.set_blocking(trace_fd, True)
+            prefix = [self.strace, "-f", "-q", "--seccomp-bpf", "-s", "256", "-yy"]
+            prefix += ["-e", "signal=none", "-e", f"trace={TRACE_SET}", "-o", trace_path]
+            if self.uid is not None:
+                prefix += ["-u", self.user]
+            full = [*prefix, "--", *argv]
+        # Untraced, the child drops to tester itself, after joining the cgroup as root.
+        drop = self.uid is not None and not use_strace
+        stderr_tail: collections.deque[str] = collections.deque()
+        stdout_tail: collections.deque[str] = collections.deque()
+        threads: list[threading.Thread] = []
+        try:
+            proc = subprocess.Popen(
+                full,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+                # setrlimit, two small writes, setuid: async-signal-safe enough
+                preexec_fn=self._child_setup if drop else self._limits,  # noqa: PLW1509
+            )
+        except OSError as exc:
+            for fd in (trace_fd, keep_fd):
+                if fd >= 0:
+                    os.close(fd)
+            shutil.rmtree(fifo_dir, ignore_errors=True)
+            self.emitter.log(phase, "error", f"cannot start {argv[0]}: {exc}")
+            return Result(127, False, str(exc), "")
+        assert proc.stdout is not None and proc.stderr is not None
+        for name, stream, tail in (
+            ("stdout", proc.stdout, stdout_tail),
+            ("stderr", proc.stderr, stderr_tail),
+        ):
+            threads.append(self._reader(phase, name, stream, tail, budget, on_line))
+        main = MainExit()
+        if trace_fd >= 0:
+            threads.append(self._tracer(phase, os.fdopen(trace_fd, "rb"), budget, main))
+        timed_out = True
+        try:
+            timed_out = not wait_command(proc, budget, main)
+        finally:
+            self.kill_all()
+            proc.wait()
+            if keep_fd >= 0:
+                os.close(keep_fd)
+            for thread in threads:
+                thread.join(timeout=10.0)
+            shutil.rmtree(fifo_dir, ignore_errors=True)
+        returncode = main.returncode if main.returncode is not None else proc.returncode
+        return Result(returncode, timed_out, "".join(stderr_tail), "".join(stdout_tail))
+
+    def _limits(self) -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if self.uid is not None:
+            # Counts tester's processes: a fork bomb hits EAGAIN instead of the guest's limits.
+            resource.setrlimit(resource.RLIMIT_NPROC, (self.nproc, self.nproc))
+            # A memory hog is what the OOM killer takes, not the runner or sshd.
+            set_oom_score(OOM_PACKAGE)
+            if self.cgroup is not None:
+                with contextlib.suppress(OSError):
+                    fd = os.open(self.cgroup / "cgroup.procs", os.O_WRONLY)
+                    try:
+                        os.write(fd, b"0")  # "0": the writing process itself
+                    finally:
+                        os.close(fd)
+
+    def _child_setup(self) -> None:
+        """`_limits`, then become tester (untraced commands; strace -u does it otherwise)."""
+        self._limits()
+        assert self.uid is not None and self.gid is not None
+        os.setgroups([])
+        os.setgid(self.gid)
+        os.setuid(self.uid)
+
+    def _reader(
+        self,
+        phase: str,
+        name: str,
+        stream: IO[bytes],
+        tail: collections.deque[str],
+        budget: Budget,
+        on_line: Callable[[str], None] | None,
+    ) -> threading.Thread:
+        def pump() -> None:
+            kept = 0
+            with contextlib.suppress(OSError, ValueError), stream:
+                for raw, cut in iter_lines(stream, LINE_LIMIT):
+                    text = raw.decode("utf-8", "replace")
+                    tail.append(text + "\n")
+                    kept += len(text) + 1
+                    while kept > TAIL_BYTES and len(tail) > 1:
+                        kept -= len(tail.popleft())
+                    if on_line is not None:
+                        on_line(text)
+                    budget.drop_output(cut)
+                    if budget.take_output(len(raw) + 1):
+                        extra = {"truncated": cut} if cut else {}
+                        self.emitter.emit("output", phase, stream=name, line=text, **extra)
+                    else:
+                        break
+                drain(stream, tail, budget)
+
+        thread = threading.Thread(target=pump, name=f"pump-{name}", daemon=True)
+        thread.start()
+        return thread
+
+    def _tracer(
+        self, phase: str, stream: IO[bytes], budget: Budget, main: MainExit
+    ) -> threading.Thread:
+        def pump() -> None:
+            with contextlib.suppress(OSError, ValueError), stream:
+                for raw, cut in iter_lines(stream, TRACE_LINE_LIMIT):
+                    main.watch(raw)  # before the cap: the main process's end always counts
+                    if not budget.take_trace(raw):
+                        continue
+                    text = raw.decode("utf-8", "replace")
+                    pid_text, _, _ = text.partition(" ")
+                    pid = int(pid_text) if pid_text.isdigit() else None
+                    extra = {"truncated": cut} if cut else {}
+                    self.emitter.emit("trace", phase, pid=pid, line=text, **extra)
+
+        thread = threading.Thread(target=pump, name="pump-trace", daemon=True)
+        thread.start()
+        return thread
+
+    # -- killing -------------------------------------------------------------------
+
+    def kill_all(self) -> bool:
+        """SIGKILL every process the package may own; True when none is left."""
+        if self.cgroup is not None:
+            with contextlib.suppress(OSError):  # cgroup.kill: Linux 5.14+, atomic
+                (self.cgroup / "cgroup.kill").write_text("1")
+        for _ in range(100):
+            victims = self._victims()
+            if not victims:
+                return True
+            for pid in victims:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            if self.uid is not None:
+                self._kill_as_tester()
+            time.sleep(0.02)
+            reap_orphans()
+        return not self._victims()
+
+    def _kill_as_tester(self) -> None:
+        # kill(-1) from a process running as tester hits all of tester's processes at
+        # once, which a fork bomb cannot outrun; no exec, so RLIMIT_NPROC cannot stop it.
+        assert self.uid is not None and self.gid is not None
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                os.setgroups([])
+                os.setgid(self.gid)
+                os.setuid(self.uid)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+    def _victims(self) -> list[int]:
+        me = os.getpid()
+        parents: dict[int, int] = {}
+        owned: set[int] = set()
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_bytes()
+                status = Path(f"/proc/{pid}/status").read_text(errors="replace")
+            except OSError:
+                continue
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            if fields[0] in (b"Z", b"X"):
+                continue
+            parents[pid] = int(fields[1])
+            uid_line = next((ln for ln in status.splitlines() if ln.startswith("Uid:")), "")
+            if self.uid is not None and uid_line.split()[1:2] == [str(self.uid)]:
+                owned.add(pid)
+        for pid in parents:
+            seen: set[int] = set()
+            cur = pid
+            while cur in parents and cur not in seen:
+                seen.add(cur)
+                cur = parents[cur]
+                if cur == me:
+                    owned.add(pid)
+                    break
+        owned.discard(me)
+        return sorted(owned)
+
+
+class MainExit:
+    """The end of a traced command's main process, as strace reports it.
+
+    strace itself only exits when *every* tracee has: a background process the
+    package left behind (a daemon, a fork bomb's children) would hold the command
+    until the phase's timeout. The command ends when its main process does; the
+    runner then kills whatever is left.
+    """
+
+    _EXIT = re.compile(rb"(\d+)\s+\+\+\+ (?:exited with (\d+)|killed by (SIG\w+))")
+
+    def __init__(self) -> None:
+        self.pid: int | None = None  # the first pid strace reports: the traced command
+        self.returncode: int | None = None  # as Popen gives it: -signal when killed
+        self.done = threading.Event()
+
+    def watch(self, raw: bytes) -> None:
+        if self.pid is None:
+            head = raw.split(b" ", 1)[0]
+            self.pid = int(head) if head.isdigit() else None
+        if b"+++" not in raw or self.done.is_set():
+            return
+        found = self._EXIT.match(raw)
+        if found is None or int(found.group(1)) != self.pid:
+            return
+        if found.group(2) is not None:
+            self.returncode = int(found.group(2))
+        else:
+            name = found.group(3).decode()
+            self.returncode = -signal.Signals[name] if name in signal.Signals.__members__ else -1
+        self.done.set()
+
+
+def wait_command(proc: subprocess.Popen[bytes], budget: Budget, main: MainExit) -> bool:
+    """Wait until strace exits or the traced main process ends; False at the phase deadline."""
+    while True:
+        remaining = budget.remaining()
+        try:
+            proc.wait(timeout=min(remaining, 0.25))
+            return True
+        except subprocess.TimeoutExpired:
+            if main.done.is_set():
+                # Nothing left behind: strace ends on its own in a moment.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=1.0)
+                return True
+            if remaining <= 0.25:
+                return False
+
+
+def reap_orphans() -> None:
+    """Collect exited orphans we became the parent of (we are a child subreaper)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

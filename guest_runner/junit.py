@@ -1,0 +1,129 @@
+"""pytest's JUnit XML, read defensively: package code wrote it.
+
+pytest runs with ``-o junit_family=xunit1`` so every ``testcase`` carries its
+``file``. A module pytest could not collect is a ``testcase`` whose ``error`` has
+the message ``collection failure``; those are reported apart
+(``collection_errors``) and not counted as tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from guest_runner.offline import is_offline_failure
+
+JUNIT_LIMIT = 32 * 1024 * 1024
+NETWORK_ERROR = re.compile(
+    r"Temporary failure in name resolution|Name or service not known|Network is unreachable|"
+    r"gaierror|NewConnectionError|ConnectionError|No address associated with hostname|"
+    r"Could not resolve host|nodename nor servname",
+)
+_MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
+_TEXT_LIMIT = 20_000  # characters of a failure's text that are searched
+MAX_LISTED = 50  # collection errors and offline test ids listed (the counts are complete)
+
+
+def empty_summary() -> dict[str, Any]:
+    """A ``tests_summary`` with nothing known yet (no JUnit XML)."""
+    return {
+        "collected": None,
+        "passed": None,
+        "failed": None,
+        "errors": None,
+        "skipped": None,
+        "duration_s": None,
+        "offline": True,
+        "network_errors": 0,
+        "junit": False,
+        "collection_errors": [],
+        "collection_error_count": 0,
+        "offline_failures": {"count": 0, "tests": []},
+    }
+
+
+def parse_junit(path: Path) -> dict[str, Any]:
+    """Counts from pytest's JUnit XML (written by package code: size-capped, defensive)."""
+    summary = empty_summary()
+    try:
+        if path.is_symlink() or path.stat().st_size > JUNIT_LIMIT:
+            return summary
+        root = ElementTree.parse(path).getroot()  # noqa: S314 - capped; expat resists entity bombs
+    except (OSError, ElementTree.ParseError):
+        return summary
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    duration = 0.0
+    for suite in suites:
+        for key in totals:
+            with contextlib.suppress(ValueError):
+                totals[key] += int(suite.get(key, "0"))
+        with contextlib.suppress(ValueError):
+            duration += float(suite.get("time", "0"))
+    network = 0
+    uncollected: list[dict[str, str | None]] = []
+    uncollected_count = 0
+    offline: list[str] = []
+    offline_count = 0
+    for case in root.iter("testcase"):
+        bad = [*case.iter("failure"), *case.iter("error")]
+        texts = [(b.get("message") or "") + "\n" + (b.text or "")[:_TEXT_LIMIT] for b in bad]
+        if any(b.tag == "error" and b.get("message") == "collection failure" for b in bad):
+            uncollected_count += 1
+            if len(uncollected) < MAX_LISTED:
+                uncollected.append(collection_error(case, texts[0]))
+            continue
+        if any(NETWORK_ERROR.search(text) for text in texts):
+            network += 1
+        if texts and all(is_offline_failure(text) for text in texts):
+            offline_count += 1
+            if len(offline) < MAX_LISTED:
+                offline.append(node_id(case))
+    # Collection failures are counted by pytest as errored tests: they are not tests.
+    collected = max(0, totals["tests"] - uncollected_count)
+    errors = max(0, totals["errors"] - uncollected_count)
+    passed = collected - totals["failures"] - errors - totals["skipped"]
+    summary.update(
+        collected=collected,
+        passed=max(0, passed),
+        failed=totals["failures"],
+        errors=errors,
+        skipped=totals["skipped"],
+        duration_s=round(duration, 3),
+        network_errors=network,
+        junit=True,
+        collection_errors=uncollected,
+        collection_error_count=uncollected_count,
+        offline_failures={"count": offline_count, "tests": offline},
+    )
+    return summary
+
+
+def collection_error(case: ElementTree.Element, text: str) -> dict[str, str | None]:
+    """``{module, missing, error}`` for a module pytest could not collect."""
+    module = case.get("file") or case.get("name") or "?"
+    missing = _MISSING.search(text)
+    lines = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("E ")]
+    lines = lines or [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return {
+        "module": module[:300],
+        "missing": missing.group(1)[:200] if missing else None,
+        "error": lines[-1][:300] if lines else "",
+    }
+
+
+def node_id(case: ElementTree.Element) -> str:
+    """pytest's node id (``file::Class::name``) from an xunit1 ``testcase``."""
+    name = case.get("name") or "?"
+    classname = case.get("classname") or ""
+    file = case.get("file")
+    if not file:
+        return f"{classname}::{name}"[:300] if classname else name[:300]
+    parts = [file]
+    module = file.removesuffix(".py").replace("/", ".")
+    if classname.startswith(module + "."):
+        parts.append(classname[len(module) + 1 :].replace(".", "::"))
+    return "::".join([*parts, name])[:300]

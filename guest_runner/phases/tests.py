@@ -1,0 +1,145 @@
+"""Tests phase: pytest on the sdist's tests, in the job venv, traced.
+
+What cannot run does not stop what can: the job's test requirements are installed
+best effort (one resolution, else one by one), pytest goes on past modules it
+cannot collect, and ``tests_summary`` says which modules could not be collected and
+why, which failures are only the guest being offline, and — when nothing ran —
+the ``reason``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from guest_runner.budget import Budget
+from guest_runner.junit import empty_summary, parse_junit
+from guest_runner.outcome import Outcome, Result, outcome_of, setup_error
+from guest_runner.workspace import Workspace
+
+NO_SDIST = "no sdist: no tests shipped"
+NO_TESTS = "no tests found in the sdist"
+NONE_COLLECTED = "pytest collected no tests"
+NONE_COLLECTABLE = "no test module could be collected"
+NO_PYTEST = "cannot install pytest"
+
+
+def run(ws: Workspace, budget: Budget) -> Outcome:
+    """pytest's exit; ``skipped`` with a reason when there is nothing to run.
+
+    Emits ``tests_summary`` whenever the phase gets this far, with ``reason`` set
+    when no test ran.
+    """
+    requirements: dict[str, Any] = {"requested": list(ws.job.test_requirements)}
+    requirements.update(installed=[], failed=[])
+
+    def summary(reason: str | None, **counts: Any) -> None:
+        fields = {**empty_summary(), **counts, "reason": reason}
+        ws.out.emit("tests_summary", "tests", **fields, test_requirements=requirements)
+
+    root = ws.sources()
+    if root is None:
+        summary(NO_SDIST)
+        return Outcome("skipped", {"reason": NO_SDIST})
+    targets = find_tests(root)
+    if not targets:
+        summary(NO_TESTS)
+        return Outcome("skipped", {"reason": NO_TESTS})
+    site = ws.site_packages()
+    if site is None or not (site / "pytest").is_dir():
+        got = ws.run_as_tester(
+            [*ws.pip_install(), "--find-links", ws.opts.wheels_dir, "pytest"],
+            budget,
+            phase="tests",
+        )
+        if got.returncode != 0 or got.timed_out:
+            summary(NO_PYTEST)
+            return setup_error(got, NO_PYTEST)
+    if ws.job.test_requirements:
+        requirements.update(install_test_requirements(ws, budget))
+    junit = ws.scratch / "tmp" / "junit.xml"
+    dump_after = max(1, int(ws.job.timeout("tests") * 0.8))
+    argv = [ws.vpython, "-X", "faulthandler", "-m", "pytest", "-p", "no:cacheprovider"]
+    argv += [f"--junitxml={junit}", "-o", "junit_family=xunit1", "-q"]
+    argv += ["-o", f"faulthandler_timeout={dump_after}", "--continue-on-collection-errors"]
+    argv += ["--rootdir", str(root), *[str(t) for t in targets]]
+    result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root))
+    if result.returncode == 4 and not result.timed_out:
+        # A usage error is nearly always the project's addopts naming a plugin we did
+        # not install (--cov...): retry once without them.
+        argv[-len(targets) : -len(targets)] = ["-o", "addopts="]
+        result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root))
+    counts = parse_junit(junit)
+    reason = no_tests_reason(counts, result)
+    summary(reason, **counts)
+    outcome = outcome_of(result)
+    if outcome.status == "failed" and result.returncode == 5:
+        return Outcome("skipped", {"reason": NONE_COLLECTED, "exit_code": 5})
+    if reason is not None and outcome.status == "failed":
+        outcome.fields["reason"] = reason
+    return outcome
+
+
+def no_tests_reason(counts: dict[str, Any], result: Result) -> str | None:
+    """Why no test ran, when none did and pytest ended on its own; else None."""
+    if result.timed_out or (result.returncode is not None and result.returncode < 0):
+        return None
+    if counts.get("collected"):
+        return None
+    if counts.get("collection_error_count"):
+        return NONE_COLLECTABLE
+    if result.returncode == 5:
+        return NONE_COLLECTED
+    return None
+
+
+def install_test_requirements(ws: Workspace, budget: Budget) -> dict[str, Any]:
+    """Install the job's test requirements: together, else each alone; never raises.
+
+    Returns ``{installed: [...], failed: [{requirement, error}]}``.
+    """
+    wanted = list(ws.job.test_requirements)
+    pip = [*ws.pip_install(), "--find-links", str(ws.job_dir), "--find-links", ws.opts.wheels_dir]
+    together = ws.run_as_tester([*pip, *wanted], budget, phase="tests")
+    if together.returncode == 0 and not together.timed_out:
+        return {"installed": wanted, "failed": []}
+    installed: list[str] = []
+    failed: list[dict[str, str]] = []
+    for requirement in wanted:
+        if budget.remaining() <= 0:
+            failed.append({"requirement": requirement, "error": "no time left in the phase"})
+            continue
+        alone = ws.run_as_tester([*pip, requirement], budget, phase="tests")
+        if alone.returncode == 0 and not alone.timed_out:
+            installed.append(requirement)
+        else:
+            failed.append({"requirement": requirement, "error": pip_error(alone)})
+    ws.out.log(
+        "tests",
+        "warning",
+        f"{len(failed)} of {len(wanted)} test requirements could not be installed",
+    )
+    return {"installed": installed, "failed": failed}
+
+
+def pip_error(result: Result) -> str:
+    """pip's last ``ERROR:`` line (else its last line), for the summary."""
+    if result.timed_out:
+        return "timed out"
+    lines = [ln.strip() for ln in result.stderr_tail.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("ERROR:")]
+    picked = errors[0] if errors else (lines[-1] if lines else f"exit {result.returncode}")
+    return picked[:300]
+
+
+def find_tests(root: Path) -> list[Path]:
+    """Where pytest should look: tests/ or test/ when the sdist has them, else its root."""
+    for name in ("tests", "test"):
+        if (root / name).is_dir():
+            return [root / name]
+    for count, path in enumerate(root.rglob("*.py")):
+        if count > 20_000:
+            break
+        if path.name.startswith("test_") or path.name.endswith("_test.py"):
+            return [root]
+    return []

@@ -1,0 +1,142 @@
+"""One job's state inside the guest: its document, paths, executor and phase statuses.
+
+The phase modules (``guest_runner.phases``) each take a :class:`Workspace` and a
+:class:`~guest_runner.budget.Budget` and return an
+:class:`~guest_runner.outcome.Outcome`.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from guest_runner.archive import SDIST_SUFFIXES, chown_tree, safe_extract
+from guest_runner.budget import Budget
+from guest_runner.emit import Emitter
+from guest_runner.executor import Executor
+from guest_runner.jobdoc import JobDocument
+from guest_runner.options import Options
+from guest_runner.outcome import Result
+
+
+class Workspace:
+    """Paths and helpers every phase shares; ``statuses`` fills in as phases finish."""
+
+    def __init__(self, job: JobDocument, job_dir: Path, opts: Options, out: Emitter) -> None:
+        self.job = job
+        self.job_dir = job_dir
+        self.opts = opts
+        self.out = out
+        self.uid: int | None = None  # None: run as ourselves (tests on a host)
+        self.gid: int | None = None
+        self.home = Path(opts.home or os.path.expanduser("~"))
+        if opts.drop_privileges:
+            entry = pwd.getpwnam(opts.user)
+            self.uid, self.gid = entry.pw_uid, entry.pw_gid
+            self.home = Path(opts.home or entry.pw_dir)
+        self.venv = Path(opts.venv or self.home / "venv")
+        self.vpython = str(self.venv / "bin" / "python")
+        self.scratch = Path(tempfile.mkdtemp(prefix="pyti-job-", dir=opts.scratch_dir))
+        self.statuses: dict[str, str] = {}
+        self._src_root: Path | None = None
+        self._src_extracted = False
+        self.exec = Executor(
+            out,
+            user=opts.user,
+            uid=self.uid,
+            gid=self.gid,
+            strace=shutil.which("strace") if opts.strace else None,
+            nproc=job.nproc_limit,
+        )
+
+    def env(self) -> dict[str, str]:
+        """A clean environment for package code: only what a login of tester would see."""
+        user = self.opts.user if self.uid is not None else os.environ.get("USER", "root")
+        env = {
+            "PATH": f"{self.venv}/bin:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.home),
+            "USER": user,
+            "LOGNAME": user,
+            "LANG": "C.UTF-8",
+            "TMPDIR": str(self.scratch / "tmp"),
+            "VIRTUAL_ENV": str(self.venv),
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PIP_NO_INPUT": "1",
+            "PYTHONFAULTHANDLER": "1",
+        }
+        token = read_env_file(Path(self.opts.env_file)).get("PYTI_BAIT_TOKEN")
+        if token:
+            env["PYTI_BAIT_TOKEN"] = token
+        return env
+
+    def run_as_tester(
+        self,
+        argv: list[str],
+        budget: Budget,
+        *,
+        phase: str,
+        cwd: str | None = None,
+        traced: bool = True,
+        on_line: Callable[[str], None] | None = None,
+    ) -> Result:
+        """Run package-touching ``argv`` (see :meth:`Executor.run`); cwd defaults to run/."""
+        return self.exec.run(
+            phase,
+            argv,
+            budget,
+            cwd=cwd or str(self.scratch / "run"),
+            env=self.env(),
+            traced=traced,
+            on_line=on_line,
+        )
+
+    def pip_install(self) -> list[str]:
+        """``pip install`` in the job venv, offline: callers add ``--find-links``."""
+        pip = [self.vpython, "-m", "pip", "install", "--no-index", "--no-cache-dir"]
+        return [*pip, "--progress-bar", "off"]
+
+    def sdist(self) -> Path | None:
+        for name in self.job.files:
+            if name.endswith(SDIST_SUFFIXES):
+                return self.job_dir / name
+        return None
+
+    def site_packages(self) -> Path | None:
+        found = sorted(self.venv.glob("lib/python3*/site-packages"))
+        return found[0] if found else None
+
+    def sources(self) -> Path | None:
+        """The extracted sdist's root, extracted once for tests and quality."""
+        if self._src_extracted:
+            return self._src_root
+        self._src_extracted = True
+        sdist = self.sdist()
+        if sdist is None:
+            return None
+        dest = self.scratch / "src"
+        refused = safe_extract(sdist, dest)
+        if refused:
+            self.out.log("tests", "warning", f"refused {refused} sdist members (links, paths)")
+        if self.uid is not None and self.gid is not None:
+            chown_tree(dest, self.uid, self.gid)
+        entries = [p for p in dest.iterdir() if not p.name.startswith(".")]
+        self._src_root = entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
+        return self._src_root
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines of /etc/environment (quotes stripped); missing file → {}."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return {}
+    env = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().removeprefix("export ").partition("=")
+        if sep and key and not key.startswith("#"):
+            env[key.strip()] = value.strip().strip("'\"")
+    return env
