@@ -32,6 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+# Run as a script (``python benchmarks/job_bench.py``): the repository root is the import root,
+# so the test fakes (``tests.fakes``) it drives the slave with are importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from protocol.messages import ImageInfo
 from slave.config import GUEST_PHASES, SlaveConfig
 from slave.daemon import SlaveDaemon

@@ -17,8 +17,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
+
+# asyncssh names cryptography's DSA classes, which cryptography 51 deprecates on access:
+# a dependency's own business, printed in every daemon's log otherwise. pyproject's
+# pytest settings filter the same message.
+warnings.filterwarnings("ignore", message="DSA is deprecated")
 
 #: subcommand -> (module that implements it, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
