@@ -23,6 +23,8 @@ from master.http.app import create_app
 from master.jobs import FINAL_STATES, EventRow, Job, JobRequest
 from protocol.events import Event
 from protocol.messages import JobResult
+from protocol.vocabulary import Outcome
+from slave.findings import Finding, profile, profile_to_json
 
 TOKEN = "test-token-0123456789"
 CALLBACK_SECRET = "callback-secret-0123456789"
@@ -100,6 +102,11 @@ async def store_snapshot(ctx: MasterContext) -> list[dict[str, Any]]:
     return [j.to_dict() for j in jobs]
 
 
+def profile_of(findings: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """The behaviour profile a slave would send with these findings (its own rule table)."""
+    return profile_to_json(profile(Finding(**f) for f in findings))
+
+
 class FakeProducer:
     """What the slave server does with a running job: store events, publish them, finish."""
 
@@ -145,11 +152,13 @@ class FakeProducer:
         return await self.send(self.make(n, **fields))
 
     async def finish(self, outcome: str = "passed", **summary: Any) -> Job:
-        """Store the result and publish the end."""
+        """Store the result and publish the end (findings get their profile, as a slave sends)."""
+        if "findings" in summary and "profile" not in summary:
+            summary["profile"] = profile_of(summary["findings"])
         result = JobResult(
             job_id=self.job.id,
             lease=self.lease,
-            outcome=outcome,  # type: ignore[arg-type]  # tests pass valid outcomes
+            outcome=Outcome(outcome),
             isolation="tcg",
             last_seq=self.seq,
             phases={"install": {"status": "passed", "duration_s": 1.5}},
