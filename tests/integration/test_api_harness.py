@@ -24,7 +24,7 @@ from master.jobs import FINAL_STATES, EventRow, Job, JobRequest
 from protocol.events import Event
 from protocol.messages import JobResult
 from protocol.vocabulary import Outcome
-from slave.findings import Finding, profile, profile_to_json
+from slave.findings.profile import rule_kind
 
 TOKEN = "test-token-0123456789"
 CALLBACK_SECRET = "callback-secret-0123456789"
@@ -104,7 +104,10 @@ async def store_snapshot(ctx: MasterContext) -> list[dict[str, Any]]:
 
 def profile_of(findings: Sequence[dict[str, Any]]) -> list[list[str]]:
     """The behaviour profile a slave would send with these findings (its own rule table)."""
-    return profile_to_json(profile(Finding(**f) for f in findings))
+    entries = {
+        (str(f["phase"]), rule_kind(str(f["rule"])), str(f.get("target", ""))) for f in findings
+    }
+    return [[phase, kind, target] for phase, kind, target in sorted(entries) if kind is not None]
 
 
 class FakeProducer:
