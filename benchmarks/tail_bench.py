@@ -44,6 +44,7 @@ from master.http.keys import FEEDS
 from master.jobs import JobRequest
 from protocol.events import Event
 from protocol.messages import JobResult
+from protocol.vocabulary import Outcome
 
 _TS = re.compile(rb'"seq":(\d+),"ts":([0-9.e+-]+)')
 _LINE = "x" * 80  # a typical line of build output
@@ -262,7 +263,11 @@ async def _bench(ctx: MasterContext, args: argparse.Namespace) -> dict[str, Any]
             ctx, job.id, claimed.lease, args.rate, args.duration, args.batch_ms, commits, published
         )
         result = JobResult(
-            job_id=job.id, lease=claimed.lease, outcome="passed", isolation="tcg", last_seq=sent
+            job_id=job.id,
+            lease=claimed.lease,
+            outcome=Outcome.PASSED,
+            isolation="tcg",
+            last_seq=sent,
         )
         await ctx.store.jobs.finish(job.id, claimed.lease, result)
         ended = await ctx.store.jobs.get(job.id)

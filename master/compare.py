@@ -7,9 +7,11 @@ master never imports ``slave``: this re-implements the small parts of
 that is untrusted (it came from a guest through a slave), so every reader here
 skips what is malformed and caps what it keeps.
 
-Behaviour profile: a set of ``(phase, behaviour class, target)``. Taken from
-``summary["profile"]`` (``[[phase, class, target], ...]``) when the slave sends
-one, else derived from ``summary["findings"]`` with ``RULE_CLASSES``.
+Behaviour profile: a set of ``(phase, behaviour class, target)``, taken from
+``summary["profile"]`` (``[[phase, class, target], ...]``), which the slave computes
+from its rule table. Classes are ``protocol.vocabulary.BehaviourClass``; an entry
+of any other class is skipped like any malformed one. The master has no rule table
+of its own.
 
 Previous release: among the other finished jobs of the same project (PEP 503
 name) and image, the one with the highest PEP 440 version below this job's
@@ -32,6 +34,8 @@ from typing import Any, Final
 
 from packaging.version import InvalidVersion, Version
 
+from protocol.vocabulary import BEHAVIOUR_TEXT, BehaviourClass, Outcome, values
+
 #: Entries kept from one profile, and characters per field (a profile is small:
 #: deduped findings; a flood from a hostile guest must not make it large).
 MAX_ENTRIES: Final = 2000
@@ -42,38 +46,15 @@ SHOWN_TARGETS: Final = 5
 ProfileEntry = tuple[str, str, str]  # (phase, behaviour class, target)
 
 #: Outcomes whose release is never a "previous release": nothing was really tested.
-NOT_COMPARABLE: Final = frozenset({"infra_error", "cancelled"})
+NOT_COMPARABLE: Final = frozenset({Outcome.INFRA_ERROR.value, Outcome.CANCELLED.value})
 
-#: Behaviour class of a finding's rule when the summary has no profile; mirrors the
-#: ``kind`` column of ``slave/findings/rules.py`` (exact ids first, then the prefix).
-RULE_CLASSES: Final[Mapping[str, str]] = {
-    "net.socket": "socket",
-    "proc.privilege_tool": "privilege",
-    "proc.persistence_tool": "persistence",
-    "net": "network",
-    "proc": "process",
-    "cred": "credentials",
-    "persist": "persistence",
-    "fs": "write",
-    "priv": "privilege",
-    "res": "resource",
-}
-CLASS_TEXT: Final[Mapping[str, str]] = {
-    "network": "reaching for the network",
-    "socket": "opening sockets",
-    "process": "starting programs",
-    "credentials": "reading credentials",
-    "write": "writing outside the venv",
-    "persistence": "installing persistence",
-    "privilege": "trying to change privileges",
-    "resource": "exhausting resources",
-}
 PHASE_TEXT: Final[Mapping[str, str]] = {
     "install": "install time",
     "import": "import time",
     "tests": "test time",
     "quality": "quality-check time",
 }
+_CLASSES: Final = frozenset(values(BehaviourClass))
 _LEVEL_RANK: Final[Mapping[str, int]] = {"fail": 0, "warn": 1, "pass": 2}
 
 
@@ -140,34 +121,18 @@ def _field(value: object) -> str | None:
     return value[:MAX_FIELD] if isinstance(value, str) else None
 
 
-def rule_class(rule: str) -> str:
-    """The behaviour class of a finding's rule id (``net.socket`` → ``socket``)."""
-    prefix = rule.split(".", 1)[0]
-    return RULE_CLASSES.get(rule) or RULE_CLASSES.get(prefix) or prefix
-
-
 def behaviour_profile(summary: Mapping[str, Any]) -> frozenset[ProfileEntry]:
-    """The profile a result summary carries (or its findings imply); malformed parts skipped."""
+    """The profile a result summary carries; malformed parts and unknown classes skipped."""
     entries: set[ProfileEntry] = set()
     raw = summary.get("profile")
     # Arrays decoded from the wire are tuples (protocol), from the store lists.
-    if isinstance(raw, list | tuple):
-        for item in raw[:MAX_ENTRIES]:
-            if isinstance(item, list | tuple) and len(item) == 3:
-                phase, kind, target = (_field(part) for part in item)
-                if phase is not None and kind is not None and target is not None:
-                    entries.add((phase, kind, target))
-        return frozenset(entries)
-    findings = summary.get("findings")
-    if not isinstance(findings, list | tuple):
+    if not isinstance(raw, list | tuple):
         return frozenset()
-    for item in findings[:MAX_ENTRIES]:
-        if not isinstance(item, Mapping):
-            continue
-        rule, phase = _field(item.get("rule")), _field(item.get("phase"))
-        target = _field(item.get("target", ""))
-        if rule and phase is not None and target is not None:
-            entries.add((phase, rule_class(rule), target))
+    for item in raw[:MAX_ENTRIES]:
+        if isinstance(item, list | tuple) and len(item) == 3:
+            phase, kind, target = (_field(part) for part in item)
+            if phase is not None and kind in _CLASSES and target is not None:
+                entries.add((phase, kind, target))
     return frozenset(entries)
 
 
@@ -179,7 +144,7 @@ def profile_to_json(entries: Iterable[ProfileEntry]) -> list[list[str]]:
 def _sentence(
     change: str, phase: str, kind: str, targets: Sequence[str], now: str, then: str
 ) -> str:
-    what = CLASS_TEXT.get(kind, kind)
+    what = BEHAVIOUR_TEXT[BehaviourClass(kind)] if kind in _CLASSES else kind
     when = PHASE_TEXT.get(phase, f"{phase} time")
     shown = ", ".join(targets[:SHOWN_TARGETS])
     if len(targets) > SHOWN_TARGETS:

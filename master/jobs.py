@@ -96,6 +96,7 @@ class Job:
     slave_losses: int = 0  # consecutive attempts that lost their slave
     infra_retries: int = 0  # infra_error results retried so far
     event_seq: int = 0  # every event with seq <= this is stored; an offer's first_seq - 1
+    verdict: str | None = None  # the behaviour verdict of the stored result, if it has one
 
     def __repr__(self) -> str:
         return (
@@ -112,6 +113,7 @@ class Job:
             "image": self.image,
             "state": self.state.value,
             "outcome": self.outcome,
+            "verdict": self.verdict,
             "priority": self.priority,
             "attempt": self.attempt,
             "lease": self.lease,

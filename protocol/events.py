@@ -15,20 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from protocol.schema import record
+from protocol.vocabulary import Phase, values
 
 Level = Literal["debug", "info", "warning", "error", "critical"]
 LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
-PHASES: tuple[str, ...] = (
-    "prepare",
-    "boot",
-    "upload",
-    "install",
-    "import",
-    "tests",
-    "quality",
-    "verdict",
-    "teardown",
-)
+#: The job phases an event may name (``protocol.vocabulary.Phase``, in order).
+PHASES: tuple[str, ...] = values(Phase)
 
 #: Keys of a structlog event dict that become Event attributes, not ``fields``.
 _RESERVED = frozenset({"event", "level", "phase", "timestamp", "seq", "ts", "log_level"})

@@ -16,19 +16,12 @@ from typing import Any, ClassVar, Literal, TypeVar
 from protocol.errors import InvalidMessage
 from protocol.events import Event
 from protocol.schema import decoder, encode_record, record
+from protocol.vocabulary import Outcome, values
 
 PROTOCOL_VERSION = "1.0"
 
-Outcome = Literal["passed", "failed", "crashed", "harmful", "timed_out", "infra_error", "cancelled"]
-OUTCOMES: tuple[str, ...] = (
-    "passed",
-    "failed",
-    "crashed",
-    "harmful",
-    "timed_out",
-    "infra_error",
-    "cancelled",
-)
+#: The outcomes a result may carry (``protocol.vocabulary.Outcome``, as wire strings).
+OUTCOMES: tuple[str, ...] = values(Outcome)
 Accel = Literal["kvm", "tcg"]
 
 

@@ -3,7 +3,8 @@
 A record class is a frozen, slotted dataclass decorated with ``@record``. From
 its annotations we compile, once, a list of per-field converters; decoding a
 map is then one loop over that list. Supported field types: ``str``, ``int``,
-``float``, ``bool``, ``bytes``, ``Any``, ``Literal[...]``, ``X | None``,
+``float``, ``bool``, ``bytes``, ``Any``, ``Literal[...]``, a ``StrEnum`` (a plain
+string on the wire, a member once decoded), ``X | None``,
 ``tuple[X, ...]``, ``dict[str, Any]`` and other records. A field with a default
 may be missing; unknown extra keys are ignored (forward compatibility).
 """
@@ -14,6 +15,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 from protocol.errors import InvalidMessage
@@ -138,6 +140,8 @@ def _converter(tp: Any) -> Converter:
             return v
 
         return conv_bytes
+    if isinstance(tp, type) and issubclass(tp, StrEnum):
+        return _enum_converter(tp)
     origin = get_origin(tp)
     args = get_args(tp)
     if origin is Literal:
@@ -180,6 +184,19 @@ def _converter(tp: Any) -> Converter:
     if _is_record(tp):
         return lambda v, path: decode_record(tp, v, path)
     raise TypeError(f"unsupported field type {tp!r}")
+
+
+def _enum_converter(enum: type[StrEnum]) -> Converter:
+    members = {m.value: m for m in enum}
+    shown = "|".join(members)
+
+    def conv_enum(v: Any, path: str) -> Any:
+        member = members.get(v) if type(v) is str else None
+        if member is None:
+            raise InvalidMessage(f"field {path!r} must be one of {shown}, got {v!r:.40}")
+        return member
+
+    return conv_enum
 
 
 def _encoder(tp: Any) -> Callable[[Any], Any] | None:

@@ -45,9 +45,11 @@ from protocol.messages import (
     ResultAck,
     RunningJob,
 )
+from protocol.vocabulary import Outcome
 from slave.config import SlaveConfig
 from slave.job.active import ActiveJob, ActiveState
 from slave.job.context import Executor, JobContext
+from slave.job.record import default_reason
 from slave.link import Backoff, Link
 from slave.spool import JobSpool, SpoolLimits, SpoolStore
 
@@ -181,7 +183,7 @@ class SlaveDaemon:
             _, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_grace)
             for job in list(self.jobs.values()):
                 if job.task is not None and job.task in pending:
-                    job.stop("infra_error", "the slave shut down before the job finished")
+                    job.stop(Outcome.INFRA_ERROR, "the slave shut down before the job finished")
             if pending:
                 await asyncio.wait(pending)
         # Give the master a moment to take the results; what it misses stays spooled.
@@ -213,7 +215,9 @@ class SlaveDaemon:
                 # The process died mid-job: its VM is gone; say so and let the master retry.
                 job.set_state(ActiveState.RUNNING)
                 job.log.error("job_lost", reason="the slave restarted during the job")
-                self._finish_sync(job, "infra_error", {"error": "slave restarted during the job"})
+                self._finish_sync(
+                    job, Outcome.INFRA_ERROR, {"error": "slave restarted during the job"}
+                )
             else:
                 job.set_state(ActiveState.REPORTED)
             log.info("spool_recovered", job_id=spool.job_id, lease=spool.lease,
@@ -337,7 +341,7 @@ class SlaveDaemon:
             log=job.log,
             emit=job.emit,
         )
-        outcome, error = "infra_error", ""
+        outcome, error = Outcome.INFRA_ERROR.value, ""
         job.log.info(
             "job_started",
             project=job.offer.project,
@@ -406,11 +410,13 @@ class SlaveDaemon:
             summary["events_dropped"] = job.events_dropped
         if job.spool.disk_error:
             summary["spool_error"] = job.spool.disk_error
+        if not summary.get("reason") and (reason := default_reason(outcome, summary)):
+            summary["reason"] = reason
         job.log.info("job_finished", outcome=outcome)
         return JobResult(
             job_id=job.offer.job_id,
             lease=job.offer.lease,
-            outcome=outcome,  # type: ignore[arg-type]  # the executor returns an Outcome
+            outcome=Outcome(outcome),  # checked against OUTCOMES by the callers
             isolation=self.accel,
             last_seq=job.spool.last_seq,
             phases=phases,

@@ -29,6 +29,8 @@ from typing import Any, Self
 
 import aiohttp
 
+from protocol.vocabulary import Outcome
+
 DEFAULT_MASTER_URL = "http://127.0.0.1:7680"
 API = "/api/v1"
 
@@ -37,18 +39,21 @@ EXIT_FAILED = 1
 EXIT_ERROR = 2
 EXIT_HARMFUL = 3
 EXIT_INFRA = 4
+EXIT_INCOMPLETE = 5
+#: The exit code of each outcome (a test checks every ``Outcome`` has one).
 OUTCOME_EXIT: dict[str, int] = {
-    "passed": EXIT_OK,
-    "failed": EXIT_FAILED,
-    "crashed": EXIT_FAILED,
-    "timed_out": EXIT_FAILED,
-    "harmful": EXIT_HARMFUL,
-    "infra_error": EXIT_INFRA,
-    "cancelled": EXIT_INFRA,
+    Outcome.PASSED: EXIT_OK,
+    Outcome.FAILED: EXIT_FAILED,
+    Outcome.CRASHED: EXIT_FAILED,
+    Outcome.TIMED_OUT: EXIT_FAILED,
+    Outcome.HARMFUL: EXIT_HARMFUL,
+    Outcome.INFRA_ERROR: EXIT_INFRA,
+    Outcome.CANCELLED: EXIT_INFRA,
+    Outcome.INCOMPLETE: EXIT_INCOMPLETE,
 }
 EXIT_CODES_HELP = (
     "exit codes: 0 passed, 1 failed/crashed/timed_out, 2 usage or API error, "
-    "3 harmful, 4 infra_error/cancelled"
+    "3 harmful, 4 infra_error/cancelled, 5 incomplete (could not test)"
 )
 #: Requests other than the live tail must answer within this.
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)

@@ -16,6 +16,7 @@ from master.client.api import (
     safe,
     table,
 )
+from protocol.vocabulary import shown
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,13 +30,17 @@ def render(body: dict[str, Any]) -> str:
     job = body["job"]
     lines = [
         f"job {job['id']}: {safe(job['project'])} {safe(job['version'])} on {safe(job['image'])}",
-        f"  state     {safe(job['state'])}   outcome {safe(job.get('outcome') or '-')}"
+        f"  state     {safe(job['state'])}   outcome "
+        f"{safe(shown(job.get('outcome'), job.get('verdict')))}"
         f"   attempt {job.get('attempt')}   isolation {safe(job.get('isolation') or '-')}",
         f"  created   {fmt_time(job.get('created_at'))}   started {fmt_time(job.get('started_at'))}"
         f"   finished {fmt_time(job.get('finished_at'))}",
     ]
     if job.get("error"):
         lines.append(f"  error     {safe(job['error'])}")
+    reason = (job.get("summary") or {}).get("reason")
+    if isinstance(reason, str) and reason:
+        lines.append(f"  reason    {safe(reason)}")
     quality = (job.get("summary") or {}).get("quality")
     if isinstance(quality, dict) and "score" in quality:
         groups = quality.get("groups") or {}

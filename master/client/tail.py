@@ -35,6 +35,7 @@ from master.client.api import (
     run_command,
     safe,
 )
+from protocol.vocabulary import shown
 
 MAX_FAILURES = 8
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -184,7 +185,11 @@ async def follow_job(api: Api, job_id: int, after: int, args: argparse.Namespace
     else:
         if printer.hidden:
             print(f"({printer.hidden} trace lines not shown; --trace shows them)", file=sys.stderr)
-        print(f"job {job_id} {safe(job.get('state'))}: {safe(outcome)}", file=sys.stderr)
+        result = shown(outcome if isinstance(outcome, str) else None, job.get("verdict"))
+        summary = job.get("summary")
+        reason = summary.get("reason") if isinstance(summary, dict) else None
+        why = f" — {safe(reason)}" if isinstance(reason, str) and reason else ""
+        print(f"job {job_id} {safe(job.get('state'))}: {safe(result)}{why}", file=sys.stderr)
     code = outcome_exit(outcome if isinstance(outcome, str) else None)
     return code
 

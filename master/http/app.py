@@ -190,6 +190,11 @@ async def _job_feeds(app: web.Application) -> AsyncIterator[None]:
 
 def _register_collectors(ctx: MasterContext) -> None:
     by_outcome = ctx.metrics.gauge("jobs_by_outcome", "Jobs by outcome.", ["outcome"])
+    by_result = ctx.metrics.gauge(
+        "jobs_by_verdict",
+        "Finished jobs by outcome and behaviour verdict (verdict empty when there is none).",
+        ["outcome", "verdict"],
+    )
     queue_depth = ctx.metrics.gauge("queue_depth", "Jobs waiting in the queue.")
 
     async def collect() -> None:
@@ -197,6 +202,10 @@ def _register_collectors(ctx: MasterContext) -> None:
         by_outcome.clear()
         for outcome, n in counts["outcome"].items():
             by_outcome.set(n, outcome)
+        by_result.clear()
+        for key, n in counts["result"].items():
+            outcome, _, verdict = key.partition("/")
+            by_result.set(n, outcome, verdict)
         queue_depth.set(counts["state"].get("queued", 0))
 
     ctx.metrics.add_collector(collect)

@@ -17,7 +17,9 @@ from master.http.validation import (
     OUTCOMES,
     PRIORITY_RANGE,
     STATES,
+    VERDICTS,
 )
+from protocol.vocabulary import OUTCOME_TEXT, BehaviourClass, values
 
 JSON = "application/json"
 
@@ -78,7 +80,19 @@ _SCHEMAS: dict[str, Any] = {
             "version": {"type": "string"},
             "image": {"type": "string"},
             "state": {"type": "string", "enum": list(STATES)},
-            "outcome": {"type": ["string", "null"], "enum": [*OUTCOMES, None]},
+            "outcome": {
+                "type": ["string", "null"],
+                "enum": [*OUTCOMES, None],
+                "description": "how the job ended (null while it runs): "
+                + "; ".join(f"{o}: {text}" for o, text in OUTCOME_TEXT.items()),
+            },
+            "verdict": {
+                "type": ["string", "null"],
+                "enum": [*VERDICTS, None],
+                "description": "the behaviour verdict of its findings (null when there is no "
+                "result, e.g. cancelled or an infrastructure error before the run); shown "
+                "beside the outcome (`failed · suspicious`); malicious makes the outcome harmful",
+            },
             "priority": {"type": "integer"},
             "attempt": {"type": "integer"},
             "lease": {"type": "integer"},
@@ -87,7 +101,12 @@ _SCHEMAS: dict[str, Any] = {
             "callback_url": {"type": ["string", "null"]},
             "files": {"type": "array", "items": _ref("File")},
             "phases": {"type": "object", "description": "phase name → status and details"},
-            "summary": {"type": "object"},
+            "summary": {
+                "type": "object",
+                "description": "the result: verdict, findings, profile, tests counts, quality, "
+                "and `reason`, a one-line why for every outcome but passed (for passed, what "
+                "was not run, if anything)",
+            },
             "findings": {"type": "array", "items": {"type": "object"}},
             "isolation": {"type": ["string", "null"]},
             "error": {"type": ["string", "null"]},
@@ -126,8 +145,8 @@ _SCHEMAS: dict[str, Any] = {
             "phase": {"type": "string"},
             "kind": {
                 "type": "string",
-                "description": "behaviour class: network, socket, process, credentials, write, "
-                "persistence, privilege, resource",
+                "enum": list(values(BehaviourClass)),
+                "description": "behaviour class",
             },
             "targets": {"type": "array", "items": {"type": "string"}},
             "text": {
@@ -284,6 +303,7 @@ _PATHS: dict[str, Any] = {
                 },
                 {"name": "state", "in": "query", "schema": {"enum": list(STATES)}},
                 {"name": "outcome", "in": "query", "schema": {"enum": list(OUTCOMES)}},
+                {"name": "verdict", "in": "query", "schema": {"enum": list(VERDICTS)}},
                 {
                     "name": "limit",
                     "in": "query",
@@ -416,6 +436,13 @@ _PATHS: dict[str, Any] = {
                 ),
                 **_errors(401),
             },
+        }
+    },
+    "/api/v1/vocabulary": {
+        "get": {
+            "summary": "pyti's words with their meanings: outcomes, verdicts, phases, phase "
+            "statuses, behaviour classes (the web page reads it)",
+            "responses": {"200": _json({"type": "object"}, "the vocabulary")},
         }
     },
     "/api/v1/openapi.json": {

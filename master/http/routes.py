@@ -28,6 +28,7 @@ from master.http.validation import (
     OPTION_FIELDS,
     OUTCOMES,
     STATES,
+    VERDICTS,
     ApiError,
     JobOptions,
     check_fields,
@@ -42,6 +43,7 @@ from master.http.validation import (
 )
 from master.jobs import PRIORITY_API, Job, JobRequest, Source
 from master.store.errors import InvalidTransition, JobNotFound, StoreError
+from protocol.vocabulary import vocabulary
 
 API = "/api/v1"
 STATIC_DIR_NAME = "static"
@@ -159,19 +161,25 @@ async def submit_job(request: web.Request) -> web.Response:
 async def list_jobs(request: web.Request) -> web.Response:
     """Jobs, newest first, filtered; ``next`` pages back with ``before``."""
     query = request.query
-    check_query(query, frozenset({"project", "state", "outcome", "limit", "before"}))
+    check_query(query, frozenset({"project", "state", "outcome", "verdict", "limit", "before"}))
     project = query_project(query)
     limit = query_int(query, "limit", DEFAULT_LIST_LIMIT, 1, MAX_LIST_LIMIT)
     assert limit is not None
     before = query_int(query, "before", None, 1, MAX_JOB_ID)
     state = query_choice(query, "state", STATES)
     outcome = query_choice(query, "outcome", OUTCOMES)
+    verdict = query_choice(query, "verdict", VERDICTS)
     jobs = await request.app[CTX].store.jobs.find(
-        project=project, state=state, outcome=outcome, limit=limit, before_id=before
+        project=project,
+        state=state,
+        outcome=outcome,
+        verdict=verdict,
+        limit=limit,
+        before_id=before,
     )
     next_url = None
     if len(jobs) == limit:
-        params = {"project": project, "state": state, "outcome": outcome}
+        params = {"project": project, "state": state, "outcome": outcome, "verdict": verdict}
         extra = "".join(f"&{k}={v}" for k, v in params.items() if v is not None)
         next_url = f"{API}/jobs?limit={limit}&before={jobs[-1].id}{extra}"
     return web.json_response({"jobs": [job_json(j) for j in jobs], "next": next_url})
@@ -293,6 +301,12 @@ async def list_slaves(request: web.Request) -> web.Response:
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3 document of this API."""
     return web.json_response(document())
+
+
+@routes.get(f"{API}/vocabulary")
+async def vocabulary_(request: web.Request) -> web.Response:
+    """pyti's words with their meanings (outcomes, verdicts, phases...): what the page shows."""
+    return web.json_response(vocabulary())
 
 
 @routes.get("/healthz")

@@ -20,6 +20,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from master.jobs import JobState
+from protocol.vocabulary import Outcome, Verdict, values
 
 #: JSON bodies are small (a project name and a few options); 64 KiB is generous.
 MAX_JSON_BODY = 64 * 1024
@@ -32,15 +33,8 @@ MAX_EVENTS_LIMIT = 1000
 PRIORITY_RANGE = (-1000, 1000)
 MAX_URL_LENGTH = 2048
 
-OUTCOMES: tuple[str, ...] = (
-    "passed",
-    "failed",
-    "crashed",
-    "harmful",
-    "timed_out",
-    "infra_error",
-    "cancelled",
-)
+OUTCOMES: tuple[str, ...] = values(Outcome)
+VERDICTS: tuple[str, ...] = values(Verdict)
 STATES: tuple[str, ...] = tuple(s.value for s in JobState)
 
 # All three are used with ``fullmatch`` (``$`` would accept a trailing newline) and

@@ -54,6 +54,7 @@ from protocol.messages import (
     JobResult,
     Message,
 )
+from protocol.vocabulary import Outcome
 
 if TYPE_CHECKING:
     from master.context import MasterContext
@@ -319,10 +320,10 @@ class SlaveSession:
         result = JobResult(
             job_id=job.id,
             lease=job.lease,
-            outcome="infra_error",
+            outcome=Outcome.INFRA_ERROR,
             isolation="none",
             last_seq=0,
-            summary={"error": error},
+            summary={"error": error, "reason": f"pyti could not send the upload: {error}"[:300]},
         )
         with contextlib.suppress(StaleLease, JobNotFound, StoreError):
             if (

@@ -67,6 +67,7 @@ class JobStore:
         project: str | None = None,
         state: str | None = None,
         outcome: str | None = None,
+        verdict: str | None = None,
         limit: int = 50,
         before_id: int | None = None,
     ) -> list[Job]:
@@ -74,7 +75,13 @@ class JobStore:
         where: list[str] = []
         params: list[Any] = []
         key = None if project is None else project_key(project)
-        for col, val in (("project_key", key), ("state", state), ("outcome", outcome)):
+        filters = (
+            ("project_key", key),
+            ("state", state),
+            ("outcome", outcome),
+            ("verdict", verdict),
+        )
+        for col, val in filters:
             if val is not None:
                 where.append(f"{col} = ?")
                 params.append(val)
@@ -104,17 +111,23 @@ class JobStore:
         return [attempt_from_row(r) for r in rows]
 
     async def counts(self) -> dict[str, dict[str, int]]:
-        """``{"state": {state: n}, "outcome": {outcome: n}}``; every state is present."""
+        """``{"state": {state: n}, "outcome": {outcome: n}, "result": {"outcome/verdict": n}}``.
+
+        Every state is present; ``result`` keys are ``outcome/verdict`` (``failed/suspicious``;
+        ``cancelled/`` when the job has no verdict).
+        """
         by_state = {s.value: 0 for s in JobState}
         for r in await self._db.fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
             by_state[r[0]] = r[1]
-        by_outcome = {
-            r[0]: r[1]
-            for r in await self._db.fetchall(
-                "SELECT outcome, COUNT(*) FROM jobs WHERE outcome IS NOT NULL GROUP BY outcome"
-            )
-        }
-        return {"state": by_state, "outcome": by_outcome}
+        by_outcome: dict[str, int] = {}
+        by_result: dict[str, int] = {}
+        for outcome, verdict, n in await self._db.fetchall(
+            "SELECT outcome, verdict, COUNT(*) FROM jobs WHERE outcome IS NOT NULL"
+            " GROUP BY outcome, verdict"
+        ):
+            by_outcome[outcome] = by_outcome.get(outcome, 0) + n
+            by_result[f"{outcome}/{verdict or ''}"] = n
+        return {"state": by_state, "outcome": by_outcome, "result": by_result}
 
     # ------------------------------------------------------------ writes ----
 

@@ -73,6 +73,7 @@ def job_from_row(row: sqlite3.Row) -> Job:
         slave_losses=row["slave_losses"],
         infra_retries=row["infra_retries"],
         event_seq=row["event_seq"],
+        verdict=row["verdict"] if "verdict" in keys else None,
     )
 
 

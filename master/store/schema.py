@@ -151,6 +151,15 @@ _V3 = (
     "ALTER TABLE jobs ADD COLUMN comparison TEXT",
 )
 
+_V4 = (
+    # The behaviour verdict beside the outcome (job lists, the verdict filter, metrics);
+    # filled in from the stored summaries of the jobs already finished.
+    "ALTER TABLE jobs ADD COLUMN verdict TEXT",
+    "UPDATE jobs SET verdict = json_extract(summary, '$.verdict')"
+    " WHERE outcome IS NOT NULL AND json_valid(summary)"
+    " AND json_extract(summary, '$.verdict') IN ('clean', 'suspicious', 'malicious')",
+)
+
 #: ``MIGRATIONS[n]`` upgrades version ``n`` to ``n + 1``.
-MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3)
+MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,6 +33,9 @@ from master.store.db import query
 from master.store.errors import InvalidTransition, JobNotFound, StaleLease
 from master.store.rows import dumps, job_from_row
 from protocol.messages import JobResult
+from protocol.vocabulary import Outcome, Verdict, values
+
+VERDICTS = frozenset(values(Verdict))
 
 #: The only transitions the store ever makes. ``assigned → queued`` is a refused
 #: offer or a slave lost before accepting; ``running → queued`` a lost slave or an
@@ -48,6 +51,7 @@ TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
 #: A re-run starts clean: what the previous run left on the job.
 _NO_RESULT: Mapping[str, Any] = {
     "outcome": None,
+    "verdict": None,
     "phases": "{}",
     "summary": "{}",
     "findings": "[]",
@@ -186,6 +190,7 @@ def finish(conn: sqlite3.Connection, job: Job, result: JobResult) -> Job:
         job.id,
         state=JobState.FINISHED.value,
         outcome=result.outcome,
+        verdict=verdict_of(result.summary),
         phases=dumps(result.phases),
         summary=dumps(result.summary),
         findings=dumps(findings if isinstance(findings, list | tuple) else [findings]),
@@ -199,20 +204,28 @@ def finish(conn: sqlite3.Connection, job: Job, result: JobResult) -> Job:
     return ended
 
 
+def verdict_of(summary: Mapping[str, Any]) -> str | None:
+    """The result's behaviour verdict when it is one of the vocabulary's, else None."""
+    verdict = summary.get("verdict")
+    return verdict if isinstance(verdict, str) and verdict in VERDICTS else None
+
+
 def quarantine(conn: sqlite3.Connection, job: Job, losses: int, reason: str) -> Job:
     """``assigned|running → finished`` as ``infra_error``: the job lost its slave too often."""
     _check_can_finish(job)
     set_status(conn, job.id, job.lease, "quarantined")
     now = time.time()
+    error = f"quarantined: lost its slave {losses} times in a row (last: {reason})"
     ended = _update(
         conn,
         job.id,
         state=JobState.FINISHED.value,
-        outcome="infra_error",
+        outcome=Outcome.INFRA_ERROR.value,
+        summary=dumps({"reason": error[:300]}),
         quarantined=1,
         slave_losses=losses,
         finished_at=now,
-        error=f"quarantined: lost its slave {losses} times in a row (last: {reason})",
+        error=error,
     )
     queue_callback(conn, ended, now)
     return ended
@@ -228,7 +241,8 @@ def cancel(conn: sqlite3.Connection, job: Job, reason: str) -> Job:
         conn,
         job.id,
         state=JobState.CANCELLED.value,
-        outcome="cancelled",
+        outcome=Outcome.CANCELLED.value,
+        summary=dumps({"reason": reason[:300]}),
         error=reason[:2000],
         finished_at=now,
     )

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from protocol.vocabulary import BEHAVIOUR_TEXT, BehaviourClass
 from slave.findings.model import Finding
 from slave.findings.rules import EVENT_RULES, RULES
 from slave.findings.static_rules import STATIC_KINDS
@@ -29,24 +30,26 @@ _RULE_KIND: dict[str, str] = {r.id: r.kind for r in RULES}
 _RULE_KIND |= {r.id: r.kind for r in EVENT_RULES}
 _RULE_KIND |= {"cred.token": "credentials", "cred.token_name": "credentials"}
 _RULE_KIND |= STATIC_KINDS
-KIND_TEXT = {
-    "network": "reaching for the network",
-    "socket": "opening sockets",
-    "process": "starting programs",
-    "credentials": "reading credentials",
-    "write": "writing outside the venv",
-    "persistence": "installing persistence",
-    "privilege": "trying to change privileges",
-    "resource": "exhausting resources",
-    "obfuscation": "hiding code (static)",
-}
+#: How a class reads in a sentence: the one table, ``protocol.vocabulary.BEHAVIOUR_TEXT``.
+KIND_TEXT: dict[str, str] = {str(k): v for k, v in BEHAVIOUR_TEXT.items()}
+
+
+_CLASSES = frozenset(str(c) for c in BehaviourClass)
+
+
+def rule_kind(rule: str) -> str | None:
+    """The behaviour class of a rule id (the rule tables' ``kind``), None if it has none.
+
+    A test checks that every rule of every table has a class of the vocabulary.
+    """
+    kind = _RULE_KIND.get(rule)
+    return kind if kind in _CLASSES else None
 
 
 def profile(findings: Iterable[Finding]) -> frozenset[ProfileEntry]:
     """What a release does, as (phase, behaviour class, target), comparable across releases."""
-    return frozenset(
-        (f.phase, _RULE_KIND.get(f.rule, f.rule.split(".")[0]), f.target) for f in findings
-    )
+    entries = ((f.phase, rule_kind(f.rule), f.target) for f in findings)
+    return frozenset((phase, kind, target) for phase, kind, target in entries if kind is not None)
 
 
 ChangeKind = Literal["started", "stopped", "new targets", "gone targets"]

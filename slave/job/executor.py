@@ -13,7 +13,11 @@
 6. **teardown**: the VM is stopped on every path (also on cancel, at once).
 
 Every failure of the machinery (prepare, VM, SSH) makes the job an
-``infra_error`` with the reason in ``summary.error``.
+``infra_error`` with the reason in ``summary.error``; a preparation error that is
+the package's own (malformed metadata: ``failed``) or that leaves nothing to test
+(no file for the guest, dependencies with no wheel: ``incomplete``) is that outcome
+instead (``PrepareError.outcome``), never retried. Every outcome but a plain
+``passed`` has a one-line ``summary.reason``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 
+from protocol.vocabulary import Outcome, Verdict
 from slave.config import DEFAULT_PYPI_URL, SlaveConfig
 from slave.findings import Context, Finding
 from slave.findings.static_scan import static_findings
@@ -36,7 +41,7 @@ from slave.job.phases import (
     run_runner,
     upload,
 )
-from slave.job.record import RunRecord, decide
+from slave.job.record import Decision, RunRecord, default_reason
 from slave.prepare import (
     PipOptions,
     PreparedRelease,
@@ -91,6 +96,7 @@ class VMExecutor:
         # The VM boots while the host prepares: both take seconds and neither needs the other.
         booting = asyncio.create_task(self._boot(ctx, image))
         booted: tuple[VM, Guest] | None = None
+        refused: Decision | None = None
         try:
             async with host_phase(ctx, "prepare", phase_timeout(ctx, "prepare")):
                 prepared = await self._prepare(ctx, image)
@@ -104,6 +110,15 @@ class VMExecutor:
             booted = await booting
             await self._in_vm(ctx, image, booted[1], prepared, record)
             await self._static_scan(ctx, scan, record)
+        except PrepareError as exc:
+            if exc.outcome is Outcome.INFRA_ERROR:
+                ctx.summary.setdefault("error", str(exc)[:2000])
+                ctx.log.error("job_infra_error", error=str(exc)[:2000])
+            else:
+                refused = Decision(exc.outcome, exc.reason_line())
+                ctx.log.warning(
+                    "job_refused_at_prepare", outcome=exc.outcome, error=str(exc)[:2000]
+                )
         except _MACHINE_ERRORS as exc:
             ctx.summary.setdefault("error", str(exc)[:2000])
             ctx.log.error("job_infra_error", error=str(exc)[:2000])
@@ -118,15 +133,25 @@ class VMExecutor:
         ctx.summary.update(record.summary())
         if static is not None:
             await self._quality(ctx, static, record)
-        outcome = "infra_error" if "error" in ctx.summary else decide(ctx.phases, record.verdict())
+        if "error" in ctx.summary:
+            decision = Decision(
+                Outcome.INFRA_ERROR, default_reason(Outcome.INFRA_ERROR, ctx.summary)
+            )
+        elif refused is not None and record.verdict() != Verdict.MALICIOUS:
+            decision = refused
+        else:
+            decision = record.decide()
+        if decision.reason:
+            ctx.summary["reason"] = decision.reason
         ctx.log.info(
             "verdict",
             phase="verdict",
             verdict=record.verdict(),
             findings=len(record.findings),
-            outcome=outcome,
+            outcome=decision.outcome,
+            reason=decision.reason,
         )
-        return outcome
+        return decision.outcome
 
     async def _prepare(self, ctx: JobContext, image: Image) -> PreparedRelease:
         request = ReleaseRequest(project=ctx.offer.project, version=ctx.offer.version or None)

@@ -4,34 +4,48 @@
 what the result needs (phase statuses and durations, tests counts, crash
 details, the raw inputs of quality indicators) and runs the behaviour
 analysis (``slave.findings``) on each event, so findings are known — and
-logged — while the job runs. :func:`decide` maps it all to one outcome::
+logged — while the job runs. :func:`decide` maps it all to one outcome and a
+one-line ``reason`` (``summary.reason``; table also in ``docs/outcomes.md``)::
 
-    malicious verdict            → harmful
-    a package phase crashed      → crashed      (install, import, tests)
-    a package phase timed out    → timed_out
-    a package phase failed       → failed
-    a package phase had an error → infra_error  (the runner's own failure)
-    install never reported       → infra_error
-    otherwise                    → passed
+    malicious verdict                      → harmful      the worst finding
+    a package phase crashed                → crashed      install, import or tests
+    a package phase timed out              → timed_out
+    install or import failed               → failed       pip's / the import's error
+    tests: real (non-offline) failures     → failed       "3 of 120 tests failed"
+    a package phase had an error           → infra_error  (the runner's own failure)
+    install never reported                 → infra_error
+    tests: none ran (none shipped, none    → incomplete   the runner's reason
+      collectable, all skipped, only
+      offline failures)
+    otherwise                              → passed       what was not run, if anything
 
+Tests that fail only because the guest is offline, modules that could not be
+collected and test requirements that could not be installed never make a
+release ``failed``: they are counted and named in the reason. pytest's exit
+status alone (collection errors) decides nothing when the counts are known.
 ``quality`` never decides the outcome: it runs our tools, not the package.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from protocol.vocabulary import PACKAGE_PHASES, Outcome, PhaseStatus, Verdict
 from slave.findings import Analyser, Context, Finding, profile, profile_to_json, verdict
+from slave.findings.model import SEVERITY_RANK
 
-#: Phases that run the package's code: their statuses decide the outcome.
-PACKAGE_PHASES = ("install", "import", "tests")
 #: Findings kept in the result (the rest are counted).
 MAX_FINDINGS = 200
 #: Runner events kept for the quality indicators (install output lines included).
 _QUALITY_EVENTS = frozenset({"phase_finished", "tests_summary", "quality", "install_summary"})
 _MAX_QUALITY_OUTPUT = 2000
 _COUNTS = ("collected", "passed", "failed", "errors", "skipped")
+#: Names listed in a reason (the summary keeps up to ``_MAX_LISTED``); a reason's length.
+_NAMED = 3
+_MAX_LISTED = 50
+MAX_REASON = 300
 
 
 class RunRecord:
@@ -44,6 +58,7 @@ class RunRecord:
         self.crash: dict[str, Any] | None = None
         self.quality_events: list[dict[str, Any]] = []
         self.current: str | None = None
+        self.import_failure: str | None = None
         self.runner_finished = False
         self._install_output = 0
 
@@ -64,9 +79,12 @@ class RunRecord:
                         "traceback": fields.get("traceback"),
                     }
             case "tests_summary":
-                self.tests = {k: fields.get(k) for k in _COUNTS if isinstance(fields.get(k), int)}
-                if isinstance(fields.get("duration_s"), int | float):
-                    self.tests["duration_s"] = fields["duration_s"]
+                self.tests = read_tests_summary(fields)
+            case "import_result" if self.import_failure is None:
+                status = fields.get("status")
+                if status not in (None, PhaseStatus.PASSED, PhaseStatus.SKIPPED):
+                    error = _line(fields.get("error")) or str(status)
+                    self.import_failure = f"{_line(fields.get('module')) or '?'}: {error}"
             case "runner_finished":
                 self.runner_finished = True
             case _:
@@ -96,6 +114,16 @@ class RunRecord:
     def verdict(self) -> str:
         return verdict(self.analyser.findings)
 
+    def decide(self) -> Decision:
+        """The outcome and reason of what was recorded (see :func:`decide`)."""
+        return decide(
+            self.phases,
+            self.verdict(),
+            self.tests,
+            import_failure=self.import_failure,
+            threat=threat(self.analyser.findings),
+        )
+
     def summary(self) -> dict[str, Any]:
         """The result's summary fields this record knows (findings, verdict, tests, crash)."""
         findings = self.analyser.findings
@@ -122,19 +150,228 @@ def _phase_entry(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {k: fields[k] for k in _PHASE_KEYS if k in fields}
 
 
-def decide(phases: Mapping[str, Mapping[str, Any]], verdict_: str) -> str:
-    """The job's outcome (table in the module docstring)."""
-    if verdict_ == "malicious":
-        return "harmful"
-    statuses = [str(phases[p].get("status")) for p in PACKAGE_PHASES if p in phases]
-    for status, outcome in (
-        ("crashed", "crashed"),
-        ("timed_out", "timed_out"),
-        ("failed", "failed"),
-        ("error", "infra_error"),
-    ):
-        if status in statuses:
-            return outcome
-    if "install" not in phases:
-        return "infra_error"
-    return "passed"
+def _line(value: object, limit: int = 200) -> str:
+    """The first line of a text value, cut to ``limit`` (guest data: anything may be here)."""
+    if not isinstance(value, str):
+        return ""
+    text = value.strip().splitlines()[0] if value.strip() else ""
+    return text[:limit]
+
+
+def _strings(value: object) -> list[str]:
+    items = value if isinstance(value, list | tuple) else []
+    return [_line(v, 300) for v in items[:_MAX_LISTED] if isinstance(v, str) and v.strip()]
+
+
+def _count(value: object, listed: Sequence[object]) -> int:
+    return (
+        value
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        else len(listed)
+    )
+
+
+def read_tests_summary(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The result's ``summary.tests`` from the runner's ``tests_summary`` (every field optional).
+
+    Counts as sent; then, only when there is something to say: ``offline_failures``
+    (``{count, tests}``: failed only because the guest is offline; also counted in
+    ``failed``/``errors``), ``uncollectable`` (``{count, modules: [{module, missing}]}``),
+    ``test_requirements_missing`` and ``reason`` (why no test ran). Both the runner's
+    shapes are read: ``offline_failures`` as a list of ids or ``{count, tests}``;
+    ``uncollectable`` or ``collection_errors`` (+ ``collection_error_count``);
+    ``test_requirements_missing`` or ``test_requirements.failed[].requirement``.
+    """
+    out: dict[str, Any] = {k: fields[k] for k in _COUNTS if _is_count(fields.get(k))}
+    if isinstance(fields.get("duration_s"), int | float):
+        out["duration_s"] = fields["duration_s"]
+    offline = fields.get("offline_failures")
+    if isinstance(offline, Mapping):
+        ids = _strings(offline.get("tests"))
+        offline_count = _count(offline.get("count"), ids)
+    else:
+        ids = _strings(offline)
+        offline_count = len(ids)
+    if offline_count:
+        out["offline_failures"] = {"count": offline_count, "tests": ids}
+    raw = fields.get("uncollectable", fields.get("collection_errors"))
+    modules = [
+        {"module": _line(m.get("module"), 300) or "?", "missing": _line(m.get("missing")) or None}
+        for m in (raw if isinstance(raw, list | tuple) else [])[:_MAX_LISTED]
+        if isinstance(m, Mapping)
+    ]
+    uncollectable = _count(fields.get("collection_error_count"), modules)
+    if uncollectable:
+        out["uncollectable"] = {"count": uncollectable, "modules": modules}
+    missing = _strings(fields.get("test_requirements_missing"))
+    requirements = fields.get("test_requirements")
+    if not missing and isinstance(requirements, Mapping):
+        failed = requirements.get("failed")
+        missing = _strings(
+            [f.get("requirement") for f in failed if isinstance(f, Mapping)]
+            if isinstance(failed, list | tuple)
+            else []
+        )
+    if missing:
+        out["test_requirements_missing"] = missing
+    if reason := _line(fields.get("reason"), MAX_REASON):
+        out["reason"] = reason
+    return out
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def threat(findings: Sequence[Finding]) -> str | None:
+    """The worst finding in a few words (``cred.bait at import (~/.ssh/id_rsa)``), if any."""
+    if not findings:
+        return None
+    worst = max(findings, key=lambda f: SEVERITY_RANK[f.severity])
+    target = f" ({worst.target[:80]})" if worst.target else ""
+    return f"{worst.severity} {worst.rule} at {worst.phase}{target}"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A job's outcome and its one-line reason (None only for a passed job with nothing to say)."""
+
+    outcome: Outcome
+    reason: str | None = None
+
+
+def decide(
+    phases: Mapping[str, Mapping[str, Any]],
+    verdict_: str,
+    tests: Mapping[str, Any] | None = None,
+    *,
+    import_failure: str | None = None,
+    threat: str | None = None,
+) -> Decision:
+    """The job's outcome and reason (table in the module docstring).
+
+    ``tests`` is ``summary.tests`` (:func:`read_tests_summary`), absent when the runner sent
+    none; ``import_failure`` the first module that did not import (``demo: ImportError``);
+    ``threat`` the worst finding (:func:`threat`).
+    """
+    if verdict_ == Verdict.MALICIOUS:
+        return _decision(Outcome.HARMFUL, f"malicious behaviour: {threat or 'see the findings'}")
+    entries: dict[str, Mapping[str, Any]] = {
+        str(p): phases[p] for p in PACKAGE_PHASES if p in phases
+    }
+    status = {p: str(e.get("status")) for p, e in entries.items()}
+    for phase, entry in entries.items():
+        if status[phase] == PhaseStatus.CRASHED:
+            signal = _line(entry.get("signal_name")) or "a signal"
+            return _decision(Outcome.CRASHED, f"{phase} crashed ({signal})")
+    for phase, entry in entries.items():
+        if status[phase] == PhaseStatus.TIMED_OUT:
+            took = entry.get("duration_s")
+            after = f" (stopped after {took:g} s)" if isinstance(took, int | float) else ""
+            return _decision(Outcome.TIMED_OUT, f"{phase} ran past its timeout{after}")
+    if status.get("install") == PhaseStatus.FAILED:
+        return _decision(Outcome.FAILED, f"install failed: {_why(entries['install'], 'pip')}")
+    if status.get("import") == PhaseStatus.FAILED:
+        why = import_failure or _why(entries["import"], "the import")
+        return _decision(Outcome.FAILED, f"import failed: {why}")
+    judged = _judge_tests(entries.get("tests"), tests)
+    if judged.outcome is Outcome.FAILED:
+        return judged
+    for phase, entry in entries.items():
+        if status[phase] == PhaseStatus.ERROR:
+            why = _line(entry.get("reason")) or "the guest runner failed"
+            return _decision(Outcome.INFRA_ERROR, f"pyti failed in {phase}: {why}")
+    if "install" not in entries:
+        return _decision(Outcome.INFRA_ERROR, "the guest runner never reported the install")
+    return judged
+
+
+def _why(entry: Mapping[str, Any], program: str) -> str:
+    reason = _line(entry.get("reason"))
+    code = entry.get("exit_code")
+    if reason:
+        return reason
+    return f"{program} exited with status {code}" if isinstance(code, int) else "no detail"
+
+
+def _decision(outcome: Outcome, reason: str | None) -> Decision:
+    return Decision(outcome, None if reason is None else reason[:MAX_REASON])
+
+
+def _judge_tests(entry: Mapping[str, Any] | None, tests: Mapping[str, Any] | None) -> Decision:
+    """passed, failed or incomplete, from the tests phase and ``summary.tests``."""
+    tests = tests or {}
+    said = _line(tests.get("reason"), MAX_REASON) or None
+    if entry is None:
+        return _decision(Outcome.INCOMPLETE, said or "the tests phase did not run")
+    status = str(entry.get("status"))
+    phase_reason = _line(entry.get("reason"), MAX_REASON) or None
+    notes = _not_run(tests)
+    if status == PhaseStatus.SKIPPED:
+        return _decision(Outcome.INCOMPLETE, said or phase_reason or "no test ran")
+    counts: list[Any] = [tests.get(k) for k in ("passed", "failed", "errors")]
+    if not all(_is_count(c) for c in counts):
+        # No counts (no JUnit XML): only the phase's status is known.
+        if status == PhaseStatus.FAILED:
+            if said:
+                return _decision(Outcome.INCOMPLETE, said)
+            return _decision(Outcome.FAILED, f"tests failed: {_why(entry, 'pytest')}")
+        return _decision(Outcome.PASSED, _joined(notes))
+    passed, failed, errors = counts
+    offline_failures = tests.get("offline_failures")
+    offline = offline_failures.get("count", 0) if isinstance(offline_failures, Mapping) else 0
+    real = max(0, failed + errors - offline)
+    ran = passed + failed + errors
+    if real:
+        return _decision(Outcome.FAILED, _joined([f"{real} of {ran} tests failed", *notes]))
+    if ran == 0:
+        skipped = tests.get("skipped")
+        reason = said or phase_reason
+        if reason is None and _is_count(skipped) and skipped:
+            reason = f"no test ran: all {skipped} were skipped"
+        return _decision(Outcome.INCOMPLETE, _joined([reason or "no test ran", *notes]))
+    if passed == 0:
+        return _decision(Outcome.INCOMPLETE, _joined(["no test passed or failed for real", *notes]))
+    return _decision(Outcome.PASSED, _joined(notes))
+
+
+def _not_run(tests: Mapping[str, Any]) -> list[str]:
+    """What the tests phase could not run, one clause each, for the reason."""
+    notes: list[str] = []
+    offline = tests.get("offline_failures")
+    if isinstance(offline, Mapping) and offline.get("count"):
+        notes.append(
+            f"{offline['count']} tests failed only because the guest is offline"
+            + _named(offline.get("tests", []))
+        )
+    uncollectable = tests.get("uncollectable")
+    if isinstance(uncollectable, Mapping) and uncollectable.get("count"):
+        modules = [
+            m["module"] + (f" needs {m['missing']}" if m.get("missing") else "")
+            for m in uncollectable.get("modules", [])
+        ]
+        notes.append(f"{uncollectable['count']} test modules not collected" + _named(modules))
+    if missing := tests.get("test_requirements_missing"):
+        notes.append("test requirements not installable" + _named(missing))
+    return notes
+
+
+def _named(names: Sequence[str]) -> str:
+    if not names:
+        return ""
+    more = ", ..." if len(names) > _NAMED else ""
+    return f" ({', '.join(names[:_NAMED])}{more})"
+
+
+def _joined(parts: Sequence[str]) -> str | None:
+    return "; ".join(parts)[:MAX_REASON] if parts else None
+
+
+def default_reason(outcome: str, summary: Mapping[str, Any]) -> str | None:
+    """``summary.reason`` for an outcome the executor did not explain (the daemon's own ends)."""
+    if outcome == Outcome.PASSED:
+        return None
+    error = _line(summary.get("error"), MAX_REASON - 40)
+    if outcome == Outcome.INFRA_ERROR:
+        return f"pyti could not run the job: {error or 'unknown error'}"
+    return (f"{outcome}: {error}" if error else str(outcome))[:MAX_REASON]

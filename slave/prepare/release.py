@@ -137,7 +137,7 @@ async def prepare_release(
     ``test_deps_budget`` seconds; what could not be had is in ``test_unavailable``.
     Writes ``work_dir/files`` and ``work_dir/wheelhouse``; shares ``cache_dir``.
 
-    Raises a `PrepareError` (the job is then an ``infra_error``): `ReleaseNotFound`,
+    Raises a `PrepareError` (its ``outcome`` is the job's): `ReleaseNotFound`,
     `FetchFailed`, `ChecksumMismatch`, `DependencyUnavailable`, `MetadataError`. On
     failure or cancel, ``work_dir`` may hold partial content and is the caller's to
     delete; the cache never holds an unverified file.

@@ -75,11 +75,11 @@ async def ctx(tmp_path: Path) -> AsyncIterator[MasterContext]:
 async def test_signed_callback(
     aiohttp_client: ClientFactory, ctx: MasterContext, receiver: Receiver
 ) -> None:
-    """A finished job's summary is POSTed once, with an HMAC-SHA256 signature over the body."""
+    """A finished job's result (outcome, verdict, reason) is POSTed once, HMAC-SHA256 signed."""
     await aiohttp_client(create_app(ctx))  # starts the sender (cleanup_ctx)
     job = await queue_job(ctx, callback_url=receiver.url)
     producer = await FakeProducer.start(ctx, job)
-    await producer.finish("crashed")
+    await producer.finish("crashed", verdict="suspicious", reason="tests crashed (SIGSEGV)")
     async with asyncio.timeout(5):
         await receiver.delivered.wait()
     [(headers, body)] = receiver.received
@@ -87,6 +87,8 @@ async def test_signed_callback(
     assert not callbacks.verify(b"another secret 0123456", body, headers["X-Pyti-Signature"])
     payload = json.loads(body)
     assert (payload["id"], payload["outcome"]) == (job.id, "crashed")
+    assert payload["verdict"] == "suspicious"
+    assert payload["summary"]["reason"] == "tests crashed (SIGSEGV)"
     assert headers["X-Pyti-Event"] == "job_finished"
     assert await _settled(ctx)
 

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from master.context import MasterContext
 from protocol.messages import JobResult
+from protocol.vocabulary import Outcome
 from tests.integration.test_api_harness import FakeProducer, app, ctx, queue_job
 
 __all__ = ["app", "ctx"]  # fixtures
@@ -146,7 +147,9 @@ async def _live(ctx: MasterContext, job_id: int) -> bool:
 
 
 def _infra_error(job_id: int, lease: int) -> JobResult:
-    return JobResult(job_id=job_id, lease=lease, outcome="infra_error", isolation="tcg", last_seq=0)
+    return JobResult(
+        job_id=job_id, lease=lease, outcome=Outcome.INFRA_ERROR, isolation="tcg", last_seq=0
+    )
 
 
 async def test_previous_release_matches_any_spelling_of_the_name(

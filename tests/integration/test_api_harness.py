@@ -25,6 +25,8 @@ from master.http.keys import HttpSettings
 from master.jobs import FINAL_STATES, EventRow, Job, JobRequest
 from protocol.events import Event
 from protocol.messages import JobResult
+from protocol.vocabulary import Outcome
+from slave.findings.profile import rule_kind
 
 TOKEN = "test-token-0123456789"
 CALLBACK_SECRET = "callback-secret-0123456789"
@@ -109,6 +111,14 @@ async def store_snapshot(ctx: MasterContext) -> list[dict[str, Any]]:
     return [j.to_dict() for j in jobs]
 
 
+def profile_of(findings: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """The behaviour profile a slave would send with these findings (its own rule table)."""
+    entries = {
+        (str(f["phase"]), rule_kind(str(f["rule"])), str(f.get("target", ""))) for f in findings
+    }
+    return [[phase, kind, target] for phase, kind, target in sorted(entries) if kind is not None]
+
+
 class FakeProducer:
     """What the slave server does with a running job: store events, publish them, finish."""
 
@@ -154,11 +164,13 @@ class FakeProducer:
         return await self.send(self.make(n, **fields))
 
     async def finish(self, outcome: str = "passed", **summary: Any) -> Job:
-        """Store the result and publish the end."""
+        """Store the result and publish the end (findings get their profile, as a slave sends)."""
+        if "findings" in summary and "profile" not in summary:
+            summary["profile"] = profile_of(summary["findings"])
         result = JobResult(
             job_id=self.job.id,
             lease=self.lease,
-            outcome=outcome,  # type: ignore[arg-type]  # tests pass valid outcomes
+            outcome=Outcome(outcome),
             isolation="tcg",
             last_seq=self.seq,
             phases={"install": {"status": "passed", "duration_s": 1.5}},

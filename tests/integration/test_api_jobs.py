@@ -310,6 +310,49 @@ async def test_list_filters_and_paging(
     assert [j["id"] for j in by_outcome["jobs"]] == [ids[0]]
 
 
+async def test_list_shows_and_filters_the_verdict(
+    client: TestClient[Any, Any], ctx_pypi: MasterContext
+) -> None:
+    """Listed jobs carry their verdict and reason; ?verdict= filters; /metrics counts both."""
+    ended = []
+    for name, outcome, verdict in (
+        ("a", "failed", "suspicious"),
+        ("b", "passed", "clean"),
+        ("c", "incomplete", "clean"),
+    ):
+        producer = await FakeProducer.start(ctx_pypi, await queue_job(ctx_pypi, name, "1"))
+        reason = None if outcome == "passed" else f"why {name}"
+        ended.append(await producer.finish(outcome, verdict=verdict, reason=reason))
+    listed = await (await client.get("/api/v1/jobs")).json()
+    shown = [(j["project"], j["outcome"], j["verdict"], j["summary"]["reason"])
+             for j in listed["jobs"]]  # fmt: skip
+    assert shown == [
+        ("c", "incomplete", "clean", "why c"),
+        ("b", "passed", "clean", None),
+        ("a", "failed", "suspicious", "why a"),
+    ]
+    suspicious = await (await client.get("/api/v1/jobs?verdict=suspicious&limit=1")).json()
+    assert [j["id"] for j in suspicious["jobs"]] == [ended[0].id]
+    assert "verdict=suspicious" in suspicious["next"]
+    incomplete = await (await client.get("/api/v1/jobs?outcome=incomplete")).json()
+    assert [j["project"] for j in incomplete["jobs"]] == ["c"]
+    assert (await client.get("/api/v1/jobs?verdict=evil")).status == 400
+    text = await (await client.get("/metrics", headers=auth())).text()
+    assert 'pyti_jobs_by_verdict{outcome="failed",verdict="suspicious"} 1' in text
+    assert 'pyti_jobs_by_outcome{outcome="incomplete"} 1' in text
+
+
+async def test_vocabulary_gives_the_words_and_their_meanings(client: TestClient[Any, Any]) -> None:
+    """GET /vocabulary lists outcomes (incomplete included) and verdicts with meanings."""
+    body = await (await client.get("/api/v1/vocabulary")).json()
+    assert list(body["verdicts"]) == ["clean", "suspicious", "malicious"]
+    assert "could not test" in body["outcomes"]["incomplete"]
+    assert body["phases"][0] == "prepare" and "error" in body["phase_statuses"]
+    spec = await (await client.get("/api/v1/openapi.json")).json()
+    job = spec["components"]["schemas"]["Job"]["properties"]
+    assert "incomplete" in job["outcome"]["enum"] and "malicious" in job["verdict"]["enum"]
+
+
 @pytest.mark.parametrize(
     "query",
     [

@@ -17,6 +17,7 @@ from master.client.tail import Tail, format_event
 from master.context import MasterContext
 from master.http.app import create_app
 from protocol.messages import JobResult
+from protocol.vocabulary import Outcome
 from pyti.cli import main
 from tests.fakes.dists import build_wheel
 from tests.fakes.pypi import FakePyPI
@@ -65,7 +66,7 @@ async def test_submit_release_and_list(master_url: str, capsys: pytest.CaptureFi
     assert body["created"] is False and body["job"]["id"] == 1
     assert await pyti("jobs", "--master", master_url) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["ID", "PROJECT", "VERSION", "STATE", "OUTCOME", "SLAVE", "CREATED"]
+    assert table[0].split() == ["ID", "PROJECT", "VERSION", "STATE", "RESULT", "SLAVE", "CREATED"]
     assert table[1].split()[:4] == ["1", "demo", "1.0", "queued"]
     assert await pyti("job", "1", "--master", master_url, "--json") == 0
     assert json.loads(capsys.readouterr().out)["job"]["project"] == "demo"
@@ -117,6 +118,7 @@ async def test_env_and_errors(
         ("timed_out", 1),
         ("harmful", 3),
         ("infra_error", 4),
+        ("incomplete", 5),
     ],
 )
 async def test_tail_exit_codes(
@@ -150,10 +152,27 @@ def _result(job_id: int, lease: int, outcome: str) -> JobResult:
     return JobResult(
         job_id=job_id,
         lease=lease,
-        outcome=outcome,  # type: ignore[arg-type]
+        outcome=Outcome(outcome),
         isolation="tcg",
         last_seq=0,
     )
+
+
+async def test_jobs_show_the_verdict_beside_the_outcome(
+    master_url: str, ctx: MasterContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pyti jobs shows "failed · suspicious", a clean verdict not at all; --verdict filters."""
+    for name, outcome, verdict in (("a", "failed", "suspicious"), ("b", "passed", "clean")):
+        producer = await FakeProducer.start(ctx, await queue_job(ctx, name, "1.0"))
+        await producer.finish(outcome, verdict=verdict, reason="install failed: pip exited")
+    assert await pyti("jobs", "--master", master_url) == 0
+    rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert " finished  failed · suspicious " in rows["a"]
+    assert " finished  passed " in rows["b"] and "·" not in rows["b"]
+    assert await pyti("jobs", "--master", master_url, "--verdict", "suspicious") == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert await pyti("tail", "1", "--master", master_url) == 1
+    assert "finished: failed · suspicious — install failed: pip exited" in capsys.readouterr().err
 
 
 async def test_tail_cancelled_live(

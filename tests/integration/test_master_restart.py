@@ -87,8 +87,11 @@ async def test_restart_keeps_acknowledged_events_and_rising_seqs(harness: Harnes
 
 def _result(job_id: int, lease: int):  # type: ignore[no-untyped-def]
     from protocol.messages import JobResult
+    from protocol.vocabulary import Outcome
 
-    return JobResult(job_id=job_id, lease=lease, outcome="passed", isolation="tcg", last_seq=0)
+    return JobResult(
+        job_id=job_id, lease=lease, outcome=Outcome.PASSED, isolation="tcg", last_seq=0
+    )
 
 
 def _offer(job_id: int, lease: int) -> JobOffer:

@@ -145,7 +145,7 @@ async def chromium(tmp_path: Path) -> AsyncIterator[WebDriver]:
 async def test_page_shows_job_and_live_event(
     aiohttp_server: ServerFactory, ctx: MasterContext, tmp_path: Path
 ) -> None:
-    """The job page shows the job, escapes guest text, and appends a new event live."""
+    """The job page shows the job (outcome · verdict, reason), escapes guest text, live events."""
     server: TestServer = await aiohttp_server(create_app(ctx))
     base = str(server.make_url("")).rstrip("/")
     job = await queue_job(ctx, "demo", "1.0")
@@ -205,13 +205,18 @@ async def test_page_shows_job_and_live_event(
             "process": "python",
             "evidence": 'connect(3, "<svg onload=alert(1)>")',
         }
-        await producer.finish("passed", quality=quality, findings=[finding])
+        reason = "install failed: pip exited with status 1"
+        await producer.finish(
+            "failed", quality=quality, findings=[finding], verdict="suspicious", reason=reason
+        )
 
         async def ended() -> bool:
-            return "ended: passed" in await browser.text("#log-state")
+            return "ended: failed" in await browser.text("#log-state")
 
         await browser.wait_for(ended, "the end event")
-        assert await browser.text("#job-outcome") == "passed"
+        # The verdict shows beside the outcome, the reason next to them.
+        assert await browser.text("#job-outcome") == "failed · suspicious"
+        assert await browser.text("#job-reason") == reason
         assert "install" in await browser.text("#phases")
         assert "87" in await browser.text("#quality")
         indicators = await browser.text("#quality-indicators")
@@ -230,7 +235,11 @@ async def test_page_shows_job_and_live_event(
 
         await browser.wait_for(listed, "the recent jobs table")
         recent = await browser.text("#jobs-recent")
-        assert "demo" in recent and "passed" in recent
+        assert "demo" in recent and "failed · suspicious" in recent
+        title = await browser.script(
+            "return document.querySelector('#jobs-recent .verdict-suspicious').title"
+        )
+        assert "worth a look" in title  # the meaning, from GET /api/v1/vocabulary
         # No CSP violation and no script error anywhere along the way (the probe shows
         # that the console is really being read).
         await browser.script("console.error('pyti-probe Error')")

@@ -27,6 +27,7 @@ from protocol.messages import (
     RunningJob,
     Welcome,
 )
+from protocol.vocabulary import Outcome
 
 CAPS = Capabilities(
     slots=2, accel="tcg", images=(ImageInfo(name="bookworm", python="3.11", digest="ab12"),)
@@ -78,7 +79,7 @@ SAMPLES: dict[str, Message] = {
     "job_result": JobResult(
         job_id=1,
         lease=3,
-        outcome="passed",
+        outcome=Outcome.PASSED,
         isolation="tcg",
         last_seq=7,
         phases={"install": {"status": "passed"}},

@@ -15,7 +15,6 @@ from master.compare import (
     pick_previous,
     quality_snapshot,
     quality_trend,
-    rule_class,
 )
 
 
@@ -31,8 +30,13 @@ def _indicator(ident: str, level: str, reason: str = "why") -> dict[str, Any]:
 
 def test_sockets_at_install_time_in_the_new_release_is_said_in_words() -> None:
     """1.4.1 clean, 1.4.2 opens sockets at install: one "started" entry with that sentence."""
-    clean = behaviour_profile({"verdict": "clean", "findings": []})
-    noisy = behaviour_profile({"findings": [_finding("net.socket", "install", "AF_INET")]})
+    clean = behaviour_profile({"verdict": "clean", "findings": [], "profile": []})
+    noisy = behaviour_profile(
+        {
+            "findings": [_finding("net.socket", "install", "AF_INET")],
+            "profile": [["install", "socket", "AF_INET"]],
+        }
+    )
     diff = behaviour_diff(Release(7, "1.4.1", 10.0), clean, noisy, "1.4.2")
     assert diff["previous"] == {"job_id": 7, "version": "1.4.1"}
     assert diff["gone"] == []
@@ -69,11 +73,11 @@ def test_no_previous_release_means_nothing_to_compare() -> None:
     }
 
 
-def test_profile_prefers_the_summary_profile_and_skips_malformed_entries() -> None:
-    """summary.profile wins over findings; non-string or wrong-length entries are dropped."""
+def test_profile_is_the_summary_profile_with_malformed_entries_skipped() -> None:
+    """Only summary.profile counts (never findings); malformed entries and unknown classes drop."""
     summary = {
         "profile": [["install", "socket", "AF_INET"], ["x", 1, "y"], ["a", "b"], "junk",
-                    ["tests", "write", "t" * 900]],
+                    ["tests", "write", "t" * 900], ["install", "telepathy", "x"]],
         "findings": [_finding("proc.shell", "install", "sh")],
     }  # fmt: skip
     profile = behaviour_profile(summary)
@@ -83,16 +87,7 @@ def test_profile_prefers_the_summary_profile_and_skips_malformed_entries() -> No
     flood = {"profile": [["install", "network", str(i)] for i in range(MAX_ENTRIES + 50)]}
     assert len(behaviour_profile(flood)) == MAX_ENTRIES
     assert behaviour_profile({"profile": "nope"}) == frozenset()
-    assert behaviour_profile({"findings": [None, {"rule": 3}]}) == frozenset()
-
-
-def test_rule_classes_follow_the_slave_rule_table() -> None:
-    """Rule ids map to the behaviour classes of slave/findings/rules.py (exact id first)."""
-    from slave.findings.rules import EVENT_RULES, RULES  # the test may read the slave's table
-
-    table = [(r.id, r.kind) for r in RULES] + [(r.id, r.kind) for r in EVENT_RULES]
-    for ident, kind in table:
-        assert rule_class(ident) == kind, ident
+    assert behaviour_profile({"findings": [_finding("net.socket", "install", "x")]}) == frozenset()
 
 
 def test_previous_is_the_highest_lower_pep440_version() -> None:
@@ -190,6 +185,4 @@ def test_summaries_decoded_from_the_wire_are_read_too() -> None:
     wire = unpack_body(pack({"summary": summary})[HEADER_SIZE:])["summary"]
     assert isinstance(wire["profile"], tuple)
     assert compare.behaviour_profile(wire) == compare.behaviour_profile(summary) != frozenset()
-    no_profile = {k: v for k, v in wire.items() if k != "profile"}
-    assert compare.behaviour_profile(no_profile)
     assert compare.quality_snapshot(wire) == compare.quality_snapshot(summary)

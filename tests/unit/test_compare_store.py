@@ -13,6 +13,7 @@ from master.jobs import FinishDisposition, JobRequest, JobState, Source
 from master.store import SCHEMA_VERSION, Store
 from master.store.db import migrate
 from protocol.messages import JobResult
+from protocol.vocabulary import Outcome
 
 
 def _request(project: str, version: str, source: Source = "api") -> JobRequest:
@@ -50,7 +51,7 @@ async def test_migration_fills_the_normalised_name_of_old_jobs(tmp_path: Path) -
         conn.close()
     store = await Store.open(path)
     try:
-        assert SCHEMA_VERSION == 3
+        assert SCHEMA_VERSION >= 3
         [job] = await store.jobs.find(project="old-project")
         assert job.project == "Old_Project"
         detail = await store.jobs.detail(job.id)
@@ -66,7 +67,7 @@ async def _finish(store: Store, project: str, version: str) -> int:
     result = JobResult(
         job_id=claimed.id,
         lease=claimed.lease,
-        outcome="passed",
+        outcome=Outcome.PASSED,
         isolation="tcg",
         last_seq=0,
         summary={"findings": [], "verdict": "clean"},

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from protocol.vocabulary import Outcome
 from slave.findings import Context, Finding
-from slave.job.record import RunRecord, decide
+from slave.job.record import Decision, RunRecord, decide, read_tests_summary
 
 
 def finished(phase: str, status: str, **extra: object) -> tuple[str, str, dict[str, object]]:
@@ -15,19 +18,153 @@ def feed_all(record: RunRecord, events: list[tuple[str, str, dict[str, object]]]
         record.feed(name, phase, fields)
 
 
+Phases = dict[str, dict[str, Any]]
+OK: dict[str, Any] = {"status": "passed"}
+FAILED_TESTS: dict[str, Any] = {"status": "failed", "exit_code": 1}
+
+
+def counts(passed: int, failed: int = 0, errors: int = 0, **extra: object) -> dict[str, object]:
+    total = passed + failed + errors
+    return {"collected": total, "passed": passed, "failed": failed, "errors": errors,
+            "skipped": 0, **extra}  # fmt: skip
+
+
 def test_decide_orders_outcomes() -> None:
-    """harmful > crashed > timed_out > failed > infra_error > passed; quality never decides."""
-    ok = {"status": "passed"}
-    assert decide({"install": ok, "import": ok, "tests": ok}, "clean") == "passed"
-    assert decide({"install": ok, "tests": {"status": "skipped"}}, "suspicious") == "passed"
-    assert decide({"install": ok, "tests": {"status": "failed"}}, "clean") == "failed"
-    assert decide({"install": ok, "import": {"status": "crashed"},
-                   "tests": {"status": "failed"}}, "clean") == "crashed"  # fmt: skip
-    assert decide({"install": ok, "tests": {"status": "timed_out"}}, "clean") == "timed_out"
-    assert decide({"install": {"status": "error"}}, "clean") == "infra_error"
-    assert decide({"install": ok, "quality": {"status": "error"}}, "clean") == "passed"
-    assert decide({}, "clean") == "infra_error"
-    assert decide({"install": {"status": "crashed"}}, "malicious") == "harmful"
+    """harmful > crashed > timed_out > failed > infra_error; quality never decides."""
+    assert decide({"install": OK, "import": {"status": "crashed"},
+                   "tests": FAILED_TESTS}, "clean").outcome == "crashed"  # fmt: skip
+    assert decide({"install": OK, "tests": {"status": "timed_out"}}, "clean").outcome == "timed_out"
+    assert decide({"install": {"status": "error"}}, "clean").outcome == "infra_error"
+    assert decide({}, "clean").outcome == "infra_error"
+    assert decide({"install": {"status": "crashed"}}, "malicious").outcome == "harmful"
+    quality_error = {"install": OK, "import": OK, "tests": OK, "quality": {"status": "error"}}
+    assert decide(quality_error, "clean", counts(3)) == Decision(Outcome.PASSED, None)
+
+
+def test_malicious_verdict_is_harmful_with_the_worst_finding() -> None:
+    """A malicious verdict makes any run harmful; the reason names the worst finding."""
+    got = decide({"install": {"status": "failed"}}, "malicious", threat="critical cred.bait at "
+                 "import (~/.ssh/id_rsa)")  # fmt: skip
+    assert got == Decision(Outcome.HARMFUL, "malicious behaviour: critical cred.bait at import "
+                           "(~/.ssh/id_rsa)")  # fmt: skip
+
+
+def test_crash_and_timeout_say_which_phase() -> None:
+    """crashed names the phase and signal; timed_out the phase and how long it ran."""
+    crashed = {"install": OK, "tests": {"status": "crashed", "signal_name": "SIGSEGV"}}
+    assert decide(crashed, "clean") == Decision(Outcome.CRASHED, "tests crashed (SIGSEGV)")
+    hung = {"install": {"status": "timed_out", "duration_s": 300.0}}
+    assert decide(hung, "clean") == Decision(
+        Outcome.TIMED_OUT, "install ran past its timeout (stopped after 300 s)"
+    )
+
+
+def test_failed_install_or_import_is_failed_with_the_error() -> None:
+    """An install or import that failed is the package's failure, with pip's or the error."""
+    install = {"install": {"status": "failed", "exit_code": 1}}
+    assert decide(install, "clean") == Decision(
+        Outcome.FAILED, "install failed: pip exited with status 1"
+    )
+    imported = {"install": OK, "import": {"status": "failed"}, "tests": OK}
+    got = decide(imported, "suspicious", counts(3), import_failure="demo: ImportError: no _c")
+    assert got == Decision(Outcome.FAILED, "import failed: demo: ImportError: no _c")
+
+
+def test_real_test_failures_are_failed_and_counted() -> None:
+    """Failures that are not the guest being offline make the release failed."""
+    tests = counts(10, failed=3, offline_failures={"count": 1, "tests": ["t.py::net"]})
+    got = decide({"install": OK, "import": OK, "tests": FAILED_TESTS}, "clean", tests)
+    assert got.outcome is Outcome.FAILED
+    assert got.reason == (
+        "2 of 13 tests failed; 1 tests failed only because the guest is offline (t.py::net)"
+    )
+
+
+def test_offline_and_uncollectable_only_is_passed_with_what_did_not_run() -> None:
+    """Only offline failures and uncollectable modules, the rest passing: passed, with a reason."""
+    tests = counts(
+        800,
+        failed=2,
+        offline_failures={"count": 2, "tests": ["a.py::x", "b.py::y"]},
+        uncollectable={"count": 2, "modules": [{"module": "tests/test_trio.py", "missing": "trio"},
+                                               {"module": "tests/test_b.py", "missing": None}]},
+        test_requirements_missing=["trio"],
+    )  # fmt: skip
+    got = decide({"install": OK, "import": OK, "tests": FAILED_TESTS}, "clean", tests)
+    assert got.outcome is Outcome.PASSED
+    assert got.reason == (
+        "2 tests failed only because the guest is offline (a.py::x, b.py::y); "
+        "2 test modules not collected (tests/test_trio.py needs trio, tests/test_b.py); "
+        "test requirements not installable (trio)"
+    )
+
+
+def test_collection_errors_alone_do_not_fail_the_release() -> None:
+    """pytest's exit status from collection errors decides nothing when the counts are known."""
+    tests = counts(5, uncollectable={"count": 1, "modules": [{"module": "t.py", "missing": "x"}]})
+    got = decide({"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 1}},
+                 "clean", tests)  # fmt: skip
+    assert got == Decision(Outcome.PASSED, "1 test modules not collected (t.py needs x)")
+
+
+def test_no_test_run_is_incomplete_with_the_reason() -> None:
+    """No tests shipped, none collectable, all skipped or only offline failures: incomplete."""
+    phases = {"install": OK, "import": OK}
+    skipped = {**phases, "tests": {"status": "skipped", "reason": "no tests found in the sdist"}}
+    assert decide(skipped, "clean", {"reason": "no tests found in the sdist"}) == Decision(
+        Outcome.INCOMPLETE, "no tests found in the sdist"
+    )
+    assert decide(skipped, "clean") == Decision(Outcome.INCOMPLETE, "no tests found in the sdist")
+    none = counts(0, uncollectable={"count": 3, "modules": []},
+                  reason="no test module could be collected")  # fmt: skip
+    got = decide({**phases, "tests": FAILED_TESTS}, "clean", none)
+    assert got == Decision(
+        Outcome.INCOMPLETE, "no test module could be collected; 3 test modules not collected"
+    )
+    all_skipped = {**counts(0), "skipped": 4}
+    got = decide({**phases, "tests": OK}, "clean", all_skipped)
+    assert got == Decision(Outcome.INCOMPLETE, "no test ran: all 4 were skipped")
+    offline_only = counts(0, failed=2, offline_failures={"count": 2, "tests": []})
+    got = decide({**phases, "tests": FAILED_TESTS}, "clean", offline_only)
+    assert got.outcome is Outcome.INCOMPLETE
+    no_phase = decide(phases, "clean")
+    assert no_phase == Decision(Outcome.INCOMPLETE, "the tests phase did not run")
+
+
+def test_failed_tests_without_counts_use_the_phase() -> None:
+    """No JUnit counts: a failed tests phase is failed, unless the runner said none ran."""
+    phases: Phases = {"install": OK, "import": OK, "tests": FAILED_TESTS}
+    assert decide(phases, "clean") == Decision(
+        Outcome.FAILED, "tests failed: pytest exited with status 1"
+    )
+    said = decide(phases, "clean", {"reason": "cannot install pytest"})
+    assert said == Decision(Outcome.INCOMPLETE, "cannot install pytest")
+
+
+def test_runner_tests_summary_in_either_shape_is_read() -> None:
+    """tests_summary fields may be absent, lists or the runner's {count, tests} maps."""
+    listed = read_tests_summary({"passed": 1, "failed": 1, "errors": 0,
+                            "offline_failures": ["a::b"],
+                            "uncollectable": [{"module": "m.py", "missing": "trio"}],
+                            "test_requirements_missing": ["trio"], "reason": None})  # fmt: skip
+    assert listed == {
+        "passed": 1, "failed": 1, "errors": 0,
+        "offline_failures": {"count": 1, "tests": ["a::b"]},
+        "uncollectable": {"count": 1, "modules": [{"module": "m.py", "missing": "trio"}]},
+        "test_requirements_missing": ["trio"],
+    }  # fmt: skip
+    mapped = read_tests_summary({"offline_failures": {"count": 70, "tests": ["x"]},
+                            "collection_errors": [{"module": "m.py", "missing": None,
+                                                   "error": "E"}],
+                            "collection_error_count": 60,
+                            "test_requirements": {"failed": [{"requirement": "hypothesis",
+                                                              "error": "no wheel"}]},
+                            "reason": "no test module could be collected\nmore"})  # fmt: skip
+    assert mapped["offline_failures"] == {"count": 70, "tests": ["x"]}
+    assert mapped["uncollectable"]["count"] == 60
+    assert mapped["test_requirements_missing"] == ["hypothesis"]
+    assert mapped["reason"] == "no test module could be collected"
+    assert read_tests_summary({"passed": True, "failed": -1, "offline_failures": 3}) == {}
 
 
 def test_record_collects_phases_tests_and_crash() -> None:
@@ -52,7 +189,7 @@ def test_record_collects_phases_tests_and_crash() -> None:
     assert summary["crash"]["signal_name"] == "SIGSEGV"
     assert summary["verdict"] == "clean" and summary["findings"] == []
     assert record.runner_finished and record.current is None
-    assert decide(record.phases, record.verdict()) == "crashed"
+    assert record.decide().outcome is Outcome.CRASHED
 
 
 def test_trace_of_bait_read_gives_findings_as_they_arrive() -> None:
@@ -72,7 +209,7 @@ def test_host_timeout_marks_the_phase() -> None:
     assert record.current == "tests"
     record.timed_out_by_host("tests", 42.0)
     assert record.phases["tests"]["killed_by"] == "slave"
-    assert decide(record.phases, record.verdict()) == "timed_out"
+    assert record.decide().outcome is Outcome.TIMED_OUT
 
 
 def test_quality_inputs_are_kept_bounded() -> None:
@@ -112,4 +249,4 @@ def test_static_findings_enter_summary_verdict_and_profile() -> None:
     assert summary["findings"][-1]["source"] == "static"
     assert ["install", "network", "setup.py"] in summary["profile"]
     # a failed install that did this is harmful, never a plain "failed"
-    assert decide(record.phases, record.verdict()) == "harmful"
+    assert decide(record.phases, record.verdict()).outcome == Outcome.HARMFUL

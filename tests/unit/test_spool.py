@@ -10,6 +10,7 @@ import pytest
 
 from protocol.events import Event
 from protocol.messages import JobResult
+from protocol.vocabulary import Outcome
 from slave.spool import SpoolError, SpoolLimits, SpoolStore
 
 
@@ -93,7 +94,7 @@ async def test_reload_after_restart_restores_unacked_events_and_result(tmp_path:
         spool.append(ev(seq))
     await spool.sync()
     spool.ack(29)
-    result = JobResult(4, 2, "passed", "tcg", 59, {"tests": {"status": "passed"}}, {"n": 1})
+    result = JobResult(4, 2, Outcome.PASSED, "tcg", 59, {"tests": {"status": "passed"}}, {"n": 1})
     spool.save_result(result)
     spool.close()
 

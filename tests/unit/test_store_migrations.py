@@ -44,6 +44,31 @@ async def test_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> N
         await store.close()
 
 
+async def test_migration_4_fills_the_verdict_of_finished_jobs(tmp_path: Path) -> None:
+    """Jobs finished at schema 3 get their verdict column from the stored summary (v4)."""
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    insert = (
+        "INSERT INTO jobs (project, version, image, created_at, state, outcome, summary)"
+        " VALUES ('old', ?, 'b', 0, ?, ?, ?)"
+    )
+    try:
+        assert migrate(conn, target=3) == 3
+        conn.execute(insert, ("1", "finished", "failed", '{"verdict": "suspicious"}'))
+        conn.execute(insert, ("2", "finished", "passed", '{"verdict": "odd"}'))
+        conn.execute(insert, ("3", "finished", "passed", "[]"))
+        conn.execute(insert, ("4", "queued", None, "{}"))
+    finally:
+        conn.close()
+    store = await Store.open(path)
+    try:
+        jobs = {j.version: j.verdict for j in await store.jobs.find()}
+        assert jobs == {"1": "suspicious", "2": None, "3": None, "4": None}
+        assert [j.version for j in await store.jobs.find(verdict="suspicious")] == ["1"]
+    finally:
+        await store.close()
+
+
 async def test_a_database_from_a_newer_pyti_is_refused(tmp_path: Path) -> None:
     """Opening a database whose schema is newer than the code raises SchemaTooNew."""
     path = tmp_path / "new.sqlite3"

@@ -54,7 +54,32 @@ function jobLink(job) {
 }
 
 function badge(text, kind) {
-  return el("span", { className: `badge ${kind}-${String(text || "none").replace(/[^a-z_]/g, "")}` }, text || "—");
+  const meaning = (VOCABULARY[`${kind}s`] || {})[text];
+  return el("span", { className: `badge ${kind}-${String(text || "none").replace(/[^a-z_]/g, "")}`,
+    title: typeof meaning === "string" ? meaning : "" }, text || "—");
+}
+
+// The words and their meanings come from the API (GET /api/v1/vocabulary, defined once
+// in protocol/vocabulary.py); until it answers, badges simply have no tooltip.
+let VOCABULARY = {};
+
+async function loadVocabulary() {
+  try {
+    VOCABULARY = await api("/vocabulary");
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// The outcome, with the behaviour verdict beside it when that is not clean: a failed
+// install that did something suspicious never reads as a plain "failed". A malicious
+// verdict has already made the outcome "harmful".
+function result(job) {
+  const node = el("span", { className: "result" }, badge(job.outcome, "outcome"));
+  if (job.outcome && job.verdict && job.verdict !== "clean" && job.outcome !== "harmful") {
+    node.append(" · ", badge(job.verdict, "verdict"));
+  }
+  return node;
 }
 
 async function api(path) {
@@ -91,7 +116,7 @@ async function refreshOverview() {
       el("td", {}, job.source), el("td", {}, fmtTime(job.created_at)))));
     fillTable("jobs-recent", recent.jobs.map((job) => el("tr", { dataset: { job: String(job.id) } },
       el("td", {}, jobLink(job)), el("td", {}, job.project), el("td", {}, job.version),
-      el("td", {}, badge(job.state, "state")), el("td", {}, badge(job.outcome, "outcome")),
+      el("td", {}, badge(job.state, "state")), el("td", {}, result(job)),
       el("td", {}, job.slave || ""), el("td", {}, fmtTime(job.finished_at)))));
     fillTable("slaves", slaves.slaves.map((s) => el("tr", {},
       el("td", {}, s.name), el("td", {}, s.address), el("td", {}, s.slots), el("td", {}, s.busy),
@@ -114,7 +139,9 @@ function renderJob(job, attempts) {
   document.title = `pyti #${Number(job.id)} ${job.project} ${job.version}`;
   setText("job-title", `#${Number(job.id)} ${job.project} ${job.version}`);
   document.getElementById("job-state").replaceWith(Object.assign(badge(job.state, "state"), { id: "job-state" }));
-  document.getElementById("job-outcome").replaceWith(Object.assign(badge(job.outcome, "outcome"), { id: "job-outcome" }));
+  document.getElementById("job-outcome").replaceWith(Object.assign(result(job), { id: "job-outcome" }));
+  const summary = job.summary && typeof job.summary === "object" ? job.summary : {};
+  setText("job-reason", typeof summary.reason === "string" ? summary.reason : "");
   setText("job-error", job.error || "");
   const took = job.finished_at && job.started_at ? job.finished_at - job.started_at : null;
   fillTable("job-details", kvRows([
@@ -304,4 +331,4 @@ function route() {
   }
 }
 
-document.addEventListener("DOMContentLoaded", route);
+document.addEventListener("DOMContentLoaded", () => { loadVocabulary().then(route); });
