@@ -112,6 +112,9 @@ class Link:
         self.sessions = 0
         #: the reason the last connection attempt or session ended
         self.last_error: str | None = None
+        #: connection attempts and sessions that ended with an error so far
+        self.failed = 0
+        self._failed_changed = asyncio.Condition()
 
     def __repr__(self) -> str:
         return f"<Link {self.name} -> {self.host}:{self.port} {self.state.value}>"
@@ -119,6 +122,11 @@ class Link:
     def wake(self) -> None:
         """Something new to send (events or a result): the pump looks again."""
         self._wake.set()
+
+    async def wait_failed(self, count: int) -> None:
+        """Return once ``count`` connection attempts or sessions have failed in all."""
+        async with self._failed_changed:
+            await self._failed_changed.wait_for(lambda: self.failed >= count)
 
     async def send(self, msg: Message) -> None:
         """Send a message on the current connection.
@@ -149,6 +157,9 @@ class Link:
                     master=f"{self.host}:{self.port}",
                     error=self.last_error,
                 )
+                async with self._failed_changed:
+                    self.failed += 1
+                    self._failed_changed.notify_all()
             finally:
                 self.state = LinkState.DISCONNECTED
                 self.connected.clear()

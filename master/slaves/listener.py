@@ -53,11 +53,13 @@ class SlaveListener:
         host: str | None = None,
         port: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        max_pending_handshakes: int = MAX_PENDING_HANDSHAKES,
     ) -> None:
         self.ctx = ctx
         self._host = ctx.config.slave_host if host is None else host
         self._port = ctx.config.slave_port if port is None else port
         self._ssl = ssl_context
+        self._max_pending = max_pending_handshakes
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
         self._sessions: set[SlaveSession] = set()
@@ -129,7 +131,7 @@ class SlaveListener:
         session_id = secrets.token_hex(8)
         peer = writer.get_extra_info("peername")
         reserved: list[str] = []
-        if self._pending >= MAX_PENDING_HANDSHAKES:
+        if self._pending >= self._max_pending:
             self._m_handshake.inc(1.0, "too_many_pending")
             self._warn_refused("slave_handshake_refused", peer, "too many pending")
             return

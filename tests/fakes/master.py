@@ -12,6 +12,13 @@ or restart the server on the same port (:meth:`FakeMaster.restart`)::
         session = await master.wait_session()
         await master.offer(job_id=1)
         result = await master.wait_result(1)
+        await master.send(JobDrop(2, 1, "stale"))
+        await master.round_trip()   # the drop was handled; what the slave sent meanwhile is here
+        assert 2 not in master.results
+
+A check that something did *not* happen ends with :meth:`FakeMaster.round_trip`
+instead of a sleep: the slave handles messages one at a time, in order, and sends
+on one ordered connection.
 
 :class:`ScriptedExecutor` is a real :class:`slave.job.context.Executor` whose job is
 a test-provided coroutine instead of a VM, so the daemon's orchestration can be
@@ -47,6 +54,9 @@ from protocol.messages import (
     ResultAck,
 )
 from slave.job.context import JobContext
+
+#: Job ids of :meth:`FakeMaster.round_trip` probes (tests use small ids).
+PROBE_JOB_IDS = 1_000_000
 
 
 @dataclass(eq=False)
@@ -96,6 +106,7 @@ class FakeMaster:
         self._writers: set[asyncio.StreamWriter] = set()
         self._changed = asyncio.Condition()
         self._session_ids = itertools.count(1)
+        self._probe_ids = itertools.count(PROBE_JOB_IDS)
 
     @property
     def address(self) -> str:
@@ -272,6 +283,19 @@ class FakeMaster:
                 first_seq=first_seq,
             )
         )
+
+    async def round_trip(self, timeout: float = 10.0) -> None:
+        """Return once the newest session's slave has handled every message sent before.
+
+        Offers a job on an image no slave has (ids from `PROBE_JOB_IDS`) and waits for
+        the refusal. The slave handles messages in order and sends on one ordered
+        connection, so by then it has handled everything sent before the probe, and
+        everything it sent before the refusal has been received.
+        """
+        job_id = next(self._probe_ids)
+        await self.offer(job_id, image="no-such-image", project="probe")
+        reply = await self.wait_reply(job_id, timeout)
+        assert reply.TYPE == "job_refuse", f"the probe offer was not refused: {reply}"
 
     async def wait_reply(self, job_id: int, timeout: float = 10.0) -> Message:
         """The ``job_accept`` or ``job_refuse`` for ``job_id``."""

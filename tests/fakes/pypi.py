@@ -45,7 +45,8 @@ links, ``data-requires-python`` and ``data-yanked``. Names are looked up PEP
 503-normalised. ``info`` of the project endpoint describes the newest version that is
 not entirely yanked. ``/rss/updates.xml`` and ``/rss/packages.xml`` list what was
 `add`-ed, newest first, unless `set_feed` set them; a set feed honours
-``If-None-Match`` / ``If-Modified-Since`` (answering 304).
+``If-None-Match`` / ``If-Modified-Since`` (answering 304). The feeds are served by
+`tests.fakes.pypi_feeds.ServedFeeds`; the faults above apply to them as to any path.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.parser import Parser
-from email.utils import formatdate
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -72,6 +72,7 @@ from aiohttp import web
 from packaging.version import InvalidVersion, Version
 
 from tests.fakes.dists import Project, escape_name, make_project, normalize_name
+from tests.fakes.pypi_feeds import ServedFeeds
 
 #: Added to a clean environment, keeps a pip run hermetic: no config files, no prompts.
 HERMETIC_PIP_ENV = {
@@ -281,10 +282,8 @@ class FakePyPI:
         self._uploaded: dict[tuple[str, str], float] = {}
         self._files: dict[str, DistFile] = {}
         self._raw: dict[tuple[str, str | None], Any] = {}
-        self._feeds: dict[str, tuple[bytes, str | None, str | None]] = {}
+        self._feeds = ServedFeeds()
         self._lagging: set[tuple[str, str]] = set()
-        self._new_releases: list[tuple[float, str, str]] = []
-        self._new_projects: list[tuple[float, str]] = []
         self._sent: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -340,11 +339,11 @@ class FakePyPI:
         when = time.time() if published is None else published
         key = normalize_name(name)
         if key not in self._releases:
-            self._new_projects.append((when, name))
+            self._feeds.project_added(when, name)
         releases = self._releases.setdefault(key, {})
         files = releases.get(version)
         if not isinstance(files, list):
-            self._new_releases.append((when, name, version))
+            self._feeds.release_added(when, name, version)
             self._uploaded[(key, version)] = when
             files = releases[version] = []
         files.append(dist)
@@ -401,7 +400,7 @@ class FakePyPI:
         self, feed: str, body: bytes, *, etag: str | None = None, last_modified: str | None = None
     ) -> None:
         """Serve ``body`` as ``/rss/<feed>.xml`` from now on, with these validators."""
-        self._feeds[feed] = (body, etag, last_modified)
+        self._feeds.set(feed, body, etag=etag, last_modified=last_modified)
         self.faults.huge_answers.pop(f"/rss/{feed}.xml", None)
 
     # ------------------------------------------------------------ observation --
@@ -717,53 +716,4 @@ class FakePyPI:
     # ------------------------------------------------------------------ feeds --
 
     async def _feed(self, request: web.Request) -> web.Response:
-        name = request.match_info["feed"]
-        if name not in self._feeds:
-            if name == "updates":
-                return self._rss("PyPI recent updates", self._update_items())
-            if name == "packages":
-                return self._rss("Newest packages", self._package_items())
-            raise web.HTTPNotFound(text="no such feed")
-        body, etag, last_modified = self._feeds[name]
-        validators = {}
-        if etag:
-            validators["ETag"] = etag
-        if last_modified:
-            validators["Last-Modified"] = last_modified
-        inm, ims = request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since")
-        if (etag and inm == etag) or (not etag and last_modified and ims == last_modified):
-            return web.Response(status=304, headers=validators)
-        return web.Response(body=body, content_type="application/rss+xml", headers=validators)
-
-    def _update_items(self) -> list[tuple[float, str, str]]:
-        return [
-            (when, f"{name} {version}", f"{self.base_url}/project/{name}/{version}/")
-            for when, name, version in self._new_releases
-        ]
-
-    def _package_items(self) -> list[tuple[float, str, str]]:
-        return [
-            (when, f"{name} added to PyPI", f"{self.base_url}/project/{name}/")
-            for when, name in self._new_projects
-        ]
-
-    def _rss(self, title: str, items: list[tuple[float, str, str]]) -> web.Response:
-        """RSS 2.0 like PyPI's: newest first, at most 100 items."""
-        entries = []
-        for when, item_title, link in sorted(items, key=lambda i: i[0], reverse=True)[:100]:
-            entries.append(
-                "<item>"
-                f"<title>{html.escape(item_title)}</title>"
-                f"<link>{html.escape(link)}</link>"
-                "<description></description>"
-                f"<pubDate>{formatdate(when, usegmt=True)}</pubDate>"
-                "</item>\n"
-            )
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>\n'
-            f"<title>{title}</title><link>{self.base_url}/</link>"
-            f"<description>{title}</description><language>en</language>\n"
-            + "".join(entries)
-            + "</channel></rss>\n"
-        )
-        return web.Response(text=body, content_type="text/xml")
+        return self._feeds.answer(request, self.base_url)

@@ -77,14 +77,15 @@ class Harness:
         self.master = Master(self.config, slave_port=0, http=False)
         await self.master.start()
 
-    def fake(self, name: str = "s1", **kw: Any) -> FakeSlave:
-        slave = FakeSlave("127.0.0.1", self.port, SECRET, name=name, **kw)
+    def fake(self, name: str = "s1", *, port: int | None = None, **kw: Any) -> FakeSlave:
+        """A fake slave of this master (of its slave port, unless ``port`` names another)."""
+        slave = FakeSlave("127.0.0.1", self.port if port is None else port, SECRET, name=name, **kw)
         self.slaves.append(slave)
         return slave
 
-    async def slave(self, name: str = "s1", **kw: Any) -> FakeSlave:
+    async def slave(self, name: str = "s1", *, port: int | None = None, **kw: Any) -> FakeSlave:
         """A connected fake slave, once the master has reconciled it (ready for offers)."""
-        slave = self.fake(name, **kw)
+        slave = self.fake(name, port=port, **kw)
         await slave.connect()
         await self.until(lambda: _ready(self.ctx, name))
         return slave

@@ -12,6 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from master.jobs import JobState
+from master.slaves.listener import SlaveListener
 from protocol.errors import HandshakeFailed
 from protocol.framing import pack, read_frame
 from protocol.handshake import client_handshake
@@ -140,17 +141,16 @@ async def test_slave_that_stops_reading_does_not_stall_dispatch(
         writer.close()
 
 
-async def test_handshake_flood_is_capped_and_harmless(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_handshake_flood_is_capped_and_harmless(harness: Harness) -> None:
     """Beyond the cap of pending handshakes new peers are closed at once; a connected
     slave keeps getting work throughout."""
-    from master.slaves import listener
-
-    monkeypatch.setattr(listener, "MAX_PENDING_HANDSHAKES", 4)
-    worker = await harness.slave("worker", mode="accept")
-    flood = [await asyncio.open_connection("127.0.0.1", harness.port) for _ in range(10)]
+    listener = SlaveListener(harness.ctx, port=0, max_pending_handshakes=4)
+    await listener.start()
+    flood: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     try:
+        worker = await harness.slave("worker", port=listener.port, mode="accept")
+        for _ in range(10):
+            flood.append(await asyncio.open_connection("127.0.0.1", listener.port))
         firsts = []
         for reader, _ in flood:
             async with asyncio.timeout(5):
@@ -163,3 +163,4 @@ async def test_handshake_flood_is_capped_and_harmless(
     finally:
         for _, writer in flood:
             writer.close()
+        await listener.stop(0)

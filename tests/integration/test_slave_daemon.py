@@ -181,7 +181,7 @@ async def test_drop_forgets_the_job_without_a_result(
     await master.wait_for(lambda: not running.daemon.jobs, timeout=5)
     assert running.daemon.heartbeat().free_slots == 1
     assert not any((tmp_path / "work" / "spool").iterdir())
-    await asyncio.sleep(0.2)
+    await master.round_trip()
     assert 6 not in master.results
 
 
@@ -196,7 +196,8 @@ async def test_drop_with_another_lease_is_ignored(
     await master.offer(8, lease=3)
     await executor.any_started.wait()
     await master.send(JobDrop(8, 2, "old lease"))
-    await asyncio.sleep(0.2)
+    await master.round_trip()
+    assert 8 not in executor.torn_down
     release.set()
     assert (await master.wait_result(8)).outcome == "passed"
 
@@ -323,7 +324,8 @@ async def test_wrong_secret_gets_no_session(master: FakeMaster, start_slave: Sta
     running = await start_slave(
         ScriptedExecutor(emitting(1)), secret=b"another-secret-of-enough-length"
     )
-    await asyncio.sleep(0.5)
+    async with asyncio.timeout(10):
+        await running.daemon.link.wait_failed(2)
     assert master.sessions == []
     assert running.daemon.link.last_error is not None
     assert "authentication failed" in running.daemon.link.last_error

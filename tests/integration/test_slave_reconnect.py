@@ -120,7 +120,7 @@ async def test_result_resent_until_acknowledged_across_master_restart(
         # After result_ack the job is gone: a later session does not send it again.
         await master.kick()
         await master.wait_session(count=3)
-        await asyncio.sleep(0.3)
+        await master.round_trip()
         assert len(master.results[2]) == 2
     finally:
         await stop_task(task)
@@ -187,7 +187,7 @@ async def test_stale_lease_events_answered_with_drop(master: FakeMaster, tmp_pat
         gate.set()
         await master.wait_for(lambda: not daemon.jobs, timeout=5)
         assert 13 in executor.torn_down
-        await asyncio.sleep(0.2)
+        await master.round_trip()
         assert 13 not in master.results
     finally:
         await stop_task(task)

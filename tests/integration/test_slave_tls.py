@@ -68,9 +68,12 @@ async def test_slave_without_the_ca_never_connects(tmp_path: Path) -> None:
     )
     task = asyncio.create_task(daemon.run())
     try:
-        await asyncio.sleep(1.0)
+        async with asyncio.timeout(10):
+            await daemon.link.wait_failed(2)
         assert daemon.link.sessions == 0
         assert harness.ctx.slaves.list() == []
+        assert daemon.link.last_error is not None
+        assert "CERTIFICATE_VERIFY_FAILED" in daemon.link.last_error
     finally:
         await stop_task(task)
         await harness.stop()
