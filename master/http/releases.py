@@ -3,7 +3,8 @@
 ``{pypi_url}/pypi/<name>/json`` gives the newest release, ``/pypi/<name>/<version>/json``
 a given one. The answer is untrusted input like any other: every file entry is
 checked (a bare file name, a 64-hex sha256, an http(s) URL, a known package type)
-and entries that fail are dropped; a release with no usable file is refused.
+and entries that fail are dropped; a release with no usable file is refused. Its
+``Requires-Python`` (``info`` and the kept files) chooses the image (``master.images``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import aiohttp
 from packaging.version import InvalidVersion, Version
 
 from master.http.validation import ApiError
+from master.images import requires_python
 
 #: The whole resolution (connect, answer, body) must finish within this.
 TIMEOUT_S = 15.0
@@ -37,6 +39,7 @@ class Release:
     project: str
     version: str
     files: list[dict[str, Any]]
+    requires_python: str | None = None
 
 
 def _file_entry(raw: object) -> dict[str, Any] | None:
@@ -81,7 +84,8 @@ def parse_release(answer: object) -> Release:
     version = info.get("version")
     if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
         raise ApiError(502, "upstream_error", "the package index gave no name or version")
-    files = [entry for entry in map(_file_entry, urls) if entry is not None]
+    kept = [(raw, entry) for raw, entry in ((raw, _file_entry(raw)) for raw in urls) if entry]
+    files = [entry for _, entry in kept]
     if not files:
         raise ApiError(
             422,
@@ -89,7 +93,10 @@ def parse_release(answer: object) -> Release:
             f"{name} {version} has no sdist or wheel to test",
         )
     # PyPI's spelling of both ("1.0" asked, "1.0" or "1.0.0" as published).
-    return Release(project=name, version=version, files=files)
+    spec = requires_python(
+        [info.get("requires_python"), *(raw.get("requires_python") for raw, _ in kept)]
+    )
+    return Release(project=name, version=version, files=files, requires_python=spec)
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:

@@ -40,7 +40,8 @@ from master.http.validation import (
     read_json_object,
     release_submission,
 )
-from master.jobs import PRIORITY_API, Job, JobRequest, Source
+from master.images import UnknownImage
+from master.jobs import PRIORITY_API, Job, JobRequest, JobState, Source
 from master.store.errors import InvalidTransition, JobNotFound, StoreError
 
 API = "/api/v1"
@@ -87,15 +88,20 @@ async def _submit(
     files: list[dict[str, Any]],
     source: Source,
     options: JobOptions,
+    requires_python: str | None = None,
 ) -> web.Response:
     ctx = request.app[CTX]
-    settings = request.app[SETTINGS]
     _check_callbacks(request, options)
+    try:
+        choice = ctx.images.choose(requires_python, options.image)
+    except UnknownImage as exc:
+        raise ApiError(422, "unknown_image", str(exc)) from None
     req = JobRequest(
         project=project,
         version=version,
         files=files,
-        image=options.image or settings.default_image,
+        image=choice.image,
+        untestable=choice.untestable,
         priority=PRIORITY_API if options.priority is None else options.priority,
         source=source,
         callback_url=options.callback_url,
@@ -106,8 +112,10 @@ async def _submit(
     if not created and source == "upload" and _sha256s(job.files) != _sha256s(files):
         # Same name and version, different bytes (a CI rebuild): that is a new test.
         job, created = (await ctx.store.jobs.submit(replace(req, rerun=True))).job, True
-    if created:
+    if created and job.state is JobState.QUEUED:
         ctx.scheduler.kick()
+    elif created:
+        ctx.bus.publish_end(job)  # untestable: stored finished (``master.images``)
     body = {"job": job_json(job), "created": created, "urls": job_urls(job.id)}
     return web.json_response(
         body, status=201 if created else 200, headers={"Location": job_urls(job.id)["self"]}
@@ -148,7 +156,13 @@ async def submit_job(request: web.Request) -> web.Response:
         request.app[HTTP_SESSION], settings.pypi_url, submission.project, submission.version
     )
     return await _submit(
-        request, release.project, release.version, release.files, "api", submission.options
+        request,
+        release.project,
+        release.version,
+        release.files,
+        "api",
+        submission.options,
+        release.requires_python,
     )
 
 

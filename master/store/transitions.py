@@ -3,6 +3,7 @@
 ::
 
     queued ──claim──▶ assigned ──start──▶ running ──finish──▶ finished
+      │ └──────────── untestable (no image can run it) ─────────▶ │
       ▲                  │  │                 │  (or quarantine)  │
       │◀─requeue (refused/lost)──┐            │                   │
       │◀─requeue (slave lost / infra retry / aborted)─────┘       │
@@ -36,14 +37,18 @@ from protocol.messages import JobResult
 
 #: The only transitions the store ever makes. ``assigned → queued`` is a refused
 #: offer or a slave lost before accepting; ``running → queued`` a lost slave or an
-#: infrastructure error being retried; ``finished|cancelled → queued`` a re-run.
+#: infrastructure error being retried; ``finished|cancelled → queued`` a re-run;
+#: ``queued → finished`` a job no image can run (``untestable``), never dispatched.
 TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.ASSIGNED, JobState.CANCELLED}),
+    JobState.QUEUED: frozenset({JobState.ASSIGNED, JobState.CANCELLED, JobState.FINISHED}),
     JobState.ASSIGNED: frozenset({JobState.RUNNING, JobState.QUEUED, JobState.CANCELLED}),
     JobState.RUNNING: frozenset({JobState.FINISHED, JobState.QUEUED, JobState.CANCELLED}),
     JobState.FINISHED: frozenset({JobState.QUEUED}),
     JobState.CANCELLED: frozenset({JobState.QUEUED}),
 }
+
+#: The outcome of a job no image can run: "could not test", not "failed".
+UNTESTABLE_OUTCOME = "incomplete"
 
 #: A re-run starts clean: what the previous run left on the job.
 _NO_RESULT: Mapping[str, Any] = {
@@ -194,6 +199,26 @@ def finish(conn: sqlite3.Connection, job: Job, result: JobResult) -> Job:
         slave_losses=0,
         started_at=job.started_at or now,
         error=str(result.summary["error"])[:2000] if "error" in result.summary else None,
+    )
+    queue_callback(conn, ended, now)
+    return ended
+
+
+def untestable(conn: sqlite3.Connection, job: Job, reason: str) -> Job:
+    """``queued → finished`` as ``incomplete``: no image here can run it (``master.images``).
+
+    No slave ever held it: no attempt, no comparison. Queues the webhook.
+    """
+    check_transition(job.id, job.state, JobState.FINISHED)
+    now = time.time()
+    ended = _update(
+        conn,
+        job.id,
+        state=JobState.FINISHED.value,
+        outcome=UNTESTABLE_OUTCOME,
+        summary=dumps({"reason": reason}),
+        error=reason[:2000],
+        finished_at=now,
     )
     queue_callback(conn, ended, now)
     return ended

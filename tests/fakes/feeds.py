@@ -46,6 +46,7 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from master.config import MasterConfig
+from master.images import ImageCatalogue
 from master.metrics import Metrics
 from master.store import Store
 from tests.fakes.dists import escape_name, normalize_name
@@ -458,6 +459,7 @@ class FeedContext:
     store: Store
     scheduler: KickRecorder
     metrics: Metrics
+    images: ImageCatalogue = field(default_factory=lambda: ImageCatalogue({}, "bookworm"))
 
 
 def feed_config(
