@@ -63,6 +63,9 @@ class Executor:
         self.uid = uid  # None: run as ourselves (tests on a host)
         self.gid = gid
         self.strace = strace
+        #: strace's options that ``Runner.check_strace`` found to work in this guest: fast
+        #: seccomp-bpf filtering, and how ``-u`` names the user.
+        self.strace_opts = ["--seccomp-bpf", "-u", user]
         self.nproc = nproc
         self.cgroup = cgroup  # the package's memory-capped cgroup, when there is one
 
@@ -91,10 +94,9 @@ class Executor:
             trace_fd = os.open(trace_path, os.O_RDONLY | os.O_NONBLOCK)
             keep_fd = os.open(trace_path, os.O_WRONLY)
             os.set_blocking(trace_fd, True)
-            prefix = [self.strace, "-f", "-q", "--seccomp-bpf", "-s", "256", "-yy"]
+            opts = self.strace_opts if self.uid is not None else self.strace_opts[:-2]
+            prefix = [self.strace, "-f", "-q", *opts, "-s", "256", "-yy"]
             prefix += ["-e", "signal=none", "-e", f"trace={TRACE_SET}", "-o", trace_path]
-            if self.uid is not None:
-                prefix += ["-u", self.user]
             full = [*prefix, "--", *argv]
         # Untraced, the child drops to tester itself, after joining the cgroup as root.
         drop = self.uid is not None and not use_strace

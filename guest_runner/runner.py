@@ -23,6 +23,7 @@ from pathlib import Path
 
 from guest_runner.budget import Budget
 from guest_runner.emit import Emitter
+from guest_runner.executor import TRACE_SET
 from guest_runner.guest_setup import set_up_guest
 from guest_runner.jobdoc import JobDocument
 from guest_runner.limits import PhaseWatch
@@ -79,20 +80,35 @@ class Runner:
             )
 
     def check_strace(self) -> None:
-        strace = self.ws.exec.strace
+        ex = self.ws.exec
+        strace = ex.strace
         if strace is None:
             self.out.log("setup", "warning", "strace unavailable: phases run untraced")
             return
-        probe = subprocess.run(
-            [strace, "-f", "-q", "--seccomp-bpf", "-o", "/dev/null", "--", "true"],
-            capture_output=True,
-            check=False,
-            timeout=30,
-        )
-        if probe.returncode != 0:
-            err = probe.stderr.decode(errors="replace")[-500:]
-            self.out.log("setup", "error", "strace does not work: phases run untraced", detail=err)
-            self.ws.exec.strace = None
+        # strace 6.13 (trixie) fails `-u NAME` with --seccomp-bpf (setreuid: ENOSYS, the
+        # filter is in place before the tracer asked for seccomp stops): the first
+        # combination that works is used; without seccomp-bpf, tracing is slower.
+        variants = [["--seccomp-bpf", "-u", ex.user]]
+        if ex.uid is not None:
+            variants += [["--seccomp-bpf", "-u", f"{ex.uid}:{ex.gid}"], ["-u", ex.user]]
+        errors: list[str] = []
+        for opts in variants:
+            used = opts if ex.uid is not None else opts[:-2]
+            # With the real trace set: with every syscall traced strace skips seccomp.
+            argv = [strace, "-f", "-q", *used, "-e", f"trace={TRACE_SET}", "-o", "/dev/null"]
+            probe = subprocess.run(
+                [*argv, "--", "true"], capture_output=True, check=False, timeout=30
+            )
+            if probe.returncode == 0:
+                ex.strace_opts = opts
+                if errors:
+                    self.out.log("setup", "warning", f"strace runs with {' '.join(used)}",
+                                 detail=" | ".join(errors)[-500:])  # fmt: skip
+                return
+            errors.append(f"{' '.join(used)}: {probe.stderr.decode(errors='replace')[-200:]}")
+        err = " | ".join(errors)[-500:]
+        self.out.log("setup", "error", "strace does not work: phases run untraced", detail=err)
+        ex.strace = None
 
     def run_phase(self, phase: str) -> None:
         ws = self.ws

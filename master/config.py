@@ -2,11 +2,12 @@
 
 Flags override the file. The file may hold every flag (``data_dir``,
 ``slave_addr``, ``http_addr``, ``secret_file``, ``token_file``, ``feed_urls``,
-``pypi_url``, ``no_feed``) plus the keys in ``FILE_SETTINGS`` and two tables
+``pypi_url``, ``no_feed``) plus the keys in ``FILE_SETTINGS``, two tables
 passed through untouched: ``[feed]`` (to the feed watcher) and ``[http]`` (to the
-HTTP API). The keys are declared for ``pyti.settings``, which checks them. An
-unknown key, a value of the wrong type (``true`` is not a number), a value out of
-range, a bad address, a missing or empty secret file: ``ConfigError`` with a
+HTTP API), and ``[images]`` (image name = its Python version, ``master.images``).
+The keys are declared for ``pyti.settings``, which checks them. An unknown key,
+a value of the wrong type (``true`` is not a number), a value out of range, a bad
+address, a missing or empty secret file: ``ConfigError`` with a
 message naming the culprit (the CLI exits 2). Relative paths in the file are
 relative to the file.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from master.errors import MasterError
+from master.images import ImagesConfigError, parse_images_table
 from protocol.framing import ABSOLUTE_MAX_FRAME, MAX_FRAME, PRE_AUTH_MAX_FRAME
 from pyti import settings
 from pyti.logging import LEVELS
@@ -89,6 +91,8 @@ class MasterConfig:
     http: dict[str, Any] = field(default_factory=dict)
     require_read_token: bool = False
     default_image: str = "bookworm"
+    #: ``[images]``: image name → Python version, known before any slave advertises it.
+    images: dict[str, str] = field(default_factory=dict)
     master_name: str = field(default_factory=socket.gethostname)
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 20.0
@@ -144,8 +148,9 @@ FLAG_SETTINGS: dict[str, Setting] = {
     "pypi_url": Text(),
     "no_feed": Bool(),
 }
-#: Tables passed through to their owners: ``[feed]`` (``master.feed.settings``), ``[http]``.
-TABLES: dict[str, Setting] = {"feed": AnyTable(), "http": AnyTable()}
+#: Tables passed through to their owners: ``[feed]`` (``master.feed.settings``), ``[http]``,
+#: ``[images]`` (``master.images``).
+TABLES: dict[str, Setting] = {"feed": AnyTable(), "http": AnyTable(), "images": AnyTable()}
 #: Every key of the master's TOML file.
 SETTINGS: dict[str, Setting] = {**FILE_SETTINGS, **FLAG_SETTINGS, **TABLES}
 
@@ -217,6 +222,10 @@ def build_config(values: Mapping[str, Any]) -> MasterConfig:
     tls_key = values.get("tls_key")
     if bool(tls_cert) != bool(tls_key):
         raise ConfigError("tls_cert and tls_key go together")
+    try:
+        images = parse_images_table(values.get("images", {}))
+    except ImagesConfigError as exc:
+        raise ConfigError(str(exc)) from None
     feed_urls = values.get("feed_urls") or DEFAULT_FEED_URLS
     db = values.get("database")
     return MasterConfig(
@@ -237,6 +246,7 @@ def build_config(values: Mapping[str, Any]) -> MasterConfig:
         http=dict(values.get("http", {})),
         require_read_token=bool(values.get("require_read_token", False)),
         default_image=str(values.get("default_image", "bookworm")),
+        images=images,
         master_name=str(values.get("master_name") or socket.gethostname()),
         heartbeat_interval=interval,
         heartbeat_timeout=timeout,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from master.bus import EventBus
 from master.config import MasterConfig
+from master.images import ImageCatalogue
 from master.metrics import Metrics
 from master.scheduler import Scheduler
 from master.slaves.registry import SlaveRegistry
@@ -22,6 +23,8 @@ class MasterContext:
     slaves: SlaveRegistry
     scheduler: Scheduler
     metrics: Metrics
+    #: The images known here and their Python (config, then what slaves advertised).
+    images: ImageCatalogue
 
     @classmethod
     async def open(cls, config: MasterConfig, *, metrics: Metrics | None = None) -> MasterContext:
@@ -42,7 +45,14 @@ class MasterContext:
             reconnect_grace=config.reconnect_grace,
             watchdog_interval=config.heartbeat_interval,
         )
-        ctx = cls(config, store, bus, slaves, scheduler, metrics)
+        images = ImageCatalogue(config.images, config.default_image)
+        try:
+            for capabilities in await store.slaves.advertised():
+                images.learn_capabilities(capabilities)
+        except BaseException:
+            await store.close()
+            raise
+        ctx = cls(config, store, bus, slaves, scheduler, metrics, images)
         metrics.add_collector(ctx._collect)
         return ctx
 

@@ -62,6 +62,9 @@ class JobRequest:
     rerun: bool = False
     timeouts: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    #: Why no image can test it (``master.images``): the job is stored finished, outcome
+    #: ``incomplete``, with this as ``summary["reason"]``, and never dispatched.
+    untestable: str | None = None
 
 
 @dataclass(slots=True)

@@ -177,7 +177,7 @@ async def _serve(config: SlaveConfig, images: dict[str, Image]) -> int:
         log.warning("running_under_tcg", note="TCG is not a security boundary; results say so")
     daemon = SlaveDaemon(
         config,
-        images=[ImageInfo(i.name, i.python_version, i.digest) for i in images.values()],
+        images=[ImageInfo(i.name, i.python_full_version, i.digest) for i in images.values()],
         accel=accel.value,
         executor=VMExecutor(images, accel, config),
     )

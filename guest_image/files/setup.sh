@@ -39,7 +39,9 @@ systemctl set-default multi-user.target >/dev/null
 mkdir -p /etc/systemd/journald.conf.d
 install -m 0644 /opt/pyti/guest/journald.conf /etc/systemd/journald.conf.d/pyti.conf
 
-# Fast boot: nothing waits on a terminal, a network or a timer.
+# Fast boot: nothing waits on a terminal, a network or a timer. tmp.mount: trixie
+# mounts /tmp as tmpfs (RAM); builds there would eat the guest's 512 MiB, so /tmp
+# stays on the disk as in bookworm.
 for unit in getty@tty1.service serial-getty@ttyS0.service console-getty.service \
         getty.target apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
         e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer \
@@ -50,7 +52,8 @@ for unit in getty@tty1.service serial-getty@ttyS0.service console-getty.service 
         sys-kernel-tracing.mount sys-fs-fuse-connections.mount \
         dev-hugepages.mount dev-mqueue.mount modprobe@fuse.service \
         modprobe@drm.service modprobe@configfs.service sys-kernel-config.mount \
-        logrotate.timer remote-fs.target cryptsetup.target; do
+        logrotate.timer remote-fs.target cryptsetup.target \
+        tmp.mount; do
     systemctl mask "$unit" >/dev/null
 done
 

@@ -35,7 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="PROJECT[==VERSION] | FILE")
     parser.add_argument("--priority", type=int, help="higher runs sooner (default: API priority)")
     parser.add_argument("--callback-url", metavar="URL", help="POSTed the summary when done")
-    parser.add_argument("--image", help="guest image (default: the master's)")
+    parser.add_argument(
+        "--image", help="guest image (default: the master's choice by Requires-Python)"
+    )
     parser.add_argument("--rerun", action="store_true", help="test again even if already tested")
     parser.add_argument(
         "--follow", action="store_true", help="tail the job and exit with its outcome's code"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from master.config import MasterConfig
+from master.images import ImageChoice
 from master.jobs import FeedState, JobRequest, SubmitResult
 from master.metrics import Metrics
 
@@ -47,6 +48,12 @@ class Kickable(Protocol):
     def kick(self) -> None: ...
 
 
+class ImageChooser(Protocol):
+    """``master.images.ImageCatalogue``, as far as the watcher is concerned."""
+
+    def choose(self, spec: str | None, requested: str | None = None) -> ImageChoice: ...
+
+
 class WatcherContext(Protocol):
     """The members of `MasterContext` the watcher reads."""
 
@@ -58,6 +65,9 @@ class WatcherContext(Protocol):
 
     @property
     def scheduler(self) -> Kickable: ...
+
+    @property
+    def images(self) -> ImageChooser: ...
 
     @property
     def metrics(self) -> Metrics: ...

@@ -229,14 +229,16 @@ class Intake:
         self, feed: FeedRun, entry: FeedEntry, release: Release, report: PollReport
     ) -> None:
         assert entry.version is not None
+        choice = self._ctx.images.choose(release.requires_python)
         request = JobRequest(
             # PyPI's spelling, as the HTTP API submits it, so both dedupe together.
             project=release.name,
             version=release.version,
             files=[f.to_dict() for f in release.files],
-            image=self._settings.image,
+            image=choice.image,
             priority=self._settings.priority,
             source="feed",
+            untestable=choice.untestable,
         )
         result = await self._ctx.store.jobs.submit(request)
         # Marked after the job exists: if we are interrupted in between, the next
@@ -249,6 +251,9 @@ class Intake:
             return
         self._metrics.queued.inc()
         report.queued.append(entry.key)
+        if choice.untestable is not None:
+            log.info("release_untestable", reason=choice.untestable, **fields)
+            return
         log.info("release_queued", files=len(release.files), **fields)
         self._ctx.scheduler.kick()
 

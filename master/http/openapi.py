@@ -41,7 +41,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         409: "the job is not in a state that allows this",
         413: "body or upload too large",
         415: "unsupported content type",
-        422: "the release has nothing to test, or callbacks are disabled",
+        422: "the release has nothing to test, an unknown image, or callbacks are disabled",
         502: "the package index failed",
         504: "the package index timed out",
     }
@@ -230,7 +230,13 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "POSTed the job summary when it finishes, signed with "
                 "X-Pyti-Signature: sha256=<HMAC-SHA256 hex of the body>",
             },
-            "image": {"type": "string"},
+            "image": {
+                "type": "string",
+                "description": "guest image; default: the one whose Python the release's "
+                "Requires-Python allows (the master's default_image first). A release no "
+                "image can run is stored finished with outcome 'incomplete' and "
+                "summary.reason",
+            },
             "rerun": {"type": "boolean", "description": "queue again even if already tested"},
         },
     },

@@ -41,7 +41,8 @@ from master.http.validation import (
     read_json_object,
     release_submission,
 )
-from master.jobs import PRIORITY_API, Job, JobRequest, Source
+from master.images import UnknownImage
+from master.jobs import PRIORITY_API, Job, JobRequest, JobState, Source
 from master.store.errors import InvalidTransition, JobNotFound, StoreError
 from protocol.vocabulary import vocabulary
 
@@ -89,15 +90,20 @@ async def _submit(
     files: list[dict[str, Any]],
     source: Source,
     options: JobOptions,
+    requires_python: str | None = None,
 ) -> web.Response:
     ctx = request.app[CTX]
-    settings = request.app[SETTINGS]
     _check_callbacks(request, options)
+    try:
+        choice = ctx.images.choose(requires_python, options.image)
+    except UnknownImage as exc:
+        raise ApiError(422, "unknown_image", str(exc)) from None
     req = JobRequest(
         project=project,
         version=version,
         files=files,
-        image=options.image or settings.default_image,
+        image=choice.image,
+        untestable=choice.untestable,
         priority=PRIORITY_API if options.priority is None else options.priority,
         source=source,
         callback_url=options.callback_url,
@@ -108,8 +114,10 @@ async def _submit(
     if not created and source == "upload" and _sha256s(job.files) != _sha256s(files):
         # Same name and version, different bytes (a CI rebuild): that is a new test.
         job, created = (await ctx.store.jobs.submit(replace(req, rerun=True))).job, True
-    if created:
+    if created and job.state is JobState.QUEUED:
         ctx.scheduler.kick()
+    elif created:
+        ctx.bus.publish_end(job)  # untestable: stored finished (``master.images``)
     body = {"job": job_json(job), "created": created, "urls": job_urls(job.id)}
     return web.json_response(
         body, status=201 if created else 200, headers={"Location": job_urls(job.id)["self"]}
@@ -154,7 +162,15 @@ async def submit_job(request: web.Request) -> web.Response:
         timeout=settings.pypi_timeout,
     )
     files = [f.to_dict() for f in release.files]
-    return await _submit(request, release.name, release.version, files, "api", submission.options)
+    return await _submit(
+        request,
+        release.name,
+        release.version,
+        files,
+        "api",
+        submission.options,
+        release.requires_python,
+    )
 
 
 @routes.get(f"{API}/jobs")

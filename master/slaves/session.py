@@ -192,6 +192,7 @@ class SlaveSession:
         """
         self.conn.start()
         self.ctx.slaves.add(self)
+        self.ctx.images.learn_all(self.caps.images)
         self.log.info(
             "slave_connected",
             address=self.address,

@@ -135,7 +135,8 @@ class JobStore:
         """Queue a job, or return the existing one for (project, version, image).
 
         The project matches any spelling of its name (PEP 503). A cancelled job does
-        not count as existing; ``rerun=True`` always queues.
+        not count as existing; ``rerun=True`` always queues. A request with
+        ``untestable`` set is stored finished as ``incomplete`` (``move.untestable``).
         """
         key = project_key(req.project)
 
@@ -171,7 +172,10 @@ class JobStore:
             ) as cur:
                 row = cur.fetchone()
             assert row is not None
-            return SubmitResult(job_from_row(row), created=True)
+            job = job_from_row(row)
+            if req.untestable is not None:
+                job = move.untestable(conn, job, req.untestable)
+            return SubmitResult(job, created=True)
 
         return await self._db.write(tx)
 

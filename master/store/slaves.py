@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from master.store.db import Database
-from master.store.rows import dumps
+from master.store.rows import dumps, loads
 
 
 class SlaveStore:
@@ -44,6 +44,12 @@ class SlaveStore:
             )
 
         await self._db.write(tx)
+
+    async def advertised(self) -> list[dict[str, Any]]:
+        """The capabilities every slave last advertised (its images, for ``master.images``)."""
+        rows = await self._db.fetchall("SELECT capabilities FROM slaves ORDER BY last_seen")
+        docs = [loads(r["capabilities"], {}) for r in rows]
+        return [d for d in docs if isinstance(d, dict)]
 
     async def known(self) -> list[dict[str, Any]]:
         rows = await self._db.fetchall("SELECT * FROM slaves ORDER BY name")

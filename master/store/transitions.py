@@ -3,6 +3,7 @@
 ::
 
     queued ──claim──▶ assigned ──start──▶ running ──finish──▶ finished
+      │ └──────────── untestable (no image can run it) ─────────▶ │
       ▲                  │  │                 │  (or quarantine)  │
       │◀─requeue (refused/lost)──┐            │                   │
       │◀─requeue (slave lost / infra retry / aborted)─────┘       │
@@ -39,14 +40,18 @@ VERDICTS = frozenset(values(Verdict))
 
 #: The only transitions the store ever makes. ``assigned → queued`` is a refused
 #: offer or a slave lost before accepting; ``running → queued`` a lost slave or an
-#: infrastructure error being retried; ``finished|cancelled → queued`` a re-run.
+#: infrastructure error being retried; ``finished|cancelled → queued`` a re-run;
+#: ``queued → finished`` a job no image can run (``untestable``), never dispatched.
 TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.ASSIGNED, JobState.CANCELLED}),
+    JobState.QUEUED: frozenset({JobState.ASSIGNED, JobState.CANCELLED, JobState.FINISHED}),
     JobState.ASSIGNED: frozenset({JobState.RUNNING, JobState.QUEUED, JobState.CANCELLED}),
     JobState.RUNNING: frozenset({JobState.FINISHED, JobState.QUEUED, JobState.CANCELLED}),
     JobState.FINISHED: frozenset({JobState.QUEUED}),
     JobState.CANCELLED: frozenset({JobState.QUEUED}),
 }
+
+#: The outcome of a job no image can run: "could not test", not "failed".
+UNTESTABLE_OUTCOME = "incomplete"
 
 #: A re-run starts clean: what the previous run left on the job.
 _NO_RESULT: Mapping[str, Any] = {
@@ -208,6 +213,26 @@ def verdict_of(summary: Mapping[str, Any]) -> str | None:
     """The result's behaviour verdict when it is one of the vocabulary's, else None."""
     verdict = summary.get("verdict")
     return verdict if isinstance(verdict, str) and verdict in VERDICTS else None
+
+
+def untestable(conn: sqlite3.Connection, job: Job, reason: str) -> Job:
+    """``queued → finished`` as ``incomplete``: no image here can run it (``master.images``).
+
+    No slave ever held it: no attempt, no comparison. Queues the webhook.
+    """
+    check_transition(job.id, job.state, JobState.FINISHED)
+    now = time.time()
+    ended = _update(
+        conn,
+        job.id,
+        state=JobState.FINISHED.value,
+        outcome=UNTESTABLE_OUTCOME,
+        summary=dumps({"reason": reason}),
+        error=reason[:2000],
+        finished_at=now,
+    )
+    queue_callback(conn, ended, now)
+    return ended
 
 
 def quarantine(conn: sqlite3.Connection, job: Job, losses: int, reason: str) -> Job:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from master.config import MasterConfig
+from master.images import ImageCatalogue
 from master.metrics import Metrics
 from master.store import Store
 from tests.fakes.pypi import FakePyPI
@@ -112,6 +113,7 @@ class FeedContext:
     store: Store
     scheduler: KickRecorder
     metrics: Metrics
+    images: ImageCatalogue = field(default_factory=lambda: ImageCatalogue({}, "bookworm"))
 
 
 def feed_config(

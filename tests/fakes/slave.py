@@ -68,6 +68,8 @@ class FakeSlave:
     name: str = "fake"
     slots: int = 1
     images: tuple[str, ...] = ("bookworm",)
+    #: The Python each image advertises (image name → version); "3.11" when absent.
+    pythons: dict[str, str] = field(default_factory=dict)
     accel: str = "tcg"
     mode: str = "manual"
     outcome: str = "passed"
@@ -92,7 +94,10 @@ class FakeSlave:
         return Capabilities(
             slots=self.slots,
             accel=self.accel,  # type: ignore[arg-type]
-            images=tuple(ImageInfo(name=i, python="3.11", digest="0" * 12) for i in self.images),
+            images=tuple(
+                ImageInfo(name=i, python=self.pythons.get(i, "3.11"), digest="0" * 12)
+                for i in self.images
+            ),
         )
 
     async def connect(self, timeout: float = 10.0) -> Welcome:

@@ -54,7 +54,7 @@ async def test_slave_process_connects_and_stops_on_sigterm(tmp_path: Path) -> No
             assert session.auth.name == "cli-slave"
             assert caps.slots == 3 and caps.accel == "tcg"
             assert [i.name for i in caps.images] == ["good"]
-            assert caps.images[0].python == "3.11" and len(caps.images[0].digest) == 16
+            assert caps.images[0].python == "3.11.2" and len(caps.images[0].digest) == 16
             assert isinstance(session.received[0], Heartbeat)
             proc.send_signal(signal.SIGTERM)
             async with asyncio.timeout(20):

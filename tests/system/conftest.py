@@ -1,6 +1,6 @@
-"""System-test fixtures: a real guest image, built once and cached.
+"""System-test fixtures: real guest images (bookworm; trixie: Python 3.13), built once, cached.
 
-The image lives in ``$PYTI_IMAGE_DIR`` (default ``~/.cache/pyti/images``) and is
+The images live in ``$PYTI_IMAGE_DIR`` (default ``~/.cache/pyti/images``) and are
 reused across runs: building is idempotent (only a changed recipe, guest file
 or runner rebuilds it), so only the first run pays for debootstrap.
 Snapshots are taken under TCG: these machines have no working KVM.
@@ -27,8 +27,8 @@ SYSTEM_IMAGE = os.environ.get("PYTI_TEST_IMAGE", "bookworm")
 SYSTEM_ACCEL = Accel.TCG
 
 
-async def _ensure_image() -> Image:
-    recipe = load_recipe(SYSTEM_IMAGE)
+async def _ensure_image(name: str = SYSTEM_IMAGE) -> Image:
+    recipe = load_recipe(name)
     image = await build_image(recipe, default_image_dir(), progress=Progress(8, quiet=True))
     if not snapshot_fits(image, SYSTEM_ACCEL):
         image = await make_snapshot(image, SYSTEM_ACCEL, progress=Progress(1, quiet=True))
@@ -45,3 +45,11 @@ def image() -> Image:
         return Image.load(default_image_dir(), SYSTEM_IMAGE)
     except ImageError as exc:
         pytest.skip(f"no guest image, and building one needs root: {exc}")
+
+
+@pytest.fixture(scope="session")
+def trixie_image() -> Image:
+    """The built ``trixie`` image (Python 3.13), with a TCG snapshot."""
+    if os.geteuid() != 0:
+        pytest.skip("building the guest image needs root (debootstrap, chroot)")
+    return asyncio.run(_ensure_image("trixie"))

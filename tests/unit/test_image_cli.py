@@ -37,7 +37,7 @@ def test_list_shows_absent_stale_and_damaged(
     (broken / "vmlinuz").unlink()
     assert main(["image", "list", "--image-dir", str(tmp_path)]) == 0
     rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]}
-    assert rows == {"bookworm": "stale", "custom": "damaged"}
+    assert rows == {"bookworm": "stale", "custom": "damaged", "trixie": "absent"}
 
 
 def test_verify_ok_and_damaged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

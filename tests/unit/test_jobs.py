@@ -13,6 +13,7 @@ from master.store.transitions import TRANSITIONS, check_transition
 ALLOWED = {
     ("queued", "assigned"),
     ("queued", "cancelled"),
+    ("queued", "finished"),  # untestable: no image's Python fits (master/images.py)
     ("assigned", "running"),
     ("assigned", "queued"),
     ("assigned", "cancelled"),
