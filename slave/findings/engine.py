@@ -24,6 +24,7 @@ Verdict table (`verdict`; docs/verdicts.md has examples). "Early" is the
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from collections import Counter
@@ -137,16 +138,28 @@ class Analyser:
             line = event.get("line")
             return self.feed(phase, line) if isinstance(line, str) else []
         found: list[Finding] = []
+        pid, process = self._event_source(phase, event)
         for rule in EVENT_RULES:
             if rule.event != name:
                 continue
             for hit in rule.match(event, self.context):
                 severity = hit.severity or rule.phase_severity.get(phase, rule.severity)
                 evidence = _event_evidence(event)
-                found += self._record(
-                    rule.id, severity, phase, None, "runner", evidence, hit.target
-                )
+                found += self._record(rule.id, severity, phase, pid, process, evidence, hit.target)
         return found
+
+    def _event_source(self, phase: str, event: Mapping[str, Any]) -> tuple[int | None, str]:
+        """(pid, process) of an event: the runner's own, or the traced process a sinkhole
+        ``network`` event names (its label from the trace, else the guest's ``comm``)."""
+        if event.get("event") != "network":
+            return None, "runner"
+        pid = event.get("pid")
+        if not isinstance(pid, int) or isinstance(pid, bool):
+            return None, "sinkhole"
+        label = self._procs[pid].label if pid in self._procs else "?"
+        if label == "?" and isinstance(event.get("process"), str):
+            label = str(event["process"])[:120]
+        return pid, label
 
     def feed(self, phase: str, line: str) -> list[Finding]:
         """One strace line of ``phase``; never raises on hostile content."""
@@ -373,6 +386,9 @@ _RESOURCES = frozenset({"disk_free_min", "disk_total", "oom_kills", "signal_name
 
 
 def _event_evidence(event: Mapping[str, Any]) -> str:
+    if event.get("event") == "network":  # the sinkhole's record, as it came (runner-cleaned)
+        fields = {k: v for k, v in event.items() if k not in ("event", "phase", "time")}
+        return json.dumps(fields, sort_keys=True, default=str)[:EVIDENCE_MAX]
     keep = {k: v for k, v in event.items() if k in ("event", "phase", "status", "files")}
     keep.update(
         {k: v for k, v in event.items() if k.endswith(("_dropped", "_cap")) or k in _RESOURCES}
