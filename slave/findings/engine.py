@@ -122,6 +122,7 @@ class Analyser:
         self.context = context or Context()
         self._parsers: dict[str, TraceParser] = {}
         self._procs: dict[int, Proc] = {}
+        self._exited: dict[int, Proc] = {}  # labels of pids that exited, for late events
         self._seen: set[tuple[str, str, str]] = set()
         self._per_rule: Counter[tuple[str, str]] = Counter()
         self._counts: Counter[tuple[str, str, str]] = Counter()
@@ -156,7 +157,7 @@ class Analyser:
         pid = event.get("pid")
         if not isinstance(pid, int) or isinstance(pid, bool):
             return None, "sinkhole"
-        label = self._procs[pid].label if pid in self._procs else "?"
+        label = self._procs.get(pid, self._exited.get(pid, UNKNOWN)).label
         if label == "?" and isinstance(event.get("process"), str):
             label = str(event["process"])[:120]
         return pid, label
@@ -170,7 +171,11 @@ class Analyser:
             if record.kind is LineKind.SYSCALL:
                 found += self._syscall(phase, record)
             elif record.kind in (LineKind.EXITED, LineKind.KILLED) and record.pid is not None:
-                self._procs.pop(record.pid, None)
+                gone = self._procs.pop(record.pid, None)
+                if gone is not None:  # sinkhole events about it may still come
+                    if len(self._exited) > MAX_PROCESSES:
+                        self._exited.clear()
+                    self._exited[record.pid] = gone
         return found
 
     def add(self, findings: Iterable[Finding]) -> list[Finding]:

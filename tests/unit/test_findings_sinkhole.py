@@ -91,6 +91,10 @@ def test_process_is_the_traced_label_of_the_pid() -> None:
     assert (labelled.pid, labelled.process) == (100, "build-backend")
     (unknown,) = analyser.feed_event(network("install", **DNS, pid=7, process="curl"))
     assert (unknown.pid, unknown.process) == (7, "curl")
+    analyser.feed("install", "100 +++ exited with 0 +++")
+    late_dns = {**DNS, "qname": "late.example"}
+    (late,) = analyser.feed_event(network("install", **late_dns, pid=100))  # after its exit
+    assert late.process == "build-backend"
     (anon,) = analyser.feed_event(network("install", **DATA))
     assert (anon.pid, anon.process) == (None, "sinkhole")
 
