@@ -30,6 +30,7 @@ def test_lines_become_network_events_of_the_phase_they_happened_in(tmp_path: Pat
     net.begin("install")
     append(log, kind="dns", qname="exfil.example.com", qtype="A", uid=1000, pid=42)
     net.end()
+    time.sleep(0.01)  # the install window is longer than the 1 ms the late line goes back
     late = time.monotonic()
     net.begin("import")
     with log.open("a") as f:  # written late, stamped while install still ran
