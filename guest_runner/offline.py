@@ -1,7 +1,8 @@
 """Is a test failure only the guest being offline? Read from the failure's text.
 
-The guest has no network at all (only ``lo``): a test that resolves a name or
-connects out fails there and nowhere else. Such a failure says nothing about the
+The guest has no network (its sinkhole is switched offline for the tests phase:
+names do not resolve, there is no route, see ``guest_runner.network``): a test that
+resolves a name or connects out fails there and nowhere else. Such a failure says nothing about the
 release; it is counted apart. What counts:
 
 - resolver errors (``socket.gaierror``, "Temporary failure in name resolution", ...);

@@ -27,6 +27,7 @@ from guest_runner.executor import TRACE_SET
 from guest_runner.guest_setup import set_up_guest
 from guest_runner.jobdoc import JobDocument
 from guest_runner.limits import PhaseWatch
+from guest_runner.network import NetworkLog
 from guest_runner.options import Options, parse_args
 from guest_runner.outcome import Outcome
 from guest_runner.phases import imports, install, quality, tests
@@ -50,6 +51,8 @@ class Runner:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.out = ws.out
+        # The sinkhole's evidence (network events); route changes only in a real guest.
+        self.net = NetworkLog(ws.out, manage=ws.opts.guest_setup)
 
     def run(self) -> None:
         """Every phase of the job; ``runner_finished`` goes out even on SIGTERM."""
@@ -71,6 +74,7 @@ class Runner:
                 self.run_phase(phase)
         finally:
             ws.exec.kill_all()
+            self.net.drain()
             shutil.rmtree(ws.scratch, ignore_errors=True)
             self.out.emit(
                 "runner_finished",
@@ -121,10 +125,13 @@ class Runner:
         self.out.emit("phase_started", phase, timeout_s=timeout)
         started = time.monotonic()
         watch = PhaseWatch(ws.scratch)
+        self.net.begin(phase)
         try:
             outcome = self.dispatch(phase, budget)
         except Exception as exc:  # the runner's own bug: report it, go on with the next phase
             outcome = Outcome("error", {"reason": f"{type(exc).__name__}: {exc}"[:1000]})
+        finally:
+            self.net.end()
         resources = watch.finish()
         self.clear_tmp()
         ws.statuses[phase] = outcome.status

@@ -36,6 +36,17 @@ systemctl mask ssh.service ssh.socket >/dev/null
 systemctl enable pyti-ssh.service >/dev/null
 systemctl set-default multi-user.target >/dev/null
 
+# The sinkhole network (no NIC: a dummy interface, a resolver that answers every
+# name, a catch-all TCP listener; sinkhole.py), up before SSH, so in the snapshot.
+for f in sinkhole.py sinkhole.nft sinkhole-net.sh; do
+    install -m 0644 "/opt/pyti/guest/$f" "/opt/pyti/$f"
+done
+install -m 0644 /opt/pyti/guest/pyti-sinkhole.service /etc/systemd/system/pyti-sinkhole.service
+systemctl enable pyti-sinkhole.service >/dev/null
+systemctl mask nftables.service >/dev/null  # its /etc/nftables.conf flushes the ruleset
+rm -f /etc/resolv.conf
+printf 'nameserver 127.0.0.1\noptions timeout:2 attempts:1\n' > /etc/resolv.conf
+
 mkdir -p /etc/systemd/journald.conf.d
 install -m 0644 /opt/pyti/guest/journald.conf /etc/systemd/journald.conf.d/pyti.conf
 

@@ -24,6 +24,7 @@ Verdict table (`verdict`; docs/verdicts.md has examples). "Early" is the
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from collections import Counter
@@ -121,6 +122,7 @@ class Analyser:
         self.context = context or Context()
         self._parsers: dict[str, TraceParser] = {}
         self._procs: dict[int, Proc] = {}
+        self._exited: dict[int, Proc] = {}  # labels of pids that exited, for late events
         self._seen: set[tuple[str, str, str]] = set()
         self._per_rule: Counter[tuple[str, str]] = Counter()
         self._counts: Counter[tuple[str, str, str]] = Counter()
@@ -137,16 +139,28 @@ class Analyser:
             line = event.get("line")
             return self.feed(phase, line) if isinstance(line, str) else []
         found: list[Finding] = []
+        pid, process = self._event_source(phase, event)
         for rule in EVENT_RULES:
             if rule.event != name:
                 continue
             for hit in rule.match(event, self.context):
                 severity = hit.severity or rule.phase_severity.get(phase, rule.severity)
                 evidence = _event_evidence(event)
-                found += self._record(
-                    rule.id, severity, phase, None, "runner", evidence, hit.target
-                )
+                found += self._record(rule.id, severity, phase, pid, process, evidence, hit.target)
         return found
+
+    def _event_source(self, phase: str, event: Mapping[str, Any]) -> tuple[int | None, str]:
+        """(pid, process) of an event: the runner's own, or the traced process a sinkhole
+        ``network`` event names (its label from the trace, else the guest's ``comm``)."""
+        if event.get("event") != "network":
+            return None, "runner"
+        pid = event.get("pid")
+        if not isinstance(pid, int) or isinstance(pid, bool):
+            return None, "sinkhole"
+        label = self._procs.get(pid, self._exited.get(pid, UNKNOWN)).label
+        if label == "?" and isinstance(event.get("process"), str):
+            label = str(event["process"])[:120]
+        return pid, label
 
     def feed(self, phase: str, line: str) -> list[Finding]:
         """One strace line of ``phase``; never raises on hostile content."""
@@ -157,7 +171,11 @@ class Analyser:
             if record.kind is LineKind.SYSCALL:
                 found += self._syscall(phase, record)
             elif record.kind in (LineKind.EXITED, LineKind.KILLED) and record.pid is not None:
-                self._procs.pop(record.pid, None)
+                gone = self._procs.pop(record.pid, None)
+                if gone is not None:  # sinkhole events about it may still come
+                    if len(self._exited) > MAX_PROCESSES:
+                        self._exited.clear()
+                    self._exited[record.pid] = gone
         return found
 
     def add(self, findings: Iterable[Finding]) -> list[Finding]:
@@ -373,6 +391,9 @@ _RESOURCES = frozenset({"disk_free_min", "disk_total", "oom_kills", "signal_name
 
 
 def _event_evidence(event: Mapping[str, Any]) -> str:
+    if event.get("event") == "network":  # the sinkhole's record, as it came (runner-cleaned)
+        fields = {k: v for k, v in event.items() if k not in ("event", "phase", "time")}
+        return json.dumps(fields, sort_keys=True, default=str)[:EVIDENCE_MAX]
     keep = {k: v for k, v in event.items() if k in ("event", "phase", "status", "files")}
     keep.update(
         {k: v for k, v in event.items() if k.endswith(("_dropped", "_cap")) or k in _RESOURCES}

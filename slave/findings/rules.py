@@ -2,14 +2,15 @@
 
 Each `Rule` names the syscalls it looks at, a default severity, per-phase
 overrides, and a matcher that turns one `Call` into zero or more `Hit`s (the
-normalised target it touched). Runner facts (timeouts, floods, .pth files) go
-through `EVENT_RULES` the same way. To add a rule: write a matcher, add a row.
+normalised target it touched). Runner facts (timeouts, floods, .pth files, the
+sinkhole's ``network`` events) go through `EVENT_RULES` the same way. To add a rule:
+write a matcher, add a row.
 
-Severities follow one idea: the guest has no network and no secrets but the bait,
-so what a clean package never does during install or import (network, credential
-reads, persistence, privilege) is high or critical there; a test suite does more
-legitimately (loopback servers, shells, temp executables), so the same behaviour in
-the ``tests`` phase is usually a level lower.
+Severities follow one idea: the guest has no network (only an in-VM sinkhole) and no
+secrets but the bait, so what a clean package never does during install or import
+(network, credential reads, persistence, privilege) is high or critical there; a test
+suite does more legitimately (loopback servers, shells, temp executables), so the same
+behaviour in the ``tests`` phase is usually a level lower.
 """
 
 from __future__ import annotations
@@ -590,6 +591,65 @@ def pth_with_code(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
     return hits
 
 
+# ---------------------------------------------------------------------------- sinkhole
+# The guest's sinkhole network (guest_image/files/sinkhole.py) reports every DNS question,
+# connection and request as a `network` event: names, hosts and paths, not just addresses.
+
+
+def _sinkhole_dst(event: Mapping[str, Any]) -> str | None:
+    """``name:port`` when the address was one the sinkhole resolver handed out, else ``ip:port``."""
+    dst = event.get("dst")
+    if not isinstance(dst, str) or not dst:
+        return None
+    host, _, port = dst.rpartition(":")
+    if host.startswith("127."):
+        return None  # a direct loopback connection: the trace's net.connect_loopback covers it
+    qname = event.get("qname")
+    return f"{qname}:{port}" if isinstance(qname, str) and qname else dst
+
+
+def _sinkhole_kind(event: Mapping[str, Any], kind: str) -> bool:
+    return event.get("kind") == kind and not event.get("dropped")
+
+
+def sinkhole_dns(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
+    qname = event.get("qname")
+    if _sinkhole_kind(event, "dns") and isinstance(qname, str):
+        return (Hit(qname.lower().rstrip(".") or "."),)
+    return NO_HITS
+
+
+def sinkhole_connect(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
+    target = _sinkhole_dst(event) if _sinkhole_kind(event, "tcp") else None
+    return (Hit(target),) if target else NO_HITS
+
+
+def sinkhole_http(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
+    if not _sinkhole_kind(event, "http") or _sinkhole_dst(event) is None:
+        return NO_HITS
+    host = event.get("host")
+    path = event.get("path")
+    if not isinstance(host, str) or not host:
+        host = str(_sinkhole_dst(event))
+    path = path.split("?", 1)[0] if isinstance(path, str) else ""
+    return (Hit(f"{host}{path}"),)
+
+
+def sinkhole_tls(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
+    target = _sinkhole_dst(event) if _sinkhole_kind(event, "tls") else None
+    if target is None:
+        return NO_HITS
+    sni = event.get("sni")
+    if isinstance(sni, str) and sni:
+        target = f"{sni}:{target.rpartition(':')[2]}"
+    return (Hit(target),)
+
+
+def sinkhole_data(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
+    target = _sinkhole_dst(event) if _sinkhole_kind(event, "data") else None
+    return (Hit(target),) if target else NO_HITS
+
+
 EVENT_RULES: tuple[EventRule, ...] = (
     EventRule("res.timeout", "low", "resource", "phase ran out of time",
               "phase_finished", timed_out, {"tests": "info"}),
@@ -602,6 +662,21 @@ EVENT_RULES: tuple[EventRule, ...] = (
               "phase_finished", disk_filled, {"tests": "low"}),
     EventRule("res.oom", "medium", "resource", "the guest's OOM killer killed a process",
               "phase_finished", oom_killed, {"tests": "low"}),
+    EventRule("net.sinkhole_dns", "high", "network",
+              "name looked up (the guest's resolver answers every name with a sinkhole address)",
+              "network", sinkhole_dns, TESTS_LOW),
+    EventRule("net.sinkhole_connect", "high", "network",
+              "TCP connection accepted by the guest's sinkhole (target: name or address, port)",
+              "network", sinkhole_connect, TESTS_LOW),
+    EventRule("net.sinkhole_http", "high", "network",
+              "HTTP request to the guest's sinkhole (target: host and path; method, body size)",
+              "network", sinkhole_http, TESTS_LOW),
+    EventRule("net.sinkhole_tls", "high", "network",
+              "TLS handshake with the guest's sinkhole (target: SNI, port)",
+              "network", sinkhole_tls, TESTS_LOW),
+    EventRule("net.sinkhole_data", "high", "network",
+              "bytes sent over a raw TCP connection to the guest's sinkhole",
+              "network", sinkhole_data, TESTS_LOW),
     EventRule("persist.pth_import", "medium", "persistence",
               "installed .pth file runs code at every interpreter start",
               "pth_files", pth_with_code),

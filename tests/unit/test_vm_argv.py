@@ -56,7 +56,8 @@ def test_no_network_device_and_minimal_surface() -> None:
     argv = qemu_argv(_spec())
     assert _opt(argv, "-nic") == ["none"]
     assert "-nodefaults" in argv
-    assert "-netdev" not in argv
+    assert "-netdev" not in argv and "-net" not in argv
+    assert not any("netdev" in a or "hostfwd" in a or a.startswith("user,") for a in argv)
     devices = _opt(argv, "-device")
     assert not any("net" in d or "e1000" in d for d in devices)
     (sandbox,) = _opt(argv, "-sandbox")
