@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import socket
@@ -221,6 +222,17 @@ class LocalCluster:
                 job.setdefault("summary", {})["bench_error"] = f"no result within {timeout:g} s"
                 return job
             await asyncio.sleep(POLL_S)
+
+
+def write_outputs(
+    figures: dict[str, Any], table: str, json_path: Path | None, markdown_path: Path | None
+) -> None:
+    """Print the Markdown table; write the figures (``--json``) and the table (``--markdown``)."""
+    print(table)
+    if json_path:
+        json_path.write_text(json.dumps(figures, indent=1))
+    if markdown_path:
+        markdown_path.write_text(table)
 
 
 def phase_seconds(job: dict[str, Any]) -> dict[str, float]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from typing import Any
 # Run as a script (``python benchmarks/corpus.py``): the repository root is the import root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cluster import ClusterError, LocalCluster, phase_seconds
+from benchmarks.cluster import ClusterError, LocalCluster, phase_seconds, write_outputs
 
 #: (project, kind) — newest release of each is tested.
 DEFAULT_CORPUS: tuple[tuple[str, str], ...] = (
@@ -201,12 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         kinds = dict(corpus)
         corpus = [(p, kinds.get(p, "")) for p in wanted]
     figures = asyncio.run(run(args, corpus))
-    table = markdown(figures["rows"], figures)
-    print(table)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
-    if args.markdown:
-        args.markdown.write_text(table)
+    write_outputs(figures, markdown(figures["rows"], figures), args.json, args.markdown)
     return 0
 
 

@@ -32,7 +32,7 @@ from typing import Any
 # Run as a script (``python benchmarks/detection.py``): the repository root is the import root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cluster import LocalCluster, phase_seconds
+from benchmarks.cluster import LocalCluster, phase_seconds, write_outputs
 from benchmarks.detection_samples import BENIGN, MALICIOUS, SAMPLES, Sample
 from tests.fakes import behaviours
 
@@ -179,12 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted = {n.strip() for n in args.only.split(",")}
         samples = [s for s in samples if s.name in wanted]
     figures = asyncio.run(run(args, samples))
-    table = markdown(figures["rows"], figures)
-    print(table)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
-    if args.markdown:
-        args.markdown.write_text(table)
+    write_outputs(figures, markdown(figures["rows"], figures), args.json, args.markdown)
     return 0
 
 

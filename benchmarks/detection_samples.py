@@ -80,6 +80,22 @@ def _setup_py(name: str, body: str, *, cmdclass: bool = True, header: str = "") 
     )
 
 
+def _pyproject(name: str) -> str:
+    """A ``pyproject.toml`` with the setuptools backend and no dependencies."""
+    return dedent(
+        f"""
+        [build-system]
+        requires = ["setuptools>=61"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "{name}"
+        version = "1.0"
+        dependencies = []
+        """
+    )
+
+
 def _legacy_sdist(dest: Path, name: str, setup_py: str, init: str = "") -> list[Path]:
     """An sdist with only a ``setup.py`` (no pyproject): pip builds it with setuptools."""
     module = name.replace("-", "_")
@@ -96,18 +112,7 @@ def _legacy_sdist(dest: Path, name: str, setup_py: str, init: str = "") -> list[
 def _import_payload(dest: Path, name: str, init: str, *, wheel: bool = True) -> list[Path]:
     """A release whose package runs ``init`` when imported (sdist + wheel)."""
     module = name.replace("-", "_")
-    pyproject = dedent(
-        f"""
-        [build-system]
-        requires = ["setuptools>=61"]
-        build-backend = "setuptools.build_meta"
-
-        [project]
-        name = "{name}"
-        version = "1.0"
-        dependencies = []
-        """
-    )
+    pyproject = _pyproject(name)
     test = f"import {module}\n\n\ndef test_version():\n    assert {module}.__version__\n"
     files = {
         f"{module}/__init__.py": init,
@@ -430,18 +435,7 @@ def network_in_tests(dest: Path) -> list[Path]:
                 s.close()
         """
     )
-    pyproject = dedent(
-        f"""
-        [build-system]
-        requires = ["setuptools>=61"]
-        build-backend = "setuptools.build_meta"
-
-        [project]
-        name = "{name}"
-        version = "1.0"
-        dependencies = []
-        """
-    )
+    pyproject = _pyproject(name)
     files = {f"{module}/__init__.py": init, "tests/test_live.py": test, "pyproject.toml": pyproject}
     return [build_sdist(dest, name, "1.0", files),
             build_wheel(dest, name, "1.0", {f"{module}/__init__.py": init})]  # fmt: skip
@@ -490,18 +484,7 @@ def tests_run_temp_scripts(dest: Path) -> list[Path]:
             assert {module}.__version__
         """
     )
-    pyproject = dedent(
-        f"""
-        [build-system]
-        requires = ["setuptools>=61"]
-        build-backend = "setuptools.build_meta"
-
-        [project]
-        name = "{name}"
-        version = "1.0"
-        dependencies = []
-        """
-    )
+    pyproject = _pyproject(name)
     files = {f"{module}/__init__.py": init, "tests/test_cli.py": test, "pyproject.toml": pyproject}
     return [build_sdist(dest, name, "1.0", files),
             build_wheel(dest, name, "1.0", {f"{module}/__init__.py": init})]  # fmt: skip
