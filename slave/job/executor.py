@@ -230,11 +230,12 @@ class VMExecutor:
             else:
                 answer["unavailable"] = exc.requirements[:50]
         except (PrepareError, TimeoutError) as exc:
-            answer = {"proceed": False, "reason": f"dependencies: {exc or 'timed out'}"[:1000]}
+            reason = str(exc) or "timed out"
+            answer = {"proceed": False, "reason": f"dependencies: {reason}"[:1000]}
         if not answer["proceed"]:
             ctx.summary.setdefault("error", answer["reason"])
         ctx.log.info("guest_metadata", phase="install", stage="metadata",
-                     requirements=requirements[:100], **answer)  # fmt: skip
+                     requires=requirements[:100], answer=answer)  # fmt: skip
         await answer_metadata(ctx, guest, answer)
 
     async def _teardown(self, ctx: JobContext, vm: VM, guest: Guest) -> None:

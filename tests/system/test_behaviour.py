@@ -179,7 +179,7 @@ async def test_dynamic_setup_py_is_traced_from_its_metadata_build(harness: Harne
     got = found(result)
     undeclared = got[("build.undeclared_import", "install", "setup.py (fakehelper)")]
     assert (undeclared["severity"], undeclared["source"]) == ("medium", "static")
-    assert result.summary["prepare"]["build_import_wheels"] == ["fakehelper"]
+    assert list(result.summary["prepare"]["build_import_wheels"]) == ["fakehelper"]
     # the payload after the import ran, under the tracer, first while building metadata
     staged = [e for e in harness.events(job_id, "trace") if e.get("stage") == "metadata"]
     assert any("id_rsa" in e["line"] for e in staged), len(staged)
@@ -188,7 +188,7 @@ async def test_dynamic_setup_py_is_traced_from_its_metadata_build(harness: Harne
     (retry,) = harness.events(job_id, "build_retry")
     assert retry["stage"] == "metadata" and "fakehelper" in retry["reason"]
     (meta,) = harness.events(job_id, "metadata")
-    assert meta["phase"] == "install" and meta["requires_dist"] == ["fakedep"]
+    assert meta["phase"] == "install" and list(meta["requires_dist"]) == ["fakedep"]
     (summary,) = harness.events(job_id, "install_summary")
     assert summary["metadata_built"] is True and summary["build_retry"]["stage"] == "metadata"
     # the dependency only the built metadata named was fetched by the host and installed
