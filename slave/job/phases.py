@@ -97,8 +97,8 @@ def job_document(ctx: JobContext, prepared: PreparedRelease) -> JobDocument:
         build_requires=_pip_arguments(prepared.build_requires),
         build_imports=tuple(prepared.build_import_wheels),
         build_metadata=prepared.needs_guest_metadata and prepared.sdist is not None,
-        # the host's side of the hand-off: fetch the wheels, then upload them
-        metadata_wait=phase_timeout(ctx, "prepare") + phase_timeout(ctx, "upload"),
+        # the host's side of the hand-off: fetch the wheels, upload them, then the answer
+        metadata_wait=phase_timeout(ctx, "prepare") + phase_timeout(ctx, "upload") + 60.0,
         phases=GUEST_PHASES,
         timeouts={p: phase_timeout(ctx, p) for p in GUEST_PHASES},
         output_cap=ctx.config.output_cap,
