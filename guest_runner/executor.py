@@ -79,8 +79,14 @@ class Executor:
         env: dict[str, str],
         traced: bool = True,
         on_line: Callable[[str], None] | None = None,
+        stage: str | None = None,
     ) -> Result:
-        """Run argv to completion or the phase deadline; stream output and trace events."""
+        """Run argv to completion or the phase deadline; stream output and trace events.
+
+        ``stage`` (e.g. ``"metadata"``) goes into every output and trace event as a
+        field: a step inside the phase, the phase itself unchanged.
+        """
+        tag = {"stage": stage} if stage else {}
         fifo_dir = tempfile.mkdtemp(prefix="pyti-trace-")  # 0700, root's: tester cannot reach
         trace_path = os.path.join(fifo_dir, "trace")
         keep_fd = trace_fd = -1
@@ -127,10 +133,10 @@ class Executor:
             ("stdout", proc.stdout, stdout_tail),
             ("stderr", proc.stderr, stderr_tail),
         ):
-            threads.append(self._reader(phase, name, stream, tail, budget, on_line))
+            threads.append(self._reader(phase, name, stream, tail, budget, on_line, tag))
         main = MainExit()
         if trace_fd >= 0:
-            threads.append(self._tracer(phase, os.fdopen(trace_fd, "rb"), budget, main))
+            threads.append(self._tracer(phase, os.fdopen(trace_fd, "rb"), budget, main, tag))
         timed_out = True
         try:
             timed_out = not wait_command(proc, budget, main)
@@ -176,6 +182,7 @@ class Executor:
         tail: collections.deque[str],
         budget: Budget,
         on_line: Callable[[str], None] | None,
+        tag: dict[str, str],
     ) -> threading.Thread:
         def pump() -> None:
             kept = 0
@@ -191,7 +198,7 @@ class Executor:
                     budget.drop_output(cut)
                     if budget.take_output(len(raw) + 1):
                         extra = {"truncated": cut} if cut else {}
-                        self.emitter.emit("output", phase, stream=name, line=text, **extra)
+                        self.emitter.emit("output", phase, stream=name, line=text, **extra, **tag)
                     else:
                         break
                 drain(stream, tail, budget)
@@ -201,7 +208,7 @@ class Executor:
         return thread
 
     def _tracer(
-        self, phase: str, stream: IO[bytes], budget: Budget, main: MainExit
+        self, phase: str, stream: IO[bytes], budget: Budget, main: MainExit, tag: dict[str, str]
     ) -> threading.Thread:
         def pump() -> None:
             with contextlib.suppress(OSError, ValueError), stream:
@@ -213,7 +220,7 @@ class Executor:
                     pid_text, _, _ = text.partition(" ")
                     pid = int(pid_text) if pid_text.isdigit() else None
                     extra = {"truncated": cut} if cut else {}
-                    self.emitter.emit("trace", phase, pid=pid, line=text, **extra)
+                    self.emitter.emit("trace", phase, pid=pid, line=text, **extra, **tag)
 
         thread = threading.Thread(target=pump, name="pump-trace", daemon=True)
         thread.start()

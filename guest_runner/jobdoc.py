@@ -23,6 +23,10 @@ DEFAULT_OUTPUT_CAP = 1024 * 1024
 # A plain pip install of a small sdist is ~1.5 MB of trace; its lines are the evidence.
 DEFAULT_TRACE_CAP = 16 * 1024 * 1024
 DEFAULT_NPROC = 512
+#: Seconds the runner waits for the host's answer to the metadata it built.
+DEFAULT_METADATA_WAIT = 1800.0
+#: The file the host writes into the job directory when it has that answer.
+DEPENDENCIES_READY = "dependencies.json"
 
 
 class JobDocumentError(ValueError):
@@ -38,6 +42,14 @@ class JobDocument:
     (no markers) whose wheels the host put in the job directory; the tests phase
     installs them, best effort. ``timeouts`` maps a phase to seconds; a phase
     missing there gets :data:`DEFAULT_TIMEOUTS`.
+
+    ``build_metadata``: the release has no static metadata; the install phase first
+    builds it (stage ``metadata``), reports it and waits up to ``metadata_wait``
+    seconds for the host to put the dependencies' wheels in the job directory and
+    write :data:`DEPENDENCIES_READY`. ``build_requires`` (pip arguments) and
+    ``build_imports`` (distributions ``setup.py`` imports without declaring them,
+    their wheels in the job directory) are installed into the venv when a build
+    fails on a missing module, before the build is retried without isolation.
     """
 
     job_id: int | str
@@ -46,6 +58,10 @@ class JobDocument:
     files: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()
     test_requirements: tuple[str, ...] = ()
+    build_requires: tuple[str, ...] = ()
+    build_imports: tuple[str, ...] = ()
+    build_metadata: bool = False
+    metadata_wait: float = DEFAULT_METADATA_WAIT
     phases: tuple[str, ...] = PHASES
     timeouts: Mapping[str, float] = field(default_factory=dict)
     output_cap: int = DEFAULT_OUTPUT_CAP
@@ -67,6 +83,10 @@ class JobDocument:
             "files": list(self.files),
             "requirements": list(self.requirements),
             "test_requirements": list(self.test_requirements),
+            "build_requires": list(self.build_requires),
+            "build_imports": list(self.build_imports),
+            "build_metadata": self.build_metadata,
+            "metadata_wait": self.metadata_wait,
             "phases": list(self.phases),
             "timeouts": dict(self.timeouts),
             "output_cap": self.output_cap,
@@ -117,6 +137,11 @@ class JobDocument:
                 f"job.json: 'entropy' must be a hex string, got {_kind(entropy)}"
             )
         epoch = data.get("epoch")
+        build_metadata = data.get("build_metadata", False)
+        if not isinstance(build_metadata, bool):
+            raise JobDocumentError(
+                f"job.json: 'build_metadata' must be a boolean, got {_kind(build_metadata)}"
+            )
         return cls(
             job_id=job_id,
             project=_string(data, "project"),
@@ -124,6 +149,12 @@ class JobDocument:
             files=files,
             requirements=_strings(data, "requirements"),
             test_requirements=_strings(data, "test_requirements"),
+            build_requires=_strings(data, "build_requires"),
+            build_imports=_strings(data, "build_imports"),
+            build_metadata=build_metadata,
+            metadata_wait=_positive(
+                data.get("metadata_wait", DEFAULT_METADATA_WAIT), "metadata_wait"
+            ),
             phases=phases,
             timeouts=checked,
             output_cap=_count(data, "output_cap", DEFAULT_OUTPUT_CAP),

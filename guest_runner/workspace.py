@@ -42,6 +42,8 @@ class Workspace:
         self.vpython = str(self.venv / "bin" / "python")
         self.scratch = Path(tempfile.mkdtemp(prefix="pyti-job-", dir=opts.scratch_dir))
         self.statuses: dict[str, str] = {}
+        #: set once a build needed the retry without isolation (guest_runner.phases.build)
+        self.build_retry: dict[str, object] | None = None
         self._src_root: Path | None = None
         self._src_extracted = False
         self.exec = Executor(
@@ -82,6 +84,7 @@ class Workspace:
         cwd: str | None = None,
         traced: bool = True,
         on_line: Callable[[str], None] | None = None,
+        stage: str | None = None,
     ) -> Result:
         """Run package-touching ``argv`` (see :meth:`Executor.run`); cwd defaults to run/."""
         return self.exec.run(
@@ -92,6 +95,7 @@ class Workspace:
             env=self.env(),
             traced=traced,
             on_line=on_line,
+            stage=stage,
         )
 
     def pip_install(self) -> list[str]:

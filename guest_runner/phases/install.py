@@ -1,4 +1,10 @@
-"""Install phase: the release into the job venv, offline, from the job dir and the wheelhouse."""
+"""Install phase: the release into the job venv, offline, from the job dir and the wheelhouse.
+
+A release without static metadata first goes through stage ``metadata``
+(`guest_runner.phases.metadata`): its dependencies come from the host after that.
+Builds go through `guest_runner.build.pip_build` (retried without isolation when
+``setup.py`` misses an undeclared import).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from guest_runner.budget import Budget
+from guest_runner.build import pip_build
 from guest_runner.outcome import Outcome, outcome_of, setup_error
+from guest_runner.phases import metadata
 from guest_runner.workspace import Workspace
 
 #: Marks the image's pre-built job venv (see the image builder's JOB_VENV).
@@ -39,6 +47,13 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
 def install_into_venv(ws: Workspace, budget: Budget) -> Outcome:
     target, kind = install_target(ws)
     pth_before = pth_files(ws.site_packages())
+    metadata_built = ws.job.build_metadata and kind == "sdist"
+    if metadata_built:
+        stopped = metadata.build(ws, budget, target)
+        if stopped is not None:
+            if ws.build_retry is not None:
+                stopped.fields["build_retry"] = ws.build_retry
+            return stopped
     built: list[str] = []
 
     def watch(line: str) -> None:
@@ -48,7 +63,7 @@ def install_into_venv(ws: Workspace, budget: Budget) -> Outcome:
 
     argv = [*ws.pip_install(), "--find-links", str(ws.job_dir)]
     argv += ["--find-links", ws.opts.wheels_dir, target]
-    result = ws.run_as_tester(argv, budget, phase="install", on_line=watch)
+    result = pip_build(ws, budget, argv, on_line=watch)
     ws.out.emit(
         "install_summary",
         "install",
@@ -56,6 +71,9 @@ def install_into_venv(ws: Workspace, budget: Budget) -> Outcome:
         kind=kind,
         built_wheel=normalize(ws.job.project) in built,
         built=built[:50],
+        metadata_built=metadata_built,
+        # {reason, stage, installed...} when a build was retried without isolation
+        build_retry=ws.build_retry,
     )
     # site.py runs every "import" line of a .pth at each interpreter start: the
     # classic way to keep running code after install. The trace cannot see content.

@@ -2,8 +2,9 @@
 
 1. **prepare** (host): ``prepare_release`` fetches the release files (sha256
    checked) and dependency wheels, never running package code. Without static
-   metadata, the metadata is built inside the VM (after boot) and resolved
-   from that.
+   metadata, the guest runner builds it (stage ``metadata`` of install, traced
+   like all package code) and the host fetches the dependencies it names while
+   the runner waits (``_answer_metadata``).
 2. **boot**: ``VM.start`` (snapshot restore when one fits) and ``Guest.connect``.
 3. **upload**: release files, wheelhouse and ``job.json`` over SFTP.
 4. **install / import / tests / quality**: the guest runner, streamed line by
@@ -18,6 +19,8 @@ the package's own (malformed metadata: ``failed``) or that leaves nothing to tes
 (no file for the guest, dependencies with no wheel: ``incomplete``) is that outcome
 instead (``PrepareError.outcome``), never retried. Every outcome but a plain
 ``passed`` has a one-line ``summary.reason``.
+What the package's own code does (hang, crash, fail its build, even while building
+metadata) is its result.
 """
 
 from __future__ import annotations
@@ -25,17 +28,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from typing import Any
 
 from protocol.vocabulary import Outcome, Verdict
 from slave.config import DEFAULT_PYPI_URL, SlaveConfig
 from slave.findings import Context, Finding
+from slave.findings.static_build import undeclared_import_findings
 from slave.findings.static_scan import static_findings
 from slave.image_builder.manifest import Image
 from slave.job.context import JobContext
 from slave.job.phases import (
     GUEST_JOB_DIR,
     HostPhaseTimeout,
-    guest_metadata,
+    answer_metadata,
     host_phase,
     phase_timeout,
     run_runner,
@@ -43,13 +48,15 @@ from slave.job.phases import (
 )
 from slave.job.record import Decision, RunRecord, default_reason
 from slave.prepare import (
+    DependencyUnavailable,
+    GuestTarget,
     PipOptions,
     PreparedRelease,
     PrepareError,
     ReleaseRequest,
     download_wheels,
     prepare_release,
-    resolve_from_metadata,
+    requirements_from_guest,
 )
 from slave.quality import build_report, runtime_indicators, static_indicators
 from slave.quality.indicator import Indicator
@@ -106,7 +113,7 @@ class VMExecutor:
                     static_indicators, prepared.files, unavailable=prepared.test_unavailable
                 )
             )
-            scan = asyncio.create_task(asyncio.to_thread(static_findings, prepared.files))
+            scan = asyncio.create_task(asyncio.to_thread(_static_findings, prepared))
             booted = await booting
             await self._in_vm(ctx, image, booted[1], prepared, record)
             await self._static_scan(ctx, scan, record)
@@ -202,31 +209,60 @@ class VMExecutor:
     ) -> None:
         async with host_phase(ctx, "upload", phase_timeout(ctx, "upload")):
             await upload(ctx, guest, prepared)
-            if prepared.needs_guest_metadata and prepared.sdist is not None:
-                await self._metadata_from_guest(ctx, guest, prepared, image)
-        await run_runner(ctx, guest, record)
 
-    async def _metadata_from_guest(
-        self, ctx: JobContext, guest: Guest, prepared: PreparedRelease, image: Image
+        async def on_metadata(fields: Mapping[str, Any]) -> None:
+            await self._answer_metadata(ctx, guest, prepared, image, fields)
+
+        await run_runner(ctx, guest, record, on_metadata)
+
+    async def _answer_metadata(
+        self,
+        ctx: JobContext,
+        guest: Guest,
+        prepared: PreparedRelease,
+        image: Image,
+        fields: Mapping[str, Any],
     ) -> None:
-        """No static metadata: build it in the guest, fetch the dependencies it names."""
-        assert prepared.sdist is not None
-        text = await guest_metadata(ctx, guest, prepared.sdist, phase_timeout(ctx, "install"))
-        if text is None:
-            return  # the install phase will fail the same way, traced
-        requirements = resolve_from_metadata(text)
-        wheels = await download_wheels(
-            requirements,
-            wheelhouse=prepared.wheelhouse,
-            cache_dir=self.config.work_dir / "cache",
-            python_version=image.python_version,
-            platform=str(image.manifest.get("platform") or self.config.guest_platform),
-            pip=self.pip,
+        """The runner built the metadata (traced): fetch the dependencies it names, upload
+        their wheels, tell the runner to go on.
+
+        A dependency no index has is the package's problem: the runner goes on and pip
+        fails the install, traced. The host failing to fetch (network, timeout) is ours:
+        the runner is told to stop and the job is an ``infra_error``.
+        """
+        platform = str(image.manifest.get("platform") or self.config.guest_platform)
+        target = GuestTarget(image.python_version, platform)
+        requirements = requirements_from_guest(
+            fields.get("requires_dist"), target.marker_environment(), prepared.project
         )
-        if wheels:
-            await guest.put(wheels, GUEST_JOB_DIR, timeout=None)
-        ctx.log.info("guest_metadata", phase="prepare", requirements=requirements,
-                     wheels=len(wheels))  # fmt: skip
+        answer: dict[str, Any] = {"proceed": True, "requirements": len(requirements)}
+        try:
+            async with asyncio.timeout(phase_timeout(ctx, "prepare")):
+                wheels = await download_wheels(
+                    requirements,
+                    wheelhouse=prepared.wheelhouse,
+                    cache_dir=self.config.work_dir / "cache",
+                    python_version=image.python_version,
+                    platform=platform,
+                    pip=self.pip,
+                )
+            async with asyncio.timeout(phase_timeout(ctx, "upload")):
+                if wheels:
+                    await guest.put(wheels, GUEST_JOB_DIR, timeout=None)
+            answer["wheels"] = len(wheels)
+        except DependencyUnavailable as exc:
+            if not exc.unsatisfiable:
+                answer = {"proceed": False, "reason": f"dependencies: {exc}"[:1000]}
+            else:
+                answer["unavailable"] = exc.requirements[:50]
+        except (PrepareError, TimeoutError) as exc:
+            reason = str(exc) or "timed out"
+            answer = {"proceed": False, "reason": f"dependencies: {reason}"[:1000]}
+        if not answer["proceed"]:
+            ctx.summary.setdefault("error", answer["reason"])
+        ctx.log.info("guest_metadata", phase="install", stage="metadata",
+                     requires=requirements[:100], answer=answer)  # fmt: skip
+        await answer_metadata(ctx, guest, answer)
 
     async def _teardown(self, ctx: JobContext, vm: VM, guest: Guest) -> None:
         """Stop the VM; at once (no graceful quit) when the job is being cancelled."""
@@ -269,6 +305,13 @@ class VMExecutor:
             return
         ctx.summary["quality"] = report.to_dict()
         ctx.log.info("quality_report", phase="quality", score=report.score)
+
+
+def _static_findings(prepared: PreparedRelease) -> list[Finding]:
+    """The static scan's findings and those of ``setup.py``'s undeclared imports."""
+    sdist = prepared.sdist
+    imports = undeclared_import_findings(sdist.name, prepared.build_imports) if sdist else []
+    return [*imports, *static_findings(prepared.files)]
 
 
 async def _settle(booting: asyncio.Task[tuple[VM, Guest]]) -> tuple[VM, Guest] | None:

@@ -1,4 +1,4 @@
-"""Host-side steps of a job that talk to the guest: upload, guest-built metadata, the runner.
+"""Host-side steps of a job that talk to the guest: upload, the runner (and its metadata hand-off).
 
 Each function here is one step of :class:`slave.job.executor.VMExecutor`; they log
 through the job's logger and record into the job's :class:`~slave.job.record.RunRecord`.
@@ -10,13 +10,12 @@ import asyncio
 import contextlib
 import json
 import secrets
-import shlex
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from guest_runner.jobdoc import JobDocument
+from guest_runner.jobdoc import DEPENDENCIES_READY, JobDocument
 from protocol.events import PHASES
 from slave.config import GUEST_PHASES
 from slave.errors import SlaveError
@@ -95,6 +94,11 @@ def job_document(ctx: JobContext, prepared: PreparedRelease) -> JobDocument:
         files=tuple(p.name for p in prepared.files),
         requirements=tuple(prepared.requirements),
         test_requirements=guest_test_requirements(prepared),
+        build_requires=_pip_arguments(prepared.build_requires),
+        build_imports=tuple(prepared.build_import_wheels),
+        build_metadata=prepared.needs_guest_metadata and prepared.sdist is not None,
+        # the host's side of the hand-off: fetch the wheels, upload them, then the answer
+        metadata_wait=phase_timeout(ctx, "prepare") + phase_timeout(ctx, "upload") + 60.0,
         phases=GUEST_PHASES,
         timeouts={p: phase_timeout(ctx, p) for p in GUEST_PHASES},
         output_cap=ctx.config.output_cap,
@@ -115,6 +119,14 @@ def guest_test_requirements(prepared: PreparedRelease) -> tuple[str, ...]:
     return tuple(wanted)
 
 
+def _pip_arguments(requirements: Sequence[str]) -> tuple[str, ...]:
+    wanted: list[str] = []
+    for text in requirements:
+        with contextlib.suppress(DependencyUnavailable):
+            wanted.append(pip_argument(text))
+    return tuple(wanted)
+
+
 def _wheels(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.whl")) if directory.is_dir() else []
 
@@ -130,36 +142,22 @@ async def upload(ctx: JobContext, guest: Guest, prepared: PreparedRelease) -> No
     ctx.log.info("files_uploaded", phase="upload", files=len(paths), bytes=total)
 
 
-async def guest_metadata(ctx: JobContext, guest: Guest, sdist: Path, timeout: float) -> str | None:
-    """Core metadata of ``sdist`` built inside the guest (as ``tester``), or ``None``.
-
-    Used only when the release has no static metadata: building it runs the
-    package's build backend, which must never happen on the host.
-    """
-    script = (
-        'set -e; d=$(mktemp -d); chown tester: "$d"; '
-        'runuser -u tester -- python3 -m venv "$d/venv" >&2; '
-        'runuser -u tester -- "$d/venv/bin/pip" wheel --no-deps --no-index -q '
-        f"--find-links {GUEST_JOB_DIR} --find-links /opt/pyti/wheels "
-        f'-w "$d/out" {shlex.quote(GUEST_JOB_DIR + "/" + sdist.name)} >&2; '
-        "python3 -c \"import sys,zipfile,glob; w=glob.glob(sys.argv[1]+'/out/*.whl')[0]; "
-        "z=zipfile.ZipFile(w); "
-        "n=[m for m in z.namelist() if m.endswith('.dist-info/METADATA')][0]; "
-        'sys.stdout.write(z.read(n).decode())" "$d"'
-    )
-    result = await guest.run(["sh", "-c", script], timeout=timeout, max_output=8 << 20)
-    if result.exit_status != 0:
-        tail, _ = clean_text(result.stderr[-2000:], 2000)
-        ctx.log.warning("guest_metadata_failed", phase="prepare", stderr=tail)
-        return None
-    return result.stdout
-
-
 def _host_phase(phase: str | None) -> tuple[str | None, dict[str, Any]]:
     """The event's phase if the schema knows it; else None and the runner's name as a field."""
     if phase is None or phase in PHASES:
         return phase, {}
     return None, {"stage": phase}
+
+
+#: Called with the ``metadata`` event's fields when the guest built the release's metadata.
+OnMetadata = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+
+async def answer_metadata(ctx: JobContext, guest: Guest, answer: Mapping[str, Any]) -> None:
+    """Tell the waiting runner the host is done: ``dependencies.json`` into the job directory."""
+    path = ctx.job_dir / DEPENDENCIES_READY
+    await asyncio.to_thread(path.write_text, json.dumps(dict(answer)))
+    await guest.put([path], GUEST_JOB_DIR, timeout=60.0)
 
 
 class LineStream(Protocol):
@@ -178,12 +176,20 @@ class StreamingGuest(Protocol):
     def stream(self, cmd: Sequence[str], *, timeout: float | None = ...) -> LineStream: ...
 
 
-async def run_runner(ctx: JobContext, guest: StreamingGuest, record: RunRecord) -> None:
+async def run_runner(
+    ctx: JobContext,
+    guest: StreamingGuest,
+    record: RunRecord,
+    on_metadata: OnMetadata | None = None,
+) -> None:
     """Run the guest runner, turning each line into an event as it arrives.
 
     Enforces each guest phase's timeout from the host too (plus the configured
     margin): if the runner hangs, this returns with the phase recorded as
-    ``timed_out`` by the host, and the caller's teardown kills the VM.
+    ``timed_out`` by the host, and the caller's teardown kills the VM. The
+    package's hang is the package's result (``timed_out``), never ``infra_error``.
+    The runner's ``metadata`` event (stage ``metadata`` of install) is handed to
+    ``on_metadata`` while the runner waits; the phase's clock stops meanwhile.
     Raises ``GuestError`` if the SSH session breaks.
     """
     loop = asyncio.get_running_loop()
@@ -192,6 +198,7 @@ async def run_runner(ctx: JobContext, guest: StreamingGuest, record: RunRecord) 
     argv = ["python3", "-I", "-S", RUNNER, "--job", f"{GUEST_JOB_DIR}/job.json"]
     stream = guest.stream(argv, timeout=None)
     phase_started = time.monotonic()
+    answered = False
     try:
         async with asyncio.timeout(BETWEEN_PHASES) as deadline:
             async for line in stream:
@@ -217,6 +224,14 @@ async def run_runner(ctx: JobContext, guest: StreamingGuest, record: RunRecord) 
                     fphase, fextra = _host_phase(str(fields.pop("phase")))
                     level = _SEVERITY_LEVEL.get(finding.severity, "info")
                     ctx.emit("finding", level=level, phase=fphase, fields={**fields, **fextra})
+                if cleaned.event == "metadata" and on_metadata is not None and not answered:
+                    answered = True  # once: the runner asks once
+                    deadline.reschedule(None)  # on_metadata bounds its own time
+                    waited = time.monotonic()
+                    await on_metadata(cleaned.fields)
+                    phase_started += time.monotonic() - waited
+                    limit = phase_timeout(ctx, "install") + margin
+                    deadline.reschedule(loop.time() + limit - (time.monotonic() - phase_started))
     except TimeoutError:
         phase = record.current or "runner"
         seconds = time.monotonic() - phase_started

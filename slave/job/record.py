@@ -143,7 +143,7 @@ class RunRecord:
 
 
 _PHASE_KEYS = ("status", "duration_s", "exit_code", "signal", "signal_name", "reason",
-               "output_bytes", "output_dropped", "traced")  # fmt: skip
+               "output_bytes", "output_dropped", "traced", "stage")  # fmt: skip
 
 
 def _phase_entry(fields: Mapping[str, Any]) -> dict[str, Any]:

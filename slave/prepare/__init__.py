@@ -23,7 +23,10 @@ from slave.prepare.models import (
 )
 from slave.prepare.release import prepare_release
 from slave.prepare.testdeps import TestDependencies, find_test_dependencies
-from slave.prepare.wheelhouse import download_wheels, resolve_from_metadata
+from slave.prepare.wheelhouse import (
+    download_wheels,
+    requirements_from_guest,
+)
 
 __all__ = [
     "ChecksumMismatch",
@@ -41,5 +44,5 @@ __all__ = [
     "download_wheels",
     "find_test_dependencies",
     "prepare_release",
-    "resolve_from_metadata",
+    "requirements_from_guest",
 ]

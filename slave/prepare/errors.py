@@ -95,6 +95,15 @@ class DependencyUnavailable(PrepareError):
         transient = reason.startswith(_PIP_TIMEOUT)
         self.outcome = Outcome.INFRA_ERROR if transient else Outcome.INCOMPLETE
 
+    @property
+    def unsatisfiable(self) -> bool:
+        """The release asks for what nobody can give (no such distribution, a URL), as
+        opposed to the host failing to fetch it (network, index, timeout)."""
+        return any(words in self.reason for words in _UNSATISFIABLE)
+
+
+_UNSATISFIABLE = ("No matching distribution found for", "direct URL references are not fetched")
+
 
 class MetadataError(PrepareError):
     """A release file's metadata cannot be read safely: the package's own fault."""

@@ -12,7 +12,7 @@ Everything here is synchronous and CPU-bound: coroutines call it via ``to_thread
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from email.parser import Parser
 from email.policy import compat32
@@ -122,13 +122,17 @@ class SdistContents:
     """PKG-INFO and pyproject.toml of an sdist, each ``None`` when absent or unusable.
 
     ``files`` holds the extra members a caller asked for (``also``), by path relative
-    to the sdist's root; a member too big to be what it claims is left out.
+    to the sdist's root, and always ``setup.py``/``setup.cfg`` when present; a member
+    too big to be what it claims is left out. ``modules``: the names the release's own
+    code could be imported as (top-level and second-level directories and ``.py``
+    files: ``pkg/``, ``src/pkg/``, ``helper.py``).
     """
 
     pkg_info: CoreMetadata | None
     pyproject: dict[str, Any] | None
     pyproject_error: str | None = None
     files: dict[str, bytes] = field(default_factory=dict)
+    modules: frozenset[str] = frozenset()
 
 
 def read_sdist_metadata(path: Path, also: Callable[[str], bool] | None = None) -> SdistContents:
@@ -152,11 +156,14 @@ def read_sdist_metadata(path: Path, also: Callable[[str], bool] | None = None) -
             pkg_info_bytes: bytes | None = None
             pyproject_bytes: bytes | None = None
             files: dict[str, bytes] = {}
+            modules = _own_modules(m.name[len(prefix) :] for m in members)
             for member in members:
                 if not member.is_file or not member.name.startswith(prefix):
                     continue
                 relative = member.name[len(prefix) :]
-                if relative == "PKG-INFO":
+                if relative in _BUILD_SCRIPTS and member.size <= MAX_EXTRA_FILE_BYTES:
+                    files[relative] = archive.read(member.name, MAX_EXTRA_FILE_BYTES)
+                elif relative == "PKG-INFO":
                     pkg_info_bytes = archive.read(member.name, max_bytes=_MAX_METADATA_BYTES)
                 elif relative == "pyproject.toml":
                     pyproject_bytes = archive.read(member.name, max_bytes=_MAX_PYPROJECT_BYTES)
@@ -174,11 +181,29 @@ def read_sdist_metadata(path: Path, also: Callable[[str], bool] | None = None) -
         else None
     )
     if pyproject_bytes is None:
-        return SdistContents(pkg_info, None, files=files)
+        return SdistContents(pkg_info, None, files=files, modules=modules)
     try:
-        return SdistContents(pkg_info, tomllib.loads(pyproject_bytes.decode("utf-8")), files=files)
+        pyproject = tomllib.loads(pyproject_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        return SdistContents(pkg_info, None, f"pyproject.toml: {exc}", files)
+        return SdistContents(pkg_info, None, f"pyproject.toml: {exc}", files, modules)
+    return SdistContents(pkg_info, pyproject, files=files, modules=modules)
+
+
+_BUILD_SCRIPTS = frozenset({"setup.py", "setup.cfg"})
+
+
+def _own_modules(paths: Iterable[str]) -> frozenset[str]:
+    """Importable names of the release's own top- and second-level entries."""
+    names: set[str] = set()
+    for path in paths:
+        parts = [p for p in path.split("/") if p]
+        for depth, part in enumerate(parts[:2]):
+            is_dir = depth < len(parts) - 1
+            if is_dir:
+                names.add(part)
+            elif part.endswith((".py", ".pyx")) or ".cpython-" in part or part.endswith(".so"):
+                names.add(part.split(".", 1)[0])
+    return frozenset(n for n in names if n.isidentifier())
 
 
 def build_requirements(sdist: SdistContents) -> list[str]:

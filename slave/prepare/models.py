@@ -10,6 +10,8 @@ from typing import Literal
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
 
+from slave.prepare.build_imports import BuildImport
+
 MetadataSource = Literal["wheel", "pkg-info", "pyproject"]
 
 
@@ -156,13 +158,17 @@ class PreparedRelease:
     requirements. ``requirements``: the release's dependencies that apply to the
     guest (markers evaluated for it), as written in the metadata.
     ``metadata_source`` says where they were read; ``None`` with
-    ``needs_guest_metadata=True`` when no static metadata exists (then the slave
-    builds metadata in the VM, calls `resolve_from_metadata` and `download_wheels`).
+    ``needs_guest_metadata=True`` when no static metadata exists (then the guest
+    runner builds it, traced, and the slave fetches what it names with
+    `requirements_from_guest` and `download_wheels`).
     ``test_requirements``: what the tests need beyond ``requirements``, as pip
     arguments (markers evaluated for the guest), read statically from
     ``test_sources`` (``"extra:test"``, ``"dependency-groups:tests"``, ``"tox.ini"``,
     ``"requirements/tests.txt"``... see `slave.prepare.testdeps`); fetched best
     effort: those that could not be had as wheels are in ``test_unavailable``.
+    ``build_imports``: what ``setup.py`` imports at its top without declaring it
+    (`slave.prepare.build_imports`; only when the guest builds the sdist), each a
+    finding; ``build_import_wheels``: their distributions whose wheels were fetched.
     """
 
     project: str
@@ -178,6 +184,8 @@ class PreparedRelease:
     test_requirements: list[str] = field(default_factory=list)
     test_sources: list[str] = field(default_factory=list)
     test_unavailable: list[str] = field(default_factory=list)
+    build_imports: list[BuildImport] = field(default_factory=list)
+    build_import_wheels: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
         """What the job summary records of preparation (``summary["prepare"]``), capped."""
@@ -187,6 +195,8 @@ class PreparedRelease:
             "test_sources": self.test_sources[:_SUMMARY_ITEMS],
             "test_requirements": self.test_requirements[:_SUMMARY_ITEMS],
             "test_unavailable": self.test_unavailable[:_SUMMARY_ITEMS],
+            "build_imports": [b.module for b in self.build_imports[:_SUMMARY_ITEMS]],
+            "build_import_wheels": self.build_import_wheels[:_SUMMARY_ITEMS],
         }
 
     @property

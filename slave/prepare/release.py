@@ -19,6 +19,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from slave.prepare.build_imports import BuildImport, undeclared_imports
 from slave.prepare.cache import BlobCache
 from slave.prepare.errors import DependencyUnavailable, MetadataError, ReleaseNotFound
 from slave.prepare.fetch import download_file, fetch_listing, select_files, take_upload
@@ -47,6 +48,8 @@ log = structlog.get_logger(__name__)
 _JOINT_ATTEMPTS = 3
 # pip's words when it names the requirement it cannot satisfy (see wheelhouse.py)
 _NOT_FOUND = "No matching distribution found for"
+#: seconds for fetching the wheels of setup.py's undeclared imports (a bonus, best effort)
+_BUILD_IMPORTS_BUDGET = 120.0
 
 
 @contextlib.asynccontextmanager
@@ -195,6 +198,18 @@ async def prepare_release(
     build_requires = for_guest(meta.build_requires, env) if wheel is None else []
     if build_requires:
         await fetch(build_requires)
+    build_imports: list[BuildImport] = []
+    import_wheels: list[str] = []
+    if wheel is None and contents is not None and "setup.py" in contents.files:
+        build_imports = undeclared_imports(
+            contents.files["setup.py"],
+            build_requires=meta.build_requires,
+            setup_cfg=contents.files.get("setup.cfg"),
+            own_modules=contents.modules,
+        )
+        import_wheels = await _fetch_best_effort(
+            fetch, [b.distribution for b in build_imports], _BUILD_IMPORTS_BUDGET
+        )
 
     prepared = PreparedRelease(
         project=project,
@@ -210,6 +225,8 @@ async def prepare_release(
         test_requirements=tests.requirements,
         test_sources=tests.sources,
         test_unavailable=unavailable,
+        build_imports=build_imports,
+        build_import_wheels=import_wheels,
     )
     log.info(
         "release_prepared",
@@ -221,8 +238,35 @@ async def prepare_release(
         test_sources=tests.sources,
         test_requirements=len(tests.requirements),
         test_unavailable=len(unavailable),
+        build_imports=[b.module for b in build_imports],
+        build_import_wheels=import_wheels,
     )
     return prepared
+
+
+async def _fetch_best_effort(
+    fetch: Callable[[list[str]], Awaitable[list[Path]]], wanted: list[str], budget: float
+) -> list[str]:
+    """The requirements of ``wanted`` whose wheels could be had: all at once, else one by one."""
+    if not wanted:
+        return []
+    got: list[str] = []
+    try:
+        async with asyncio.timeout(budget):
+            try:
+                await fetch(wanted)
+                return list(wanted)
+            except DependencyUnavailable:
+                pass
+            for requirement in wanted:
+                try:
+                    await fetch([requirement])
+                except DependencyUnavailable:
+                    continue
+                got.append(requirement)
+    except TimeoutError:
+        log.warning("build_imports_budget_exceeded", budget=budget, fetched=got)
+    return got
 
 
 async def _fetch_with_tests(

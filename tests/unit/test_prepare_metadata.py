@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from packaging.tags import Tag
 
-from slave.prepare import GuestTarget, MetadataError, resolve_from_metadata
+from slave.prepare import GuestTarget, MetadataError, requirements_from_guest
 from slave.prepare.errors import DependencyUnavailable
 from slave.prepare.metadata import (
     DEFAULT_BUILD_REQUIRES,
@@ -150,12 +150,12 @@ def test_pip_argument_strips_markers_and_refuses_urls() -> None:
         pip_argument("a @ https://example.invalid/a.whl")
 
 
-def test_resolve_from_metadata_reads_guest_built_metadata() -> None:
-    """Metadata text from the guest yields its Requires-Dist; garbage is MetadataError."""
-    text = "Metadata-Version: 2.1\nName: a\nVersion: 1\nRequires-Dist: b>=1\n\nlong description\n"
-    assert resolve_from_metadata(text) == ["b>=1"]
-    with pytest.raises(MetadataError):
-        resolve_from_metadata("this is not metadata")
+def test_requirements_from_guest_keeps_valid_ones_for_the_guest() -> None:
+    """The guest's requires_dist: invalid strings dropped, markers applied, self followed."""
+    env = GuestTarget("3.11", "manylinux_2_36_x86_64").marker_environment()
+    sent = ["b>=1", "not a requirement !!", 7, 'c; python_version < "3"', "A[x]", 'd; extra == "x"']
+    assert requirements_from_guest(sent, env, "a") == ["b>=1", 'd; extra == "x"']
+    assert requirements_from_guest("b>=1", env, "a") == []
 
 
 def test_self_references_are_followed_not_fetched() -> None:

@@ -152,6 +152,30 @@ async def test_pyproject_dependencies_when_pkg_info_is_old(pypi: FakePyPI, tmp_p
     assert "dep_b-2.1-py3-none-any.whl" in wheel_names(prepared)
 
 
+async def test_undeclared_setup_py_imports_are_listed_and_fetched(
+    pypi: FakePyPI, tmp_path: Path
+) -> None:
+    """setup.py's undeclared imports (syntax tree only): listed, wheels fetched best effort."""
+    serve_deps(pypi, tmp_path / "idx")
+    setup = dedent(
+        """
+        import os
+        import dep_a
+        import nowhere_to_be_found
+        import dynapp
+        from setuptools import setup
+        raise SystemExit("never run on the host")
+        """
+    )
+    files = {"setup.py": setup, "dynapp/__init__.py": ""}
+    pypi.add(build_sdist(tmp_path / "d", "dyn-app", "1.0", files, metadata_version="2.1"))
+    prepared = await prepare(pypi, tmp_path, ReleaseRequest("dyn-app"))
+    assert [b.module for b in prepared.build_imports] == ["dep_a", "nowhere_to_be_found"]
+    assert prepared.build_import_wheels == ["dep_a"]
+    assert "dep_b-2.1-py3-none-any.whl" in wheel_names(prepared)
+    assert prepared.summary()["build_imports"] == ["dep_a", "nowhere_to_be_found"]
+
+
 async def test_dynamic_setup_py_needs_guest_metadata(pypi: FakePyPI, tmp_path: Path) -> None:
     """Dependencies computed by setup.py are left to the guest; build tools are fetched."""
     serve_deps(pypi, tmp_path / "idx")

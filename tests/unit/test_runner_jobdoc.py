@@ -27,6 +27,10 @@ def test_round_trip_keeps_every_field() -> None:
         files=("demo-1.0.tar.gz",),
         requirements=("attrs>=22",),
         test_requirements=("hypothesis", "trio>=0.22"),
+        build_requires=("setuptools>=61",),
+        build_imports=("requests",),
+        build_metadata=True,
+        metadata_wait=42.0,
         phases=("install", "tests"),
         timeouts={"install": 60.0, "tests": 30.0},
         output_cap=1000,
@@ -43,6 +47,7 @@ def test_defaults_fill_what_is_missing() -> None:
     doc = JobDocument.from_json(minimal(timeouts={"tests": 5}))
     assert doc.phases == PHASES
     assert doc.test_requirements == ()
+    assert (doc.build_requires, doc.build_imports, doc.build_metadata) == ((), (), False)
     assert doc.timeout("tests") == 5.0
     assert doc.timeout("install") == DEFAULT_TIMEOUTS["install"]
 
@@ -57,6 +62,9 @@ def test_defaults_fill_what_is_missing() -> None:
         (minimal(files="demo.whl"), "'files' must be a list of strings"),
         (minimal(files=["../etc/passwd"]), "not a plain file name"),
         (minimal(test_requirements=[1]), "'test_requirements'"),
+        (minimal(build_imports="requests"), "'build_imports' must be a list of strings"),
+        (minimal(build_metadata=1), "'build_metadata' must be a boolean"),
+        (minimal(metadata_wait=0), "'metadata_wait' must be positive"),
         (minimal(phases=["install", "deploy"]), "unknown phase 'deploy'"),
         (minimal(timeouts={"tests": "900"}), "'timeouts.tests' must be a number"),
         (minimal(timeouts={"tests": 0}), "'timeouts.tests' must be positive"),
