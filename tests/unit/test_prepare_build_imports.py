@@ -109,13 +109,13 @@ def test_import_names_map_to_distributions() -> None:
 
 
 def test_each_undeclared_import_is_a_static_install_finding() -> None:
-    """medium, phase install, source static, evidence file:line: code, target names the module."""
+    """low, phase install, source static, evidence file:line: code, target names the module."""
     (finding,) = undeclared_import_findings(
         "evil-1.0.tar.gz", [BuildImport("requests", "requests", 3, "import requests")]
     )
     assert (finding.rule, finding.severity, finding.phase, finding.source) == (
         RULE,
-        "medium",
+        "low",
         "install",
         "static",
     )
