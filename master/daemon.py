@@ -26,7 +26,7 @@ from master.feed.watcher import FeedWatcher
 from master.http.app import create_app
 from master.metrics import Metrics
 from master.slaves.listener import SlaveListener
-from master.tasks import cancel_and_wait
+from pyti.tasks import cancel_and_wait
 
 log = structlog.get_logger("master.daemon")
 

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from protocol.errors import ConnectionClosed, PeerTimeout, ProtocolError
 from protocol.framing import MAX_FRAME, pack, read_frame
 from protocol.messages import Bye, Heartbeat, Message, decode, encode
+from pyti.tasks import cancel_and_wait
 
 
 class State(enum.Enum):
@@ -236,13 +237,7 @@ class Connection:
 
     async def _cleanup(self, bye: str | None) -> None:
         current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        for task in self._tasks:
-            if task is not current:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        errors = await cancel_and_wait(*(t for t in self._tasks if t is not current))
         # Tell the peer why, unless it is gone or not reading anyway.
         tell = bye is not None or not isinstance(self._error, PeerTimeout | ConnectionClosed)
         if tell and not self._writer.is_closing():
@@ -261,6 +256,8 @@ class Connection:
         except (OSError, RuntimeError):
             pass
         self._set_state(State.CLOSED)
+        if errors:
+            raise errors[0]  # a loop failed on its own (a bug): surfaced once all is closed
 
     async def _read_loop(self) -> None:
         try:

@@ -6,7 +6,10 @@
 - ``pyti.logging``: structlog set-up of both daemons.
 - ``pyti.settings``: the one loader of settings files (master, slave, ``[feed]``,
   image recipes): declared fields, strict types, clear errors.
+- ``pyti.tasks``: ``cancel_and_wait``, ending owned tasks without swallowing
+  the caller's own cancellation (standard library only).
 
 This package imports neither ``master`` nor ``slave`` (a unit test walks the
-imports); they import it.
+imports); they import it. ``protocol`` imports ``pyti.tasks``, so nothing here
+imports ``protocol`` either.
 """

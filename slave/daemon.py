@@ -46,6 +46,7 @@ from protocol.messages import (
     RunningJob,
 )
 from protocol.vocabulary import Outcome
+from pyti.tasks import cancel_and_wait
 from slave.config import SlaveConfig
 from slave.job.active import ActiveJob, ActiveState
 from slave.job.context import Executor, JobContext
@@ -158,16 +159,13 @@ class SlaveDaemon:
             await self._stop.wait()
             await self._shutdown()
         finally:
-            for job in list(self.jobs.values()):
-                if job.task is not None and not job.task.done():
-                    job.task.cancel()
-            await asyncio.gather(
-                *(j.task for j in self.jobs.values() if j.task is not None),
-                return_exceptions=True,
-            )
-            link_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await link_task
+            # Jobs first (a cancelled job reports nothing), then the link.
+            for error in await cancel_and_wait(
+                *(j.task for j in self.jobs.values() if j.task is not None)
+            ):
+                log.error("job_task_failed", error=repr(error))
+            for error in await cancel_and_wait(link_task):
+                log.error("link_failed", error=repr(error))
             for job in self.jobs.values():
                 job.spool.close()
 
@@ -317,8 +315,7 @@ class SlaveDaemon:
         prior = job.state
         job.set_state(ActiveState.DROPPED)
         if job.task is not None and not job.task.done() and prior is not ActiveState.REPORTED:
-            job.task.cancel()
-            await asyncio.wait([job.task])
+            await cancel_and_wait(job.task)  # _run_job never raises
         self._forget(job)
 
     def _forget(self, job: ActiveJob) -> None:

@@ -16,7 +16,6 @@ response, streamed ones included, in ``on_response_prepare``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -43,6 +42,7 @@ from master.http.routes import add_page_routes, routes
 from master.http.sse import EncodedEvents
 from master.http.validation import MAX_JSON_BODY, ApiError
 from master.metrics import Metrics
+from pyti.tasks import cancel_and_wait
 
 log = structlog.get_logger("pyti.master.http")
 
@@ -169,9 +169,8 @@ async def _callback_sender(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for error in await cancel_and_wait(task):
+            log.error("callback_sender_failed", error=repr(error))
 
 
 async def _close_streams(app: web.Application) -> None:

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 import structlog
 
 from master.slaves.session import SlaveSession
-from master.tasks import cancel_and_wait
 from master.throttle import LogThrottle
 from protocol.connection import Connection
 from protocol.errors import HandshakeFailed, ProtocolError
 from protocol.handshake import server_handshake
 from protocol.messages import Auth, Heartbeat
+from pyti.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from master.context import MasterContext

@@ -36,7 +36,6 @@ from master.slaves.handlers import SlaveHandlers, SlaveStatus
 from master.slaves.holdings import Holdings
 from master.slaves.registry import SlaveInfo
 from master.store.errors import JobNotFound, StaleLease, StoreError
-from master.tasks import cancel_and_wait
 from protocol.connection import Connection
 from protocol.errors import ConnectionClosed
 from protocol.messages import (
@@ -55,6 +54,7 @@ from protocol.messages import (
     Message,
 )
 from protocol.vocabulary import Outcome
+from pyti.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from master.context import MasterContext

@@ -36,6 +36,7 @@ import aiosqlite
 
 from master.store.errors import SchemaTooNew, StoreError
 from master.store.schema import MIGRATIONS, project_key
+from pyti.tasks import cancel_and_wait
 
 T = TypeVar("T")
 Writer = Callable[[sqlite3.Connection], T]
@@ -271,10 +272,7 @@ class Database:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(30.0):
                 await self._queue.join()
-        for task in (self._task, self._checkpointer):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        errors = await cancel_and_wait(self._task, self._checkpointer)
         while not self._queue.empty():
             w = self._queue.get_nowait()
             if not w.future.done():
@@ -282,6 +280,8 @@ class Database:
         await self._reader.close()
         await asyncio.get_running_loop().run_in_executor(self._executor, self._writer.close)
         self._executor.shutdown(wait=True)
+        if errors:
+            raise errors[0]  # a task failed on its own: a bug, surfaced once all is closed
 
 
 def _one(conn: sqlite3.Connection, w: _Write, *, savepoint: bool) -> Any:

@@ -22,6 +22,7 @@ from master.store.db import Database, query
 from master.store.errors import StaleLease, StoreError
 from master.store.rows import MAX_NAME_CHARS, capped_fields, event_from_row
 from protocol.events import Event
+from pyti.tasks import cancel_and_wait
 
 QUEUE_LIMIT = 1024
 GROUP_EVENTS = 20_000
@@ -108,19 +109,23 @@ class EventWriter:
         return await fut
 
     async def close(self) -> None:
-        """Store what is queued, then stop the task."""
+        """Store what is queued, then stop the task.
+
+        Batches still queued fail with ``StoreError``. If the task had failed on
+        its own, that error is raised once everything is closed.
+        """
         if self._task is None:
             return
         with contextlib.suppress(asyncio.TimeoutError):
             async with asyncio.timeout(10.0):
                 await self._queue.join()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        errors = await cancel_and_wait(self._task)
         while not self._queue.empty():
             batch = self._queue.get_nowait()
             if not batch.future.done():
                 batch.future.set_exception(StoreError("the store closed"))
+        if errors:
+            raise errors[0]
 
     async def _run(self) -> None:
         while True:

@@ -124,6 +124,24 @@ async def test_close_is_idempotent_and_send_after_close_fails() -> None:
             await a.send(JobAccept(job_id=1, lease=1))
 
 
+class _BrokenReader:
+    """A stream reader with a bug: its first read raises something no decoder expects."""
+
+    async def readexactly(self, n: int) -> bytes:
+        raise RuntimeError("bug in the reader")
+
+
+async def test_a_loop_that_failed_on_its_own_surfaces_from_close_after_the_socket_closed() -> None:
+    """A loop's own failure is not swallowed: close() raises it once the close is complete."""
+    async with stream_pair() as p:
+        conn = Connection(_BrokenReader(), p.server_writer, name="a")  # type: ignore[arg-type]
+        conn.start()
+        with pytest.raises(RuntimeError, match="bug in the reader"):
+            await conn.close()
+        assert conn.state is State.CLOSED
+        assert p.server_writer.is_closing()
+
+
 async def test_cancelled_recv_loses_nothing() -> None:
     """Cancelling a waiting recv() does not swallow the next message."""
     async with pair() as (a, b, _):

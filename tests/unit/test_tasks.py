@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from master.tasks import cancel_and_wait
+from pyti.tasks import cancel_and_wait
 
 
 async def test_the_tasks_own_cancellation_ends_there_and_failures_are_returned() -> None:

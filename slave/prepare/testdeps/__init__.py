@@ -1,0 +1,58 @@
+"""Test dependencies of a release, read statically from where projects declare them.
+
+Nothing here runs project code (no ``noxfile.py``, no ``setup.py``, no build
+backend): the sources are data in the release files, read through `SafeArchive` by
+`read_sdist_metadata` (``also=wanted_file``) in one pass over the sdist. In order:
+
+1. extras named ``test``/``tests``/``testing``/``dev`` (wheel METADATA, PKG-INFO,
+   pyproject ``[project.optional-dependencies]``) -> ``extra:<name>``;
+2. PEP 735 ``[dependency-groups]`` of the same names, ``{include-group = ...}``
+   followed, cycles cut -> ``dependency-groups:<name>``;
+3. tox: ``tox.ini`` ``[testenv]`` ``deps``/``extras``/``dependency_groups`` ->
+   ``tox.ini``; pyproject ``[tool.tox]`` (``legacy_tox_ini`` or the native
+   ``env_run_base``) -> ``pyproject:tool.tox``;
+4. hatch: ``[tool.hatch.envs.test|tests|hatch-test|default]`` ``dependencies``,
+   ``extra-dependencies``, ``features`` -> ``hatch:<env>``;
+5. ``[tool.pdm.dev-dependencies]`` and poetry's ``[tool.poetry.group.<name>]`` /
+   ``[tool.poetry.dev-dependencies]`` -> ``pdm:<group>``, ``poetry:<group>``;
+6. requirement files named for tests (``test-requirements.txt``,
+   ``requirements-test*.txt``, ``requirements*/test*.txt``, ``tests/requirements.txt``
+   ...) -> their path; files named for dev (``requirements-dev.txt``,
+   ``dev-requirements.txt``, ``requirements/dev*.txt``) only when no test-named
+   file exists (they are often pinned lock files of every tool). ``-r``/``-c``
+   includes are followed inside the sdist only (depth `requirement_files.MAX_DEPTH`); ``-e``, URLs,
+   local paths and options are skipped (``.[extra]`` means the project's own extra).
+
+Markers are evaluated for the guest. The project itself is dropped and its own
+extras (``pkg[test]``, ``.[test]``) expanded. Each project name appears once, with
+the first source's specifier (sources in the order above), so sources never
+conflict with each other; names the release needs at runtime are left to the
+runtime requirement. ``pytest`` is added when nothing names it.
+
+Sources named ``dev`` are broad: tooling that never affects test results is dropped
+from them (`DEV_TOOLING`); test-named sources are taken whole (a sphinx extension's
+tests need sphinx).
+
+Modules: ``requirement_files`` (which files, their lines and includes), ``pyproject``
+(tables, PEP 735 groups, poetry versions), ``tox`` (``[testenv]`` values),
+``collector`` (`Collector`: names once, markers, own extras, `DEV_TOOLING`), and
+``sources`` (`find_test_dependencies`: every source in the order above).
+"""
+
+from slave.prepare.testdeps.collector import DEV_TOOLING
+from slave.prepare.testdeps.requirement_files import wanted_file
+from slave.prepare.testdeps.sources import (
+    DEV_NAMES,
+    TEST_NAMES,
+    TestDependencies,
+    find_test_dependencies,
+)
+
+__all__ = [
+    "DEV_NAMES",
+    "DEV_TOOLING",
+    "TEST_NAMES",
+    "TestDependencies",
+    "find_test_dependencies",
+    "wanted_file",
+]

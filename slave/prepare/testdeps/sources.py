@@ -1,0 +1,210 @@
+"""Every source of test dependencies, in the package docstring's order, combined."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from slave.prepare.metadata import SdistContents
+from slave.prepare.testdeps.collector import Collector, extra_names, own_extras_reader
+from slave.prepare.testdeps.pyproject import (
+    dependency_group,
+    poetry_requirement,
+    strings,
+    table,
+)
+from slave.prepare.testdeps.requirement_files import (
+    DEV_FILE,
+    SELF,
+    TEST_FILE,
+    RequirementFiles,
+    pdm_lines,
+    requirement_name,
+)
+from slave.prepare.testdeps.tox import split_list, tox_section, tox_values
+
+TEST_NAMES = frozenset({"test", "tests", "testing"})
+DEV_NAMES = frozenset({"dev"})
+# ``tests37``, ``test-py38``, ``tests-3.7`` (the digits right before the suffix)
+_PYTHON_TAG = re.compile(r"(?:py|[-_.]|[a-z])(3)\.?(\d{1,2})$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class TestDependencies:
+    """What the tests need beyond the runtime requirements, for the guest.
+
+    ``requirements`` are pip arguments (markers already evaluated, none left);
+    ``sources`` name where they were found, in order.
+    """
+
+    __test__ = False  # not a pytest class, despite the name
+
+    requirements: list[str]
+    sources: list[str]
+
+
+def _is_test(name: str) -> bool:
+    return canonicalize_name(name) in TEST_NAMES
+
+
+def _is_dev(name: str) -> bool:
+    return canonicalize_name(name) in DEV_NAMES
+
+
+def find_test_dependencies(
+    *,
+    project: str,
+    requires_dist: list[str] | None,
+    sdist: SdistContents | None,
+    environment: Mapping[str, str],
+    runtime: Iterable[str] = (),
+) -> TestDependencies:
+    """The release's test dependencies for the guest (see the package docstring).
+
+    ``requires_dist`` is the static metadata's (``None`` when unknown: PKG-INFO's is
+    then used as a best guess); ``runtime`` are the runtime requirements, whose names
+    are not repeated. Never raises on malformed sources: they are skipped.
+    """
+    pyproject = (sdist.pyproject if sdist else None) or {}
+    files = sdist.files if sdist else {}
+    if requires_dist is None and sdist is not None and sdist.pkg_info is not None:
+        requires_dist = sdist.pkg_info.requires_dist
+    requires_dist = requires_dist or []
+    project_table = table(pyproject, "project")
+    optional = (
+        {}
+        if "optional-dependencies" in strings(project_table.get("dynamic"))
+        else table(project_table, "optional-dependencies")
+    )
+    sources = _Sources(
+        project,
+        pyproject,
+        files,
+        Collector(
+            project,
+            environment,
+            own_extras_reader(requires_dist, optional, environment),
+            [requirement_name(r) for r in runtime],
+        ),
+        [*extra_names(requires_dist), *optional],
+        environment,
+    )
+    sources.collect(_is_test, dev=False)
+    sources.collect(_is_dev, dev=True)
+    collector = sources.collector
+    if "pytest" not in collector.taken:
+        collector.requirements.append("pytest")
+    return TestDependencies(collector.requirements, collector.sources)
+
+
+class _Sources:
+    """Reads every source kind of one release into a `Collector`."""
+
+    def __init__(
+        self,
+        project: str,
+        pyproject: dict[str, Any],
+        files: Mapping[str, bytes],
+        collector: Collector,
+        extra_names: list[str],
+        environment: Mapping[str, str],
+    ) -> None:
+        self.project = project
+        self.pyproject = pyproject
+        self.tool = table(pyproject, "tool")
+        self.groups = table(pyproject, "dependency-groups")
+        self.files = files
+        self.requirement_files = RequirementFiles(files)
+        self.collector = collector
+        self.extra_names = extra_names
+        self.python = tuple(environment.get("python_version", "").split(".")[:2])
+
+    def collect(self, named: Callable[[str], bool], *, dev: bool) -> None:
+        """Every source whose name ``named`` accepts; the dev pass filters `DEV_TOOLING`."""
+        add = self.collector.add
+        for name in self.extra_names:
+            if named(name):
+                self.collector.own_extras(f"extra:{name}", [name], dev=dev)
+        for name in self.groups:
+            if named(name):
+                add(f"dependency-groups:{name}", dependency_group(self.groups, name), dev=dev)
+        if not dev:
+            self._tox()
+        hatch_envs = table(self.tool, "hatch", "envs")
+        for env_name in ("default",) if dev else ("test", "tests", "hatch-test"):
+            env = table(hatch_envs, env_name)
+            deps = [*strings(env.get("dependencies")), *strings(env.get("extra-dependencies"))]
+            add(f"hatch:{env_name}", deps, dev=dev)
+            self.collector.own_extras(f"hatch:{env_name}", strings(env.get("features")), dev=dev)
+        for name, reqs in table(self.tool, "pdm", "dev-dependencies").items():
+            if named(name):
+                add(f"pdm:{name}", self._own(pdm_lines(strings(reqs))), dev=dev)
+        poetry = table(self.tool, "poetry")
+        poetry_groups = {n: table(g, "dependencies") for n, g in table(poetry, "group").items()}
+        poetry_groups.setdefault("dev", table(poetry, "dev-dependencies"))
+        for name, deps_table in poetry_groups.items():
+            if named(name):
+                texts = [t for n, spec in deps_table.items() if (t := poetry_requirement(n, spec))]
+                add(f"poetry:{name}", texts, dev=dev)
+        if self.requirement_files.included:
+            return  # tox named the files its test environment uses: those are the ones
+        pattern = DEV_FILE if dev else TEST_FILE
+        if dev and any(TEST_FILE.match(p) for p in self.files):
+            return  # dev requirement files are often lock files of every tool
+        for path in sorted(p for p in self.files if pattern.match(p)):
+            if self._for_this_python(path):
+                add(path, self._own(self.requirement_files.read(path)), dev=dev)
+
+    def _for_this_python(self, path: str) -> bool:
+        """False for a file tagged for another Python (``tests37.txt``, ``test-py3.8.txt``)."""
+        stem = posixpath.basename(path).rsplit(".", 1)[0]
+        match = _PYTHON_TAG.search(stem)
+        return match is None or (match.group(1), match.group(2)) == self.python
+
+    def _own(self, texts: list[str]) -> list[str]:
+        """The self-reference stand-in (``.[test]``) as the project's own name."""
+        return [self.project + t[len(SELF) :] if t.startswith(SELF) else t for t in texts]
+
+    def _tox(self) -> None:
+        tox_ini = self.files.get("tox.ini")
+        if tox_ini is not None:
+            self._tox_env("tox.ini", tox_section(tox_ini.decode("utf-8", errors="replace")))
+        tool_tox = table(self.tool, "tox")
+        legacy = tool_tox.get("legacy_tox_ini")
+        if isinstance(legacy, str):
+            self._tox_env("pyproject:tool.tox", tox_section(legacy))
+        base = table(tool_tox, "env_run_base")
+        if base:
+            self._tox_settings(
+                "pyproject:tool.tox",
+                strings(base.get("deps")),
+                strings(base.get("extras")),
+                strings(base.get("dependency_groups")),
+            )
+
+    def _tox_env(self, source: str, section: dict[str, str] | None) -> None:
+        if section is not None:
+            self._tox_settings(
+                source,
+                tox_values(section.get("deps", "")),
+                split_list(tox_values(section.get("extras", ""))),
+                split_list(tox_values(section.get("dependency_groups", ""))),
+            )
+
+    def _tox_settings(
+        self, source: str, deps: list[str], extras: list[str], groups: list[str]
+    ) -> None:
+        before = set(self.requirement_files.included)
+        lines = self.requirement_files.lines("\n".join(deps), "")
+        self.collector.add(source, self._own(lines))
+        if source in self.collector.sources:
+            for path in sorted(self.requirement_files.included - before):
+                self.collector.sources.append(path)
+        self.collector.own_extras(source, extras)
+        for group in groups:
+            self.collector.add(source, dependency_group(self.groups, group))
