@@ -27,8 +27,9 @@ from protocol.messages import ImageInfo
 from pyti.logging import configure_logging  # shared by both daemons
 from slave.config import ConfigError, SlaveConfig, build_config, load_toml
 from slave.daemon import SlaveDaemon
-from slave.image_builder.errors import ImageError
+from slave.image_builder.errors import ImageError, RecipeError
 from slave.image_builder.manifest import MANIFEST, Image
+from slave.image_builder.recipe import RECIPES_DIR, load_recipe, recipe_hash
 from slave.job.executor import VMExecutor
 from slave.vm.accel import AccelError, resolve_accel
 
@@ -108,10 +109,16 @@ def config_from_args(args: argparse.Namespace) -> SlaveConfig:
     return build_config(flags, file_values, source=args.config or "config file")
 
 
-def load_images(image_dir: Path) -> tuple[dict[str, Image], list[str]]:
-    """Every complete image in ``image_dir`` (files present, sizes right); and the refusals.
+def load_images(
+    image_dir: Path, recipes_dir: Path = RECIPES_DIR
+) -> tuple[dict[str, Image], list[str]]:
+    """Every complete, current image in ``image_dir`` (files present, sizes right); refusals.
 
-    A damaged image is refused with the reason; the others are still used.
+    A damaged image is refused with the reason; the others are still used. So is a
+    stale one: an image built from another version of its recipe, guest files or
+    runner than this slave's (``recipe_hash``) has a runner that may not read the job
+    documents this slave writes, so every job on it would fail as ``infra_error``.
+    An image with no recipe here (built elsewhere, on purpose) is taken as it is.
     """
     images: dict[str, Image] = {}
     problems: list[str] = []
@@ -125,6 +132,16 @@ def load_images(image_dir: Path) -> tuple[dict[str, Image], list[str]]:
         except ImageError as exc:
             if (sub / MANIFEST).exists() or any(sub.iterdir()):
                 problems.append(str(exc))
+            continue
+        try:
+            recipe = load_recipe(image.name, recipes_dir)
+        except RecipeError:
+            recipe = None
+        if recipe is not None and image.recipe_hash != recipe_hash(recipe):
+            problems.append(
+                f"image {image.name!r} is stale (built from another recipe, guest files or "
+                f"runner than this slave's): rebuild it with `pyti image build {image.name}`"
+            )
             continue
         images[image.name] = image
     return images, problems

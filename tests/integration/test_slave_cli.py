@@ -11,25 +11,11 @@ from pathlib import Path
 import pytest
 
 from protocol.messages import Heartbeat
-from slave.image_builder.manifest import BASE_FILES, MANIFEST_FORMAT, file_entries, write_manifest
 from slave.vm.accel import probe_kvm
+from tests.fakes.images import fake_image
 from tests.fakes.master import FakeMaster
 
 SECRET = b"cli-test-secret-0123456789abcdef"
-
-
-def fake_image(image_dir: Path, name: str) -> None:
-    """An image directory whose manifest checks out (the slave never boots it here)."""
-    d = image_dir / name
-    d.mkdir(parents=True)
-    for f in BASE_FILES:
-        (d / f).write_bytes(f"content of {f}".encode())
-    manifest = {
-        "format": MANIFEST_FORMAT, "name": name, "recipe_hash": "r" * 64,
-        "python_version": "3.11.2", "kernel_version": "6.1", "files": file_entries(d),
-        "vm": {"memory_mb": 256, "cpus": 1}, "bait": {}, "snapshots": {},
-    }  # fmt: skip
-    write_manifest(d, manifest)
 
 
 async def test_slave_process_connects_and_stops_on_sigterm(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ import pytest
 
 from slave.cli import config_from_args, configure, load_images
 from slave.config import ConfigError, build_config, parse_address
+from slave.image_builder.recipe import load_recipe, recipe_hash
+from tests.fakes.images import fake_image
 
 
 @pytest.fixture
@@ -107,3 +109,19 @@ def test_damaged_images_are_refused_with_a_reason(tmp_path: Path) -> None:
     assert load_images(tmp_path / "nope")[1] == [
         f"image directory {tmp_path / 'nope'} does not exist"
     ]
+
+
+def test_a_stale_image_is_refused_and_one_without_a_recipe_is_kept(tmp_path: Path) -> None:
+    """An image built from another version of its recipe is refused by name; no recipe: kept."""
+    images, recipes = tmp_path / "images", tmp_path / "recipes"
+    recipes.mkdir()
+    for name in ("current", "stale"):
+        (recipes / f"{name}.toml").write_text(
+            f'name = "{name}"\nsuite = "bookworm"\npython_version = "3.11"\n'
+        )
+    fake_image(images, "current", recipe_hash(load_recipe("current", recipes)))
+    fake_image(images, "stale")
+    fake_image(images, "custom")
+    loaded, problems = load_images(images, recipes)
+    assert sorted(loaded) == ["current", "custom"]
+    assert len(problems) == 1 and "'stale' is stale" in problems[0]
