@@ -184,8 +184,8 @@ class JobOffer(Message):
     version: str
     image: str
     files: tuple[FileSpec, ...]
-    timeouts: JobTimeouts = JobTimeouts()
-    options: JobOptions = JobOptions()
+    timeouts: JobTimeouts = field(default_factory=JobTimeouts)
+    options: JobOptions = field(default_factory=JobOptions)
     first_seq: int = 1
 
 

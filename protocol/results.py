@@ -226,6 +226,9 @@ class JobOptions:
         return decode_record(cls, data, "options")
 
 
+Phases = Annotated[dict[str, PhaseResult], MaxLen(MAX_PHASES)]
+
+
 def phases_to_json(phases: dict[str, PhaseResult]) -> dict[str, Any]:
     """``JobResult.phases`` as plain maps."""
     return {name: encode_record(entry) for name, entry in phases.items()}

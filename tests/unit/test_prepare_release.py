@@ -311,7 +311,7 @@ async def test_test_extras_are_fetched_best_effort(pypi: FakePyPI, tmp_path: Pat
     assert good.test_sources == ["extra:test", "extra:testing"]
     assert good.test_unavailable == []
     assert "pytest_fake-1.0-py3-none-any.whl" in wheel_names(good)
-    assert good.summary()["test_sources"] == ["extra:test", "extra:testing"]
+    assert good.summary().test_sources == ("extra:test", "extra:testing")
 
     missing = ["dep-b", 'no-such-test-tool; extra == "tests"', 'dep-a; extra == "tests"']
     pypi.add_project(tmp_path / "idx", "partial", "1.0", requires_dist=missing, sdist=False)
