@@ -7,6 +7,7 @@ from pathlib import Path
 
 from master.jobs import JobState
 from protocol.messages import EventsAck, JobDrop, JobOffer, ResultAck
+from protocol.results import phases_from_json
 from tests.integration.conftest import Harness
 
 
@@ -26,7 +27,11 @@ async def test_job_runs_end_to_end(harness: Harness) -> None:
         assert (ack.job_id, ack.lease, ack.seq) == (job.id, offer.lease, 5)
         assert [(await sub.get()).seq for _ in range(5)] == [1, 2, 3, 4, 5]  # type: ignore[union-attr]
         await slave.send_result(
-            job.id, offer.lease, "passed", last_seq=5, phases={"install": {"status": "passed"}}
+            job.id,
+            offer.lease,
+            "passed",
+            last_seq=5,
+            phases=phases_from_json({"install": {"status": "passed"}}),
         )
         await slave.next(ResultAck)
         end = await sub.get()
