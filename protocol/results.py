@@ -132,9 +132,9 @@ class FindingRecord:
     rule: Name
     severity: Annotated[str, MaxLen(16)]
     phase: Name
-    pid: int | None
-    process: Name
-    evidence: Line
+    pid: int | None = None  # None: a static finding
+    process: Name = ""
+    evidence: Line = ""
     target: Line = ""
     source: Annotated[str, MaxLen(16)] = "dynamic"
 
