@@ -81,7 +81,7 @@ async def run_jobs(image: Image, work: Path, runs: int) -> list[tuple[float, flo
                     raise SystemExit(
                         f"job {job_id} did not pass: {result.outcome} {result.summary}"
                     )
-                guest_s = sum(float(result.phases[p]["duration_s"]) for p in GUEST_PHASES)
+                guest_s = sum((result.phases[p].duration_s or 0.0) for p in GUEST_PHASES)
                 print(f"job {job_id}: {job_s:.2f} s, in guest {guest_s:.2f} s")
                 print("  " + breakdown(master, job_id))
                 out.append((job_s, guest_s))

@@ -21,6 +21,7 @@ from pathlib import Path
 from protocol.events import Event
 from protocol.framing import HEADER_SIZE, pack, unpack_body
 from protocol.messages import Events, FileSpec, JobOffer, Message, decode, encode
+from protocol.results import JobTimeouts
 
 
 def _event(seq: int) -> Event:
@@ -75,7 +76,7 @@ def main() -> None:
     )  # fmt: skip
     offer_rate, offer_mb = _best(
         lambda i: JobOffer(job_id=i, lease=1, attempt=1, project="six", version="1.16.0",
-                           image="bookworm", files=files, timeouts={"install": 600}),
+                           image="bookworm", files=files, timeouts=JobTimeouts(install=600)),
         args.n // 2,
         args.repeat,
     )  # fmt: skip

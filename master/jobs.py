@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from protocol.results import JobOptions, JobTimeouts
+
 Source = Literal["api", "feed", "upload"]
 SOURCES: tuple[str, ...] = ("api", "feed", "upload")
 
@@ -60,8 +62,8 @@ class JobRequest:
     source: Source = "api"
     callback_url: str | None = None
     rerun: bool = False
-    timeouts: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
+    timeouts: JobTimeouts = field(default_factory=JobTimeouts)
+    options: JobOptions = field(default_factory=JobOptions)
     #: Why no image can test it (``master.images``): the job is stored finished, outcome
     #: ``incomplete``, with this as ``summary["reason"]``, and never dispatched.
     untestable: str | None = None
@@ -94,8 +96,8 @@ class Job:
     started_at: float | None
     finished_at: float | None
     quarantined: bool
-    timeouts: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
+    timeouts: JobTimeouts = field(default_factory=JobTimeouts)
+    options: JobOptions = field(default_factory=JobOptions)
     slave_losses: int = 0  # consecutive attempts that lost their slave
     infra_retries: int = 0  # infra_error results retried so far
     event_seq: int = 0  # every event with seq <= this is stored; an offer's first_seq - 1

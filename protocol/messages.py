@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from protocol.errors import InvalidMessage
 from protocol.events import Event
+from protocol.results import JobOptions, JobSummary, JobTimeouts, Phases
 from protocol.schema import decoder, encode_record, record
 from protocol.vocabulary import Outcome, values
 
@@ -183,8 +184,8 @@ class JobOffer(Message):
     version: str
     image: str
     files: tuple[FileSpec, ...]
-    timeouts: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
+    timeouts: JobTimeouts = field(default_factory=JobTimeouts)
+    options: JobOptions = field(default_factory=JobOptions)
     first_seq: int = 1
 
 
@@ -250,8 +251,8 @@ class JobResult(Message):
     outcome: Outcome
     isolation: str
     last_seq: int
-    phases: dict[str, Any] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
+    phases: Phases = field(default_factory=dict)
+    summary: JobSummary = field(default_factory=JobSummary)
 
 
 @message("result_ack")

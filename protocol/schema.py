@@ -5,8 +5,12 @@ its annotations we compile, once, a list of per-field converters; decoding a
 map is then one loop over that list. Supported field types: ``str``, ``int``,
 ``float``, ``bool``, ``bytes``, ``Any``, ``Literal[...]``, a ``StrEnum`` (a plain
 string on the wire, a member once decoded), ``X | None``,
-``tuple[X, ...]``, ``dict[str, Any]`` and other records. A field with a default
-may be missing; unknown extra keys are ignored (forward compatibility).
+``tuple[X, ...]``, ``dict[str, Any]``, ``dict[str, R]`` (R a record) and other
+records. ``Annotated[X, MaxLen(n)]`` bounds a string, bytes, array or map to ``n``
+items (the guest's output travels in results: the decoder is the check). A field
+with a default may be missing; unknown extra keys are ignored (forward
+compatibility). A record declared ``@record(omit_none=True)`` leaves its ``None``
+fields out when encoded (results: a key is present only when it is known).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import types
 import typing
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, overload
 
 from protocol.errors import InvalidMessage
 
@@ -29,6 +33,7 @@ _MISSING = dataclasses.MISSING
 @dataclasses.dataclass(frozen=True, slots=True)
 class _FieldSpec:
     name: str
+    key: str  # the wire key: the name, or ``field(metadata={"wire": ...})`` (a keyword)
     convert: Converter
     required: bool
     default: Any
@@ -47,12 +52,32 @@ class _Compiled:
 _COMPILED: dict[type, _Compiled] = {}
 
 
-def record(cls: type[R]) -> type[R]:
-    """Register a dataclass as a wire record (compiled lazily on first use)."""
-    if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{cls.__name__} must be a dataclass")
-    cls.__pyti_record__ = True  # type: ignore[attr-defined]
-    return cls
+@dataclasses.dataclass(frozen=True, slots=True)
+class MaxLen:
+    """``Annotated[X, MaxLen(n)]``: at most ``n`` characters, bytes, items or pairs."""
+
+    n: int
+
+
+@overload
+def record(cls: type[R], /) -> type[R]: ...
+@overload
+def record(*, omit_none: bool = ...) -> Callable[[type[R]], type[R]]: ...
+def record(cls: Any = None, /, *, omit_none: bool = False) -> Any:
+    """Register a dataclass as a wire record (compiled lazily on first use).
+
+    ``@record(omit_none=True)``: fields whose value is ``None`` are left out of
+    the encoded map (and a missing key decodes to the field's default).
+    """
+
+    def register(c: type[R]) -> type[R]:
+        if not dataclasses.is_dataclass(c):
+            raise TypeError(f"{c.__name__} must be a dataclass")
+        c.__pyti_record__ = True  # type: ignore[attr-defined]
+        c.__pyti_omit_none__ = omit_none  # type: ignore[attr-defined]
+        return c
+
+    return register if cls is None else register(cls)
 
 
 def _is_record(tp: Any) -> bool:
@@ -63,7 +88,7 @@ def _compile(cls: type) -> _Compiled:
     compiled = _COMPILED.get(cls)
     if compiled is not None:
         return compiled
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     specs: list[_FieldSpec] = []
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
@@ -78,6 +103,7 @@ def _compile(cls: type) -> _Compiled:
         specs.append(
             _FieldSpec(
                 name=f.name,
+                key=str(f.metadata.get("wire", f.name)),
                 convert=_converter(tp),
                 required=default is _MISSING,
                 default=default,
@@ -95,6 +121,8 @@ def _fail(path: str, expected: str, value: Any) -> InvalidMessage:
 
 
 def _converter(tp: Any) -> Converter:
+    if get_origin(tp) is Annotated:
+        return _bounded(_converter(tp.__origin__), tp.__metadata__)
     if tp is Any:
         return lambda v, path: v
     if tp is str:
@@ -171,9 +199,21 @@ def _converter(tp: Any) -> Converter:
             return tuple(item(x, path) for x in v)
 
         return conv_tuple
+    if origin is dict and args[0] is str and _is_record(args[1]):
+        value_cls = args[1]
+
+        def conv_record_map(v: Any, path: str) -> Any:
+            if type(v) is not dict:
+                raise _fail(path, "a map", v)
+            for k in v:
+                if type(k) is not str:
+                    raise _fail(path, "a map with string keys", k)
+            return {k: decode_record(value_cls, x, f"{path}.{k}") for k, x in v.items()}
+
+        return conv_record_map
     if origin is dict:
         if args[0] is not str or args[1] is not Any:
-            raise TypeError(f"unsupported dict {tp!r}: only dict[str, Any]")
+            raise TypeError(f"unsupported dict {tp!r}: only dict[str, Any] or dict[str, R]")
 
         def conv_dict(v: Any, path: str) -> Any:
             if type(v) is not dict:
@@ -184,6 +224,20 @@ def _converter(tp: Any) -> Converter:
     if _is_record(tp):
         return lambda v, path: decode_record(tp, v, path)
     raise TypeError(f"unsupported field type {tp!r}")
+
+
+def _bounded(inner: Converter, metadata: tuple[Any, ...]) -> Converter:
+    limits = [m.n for m in metadata if isinstance(m, MaxLen)]
+    if not limits:
+        return inner
+    limit = min(limits)
+
+    def conv_bounded(v: Any, path: str) -> Any:
+        if isinstance(v, str | bytes | tuple | list | dict) and len(v) > limit:
+            raise InvalidMessage(f"field {path!r} is longer than {limit} (got {len(v)})")
+        return inner(v, path)
+
+    return conv_bounded
 
 
 def _enum_converter(enum: type[StrEnum]) -> Converter:
@@ -200,6 +254,8 @@ def _enum_converter(enum: type[StrEnum]) -> Converter:
 
 
 def _encoder(tp: Any) -> Callable[[Any], Any] | None:
+    if get_origin(tp) is Annotated:
+        return _encoder(tp.__origin__)
     if _is_record(tp):
         return encode_record
     origin = get_origin(tp)
@@ -211,6 +267,8 @@ def _encoder(tp: Any) -> Callable[[Any], Any] | None:
         return lambda v: None if v is None else inner(v)
     if origin is tuple and _is_record(args[0]):
         return lambda v: [encode_record(x) for x in v]
+    if origin is dict and _is_record(args[1]):
+        return lambda v: {k: encode_record(x) for k, x in v.items()}
     return None
 
 
@@ -228,7 +286,8 @@ def _generate(cls: type) -> tuple[Callable[[Any, str], Any], Callable[[Any], dic
     Decoding is the hot path of the master (every event of every job), so the
     generic per-field loop is compiled into one function per record class.
     """
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
+    omit_none = getattr(cls, "__pyti_omit_none__", False)
     compiled = _compile(cls)
     env: dict[str, Any] = {
         "cls": cls,
@@ -246,8 +305,9 @@ def _generate(cls: type) -> tuple[Callable[[Any, str], Any], Callable[[Any], dic
     enc_items = []
     args = []
     for i, spec in enumerate(compiled.fields):
-        name = spec.name
-        tp = hints[name]
+        name = spec.key  # the wire key; spec.name is the attribute
+        attr = spec.name
+        tp = hints[attr]
         env[f"conv{i}"] = spec.convert
         env[f"default{i}"] = spec.default
         dec.append(f"    v = get({name!r}, MISSING)")
@@ -283,17 +343,26 @@ def _generate(cls: type) -> tuple[Callable[[Any, str], Any], Callable[[Any], dic
         else:
             dec.append(f"        v = conv{i}(v, path + {'.' + name!r} if path else {name!r})")
         dec.append(f"    a{i} = v")
-        args.append(f"{name}=a{i}")
+        args.append(f"{attr}=a{i}")
         if spec.encode is None:
-            enc_items.append(f"{name!r}: r.{name}")
+            enc_items.append(f"{name!r}: r.{attr}")
         elif get_origin(tp) is tuple and _is_record(get_args(tp)[0]):
             env[f"enc{i}"] = _codec(get_args(tp)[0])[1]
-            enc_items.append(f"{name!r}: [enc{i}(x) for x in r.{name}]")
+            enc_items.append(f"{name!r}: [enc{i}(x) for x in r.{attr}]")
         else:
             env[f"enc{i}"] = spec.encode
-            enc_items.append(f"{name!r}: enc{i}(r.{name})")
+            enc_items.append(f"{name!r}: enc{i}(r.{attr})")
     dec.append(f"    return cls({', '.join(args)})")
-    source = "\n".join(dec) + "\n\ndef encode(r):\n    return {" + ", ".join(enc_items) + "}\n"
+    if omit_none:
+        body = ["def encode(r):", "    out = {}"]
+        for spec, item in zip(compiled.fields, enc_items, strict=True):
+            key, _, value = item.partition(": ")
+            body.append(f"    if r.{spec.name} is not None:")
+            body.append(f"        out[{key}] = {value}")
+        body.append("    return out")
+        source = "\n".join(dec) + "\n\n" + "\n".join(body) + "\n"
+    else:
+        source = "\n".join(dec) + "\n\ndef encode(r):\n    return {" + ", ".join(enc_items) + "}\n"
     exec(compile(source, f"<pyti record {cls.__name__}>", "exec"), env)  # noqa: S102 - generated from our own annotations
     return env["decode"], env["encode"]
 

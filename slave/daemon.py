@@ -22,7 +22,6 @@ import shutil
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -45,6 +44,7 @@ from protocol.messages import (
     ResultAck,
     RunningJob,
 )
+from protocol.results import JobSummary, PhaseResult
 from protocol.vocabulary import Outcome
 from pyti.tasks import cancel_and_wait
 from slave.config import SlaveConfig
@@ -214,7 +214,7 @@ class SlaveDaemon:
                 job.set_state(ActiveState.RUNNING)
                 job.log.error("job_lost", reason="the slave restarted during the job")
                 self._finish_sync(
-                    job, Outcome.INFRA_ERROR, {"error": "slave restarted during the job"}
+                    job, Outcome.INFRA_ERROR, JobSummary(error="slave restarted during the job")
                 )
             else:
                 job.set_state(ActiveState.REPORTED)
@@ -371,7 +371,7 @@ class SlaveDaemon:
         finally:
             await asyncio.to_thread(shutil.rmtree, job.job_dir, True)
         if error:
-            ctx.summary.setdefault("error", error)
+            ctx.summary.error = ctx.summary.error or error
         await self._finish(job, outcome, ctx.phases, ctx.summary)
 
     async def _execute(self, job: ActiveJob, ctx: JobContext) -> str:
@@ -388,7 +388,7 @@ class SlaveDaemon:
         return await self.executor.run(ctx)
 
     async def _finish(
-        self, job: ActiveJob, outcome: str, phases: dict[str, Any], summary: dict[str, Any]
+        self, job: ActiveJob, outcome: str, phases: dict[str, PhaseResult], summary: JobSummary
     ) -> None:
         """Log the end, persist the result (fsync in a thread), hand it to the link."""
         result = self._result(job, outcome, phases, summary)
@@ -396,19 +396,19 @@ class SlaveDaemon:
         job.set_state(ActiveState.REPORTED)
         self.link.wake()
 
-    def _finish_sync(self, job: ActiveJob, outcome: str, summary: dict[str, Any]) -> None:
+    def _finish_sync(self, job: ActiveJob, outcome: str, summary: JobSummary) -> None:
         job.spool.save_result(self._result(job, outcome, {}, summary))
         job.set_state(ActiveState.REPORTED)
 
     def _result(
-        self, job: ActiveJob, outcome: str, phases: dict[str, Any], summary: dict[str, Any]
+        self, job: ActiveJob, outcome: str, phases: dict[str, PhaseResult], summary: JobSummary
     ) -> JobResult:
         if job.events_dropped:
-            summary["events_dropped"] = job.events_dropped
+            summary.events_dropped = job.events_dropped
         if job.spool.disk_error:
-            summary["spool_error"] = job.spool.disk_error
-        if not summary.get("reason") and (reason := default_reason(outcome, summary)):
-            summary["reason"] = reason
+            summary.spool_error = job.spool.disk_error
+        if not summary.reason and (reason := default_reason(outcome, summary)):
+            summary.reason = reason
         job.log.info("job_finished", outcome=outcome)
         return JobResult(
             job_id=job.offer.job_id,

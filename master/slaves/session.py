@@ -53,6 +53,7 @@ from protocol.messages import (
     JobResult,
     Message,
 )
+from protocol.results import JobSummary
 from protocol.vocabulary import Outcome
 from pyti.tasks import cancel_and_wait
 
@@ -324,7 +325,9 @@ class SlaveSession:
             outcome=Outcome.INFRA_ERROR,
             isolation="none",
             last_seq=0,
-            summary={"error": error, "reason": f"pyti could not send the upload: {error}"[:300]},
+            summary=JobSummary(
+                error=error, reason=f"pyti could not send the upload: {error}"[:300]
+            ),
         )
         with contextlib.suppress(StaleLease, JobNotFound, StoreError):
             if (

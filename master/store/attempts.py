@@ -14,6 +14,7 @@ import time
 
 from master.store.rows import dumps
 from protocol.messages import JobResult
+from protocol.results import phases_to_json
 
 
 def open_attempt(
@@ -66,8 +67,8 @@ def end_attempt(
             now,
             result.outcome,
             result.isolation,
-            dumps(result.phases),
-            dumps(result.summary),
+            dumps(phases_to_json(result.phases)),
+            dumps(result.summary.to_json()),
             job_id,
             lease,
         ),
@@ -83,8 +84,8 @@ def stale_result(conn: sqlite3.Connection, job_id: int, lease: int, result: JobR
         (
             result.outcome,
             result.isolation,
-            dumps(result.phases),
-            dumps(result.summary),
+            dumps(phases_to_json(result.phases)),
+            dumps(result.summary.to_json()),
             time.time(),
             job_id,
             lease,
@@ -100,8 +101,8 @@ def late_details(conn: sqlite3.Connection, job_id: int, lease: int, result: JobR
         (
             result.outcome,
             result.isolation,
-            dumps(result.phases),
-            dumps(result.summary),
+            dumps(phases_to_json(result.phases)),
+            dumps(result.summary.to_json()),
             job_id,
             lease,
         ),

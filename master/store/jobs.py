@@ -165,8 +165,8 @@ class JobStore:
                     req.source,
                     req.callback_url,
                     time.time(),
-                    dumps(req.timeouts),
-                    dumps(req.options),
+                    dumps(req.timeouts.to_json()),
+                    dumps(req.options.to_json()),
                     key,
                 ),
             ) as cur:

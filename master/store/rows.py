@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 from master.jobs import Attempt, Callback, EventRow, Job, JobState
+from protocol.results import JobOptions, JobTimeouts
 
 #: Stored ``fields`` of one event are capped: what a guest logs is untrusted.
 MAX_FIELDS_BYTES = 64 * 1024
@@ -68,8 +69,8 @@ def job_from_row(row: sqlite3.Row) -> Job:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         quarantined=bool(row["quarantined"]),
-        timeouts=loads(row["timeouts"], {}) if "timeouts" in keys else {},
-        options=loads(row["options"], {}) if "options" in keys else {},
+        timeouts=JobTimeouts.from_json(loads(row["timeouts"], {}) if "timeouts" in keys else {}),
+        options=JobOptions.from_json(loads(row["options"], {}) if "options" in keys else {}),
         slave_losses=row["slave_losses"],
         infra_retries=row["infra_retries"],
         event_seq=row["event_seq"],

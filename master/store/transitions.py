@@ -34,6 +34,8 @@ from master.store.db import query
 from master.store.errors import InvalidTransition, JobNotFound, StaleLease
 from master.store.rows import dumps, job_from_row
 from protocol.messages import JobResult
+from protocol.results import phases_to_json
+from protocol.schema import encode_record
 from protocol.vocabulary import Outcome, Verdict, values
 
 VERDICTS = frozenset(values(Verdict))
@@ -189,30 +191,24 @@ def finish(conn: sqlite3.Connection, job: Job, result: JobResult) -> Job:
     _check_can_finish(job)
     end_attempt(conn, job.id, job.lease, "finished", None, result)
     now = time.time()
-    findings = result.summary.get("findings", [])
+    summary = result.summary
     ended = _update(
         conn,
         job.id,
         state=JobState.FINISHED.value,
         outcome=result.outcome,
-        verdict=verdict_of(result.summary),
-        phases=dumps(result.phases),
-        summary=dumps(result.summary),
-        findings=dumps(findings if isinstance(findings, list | tuple) else [findings]),
+        verdict=summary.verdict,
+        phases=dumps(phases_to_json(result.phases)),
+        summary=dumps(summary.to_json()),
+        findings=dumps([encode_record(f) for f in summary.findings or ()]),
         isolation=result.isolation,
         finished_at=now,
         slave_losses=0,
         started_at=job.started_at or now,
-        error=str(result.summary["error"])[:2000] if "error" in result.summary else None,
+        error=summary.error,
     )
     queue_callback(conn, ended, now)
     return ended
-
-
-def verdict_of(summary: Mapping[str, Any]) -> str | None:
-    """The result's behaviour verdict when it is one of the vocabulary's, else None."""
-    verdict = summary.get("verdict")
-    return verdict if isinstance(verdict, str) and verdict in VERDICTS else None
 
 
 def untestable(conn: sqlite3.Connection, job: Job, reason: str) -> Job:

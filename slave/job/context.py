@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from protocol.messages import JobOffer
+from protocol.results import JobSummary, PhaseResult
 from slave.config import SlaveConfig
 
 
@@ -59,9 +60,9 @@ class JobContext:
     log: EventLogger
     emit: EmitEvent
     #: per phase: ``status``, ``duration_s`` and counts (the result's ``phases``)
-    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    phases: dict[str, PhaseResult] = field(default_factory=dict)
     #: tests counts, findings, verdict, quality, crash... (the result's ``summary``)
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: JobSummary = field(default_factory=JobSummary)
 
 
 class Executor(Protocol):

@@ -30,6 +30,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
+from protocol.results import ImageRef
 from protocol.vocabulary import Outcome, Verdict
 from slave.config import DEFAULT_PYPI_URL, SlaveConfig
 from slave.findings import Context, Finding
@@ -96,7 +97,7 @@ class VMExecutor:
     async def run(self, ctx: JobContext) -> str:
         """Run the job; returns its outcome. Cancellation stops the VM and propagates."""
         image = self.images[ctx.offer.image]
-        ctx.summary["image"] = {"name": image.name, "digest": image.digest}
+        ctx.summary.image = ImageRef(name=image.name, digest=image.digest)
         record = RunRecord(Context(bait_token=image.bait.get("token")))
         static: asyncio.Task[list[Indicator]] | None = None
         scan: asyncio.Task[list[Finding]] | None = None
@@ -107,7 +108,7 @@ class VMExecutor:
         try:
             async with host_phase(ctx, "prepare", phase_timeout(ctx, "prepare")):
                 prepared = await self._prepare(ctx, image)
-            ctx.summary["prepare"] = prepared.summary()
+            ctx.summary.prepare = prepared.summary()
             static = asyncio.create_task(
                 asyncio.to_thread(
                     static_indicators, prepared.files, unavailable=prepared.test_unavailable
@@ -119,7 +120,7 @@ class VMExecutor:
             await self._static_scan(ctx, scan, record)
         except PrepareError as exc:
             if exc.outcome is Outcome.INFRA_ERROR:
-                ctx.summary.setdefault("error", str(exc)[:2000])
+                ctx.summary.error = ctx.summary.error or str(exc)[:2000]
                 ctx.log.error("job_infra_error", error=str(exc)[:2000])
             else:
                 refused = Decision(exc.outcome, exc.reason_line())
@@ -127,7 +128,7 @@ class VMExecutor:
                     "job_refused_at_prepare", outcome=exc.outcome, error=str(exc)[:2000]
                 )
         except _MACHINE_ERRORS as exc:
-            ctx.summary.setdefault("error", str(exc)[:2000])
+            ctx.summary.error = ctx.summary.error or str(exc)[:2000]
             ctx.log.error("job_infra_error", error=str(exc)[:2000])
         finally:
             for task in (static, scan):
@@ -137,10 +138,10 @@ class VMExecutor:
             booted = booted or await _settle(booting)
             if booted is not None:
                 await self._teardown(ctx, *booted)
-        ctx.summary.update(record.summary())
+        record.fill(ctx.summary)
         if static is not None:
             await self._quality(ctx, static, record)
-        if "error" in ctx.summary:
+        if ctx.summary.error is not None:
             decision = Decision(
                 Outcome.INFRA_ERROR, default_reason(Outcome.INFRA_ERROR, ctx.summary)
             )
@@ -149,7 +150,7 @@ class VMExecutor:
         else:
             decision = record.decide()
         if decision.reason:
-            ctx.summary["reason"] = decision.reason
+            ctx.summary.reason = decision.reason
         ctx.log.info(
             "verdict",
             phase="verdict",
@@ -259,7 +260,7 @@ class VMExecutor:
             reason = str(exc) or "timed out"
             answer = {"proceed": False, "reason": f"dependencies: {reason}"[:1000]}
         if not answer["proceed"]:
-            ctx.summary.setdefault("error", answer["reason"])
+            ctx.summary.error = ctx.summary.error or str(answer["reason"])
         ctx.log.info("guest_metadata", phase="install", stage="metadata",
                      requires=requirements[:100], answer=answer)  # fmt: skip
         await answer_metadata(ctx, guest, answer)
@@ -283,7 +284,7 @@ class VMExecutor:
         try:
             findings = await scan
         except Exception as exc:  # a scanner bug must never fail the job
-            ctx.summary["static_scan_error"] = f"{type(exc).__name__}: {exc}"[:500]
+            ctx.summary.static_scan_error = f"{type(exc).__name__}: {exc}"[:500]
             return
         for finding in record.add_static(findings):
             fields = finding.to_dict()
@@ -301,9 +302,9 @@ class VMExecutor:
             indicators = await static
             report = build_report(indicators, runtime_indicators(record.quality_events))
         except Exception as exc:  # a quality bug must never fail the job
-            ctx.summary["quality_error"] = f"{type(exc).__name__}: {exc}"[:500]
+            ctx.summary.quality_error = f"{type(exc).__name__}: {exc}"[:500]
             return
-        ctx.summary["quality"] = report.to_dict()
+        ctx.summary.quality = report.to_dict()
         ctx.log.info("quality_report", phase="quality", score=report.score)
 
 

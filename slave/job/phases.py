@@ -17,6 +17,9 @@ from typing import Any, Protocol
 
 from guest_runner.jobdoc import DEPENDENCIES_READY, JobDocument
 from protocol.events import PHASES
+from protocol.results import PhaseResult
+from protocol.schema import encode_record
+from protocol.vocabulary import PhaseStatus
 from slave.config import GUEST_PHASES
 from slave.errors import SlaveError
 from slave.job.context import JobContext
@@ -53,15 +56,15 @@ async def host_phase(ctx: JobContext, name: str, timeout: float) -> AsyncIterato
     """
     ctx.log.info("phase_started", phase=name, timeout_s=timeout)
     started = time.monotonic()
-    status, reason = "error", ""
+    status, reason = PhaseStatus.ERROR, ""
     try:
         try:
             async with asyncio.timeout(timeout):
                 yield
         except TimeoutError:
-            status = "timed_out"
+            status = PhaseStatus.TIMED_OUT
             raise HostPhaseTimeout(name, timeout) from None
-        status = "passed"
+        status = PhaseStatus.PASSED
     except asyncio.CancelledError:
         reason = "cancelled"
         raise
@@ -70,18 +73,16 @@ async def host_phase(ctx: JobContext, name: str, timeout: float) -> AsyncIterato
         raise
     finally:
         duration = round(time.monotonic() - started, 3)
-        entry: dict[str, Any] = {"status": status, "duration_s": duration}
-        if reason:
-            entry["reason"] = reason
+        entry = PhaseResult(status, duration_s=duration, reason=reason or None)
         ctx.phases[name] = entry
-        ctx.log.info("phase_finished", phase=name, **entry)
+        ctx.log.info("phase_finished", phase=name, **encode_record(entry))
 
 
 def phase_timeout(ctx: JobContext, phase: str) -> float:
     """The offer's timeout for ``phase`` when it gives a sane one, else the slave's."""
     value = ctx.offer.timeouts.get(phase)
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 86400:
-        return float(value)
+    if value is not None and 0 < value <= 86400:
+        return value
     return ctx.config.timeout(phase)
 
 
@@ -243,8 +244,7 @@ async def run_runner(
         tail, _ = clean_text(stream.stderr_tail[-4000:].decode(errors="replace"), 4000)
         ctx.log.info("runner_stderr", text=tail)
     if not record.runner_finished:
-        ctx.summary.setdefault(
-            "error",
+        ctx.summary.error = ctx.summary.error or (
             f"the guest runner ended without finishing (exit {stream.exit_status}, "
-            f"signal {stream.exit_signal})",
+            f"signal {stream.exit_signal})"
         )

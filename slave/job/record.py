@@ -29,19 +29,31 @@ status alone (collection errors) decides nothing when the counts are known.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
+from protocol.errors import InvalidMessage
+from protocol.results import (
+    MAX_FINDINGS,
+    CrashInfo,
+    FindingRecord,
+    JobSummary,
+    OfflineFailures,
+    PhaseResult,
+    TestCounts,
+    Uncollectable,
+    UncollectableModule,
+)
+from protocol.schema import decode_record
 from protocol.vocabulary import PACKAGE_PHASES, Outcome, PhaseStatus, Verdict
 from slave.findings import Analyser, Context, Finding, profile, profile_to_json, verdict
 from slave.findings.model import SEVERITY_RANK
 
-#: Findings kept in the result (the rest are counted).
-MAX_FINDINGS = 200
 #: Runner events kept for the quality indicators (install output lines included).
 _QUALITY_EVENTS = frozenset({"phase_finished", "tests_summary", "quality", "install_summary"})
 _MAX_QUALITY_OUTPUT = 2000
 _COUNTS = ("collected", "passed", "failed", "errors", "skipped")
+R = TypeVar("R")
 #: Names listed in a reason (the summary keeps up to ``_MAX_LISTED``); a reason's length.
 _NAMED = 3
 _MAX_LISTED = 50
@@ -53,9 +65,9 @@ class RunRecord:
 
     def __init__(self, context: Context | None = None) -> None:
         self.analyser = Analyser(context)
-        self.phases: dict[str, dict[str, Any]] = {}
-        self.tests: dict[str, Any] | None = None
-        self.crash: dict[str, Any] | None = None
+        self.phases: dict[str, PhaseResult] = {}
+        self.tests: TestCounts | None = None
+        self.crash: CrashInfo | None = None
         self.quality_events: list[dict[str, Any]] = []
         self.current: str | None = None
         self.import_failure: str | None = None
@@ -72,12 +84,7 @@ class RunRecord:
                 self.current = None
                 self.phases[phase] = _phase_entry(fields)
                 if fields.get("status") == "crashed" and self.crash is None:
-                    self.crash = {
-                        "phase": phase,
-                        "signal": fields.get("signal"),
-                        "signal_name": fields.get("signal_name"),
-                        "traceback": fields.get("traceback"),
-                    }
+                    self.crash = _crash(phase, fields)
             case "tests_summary":
                 self.tests = read_tests_summary(fields)
             case "import_result" if self.import_failure is None:
@@ -104,8 +111,10 @@ class RunRecord:
 
     def timed_out_by_host(self, phase: str, seconds: float) -> None:
         """The slave killed the VM because ``phase`` ran past its timeout (the runner hung)."""
-        entry = self.phases.setdefault(phase, {})
-        entry.update(status="timed_out", duration_s=round(seconds, 3), killed_by="slave")
+        entry = self.phases.get(phase) or PhaseResult(PhaseStatus.TIMED_OUT)
+        self.phases[phase] = replace(
+            entry, status=PhaseStatus.TIMED_OUT, duration_s=round(seconds, 3), killed_by="slave"
+        )
 
     @property
     def findings(self) -> list[Finding]:
@@ -124,21 +133,27 @@ class RunRecord:
             threat=threat(self.analyser.findings),
         )
 
-    def summary(self) -> dict[str, Any]:
-        """The result's summary fields this record knows (findings, verdict, tests, crash)."""
+    def fill(self, summary: JobSummary) -> None:
+        """Set the summary fields this record knows (findings, verdict, tests, crash)."""
         findings = self.analyser.findings
-        out: dict[str, Any] = {
-            "verdict": self.verdict(),
-            "findings": [f.to_dict() for f in findings[:MAX_FINDINGS]],
-            "findings_total": len(findings) + self.analyser.suppressed,
-            # From all findings (not only those kept above): the master diffs it
-            # against the project's previous release ("started opening sockets").
-            "profile": profile_to_json(profile(findings)),
-        }
+        summary.verdict = Verdict(self.verdict())
+        summary.findings = tuple(
+            FindingRecord(**f.to_dict())  # type: ignore[arg-type]
+            for f in findings[:MAX_FINDINGS]
+        )
+        summary.findings_total = len(findings) + self.analyser.suppressed
+        # From all findings (not only those kept above): the master diffs it
+        # against the project's previous release ("started opening sockets").
+        summary.profile = tuple(tuple(e) for e in profile_to_json(profile(findings)))
         if self.tests is not None:
-            out["tests"] = self.tests
+            summary.tests = self.tests
         if self.crash is not None:
-            out["crash"] = self.crash
+            summary.crash = self.crash
+
+    def summary(self) -> JobSummary:
+        """A summary holding only what this record knows (see :meth:`fill`)."""
+        out = JobSummary()
+        self.fill(out)
         return out
 
 
@@ -146,8 +161,28 @@ _PHASE_KEYS = ("status", "duration_s", "exit_code", "signal", "signal_name", "re
                "output_bytes", "output_dropped", "traced", "stage")  # fmt: skip
 
 
-def _phase_entry(fields: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: fields[k] for k in _PHASE_KEYS if k in fields}
+def _phase_entry(fields: Mapping[str, Any]) -> PhaseResult:
+    """The runner's ``phase_finished`` as a :class:`PhaseResult`; malformed: status ``error``."""
+    known = {k: fields[k] for k in _PHASE_KEYS if k in fields}
+    try:
+        return decode_record(PhaseResult, known, "phase_finished")
+    except InvalidMessage as exc:
+        return PhaseResult(
+            PhaseStatus.ERROR, reason=f"malformed phase_finished: {exc.detail}"[:300]
+        )
+
+
+def _crash(phase: str, fields: Mapping[str, Any]) -> CrashInfo:
+    """The crash details the runner sent; a malformed one keeps only the phase."""
+    known = {k: fields[k] for k in ("signal", "signal_name", "traceback") if k in fields}
+    return _decoded(CrashInfo, {"phase": phase, **known}, CrashInfo(phase=phase[:500]))
+
+
+def _decoded(cls: type[R], data: Mapping[str, Any], fallback: R) -> R:
+    try:
+        return decode_record(cls, dict(data))
+    except InvalidMessage:
+        return fallback
 
 
 def _line(value: object, limit: int = 200) -> str:
@@ -171,7 +206,7 @@ def _count(value: object, listed: Sequence[object]) -> int:
     )
 
 
-def read_tests_summary(fields: Mapping[str, Any]) -> dict[str, Any]:
+def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
     """The result's ``summary.tests`` from the runner's ``tests_summary`` (every field optional).
 
     Counts as sent; then, only when there is something to say: ``offline_failures``
@@ -182,9 +217,8 @@ def read_tests_summary(fields: Mapping[str, Any]) -> dict[str, Any]:
     ``uncollectable`` or ``collection_errors`` (+ ``collection_error_count``);
     ``test_requirements_missing`` or ``test_requirements.failed[].requirement``.
     """
-    out: dict[str, Any] = {k: fields[k] for k in _COUNTS if _is_count(fields.get(k))}
-    if isinstance(fields.get("duration_s"), int | float):
-        out["duration_s"] = fields["duration_s"]
+    counts: dict[str, int] = {k: fields[k] for k in _COUNTS if _is_count(fields.get(k))}
+    duration = fields.get("duration_s")
     offline = fields.get("offline_failures")
     if isinstance(offline, Mapping):
         ids = _strings(offline.get("tests"))
@@ -192,17 +226,15 @@ def read_tests_summary(fields: Mapping[str, Any]) -> dict[str, Any]:
     else:
         ids = _strings(offline)
         offline_count = len(ids)
-    if offline_count:
-        out["offline_failures"] = {"count": offline_count, "tests": ids}
     raw = fields.get("uncollectable", fields.get("collection_errors"))
     modules = [
-        {"module": _line(m.get("module"), 300) or "?", "missing": _line(m.get("missing")) or None}
+        UncollectableModule(
+            module=_line(m.get("module"), 300) or "?", missing=_line(m.get("missing")) or None
+        )
         for m in (raw if isinstance(raw, list | tuple) else [])[:_MAX_LISTED]
         if isinstance(m, Mapping)
     ]
     uncollectable = _count(fields.get("collection_error_count"), modules)
-    if uncollectable:
-        out["uncollectable"] = {"count": uncollectable, "modules": modules}
     missing = _strings(fields.get("test_requirements_missing"))
     requirements = fields.get("test_requirements")
     if not missing and isinstance(requirements, Mapping):
@@ -212,11 +244,16 @@ def read_tests_summary(fields: Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(failed, list | tuple)
             else []
         )
-    if missing:
-        out["test_requirements_missing"] = missing
-    if reason := _line(fields.get("reason"), MAX_REASON):
-        out["reason"] = reason
-    return out
+    return TestCounts(
+        **counts,
+        duration_s=float(duration)
+        if isinstance(duration, int | float) and not isinstance(duration, bool)
+        else None,
+        offline_failures=OfflineFailures(offline_count, tuple(ids)) if offline_count else None,
+        uncollectable=Uncollectable(uncollectable, tuple(modules)) if uncollectable else None,
+        test_requirements_missing=tuple(missing) or None,
+        reason=_line(fields.get("reason"), MAX_REASON) or None,
+    )
 
 
 def _is_count(value: object) -> bool:
@@ -241,9 +278,9 @@ class Decision:
 
 
 def decide(
-    phases: Mapping[str, Mapping[str, Any]],
+    phases: Mapping[str, PhaseResult],
     verdict_: str,
-    tests: Mapping[str, Any] | None = None,
+    tests: TestCounts | None = None,
     *,
     import_failure: str | None = None,
     threat: str | None = None,
@@ -256,78 +293,73 @@ def decide(
     """
     if verdict_ == Verdict.MALICIOUS:
         return _decision(Outcome.HARMFUL, f"malicious behaviour: {threat or 'see the findings'}")
-    entries: dict[str, Mapping[str, Any]] = {
-        str(p): phases[p] for p in PACKAGE_PHASES if p in phases
-    }
-    status = {p: str(e.get("status")) for p, e in entries.items()}
+    entries = {str(p): phases[p] for p in PACKAGE_PHASES if p in phases}
     for phase, entry in entries.items():
-        if status[phase] == PhaseStatus.CRASHED:
-            signal = _line(entry.get("signal_name")) or "a signal"
+        if entry.status is PhaseStatus.CRASHED:
+            signal = _line(entry.signal_name) or "a signal"
             return _decision(Outcome.CRASHED, f"{phase} crashed ({signal})")
     for phase, entry in entries.items():
-        if status[phase] == PhaseStatus.TIMED_OUT:
-            took = entry.get("duration_s")
-            after = f" (stopped after {took:g} s)" if isinstance(took, int | float) else ""
+        if entry.status is PhaseStatus.TIMED_OUT:
+            took = entry.duration_s
+            after = f" (stopped after {took:g} s)" if took is not None else ""
             return _decision(Outcome.TIMED_OUT, f"{phase} ran past its timeout{after}")
-    if status.get("install") == PhaseStatus.FAILED:
-        return _decision(Outcome.FAILED, f"install failed: {_why(entries['install'], 'pip')}")
-    if status.get("import") == PhaseStatus.FAILED:
-        why = import_failure or _why(entries["import"], "the import")
+    install, imported = entries.get("install"), entries.get("import")
+    if install is not None and install.status is PhaseStatus.FAILED:
+        return _decision(Outcome.FAILED, f"install failed: {_why(install, 'pip')}")
+    if imported is not None and imported.status is PhaseStatus.FAILED:
+        why = import_failure or _why(imported, "the import")
         return _decision(Outcome.FAILED, f"import failed: {why}")
     judged = _judge_tests(entries.get("tests"), tests)
     if judged.outcome is Outcome.FAILED:
         return judged
     for phase, entry in entries.items():
-        if status[phase] == PhaseStatus.ERROR:
-            why = _line(entry.get("reason")) or "the guest runner failed"
+        if entry.status is PhaseStatus.ERROR:
+            why = _line(entry.reason) or "the guest runner failed"
             return _decision(Outcome.INFRA_ERROR, f"pyti failed in {phase}: {why}")
-    if "install" not in entries:
+    if install is None:
         return _decision(Outcome.INFRA_ERROR, "the guest runner never reported the install")
     return judged
 
 
-def _why(entry: Mapping[str, Any], program: str) -> str:
-    reason = _line(entry.get("reason"))
-    code = entry.get("exit_code")
+def _why(entry: PhaseResult, program: str) -> str:
+    reason = _line(entry.reason)
     if reason:
         return reason
-    return f"{program} exited with status {code}" if isinstance(code, int) else "no detail"
+    code = entry.exit_code
+    return f"{program} exited with status {code}" if code is not None else "no detail"
 
 
 def _decision(outcome: Outcome, reason: str | None) -> Decision:
     return Decision(outcome, None if reason is None else reason[:MAX_REASON])
 
 
-def _judge_tests(entry: Mapping[str, Any] | None, tests: Mapping[str, Any] | None) -> Decision:
+def _judge_tests(entry: PhaseResult | None, tests: TestCounts | None) -> Decision:
     """passed, failed or incomplete, from the tests phase and ``summary.tests``."""
-    tests = tests or {}
-    said = _line(tests.get("reason"), MAX_REASON) or None
+    tests = tests or TestCounts()
+    said = _line(tests.reason, MAX_REASON) or None
     if entry is None:
         return _decision(Outcome.INCOMPLETE, said or "the tests phase did not run")
-    status = str(entry.get("status"))
-    phase_reason = _line(entry.get("reason"), MAX_REASON) or None
+    phase_reason = _line(entry.reason, MAX_REASON) or None
     notes = _not_run(tests)
-    if status == PhaseStatus.SKIPPED:
+    if entry.status is PhaseStatus.SKIPPED:
         return _decision(Outcome.INCOMPLETE, said or phase_reason or "no test ran")
-    counts: list[Any] = [tests.get(k) for k in ("passed", "failed", "errors")]
-    if not all(_is_count(c) for c in counts):
+    passed, failed, errors = tests.passed, tests.failed, tests.errors
+    if passed is None or failed is None or errors is None:
         # No counts (no JUnit XML): only the phase's status is known.
-        if status == PhaseStatus.FAILED:
+        if entry.status is PhaseStatus.FAILED:
             if said:
                 return _decision(Outcome.INCOMPLETE, said)
             return _decision(Outcome.FAILED, f"tests failed: {_why(entry, 'pytest')}")
         return _decision(Outcome.PASSED, _joined(notes))
-    passed, failed, errors = counts
-    offline_failures = tests.get("offline_failures")
-    offline = offline_failures.get("count", 0) if isinstance(offline_failures, Mapping) else 0
+    offline = tests.offline_failures.count if tests.offline_failures is not None else 0
     real = max(0, failed + errors - offline)
     ran = passed + failed + errors
     if real:
         return _decision(Outcome.FAILED, _joined([f"{real} of {ran} tests failed", *notes]))
     if ran == 0:
-        skipped = tests.get("skipped")
+        skipped = tests.skipped
         reason = said or phase_reason
-        if reason is None and _is_count(skipped) and skipped:
+        if reason is None and skipped:
             reason = f"no test ran: all {skipped} were skipped"
         return _decision(Outcome.INCOMPLETE, _joined([reason or "no test ran", *notes]))
     if passed == 0:
@@ -335,23 +367,22 @@ def _judge_tests(entry: Mapping[str, Any] | None, tests: Mapping[str, Any] | Non
     return _decision(Outcome.PASSED, _joined(notes))
 
 
-def _not_run(tests: Mapping[str, Any]) -> list[str]:
+def _not_run(tests: TestCounts) -> list[str]:
     """What the tests phase could not run, one clause each, for the reason."""
     notes: list[str] = []
-    offline = tests.get("offline_failures")
-    if isinstance(offline, Mapping) and offline.get("count"):
+    offline = tests.offline_failures
+    if offline is not None and offline.count:
         notes.append(
-            f"{offline['count']} tests failed only because the guest is offline"
-            + _named(offline.get("tests", []))
+            f"{offline.count} tests failed only because the guest is offline"
+            + _named(offline.tests)
         )
-    uncollectable = tests.get("uncollectable")
-    if isinstance(uncollectable, Mapping) and uncollectable.get("count"):
+    uncollectable = tests.uncollectable
+    if uncollectable is not None and uncollectable.count:
         modules = [
-            m["module"] + (f" needs {m['missing']}" if m.get("missing") else "")
-            for m in uncollectable.get("modules", [])
+            m.module + (f" needs {m.missing}" if m.missing else "") for m in uncollectable.modules
         ]
-        notes.append(f"{uncollectable['count']} test modules not collected" + _named(modules))
-    if missing := tests.get("test_requirements_missing"):
+        notes.append(f"{uncollectable.count} test modules not collected" + _named(modules))
+    if missing := tests.test_requirements_missing:
         notes.append("test requirements not installable" + _named(missing))
     return notes
 
@@ -367,11 +398,11 @@ def _joined(parts: Sequence[str]) -> str | None:
     return "; ".join(parts)[:MAX_REASON] if parts else None
 
 
-def default_reason(outcome: str, summary: Mapping[str, Any]) -> str | None:
+def default_reason(outcome: str, summary: JobSummary) -> str | None:
     """``summary.reason`` for an outcome the executor did not explain (the daemon's own ends)."""
     if outcome == Outcome.PASSED:
         return None
-    error = _line(summary.get("error"), MAX_REASON - 40)
+    error = _line(summary.error, MAX_REASON - 40)
     if outcome == Outcome.INFRA_ERROR:
         return f"pyti could not run the job: {error or 'unknown error'}"
     return (f"{outcome}: {error}" if error else str(outcome))[:MAX_REASON]

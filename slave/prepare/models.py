@@ -10,6 +10,7 @@ from typing import Literal
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
 
+from protocol.results import PrepareSummary
 from slave.prepare.build_imports import BuildImport
 
 MetadataSource = Literal["wheel", "pkg-info", "pyproject"]
@@ -187,17 +188,17 @@ class PreparedRelease:
     build_imports: list[BuildImport] = field(default_factory=list)
     build_import_wheels: list[str] = field(default_factory=list)
 
-    def summary(self) -> dict[str, object]:
-        """What the job summary records of preparation (``summary["prepare"]``), capped."""
-        return {
-            "metadata_source": self.metadata_source,
-            "requirements": self.requirements[:_SUMMARY_ITEMS],
-            "test_sources": self.test_sources[:_SUMMARY_ITEMS],
-            "test_requirements": self.test_requirements[:_SUMMARY_ITEMS],
-            "test_unavailable": self.test_unavailable[:_SUMMARY_ITEMS],
-            "build_imports": [b.module for b in self.build_imports[:_SUMMARY_ITEMS]],
-            "build_import_wheels": self.build_import_wheels[:_SUMMARY_ITEMS],
-        }
+    def summary(self) -> PrepareSummary:
+        """What the job summary records of preparation (``summary.prepare``), capped."""
+        return PrepareSummary(
+            metadata_source=self.metadata_source,
+            requirements=tuple(self.requirements[:_SUMMARY_ITEMS]),
+            test_sources=tuple(self.test_sources[:_SUMMARY_ITEMS]),
+            test_requirements=tuple(self.test_requirements[:_SUMMARY_ITEMS]),
+            test_unavailable=tuple(self.test_unavailable[:_SUMMARY_ITEMS]),
+            build_imports=tuple(b.module for b in self.build_imports[:_SUMMARY_ITEMS]),
+            build_import_wheels=tuple(self.build_import_wheels[:_SUMMARY_ITEMS]),
+        )
 
     @property
     def sdist(self) -> Path | None:

@@ -53,6 +53,8 @@ from protocol.messages import (
     Message,
     ResultAck,
 )
+from protocol.results import JobTimeouts, PhaseResult
+from protocol.vocabulary import PhaseStatus
 from slave.job.context import JobContext
 
 #: Job ids of :meth:`FakeMaster.round_trip` probes (tests use small ids).
@@ -279,7 +281,7 @@ class FakeMaster:
                 version=version,
                 image=image,
                 files=files,
-                timeouts=timeouts or {},
+                timeouts=JobTimeouts.from_json(timeouts or {}),
                 first_seq=first_seq,
             )
         )
@@ -371,7 +373,9 @@ def emitting(count: int, *, outcome: str = "passed", size: int = 10) -> Script:
             ctx.log.info("output", phase="tests", stream="stdout", line=f"{i:06d}" + "x" * size)
             if i % 50 == 0:
                 await asyncio.sleep(0)
-        ctx.phases["tests"] = {"status": "passed" if outcome == "passed" else "failed"}
+        ctx.phases["tests"] = PhaseResult(
+            PhaseStatus.PASSED if outcome == "passed" else PhaseStatus.FAILED
+        )
         return outcome
 
     return script
@@ -383,7 +387,7 @@ def holding(release: asyncio.Event, before: int = 3) -> Script:
     async def script(ctx: JobContext) -> str:
         for i in range(before):
             ctx.log.info("output", phase="install", stream="stdout", line=f"line {i}")
-        ctx.phases["install"] = {"status": "passed"}
+        ctx.phases["install"] = PhaseResult(PhaseStatus.PASSED)
         await release.wait()
         return "passed"
 

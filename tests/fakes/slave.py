@@ -44,6 +44,7 @@ from protocol.messages import (
     RunningJob,
     Welcome,
 )
+from protocol.results import JobSummary, phases_from_json
 
 M = TypeVar("M", bound=Message)
 
@@ -269,8 +270,8 @@ class FakeSlave:
                 outcome=outcome,  # type: ignore[arg-type]
                 isolation=self.accel,
                 last_seq=last_seq,
-                phases=phases or {},
-                summary=summary or {},
+                phases=phases_from_json(phases or {}),
+                summary=JobSummary.from_json(summary or {}),
             )
         )
 

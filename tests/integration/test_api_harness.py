@@ -25,6 +25,7 @@ from master.http.keys import HttpSettings
 from master.jobs import FINAL_STATES, EventRow, Job, JobRequest
 from protocol.events import Event
 from protocol.messages import JobResult
+from protocol.results import JobSummary, phases_from_json
 from protocol.vocabulary import Outcome
 from slave.findings.profile import rule_kind
 
@@ -173,8 +174,8 @@ class FakeProducer:
             outcome=Outcome(outcome),
             isolation="tcg",
             last_seq=self.seq,
-            phases={"install": {"status": "passed", "duration_s": 1.5}},
-            summary=dict(summary),
+            phases=phases_from_json({"install": {"status": "passed", "duration_s": 1.5}}),
+            summary=JobSummary.from_json(dict(summary)),
         )
         await self.ctx.store.jobs.finish(self.job.id, self.lease, result)
         job = await self.ctx.store.jobs.get(self.job.id)

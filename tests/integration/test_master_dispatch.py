@@ -26,7 +26,11 @@ async def test_job_runs_end_to_end(harness: Harness) -> None:
         assert (ack.job_id, ack.lease, ack.seq) == (job.id, offer.lease, 5)
         assert [(await sub.get()).seq for _ in range(5)] == [1, 2, 3, 4, 5]  # type: ignore[union-attr]
         await slave.send_result(
-            job.id, offer.lease, "passed", last_seq=5, phases={"install": {"status": "passed"}}
+            job.id,
+            offer.lease,
+            "passed",
+            last_seq=5,
+            phases={"install": {"status": "passed"}},
         )
         await slave.next(ResultAck)
         end = await sub.get()

@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 
 from protocol.messages import ImageInfo, JobResult
+from protocol.results import phases_to_json
 from slave.config import SlaveConfig
 from slave.daemon import SlaveDaemon
 from slave.findings import diff, profile_from_json
@@ -129,12 +130,12 @@ async def harness(tmp_path_factory: pytest.TempPathFactory, image: Image) -> Asy
 
 def found(result: JobResult) -> dict[tuple[str, str, str], dict[str, Any]]:
     """The result's findings by (rule, phase, target)."""
-    return {(f["rule"], f["phase"], f["target"]): f for f in result.summary["findings"]}
+    return {(f["rule"], f["phase"], f["target"]): f for f in result.summary.to_json()["findings"]}
 
 
 def assert_contained(h: Harness, job_id: int, result: JobResult) -> None:
     """The runner finished, the VM was torn down, the slave kept its one session."""
-    assert result.summary.get("error") is None, result.summary.get("error")
+    assert result.summary.to_json().get("error") is None, result.summary.to_json().get("error")
     assert h.events(job_id, "runner_finished"), "the guest runner did not finish"
     teardown = [e for e in h.events(job_id, "phase_finished") if e["phase"] == "teardown"]
     assert [e["status"] for e in teardown] == ["passed"]
@@ -145,9 +146,9 @@ async def test_clean_release_passes(harness: Harness) -> None:
     """A release that does nothing unusual passes with a clean verdict and no real findings."""
     job_id, result = await harness.run("cleanpkg")
     assert result.outcome == "passed", (result.phases, result.summary)
-    assert result.summary["verdict"] == "clean"
-    assert [f for f in result.summary["findings"] if f["severity"] != "info"] == []
-    assert result.summary["tests"]["passed"] == 1
+    assert result.summary.to_json()["verdict"] == "clean"
+    assert [f for f in result.summary.to_json()["findings"] if f["severity"] != "info"] == []
+    assert result.summary.to_json()["tests"]["passed"] == 1
     assert_contained(harness, job_id, result)
 
 
@@ -155,7 +156,7 @@ async def test_stealer_is_harmful(harness: Harness) -> None:
     """Network at build time, a code .pth, bait reads and curl at import: harmful, each named."""
     job_id, result = await harness.run("stealer")
     assert result.outcome == "harmful", (result.phases, result.summary)
-    assert result.summary["verdict"] == "malicious"
+    assert result.summary.to_json()["verdict"] == "malicious"
     got = found(result)
     expected = {
         ("net.socket", "install", "AF_INET"): "info",
@@ -186,7 +187,7 @@ async def test_sinkhole_shows_a_droppers_later_stages(harness: Harness) -> None:
     started = time.monotonic()
     job_id, result = await harness.run("dropper")
     assert result.outcome == "harmful", (result.phases, result.summary)
-    assert result.summary["verdict"] == "malicious"
+    assert result.summary.to_json()["verdict"] == "malicious"
     got = found(result)
     expected = {
         ("net.sinkhole_dns", "import", DROPPER_HOST): "high",
@@ -206,7 +207,9 @@ async def test_sinkhole_shows_a_droppers_later_stages(harness: Harness) -> None:
     sent = got[("net.sinkhole_data", "import", f"{DROPPER_IP}:{DROPPER_PORT}")]
     raw = json.loads(sent["evidence"])
     assert raw["head"].startswith("READY ")
-    assert result.summary["tests"]["passed"] == 1  # the lookup in the tests phase failed offline
+    assert (
+        result.summary.to_json()["tests"]["passed"] == 1
+    )  # the lookup in the tests phase failed offline
     network = harness.events(job_id, "network")
     assert {e["phase"] for e in network} == {"import", "tests"}
     assert time.monotonic() - started < JOB_TIMEOUT / 2  # nothing hung on the sinkhole
@@ -219,7 +222,7 @@ async def test_dynamic_setup_py_is_traced_from_its_metadata_build(harness: Harne
     got = found(result)
     undeclared = got[("build.undeclared_import", "install", "setup.py (fakehelper)")]
     assert (undeclared["severity"], undeclared["source"]) == ("low", "static")
-    assert list(result.summary["prepare"]["build_import_wheels"]) == ["fakehelper"]
+    assert list(result.summary.to_json()["prepare"]["build_import_wheels"]) == ["fakehelper"]
     # the payload after the import ran, under the tracer, first while building metadata
     staged = [e for e in harness.events(job_id, "trace") if e.get("stage") == "metadata"]
     assert any("id_rsa" in e["line"] for e in staged), len(staged)
@@ -232,9 +235,9 @@ async def test_dynamic_setup_py_is_traced_from_its_metadata_build(harness: Harne
     (summary,) = harness.events(job_id, "install_summary")
     assert summary["metadata_built"] is True and summary["build_retry"]["stage"] == "metadata"
     # the dependency only the built metadata named was fetched by the host and installed
-    assert result.phases["install"]["status"] == "passed", result.phases
-    assert result.phases["import"]["status"] == "passed", result.phases
-    assert result.summary["verdict"] == "malicious"
+    assert result.phases["install"].status == "passed", result.phases
+    assert result.phases["import"].status == "passed", result.phases
+    assert result.summary.to_json()["verdict"] == "malicious"
     assert result.outcome == "harmful"
     assert_contained(harness, job_id, result)
 
@@ -243,36 +246,39 @@ async def test_segfault_in_a_test_is_a_crash(harness: Harness) -> None:
     """A test dereferencing NULL: crashed, with SIGSEGV, the phase and faulthandler's traceback."""
     job_id, result = await harness.run("segfaulter")
     assert result.outcome == "crashed", (result.phases, result.summary)
-    crash = result.summary["crash"]
+    crash = result.summary.to_json()["crash"]
     assert (crash["phase"], crash["signal"], crash["signal_name"]) == ("tests", 11, "SIGSEGV")
     assert "Fatal Python error: Segmentation fault" in crash["traceback"]
     assert "test_dereferences_null" in crash["traceback"]
-    assert result.phases["tests"]["status"] == "crashed"
-    assert result.phases["import"]["status"] == "passed"
+    assert phases_to_json(result.phases)["tests"]["status"] == "crashed"
+    assert phases_to_json(result.phases)["import"]["status"] == "passed"
     assert_contained(harness, job_id, result)
 
 
 async def test_fork_bomb_is_contained(harness: Harness) -> None:
     """A test forking until refused: the process limit stops it, a finding names it."""
     job_id, result = await harness.run("forkbomb")
-    assert result.phases["tests"]["status"] == "passed", result.phases
+    assert phases_to_json(result.phases)["tests"]["status"] == "passed", result.phases
     bomb = found(result)[("res.fork_bomb", "tests", "EAGAIN")]
     assert bomb["severity"] == "high" and "EAGAIN" in bomb["evidence"]
-    assert result.summary["verdict"] == "suspicious"
+    assert result.summary.to_json()["verdict"] == "suspicious"
     assert result.outcome == "passed"  # suspicious is not harmful: the verdict says the rest
-    assert result.phases["quality"]["status"] != "error"
+    assert phases_to_json(result.phases)["quality"]["status"] != "error"
     assert_contained(harness, job_id, result)
 
 
 async def test_disk_fill_is_contained(harness: Harness) -> None:
     """A test filling the disk meets ENOSPC at the overlay's size; the runner notices."""
     job_id, result = await harness.run("diskfill")
-    assert result.phases["tests"]["status"] == "passed", (result.phases, result.summary)
+    assert phases_to_json(result.phases)["tests"]["status"] == "passed", (
+        result.phases,
+        result.summary,
+    )
     full = found(result)[("res.disk_filled", "tests", "disk")]
     assert full["severity"] == "low" and "'disk_free_min'" in full["evidence"]
     assert result.outcome == "passed"
     # the runner emptied the package's TMPDIR: the next phase had room again
-    assert result.phases["quality"]["status"] == "passed", result.phases
+    assert phases_to_json(result.phases)["quality"]["status"] == "passed", result.phases
     assert_contained(harness, job_id, result)
 
 
@@ -280,7 +286,7 @@ async def test_memory_hog_is_contained(harness: Harness) -> None:
     """A test eating memory is what the guest's OOM killer takes: crashed by SIGKILL, found."""
     job_id, result = await harness.run("memhog")
     assert result.outcome == "crashed", (result.phases, result.summary)
-    crash = result.summary["crash"]
+    crash = result.summary.to_json()["crash"]
     assert (crash["phase"], crash["signal_name"]) == ("tests", "SIGKILL")
     assert ("res.oom", "tests", "oom kill") in found(result)
     assert_contained(harness, job_id, result)
@@ -289,8 +295,8 @@ async def test_memory_hog_is_contained(harness: Harness) -> None:
 async def test_output_flood_is_capped(harness: Harness) -> None:
     """An import printing 1 GiB: the guest sends the cap, counts the rest, a finding says so."""
     job_id, result = await harness.run("flood")
-    assert result.phases["import"]["status"] == "passed", result.phases
-    assert result.phases["import"]["output_dropped"] >= (1 << 30) - OUTPUT_CAP
+    assert phases_to_json(result.phases)["import"]["status"] == "passed", result.phases
+    assert phases_to_json(result.phases)["import"]["output_dropped"] >= (1 << 30) - OUTPUT_CAP
     assert ("res.output_flood", "import", "output cap") in found(result)
     lines = [e for e in harness.events(job_id, "output") if e["phase"] == "import"]
     assert 0 < sum(len(e["line"]) + 1 for e in lines) <= OUTPUT_CAP
@@ -302,14 +308,14 @@ async def test_slave_runs_a_clean_job_after_all_that(harness: Harness) -> None:
     """After every nasty job, the same slave (same session) still passes a clean release."""
     job_id, result = await harness.run("cleanpkg")
     assert result.outcome == "passed", (result.phases, result.summary)
-    assert result.summary["verdict"] == "clean"
+    assert result.summary.to_json()["verdict"] == "clean"
     assert_contained(harness, job_id, result)
 
 
 async def test_results_carry_a_profile_the_master_can_diff(harness: Harness) -> None:
     """Each result's summary has its behaviour profile; clean → stealer reads as new behaviour."""
-    before = profile_from_json(harness.results["cleanpkg"].summary.get("profile"))
-    after = profile_from_json(harness.results["stealer"].summary.get("profile"))
+    before = profile_from_json(harness.results["cleanpkg"].summary.to_json().get("profile"))
+    after = profile_from_json(harness.results["stealer"].summary.to_json().get("profile"))
     changes = [str(c) for c in diff(before, after)]
     assert f"started reaching for the network at install time ({EXFIL_HOST}:{EXFIL_PORT})" in (
         changes

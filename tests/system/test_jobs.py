@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from protocol.messages import ImageInfo, JobCancel, JobResult
+from protocol.results import phases_to_json
 from slave.config import SlaveConfig
 from slave.daemon import SlaveDaemon
 from slave.image_builder.manifest import Image
@@ -90,19 +91,19 @@ async def test_passing_and_failing_packages(harness: Harness, tmp_path: Path) ->
     job_id, result = await harness.run("goodpkg", "1.0")
     assert result.outcome == "passed", result.summary
     for phase in ("prepare", "boot", "upload", "install", "import", "tests"):
-        assert result.phases[phase]["status"] == "passed", (phase, result.phases)
-    tests = result.summary["tests"]
+        assert phases_to_json(result.phases)[phase]["status"] == "passed", (phase, result.phases)
+    tests = result.summary.to_json()["tests"]
     assert tests["passed"] >= 1 and tests["failed"] == 0
-    assert result.summary["verdict"] == "clean", result.summary["findings"]
-    assert 0 <= result.summary["quality"]["score"] <= 100
+    assert result.summary.to_json()["verdict"] == "clean", result.summary.to_json()["findings"]
+    assert 0 <= result.summary.to_json()["quality"]["score"] <= 100
     names = harness.master.names(job_id)
     assert "trace" in names and "phase_finished" in names and names[-1] == "job_finished"
     assert_well_formed(harness, job_id, result)
 
     job_id, result = await harness.run("redpkg", "1.0")
     assert result.outcome == "failed"
-    assert result.phases["tests"]["status"] == "failed"
-    assert result.summary["tests"]["failed"] == 1
+    assert phases_to_json(result.phases)["tests"]["status"] == "failed"
+    assert result.summary.to_json()["tests"]["failed"] == 1
     assert_well_formed(harness, job_id, result)
 
 
@@ -111,8 +112,8 @@ async def test_package_that_does_not_install(harness: Harness, tmp_path: Path) -
     harness.pypi.add_project(tmp_path / "d", "oldpkg", "1.0", requires_python="<3", sdist=False)
     job_id, result = await harness.run("oldpkg", "1.0")
     assert result.outcome == "failed"
-    assert result.phases["install"]["status"] == "failed"
-    assert result.phases["import"]["status"] == "skipped"
+    assert phases_to_json(result.phases)["install"]["status"] == "failed"
+    assert phases_to_json(result.phases)["import"]["status"] == "skipped"
     assert_well_formed(harness, job_id, result)
 
 
@@ -138,7 +139,7 @@ async def test_host_runs_no_package_code(harness: Harness, tmp_path: Path) -> No
         e for e in stored.values() if e.event == "trace" and Path(marker).name in str(e.fields)
     ]
     assert traced, f"setup.py did not run in the guest: {result.outcome} {result.summary}"
-    assert result.phases["install"]["status"] in ("passed", "failed")
+    assert phases_to_json(result.phases)["install"]["status"] in ("passed", "failed")
     assert_well_formed(harness, job_id, result)
 
 
@@ -160,10 +161,10 @@ async def test_cancel_mid_job_and_phase_timeout(harness: Harness, tmp_path: Path
     await harness.master.send(JobCancel(50, 1, "test cancels"))
     result = await harness.master.wait_result(50, timeout=30)
     assert loop.time() - asked < 15
-    assert result.outcome == "cancelled" and result.summary["error"] == "test cancels"
+    assert result.outcome == "cancelled" and result.summary.to_json()["error"] == "test cancels"
     assert not (harness.work_dir / "jobs" / "50").exists()  # VM dir and job files gone
 
     job_id, result = await harness.run("sleepy", "1.0", timeouts={"tests": 8})
     assert result.outcome == "timed_out", result.phases
-    assert result.phases["tests"]["status"] == "timed_out"
+    assert phases_to_json(result.phases)["tests"]["status"] == "timed_out"
     assert_well_formed(harness, job_id, result)

@@ -27,7 +27,8 @@ from protocol.messages import (
     RunningJob,
     Welcome,
 )
-from protocol.vocabulary import Outcome
+from protocol.results import JobSummary, JobTimeouts, PhaseResult, TestCounts
+from protocol.vocabulary import Outcome, PhaseStatus
 
 CAPS = Capabilities(
     slots=2, accel="tcg", images=(ImageInfo(name="bookworm", python="3.11", digest="ab12"),)
@@ -68,8 +69,7 @@ SAMPLES: dict[str, Message] = {
                 url="https://x/six.tgz",
             ),
         ),
-        timeouts={"install": 60},
-        options={"rerun": True},
+        timeouts=JobTimeouts(install=60),
     ),
     "job_file": JobFile(job_id=1, lease=3, filename="a.whl", offset=0, data=b"PK", final=True),
     "job_accept": JobAccept(job_id=1, lease=3),
@@ -82,8 +82,8 @@ SAMPLES: dict[str, Message] = {
         outcome=Outcome.PASSED,
         isolation="tcg",
         last_seq=7,
-        phases={"install": {"status": "passed"}},
-        summary={"tests": {"passed": 3}},
+        phases={"install": PhaseResult(PhaseStatus.PASSED)},
+        summary=JobSummary(tests=TestCounts(passed=3)),
     ),
     "result_ack": ResultAck(job_id=1, lease=3),
     "job_cancel": JobCancel(job_id=1, lease=3, reason="cancelled by user"),

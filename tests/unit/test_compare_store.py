@@ -13,7 +13,8 @@ from master.jobs import FinishDisposition, JobRequest, JobState, Source
 from master.store import SCHEMA_VERSION, Store
 from master.store.db import migrate
 from protocol.messages import JobResult
-from protocol.vocabulary import Outcome
+from protocol.results import JobSummary
+from protocol.vocabulary import Outcome, Verdict
 
 
 def _request(project: str, version: str, source: Source = "api") -> JobRequest:
@@ -70,7 +71,7 @@ async def _finish(store: Store, project: str, version: str) -> int:
         outcome=Outcome.PASSED,
         isolation="tcg",
         last_seq=0,
-        summary={"findings": [], "verdict": "clean"},
+        summary=JobSummary(findings=(), verdict=Verdict.CLEAN),
     )
     assert await store.jobs.finish(claimed.id, claimed.lease, result) == FinishDisposition.STORED
     return job.id

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
+from protocol.results import TestCounts, phases_from_json
+from protocol.schema import decode_record, encode_record
 from protocol.vocabulary import Outcome
 from slave.findings import Context, Finding
 from slave.job.record import Decision, RunRecord, decide, read_tests_summary
+
+
+def judge(
+    phases: Mapping[str, Any], verdict: str, tests: Mapping[str, Any] | None = None, **kw: Any
+) -> Decision:
+    """``decide`` on plain maps, as they travel."""
+    counts = None if tests is None else decode_record(TestCounts, dict(tests))
+    return decide(phases_from_json(dict(phases)), verdict, counts, **kw)
+
+
+def plain(rec: object) -> Any:
+    """A record as the JSON it becomes."""
+    return json.loads(json.dumps(rec if isinstance(rec, dict) else encode_record(rec)))
 
 
 def finished(phase: str, status: str, **extra: object) -> tuple[str, str, dict[str, object]]:
@@ -31,19 +48,19 @@ def counts(passed: int, failed: int = 0, errors: int = 0, **extra: object) -> di
 
 def test_decide_orders_outcomes() -> None:
     """harmful > crashed > timed_out > failed > infra_error; quality never decides."""
-    assert decide({"install": OK, "import": {"status": "crashed"},
+    assert judge({"install": OK, "import": {"status": "crashed"},
                    "tests": FAILED_TESTS}, "clean").outcome == "crashed"  # fmt: skip
-    assert decide({"install": OK, "tests": {"status": "timed_out"}}, "clean").outcome == "timed_out"
-    assert decide({"install": {"status": "error"}}, "clean").outcome == "infra_error"
-    assert decide({}, "clean").outcome == "infra_error"
-    assert decide({"install": {"status": "crashed"}}, "malicious").outcome == "harmful"
+    assert judge({"install": OK, "tests": {"status": "timed_out"}}, "clean").outcome == "timed_out"
+    assert judge({"install": {"status": "error"}}, "clean").outcome == "infra_error"
+    assert judge({}, "clean").outcome == "infra_error"
+    assert judge({"install": {"status": "crashed"}}, "malicious").outcome == "harmful"
     quality_error = {"install": OK, "import": OK, "tests": OK, "quality": {"status": "error"}}
-    assert decide(quality_error, "clean", counts(3)) == Decision(Outcome.PASSED, None)
+    assert judge(quality_error, "clean", counts(3)) == Decision(Outcome.PASSED, None)
 
 
 def test_malicious_verdict_is_harmful_with_the_worst_finding() -> None:
     """A malicious verdict makes any run harmful; the reason names the worst finding."""
-    got = decide({"install": {"status": "failed"}}, "malicious", threat="critical cred.bait at "
+    got = judge({"install": {"status": "failed"}}, "malicious", threat="critical cred.bait at "
                  "import (~/.ssh/id_rsa)")  # fmt: skip
     assert got == Decision(Outcome.HARMFUL, "malicious behaviour: critical cred.bait at import "
                            "(~/.ssh/id_rsa)")  # fmt: skip
@@ -52,9 +69,9 @@ def test_malicious_verdict_is_harmful_with_the_worst_finding() -> None:
 def test_crash_and_timeout_say_which_phase() -> None:
     """crashed names the phase and signal; timed_out the phase and how long it ran."""
     crashed = {"install": OK, "tests": {"status": "crashed", "signal_name": "SIGSEGV"}}
-    assert decide(crashed, "clean") == Decision(Outcome.CRASHED, "tests crashed (SIGSEGV)")
+    assert judge(crashed, "clean") == Decision(Outcome.CRASHED, "tests crashed (SIGSEGV)")
     hung = {"install": {"status": "timed_out", "duration_s": 300.0}}
-    assert decide(hung, "clean") == Decision(
+    assert judge(hung, "clean") == Decision(
         Outcome.TIMED_OUT, "install ran past its timeout (stopped after 300 s)"
     )
 
@@ -62,18 +79,18 @@ def test_crash_and_timeout_say_which_phase() -> None:
 def test_failed_install_or_import_is_failed_with_the_error() -> None:
     """An install or import that failed is the package's failure, with pip's or the error."""
     install = {"install": {"status": "failed", "exit_code": 1}}
-    assert decide(install, "clean") == Decision(
+    assert judge(install, "clean") == Decision(
         Outcome.FAILED, "install failed: pip exited with status 1"
     )
     imported = {"install": OK, "import": {"status": "failed"}, "tests": OK}
-    got = decide(imported, "suspicious", counts(3), import_failure="demo: ImportError: no _c")
+    got = judge(imported, "suspicious", counts(3), import_failure="demo: ImportError: no _c")
     assert got == Decision(Outcome.FAILED, "import failed: demo: ImportError: no _c")
 
 
 def test_real_test_failures_are_failed_and_counted() -> None:
     """Failures that are not the guest being offline make the release failed."""
     tests = counts(10, failed=3, offline_failures={"count": 1, "tests": ["t.py::net"]})
-    got = decide({"install": OK, "import": OK, "tests": FAILED_TESTS}, "clean", tests)
+    got = judge({"install": OK, "import": OK, "tests": FAILED_TESTS}, "clean", tests)
     assert got.outcome is Outcome.FAILED
     assert got.reason == (
         "2 of 13 tests failed; 1 tests failed only because the guest is offline (t.py::net)"
@@ -90,7 +107,7 @@ def test_offline_and_uncollectable_only_is_passed_with_what_did_not_run() -> Non
                                                {"module": "tests/test_b.py", "missing": None}]},
         test_requirements_missing=["trio"],
     )  # fmt: skip
-    got = decide({"install": OK, "import": OK, "tests": FAILED_TESTS}, "clean", tests)
+    got = judge({"install": OK, "import": OK, "tests": FAILED_TESTS}, "clean", tests)
     assert got.outcome is Outcome.PASSED
     assert got.reason == (
         "2 tests failed only because the guest is offline (a.py::x, b.py::y); "
@@ -102,7 +119,7 @@ def test_offline_and_uncollectable_only_is_passed_with_what_did_not_run() -> Non
 def test_collection_errors_alone_do_not_fail_the_release() -> None:
     """pytest's exit status from collection errors decides nothing when the counts are known."""
     tests = counts(5, uncollectable={"count": 1, "modules": [{"module": "t.py", "missing": "x"}]})
-    got = decide({"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 1}},
+    got = judge({"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 1}},
                  "clean", tests)  # fmt: skip
     assert got == Decision(Outcome.PASSED, "1 test modules not collected (t.py needs x)")
 
@@ -111,33 +128,33 @@ def test_no_test_run_is_incomplete_with_the_reason() -> None:
     """No tests shipped, none collectable, all skipped or only offline failures: incomplete."""
     phases = {"install": OK, "import": OK}
     skipped = {**phases, "tests": {"status": "skipped", "reason": "no tests found in the sdist"}}
-    assert decide(skipped, "clean", {"reason": "no tests found in the sdist"}) == Decision(
+    assert judge(skipped, "clean", {"reason": "no tests found in the sdist"}) == Decision(
         Outcome.INCOMPLETE, "no tests found in the sdist"
     )
-    assert decide(skipped, "clean") == Decision(Outcome.INCOMPLETE, "no tests found in the sdist")
+    assert judge(skipped, "clean") == Decision(Outcome.INCOMPLETE, "no tests found in the sdist")
     none = counts(0, uncollectable={"count": 3, "modules": []},
                   reason="no test module could be collected")  # fmt: skip
-    got = decide({**phases, "tests": FAILED_TESTS}, "clean", none)
+    got = judge({**phases, "tests": FAILED_TESTS}, "clean", none)
     assert got == Decision(
         Outcome.INCOMPLETE, "no test module could be collected; 3 test modules not collected"
     )
     all_skipped = {**counts(0), "skipped": 4}
-    got = decide({**phases, "tests": OK}, "clean", all_skipped)
+    got = judge({**phases, "tests": OK}, "clean", all_skipped)
     assert got == Decision(Outcome.INCOMPLETE, "no test ran: all 4 were skipped")
     offline_only = counts(0, failed=2, offline_failures={"count": 2, "tests": []})
-    got = decide({**phases, "tests": FAILED_TESTS}, "clean", offline_only)
+    got = judge({**phases, "tests": FAILED_TESTS}, "clean", offline_only)
     assert got.outcome is Outcome.INCOMPLETE
-    no_phase = decide(phases, "clean")
+    no_phase = judge(phases, "clean")
     assert no_phase == Decision(Outcome.INCOMPLETE, "the tests phase did not run")
 
 
 def test_failed_tests_without_counts_use_the_phase() -> None:
     """No JUnit counts: a failed tests phase is failed, unless the runner said none ran."""
     phases: Phases = {"install": OK, "import": OK, "tests": FAILED_TESTS}
-    assert decide(phases, "clean") == Decision(
+    assert judge(phases, "clean") == Decision(
         Outcome.FAILED, "tests failed: pytest exited with status 1"
     )
-    said = decide(phases, "clean", {"reason": "cannot install pytest"})
+    said = judge(phases, "clean", {"reason": "cannot install pytest"})
     assert said == Decision(Outcome.INCOMPLETE, "cannot install pytest")
 
 
@@ -147,7 +164,7 @@ def test_runner_tests_summary_in_either_shape_is_read() -> None:
                             "offline_failures": ["a::b"],
                             "uncollectable": [{"module": "m.py", "missing": "trio"}],
                             "test_requirements_missing": ["trio"], "reason": None})  # fmt: skip
-    assert listed == {
+    assert plain(listed) == {
         "passed": 1, "failed": 1, "errors": 0,
         "offline_failures": {"count": 1, "tests": ["a::b"]},
         "uncollectable": {"count": 1, "modules": [{"module": "m.py", "missing": "trio"}]},
@@ -160,11 +177,11 @@ def test_runner_tests_summary_in_either_shape_is_read() -> None:
                             "test_requirements": {"failed": [{"requirement": "hypothesis",
                                                               "error": "no wheel"}]},
                             "reason": "no test module could be collected\nmore"})  # fmt: skip
-    assert mapped["offline_failures"] == {"count": 70, "tests": ["x"]}
-    assert mapped["uncollectable"]["count"] == 60
-    assert mapped["test_requirements_missing"] == ["hypothesis"]
-    assert mapped["reason"] == "no test module could be collected"
-    assert read_tests_summary({"passed": True, "failed": -1, "offline_failures": 3}) == {}
+    assert plain(mapped)["offline_failures"] == {"count": 70, "tests": ["x"]}
+    assert mapped.uncollectable is not None and mapped.uncollectable.count == 60
+    assert mapped.test_requirements_missing == ("hypothesis",)
+    assert mapped.reason == "no test module could be collected"
+    assert plain(read_tests_summary({"passed": True, "failed": -1, "offline_failures": 3})) == {}
 
 
 def test_record_collects_phases_tests_and_crash() -> None:
@@ -179,12 +196,12 @@ def test_record_collects_phases_tests_and_crash() -> None:
                                     "skipped": 0, "duration_s": 0.5, "offline": True}),
         ("runner_finished", "runner", {}),
     ])  # fmt: skip
-    assert record.phases["install"] == {"status": "passed", "duration_s": 1.0, "exit_code": 0,
-                                        "output_bytes": 10}  # fmt: skip
-    assert record.crash == {"phase": "import", "signal": 11, "signal_name": "SIGSEGV",
+    assert plain(record.phases["install"]) == {"status": "passed", "duration_s": 1.0,
+                                               "exit_code": 0, "output_bytes": 10}  # fmt: skip
+    assert plain(record.crash) == {"phase": "import", "signal": 11, "signal_name": "SIGSEGV",
                             "traceback": "Fatal..."}  # fmt: skip
-    summary = record.summary()
-    assert summary["tests"] == {"collected": 3, "passed": 2, "failed": 1, "errors": 0,
+    summary = record.summary().to_json()
+    assert plain(summary["tests"]) == {"collected": 3, "passed": 2, "failed": 1, "errors": 0,
                                 "skipped": 0, "duration_s": 0.5}  # fmt: skip
     assert summary["crash"]["signal_name"] == "SIGSEGV"
     assert summary["verdict"] == "clean" and summary["findings"] == []
@@ -199,7 +216,7 @@ def test_trace_of_bait_read_gives_findings_as_they_arrive() -> None:
     found = record.feed("trace", "import", {"pid": 1234, "line": line})
     assert found and any("id_rsa" in f.evidence for f in found)
     assert record.verdict() in ("suspicious", "malicious")
-    assert record.summary()["findings_total"] >= 1
+    assert (record.summary().findings_total or 0) >= 1
 
 
 def test_host_timeout_marks_the_phase() -> None:
@@ -208,7 +225,7 @@ def test_host_timeout_marks_the_phase() -> None:
     feed_all(record, [finished("install", "passed"), ("phase_started", "tests", {})])
     assert record.current == "tests"
     record.timed_out_by_host("tests", 42.0)
-    assert record.phases["tests"]["killed_by"] == "slave"
+    assert record.phases["tests"].killed_by == "slave"
     assert record.decide().outcome is Outcome.TIMED_OUT
 
 
@@ -232,7 +249,7 @@ def test_summary_carries_the_behaviour_profile() -> None:
         'sin_addr=inet_addr("203.0.113.7")}, 16) = -1 ENETUNREACH (Network is unreachable)'
     )
     assert record.feed("trace", "install", {"pid": 7, "line": line})
-    restored = profile_from_json(record.summary()["profile"])
+    restored = profile_from_json(plain(record.summary())["profile"])
     assert any(phase == "install" for phase, _cls, _target in restored)
 
 
@@ -244,7 +261,7 @@ def test_static_findings_enter_summary_verdict_and_profile() -> None:
     shell = Finding("static.reverse_shell", "critical", "install", None, "static", evidence,
                     "setup.py", source="static")  # fmt: skip
     assert record.add_static([shell, shell]) == [shell]
-    summary = record.summary()
+    summary = plain(record.summary())
     assert summary["verdict"] == "malicious"
     assert summary["findings"][-1]["source"] == "static"
     assert ["install", "network", "setup.py"] in summary["profile"]

@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 
 from guest_runner.jobdoc import JobDocument
 from protocol.messages import JobOffer
+from protocol.results import JobTimeouts, phases_to_json
 from slave.config import SlaveConfig
 from slave.job.context import JobContext
 from slave.job.phases import job_document, run_runner
@@ -52,12 +53,17 @@ def line(event: str, phase: str, **fields: Any) -> str:
     return json.dumps({"event": event, "phase": phase, **fields})
 
 
-def context(tmp_path: Path, emitted: list[tuple[str, str | None, dict[str, Any]]]) -> JobContext:
+def context(
+    tmp_path: Path,
+    emitted: list[tuple[str, str | None, dict[str, Any]]],
+    timeouts: JobTimeouts | None = None,
+) -> JobContext:
     config = SlaveConfig(
         master_host="127.0.0.1", master_port=1, secret=b"x" * 16, image_dir=tmp_path,
         work_dir=tmp_path, name="t", timeout_margin=0.2,
     )  # fmt: skip
-    offer = JobOffer(1, 1, 1, "demo", "1.0", "img", (), timeouts={"tests": 0.3})
+    timeouts = timeouts or JobTimeouts(tests=0.3)
+    offer = JobOffer(1, 1, 1, "demo", "1.0", "img", (), timeouts=timeouts)
 
     def emit(event: str, *, level: str, phase: str | None, fields: dict[str, Any]) -> None:
         emitted.append((event, phase, fields))
@@ -91,8 +97,8 @@ async def test_hung_runner_is_timed_out_by_the_host(tmp_path: Path) -> None:
         "--job",
         "/var/lib/pyti/job/job.json",
     ]
-    assert record.phases["tests"]["status"] == "timed_out"
-    assert record.phases["tests"]["killed_by"] == "slave"
+    assert record.phases["tests"].status == "timed_out"
+    assert record.phases["tests"].killed_by == "slave"
     assert any(entry["event"] == "runner_timed_out" for entry in logs)
     names = [e for e, _, _ in emitted]
     assert names[:4] == ["runner_started", "phase_started", "phase_finished", "phase_started"]
@@ -111,7 +117,7 @@ async def test_runner_that_ends_early_is_an_error(tmp_path: Path) -> None:
     guest = ScriptedGuest(ScriptedStream([line("phase_started", "install")], hang=False))
     with capture_logs() as logs:
         await run_runner(ctx, guest, record)
-    assert "without finishing" in ctx.summary["error"]
+    assert "without finishing" in (ctx.summary.error or "")
     (stderr,) = [entry for entry in logs if entry["event"] == "runner_stderr"]
     assert stderr["text"] == "warning: [31mred\n"  # sanitised: no escape, no NUL
 
@@ -127,8 +133,10 @@ async def test_finished_runner_gives_no_error(tmp_path: Path) -> None:
         line("runner_finished", "runner", statuses={"install": "failed"}),
     ]
     await run_runner(ctx, ScriptedGuest(ScriptedStream(lines, hang=False)), record)
-    assert "error" not in ctx.summary
-    assert record.phases == {"install": {"status": "failed", "duration_s": 1.0, "exit_code": 1}}
+    assert ctx.summary.error is None
+    assert phases_to_json(record.phases) == {
+        "install": {"status": "failed", "duration_s": 1.0, "exit_code": 1}
+    }
 
 
 def test_slave_builds_the_same_document(tmp_path: Path) -> None:
@@ -137,7 +145,7 @@ def test_slave_builds_the_same_document(tmp_path: Path) -> None:
         master_host="127.0.0.1", master_port=1, secret=b"x" * 16, image_dir=tmp_path,
         work_dir=tmp_path, name="t",
     )  # fmt: skip
-    offer = JobOffer(1, 1, 42, "demo", "1.0", "img", (), timeouts={"tests": 30})
+    offer = JobOffer(1, 1, 42, "demo", "1.0", "img", (), timeouts=JobTimeouts(tests=30))
     ctx = JobContext(
         offer, config, "tcg", tmp_path, {}, structlog.get_logger(), lambda *a, **k: None
     )
@@ -171,8 +179,7 @@ def test_slave_builds_the_same_document(tmp_path: Path) -> None:
 async def test_metadata_hand_off_stops_the_phase_clock(tmp_path: Path) -> None:
     """The runner's metadata event goes to on_metadata once; the host's time is not the phase's."""
     emitted: list[tuple[str, str | None, dict[str, Any]]] = []
-    ctx = context(tmp_path, emitted)
-    ctx.offer.timeouts["install"] = 0.3
+    ctx = context(tmp_path, emitted, JobTimeouts(tests=0.3, install=0.3))
     record = RunRecord()
     lines = [
         line("phase_started", "install"),
@@ -191,8 +198,8 @@ async def test_metadata_hand_off_stops_the_phase_clock(tmp_path: Path) -> None:
 
     await run_runner(ctx, ScriptedGuest(ScriptedStream(lines, hang=False)), record, on_metadata)
     assert seen == [["dep-a"]]
-    assert record.phases["install"]["status"] == "passed"
-    assert "error" not in ctx.summary
+    assert record.phases["install"].status == "passed"
+    assert ctx.summary.error is None
     staged = [f for e, p, f in emitted if e == "trace"]
     assert staged[0]["stage"] == "metadata"
     assert any(e == "finding" and p == "install" for e, p, _ in emitted)
@@ -201,14 +208,13 @@ async def test_metadata_hand_off_stops_the_phase_clock(tmp_path: Path) -> None:
 async def test_runner_hung_in_metadata_stage_is_the_package_s_timeout(tmp_path: Path) -> None:
     """A build hanging while it makes metadata: install timed_out by the host, no infra error."""
     emitted: list[tuple[str, str | None, dict[str, Any]]] = []
-    ctx = context(tmp_path, emitted)
-    ctx.offer.timeouts["install"] = 0.3
+    ctx = context(tmp_path, emitted, JobTimeouts(tests=0.3, install=0.3))
     record = RunRecord()
     lines = [
         line("phase_started", "install"),
         line("output", "install", stage="metadata", stream="stdout", line="building"),
     ]
     await run_runner(ctx, ScriptedGuest(ScriptedStream(lines, hang=True)), record)
-    assert record.phases["install"]["status"] == "timed_out"
-    assert "error" not in ctx.summary
+    assert record.phases["install"].status == "timed_out"
+    assert ctx.summary.error is None
     assert decide(record.phases, record.verdict()).outcome == "timed_out"

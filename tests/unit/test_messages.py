@@ -9,6 +9,7 @@ import pytest
 from protocol.errors import InvalidMessage
 from protocol.framing import HEADER_SIZE, pack, unpack_body
 from protocol.messages import REGISTRY, Heartbeat, JobOffer, JobResult, decode, encode
+from protocol.results import JobSummary
 from tests.unit.protocol_samples import SAMPLES
 
 
@@ -99,7 +100,7 @@ def test_defaults_fill_missing_optional_fields() -> None:
     del wire["phases"], wire["summary"]
     msg = decode(wire)
     assert isinstance(msg, JobResult)
-    assert msg.phases == {} and msg.summary == {}
+    assert msg.phases == {} and msg.summary == JobSummary()
 
 
 def test_float_field_accepts_an_integer() -> None:

@@ -173,7 +173,7 @@ async def test_undeclared_setup_py_imports_are_listed_and_fetched(
     assert [b.module for b in prepared.build_imports] == ["dep_a", "nowhere_to_be_found"]
     assert prepared.build_import_wheels == ["dep_a"]
     assert "dep_b-2.1-py3-none-any.whl" in wheel_names(prepared)
-    assert prepared.summary()["build_imports"] == ["dep_a", "nowhere_to_be_found"]
+    assert prepared.summary().build_imports == ("dep_a", "nowhere_to_be_found")
 
 
 async def test_dynamic_setup_py_needs_guest_metadata(pypi: FakePyPI, tmp_path: Path) -> None:
@@ -335,7 +335,7 @@ async def test_test_extras_are_fetched_best_effort(pypi: FakePyPI, tmp_path: Pat
     assert good.test_sources == ["extra:test", "extra:testing"]
     assert good.test_unavailable == []
     assert "pytest_fake-1.0-py3-none-any.whl" in wheel_names(good)
-    assert good.summary()["test_sources"] == ["extra:test", "extra:testing"]
+    assert good.summary().test_sources == ("extra:test", "extra:testing")
 
     missing = ["dep-b", 'no-such-test-tool; extra == "tests"', 'dep-a; extra == "tests"']
     pypi.add_project(tmp_path / "idx", "partial", "1.0", requires_dist=missing, sdist=False)

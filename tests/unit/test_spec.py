@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import protocol
+from protocol import results
 from protocol.messages import REGISTRY
 
 SPEC = (Path(protocol.__file__).parent / "README.md").read_text()
@@ -41,3 +42,18 @@ def test_spec_sections_name_only_real_messages() -> None:
     """Every message section in the spec exists in the code (no stale spec)."""
     documented = set(re.findall(r"^### `([a-z_]+)`", SPEC, re.M))
     assert documented == set(REGISTRY)
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [c for c in vars(results).values() if isinstance(c, type) and hasattr(c, "__pyti_record__")],
+    ids=lambda c: c.__name__,
+)
+def test_every_result_record_field_is_in_the_spec(cls: type) -> None:
+    """Each field of the typed result records is named in the spec's records section."""
+    section = SPEC.split("Result and offer records", 1)[1].split("### Handshake", 1)[0]
+    for field in dataclasses.fields(cls):
+        wire = field.metadata.get("wire", field.name)
+        assert f"`{wire}" in section or f"{wire}:" in section or f" {wire}," in section, (
+            f"field {wire!r} of {cls.__name__} is not documented in protocol/README.md"
+        )

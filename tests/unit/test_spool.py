@@ -10,7 +10,8 @@ import pytest
 
 from protocol.events import Event
 from protocol.messages import JobResult
-from protocol.vocabulary import Outcome
+from protocol.results import JobSummary, PhaseResult
+from protocol.vocabulary import Outcome, PhaseStatus
 from slave.spool import SpoolError, SpoolLimits, SpoolStore
 
 
@@ -94,7 +95,8 @@ async def test_reload_after_restart_restores_unacked_events_and_result(tmp_path:
         spool.append(ev(seq))
     await spool.sync()
     spool.ack(29)
-    result = JobResult(4, 2, Outcome.PASSED, "tcg", 59, {"tests": {"status": "passed"}}, {"n": 1})
+    result = JobResult(4, 2, Outcome.PASSED, "tcg", 59, {"tests": PhaseResult(PhaseStatus.PASSED)},
+                       JobSummary(findings_total=1))  # fmt: skip
     spool.save_result(result)
     spool.close()
 

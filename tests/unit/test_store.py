@@ -12,6 +12,7 @@ import pytest
 from master.jobs import FinishDisposition, JobRequest, JobState
 from master.store import InvalidTransition, JobNotFound, StaleLease, Store
 from protocol.messages import JobResult
+from protocol.results import JobSummary, phases_from_json
 
 
 def req(project: str = "demo", version: str = "1.0", **kw: Any) -> JobRequest:
@@ -29,6 +30,10 @@ def req(project: str = "demo", version: str = "1.0", **kw: Any) -> JobRequest:
     )
 
 
+NET = {"rule": "net", "severity": "high", "phase": "install", "pid": 7, "process": "python",
+       "evidence": "connect", "target": "1.2.3.4:443", "source": "dynamic"}  # fmt: skip
+
+
 def result(job_id: int, lease: int, outcome: str = "passed", **kw: Any) -> JobResult:
     return JobResult(
         job_id=job_id,
@@ -36,6 +41,8 @@ def result(job_id: int, lease: int, outcome: str = "passed", **kw: Any) -> JobRe
         outcome=outcome,  # type: ignore[arg-type]
         isolation="tcg",
         last_seq=0,
+        phases=phases_from_json(kw.pop("phases", {})),
+        summary=JobSummary.from_json(kw.pop("summary", {})),
         **kw,
     )
 
@@ -152,12 +159,12 @@ async def test_result_is_stored_once_and_duplicates_change_nothing(store: Store)
         claimed.lease,
         "harmful",
         phases={"install": {"status": "passed"}},
-        summary={"findings": [{"rule": "net"}], "verdict": "malicious"},
+        summary={"findings": [NET], "verdict": "malicious"},
     )
     assert await store.jobs.finish(job.id, claimed.lease, res) is FinishDisposition.STORED
     done = await store.jobs.get(job.id)
     assert done is not None and done.state is JobState.FINISHED and done.outcome == "harmful"
-    assert done.findings == [{"rule": "net"}] and done.phases["install"]["status"] == "passed"
+    assert done.findings == [NET] and done.phases["install"]["status"] == "passed"
     finished_at = done.finished_at
     again = result(job.id, claimed.lease, "passed")
     assert await store.jobs.finish(job.id, claimed.lease, again) is FinishDisposition.DUPLICATE

@@ -12,6 +12,7 @@ import pytest
 from master.jobs import FeedState, JobState
 from master.store import SCHEMA_VERSION, SchemaTooNew, Store
 from master.store.db import migrate
+from protocol.results import JobTimeouts
 
 
 async def _version(path: Path) -> int:
@@ -38,7 +39,9 @@ async def test_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> N
     try:
         assert await _version(path) == SCHEMA_VERSION
         jobs = await store.jobs.find()
-        assert [(j.project, j.state, j.timeouts) for j in jobs] == [("old", JobState.QUEUED, {})]
+        assert [(j.project, j.state, j.timeouts) for j in jobs] == [
+            ("old", JobState.QUEUED, JobTimeouts())
+        ]
         assert await store.callbacks.due(time.time()) == []  # table added by migration 2
     finally:
         await store.close()
