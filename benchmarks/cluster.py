@@ -225,10 +225,17 @@ class LocalCluster:
 
 
 def write_outputs(
-    figures: dict[str, Any], table: str, json_path: Path | None, markdown_path: Path | None
+    figures: dict[str, Any],
+    table: str,
+    json_path: Path | None,
+    markdown_path: Path | None,
+    *,
+    quiet: bool = False,
 ) -> None:
-    """Print the Markdown table; write the figures (``--json``) and the table (``--markdown``)."""
-    print(table)
+    """Print the Markdown table (unless ``quiet``); write the figures (``--json``) and the
+    table (``--markdown``)."""
+    if not quiet:
+        print(table)
     if json_path:
         json_path.write_text(json.dumps(figures, indent=1))
     if markdown_path:

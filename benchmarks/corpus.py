@@ -139,7 +139,25 @@ def markdown(rows: list[dict[str, Any]], figures: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def figures_of(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """The JSON figures of the rows so far."""
+    outcomes = Counter(r["outcome"] for r in rows)
+    return {
+        "releases": len(rows),
+        "passed": outcomes["passed"],
+        "passed_ratio": round(outcomes["passed"] / len(rows), 3) if rows else 0.0,
+        "infra_error": outcomes["infra_error"],
+        "harmful": outcomes["harmful"],
+        "flagged": sum(1 for r in rows if r["verdict"] not in ("", "clean")),
+        "outcomes": dict(outcomes),
+        "total_s": round(seconds, 1),
+        "rows": rows,
+    }
+
+
 async def run(args: argparse.Namespace, corpus: list[tuple[str, str]]) -> dict[str, Any]:
+    """Test the corpus; the JSON and Markdown files are rewritten after every release,
+    so a run stopped half-way still leaves the table of what it finished."""
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="pyti-corpus-"))
@@ -158,19 +176,9 @@ async def run(args: argparse.Namespace, corpus: list[tuple[str, str]]) -> dict[s
             rows.append(row)
             print(f"{row['release']:<32} {row['outcome']:<12} {row['verdict']:<10} "
                   f"{row['reason']}", flush=True)  # fmt: skip
-    outcomes = Counter(r["outcome"] for r in rows)
-    figures: dict[str, Any] = {
-        "releases": len(rows),
-        "passed": outcomes["passed"],
-        "passed_ratio": round(outcomes["passed"] / len(rows), 3) if rows else 0.0,
-        "infra_error": outcomes["infra_error"],
-        "harmful": outcomes["harmful"],
-        "flagged": sum(1 for r in rows if r["verdict"] not in ("", "clean")),
-        "outcomes": dict(outcomes),
-        "total_s": round(time.monotonic() - started, 1),
-        "rows": rows,
-    }
-    return figures
+            so_far = figures_of(rows, time.monotonic() - started)
+            write_outputs(so_far, markdown(rows, so_far), args.json, args.markdown, quiet=True)
+    return figures_of(rows, time.monotonic() - started)
 
 
 def main(argv: list[str] | None = None) -> int:
