@@ -144,7 +144,8 @@ async def test_host_runs_no_package_code(harness: Harness, tmp_path: Path) -> No
 
 
 async def test_cancel_mid_job_and_phase_timeout(harness: Harness, tmp_path: Path) -> None:
-    """Cancel stops the VM within seconds (cancelled); a test past its timeout gives timed_out."""
+    """Cancel stops the VM within seconds (cancelled); tests past their timeout: phase timed_out,
+    job incomplete (a slow suite under emulation is not the release's failure)."""
     sleepy = "import time\n\n\ndef test_sleeps():\n    time.sleep(600)\n"
     harness.pypi.add_project(tmp_path / "d", "sleepy", "1.0", test_body=sleepy)
 
@@ -165,6 +166,7 @@ async def test_cancel_mid_job_and_phase_timeout(harness: Harness, tmp_path: Path
     assert not (harness.work_dir / "jobs" / "50").exists()  # VM dir and job files gone
 
     job_id, result = await harness.run("sleepy", "1.0", timeouts={"tests": 8})
-    assert result.outcome == "timed_out", result.phases
+    assert result.outcome == "incomplete", result.phases
     assert phases_to_json(result.phases)["tests"]["status"] == "timed_out"
+    assert "did not finish within their time budget" in str(result.summary.reason)
     assert_well_formed(harness, job_id, result)

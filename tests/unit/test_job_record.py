@@ -47,10 +47,18 @@ def counts(passed: int, failed: int = 0, errors: int = 0, **extra: object) -> di
 
 
 def test_decide_orders_outcomes() -> None:
-    """harmful > crashed > timed_out > failed > infra_error; quality never decides."""
+    """harmful > crashed > timed_out > failed > infra_error; slow tests: incomplete."""
     assert judge({"install": OK, "import": {"status": "crashed"},
                    "tests": FAILED_TESTS}, "clean").outcome == "crashed"  # fmt: skip
-    assert judge({"install": OK, "tests": {"status": "timed_out"}}, "clean").outcome == "timed_out"
+    assert judge({"install": {"status": "timed_out"}}, "clean").outcome == "timed_out"
+    # tests past their budget: not the release's failure (big suites under TCG), not a pass
+    tests_slow = judge(
+        {"install": OK, "tests": {"status": "timed_out", "duration_s": 900.0}}, "clean"
+    )
+    assert tests_slow == Decision(
+        Outcome.INCOMPLETE,
+        "the tests did not finish within their time budget (stopped after 900 s)",
+    )
     assert judge({"install": {"status": "error"}}, "clean").outcome == "infra_error"
     assert judge({}, "clean").outcome == "infra_error"
     assert judge({"install": {"status": "crashed"}}, "malicious").outcome == "harmful"
@@ -220,13 +228,13 @@ def test_trace_of_bait_read_gives_findings_as_they_arrive() -> None:
 
 
 def test_host_timeout_marks_the_phase() -> None:
-    """A phase the slave had to kill is timed_out (killed_by slave), so the job is timed_out."""
+    """A phase the slave had to kill is timed_out (killed_by slave); tests past it: incomplete."""
     record = RunRecord()
     feed_all(record, [finished("install", "passed"), ("phase_started", "tests", {})])
     assert record.current == "tests"
     record.timed_out_by_host("tests", 42.0)
     assert record.phases["tests"].killed_by == "slave"
-    assert record.decide().outcome is Outcome.TIMED_OUT
+    assert record.decide().outcome is Outcome.INCOMPLETE
 
 
 def test_quality_inputs_are_kept_bounded() -> None:
