@@ -263,12 +263,29 @@ def encoder(call: Call) -> Iterable[Hit]:
     return (Hit(_exe_name(call)),) if _exe_name(call) in ENCODERS else NO_HITS
 
 
+#: Inline code that does one of these keeps the rule's severity; other inline code (a
+#: build step's ``python -c "import sysconfig; ..."`` probe) is only ``low``.
+RISKY_INLINE = re.compile(
+    r"exec|eval|compile|__import__|base64|b64decode|zlib|marshal|codecs|fromhex|chr\("
+    r"|socket|urllib|http|requests|subprocess|os\.system|popen|spawn|chmod|/dev/tcp"
+    r"|curl|wget|\.ssh|\.aws|environ|crontab|bashrc|authorized_keys",
+    re.IGNORECASE,
+)
+
+
+def _inline_text(call: Call, flag: str) -> str:
+    args = list(call.argv[1:])
+    return args[args.index(flag) + 1] if flag in args[:-1] else ""
+
+
 def inline_code(call: Call) -> Iterable[Hit]:
     if call.exec_label == "python -c":
-        return (Hit("python -c"),)
+        code = _inline_text(call, "-c")
+        return (Hit("python -c", None if RISKY_INLINE.search(code) else "low"),)
     flag = INTERPRETERS_INLINE.get(_exe_name(call))
     if flag is not None and flag in call.argv[1:]:
-        return (Hit(f"{_exe_name(call)} {flag}"),)
+        code = _inline_text(call, flag)
+        return (Hit(f"{_exe_name(call)} {flag}", None if RISKY_INLINE.search(code) else "low"),)
     return NO_HITS
 
 

@@ -122,8 +122,15 @@ HITS = [
     (
         "proc.inline_code",
         "install",
-        execve(f"{V}/bin/python", "python", "-c", "import os"),
+        execve(f"{V}/bin/python", "python", "-c", "import os; os.system('id')"),
         "medium",
+    ),
+    # a build step's probe: inline code that reaches for nothing risky is only low
+    (
+        "proc.inline_code",
+        "install",
+        execve(f"{V}/bin/python", "python", "-c", "import sysconfig; print(sysconfig.get_paths())"),
+        "low",
     ),
     ("proc.inline_code", "tests", execve("/usr/bin/perl", "perl", "-e", "print 1"), "low"),
     ("proc.exec_temp", "import", execve("/tmp/.x/payload", "payload"), "high"),
