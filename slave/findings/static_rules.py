@@ -236,24 +236,23 @@ def _reads(scope: Scope) -> bool:
 # ---------------------------------------------------------------------------- matchers
 
 
+def _exec_of(scope: Scope, source: Callable[[ast.AST], bool]) -> Iterable[Hit]:
+    """exec/eval/compile of an argument that ``source`` matches, directly or by a name
+    assigned from such a value."""
+    tainted = tainted_names(scope, source)
+    for name, call in scope.calls:
+        if call_matches(name, EXEC) and any(source(a) or _uses(a, tainted) for a in _args(call)):
+            yield call, ""
+
+
 def exec_encoded(scope: Scope) -> Iterable[Hit]:
     """exec/eval/compile of decoded data (GuardDog exec-base64, obfuscation)."""
-    tainted = tainted_names(scope, lambda v: _decodes(v, scope.aliases))
-    for name, call in scope.calls:
-        if call_matches(name, EXEC) and any(
-            _decodes(a, scope.aliases) or _uses(a, tainted) for a in _args(call)
-        ):
-            yield call, ""
+    return _exec_of(scope, lambda v: _decodes(v, scope.aliases))
 
 
 def exec_download(scope: Scope) -> Iterable[Hit]:
     """exec/eval of code fetched from the network."""
-    fetched = tainted_names(scope, lambda v: contains_call(v, scope.aliases, FETCH))
-    for name, call in scope.calls:
-        if call_matches(name, EXEC) and any(
-            contains_call(a, scope.aliases, FETCH) or _uses(a, fetched) for a in _args(call)
-        ):
-            yield call, ""
+    return _exec_of(scope, lambda v: contains_call(v, scope.aliases, FETCH))
 
 
 def download_run(scope: Scope) -> Iterable[Hit]:
@@ -404,12 +403,7 @@ def obfuscation(scope: Scope) -> Iterable[Hit]:
 
 def steganography(scope: Scope) -> Iterable[Hit]:
     """exec/eval of data revealed from an image (GuardDog steganography)."""
-    hidden = tainted_names(scope, lambda v: contains_call(v, scope.aliases, STEGO))
-    for name, call in scope.calls:
-        if call_matches(name, EXEC) and any(
-            contains_call(a, scope.aliases, STEGO) or _uses(a, hidden) for a in _args(call)
-        ):
-            yield call, ""
+    return _exec_of(scope, lambda v: contains_call(v, scope.aliases, STEGO))
 
 
 def clipboard_hijack(scope: Scope) -> Iterable[Hit]:
