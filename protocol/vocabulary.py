@@ -35,10 +35,11 @@ OUTCOME_TEXT: Final[Mapping[Outcome, str]] = {
     Outcome.FAILED: "a test of the package failed, its install failed for its own fault, "
     "or an import failed",
     Outcome.INCOMPLETE: "could not test: the tests could not run at all (none shipped, none "
-    "collectable, dependencies not installable, no image for its Python)",
+    "collectable, dependencies not installable, no image for its Python) or did not finish "
+    "within their time budget",
     Outcome.CRASHED: "package code died of a signal (install, import or tests)",
     Outcome.HARMFUL: "the behaviour verdict is malicious, whatever the phases did",
-    Outcome.TIMED_OUT: "package code ran past a phase's timeout",
+    Outcome.TIMED_OUT: "package code ran past the install or import phase's timeout",
     Outcome.INFRA_ERROR: "pyti's own machinery failed (retried before it is final)",
     Outcome.CANCELLED: "cancelled by a user before it ended",
 }
