@@ -44,28 +44,44 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
 
 
 def installed_modules(ws: Workspace) -> list[str]:
-    """Top-level modules of the installed release, read from its dist-info (no code runs)."""
+    """Top-level modules of the installed release, read from its metadata (no code runs)."""
     site = ws.site_packages()
-    if site is None:
-        return []
-    want = normalize(ws.job.project)
-    for info in sorted(site.glob("*.dist-info")):
-        name, _, _rest = info.name[: -len(".dist-info")].partition("-")
-        if normalize(name) == want:
-            return top_level_modules(info)
+    return [] if site is None else release_modules(site, ws.job.project)
+
+
+def release_modules(site: Path, project: str) -> list[str]:
+    """The project's modules from its ``.dist-info``, else its ``.egg-info``.
+
+    pip before 23.1 installs an sdist without ``pyproject.toml`` the legacy way
+    (``setup.py install``) when ``wheel`` is not there to build one: that leaves an
+    ``.egg-info`` (``NAME-VERSION-py3.11.egg-info``) with ``installed-files.txt``.
+    """
+    want = normalize(project)
+    for suffix in (".dist-info", ".egg-info"):
+        for info in sorted(site.glob("*" + suffix)):
+            name, _, _rest = info.name[: -len(suffix)].partition("-")
+            if normalize(name) == want and info.is_dir():
+                return top_level_modules(info)
     return []
 
 
 def top_level_modules(info: Path) -> list[str]:
-    """Importable top-level names from top_level.txt, else from RECORD."""
+    """Importable top-level names from top_level.txt, else RECORD / installed-files.txt."""
     names: set[str] = set()
     top = info / "top_level.txt"
+    record = info / "RECORD"
+    if not record.is_file():
+        record = info / "installed-files.txt"  # egg-info: paths relative to the info dir
     if top.is_file():
         for line in top.read_text(errors="replace").splitlines()[:200]:
             names.add(line.strip().replace("/", "."))
-    elif (info / "RECORD").is_file():
-        for line in (info / "RECORD").read_text(errors="replace").splitlines()[:100_000]:
+    elif record.is_file():
+        for line in record.read_text(errors="replace").splitlines()[:100_000]:
             path = line.split(",", 1)[0]
+            if record.name == "installed-files.txt":
+                if not path.startswith("../"):
+                    continue  # the egg-info's own files
+                path = path[3:]
             first = path.split("/", 1)[0]
             if first.endswith((".dist-info", ".data", ".pth")) or first in ("..", "__pycache__"):
                 continue

@@ -15,6 +15,7 @@ from typing import Any
 from guest_runner.budget import Budget
 from guest_runner.junit import empty_summary, parse_junit
 from guest_runner.outcome import Outcome, Result, outcome_of, setup_error
+from guest_runner.phases.imports import installed_modules
 from guest_runner.workspace import Workspace
 
 NO_SDIST = "no sdist: no tests shipped"
@@ -22,6 +23,8 @@ NO_TESTS = "no tests found in the sdist"
 NONE_COLLECTED = "pytest collected no tests"
 NONE_COLLECTABLE = "no test module could be collected"
 NO_PYTEST = "cannot install pytest"
+#: Test modules named in no pytest default (crcmod's, decorator's ``test.py``).
+LOOSE = ("test.py", "tests.py")
 
 
 def run(ws: Workspace, budget: Budget) -> Outcome:
@@ -38,13 +41,20 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
         ws.out.emit("tests_summary", "tests", **fields, test_requirements=requirements)
 
     root = ws.sources()
-    if root is None:
-        summary(NO_SDIST)
-        return Outcome("skipped", {"reason": NO_SDIST})
-    targets = find_tests(root)
-    if not targets:
-        summary(NO_TESTS)
-        return Outcome("skipped", {"reason": NO_TESTS})
+    if root is not None:
+        targets = find_tests(root)
+        if not targets:
+            summary(NO_TESTS)
+            return Outcome("skipped", {"reason": NO_TESTS})
+    else:
+        # No sdist (a wheel-only release): the tests some projects ship inside
+        # their package (numpy/tests, pytz/tests) are its tests.
+        site_dir = ws.site_packages()
+        targets = shipped_tests(site_dir, installed_modules(ws)) if site_dir else []
+        if site_dir is None or not targets:
+            summary(NO_SDIST)
+            return Outcome("skipped", {"reason": NO_SDIST})
+        root = site_dir
     site = ws.site_packages()
     if site is None or not (site / "pytest").is_dir():
         got = ws.run_as_tester(
@@ -68,6 +78,15 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
         # A usage error is nearly always the project's addopts naming a plugin we did
         # not install (--cov...): retry once without them.
         argv[-len(targets) : -len(targets)] = ["-o", "addopts="]
+        result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root))
+    if result.returncode == 5 and not result.timed_out and budget.remaining() > 0:
+        # Nothing matched test_*.py / *_test.py (or the project's python_files): the
+        # tests are unittest-style modules named otherwise (tests/test.py,
+        # tests/basic.py). pytest runs unittest.TestCase classes as they are.
+        argv[-len(targets) : -len(targets)] = [
+            "-o",
+            f"python_files={loose_patterns(root, targets)}",
+        ]
         result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root))
     counts = parse_junit(junit)
     reason = no_tests_reason(counts, result)
@@ -132,6 +151,29 @@ def pip_error(result: Result) -> str:
     return picked[:300]
 
 
+def loose_patterns(root: Path, targets: list[Path]) -> str:
+    """``python_files`` for a second look: any module in a tests folder; test-named ones elsewhere.
+
+    At the sdist's root a loose ``*.py`` would import ``setup.py`` and the build
+    scripts as tests, so there only names that say "test" are taken.
+    """
+    if all(t != root for t in targets):
+        return "*.py"
+    return "test*.py *_test.py *_tests.py"
+
+
+def shipped_tests(site: Path, modules: list[str]) -> list[Path]:
+    """``tests``/``test`` packages inside the release's installed top-level packages."""
+    found: list[Path] = []
+    for module in modules:
+        package = site / module.split(".", 1)[0]
+        for name in ("tests", "test", "testing"):
+            candidate = package / name
+            if candidate.is_dir() and not candidate.is_symlink() and candidate not in found:
+                found.append(candidate)
+    return found[:20]
+
+
 def find_tests(root: Path) -> list[Path]:
     """Where pytest should look: tests/ or test/ when the sdist has them, else its root."""
     for name in ("tests", "test"):
@@ -140,6 +182,7 @@ def find_tests(root: Path) -> list[Path]:
     for count, path in enumerate(root.rglob("*.py")):
         if count > 20_000:
             break
-        if path.name.startswith("test_") or path.name.endswith("_test.py"):
+        name = path.name
+        if name.startswith("test_") or name.endswith(("_test.py", "_tests.py")) or name in LOOSE:
             return [root]
     return []

@@ -117,6 +117,34 @@ async def test_package_that_does_not_install(harness: Harness, tmp_path: Path) -
     assert_well_formed(harness, job_id, result)
 
 
+UNITTEST_MODULE = (
+    "import unittest\n\nimport {module}\n\n\nclass Checks(unittest.TestCase):\n"
+    "    def test_version(self):\n        self.assertTrue({module}.__version__)\n\n"
+    "    def test_name(self):\n        self.assertEqual({module}.__name__, '{module}')\n"
+)
+
+
+async def test_tests_found_where_projects_put_them(harness: Harness, tmp_path: Path) -> None:
+    """unittest modules not named test_*.py run (tests/test.py); a wheel-only release runs
+    the tests inside its package; neither ends ``incomplete``."""
+    body = UNITTEST_MODULE.format(module="oddtests")
+    harness.pypi.add_project(tmp_path / "d", "oddtests", "1.0", test_body="",
+                             extra_files={"tests/test.py": body})  # fmt: skip
+    job_id, result = await harness.run("oddtests", "1.0")
+    assert result.outcome == "passed", result.summary.to_json()
+    assert result.summary.to_json()["tests"]["passed"] == 2, result.summary.to_json()["tests"]
+    assert_well_formed(harness, job_id, result)
+
+    inside = UNITTEST_MODULE.format(module="wheelonly")
+    harness.pypi.add_project(tmp_path / "d", "wheelonly", "1.0", sdist=False,
+                             extra_files={"wheelonly/tests/__init__.py": "",
+                                          "wheelonly/tests/test_inside.py": inside})  # fmt: skip
+    job_id, result = await harness.run("wheelonly", "1.0")
+    assert result.outcome == "passed", result.summary.to_json()
+    assert result.summary.to_json()["tests"]["passed"] == 2, result.summary.to_json()["tests"]
+    assert_well_formed(harness, job_id, result)
+
+
 async def test_host_runs_no_package_code(harness: Harness, tmp_path: Path) -> None:
     """An sdist whose setup.py writes a marker: it runs in the guest (traced), never on the host."""
     marker = f"/tmp/pyti-marker-{secrets.token_hex(8)}"

@@ -16,7 +16,8 @@ from guest_runner.executor import MainExit
 from guest_runner.junit import parse_junit
 from guest_runner.limits import PhaseWatch, oom_kills
 from guest_runner.offline import is_offline_failure
-from guest_runner.phases.imports import top_level_modules
+from guest_runner.phases.imports import release_modules, top_level_modules
+from guest_runner.phases.tests import find_tests, loose_patterns, shipped_tests
 from guest_runner.streams import TAIL_BYTES, drain, iter_lines
 from guest_runner.workspace import read_env_file
 
@@ -128,6 +129,18 @@ def test_top_level_modules_from_record(tmp_path: Path) -> None:
     assert top_level_modules(info) == ["other"]
 
 
+def test_release_modules_from_a_legacy_egg_info(tmp_path: Path) -> None:
+    """An sdist installed the legacy way (egg-info, installed-files.txt) still names its modules."""
+    info = tmp_path / "docopt-0.6.2-py3.11.egg-info"
+    info.mkdir()
+    (info / "installed-files.txt").write_text(
+        "../docopt.py\n../__pycache__/docopt.cpython-311.pyc\nPKG-INFO\nSOURCES.txt\n"
+    )
+    (tmp_path / "other-1.0.dist-info").mkdir()
+    assert release_modules(tmp_path, "DocOpt") == ["docopt"]
+    assert release_modules(tmp_path, "absent") == []
+
+
 def test_read_env_file(tmp_path: Path) -> None:
     """/etc/environment lines with quotes, export and comments are read as pam_env would."""
     env = tmp_path / "environment"
@@ -229,3 +242,27 @@ def test_parse_junit_reports_collection_errors_apart(tmp_path: Path) -> None:
         0,
     )
     assert summary["offline_failures"] == {"count": 1, "tests": ["tests/test_y.py::TestC::test_c"]}
+
+
+def test_loose_patterns_never_take_setup_py_at_the_root(tmp_path: Path) -> None:
+    """A second look takes any module of a tests folder, but only test-named ones at the root."""
+    assert loose_patterns(tmp_path, [tmp_path / "tests"]) == "*.py"
+    at_root = loose_patterns(tmp_path, [tmp_path])
+    assert "*.py" not in at_root.split() and "test*.py" in at_root.split()
+
+
+def test_shipped_tests_are_the_installed_packages_test_folders(tmp_path: Path) -> None:
+    """A wheel-only release's tests are the tests/test folders inside its own packages."""
+    (tmp_path / "pkg" / "tests").mkdir(parents=True)
+    (tmp_path / "other" / "tests").mkdir(parents=True)
+    (tmp_path / "solo.py").write_text("")
+    assert shipped_tests(tmp_path, ["pkg", "solo"]) == [tmp_path / "pkg" / "tests"]
+    assert shipped_tests(tmp_path, ["solo"]) == []
+
+
+def test_find_tests_sees_a_root_tests_module(tmp_path: Path) -> None:
+    """An sdist whose only tests are a root ``tests.py`` has tests; one with none has none."""
+    (tmp_path / "setup.py").write_text("")
+    assert find_tests(tmp_path) == []
+    (tmp_path / "tests.py").write_text("")
+    assert find_tests(tmp_path) == [tmp_path]
