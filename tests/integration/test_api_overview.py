@@ -8,6 +8,7 @@ upload, a queued job and an infrastructure failure that was retried.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from master.context import MasterContext
+from master.http.app import create_app
 from master.jobs import Job
 from master.store.filters import JobFilter
 from protocol.messages import JobResult
@@ -148,8 +150,16 @@ async def test_search_is_not_a_wildcard(ctx: MasterContext) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["source=cron", "slave=a/b", "since=yesterday", "until=1e400", "q=%25", "q=a%20b",
-     "since=20&until=10", "since=1&since=2"],  # fmt: skip
+    [
+        "source=cron",
+        "slave=a/b",
+        "since=yesterday",
+        "until=1e400",
+        "q=%25",
+        "q=a%20b",
+        "since=20&until=10",
+        "since=1&since=2",
+    ],
 )
 async def test_bad_filters(aiohttp_client: ClientFactory, app: Any, query: str) -> None:
     """A bad filter value is a 400 JSON error."""
@@ -201,8 +211,8 @@ async def test_fleet_figures(aiohttp_client: ClientFactory, app: Any, ctx: Maste
     totals = fleet["totals"]
     assert (totals["finished"], totals["infra_error_rate"]) == (4, 0.2)
     assert totals["jobs_per_hour"] == round(4 / 24, 2)
-    assert fleet["slaves"] == [{"name": "slave-a", "slots": 2, "busy": 1, "load": 0.5,
-                                "accel": "tcg", "draining": False, "last_heartbeat": 2.0}]  # fmt: skip
+    slave = {"name": "slave-a", "slots": 2, "busy": 1, "load": 0.5, "accel": "tcg"}
+    assert fleet["slaves"] == [slave | {"draining": False, "last_heartbeat": 2.0}]
     assert fleet["capacity"] == {"slots": 2, "busy": 1, "load": 0.5}
     assert len((await (await client.get("/api/v1/fleet?hours=3")).json())["hours"]) == 3
     assert (await client.get("/api/v1/fleet?hours=0")).status == 400
@@ -232,3 +242,50 @@ def test_badge_escapes_text() -> None:
     svg = badge_svg("<a>", "x&y", "#4c1", HOSTILE)
     assert "<a>" not in svg and "&lt;a&gt;" in svg and "x&amp;y" in svg
     assert "<img" not in svg and "<b " not in svg
+
+
+async def test_pages_open_data_protected(aiohttp_client: ClientFactory, tmp_path: Any) -> None:
+    """With protected reads, the page shells open without a token; the data behind them not."""
+    from tests.integration.test_api_harness import auth, open_ctx
+
+    context = await open_ctx(tmp_path / "m", require_read_token=True)
+    try:
+        await populate(context)
+        client = await aiohttp_client(create_app(context))
+        for page in ("/jobs", "/projects/demo-pkg"):
+            assert (await client.get(page)).status == 200
+        for data in ("/api/v1/projects/demo-pkg", "/api/v1/fleet", "/badge/demo-pkg.svg"):
+            assert (await client.get(data)).status == 401
+            assert (await client.get(data, headers=auth())).status == 200
+    finally:
+        await context.close()
+
+
+def _plan(db: Any, sql: str, params: tuple[Any, ...]) -> str:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+    return " ".join(str(r[-1]) for r in rows)
+
+
+async def test_filters_and_figures_use_indexes(ctx: MasterContext) -> None:
+    """The job-list filters and the fleet's window queries are index searches, not scans."""
+    from master.store import fleet
+
+    await populate(ctx)
+    db = ctx.store.path
+    for where in (JobFilter(slave="a"), JobFilter(outcome="failed"), JobFilter(project="x")):
+        clauses, params = where.where()
+        sql = f"SELECT * FROM jobs WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT 50"  # noqa: S608
+        assert "SEARCH jobs USING" in _plan(db, sql, tuple(params)), where
+    for sql in (fleet._FINISHED, fleet._ATTEMPTS, fleet._CREATED, fleet._CLAIMED):
+        plan = _plan(db, sql, (0.0, 0.0))
+        assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, sql
+
+
+def test_cli_durations() -> None:
+    """``pyti jobs --since 24h`` sends Unix seconds a day back; other text goes as given."""
+    from master.client.jobs import when
+
+    assert when("24h", 100_000.0) == str(100_000 - 86_400)
+    assert when("90m", 10_000.0) == str(10_000 - 5_400)
+    assert when("2026-12-01", 0.0) == "2026-12-01" and when(None, 0.0) is None
