@@ -95,10 +95,20 @@ def _previous(text: Any) -> dict[str, Any] | None:
     return {"job_id": data["job_id"], "version": str(data.get("version", ""))}
 
 
-def _sort_key(release: dict[str, Any]) -> tuple[int, Version | None, float, int]:
+_NO_VERSION: Final = Version("0")
+
+
+def _sort_key(release: dict[str, Any]) -> tuple[bool, Version, str, float, int]:
     parsed = parse_version(release["version"])
-    # Highest version first: sorted() with reverse=True; legacy versions sort below all.
-    return (parsed is not None, parsed, release["finished_at"] or 0.0, release["job_id"])
+    # Highest version first: sorted() with reverse=True; legacy versions sort below all,
+    # among themselves by their text.
+    return (
+        parsed is not None,
+        _NO_VERSION if parsed is None else parsed,
+        "" if parsed is not None else release["version"],
+        release["finished_at"] or 0.0,
+        release["job_id"],
+    )
 
 
 def _rank(release: dict[str, Any]) -> tuple[int, float]:
