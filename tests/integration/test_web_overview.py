@@ -12,6 +12,8 @@ API, CLI and page are checked to agree on the same filters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import struct
@@ -211,6 +213,14 @@ async def test_project_page(base: str, tmp_path: Path) -> None:
             return width > 0
 
         await browser.wait_for(badge_loaded, "the badge")
+        # pyti project prints the same numbers, and marks the same release as the worst.
+        printed = await cli("project", "DEMO_PKG", "--master", base)
+        lines = printed.splitlines()
+        assert lines[1].split()[:6] == ["2.0", str(newest), "passed", "12/0/-/1", "90", "0.0"]
+        assert lines[2].split()[:5] == ["*", "1.1", str(failed), "failed", "·"]
+        assert "7/2/1/0" in lines[2] and " 55 " in lines[2] and "vs 1.0: 2 behaviour" in lines[2]
+        assert lines[-1] == f"worst: 1.1 (job {failed})"
+        assert json.loads(await cli("project", "demo.pkg", "--master", base, "--json")) == history
         plots = ["#plot-quality svg", "#plot-tests svg", "#plot-duration svg"]
         await shoot(browser, "project-page", [*plots, "#releases tr.worst"])
         await no_console_errors(browser)
@@ -222,19 +232,22 @@ async def test_project_page(base: str, tmp_path: Path) -> None:
         await browser.wait_for(compared, "the job page's comparison")
 
 
-async def cli_ids(base: str, *flags: str) -> list[int]:
-    """The job ids ``pyti jobs FLAGS --json`` prints."""
-    import contextlib
-    import io
-
+async def cli(*argv: str) -> str:
+    """What ``pyti ARGV`` prints (it must succeed)."""
     out = io.StringIO()
 
     def run() -> int:
         with contextlib.redirect_stdout(out):
-            return main(["jobs", "--master", base, "--json", *flags])
+            return main(list(argv))
 
     assert await asyncio.to_thread(run) == 0
-    return [j["id"] for j in json.loads(out.getvalue())["jobs"]]
+    return out.getvalue()
+
+
+async def cli_ids(base: str, *flags: str) -> list[int]:
+    """The job ids ``pyti jobs FLAGS --json`` prints."""
+    body = json.loads(await cli("jobs", "--master", base, "--json", *flags))
+    return [j["id"] for j in body["jobs"]]
 
 
 async def page_ids(browser: WebDriver) -> list[int]:
