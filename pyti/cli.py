@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "image": ("slave.image_builder.cli", "build, list and verify guest images"),
     "submit": ("master.client.submit", "queue a test of a PyPI release or a local sdist/wheel"),
     "jobs": ("master.client.jobs", "list jobs"),
+    "project": ("master.client.project", "a project's tested releases, newest first"),
     "job": ("master.client.job", "show one job: phases, outcome, findings"),
     "tail": ("master.client.tail", "follow a job's live log; exit code reflects the outcome"),
     "slaves": ("master.client.slaves", "list connected slaves"),

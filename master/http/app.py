@@ -38,6 +38,7 @@ from master.http.keys import (
     STREAMS,
     HttpSettings,
 )
+from master.http.overview import routes as overview_routes
 from master.http.routes import add_page_routes, routes
 from master.http.sse import EncodedEvents
 from master.http.validation import MAX_JSON_BODY, ApiError
@@ -232,6 +233,7 @@ def create_app(ctx: MasterContext, *, settings: HttpSettings | None = None) -> w
     streams: set[asyncio.Task[Any]] = set()
     app[STREAMS] = streams
     app.add_routes(routes)
+    app.add_routes(overview_routes)
     add_page_routes(app)
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_close_streams)

@@ -93,8 +93,11 @@ def needs_token(request: web.Request, protect_reads: bool) -> bool:
 
 
 def _is_page(path: str) -> bool:
-    # The HTML shell of the web page: "/" and "/jobs/<id>".
-    return path == "/" or (path.startswith("/jobs/") and path.count("/") == 2)
+    # The HTML shell of the web page: "/", "/jobs", "/jobs/<id>" and "/projects/<name>".
+    # The shell holds no data; what it shows comes from the API, under the same policy.
+    if path in ("/", "/jobs"):
+        return True
+    return path.startswith(("/jobs/", "/projects/")) and path.count("/") == 2
 
 
 def auth_middleware(check: TokenCheck, protect_reads: bool) -> Middleware:

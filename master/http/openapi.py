@@ -19,6 +19,7 @@ from master.http.validation import (
     STATES,
     VERDICTS,
 )
+from master.jobs import SOURCES
 from protocol.vocabulary import OUTCOME_TEXT, BehaviourClass, values
 
 JSON = "application/json"
@@ -53,6 +54,13 @@ _JOB_ID = {
     "in": "path",
     "required": True,
     "schema": {"type": "integer", "minimum": 1},
+}
+_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "a project name in any spelling (PEP 503)",
+    "schema": {"type": "string"},
 }
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -201,6 +209,78 @@ _SCHEMAS: dict[str, Any] = {
             "fields": {"type": "object"},
         },
     },
+    "Release": {
+        "type": "object",
+        "description": "one finished job of the project",
+        "properties": {
+            "job_id": {"type": "integer"},
+            "project": {"type": "string", "description": "the spelling this job used"},
+            "version": {"type": "string"},
+            "image": {"type": "string"},
+            "source": {"type": "string"},
+            "outcome": {"type": "string"},
+            "verdict": {"type": ["string", "null"]},
+            "reason": {"type": ["string", "null"]},
+            "created_at": {"type": "number"},
+            "finished_at": {"type": ["number", "null"]},
+            "duration_s": {"type": ["number", "null"], "description": "started to finished"},
+            "phases": {"type": "object", "description": "phase → {status, duration_s}"},
+            "tests": {
+                "type": ["object", "null"],
+                "description": "collected, passed, failed, errors, skipped (those reported)",
+            },
+            "score": {"type": ["integer", "null"], "description": "quality score 0-100"},
+            "findings": {"type": "integer"},
+            "rules": {"type": "object", "description": "rule → {count, severity}"},
+            "previous": {"type": ["object", "null"], "description": "{job_id, version}"},
+            "behaviour_changes": {"type": ["integer", "null"]},
+            "score_change": {"type": ["integer", "null"]},
+        },
+    },
+    "ProjectHistory": {
+        "type": "object",
+        "properties": {
+            "project": {"type": "string", "description": "the PEP 503 name"},
+            "name": {"type": "string", "description": "as the newest release spells it"},
+            "releases": {"type": "array", "items": _ref("Release")},
+            "worst": {
+                "type": ["integer", "null"],
+                "description": "job id of the worst release: harmful, crashed, failed, "
+                "timed_out, infra_error, incomplete, passed; then the lowest score",
+            },
+            "truncated": {"type": "boolean", "description": "only the newest 500 jobs read"},
+            "urls": {"type": "object"},
+        },
+    },
+    "Fleet": {
+        "type": "object",
+        "properties": {
+            "now": {"type": "number"},
+            "queue": {
+                "type": "object",
+                "description": "depth, oldest_created_at, oldest_age_s (null when empty)",
+            },
+            "hours": {
+                "type": "array",
+                "description": "oldest first, aligned to the hour; the last is the current "
+                "hour: start, finished, outcomes, attempts, infra_failures, infra_error_rate "
+                "(null without attempts), queue_depth",
+                "items": {"type": "object"},
+            },
+            "totals": {
+                "type": "object",
+                "description": "over the window: finished, outcomes, jobs_per_hour, attempts, "
+                "infra_failures, infra_error_rate",
+            },
+            "slaves": {
+                "type": "array",
+                "description": "name, slots, busy, load (busy/slots), accel, draining, "
+                "last_heartbeat",
+                "items": {"type": "object"},
+            },
+            "capacity": {"type": "object", "description": "slots, busy, load of all slaves"},
+        },
+    },
     "Slave": {
         "type": "object",
         "properties": {
@@ -299,7 +379,11 @@ _PATHS: dict[str, Any] = {
             },
         },
         "get": {
-            "summary": "List jobs, newest first",
+            "summary": "List jobs, newest first, filtered; keyset paging (`before`, `next`)",
+            "description": "Filters combine (AND). Paging is keyset: `next` (null on the last "
+            "page) is this query with `before` = the last job's id, so a page never repeats "
+            "or skips a job when new ones arrive. `pyti jobs` has one flag per parameter and "
+            "the page /jobs the same query string.",
             "parameters": [
                 {
                     "name": "project",
@@ -310,6 +394,35 @@ _PATHS: dict[str, Any] = {
                 {"name": "state", "in": "query", "schema": {"enum": list(STATES)}},
                 {"name": "outcome", "in": "query", "schema": {"enum": list(OUTCOMES)}},
                 {"name": "verdict", "in": "query", "schema": {"enum": list(VERDICTS)}},
+                {
+                    "name": "source",
+                    "in": "query",
+                    "description": "how the job came: the PyPI feed, the API, an upload",
+                    "schema": {"enum": list(SOURCES)},
+                },
+                {
+                    "name": "slave",
+                    "in": "query",
+                    "description": "the slave that ran (or runs) the job's latest attempt",
+                    "schema": {"type": "string"},
+                },
+                *(
+                    {
+                        "name": name,
+                        "in": "query",
+                        "description": f"submitted {when}: Unix seconds or ISO 8601 "
+                        "(`2026-12-01`, `2026-12-01T10:00:00Z`; UTC without an offset)",
+                        "schema": {"type": "string"},
+                    }
+                    for name, when in (("since", "at or after"), ("until", "before"))
+                ),
+                {
+                    "name": "q",
+                    "in": "query",
+                    "description": "search: text in the project's PEP 503 name (any "
+                    "spelling) or in the version; letters, digits, `._+!-`",
+                    "schema": {"type": "string", "maxLength": 100},
+                },
                 {
                     "name": "limit",
                     "in": "query",
@@ -427,6 +540,61 @@ _PATHS: dict[str, Any] = {
                 },
                 **_errors(400, 401, 404),
             },
+        }
+    },
+    "/api/v1/projects/{name}": {
+        "get": {
+            "summary": "A project's tested releases, newest first (PEP 440), with outcome, "
+            "verdict, test counts, quality score, durations, findings by rule and the "
+            "comparison with the previous release; `worst` is the job id of the worst one",
+            "parameters": [_NAME],
+            "responses": {
+                "200": _json(_ref("ProjectHistory"), "the history"),
+                **_errors(400, 401, 404),
+            },
+        }
+    },
+    "/api/v1/fleet": {
+        "get": {
+            "summary": "The fleet over the last hours: per hour finished jobs and their "
+            "outcomes, attempts and infrastructure failures (outcome infra_error or slave "
+            "lost), queue depth at the hour's end (estimated from creation and latest claim "
+            "times); the queue now; connected slaves and their load",
+            "parameters": [
+                {
+                    "name": "hours",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 168, "default": 24},
+                }
+            ],
+            "responses": {"200": _json(_ref("Fleet"), "the figures"), **_errors(400, 401)},
+        }
+    },
+    "/badge/{name}.svg": {
+        "get": {
+            "summary": "An SVG badge (shields.io style) with the result of the project's "
+            "newest tested release, or `not tested`; cached 5 minutes",
+            "parameters": [_NAME],
+            "responses": {
+                "200": {"description": "SVG", "content": {"image/svg+xml": {}}},
+                **_errors(400, 401),
+            },
+        }
+    },
+    "/jobs": {
+        "get": {
+            "summary": "Web page: the jobs list with the filters of GET /api/v1/jobs (the "
+            "same query string)",
+            "security": [],
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+        }
+    },
+    "/projects/{name}": {
+        "get": {
+            "summary": "Web page of a project: its releases, plots across them, the worst",
+            "security": [],
+            "parameters": [_NAME],
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
         }
     },
     "/api/v1/slaves": {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlencode
 
 import structlog
 from aiohttp import web
@@ -17,27 +18,25 @@ from aiohttp import web
 from master.http import sse
 from master.http.keys import CTX, ENCODED, FEEDS, HTTP_SESSION, SETTINGS, STREAMS
 from master.http.openapi import document
+from master.http.overview import NAME
 from master.http.releases import resolve_release
 from master.http.uploads import receive_upload, typed_form_fields
 from master.http.validation import (
     DEFAULT_LIST_LIMIT,
+    JOB_LIST_PARAMS,
     MAX_EVENT_SEQ,
     MAX_EVENTS_LIMIT,
     MAX_JOB_ID,
     MAX_LIST_LIMIT,
     OPTION_FIELDS,
-    OUTCOMES,
-    STATES,
-    VERDICTS,
     ApiError,
     JobOptions,
     check_fields,
     check_query,
+    job_filter,
     job_id,
     job_options,
-    query_choice,
     query_int,
-    query_project,
     read_json_object,
     release_submission,
 )
@@ -175,29 +174,18 @@ async def submit_job(request: web.Request) -> web.Response:
 
 @routes.get(f"{API}/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
-    """Jobs, newest first, filtered; ``next`` pages back with ``before``."""
+    """Jobs, newest first, filtered (``JobFilter``); ``next`` pages back with ``before``."""
     query = request.query
-    check_query(query, frozenset({"project", "state", "outcome", "verdict", "limit", "before"}))
-    project = query_project(query)
+    check_query(query, JOB_LIST_PARAMS)
+    where = job_filter(query)
     limit = query_int(query, "limit", DEFAULT_LIST_LIMIT, 1, MAX_LIST_LIMIT)
     assert limit is not None
     before = query_int(query, "before", None, 1, MAX_JOB_ID)
-    state = query_choice(query, "state", STATES)
-    outcome = query_choice(query, "outcome", OUTCOMES)
-    verdict = query_choice(query, "verdict", VERDICTS)
-    jobs = await request.app[CTX].store.jobs.find(
-        project=project,
-        state=state,
-        outcome=outcome,
-        verdict=verdict,
-        limit=limit,
-        before_id=before,
-    )
+    jobs = await request.app[CTX].store.jobs.find(where, limit=limit, before_id=before)
     next_url = None
     if len(jobs) == limit:
-        params = {"project": project, "state": state, "outcome": outcome, "verdict": verdict}
-        extra = "".join(f"&{k}={v}" for k, v in params.items() if v is not None)
-        next_url = f"{API}/jobs?limit={limit}&before={jobs[-1].id}{extra}"
+        params = where.to_query() | {"limit": str(limit), "before": str(jobs[-1].id)}
+        next_url = f"{API}/jobs?{urlencode(params)}"
     return web.json_response({"jobs": [job_json(j) for j in jobs], "next": next_url})
 
 
@@ -363,14 +351,17 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def page(request: web.Request) -> web.FileResponse:
-    """The single-page web UI (the same shell for ``/`` and ``/jobs/{id}``)."""
+    """The single-page web UI (one shell for every page; the script picks the view)."""
     return web.FileResponse(request.app[SETTINGS].static_dir / "index.html")
 
 
 def add_page_routes(app: web.Application) -> None:
-    """``/``, ``/jobs/{id}`` (digits only) and ``/static/``."""
+    """``/``, ``/jobs`` (the list), ``/jobs/{id}`` (digits only), ``/projects/{name}``,
+    ``/static/``."""
     app.router.add_get("/", page)
+    app.router.add_get("/jobs", page)
     app.router.add_get(r"/jobs/{job_id:\d{1,19}}", page)
+    app.router.add_get(f"/projects/{NAME}", page)
     app.router.add_static(
         "/static/",
         app[SETTINGS].static_dir,

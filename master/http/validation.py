@@ -13,13 +13,15 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from multidict import MultiMapping
 
-from master.jobs import JobState
+from master.jobs import SOURCES, JobState
+from master.store.filters import JobFilter
 from protocol.vocabulary import Outcome, Verdict, values
 
 #: JSON bodies are small (a project name and a few options); 64 KiB is generous.
@@ -45,6 +47,17 @@ _PROJECT_RE = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]{0,198}[A-Z0-9]", re.IGNO
 # Versions as they appear in PyPI URLs: PEP 440 plus legacy forms, no path characters.
 _VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}", re.ASCII)
 _IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}", re.ASCII)
+# A slave's name as a filter (names are chosen by operators: host names, mostly).
+_SLAVE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}", re.ASCII)
+# Search text: what project names and versions are made of.
+_SEARCH_RE = re.compile(r"[A-Za-z0-9._+!-]{1,100}", re.ASCII)
+#: Timestamps a time range accepts: 1970 to 2200, in Unix seconds.
+TIME_RANGE = (0.0, 7_258_118_400.0)
+#: The query parameters of a job list (``JobFilter``'s fields, plus paging).
+JOB_LIST_PARAMS = frozenset(
+    {"project", "state", "outcome", "verdict", "source", "slave", "since", "until", "q"}
+    | {"limit", "before"}
+)
 
 
 class ApiError(Exception):
@@ -225,6 +238,60 @@ def query_project(query: Mapping[str, str], name: str = "project") -> str | None
     if not _PROJECT_RE.fullmatch(raw):
         bad_request("invalid_query", f"{name} must be a project name")
     return raw
+
+
+def _query_text(
+    query: Mapping[str, str], name: str, pattern: re.Pattern[str], what: str
+) -> str | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    if not pattern.fullmatch(raw):
+        bad_request("invalid_query", f"{name} must be {what}")
+    return raw
+
+
+def query_time(query: Mapping[str, str], name: str) -> float | None:
+    """An optional time: Unix seconds, or ISO 8601 (``2026-12-01``, ``...T10:00:00Z``; UTC
+    when no offset is given)."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    value: float | None = None
+    if len(raw) <= 40 and raw.isascii():
+        try:
+            value = float(raw)
+        except ValueError:
+            try:
+                stamp = datetime.fromisoformat(raw)
+            except ValueError:
+                value = None
+            else:
+                if stamp.tzinfo is None:
+                    stamp = stamp.replace(tzinfo=UTC)
+                value = stamp.timestamp()
+    low, high = TIME_RANGE
+    if value is None or not low <= value <= high:
+        bad_request("invalid_query", f"{name} must be Unix seconds or an ISO 8601 date and time")
+    return value
+
+
+def job_filter(query: Mapping[str, str]) -> JobFilter:
+    """The filter of a job list from its query (``master.store.filters``); 400 on a bad value."""
+    where = JobFilter(
+        project=query_project(query),
+        state=query_choice(query, "state", STATES),
+        outcome=query_choice(query, "outcome", OUTCOMES),
+        verdict=query_choice(query, "verdict", VERDICTS),
+        source=query_choice(query, "source", SOURCES),
+        slave=_query_text(query, "slave", _SLAVE_RE, "a slave name"),
+        since=query_time(query, "since"),
+        until=query_time(query, "until"),
+        q=_query_text(query, "q", _SEARCH_RE, "letters, digits and '._+!-' (at most 100)"),
+    )
+    if where.since is not None and where.until is not None and where.since >= where.until:
+        bad_request("invalid_query", "since must be before until")
+    return where
 
 
 def check_query(query: MultiMapping[str], allowed: frozenset[str]) -> None:

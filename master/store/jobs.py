@@ -28,6 +28,7 @@ from master.store.attempts import end_attempt, late_details, stale_result
 from master.store.comparisons import comparison_of, record_comparison
 from master.store.db import Database, query
 from master.store.errors import InvalidTransition
+from master.store.filters import JobFilter
 from master.store.rows import attempt_from_row, dumps, job_from_row
 from master.store.schema import project_key
 from master.store.transitions import check_lease, check_transition, load_job
@@ -63,6 +64,7 @@ class JobStore:
 
     async def find(
         self,
+        where: JobFilter | None = None,
         *,
         project: str | None = None,
         state: str | None = None,
@@ -71,24 +73,18 @@ class JobStore:
         limit: int = 50,
         before_id: int | None = None,
     ) -> list[Job]:
-        """Newest first; ``before_id`` pages back; ``project`` matches any spelling (PEP 503)."""
-        where: list[str] = []
-        params: list[Any] = []
-        key = None if project is None else project_key(project)
-        filters = (
-            ("project_key", key),
-            ("state", state),
-            ("outcome", outcome),
-            ("verdict", verdict),
-        )
-        for col, val in filters:
-            if val is not None:
-                where.append(f"{col} = ?")
-                params.append(val)
+        """Newest first; ``before_id`` pages back (keyset: ids only grow).
+
+        ``where`` is the whole filter (``master.store.filters``); the keywords are a
+        short form of it for callers that need one or two fields.
+        """
+        if where is None:
+            where = JobFilter(project=project, state=state, outcome=outcome, verdict=verdict)
+        clauses, params = where.where()
         if before_id is not None:
-            where.append("id < ?")
+            clauses.append("id < ?")
             params.append(before_id)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = await self._db.fetchall(
             f"SELECT * FROM jobs {clause} ORDER BY id DESC LIMIT ?",  # noqa: S608  # our columns
             (*params, max(0, limit)),

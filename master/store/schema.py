@@ -160,6 +160,18 @@ _V4 = (
     " AND json_extract(summary, '$.verdict') IN ('clean', 'suspicious', 'malicious')",
 )
 
+_V5 = (
+    # Job lists filter by these and walk newest first (``master.store.filters``): an index
+    # ending in ``id`` serves both. Time columns serve the time range and the fleet's
+    # per-hour figures (``master.store.stats``), which read only the last 24 hours.
+    "CREATE INDEX jobs_outcome ON jobs (outcome, id)",
+    "CREATE INDEX jobs_slave ON jobs (slave, id)",
+    "CREATE INDEX jobs_created ON jobs (created_at)",
+    "CREATE INDEX jobs_assigned ON jobs (assigned_at)",
+    "CREATE INDEX jobs_finished ON jobs (finished_at)",
+    "CREATE INDEX attempts_ended ON attempts (ended_at)",
+)
+
 #: ``MIGRATIONS[n]`` upgrades version ``n`` to ``n + 1``.
-MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,7 +9,9 @@ part owns its tables:
 - ``store.events`` (``master.store.events``): a job's event stream (group-committed);
 - ``store.callbacks`` (``master.store.callbacks``): pending completion webhooks;
 - ``store.feed`` (``master.store.feed``): feed cursors and seen releases;
-- ``store.slaves`` (``master.store.slaves``): slaves that ever connected.
+- ``store.slaves`` (``master.store.slaves``): slaves that ever connected;
+- ``store.history`` (``master.store.history``): a project's tested releases (read-only);
+- ``store.fleet`` (``master.store.fleet``): the fleet's figures per hour (read-only).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from master.store.callbacks import CallbackStore
 from master.store.db import Database
 from master.store.events import EventStore
 from master.store.feed import FeedStore
+from master.store.fleet import FleetStore
+from master.store.history import HistoryStore
 from master.store.jobs import JobStore
 from master.store.slaves import SlaveStore
 
@@ -35,6 +39,8 @@ class Store:
         self.callbacks = CallbackStore(db)
         self.feed = FeedStore(db)
         self.slaves = SlaveStore(db)
+        self.history = HistoryStore(db)
+        self.fleet = FleetStore(db)
 
     @classmethod
     async def open(cls, path: Path, *, retry_limit: int = 2, quarantine_after: int = 3) -> Store:

@@ -8,6 +8,7 @@ are not installed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import shutil
 import socket
@@ -74,6 +75,14 @@ class WebDriver:
 
     async def script(self, source: str, *args: Any) -> Any:
         return await self.command("POST", "/execute/sync", {"script": source, "args": list(args)})
+
+    async def screenshot(self) -> bytes:
+        """A PNG of the viewport."""
+        return base64.b64decode(await self.command("GET", "/screenshot"))
+
+    async def resize(self, width: int, height: int) -> None:
+        """Set the browser window's size (the viewport a screenshot shows)."""
+        await self.command("POST", "/window/rect", {"width": width, "height": height})
 
     async def console(self) -> list[str]:
         """Browser console messages since the last call (chromedriver's log extension)."""

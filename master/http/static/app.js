@@ -115,7 +115,7 @@ async function refreshOverview() {
       el("td", {}, badge(job.state, "state")), el("td", {}, job.priority),
       el("td", {}, job.source), el("td", {}, fmtTime(job.created_at)))));
     fillTable("jobs-recent", recent.jobs.map((job) => el("tr", { dataset: { job: String(job.id) } },
-      el("td", {}, jobLink(job)), el("td", {}, job.project), el("td", {}, job.version),
+      el("td", {}, jobLink(job)), el("td", {}, projectLink(job.project)), el("td", {}, job.version),
       el("td", {}, badge(job.state, "state")), el("td", {}, result(job)),
       el("td", {}, job.slave || ""), el("td", {}, fmtTime(job.finished_at)))));
     fillTable("slaves", slaves.slaves.map((s) => el("tr", {},
@@ -137,7 +137,8 @@ function kvRows(pairs) {
 
 function renderJob(job, attempts) {
   document.title = `pyti #${Number(job.id)} ${job.project} ${job.version}`;
-  setText("job-title", `#${Number(job.id)} ${job.project} ${job.version}`);
+  document.getElementById("job-title").replaceChildren(`#${Number(job.id)} `,
+    projectLink(job.project), ` ${job.version}`);
   document.getElementById("job-state").replaceWith(Object.assign(badge(job.state, "state"), { id: "job-state" }));
   document.getElementById("job-outcome").replaceWith(Object.assign(result(job), { id: "job-outcome" }));
   const summary = job.summary && typeof job.summary === "object" ? job.summary : {};
@@ -178,10 +179,16 @@ function renderJob(job, attempts) {
     el("td", {}, i.id), el("td", {}, i.group), el("td", {}, i.level),
     el("td", {}, typeof i.value === "object" ? JSON.stringify(i.value) : i.value), el("td", {}, i.reason))));
   renderComparison(job);
+  if (location.hash === "#since-previous" && !scrolledToDiff) {
+    scrolledToDiff = true; // the section exists only now: the browser could not scroll to it
+    document.getElementById("since-previous").scrollIntoView();
+  }
   fillTable("attempts", (attempts || []).map((a) => el("tr", {},
     el("td", {}, a.attempt), el("td", {}, a.slave), el("td", {}, a.status), el("td", {}, a.outcome || ""),
     el("td", {}, a.reason || ""), el("td", {}, fmtTime(a.assigned_at)))));
 }
+
+let scrolledToDiff = false;
 
 function cssToken(text) {
   return String(text || "").replace(/[^a-z]/g, "");
@@ -322,12 +329,18 @@ async function showJob(id) {
 
 function route() {
   const match = /^\/jobs\/(\d{1,19})$/.exec(location.pathname) || /^#\/jobs\/(\d{1,19})$/.exec(location.hash);
+  const project = /^\/projects\/([A-Za-z0-9._-]{1,200})$/.exec(location.pathname);
   if (match) {
     showJob(match[1]);
+  } else if (project) {
+    showProject(project[1]);
+  } else if (location.pathname === "/jobs") {
+    showJobList();
   } else {
     document.getElementById("overview").hidden = false;
-    refreshOverview();
-    setInterval(refreshOverview, REFRESH_MS);
+    const refresh = () => Promise.all([refreshOverview(), refreshFleet()]);
+    refresh();
+    setInterval(refresh, REFRESH_MS);
   }
 }
 
