@@ -55,7 +55,7 @@ echo "smoke-token" >"$tmp/tokens"
 "$pyti" master --data-dir "$tmp/data" --http-addr "127.0.0.1:$port" --slave-addr 127.0.0.1:0 \
     --secret-file "$tmp/secret" --token-file "$tmp/tokens" --no-feed >"$tmp/master.log" 2>&1 &
 master_pid=$!
-for _ in $(seq 100); do
+for _ in $(seq 300); do  # up to 30 s: CI machines are shared
     if curl -fsS "http://127.0.0.1:$port/healthz" >"$tmp/healthz" 2>/dev/null; then break; fi
     kill -0 "$master_pid" 2>/dev/null || fail "the master exited"
     sleep 0.1
