@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 import warnings
 from collections.abc import Sequence
@@ -40,6 +41,16 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 EXIT_NOT_AVAILABLE = 2
+#: The distribution's name ("pyti" on PyPI is an unrelated project); the command is ``pyti``.
+DISTRIBUTION = "pyti-infra"
+
+
+def version() -> str:
+    """The installed distribution's version ("unknown" when run from an uninstalled tree)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _load(module_name: str) -> ModuleType | None:
@@ -59,6 +70,7 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
         prog="pyti",
         description="pyti: test every new PyPI release in a throw-away VM with no network.",
     )
+    parser.add_argument("--version", action="version", version=f"pyti {version()} ({DISTRIBUTION})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs everything CI runs: set-up, ruff, mypy, the whole pytest suite
+# Runs everything CI runs: set-up, ruff, mypy, the wheel smoke test
+# (scripts/wheel_smoke.sh: a non-editable install in a fresh venv), the whole pytest suite
 # (system tests with real QEMU included; the guest image is built once and
 # cached under ~/.cache/pyti). Extra arguments go to pytest.
 set -euo pipefail
@@ -11,5 +12,6 @@ echo "==> ruff"
 "$VENV/bin/ruff" format --check .
 echo "==> mypy"
 "$VENV/bin/mypy"
+bash scripts/wheel_smoke.sh
 echo "==> pytest"
 exec "$VENV/bin/python" -m pytest "$@"

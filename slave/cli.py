@@ -29,7 +29,8 @@ from slave.config import ConfigError, SlaveConfig, build_config, load_toml
 from slave.daemon import SlaveDaemon
 from slave.image_builder.errors import ImageError, RecipeError
 from slave.image_builder.manifest import MANIFEST, Image
-from slave.image_builder.recipe import RECIPES_DIR, load_recipe, recipe_hash
+from slave.image_builder.recipe import load_recipe, recipe_hash
+from slave.image_builder.resources import RECIPES_DIR
 from slave.job.executor import VMExecutor
 from slave.vm.accel import AccelError, resolve_accel
 

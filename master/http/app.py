@@ -16,6 +16,7 @@ response, streamed ones included, in ``on_response_prepare``.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -196,6 +197,12 @@ def _register_collectors(ctx: MasterContext) -> None:
         ["outcome", "verdict"],
     )
     queue_depth = ctx.metrics.gauge("queue_depth", "Jobs waiting in the queue.")
+    oldest = ctx.metrics.gauge(
+        "queue_oldest_age_seconds", "Age of the oldest queued job (0 when none is queued)."
+    )
+    free = ctx.metrics.gauge(
+        "data_dir_free_bytes", "Bytes free to the master on the file system of its data dir."
+    )
 
     async def collect() -> None:
         counts = await ctx.store.jobs.counts()
@@ -207,6 +214,14 @@ def _register_collectors(ctx: MasterContext) -> None:
             outcome, _, verdict = key.partition("/")
             by_result.set(n, outcome, verdict)
         queue_depth.set(counts["state"].get("queued", 0))
+        created = await ctx.store.jobs.oldest_queued_at()
+        oldest.set(0.0 if created is None else max(0.0, time.time() - created))
+        try:
+            usage = await asyncio.to_thread(shutil.disk_usage, ctx.config.data_dir)
+        except OSError:
+            free.set(0)  # an unreadable data dir is as bad as a full one: alert
+        else:
+            free.set(usage.free)
 
     ctx.metrics.add_collector(collect)
 

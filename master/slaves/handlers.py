@@ -95,6 +95,11 @@ class SlaveHandlers:
             "event_store_seconds", "From an event batch received to it committed."
         )
         self._m_results = m.counter("job_results_total", "Results received.", ["disposition"])
+        self._m_outcomes = m.counter(
+            "job_outcomes_total",
+            "Results stored or re-queued, by the outcome the slave reported.",
+            ["outcome"],
+        )
 
     # ------------------------------------------------------- reader side ----
 
@@ -169,6 +174,8 @@ class SlaveHandlers:
         except JobNotFound:
             disposition = FinishDisposition.STALE
         self._m_results.inc(1.0, disposition.value)
+        if disposition in (FinishDisposition.STORED, FinishDisposition.REQUEUED):
+            self._m_outcomes.inc(1.0, str(msg.outcome))
         self._holdings.forget(msg.job_id, msg.lease)
         if disposition is FinishDisposition.STORED:
             job = await store.jobs.get(msg.job_id)

@@ -125,6 +125,11 @@ class JobStore:
             by_result[f"{outcome}/{verdict or ''}"] = n
         return {"state": by_state, "outcome": by_outcome, "result": by_result}
 
+    async def oldest_queued_at(self) -> float | None:
+        """``created_at`` of the oldest job still queued (None when the queue is empty)."""
+        row = await self._db.fetchone("SELECT MIN(created_at) FROM jobs WHERE state = 'queued'")
+        return None if row is None or row[0] is None else float(row[0])
+
     # ------------------------------------------------------------ writes ----
 
     async def submit(self, req: JobRequest) -> SubmitResult:

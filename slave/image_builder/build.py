@@ -23,6 +23,7 @@ from typing import Any
 from slave.image_builder import rootfs
 from slave.image_builder.errors import ImageError
 from slave.image_builder.manifest import MANIFEST_FORMAT, Image, file_entries, write_manifest
+from slave.image_builder.mirror import MirrorChoice, resolve_mirror
 from slave.image_builder.progress import Progress, run_tool
 from slave.image_builder.recipe import Recipe, recipe_hash
 
@@ -51,24 +52,23 @@ def is_current(image_dir: Path, recipe: Recipe) -> Image | None:
     return image if image.recipe_hash == recipe_hash(recipe) else None
 
 
-def _bootstrap_key(recipe: Recipe) -> str:
-    doc = {
-        "suite": recipe.suite,
-        "packages": sorted(recipe.packages),
-        "mirror": rootfs.debian_mirror(),
-    }
+def _bootstrap_key(recipe: Recipe, mirror: str) -> str:
+    doc = {"suite": recipe.suite, "packages": sorted(recipe.packages), "mirror": mirror}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-async def _bootstrap(recipe: Recipe, root: Path, cache_dir: Path, progress: Progress) -> None:
-    tarball = cache_dir / f"debootstrap-{recipe.suite}-{_bootstrap_key(recipe)}.tar"
+async def _bootstrap(
+    recipe: Recipe, root: Path, cache_dir: Path, mirror: MirrorChoice, progress: Progress
+) -> None:
+    tarball = cache_dir / f"debootstrap-{recipe.suite}-{_bootstrap_key(recipe, mirror.url)}.tar"
     if tarball.is_file():
         progress.step(f"debootstrap {recipe.suite} (cached: {tarball.name})")
         await asyncio.to_thread(root.mkdir, parents=True)
         await run_tool(recipe.name, "debootstrap", ["tar", "-xpf", tarball, "-C", root])
         return
-    progress.step(f"debootstrap --variant=minbase {recipe.suite} from {rootfs.debian_mirror()}")
-    await rootfs.debootstrap(recipe, root, progress)
+    where = f"{mirror.url} ({mirror.source})"
+    progress.step(f"debootstrap --variant=minbase {recipe.suite} from {where}")
+    await rootfs.debootstrap(recipe, root, mirror.url, progress)
     await asyncio.to_thread(cache_dir.mkdir, parents=True, exist_ok=True)
     tmp = tarball.with_suffix(".tmp")
     tar: list[str | Path] = ["tar", "--numeric-owner", "-cf", tmp, "-C", root, "."]
@@ -77,9 +77,17 @@ async def _bootstrap(recipe: Recipe, root: Path, cache_dir: Path, progress: Prog
 
 
 async def build_image(
-    recipe: Recipe, image_dir: Path, *, force: bool = False, progress: Progress | None = None
+    recipe: Recipe,
+    image_dir: Path,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    mirror: MirrorChoice | None = None,
 ) -> Image:
     """Build ``image_dir/<recipe.name>`` unless it is current; return the loaded image.
+
+    ``mirror`` is where Debian's packages come from (default: ``resolve_mirror``
+    without a flag: environment, recipe, host apt, deb.debian.org).
 
     Needs root (debootstrap, chroot). Raises :class:`BuildError` naming the step
     that failed; the previous image, if any, is left untouched. Cancellation
@@ -95,8 +103,9 @@ async def build_image(
             shutil.rmtree(d, ignore_errors=True)
         scratch.mkdir()
         out.mkdir()
+        mirror = mirror or resolve_mirror(recipe.name, None, recipe.mirror)
         try:
-            await _build_into(recipe, image_dir, scratch, out, progress)
+            await _build_into(recipe, image_dir, scratch, out, mirror, progress)
             final = image_dir / recipe.name
             old = image_dir / f".{recipe.name}.old"
             shutil.rmtree(old, ignore_errors=True)
@@ -111,14 +120,19 @@ async def build_image(
 
 
 async def _build_into(
-    recipe: Recipe, image_dir: Path, scratch: Path, out: Path, progress: Progress
+    recipe: Recipe,
+    image_dir: Path,
+    scratch: Path,
+    out: Path,
+    mirror: MirrorChoice,
+    progress: Progress,
 ) -> None:
     root = scratch / "root"
     started = time.time()
     # Hashed before anything is copied: a recipe or guest file edited during the
     # build must make the result stale, not be recorded as built.
     hashed = recipe_hash(recipe)
-    await _bootstrap(recipe, root, image_dir / ".cache", progress)
+    await _bootstrap(recipe, root, image_dir / ".cache", mirror, progress)
 
     progress.step("guest files, runner and wheels (pip download, binary only)")
     rootfs.install_guest_files(root)
@@ -153,6 +167,7 @@ async def _build_into(
         "name": recipe.name,
         "recipe_hash": hashed,
         "recipe": recipe.to_json(),
+        "mirror": mirror.url,
         "built_at": started,
         "build_seconds": round(time.time() - started, 1),
         "python_version": python,

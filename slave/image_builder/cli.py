@@ -1,4 +1,4 @@
-"""``pyti image build|list|verify``.
+"""``pyti image build|list|verify|hash``.
 
 ``build`` is idempotent: it rebuilds the disk only when the recipe hash
 changed (or with ``--force``) and makes a snapshot for the accelerator when
@@ -19,8 +19,10 @@ from pathlib import Path
 from slave.image_builder.build import BUILD_STEPS, build_image, is_current
 from slave.image_builder.errors import ImageError
 from slave.image_builder.manifest import Image, default_image_dir, read_manifest, snapshot_key
+from slave.image_builder.mirror import DEFAULT_MIRROR, ENV_VAR, resolve_mirror
 from slave.image_builder.progress import Progress
 from slave.image_builder.recipe import list_recipes, load_recipe, recipe_hash
+from slave.image_builder.resources import GUEST_FILES_DIR, RECIPES_DIR, RUNNER_DIR
 from slave.image_builder.snapshot import make_snapshot, snapshot_fits
 from slave.vm.accel import Accel, probe_kvm
 
@@ -48,6 +50,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="accelerator to take the snapshot under (auto: kvm if it works, else tcg)",
     )
+    build.add_argument(
+        "--mirror",
+        metavar="URL",
+        help=f"Debian mirror to build from (default ${ENV_VAR}, the recipe's 'mirror', "
+        f"the Debian archive this host's apt uses, else {DEFAULT_MIRROR}); "
+        "not part of the recipe hash",
+    )
     build.add_argument("--force", action="store_true", help="rebuild even if current")
     build.add_argument("--no-snapshot", action="store_true", help="build the disk only")
     build.add_argument("--quiet", action="store_true", help="no progress output")
@@ -59,10 +68,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     verify.add_argument("name", help="image name")
     common(verify)
 
+    digest = sub.add_parser(
+        "hash",
+        help="print a recipe's hash and where its recipe, guest files and runner are read from",
+    )
+    digest.add_argument("name", nargs="?", default=DEFAULT_IMAGE, help="recipe name")
+
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen action; 0 on success, 1 on an image error."""
-    image_dir: Path = args.image_dir or default_image_dir()
+    image_dir: Path = getattr(args, "image_dir", None) or default_image_dir()
     try:
         match args.image_command:
             case "build":
@@ -71,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
                 return _list(image_dir)
             case "verify":
                 return asyncio.run(_verify(args.name, image_dir))
+            case "hash":
+                return _hash(args.name)
     except ImageError as exc:
         print(f"pyti image: {exc}", file=sys.stderr)
         return 1
@@ -81,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _build(args: argparse.Namespace, image_dir: Path) -> int:
     recipe = load_recipe(args.name)
+    mirror = resolve_mirror(recipe.name, args.mirror, recipe.mirror)
     if os.geteuid() != 0 and is_current(image_dir, recipe) is None:
         print(
             "pyti image build: building needs root (debootstrap, chroot); run it as root",
@@ -98,7 +116,7 @@ async def _build(args: argparse.Namespace, image_dir: Path) -> int:
     )
     progress = Progress(BUILD_STEPS * need_disk + need_snap, quiet=args.quiet)
     image = (
-        await build_image(recipe, image_dir, force=args.force, progress=progress)
+        await build_image(recipe, image_dir, force=args.force, progress=progress, mirror=mirror)
         if need_disk
         else current
     )
@@ -137,6 +155,16 @@ def _list(image_dir: Path) -> int:
             if (image_dir / name).exists():
                 state = "damaged"
         print(f"{name:<12} {state:<9} {python:<8} {size:>8}  {built:<16} {snaps}")
+    return 0
+
+
+def _hash(name: str) -> int:
+    recipe = load_recipe(name)
+    # The hash first, alone on its line: scripts compare it (wheel vs source tree).
+    print(recipe_hash(recipe))
+    print(f"recipe       {RECIPES_DIR / (name + '.toml')}")
+    print(f"guest files  {GUEST_FILES_DIR}")
+    print(f"runner       {RUNNER_DIR}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """Image recipes: ``guest_image/recipes/<name>.toml``, parsed and validated, and their hash.
 
 The recipe hash covers everything that ends up in the disk image: the recipe
-itself, the guest-side files in ``guest_image/files/``, the guest runner's sources
+itself (but its ``mirror``, which only says where the same packages are downloaded
+from), the guest-side files in ``guest_image/files/``, the guest runner's sources
 (the ``guest_runner`` package) and :data:`BUILD_FORMAT`, bumped
 whenever the build code changes what it produces. An image whose manifest carries
 another hash is stale and is rebuilt.
@@ -16,21 +17,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from guest_runner.bundle import PACKAGE_DIR as RUNNER_DIR
 from guest_runner.bundle import source_digests
 from pyti import settings
 from pyti.settings import Int, Setting, SettingsError, Table, Text, Texts, check
 from slave.image_builder.errors import RecipeError
+from slave.image_builder.mirror import MIRROR_RE
+from slave.image_builder.resources import GUEST_FILES_DIR, RECIPES_DIR, RUNNER_DIR
 
 #: Bump when the build code changes what an image contains.
 BUILD_FORMAT = 2
-
-#: The repository's checkout: the image's source files live beside the code.
-REPO_ROOT = Path(__file__).resolve().parents[2]
-#: Image recipes, one ``<name>.toml`` each.
-RECIPES_DIR = REPO_ROOT / "guest_image" / "recipes"
-#: Guest-side files copied into every image (``setup.sh`` and what it installs).
-GUEST_FILES_DIR = REPO_ROOT / "guest_image" / "files"
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _PYVER_RE = re.compile(r"^3\.\d{1,2}$")
@@ -60,6 +55,8 @@ class Recipe:
     wheels: tuple[str, ...]
     venv_tools: tuple[str, ...]
     vm: VMSpec
+    #: The Debian mirror to build from; None: see ``slave.image_builder.mirror``. Not hashed.
+    mirror: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able form (lists for tuples), stable for hashing."""
@@ -72,6 +69,7 @@ RECIPE_SETTINGS: dict[str, Setting] = {
     "name": Text(required=True, pattern=_NAME_RE, means="the image name"),
     "suite": Text(required=True, pattern=_NAME_RE, means="a Debian suite name"),
     "python_version": Text(required=True, pattern=_PYVER_RE, means="like '3.11'"),
+    "mirror": Text(pattern=MIRROR_RE, means="an http(s):// or file:// URL of a Debian mirror"),
     "packages": Texts(pattern=_PKG_RE),
     "tools": Table({"wheels": Texts(pattern=_REQ_RE), "venv": Texts(pattern=_REQ_RE)}),
     "vm": Table(
@@ -102,6 +100,7 @@ def parse_recipe(data: dict[str, Any], name: str, source: str = "recipe") -> Rec
         tools.get("wheels", ()),
         tools.get("venv", ()),
         VMSpec(**values.get("vm", {})),
+        values.get("mirror"),
     )
 
 
@@ -137,11 +136,16 @@ def _file_digests(root: Path) -> dict[str, str]:
 def recipe_hash(
     recipe: Recipe, guest_dir: Path = GUEST_FILES_DIR, runner: Path = RUNNER_DIR
 ) -> str:
-    """sha256 over the recipe, the guest files, the runner and the build format."""
+    """sha256 over the recipe, the guest files, the runner and the build format.
+
+    The recipe's ``mirror`` is left out: another copy of the same archive makes
+    the same image, so a change of mirror does not make built images stale.
+    """
     runner_sha = source_digests(runner)
+    hashed = {k: v for k, v in recipe.to_json().items() if k != "mirror"}
     doc = {
         "build_format": BUILD_FORMAT,
-        "recipe": recipe.to_json(),
+        "recipe": hashed,
         "guest_files": _file_digests(guest_dir),
         "runner": runner_sha,
     }

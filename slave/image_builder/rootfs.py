@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
 import secrets
 import shutil
 import string
@@ -21,39 +20,14 @@ from pathlib import Path
 from guest_runner.bundle import build_pyz
 from slave.image_builder.errors import BuildError
 from slave.image_builder.progress import Progress, run_tool
-from slave.image_builder.recipe import GUEST_FILES_DIR, Recipe
+from slave.image_builder.recipe import Recipe
+from slave.image_builder.resources import GUEST_FILES_DIR, RUNNER_DIR
 
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
-_APT_SOURCES = Path("/etc/apt/sources.list")
-_APT_SOURCES_DIR = Path("/etc/apt/sources.list.d")
 TESTER_UID = 1000
 
 
-def debian_mirror() -> str:
-    """The Debian mirror this machine's apt uses (``PYTI_DEBIAN_MIRROR`` overrides).
-
-    Only Debian's own mirrors may be reachable, so we take the first non-security
-    Debian URI from the apt sources (one-line or deb822 format).
-    """
-    if env := os.environ.get("PYTI_DEBIAN_MIRROR"):
-        return env
-    files = [_APT_SOURCES, *sorted(_APT_SOURCES_DIR.glob("*.list"))]
-    files += sorted(_APT_SOURCES_DIR.glob("*.sources"))
-    for path in files:
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        uris: list[str] = re.findall(r"^\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)", text, re.M)
-        uris += [u for line in re.findall(r"^URIs:\s*(.+)$", text, re.M) for u in line.split()]
-        for uri in uris:
-            if "debian" in uri and "security" not in uri and uri.startswith("http"):
-                return uri.rstrip("/")
-    return DEFAULT_MIRROR
-
-
-async def debootstrap(recipe: Recipe, root: Path, progress: Progress) -> None:
-    """``debootstrap --variant=minbase`` with the recipe's packages into ``root``."""
+async def debootstrap(recipe: Recipe, root: Path, mirror: str, progress: Progress) -> None:
+    """``debootstrap --variant=minbase`` of the recipe's packages from ``mirror`` into ``root``."""
     if os.geteuid() != 0:
         raise BuildError(recipe.name, "debootstrap", "building an image needs root")
     if shutil.which("debootstrap") is None:
@@ -61,7 +35,7 @@ async def debootstrap(recipe: Recipe, root: Path, progress: Progress) -> None:
     argv: list[str | Path] = ["debootstrap", "--variant=minbase"]
     if recipe.packages:
         argv.append("--include=" + ",".join(recipe.packages))
-    argv += [recipe.suite, root, debian_mirror()]
+    argv += [recipe.suite, root, mirror]
 
     # debootstrap retrieves every package first, then validates, extracts,
     # unpacks and configures them: the retrieved count is the bar's total.
@@ -88,8 +62,8 @@ def install_guest_files(root: Path) -> None:
     """Copy ``guest_image/files/`` (used by setup.sh) into the tree; build the runner's zipapp."""
     opt = root / "opt" / "pyti"
     shutil.rmtree(opt / "guest", ignore_errors=True)
-    shutil.copytree(GUEST_FILES_DIR, opt / "guest")
-    build_pyz(opt / "runner.pyz")
+    shutil.copytree(GUEST_FILES_DIR, opt / "guest", ignore=shutil.ignore_patterns("__pycache__"))
+    build_pyz(opt / "runner.pyz", RUNNER_DIR)
 
 
 async def download_wheels(recipe: Recipe, reqs: tuple[str, ...], dest: Path, step: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -440,7 +442,7 @@ async def test_events_paging(client: TestClient[Any, Any], ctx_pypi: MasterConte
 
 
 async def test_slaves_health_metrics(client: TestClient[Any, Any], ctx_pypi: MasterContext) -> None:
-    """/slaves lists (none here), /healthz answers, /metrics has jobs, queue and HTTP figures."""
+    """/slaves lists none, /healthz answers, /metrics has jobs, queue, disk and HTTP figures."""
     await queue_job(ctx_pypi)
     assert await (await client.get("/api/v1/slaves")).json() == {"slaves": []}
     health = await (await client.get("/healthz")).json()
@@ -448,6 +450,12 @@ async def test_slaves_health_metrics(client: TestClient[Any, Any], ctx_pypi: Mas
     text = await (await client.get("/metrics")).text()
     assert 'pyti_jobs{state="queued"} 1' in text
     assert "pyti_queue_depth 1" in text
+    age = re.search(r"^pyti_queue_oldest_age_seconds (\S+)$", text, re.M)
+    assert age and 0 < float(age.group(1)) < 60
+    free = re.search(r"^pyti_data_dir_free_bytes (\d+)$", text, re.M)
+    # Other processes write to this disk too: the same figure give or take 1 GiB.
+    real = shutil.disk_usage(ctx_pypi.config.data_dir).free
+    assert free and abs(int(free.group(1)) - real) < 1 << 30
     assert 'pyti_http_requests_total{method="GET",route="/healthz",status="200"} 1' in text
     assert "pyti_http_request_duration_seconds_bucket" in text
 

@@ -147,6 +147,8 @@ async def test_infra_error_result_is_retried_once_then_final(harness: Harness) -
         await slave.take(ResultAck)
         if expect is JobState.FINISHED:
             assert (await harness.job(job.id)).outcome == "infra_error"
+    # Both results count towards the infra_error rate (the re-queued one too).
+    assert 'pyti_job_outcomes_total{outcome="infra_error"} 2' in await harness.ctx.metrics.render()
 
 
 async def test_claim_a_connected_slave_never_got_is_requeued(harness: Harness) -> None:

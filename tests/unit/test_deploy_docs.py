@@ -9,7 +9,6 @@ log events and exit codes the docs mention are checked against the code.
 from __future__ import annotations
 
 import argparse
-import configparser
 import dataclasses
 import re
 import shlex
@@ -292,11 +291,25 @@ def test_every_daemon_flag_is_in_the_example() -> None:
 UNITS = {"master": DEPLOY / "pyti-master.service", "slave": DEPLOY / "pyti-slave.service"}
 
 
-def read_unit(path: Path) -> configparser.ConfigParser:
-    """A unit file as INI (case kept; duplicate keys are an error, as we use none)."""
-    unit = configparser.ConfigParser(interpolation=None, strict=True, delimiters=("=",))
-    unit.optionxform = str  # type: ignore[assignment, method-assign]
-    unit.read_string(path.read_text(encoding="utf-8"), source=str(path))
+Unit = dict[str, dict[str, str]]
+
+
+def read_unit(path: Path) -> Unit:
+    """A unit file: section -> key -> value; a repeated key's values joined by newlines."""
+    unit: Unit = {}
+    section: dict[str, str] | None = None
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            assert line[1:-1] not in unit, f"{path}: section {line} twice"
+            section = unit.setdefault(line[1:-1], {})
+            continue
+        key, sep, value = line.partition("=")
+        assert section is not None and sep, f"{path}: {raw!r}"
+        key, value = key.strip(), value.strip()
+        section[key] = f"{section[key]}\n{value}" if key in section else value
     return unit
 
 
@@ -304,7 +317,7 @@ def read_unit(path: Path) -> configparser.ConfigParser:
 def test_unit_runs_the_daemon_with_the_documented_config(daemon: str) -> None:
     """ExecStart is `pyti DAEMON --config /etc/pyti/DAEMON.toml`, valid for pyti's own parser."""
     unit = read_unit(UNITS[daemon])
-    assert unit.sections() == ["Unit", "Service", "Install"]
+    assert list(unit) == ["Unit", "Service", "Install"]
     argv = shlex.split(unit["Service"]["ExecStart"])
     assert Path(argv[0]).name == "pyti" and argv[1] == daemon
     args = build_parser(load=daemon).parse_args(argv[1:])
@@ -367,6 +380,90 @@ def test_unit_passes_systemd_analyze_verify(daemon: str, tmp_path: Path) -> None
     )
     complaints = [ln for ln in (done.stdout + done.stderr).splitlines() if unit.name in ln]
     assert done.returncode == 0 and not complaints, complaints
+
+
+#: Sandboxing both units must keep (systemd.exec(5)); the master's are stricter.
+SANDBOX_BOTH = {
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectKernelLogs": "yes",
+    "ProtectControlGroups": "yes",
+    "ProtectClock": "yes",
+    "ProtectHostname": "yes",
+    "ProtectProc": "invisible",
+    "RestrictNamespaces": "yes",
+    "RestrictRealtime": "yes",
+    "RestrictSUIDSGID": "yes",
+    "LockPersonality": "yes",
+    "PrivateMounts": "yes",
+    "RemoveIPC": "yes",
+    "SystemCallArchitectures": "native",
+    "CapabilityBoundingSet": "",
+    "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+    "UMask": "0077",
+}
+SANDBOX_MASTER = {
+    "PrivateDevices": "yes",
+    "PrivateUsers": "yes",
+    "ProcSubset": "pid",
+    "MemoryDenyWriteExecute": "yes",
+    "SystemCallFilter": "@system-service\n~@privileged @resources",
+}
+
+
+@pytest.mark.parametrize("daemon", sorted(UNITS))
+def test_units_keep_their_sandboxing(daemon: str) -> None:
+    """Each unit has the sandboxing that fits it; the slave sees no device but /dev/kvm."""
+    service = read_unit(UNITS[daemon])["Service"]
+    wanted = {**SANDBOX_BOTH, **(SANDBOX_MASTER if daemon == "master" else {})}
+    assert {k: service.get(k) for k in wanted} == wanted
+    if daemon == "slave":
+        assert service["DevicePolicy"] == "closed" and service["DeviceAllow"] == "/dev/kvm rw"
+        denied = set(service["SystemCallFilter"].removeprefix("~").split())
+        assert {"@privileged", "@mount", "@debug", "@module", "@raw-io"} <= denied
+        assert service["SystemCallErrorNumber"] == "EPERM"
+    writable = set(service["ReadWritePaths"].split())
+    assert (
+        writable == {"/var/lib/pyti"}
+        if daemon == "master"
+        else writable
+        == {
+            "/var/lib/pyti-slave",
+            "/var/cache/pyti-slave",
+        }
+    )
+
+
+def _security_exposure(unit: Path, tmp_path: Path) -> float:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze is not installed here")
+    copy = tmp_path / unit.name
+    pyti = Path(sys.executable).parent / "pyti"
+    copy.write_text(unit.read_text("utf-8").replace("/opt/pyti/.venv/bin/pyti", str(pyti)))
+    done = subprocess.run(
+        [tool, "security", "--offline=yes", "--no-pager", str(copy)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d)", done.stdout)
+    assert found, done.stdout + done.stderr
+    return float(found.group(1))
+
+
+@pytest.mark.parametrize("daemon", sorted(UNITS))
+def test_operations_states_the_units_security_exposure(daemon: str, tmp_path: Path) -> None:
+    """docs/operations.md gives the exposure `systemd-analyze security` computes for each unit."""
+    name = UNITS[daemon].name
+    stated = re.search(rf"^\| `{name}` \| (\d+\.\d) ", OPERATIONS.read_text("utf-8"), re.M)
+    assert stated, f"docs/operations.md has no exposure row for {name}"
+    assert _security_exposure(UNITS[daemon], tmp_path) == float(stated.group(1))
 
 
 # ------------------------------------------------------------ CI snippets ----

@@ -56,3 +56,16 @@ def test_verify_missing_image_is_an_error(
     """verify of an image that was never built exits 1 and says how to build it."""
     assert main(["image", "verify", "nosuch", "--image-dir", str(tmp_path)]) == 1
     assert "pyti image build nosuch" in capsys.readouterr().err
+
+
+def test_hash_prints_the_recipe_hash_and_where_its_inputs_are(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """hash prints the recipe hash alone on the first line, then the three input locations."""
+    from slave.image_builder.recipe import load_recipe, recipe_hash
+
+    assert main(["image", "hash", "trixie"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == recipe_hash(load_recipe("trixie"))
+    assert lines[1].endswith("recipes/trixie.toml") and Path(lines[1].split()[-1]).is_file()
+    assert [ln.split()[0] for ln in lines[1:]] == ["recipe", "guest", "runner"]

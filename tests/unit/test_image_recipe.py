@@ -55,7 +55,8 @@ def test_valid_document_gives_all_fields() -> None:
         ({"vm": {"memory_mb": 64}}, "memory_mb"),
         ({"vm": {"cpus": True}}, "cpus"),
         ({"vm": {"ram": 1}}, "unknown"),
-        ({"mirror": "http://x"}, "unknown setting"),
+        ({"mirrors": ["http://x"]}, "unknown setting"),
+        ({"mirror": "deb.debian.org"}, "mirror"),
     ],
 )
 def test_invalid_field_is_refused_by_name(override: dict[str, Any], fragment: str) -> None:
