@@ -250,6 +250,9 @@ class Guest:
                     encryption_algs=["aes128-gcm@openssh.com"],
                     compression_algs=["none"],
                     keepalive_interval=0,
+                    # asyncssh's own default (120 s) would cut a cold boot under a
+                    # loaded TCG host short of ours ("Login timeout expired").
+                    login_timeout=timeout,
                 )
         except TimeoutError:
             sock.close()
