@@ -24,8 +24,12 @@ from master.config import MasterConfig
 from master.context import MasterContext
 from master.feed.watcher import FeedWatcher
 from master.http.app import create_app
+from master.http.auth import TokenCheck
+from master.http.keys import TOKENS
 from master.metrics import Metrics
+from master.reload import reloaded
 from master.slaves.listener import SlaveListener
+from pyti.logging import set_level
 from pyti.tasks import cancel_and_wait
 
 log = structlog.get_logger("master.daemon")
@@ -91,9 +95,13 @@ class HttpComponent:
         self._port = ctx.config.http_port if port is None else port
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        #: the tokens the API accepts; a reload replaces them
+        self.tokens: TokenCheck | None = None
 
     async def start(self) -> None:
-        runner = web.AppRunner(create_app(self._ctx), access_log=None, shutdown_timeout=5.0)
+        app = create_app(self._ctx)
+        self.tokens = app[TOKENS]
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self._ctx.config.http_host, self._port)
@@ -181,6 +189,27 @@ class Master:
             http_port=self.http_port,
             feed=self.config.feed_enabled,
         )
+
+    def reload(self, new: MasterConfig) -> None:
+        """Apply ``new``'s live settings (``master.reload``): tokens, slave secrets, log level.
+
+        Other differences are logged (``config_reload_needs_restart``) and ignored.
+        """
+        config, needs_restart = reloaded(self.config, new)
+        self.config = config
+        if self._ctx is not None:
+            self._ctx.config = config  # the slave listener reads it at each handshake
+        if self.http is not None and self.http.tokens is not None:
+            self.http.tokens.replace(config.tokens)
+        log.info(
+            "config_reloaded",
+            tokens=len(config.tokens),
+            slave_secrets=len(config.slave_secrets),
+            log_level=config.log_level,
+        )
+        if needs_restart:
+            log.warning("config_reload_needs_restart", settings=needs_restart)
+        set_level(config.log_level)  # after the lines above: a reload is always on record
 
     def request_stop(self) -> None:
         """Ask ``wait()`` to return (signal handlers call this)."""

@@ -36,6 +36,7 @@ from master.http.keys import (
     HTTP_SESSION,
     SETTINGS,
     STREAMS,
+    TOKENS,
     HttpSettings,
 )
 from master.http.routes import add_page_routes, routes
@@ -228,6 +229,7 @@ def create_app(ctx: MasterContext, *, settings: HttpSettings | None = None) -> w
     )
     app[CTX] = ctx
     app[SETTINGS] = settings
+    app[TOKENS] = tokens
     app[ENCODED] = EncodedEvents()
     streams: set[asyncio.Task[Any]] = set()
     app[STREAMS] = streams

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from master.config import ConfigError, MasterConfig
 from master.context import MasterContext
+from master.http.auth import TokenCheck
 from master.http.callbacks import BACKOFF_BASE_S
 from master.http.fanout import JobFeeds
 from master.http.sse import SUBSCRIBER_QUEUE, EncodedEvents
@@ -103,6 +104,8 @@ CTX = web.AppKey("pyti_ctx", MasterContext)
 SETTINGS = web.AppKey("pyti_http_settings", HttpSettings)
 #: Outgoing HTTP (the package index, callbacks); created and closed by the app's cleanup_ctx.
 HTTP_SESSION = web.AppKey("pyti_http_session", aiohttp.ClientSession)
+#: The API tokens accepted now; a reload replaces them in place.
+TOKENS = web.AppKey("pyti_tokens", TokenCheck)
 #: Encoded-event cache shared by every live tail.
 ENCODED = web.AppKey("pyti_encoded_events", EncodedEvents)
 #: One bus subscription per tailed job, fanned out to its clients.

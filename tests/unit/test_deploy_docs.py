@@ -152,6 +152,8 @@ def load_master(
         tokens.write_text("# CI\nabc\n")
         flags["token_file"] = str(tokens)
     values = master_config.merge(file_values, flags)
+    if "secret_files" in values:
+        values["secret_files"] = (str(secret),)
     if "callback_secret_file" in values.get("http", {}):
         values["http"] = {**values["http"], "callback_secret_file": str(secret)}
     config = master_config.build_config(values)
