@@ -2,7 +2,8 @@
 
 Components (each ``start()``/``stop()``): the slave server, the scheduler
 (dispatch + watchdog), the HTTP API (``master.http.app.create_app`` on an
-``AppRunner``), the feed watcher (unless disabled). ``start`` brings them up in
+``AppRunner``), the feed watcher (unless disabled), the retention pass
+(``master.retention``). ``start`` brings them up in
 that order and, if one fails, stops those already started before raising.
 ``stop`` is the staged shutdown: stop taking work (feed, HTTP), drain the
 slaves (their running jobs are re-queued if they do not finish within
@@ -28,6 +29,7 @@ from master.http.auth import TokenCheck
 from master.http.keys import TOKENS
 from master.metrics import Metrics
 from master.reload import reloaded
+from master.retention import Retention
 from master.slaves.listener import SlaveListener
 from pyti.logging import set_level
 from pyti.tasks import cancel_and_wait
@@ -169,6 +171,7 @@ class Master:
             parts.append(self.http)
         if self.config.feed_enabled:
             parts.append(TaskComponent("feed", FeedWatcher(ctx).run))
+        parts.append(TaskComponent("retention", Retention(ctx).run))
         return parts
 
     async def start(self) -> None:
@@ -225,7 +228,7 @@ class Master:
             return
         self._stopped = True
         started = list(self._started)
-        order = ["feed", "http", "slave_listener", "scheduler"]
+        order = ["retention", "feed", "http", "slave_listener", "scheduler"]
         for name in order:
             for part in started:
                 if part.name == name:

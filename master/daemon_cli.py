@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from master.backup import run as run_backup
 from master.config import (
     DEFAULT_HTTP_PORT,
     DEFAULT_SLAVE_PORT,
@@ -89,6 +90,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--no-feed", action="store_const", const=True, default=None, help="do not watch feeds"
     )
     parser.add_argument("--config", metavar="FILE", help="TOML settings; flags override it")
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=("backup",),
+        help="backup PATH: an online, checked copy of the database to PATH (exit 0 good,"
+        " 1 bad copy, 2 no database); without an action: run the daemon",
+    )
+    parser.add_argument("path", nargs="?", metavar="PATH", help="where `backup` writes the copy")
 
 
 def load(args: argparse.Namespace) -> MasterConfig:
@@ -114,7 +123,12 @@ def load(args: argparse.Namespace) -> MasterConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run until SIGTERM/SIGINT; the exit code."""
+    """Run until SIGTERM/SIGINT (or do ``backup``); the exit code."""
+    if getattr(args, "action", None) == "backup":
+        return run_backup(args)
+    if getattr(args, "path", None):
+        print(f"pyti master: unexpected argument {args.path!r}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         config = load(args)
     except ConfigError as exc:

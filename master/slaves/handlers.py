@@ -95,6 +95,14 @@ class SlaveHandlers:
             "event_store_seconds", "From an event batch received to it committed."
         )
         self._m_results = m.counter("job_results_total", "Results received.", ["disposition"])
+        self._m_cache = m.gauge(
+            "slave_cache_bytes", "Bytes in a slave's download cache (its heartbeats).", ["slave"]
+        )
+        self._m_evicted = m.gauge(
+            "slave_cache_evicted_bytes",
+            "Bytes a slave's cache bound evicted since the slave started (its heartbeats).",
+            ["slave"],
+        )
 
     # ------------------------------------------------------- reader side ----
 
@@ -111,6 +119,8 @@ class SlaveHandlers:
         status = self._status
         status.last_heartbeat = time.time()
         status.reported_free = hb.free_slots
+        self._m_cache.set(hb.cache_bytes, self._peer.name)
+        self._m_evicted.set(hb.cache_evicted_bytes, self._peer.name)
         was_draining = status.draining
         status.draining = hb.draining
         if status.backoff or (was_draining and not hb.draining):
