@@ -2,7 +2,9 @@
 
 Flags override the file. The file may hold every flag (``data_dir``,
 ``slave_addr``, ``http_addr``, ``secret_file``, ``token_file``, ``feed_urls``,
-``pypi_url``, ``no_feed``) plus the keys in ``FILE_SETTINGS``, two tables
+``pypi_url``, ``no_feed``) plus the keys in ``FILE_SETTINGS`` (among them
+``secret_files``, more slave secrets accepted next to ``secret_file``'s, for a
+rotation), two tables
 passed through untouched: ``[feed]`` (to the feed watcher) and ``[http]`` (to the
 HTTP API), and ``[images]`` (image name = its Python version, ``master.images``).
 The keys are declared for ``pyti.settings``, which checks them. An unknown key,
@@ -79,6 +81,8 @@ class MasterConfig:
     secret: bytes = field(repr=False)
     tokens: frozenset[str] = field(repr=False)
     secret_file: Path | None = None
+    #: secrets accepted besides ``secret`` (``secret_files``): a rotation in progress
+    other_secrets: tuple[bytes, ...] = field(default=(), repr=False)
     token_file: Path | None = None
     slave_host: str = "0.0.0.0"  # noqa: S104  # slaves connect from other machines
     slave_port: int = DEFAULT_SLAVE_PORT
@@ -105,6 +109,13 @@ class MasterConfig:
     tls_key: Path | None = None
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
+    #: ``[retention]`` (``master.retention``), checked there
+    retention: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def slave_secrets(self) -> tuple[bytes, ...]:
+        """Every secret a slave may prove (``secret`` first)."""
+        return (self.secret, *self.other_secrets)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The slave port's TLS context, or None without a certificate. Raises ``ConfigError``."""
@@ -122,6 +133,7 @@ class MasterConfig:
 #: Keys only the file sets (its table in ``pyti.settings`` terms).
 FILE_SETTINGS: dict[str, Setting] = {
     "database": Text(path=True),
+    "secret_files": Texts(path=True),
     "require_read_token": Bool(),
     "default_image": Text(),
     "master_name": Text(),
@@ -149,8 +161,13 @@ FLAG_SETTINGS: dict[str, Setting] = {
     "no_feed": Bool(),
 }
 #: Tables passed through to their owners: ``[feed]`` (``master.feed.settings``), ``[http]``,
-#: ``[images]`` (``master.images``).
-TABLES: dict[str, Setting] = {"feed": AnyTable(), "http": AnyTable(), "images": AnyTable()}
+#: ``[images]`` (``master.images``), ``[retention]`` (``master.retention``).
+TABLES: dict[str, Setting] = {
+    "feed": AnyTable(),
+    "http": AnyTable(),
+    "images": AnyTable(),
+    "retention": AnyTable(),
+}
 #: Every key of the master's TOML file.
 SETTINGS: dict[str, Setting] = {**FILE_SETTINGS, **FLAG_SETTINGS, **TABLES}
 
@@ -168,21 +185,36 @@ def read_toml(path: Path) -> dict[str, Any]:
 MIN_SECRET_BYTES = 16
 
 
-def _read_secret(path: Path) -> bytes:
+def _read_secret(path: Path, what: str = "--secret-file") -> bytes:
     try:
         secret = path.read_bytes().strip()
     except OSError as exc:
-        raise ConfigError(f"--secret-file: cannot read {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror or exc}") from exc
     if not secret:
-        raise ConfigError(f"--secret-file: {path} is empty")
+        raise ConfigError(f"{what}: {path} is empty")
     if len(secret) < MIN_SECRET_BYTES:
         # The same minimum the slave enforces: a short secret is guessable offline
         # from one recorded handshake.
         raise ConfigError(
-            f"--secret-file: the secret in {path} is too short"
-            f" (need at least {MIN_SECRET_BYTES} bytes)"
+            f"{what}: the secret in {path} is too short (need at least {MIN_SECRET_BYTES} bytes)"
         )
     return secret
+
+
+def _read_secrets(values: Mapping[str, Any]) -> tuple[Path | None, tuple[bytes, ...]]:
+    """``secret_file`` (if given) and ``secret_files``: the path of the first, every secret."""
+    paths: list[tuple[str, Path]] = []
+    if values.get("secret_file"):
+        paths.append(("--secret-file", Path(values["secret_file"]).expanduser()))
+    paths += [("secret_files", Path(p).expanduser()) for p in values.get("secret_files") or ()]
+    if not paths:
+        raise ConfigError("--secret-file is required (or secret_files in the config file)")
+    found: list[bytes] = []
+    for what, path in paths:
+        secret = _read_secret(path, what)
+        if secret not in found:
+            found.append(secret)
+    return paths[0][1], tuple(found)
 
 
 def _read_tokens(path: Path) -> frozenset[str]:
@@ -204,9 +236,7 @@ def build_config(values: Mapping[str, Any]) -> MasterConfig:
     if not values.get("data_dir"):
         raise ConfigError("--data-dir is required (flag or data_dir in the config file)")
     data_dir = Path(values["data_dir"]).expanduser().resolve()
-    if not values.get("secret_file"):
-        raise ConfigError("--secret-file is required")
-    secret_file = Path(values["secret_file"]).expanduser()
+    secret_file, slave_secrets = _read_secrets(values)
     token_file = Path(values["token_file"]).expanduser() if values.get("token_file") else None
     slave_host, slave_port = parse_addr(
         values.get("slave_addr", ""), DEFAULT_SLAVE_PORT, "--slave-addr"
@@ -231,7 +261,8 @@ def build_config(values: Mapping[str, Any]) -> MasterConfig:
     return MasterConfig(
         data_dir=data_dir,
         db_path=Path(db).expanduser().resolve() if db else data_dir / DB_NAME,
-        secret=_read_secret(secret_file),
+        secret=slave_secrets[0],
+        other_secrets=slave_secrets[1:],
         tokens=_read_tokens(token_file) if token_file else frozenset(),
         secret_file=secret_file,
         token_file=token_file,
@@ -259,6 +290,7 @@ def build_config(values: Mapping[str, Any]) -> MasterConfig:
         tls_key=Path(tls_key) if tls_key else None,
         log_format=values.get("log_format", "auto"),
         log_level=values.get("log_level", "info"),
+        retention=dict(values.get("retention", {})),
     )
 
 

@@ -2,7 +2,8 @@
 
 Components (each ``start()``/``stop()``): the slave server, the scheduler
 (dispatch + watchdog), the HTTP API (``master.http.app.create_app`` on an
-``AppRunner``), the feed watcher (unless disabled). ``start`` brings them up in
+``AppRunner``), the feed watcher (unless disabled), the retention pass
+(``master.retention``). ``start`` brings them up in
 that order and, if one fails, stops those already started before raising.
 ``stop`` is the staged shutdown: stop taking work (feed, HTTP), drain the
 slaves (their running jobs are re-queued if they do not finish within
@@ -24,8 +25,13 @@ from master.config import MasterConfig
 from master.context import MasterContext
 from master.feed.watcher import FeedWatcher
 from master.http.app import create_app
+from master.http.auth import TokenCheck
+from master.http.keys import TOKENS
 from master.metrics import Metrics
+from master.reload import reloaded
+from master.retention import Retention
 from master.slaves.listener import SlaveListener
+from pyti.logging import set_level
 from pyti.tasks import cancel_and_wait
 
 log = structlog.get_logger("master.daemon")
@@ -91,9 +97,13 @@ class HttpComponent:
         self._port = ctx.config.http_port if port is None else port
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        #: the tokens the API accepts; a reload replaces them
+        self.tokens: TokenCheck | None = None
 
     async def start(self) -> None:
-        runner = web.AppRunner(create_app(self._ctx), access_log=None, shutdown_timeout=5.0)
+        app = create_app(self._ctx)
+        self.tokens = app[TOKENS]
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self._ctx.config.http_host, self._port)
@@ -161,6 +171,7 @@ class Master:
             parts.append(self.http)
         if self.config.feed_enabled:
             parts.append(TaskComponent("feed", FeedWatcher(ctx).run))
+        parts.append(TaskComponent("retention", Retention(ctx).run))
         return parts
 
     async def start(self) -> None:
@@ -182,6 +193,27 @@ class Master:
             feed=self.config.feed_enabled,
         )
 
+    def reload(self, new: MasterConfig) -> None:
+        """Apply ``new``'s live settings (``master.reload``): tokens, slave secrets, log level.
+
+        Other differences are logged (``config_reload_needs_restart``) and ignored.
+        """
+        config, needs_restart = reloaded(self.config, new)
+        self.config = config
+        if self._ctx is not None:
+            self._ctx.config = config  # the slave listener reads it at each handshake
+        if self.http is not None and self.http.tokens is not None:
+            self.http.tokens.replace(config.tokens)
+        log.info(
+            "config_reloaded",
+            tokens=len(config.tokens),
+            slave_secrets=len(config.slave_secrets),
+            log_level=config.log_level,
+        )
+        if needs_restart:
+            log.warning("config_reload_needs_restart", settings=needs_restart)
+        set_level(config.log_level)  # after the lines above: a reload is always on record
+
     def request_stop(self) -> None:
         """Ask ``wait()`` to return (signal handlers call this)."""
         self._stop_requested.set()
@@ -196,7 +228,7 @@ class Master:
             return
         self._stopped = True
         started = list(self._started)
-        order = ["feed", "http", "slave_listener", "scheduler"]
+        order = ["retention", "feed", "http", "slave_listener", "scheduler"]
         for name in order:
             for part in started:
                 if part.name == name:

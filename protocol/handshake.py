@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from protocol.errors import (
@@ -86,7 +86,7 @@ async def server_handshake(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     *,
-    secret: bytes,
+    secret: bytes | Sequence[bytes],
     master_name: str,
     heartbeat_interval: float,
     heartbeat_timeout: float,
@@ -101,7 +101,10 @@ async def server_handshake(
     ``ProtocolError`` raised; the caller closes the connection. ``admit`` may
     refuse an authenticated slave (returns the reason), e.g. a duplicate name.
     A wrong secret is answered with "authentication failed" and nothing else.
+    ``secret`` may be several secrets (a rotation in progress): a slave proving
+    any one of them is admitted, and the welcome proves that same one.
     """
+    accepted = (secret,) if isinstance(secret, bytes) else tuple(secret)
     nonce = secrets.token_bytes(NONCE_SIZE)
     try:
         async with asyncio.timeout(timeout):
@@ -109,7 +112,7 @@ async def server_handshake(
                 reader,
                 writer,
                 nonce,
-                secret,
+                accepted,
                 master_name,
                 heartbeat_interval,
                 heartbeat_timeout,
@@ -125,7 +128,7 @@ async def _serve(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     nonce: bytes,
-    secret: bytes,
+    accepted: tuple[bytes, ...],
     master_name: str,
     heartbeat_interval: float,
     heartbeat_timeout: float,
@@ -136,15 +139,15 @@ async def _serve(
     await _send(writer, Hello(protocol_version=PROTOCOL_VERSION, nonce=nonce, master=master_name))
     auth = await _expect(reader, Auth)
     failure: HandshakeFailed | None = None
+    secret = _proven(accepted, nonce, auth) if len(auth.nonce) == NONCE_SIZE else None
     if major(auth.protocol_version) != major(PROTOCOL_VERSION):
         failure = VersionMismatch(PROTOCOL_VERSION, auth.protocol_version)
-    elif len(auth.nonce) != NONCE_SIZE or not hmac.compare_digest(
-        auth.mac, auth_mac(secret, nonce, auth.nonce, auth.name)
-    ):
+    elif secret is None:
         failure = HandshakeFailed("authentication failed")
     elif admit is not None and (reason := admit(auth)) is not None:
         failure = HandshakeFailed(reason)
-    if failure is not None:
+    if failure is not None or secret is None:
+        failure = failure or HandshakeFailed("authentication failed")
         await _send(writer, Reject(reason=failure.reason))
         raise failure
     await _send(
@@ -158,6 +161,16 @@ async def _serve(
         ),
     )
     return auth
+
+
+def _proven(accepted: tuple[bytes, ...], nonce: bytes, auth: Auth) -> bytes | None:
+    """The accepted secret ``auth`` proves, or None. Every secret is tried (no early exit),
+    so the time taken does not tell which one matched."""
+    found: bytes | None = None
+    for candidate in accepted:
+        if hmac.compare_digest(auth.mac, auth_mac(candidate, nonce, auth.nonce, auth.name)):
+            found = found or candidate
+    return found
 
 
 async def client_handshake(

@@ -296,6 +296,9 @@ class Heartbeat(Message):
     free_slots: int = 0
     running: tuple[RunningJob, ...] = ()
     draining: bool = False
+    #: from a slave: bytes in its download cache, and evicted from it since it started
+    cache_bytes: int = 0
+    cache_evicted_bytes: int = 0
 
 
 @message("drain")

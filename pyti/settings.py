@@ -182,6 +182,8 @@ class Texts(Setting):
 
     pattern: re.Pattern[str] | None = None
     min_items: int = 0
+    #: each entry is a path: ``resolve_paths`` makes it absolute
+    path: bool = False
     expected = "a list of strings"
 
     def check(self, value: object) -> tuple[str, ...]:
@@ -274,9 +276,12 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def resolve_paths(values: Mapping[str, Any], spec: Spec, base: Path) -> dict[str, Any]:
-    """``values`` with every ``Text(path=True)`` made absolute, relative to ``base``."""
+    """``values`` with every ``Text(path=True)`` and ``Texts(path=True)`` entry made absolute,
+    relative to ``base``."""
     out = dict(values)
     for key, setting in spec.items():
         if isinstance(setting, Text) and setting.path and isinstance(out.get(key), str):
             out[key] = str((base / Path(out[key]).expanduser()).resolve())
+        if isinstance(setting, Texts) and setting.path and isinstance(out.get(key), tuple):
+            out[key] = tuple(str((base / Path(p).expanduser()).resolve()) for p in out[key])
     return out

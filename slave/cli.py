@@ -8,6 +8,10 @@
                [--memory-mb N] [--cpus N] [--output-cap BYTES] [--shutdown-grace S]
                [--log-format auto|json|console]
 
+SIGHUP re-reads the configuration: the secret file (used from the next
+handshake; the open session stays) and ``log_level``; a bad file keeps the old
+settings (``config_reload_failed`` in the log).
+
 Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for a configuration
 problem (bad flag, no usable image, KVM asked for but not working).
 """
@@ -18,13 +22,15 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from protocol.messages import ImageInfo
-from pyti.logging import configure_logging  # shared by both daemons
+from pyti.logging import configure_logging, set_level  # shared by both daemons
+from pyti.reloader import Reloader
 from slave.config import ConfigError, SlaveConfig, build_config, load_toml
 from slave.daemon import SlaveDaemon
 from slave.image_builder.errors import ImageError, RecipeError
@@ -156,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"pyti slave: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    set_level(config.log_level)
     images, problems = load_images(config.image_dir)
     for problem in problems:
         print(f"pyti slave: refusing {problem}", file=sys.stderr)
@@ -165,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    return asyncio.run(_serve(config, images))
+    return asyncio.run(_serve(config, images, reload=lambda: config_from_args(args)))
 
 
 async def verify_images(images: dict[str, Image]) -> list[str]:
@@ -180,7 +187,16 @@ async def verify_images(images: dict[str, Image]) -> list[str]:
     return problems
 
 
-async def _serve(config: SlaveConfig, images: dict[str, Image]) -> int:
+def apply_reload(daemon: SlaveDaemon, new: SlaveConfig) -> None:
+    """Put a re-read configuration's live settings into service: the secret, the log level."""
+    daemon.link.set_secret(new.secret)
+    log.info("config_reloaded", log_level=new.log_level)
+    set_level(new.log_level)  # after the line above: a reload is always on record
+
+
+async def _serve(
+    config: SlaveConfig, images: dict[str, Image], reload: Callable[[], SlaveConfig]
+) -> int:
     for problem in await verify_images(images):
         print(f"pyti slave: refusing {problem}", file=sys.stderr)
     if not images:
@@ -202,7 +218,13 @@ async def _serve(config: SlaveConfig, images: dict[str, Image]) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
+    reloader = Reloader(reload, lambda new: apply_reload(daemon, new), (ConfigError,))
+    loop.add_signal_handler(signal.SIGHUP, reloader.request)
     log.info("slave_started", name=config.name, master=f"{config.master_host}:{config.master_port}",
              accel=accel.value, images=sorted(images), slots=config.slots)  # fmt: skip
-    await daemon.run()
+    try:
+        await daemon.run()
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+        await reloader.close()
     return 0

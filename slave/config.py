@@ -11,6 +11,8 @@ number) or a value out of range, naming the file and the key::
     image_dir = "/var/lib/pyti/images"
     slots = 2
     accel = "kvm"
+    log_level = "info"               # SIGHUP re-reads it and the secret file
+    cache_max_bytes = 21474836480    # download cache bound, least recently used out first
     [timeouts]
     install = 600
     tests = 900
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pyti import settings
+from pyti.logging import LEVELS
 from pyti.settings import Int, Number, Setting, SettingsError, Table, Text, check
 from slave.errors import SlaveError
 
@@ -83,6 +86,13 @@ class SlaveConfig:
     tls_ca: Path | None = None
     #: the name the master's certificate must carry (default: the master's host)
     tls_server_name: str | None = None
+    #: ``debug`` … ``critical``; SIGHUP re-reads it (and the secret file)
+    log_level: str = "info"
+    #: size bound of the download cache (``work_dir/cache``), least recently used out first;
+    #: 0: unbounded
+    cache_max_bytes: int = 20 << 30
+    #: seconds between two trims of the cache
+    cache_trim_interval: float = 600.0
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The client TLS context (certificate and host name verified), or None for plain TCP.
@@ -160,6 +170,9 @@ SETTINGS: dict[str, Setting] = {
     "events_per_batch": Int(minimum=1),
     "tls_ca": Text(),
     "tls_server_name": Text(),
+    "log_level": Text(choices=tuple(LEVELS)),
+    "cache_max_bytes": Int(minimum=0),
+    "cache_trim_interval": Number(above=0),
 }
 #: Settings that are not fields of ``SlaveConfig`` as they stand.
 _DERIVED = frozenset(

@@ -2,8 +2,10 @@
 
 It owns a :class:`~slave.link.Link` (the master connection), a
 :class:`~slave.spool.SpoolStore` (every job's unacknowledged events and
-result, on disk) and the jobs it holds (:class:`~slave.job.active.ActiveJob`), and
-runs each job with a pluggable :class:`~slave.job.context.Executor`.
+result, on disk), the download cache's trim task
+(:class:`~slave.prepare.cache_trim.CacheTrimmer`) and the jobs it holds
+(:class:`~slave.job.active.ActiveJob`), and runs each job with a pluggable
+:class:`~slave.job.context.Executor`.
 
 Lifecycle: :meth:`SlaveDaemon.run` first recovers spools left by a previous
 process (a job that was running then is reported as ``infra_error``; events
@@ -52,6 +54,8 @@ from slave.job.active import ActiveJob, ActiveState
 from slave.job.context import Executor, JobContext
 from slave.job.record import default_reason
 from slave.link import Backoff, Link
+from slave.prepare.cache import BlobCache
+from slave.prepare.cache_trim import CacheTrimmer
 from slave.spool import JobSpool, SpoolLimits, SpoolStore
 
 log = structlog.get_logger(__name__)
@@ -80,6 +84,11 @@ class SlaveDaemon:
             config.work_dir / "spool", SpoolLimits(max_bytes=config.spool_max_bytes)
         )
         self.jobs: dict[int, ActiveJob] = {}
+        self.cache = CacheTrimmer(
+            BlobCache(config.work_dir / "cache"),
+            config.cache_max_bytes,
+            config.cache_trim_interval,
+        )
         #: the master session in which the master asked us to drain (None: not asked)
         self._drain_session: int | None = None
         self._stop = asyncio.Event()
@@ -140,7 +149,14 @@ class SlaveDaemon:
             RunningJob(job_id=j.offer.job_id, lease=j.offer.lease, last_seq=j.last_seq)
             for j in self.jobs.values()
         )
-        return Heartbeat(ts=time.time(), free_slots=free, running=running, draining=self.draining)
+        return Heartbeat(
+            ts=time.time(),
+            free_slots=free,
+            running=running,
+            draining=self.draining,
+            cache_bytes=self.cache.cache_bytes,
+            cache_evicted_bytes=self.cache.evicted_bytes,
+        )
 
     def _spools(self) -> Iterable[JobSpool]:
         return [j.spool for j in self.jobs.values() if j.state is not ActiveState.DROPPED]
@@ -155,6 +171,7 @@ class SlaveDaemon:
         """
         self._recover(await asyncio.to_thread(self.store.load_all))
         link_task = asyncio.create_task(self.link.run(), name="slave-link")
+        cache_task = asyncio.create_task(self.cache.run(), name="slave-cache-trim")
         try:
             await self._stop.wait()
             await self._shutdown()
@@ -166,6 +183,8 @@ class SlaveDaemon:
                 log.error("job_task_failed", error=repr(error))
             for error in await cancel_and_wait(link_task):
                 log.error("link_failed", error=repr(error))
+            for error in await cancel_and_wait(cache_task):
+                log.error("cache_trim_crashed", error=repr(error))
             for job in self.jobs.values():
                 job.spool.close()
 
@@ -324,6 +343,7 @@ class SlaveDaemon:
             del self.jobs[job.offer.job_id]
         if not self.jobs:
             self._idle.set()
+        self.cache.poke()
 
     # ------------------------------------------------------------------ jobs --
 

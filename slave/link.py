@@ -169,6 +169,10 @@ class Link:
             failures += 1
             await asyncio.sleep(delay)
 
+    def set_secret(self, secret: bytes) -> None:
+        """Use ``secret`` from the next handshake on (a reload); the open session stays."""
+        self._secret = secret
+
     async def _session(self) -> None:
         self.state = LinkState.CONNECTING
         async with asyncio.timeout(self._connect_timeout):

@@ -3,8 +3,9 @@
 The daemon serves it with ``AppRunner`` next to its other tasks.
 
 The app owns two things beyond its handlers, both through ``cleanup_ctx`` so they
-start and stop with it: one outgoing ``aiohttp.ClientSession`` (package index,
-callbacks) and the completion-callback sender task. At shutdown, open live tails
+start and stop with it: one outgoing ``aiohttp.ClientSession`` (package index) and
+the completion-callback sender task with its own session, whose connections the
+callback policy checks (``master.http.callback_guard``). At shutdown, open live tails
 are cancelled first (``on_shutdown``) so the runner does not wait out its
 shutdown timeout on clients that would otherwise stay forever.
 
@@ -28,6 +29,7 @@ from aiohttp.typedefs import Middleware
 
 from master.context import MasterContext
 from master.http.auth import TokenCheck, auth_middleware
+from master.http.callback_guard import callback_session
 from master.http.callbacks import CallbackSender
 from master.http.fanout import JobFeeds
 from master.http.keys import (
@@ -37,6 +39,7 @@ from master.http.keys import (
     HTTP_SESSION,
     SETTINGS,
     STREAMS,
+    TOKENS,
     HttpSettings,
 )
 from master.http.overview import routes as overview_routes
@@ -155,17 +158,23 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
 
 async def _callback_sender(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CTX]
-    secret = app[SETTINGS].callback_secret
+    settings = app[SETTINGS]
+    secret = settings.callback_secret
     if secret is None:
         yield  # callbacks are refused at submission; nothing can be pending from this app
         return
+    # Its own session: every connection it makes is checked by the callback policy.
+    session = callback_session(
+        settings.callback_policy, OUTGOING_TIMEOUT, settings.callback_resolver
+    )
     sender = CallbackSender(
         ctx.store,
         ctx.bus,
         secret,
         ctx.metrics,
-        app[HTTP_SESSION],
-        backoff_base=app[SETTINGS].callback_backoff,
+        session,
+        backoff_base=settings.callback_backoff,
+        policy=settings.callback_policy,
     )
     task = asyncio.create_task(sender.run(), name="http-callbacks")
     try:
@@ -173,6 +182,7 @@ async def _callback_sender(app: web.Application) -> AsyncIterator[None]:
     finally:
         for error in await cancel_and_wait(task):
             log.error("callback_sender_failed", error=repr(error))
+        await session.close()
 
 
 async def _close_streams(app: web.Application) -> None:
@@ -244,6 +254,7 @@ def create_app(ctx: MasterContext, *, settings: HttpSettings | None = None) -> w
     )
     app[CTX] = ctx
     app[SETTINGS] = settings
+    app[TOKENS] = tokens
     app[ENCODED] = EncodedEvents()
     streams: set[asyncio.Task[Any]] = set()
     app[STREAMS] = streams

@@ -1,9 +1,10 @@
 """API tokens: ``Authorization: Bearer <token>`` on every mutating request (and reads, by config).
 
-Tokens come from ``--token-file`` (one a line). A presented token is compared
-with every configured one in constant time: both sides are hashed to a fixed
-length first, so neither the length nor the common prefix of a token leaks
-through timing, and the loop does not stop at the first match.
+Tokens come from ``--token-file`` (one a line), re-read on SIGHUP
+(``TokenCheck.replace``). A presented token is compared with every configured
+one in constant time: both sides are hashed to a fixed length first, so neither
+the length nor the common prefix of a token leaks through timing, and the loop
+does not stop at the first match.
 With no tokens configured, mutating requests are refused outright: an
 unconfigured master must not be writable by anyone who can reach the port.
 """
@@ -39,6 +40,10 @@ class TokenCheck:
     """The configured tokens, kept as digests."""
 
     def __init__(self, tokens: Iterable[str]) -> None:
+        self._digests = [_digest(t) for t in tokens if t]
+
+    def replace(self, tokens: Iterable[str]) -> None:
+        """From now on accept exactly ``tokens`` (a reload); requests in flight are unaffected."""
         self._digests = [_digest(t) for t in tokens if t]
 
     def __repr__(self) -> str:

@@ -14,6 +14,10 @@ Delivery: a JSON body, signed with HMAC-SHA256 keyed by the configured secret::
 A 2xx answer is success; anything else (3xx included: redirects are not followed,
 so a signed body never lands somewhere unintended), a timeout or a connection
 error is retried with exponential backoff and jitter, up to ``MAX_ATTEMPTS``.
+A target that ``master.http.callback_guard`` refuses (a loopback, private,
+link-local … address not in ``[http] callback_allow``) is not retried: the
+callback is abandoned at once, logged as ``callback_refused`` and counted as
+``callbacks_total{result="refused"}``.
 The sender wakes when a job ends (bus) or when the next retry it scheduled is due,
 and otherwise rescans the store every ``IDLE_RESCAN_S`` (for retries scheduled by
 an earlier run of the master).
@@ -33,6 +37,7 @@ import aiohttp
 import structlog
 
 from master.bus import EventBus, Lagged
+from master.http.callback_guard import CallbackPolicy, CallbackRefused, refusal
 from master.jobs import Callback
 from master.metrics import Metrics
 from master.store import Store
@@ -84,9 +89,15 @@ class CallbackSender:
         session: aiohttp.ClientSession,
         *,
         backoff_base: float = BACKOFF_BASE_S,
+        policy: CallbackPolicy | None = None,
     ) -> None:
-        """``backoff_base``: seconds before the first retry (doubling up to the cap)."""
+        """``backoff_base``: seconds before the first retry (doubling up to the cap).
+
+        ``policy`` judges IP literals in URLs (default: public addresses only); names are
+        judged by ``session``'s resolver, which must be a ``callback_guard.callback_session``.
+        """
         self._store = store
+        self._policy = policy or CallbackPolicy()
         self._backoff_base = backoff_base
         self._bus = bus
         self._secret = secret
@@ -99,8 +110,13 @@ class CallbackSender:
     def __repr__(self) -> str:
         return f"<CallbackSender next_due={self._next_due}>"
 
-    async def deliver(self, callback: Callback) -> bool:
-        """One POST; True on a 2xx. Never raises except ``CancelledError``."""
+    async def deliver(self, callback: Callback) -> str:
+        """One POST: ``"delivered"`` (a 2xx), ``"failed"`` (worth a retry) or ``"refused"``
+        (the policy forbids the target). Never raises except ``CancelledError``."""
+        try:
+            self._policy.check_url(callback.url)
+        except CallbackRefused as exc:
+            return self._refused(callback, exc)
         body = body_of(callback)
         headers = {
             "Content-Type": "application/json",
@@ -121,13 +137,26 @@ class CallbackSender:
                 ok = 200 <= response.status < 300
                 reason = f"status {response.status}"
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            if (refused := refusal(exc)) is not None:
+                return self._refused(callback, refused)
             ok, reason = False, f"{type(exc).__name__}: {exc}"
         if not ok:
             log.info("callback_failed", callback=callback.id, job=callback.job_id, reason=reason)
-        return ok
+        return "delivered" if ok else "failed"
+
+    def _refused(self, callback: Callback, exc: CallbackRefused) -> str:
+        log.warning(
+            "callback_refused", callback=callback.id, job=callback.job_id, reason=exc.reason
+        )
+        return "refused"
 
     async def _settle(self, callback: Callback) -> None:
-        if await self.deliver(callback):
+        result = await self.deliver(callback)
+        if result == "refused":
+            await self._store.callbacks.done(callback.id)
+            self._results.inc(1, "refused")
+            return
+        if result == "delivered":
             await self._store.callbacks.done(callback.id)
             self._results.inc(1, "delivered")
             log.info("callback_delivered", callback=callback.id, job=callback.job_id)

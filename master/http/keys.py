@@ -7,9 +7,11 @@ and checked here::
     [http]
     upload_max_bytes = 104857600          # size cap of one uploaded sdist/wheel
     callback_secret_file = "/etc/pyti/callback.key"   # or: callback_secret = "..."
+    callback_allow = ["10.20.0.0/16", "hooks.internal.example"]   # non-public targets allowed
 
 Without a callback secret, submissions with a ``callback_url`` are refused: an
-unsigned callback could not be told apart from a forged one.
+unsigned callback could not be told apart from a forged one. Callbacks go to public
+addresses only, plus what ``callback_allow`` lists (``master.http.callback_guard``).
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 
 from master.config import ConfigError, MasterConfig
 from master.context import MasterContext
+from master.http.auth import TokenCheck
+from master.http.callback_guard import CallbackPolicy
 from master.http.callbacks import BACKOFF_BASE_S
 from master.http.fanout import JobFeeds
 from master.http.sse import SUBSCRIBER_QUEUE, EncodedEvents
-from pyti.settings import Int, Setting, SettingsError, Text, check
+from pyti.settings import Int, Setting, SettingsError, Text, Texts, check
 
 DEFAULT_UPLOAD_MAX_BYTES = 100 * 1024 * 1024
 #: A submission's whole release lookup (connect, answer, body) must finish within this.
@@ -37,6 +42,7 @@ HTTP_SETTINGS: dict[str, Setting] = {
     "upload_max_bytes": Int(minimum=1024),
     "callback_secret": Text(),
     "callback_secret_file": Text(),
+    "callback_allow": Texts(),
 }
 HTTP_KEYS = frozenset(HTTP_SETTINGS)
 
@@ -58,6 +64,10 @@ class HttpSettings:
     tail_queue: int = SUBSCRIBER_QUEUE
     #: seconds before a failed completion callback's first retry
     callback_backoff: float = BACKOFF_BASE_S
+    #: where callbacks may go besides public addresses (``callback_allow``)
+    callback_policy: CallbackPolicy = field(default_factory=CallbackPolicy)
+    #: the name lookup under the callback guard (None: the system's; tests map names)
+    callback_resolver: AbstractResolver | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_config(cls, config: MasterConfig) -> HttpSettings:
@@ -67,6 +77,10 @@ class HttpSettings:
         except SettingsError as exc:
             raise ConfigError(str(exc)) from None
         cap = table.get("upload_max_bytes", DEFAULT_UPLOAD_MAX_BYTES)
+        try:
+            policy = CallbackPolicy.parse(table.get("callback_allow", ()))
+        except ValueError as exc:
+            raise ConfigError(f"[http] {exc}") from None
         return cls(
             pypi_url=config.pypi_url.rstrip("/"),
             uploads_dir=config.data_dir / "uploads",
@@ -76,6 +90,7 @@ class HttpSettings:
             require_read_token=config.require_read_token,
             upload_cap=cap,
             callback_secret=_callback_secret(table),
+            callback_policy=policy,
         )
 
 
@@ -103,6 +118,8 @@ CTX = web.AppKey("pyti_ctx", MasterContext)
 SETTINGS = web.AppKey("pyti_http_settings", HttpSettings)
 #: Outgoing HTTP (the package index, callbacks); created and closed by the app's cleanup_ctx.
 HTTP_SESSION = web.AppKey("pyti_http_session", aiohttp.ClientSession)
+#: The API tokens accepted now; a reload replaces them in place.
+TOKENS = web.AppKey("pyti_tokens", TokenCheck)
 #: Encoded-event cache shared by every live tail.
 ENCODED = web.AppKey("pyti_encoded_events", EncodedEvents)
 #: One bus subscription per tailed job, fanned out to its clients.

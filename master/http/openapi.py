@@ -308,7 +308,10 @@ _SCHEMAS: dict[str, Any] = {
             "callback_url": {
                 "type": ["string", "null"],
                 "description": "POSTed the job summary when it finishes, signed with "
-                "X-Pyti-Signature: sha256=<HMAC-SHA256 hex of the body>",
+                "X-Pyti-Signature: sha256=<HMAC-SHA256 hex of the body>. Redirects are not "
+                "followed; a host that resolves (at delivery) to a loopback, private, "
+                "link-local, multicast or reserved address is refused unless the master's "
+                "[http] callback_allow lists it",
             },
             "image": {
                 "type": "string",

@@ -100,6 +100,14 @@ class SlaveHandlers:
             "Results stored or re-queued, by the outcome the slave reported.",
             ["outcome"],
         )
+        self._m_cache = m.gauge(
+            "slave_cache_bytes", "Bytes in a slave's download cache (its heartbeats).", ["slave"]
+        )
+        self._m_evicted = m.gauge(
+            "slave_cache_evicted_bytes",
+            "Bytes a slave's cache bound evicted since the slave started (its heartbeats).",
+            ["slave"],
+        )
 
     # ------------------------------------------------------- reader side ----
 
@@ -116,6 +124,8 @@ class SlaveHandlers:
         status = self._status
         status.last_heartbeat = time.time()
         status.reported_free = hb.free_slots
+        self._m_cache.set(hb.cache_bytes, self._peer.name)
+        self._m_evicted.set(hb.cache_evicted_bytes, self._peer.name)
         was_draining = status.draining
         status.draining = hb.draining
         if status.backoff or (was_draining and not hb.draining):

@@ -140,7 +140,7 @@ class SlaveListener:
             auth = await server_handshake(
                 reader,
                 writer,
-                secret=cfg.secret,
+                secret=cfg.slave_secrets,
                 master_name=cfg.master_name,
                 heartbeat_interval=cfg.heartbeat_interval,
                 heartbeat_timeout=cfg.heartbeat_timeout,

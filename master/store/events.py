@@ -25,6 +25,8 @@ from protocol.events import Event
 from pyti.tasks import cancel_and_wait
 
 QUEUE_LIMIT = 1024
+#: Jobs whose events one ``prune`` transaction deletes.
+PRUNE_JOBS = 50
 GROUP_EVENTS = 20_000
 _WALK = 512
 
@@ -66,6 +68,32 @@ class EventStore:
             (job_id, after, max(0, limit)),
         )
         return [event_from_row(r) for r in rows]
+
+    async def prune(self, finished_before: float, *, jobs: int = PRUNE_JOBS) -> int:
+        """Delete the events of up to ``jobs`` jobs that ended (finished or cancelled)
+        before ``finished_before``; the number of events deleted.
+
+        The jobs' rows (outcome, phases, summary, findings) stay. One bounded
+        transaction per call, so the writer is never held for long: call again
+        while it returns more than 0. A job still queued or running is never touched.
+        """
+
+        def delete(conn: sqlite3.Connection) -> int:
+            with query(
+                conn,
+                "SELECT id FROM jobs WHERE state IN ('finished', 'cancelled')"
+                " AND finished_at IS NOT NULL AND finished_at < ?"
+                " AND EXISTS (SELECT 1 FROM events WHERE events.job_id = jobs.id) LIMIT ?",
+                (finished_before, jobs),
+            ) as cur:
+                ids = [int(row[0]) for row in cur.fetchall()]
+            deleted = 0
+            for job_id in ids:
+                with query(conn, "DELETE FROM events WHERE job_id = ?", (job_id,)) as cur:
+                    deleted += cur.rowcount
+            return deleted
+
+        return await self._db.write(delete)
 
     async def max_seq(self, job_id: int) -> int:
         """The highest stored event seq of a job (0 if none)."""

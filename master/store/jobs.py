@@ -9,6 +9,7 @@ same transaction (``finish`` → ``master.store.comparisons``).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Collection
@@ -99,6 +100,19 @@ class JobStore:
             sql += " AND slave = ?"
             params = (slave,)
         return [job_from_row(r) for r in await self._db.fetchall(sql + " ORDER BY id", params)]
+
+    async def upload_paths_in_use(self) -> set[str]:
+        """Master-local paths of uploaded files that a job not yet ended still needs."""
+        rows = await self._db.fetchall(
+            "SELECT files FROM jobs WHERE state IN ('queued', 'assigned', 'running')"
+            " AND files LIKE '%\"path\"%'"
+        )
+        paths: set[str] = set()
+        for row in rows:
+            for entry in json.loads(row[0]):
+                if isinstance(entry, dict) and entry.get("path"):
+                    paths.add(str(entry["path"]))
+        return paths
 
     async def attempts(self, job_id: int) -> list[Attempt]:
         rows = await self._db.fetchall(

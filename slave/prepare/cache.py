@@ -10,11 +10,19 @@ Blobs are only stored after their sha256 is verified, and are put into a job's
 directories by hard link (copy across file systems), so a second job needing the
 same files reads neither the network nor, usually, the disk. Writers race safely:
 every file appears by ``os.replace`` of a complete temporary file.
+
+The cache is bounded (``trim``, least recently used out first, ``pyti.lru``): a
+blob's modification time is its last use, set when it is stored, found (``has``)
+or placed. A blob used in the last ``TRIM_MIN_AGE_S`` is never evicted, so one a
+job has just found stays for it to place; a job's placed copy is a separate link
+and survives the blob's eviction. A resolution whose blobs were evicted is simply
+resolved again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -25,8 +33,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyti import lru
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
+#: A blob used more recently than this is never evicted by ``trim``.
+TRIM_MIN_AGE_S = 3600.0
 
 
 def sha256_file(path: Path) -> str:
@@ -74,7 +86,22 @@ class BlobCache:
         return self.root / "blobs" / "sha256" / sha256[:2] / sha256
 
     def has(self, sha256: str) -> bool:
-        return self.blob(sha256).is_file()
+        """True if the blob is here; marks it used (so ``trim`` keeps it a while)."""
+        blob = self.blob(sha256)
+        try:
+            os.utime(blob)
+        except OSError:
+            return False
+        return blob.is_file()
+
+    def trim(self, max_bytes: int) -> lru.Trimmed:
+        """Evict least recently used blobs until the cache fits ``max_bytes`` (blocking)."""
+        entries = lru.scan(self.root / "blobs", lambda p: p.name.startswith(".in-"))
+        return lru.trim(entries, max_bytes, min_age=TRIM_MIN_AGE_S)
+
+    def size(self) -> int:
+        """Bytes of blobs in the cache (blocking)."""
+        return sum(e.size for e in lru.scan(self.root / "blobs"))
 
     async def store(self, path: Path, sha256: str | None = None) -> str:
         """Add ``path``'s content (hashing it when ``sha256`` is not already verified)."""
@@ -84,7 +111,7 @@ class BlobCache:
         """`store` for code already running in a worker thread."""
         digest = sha256 or sha256_file(path)
         blob = self.blob(digest)
-        if blob.is_file():
+        if self.has(digest):
             return digest
         blob.parent.mkdir(parents=True, exist_ok=True)
         # Copied, not linked: the blob must not share an inode with a job's file.
@@ -98,8 +125,11 @@ class BlobCache:
         return digest
 
     async def place(self, sha256: str, dest: Path) -> None:
-        """Put the blob ``sha256`` at ``dest`` (hard link, else copy)."""
-        await asyncio.to_thread(place, self.blob(sha256), dest)
+        """Put the blob ``sha256`` at ``dest`` (hard link, else copy); marks it used."""
+        blob = self.blob(sha256)
+        await asyncio.to_thread(place, blob, dest)
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(os.utime, blob)
 
     def _resolution_path(self, key: str) -> Path:
         return self.root / "resolutions" / f"{key}.json"

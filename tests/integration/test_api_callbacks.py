@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from master.context import MasterContext
 from master.http import callbacks
 from master.http.app import create_app
+from master.http.callback_guard import CallbackPolicy
 from tests.integration.test_api_harness import (
     CALLBACK_SECRET,
     FakeProducer,
@@ -150,7 +151,12 @@ async def test_unreachable_receiver_is_rescheduled(ctx: MasterContext) -> None:
     await (await FakeProducer.start(ctx, job)).finish("passed")
     async with aiohttp.ClientSession() as session:
         sender = callbacks.CallbackSender(
-            ctx.store, ctx.bus, CALLBACK_SECRET.encode(), ctx.metrics, session
+            ctx.store,
+            ctx.bus,
+            CALLBACK_SECRET.encode(),
+            ctx.metrics,
+            session,
+            policy=CallbackPolicy.parse(["127.0.0.0/8"]),
         )
         assert await sender.deliver_due() == 1
     assert await ctx.store.callbacks.due(time.time()) == []

@@ -31,6 +31,8 @@ from slave.findings.profile import rule_kind
 
 TOKEN = "test-token-0123456789"
 CALLBACK_SECRET = "callback-secret-0123456789"
+#: Test receivers listen on loopback, which callbacks may not reach unless allowed.
+LOOPBACK_CALLBACKS = {"callback_secret": CALLBACK_SECRET, "callback_allow": ["127.0.0.0/8"]}
 IMAGE = "bookworm"
 
 
@@ -51,7 +53,7 @@ def make_config(
         pypi_url=pypi_url,
         require_read_token=require_read_token,
         default_image=IMAGE,
-        http={"callback_secret": CALLBACK_SECRET} if http is None else http,
+        http=dict(LOOPBACK_CALLBACKS) if http is None else http,
     )
 
 

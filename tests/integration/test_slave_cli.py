@@ -73,3 +73,50 @@ async def test_slave_refuses_auto_accel_without_kvm(tmp_path: Path) -> None:
         _, err = await proc.communicate()
     assert proc.returncode == 2
     assert "use --accel tcg explicitly" in err.decode()
+
+
+async def _wait_line(proc: asyncio.subprocess.Process, event: str) -> str:
+    assert proc.stdout is not None
+    async with asyncio.timeout(20):
+        while line := (await proc.stdout.readline()).decode():
+            if f'"event": "{event}"' in line:
+                return line
+    raise AssertionError(f"the slave exited before logging {event}")
+
+
+async def test_slave_sighup_rereads_its_secret_and_keeps_it_when_the_file_is_bad(
+    tmp_path: Path,
+) -> None:
+    """SIGHUP: a short secret is refused (old one kept); a good one is used next handshake."""
+    images = tmp_path / "images"
+    fake_image(images, "good")
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    rotated = b"rotated-cli-secret-0123456789abcdef"
+    async with FakeMaster(SECRET) as master:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pyti.cli", "slave", "--master", master.address,
+            "--secret-file", str(secret), "--image-dir", str(images), "--accel", "tcg",
+            "--work-dir", str(tmp_path / "work"), "--name", "hup-slave", "--log-format", "json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        try:
+            await master.wait_session(timeout=30)
+            secret.write_bytes(b"short")
+            proc.send_signal(signal.SIGHUP)
+            assert "too short" in await _wait_line(proc, "config_reload_failed")
+            secret.write_bytes(rotated)
+            proc.send_signal(signal.SIGHUP)
+            await _wait_line(proc, "config_reloaded")
+            master.secret = rotated
+            await master.restart()
+            session = await master.wait_session(count=2, timeout=30)
+            assert session.auth.name == "hup-slave"
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(20):
+                assert await proc.wait() == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()

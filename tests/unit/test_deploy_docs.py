@@ -31,6 +31,7 @@ from master.client.api import EXIT_ERROR, OUTCOME_EXIT
 from master.feed import settings as feed_settings
 from master.feed.settings import FeedSettings
 from master.http.keys import HTTP_KEYS, HttpSettings
+from master.retention import RETENTION_SETTINGS, RetentionSettings
 from pyti.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,7 +139,7 @@ def master_known() -> dict[str, set[str]]:
     """The keys the master's loaders accept, per table (their own tables, not a copy)."""
     top = set(master_config.FILE_SETTINGS) | set(master_config.FLAG_SETTINGS)
     feed = {f.name for f in dataclasses.fields(FeedSettings)} - feed_settings._FROM_MASTER
-    return {"": top, "feed": feed, "http": set(HTTP_KEYS)}
+    return {"": top, "feed": feed, "http": set(HTTP_KEYS), "retention": set(RETENTION_SETTINGS)}
 
 
 def load_master(
@@ -151,12 +152,15 @@ def load_master(
         tokens.write_text("# CI\nabc\n")
         flags["token_file"] = str(tokens)
     values = master_config.merge(file_values, flags)
+    if "secret_files" in values:
+        values["secret_files"] = (str(secret),)
     if "callback_secret_file" in values.get("http", {}):
         values["http"] = {**values["http"], "callback_secret_file": str(secret)}
     config = master_config.build_config(values)
     feed, http = FeedSettings.from_config(config), HttpSettings.from_config(config)
+    retention = dataclasses.asdict(RetentionSettings.from_table(config.retention))
     # The raw tables are checked through what they build; keep them out of comparisons.
-    return dataclasses.replace(config, feed={}, http={}), feed, http
+    return dataclasses.replace(config, feed={}, http={}, retention=retention), feed, http
 
 
 def test_master_example_loads_with_the_daemons_loader(tmp_path: Path, secret_file: Path) -> None:
@@ -532,7 +536,7 @@ def test_ci_doc_exit_codes_are_the_clients() -> None:
 def _sources() -> str:
     return "\n".join(
         p.read_text("utf-8")
-        for d in ("master", "slave", "protocol")
+        for d in ("master", "slave", "protocol", "pyti")
         for p in (ROOT / d).rglob("*.py")
     )
 
