@@ -95,6 +95,11 @@ class SlaveHandlers:
             "event_store_seconds", "From an event batch received to it committed."
         )
         self._m_results = m.counter("job_results_total", "Results received.", ["disposition"])
+        self._m_violations = m.counter(
+            "slave_violations_total",
+            "Messages a slave had no right to send (a result for a lease it never held).",
+            ["slave", "kind"],
+        )
 
     # ------------------------------------------------------- reader side ----
 
@@ -165,10 +170,16 @@ class SlaveHandlers:
         log = self._log.bind(job_id=msg.job_id, lease=msg.lease)
         store = self._ctx.store
         try:
-            disposition = await store.jobs.finish(msg.job_id, msg.lease, msg)
+            disposition = await store.jobs.finish(msg.job_id, msg.lease, msg, slave=self._peer.name)
         except JobNotFound:
-            disposition = FinishDisposition.STALE
+            disposition = FinishDisposition.FOREIGN
         self._m_results.inc(1.0, disposition.value)
+        if disposition is FinishDisposition.FOREIGN:
+            # Acked so that it is not re-sent; the slave is flagged, the job untouched.
+            self._m_violations.inc(1.0, self._peer.name, "foreign_result")
+            log.warning("foreign_result_refused", outcome=msg.outcome)
+            await self._peer.send(ResultAck(job_id=msg.job_id, lease=msg.lease))
+            return
         self._holdings.forget(msg.job_id, msg.lease)
         if disposition is FinishDisposition.STORED:
             job = await store.jobs.get(msg.job_id)
