@@ -24,6 +24,7 @@ from master.config import MasterConfig
 from master.context import MasterContext
 from master.feed.watcher import FeedWatcher
 from master.http.app import create_app
+from master.http.keys import HttpSettings
 from master.metrics import Metrics
 from master.slaves.listener import SlaveListener
 from pyti.tasks import cancel_and_wait
@@ -93,7 +94,15 @@ class HttpComponent:
         self.port: int | None = None
 
     async def start(self) -> None:
-        runner = web.AppRunner(create_app(self._ctx), access_log=None, shutdown_timeout=5.0)
+        settings = HttpSettings.from_config(self._ctx.config)
+        # keepalive_timeout also closes a connection that never completes a request
+        # (aiohttp >= 3.14.5 arms it at connect): the idle and slow-loris bound.
+        runner = web.AppRunner(
+            create_app(self._ctx, settings=settings),
+            access_log=None,
+            shutdown_timeout=5.0,
+            keepalive_timeout=settings.idle_timeout,
+        )
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self._ctx.config.http_host, self._port)

@@ -6,6 +6,7 @@ and checked here::
 
     [http]
     upload_max_bytes = 104857600          # size cap of one uploaded sdist/wheel
+    idle_timeout = 15                     # s a connection may sit without a whole request
     callback_secret_file = "/etc/pyti/callback.key"   # or: callback_secret = "..."
 
 Without a callback secret, submissions with a ``callback_url`` are refused: an
@@ -27,14 +28,19 @@ from master.context import MasterContext
 from master.http.callbacks import BACKOFF_BASE_S
 from master.http.fanout import JobFeeds
 from master.http.sse import SUBSCRIBER_QUEUE, EncodedEvents
-from pyti.settings import Int, Setting, SettingsError, Text, check
+from pyti.settings import Int, Number, Setting, SettingsError, Text, check
 
 DEFAULT_UPLOAD_MAX_BYTES = 100 * 1024 * 1024
 #: A submission's whole release lookup (connect, answer, body) must finish within this.
 DEFAULT_PYPI_TIMEOUT_S = 15.0
+#: A connection with no request in progress (never sent one, sends its headers too
+#: slowly, or idles between requests) is closed after this many seconds: idle and
+#: slow-loris peers cannot pile up. Live tails are requests in progress: unaffected.
+DEFAULT_IDLE_TIMEOUT_S = 15.0
 #: The keys of the ``[http]`` table, for ``pyti.settings``.
 HTTP_SETTINGS: dict[str, Setting] = {
     "upload_max_bytes": Int(minimum=1024),
+    "idle_timeout": Number(above=0, maximum=3600),
     "callback_secret": Text(),
     "callback_secret_file": Text(),
 }
@@ -58,6 +64,8 @@ class HttpSettings:
     tail_queue: int = SUBSCRIBER_QUEUE
     #: seconds before a failed completion callback's first retry
     callback_backoff: float = BACKOFF_BASE_S
+    #: seconds a connection may stay open with no request in progress
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S
 
     @classmethod
     def from_config(cls, config: MasterConfig) -> HttpSettings:
@@ -76,6 +84,7 @@ class HttpSettings:
             require_read_token=config.require_read_token,
             upload_cap=cap,
             callback_secret=_callback_secret(table),
+            idle_timeout=table.get("idle_timeout", DEFAULT_IDLE_TIMEOUT_S),
         )
 
 

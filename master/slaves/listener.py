@@ -38,6 +38,9 @@ log = structlog.get_logger("master.slaves.listener")
 #: Connections still in the handshake at once; more are closed at once, so a flood
 #: of idle peers costs a bounded number of tasks and file descriptors.
 MAX_PENDING_HANDSHAKES = 128
+#: Of those, from one address: one hostile host cannot take every slot and keep
+#: the real slaves (on other addresses) from reconnecting.
+MAX_PENDING_PER_PEER = 16
 
 
 class SlaveListener:
@@ -54,6 +57,7 @@ class SlaveListener:
         port: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
         max_pending_handshakes: int = MAX_PENDING_HANDSHAKES,
+        max_pending_per_peer: int = MAX_PENDING_PER_PEER,
     ) -> None:
         self.ctx = ctx
         self._host = ctx.config.slave_host if host is None else host
@@ -65,6 +69,8 @@ class SlaveListener:
         self._sessions: set[SlaveSession] = set()
         self._reserved: set[str] = set()
         self._pending = 0
+        self._max_per_peer = max_pending_per_peer
+        self._pending_by_host: dict[str, int] = {}
         self._refusal_log = LogThrottle(limit=20, window=10.0)
         m = ctx.metrics
         self._m_handshake = m.counter(
@@ -131,11 +137,17 @@ class SlaveListener:
         session_id = secrets.token_hex(8)
         peer = writer.get_extra_info("peername")
         reserved: list[str] = []
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         if self._pending >= self._max_pending:
             self._m_handshake.inc(1.0, "too_many_pending")
             self._warn_refused("slave_handshake_refused", peer, "too many pending")
             return
+        if self._pending_by_host.get(host, 0) >= self._max_per_peer:
+            self._m_handshake.inc(1.0, "too_many_pending_from_peer")
+            self._warn_refused("slave_handshake_refused", peer, "too many pending from peer")
+            return
         self._pending += 1
+        self._pending_by_host[host] = self._pending_by_host.get(host, 0) + 1
         try:
             auth = await server_handshake(
                 reader,
@@ -147,6 +159,7 @@ class SlaveListener:
                 max_frame=cfg.max_frame,
                 session=session_id,
                 admit=lambda a: self._admit(a, reserved),
+                timeout=cfg.handshake_timeout,
             )
         except (ProtocolError, OSError) as exc:
             reason = exc.reason if isinstance(exc, HandshakeFailed) else type(exc).__name__
@@ -157,6 +170,9 @@ class SlaveListener:
             # No await until the session registers the name: it is never free in between.
             self._reserved.difference_update(reserved)
             self._pending -= 1
+            left = self._pending_by_host.pop(host) - 1
+            if left:
+                self._pending_by_host[host] = left
         conn = Connection(
             reader,
             writer,
