@@ -27,7 +27,7 @@ from master.config import ConfigError, MasterConfig
 from master.context import MasterContext
 from master.http.callbacks import BACKOFF_BASE_S
 from master.http.fanout import JobFeeds
-from master.http.sse import SUBSCRIBER_QUEUE, EncodedEvents
+from master.http.sse import SUBSCRIBER_QUEUE, WRITE_TIMEOUT_S, EncodedEvents
 from pyti.settings import Int, Number, Setting, SettingsError, Text, check
 
 DEFAULT_UPLOAD_MAX_BYTES = 100 * 1024 * 1024
@@ -62,6 +62,8 @@ class HttpSettings:
     pypi_timeout: float = DEFAULT_PYPI_TIMEOUT_S
     #: rows one live-tail client may fall behind before it re-reads the store
     tail_queue: int = SUBSCRIBER_QUEUE
+    #: seconds a live-tail client may take no data before it is dropped
+    tail_write_timeout: float = WRITE_TIMEOUT_S
     #: seconds before a failed completion callback's first retry
     callback_backoff: float = BACKOFF_BASE_S
     #: seconds a connection may stay open with no request in progress
