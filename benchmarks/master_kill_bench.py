@@ -37,6 +37,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+# The fake slave lives in the test tree; run from a checkout, not an installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from master.jobs import JobRequest
 from master.store import Store
 from tests.fakes.slave import FakeSlave
