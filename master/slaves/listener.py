@@ -90,13 +90,10 @@ class SlaveListener:
 
     async def start(self) -> None:
         """Bind and listen. Raises ``OSError`` (e.g. the port is in use)."""
-        self._server = await asyncio.start_server(
-            self._on_connect,
-            self._host,
-            self._port,
-            ssl=self._ssl,
-            ssl_handshake_timeout=10.0 if self._ssl else None,
-        )
+        # TLS is started per connection in ``_serve`` (not by the server), so that a
+        # failed TLS handshake is counted, logged with its peer, and held to the same
+        # pending-handshake caps and timeout as the protocol handshake.
+        self._server = await asyncio.start_server(self._on_connect, self._host, self._port)
         log.info("slave_server_listening", host=self._host, port=self.port, tls=bool(self._ssl))
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -149,6 +146,8 @@ class SlaveListener:
         self._pending += 1
         self._pending_by_host[host] = self._pending_by_host.get(host, 0) + 1
         try:
+            if self._ssl is not None and not await self._start_tls(writer, peer):
+                return
             auth = await server_handshake(
                 reader,
                 writer,
@@ -188,6 +187,20 @@ class SlaveListener:
             await session.run()
         finally:
             self._sessions.discard(session)
+
+    async def _start_tls(self, writer: asyncio.StreamWriter, peer: object) -> bool:
+        """TLS on this connection; False (counted, logged) if the peer fails it."""
+        assert self._ssl is not None
+        try:
+            await writer.start_tls(
+                self._ssl, ssl_handshake_timeout=self.ctx.config.handshake_timeout
+            )
+        except (ssl.SSLError, OSError, TimeoutError) as exc:
+            self._m_handshake.inc(1.0, "tls")
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            self._warn_refused("slave_tls_failed", peer, str(reason)[:200])
+            return False
+        return True
 
     async def stop(self, grace: float) -> None:
         """Stop accepting; drain slaves for up to ``grace`` s; re-queue leftovers; close.
