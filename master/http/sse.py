@@ -131,11 +131,15 @@ class TailWriter:
     async def _write(self, data: bytes) -> None:
         # In slices, each with its own deadline: a slow reader that keeps taking data
         # is never dropped, however large the write (a page of history).
-        view = memoryview(data)
-        for start in range(0, len(view), WRITE_SLICE):
+        # A small write goes as it is (the shared batch's very bytes object).
+        pieces: list[bytes | memoryview] = [data]
+        if len(data) > WRITE_SLICE:
+            view = memoryview(data)
+            pieces = [view[i : i + WRITE_SLICE] for i in range(0, len(view), WRITE_SLICE)]
+        for piece in pieces:
             try:
                 async with asyncio.timeout(self.write_timeout):
-                    await self.response.write(view[start : start + WRITE_SLICE])
+                    await self.response.write(piece)
             except TimeoutError:
                 raise Stalled(f"client took no data for {self.write_timeout:g} s") from None
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from benchmarks.master_kill_bench import run
 
 #: The benchmark runs 100 (``benchmarks/master_kill_bench.py``); CI a few.
-KILLS = int(os.environ.get("PYTI_MASTER_KILLS", "4"))
+KILLS = int(os.environ.get("PYTI_MASTER_KILLS", "3"))
 
 
 async def test_master_killed_mid_dispatch_leaves_a_consistent_store(tmp_path: Path) -> None:
