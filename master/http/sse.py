@@ -14,8 +14,8 @@ Order of operations, which is what makes the tail gap-free:
 A subscriber that falls behind (its bounded buffer overflowed, ``Lagged``)
 re-subscribes and catches up from the store — slow clients cost the store a
 read, never the producer a wait. A client that stops reading altogether holds
-at most its socket buffers: a write that cannot be handed to it within
-``WRITE_TIMEOUT_S`` raises ``Stalled`` and the caller drops the connection.
+at most its socket buffers: a 64 KiB slice of a write that it does not take
+within ``WRITE_TIMEOUT_S`` raises ``Stalled`` and the caller drops the connection.
 The ``seq`` of an event is the SSE ``id``, so a browser's ``EventSource`` (or
 ``pyti tail``) resumes exactly where it stopped.
 
@@ -110,8 +110,9 @@ class Stalled(Exception):
 class TailWriter:
     """Writes events and the end marker to one client in the negotiated format.
 
-    Every write must be taken by the client within ``write_timeout`` seconds, else
-    ``Stalled`` (the connection is then in an unknown state: drop it).
+    Every write, in slices of ``WRITE_SLICE`` bytes, must be taken by the client
+    within ``write_timeout`` seconds a slice, else ``Stalled`` (the connection is
+    then in an unknown state: drop it).
     """
 
     def __init__(

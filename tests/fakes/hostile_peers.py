@@ -7,7 +7,9 @@ JSON object: for each peer ``[seconds until the master closed it or null, bytes
 read]`` under ``slave`` and ``http`` (a peer still open after ``LIMIT`` s is null).
 
 ``python -m tests.fakes.hostile_peers probe HTTP_PORT SECONDS`` times ``GET /healthz``
-every 20 ms for that long and prints the latencies in ms as a JSON list.
+every 20 ms for that long and prints ``[[time.monotonic() at the request, ms], ...]``
+(the monotonic clock is the same in every process: the caller can split the
+samples into before and during the attack).
 
 Separate processes, so that the latencies are the master's, not those of the
 attack's hundreds of client coroutines sharing a loop or a GIL with the probe.
@@ -71,9 +73,9 @@ async def attack(slave_port: int, http_port: int, peers: int, limit: float) -> d
     return {"slave": outcomes[:peers], "http": outcomes[peers:]}
 
 
-async def probe(http_port: int, seconds: float) -> list[float]:
-    """``/healthz`` latencies (ms), one request every 20 ms for ``seconds``."""
-    samples: list[float] = []
+async def probe(http_port: int, seconds: float) -> list[tuple[float, float]]:
+    """``/healthz`` latencies (start, ms), one request every 20 ms for ``seconds``."""
+    samples: list[tuple[float, float]] = []
     url = f"http://127.0.0.1:{http_port}/healthz"
     end = time.monotonic() + seconds
     async with aiohttp.ClientSession() as http:
@@ -83,7 +85,7 @@ async def probe(http_port: int, seconds: float) -> list[float]:
                 if resp.status != 200:
                     raise SystemExit(f"/healthz answered {resp.status}")
                 await resp.read()
-            samples.append((time.monotonic() - t) * 1000)
+            samples.append((t, (time.monotonic() - t) * 1000))
             await asyncio.sleep(0.02)
     return samples
 
