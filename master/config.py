@@ -101,6 +101,7 @@ class MasterConfig:
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 20.0
     reconnect_grace: float = 30.0  # a lost slave's running jobs wait this long for it
+    handshake_timeout: float = 10.0  # a peer must authenticate within this
     drain_grace: float = 30.0  # at shutdown, running jobs get this long to finish
     retry_limit: int = 2
     quarantine_after: int = 3
@@ -141,6 +142,7 @@ FILE_SETTINGS: dict[str, Setting] = {
     "heartbeat_timeout": Number(above=0),
     "reconnect_grace": Number(minimum=0),
     "drain_grace": Number(minimum=0),
+    "handshake_timeout": Number(above=0, maximum=300),
     "retry_limit": Int(minimum=0),
     "quarantine_after": Int(minimum=1),
     "max_frame": Int(minimum=PRE_AUTH_MAX_FRAME, maximum=ABSOLUTE_MAX_FRAME),
@@ -283,6 +285,7 @@ def build_config(values: Mapping[str, Any]) -> MasterConfig:
         heartbeat_timeout=timeout,
         reconnect_grace=values.get("reconnect_grace", max(30.0, timeout)),
         drain_grace=values.get("drain_grace", 30.0),
+        handshake_timeout=values.get("handshake_timeout", 10.0),
         retry_limit=values.get("retry_limit", 2),
         quarantine_after=values.get("quarantine_after", 3),
         max_frame=values.get("max_frame", MAX_FRAME),

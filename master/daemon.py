@@ -26,7 +26,7 @@ from master.context import MasterContext
 from master.feed.watcher import FeedWatcher
 from master.http.app import create_app
 from master.http.auth import TokenCheck
-from master.http.keys import TOKENS
+from master.http.keys import TOKENS, HttpSettings
 from master.metrics import Metrics
 from master.reload import reloaded
 from master.retention import Retention
@@ -101,9 +101,14 @@ class HttpComponent:
         self.tokens: TokenCheck | None = None
 
     async def start(self) -> None:
-        app = create_app(self._ctx)
+        settings = HttpSettings.from_config(self._ctx.config)
+        app = create_app(self._ctx, settings=settings)
         self.tokens = app[TOKENS]
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+        # keepalive_timeout also closes a connection that never completes a request
+        # (aiohttp >= 3.14.5 arms it at connect): the idle and slow-loris bound.
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=5.0, keepalive_timeout=settings.idle_timeout
+        )
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self._ctx.config.http_host, self._port)

@@ -48,6 +48,7 @@ class FinishDisposition(enum.StrEnum):
     DUPLICATE = "duplicate"  # the same result was already stored; nothing changed
     STALE = "stale"  # for an older attempt: recorded in the attempt history only
     REQUEUED = "requeued"  # an infra_error with retries left: queued again, attempt + 1
+    FOREIGN = "foreign"  # the sender never held that lease: refused, nothing written
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ from master.http.routes import add_page_routes, routes
 from master.http.sse import EncodedEvents
 from master.http.validation import MAX_JSON_BODY, ApiError
 from master.metrics import Metrics
+from master.store.errors import InvalidTransition, JobNotFound, StaleLease, StoreError
 from pyti.tasks import cancel_and_wait
 
 log = structlog.get_logger("pyti.master.http")
@@ -108,6 +109,21 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(exc.status, code, exc.reason, headers)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
+    except StoreError as exc:
+        if isinstance(exc, JobNotFound | InvalidTransition | StaleLease):
+            log.exception("http_handler_failed", method=request.method, path=request.path)
+            return error_response(500, "internal_error", "the master failed; see its log")
+        # The database cannot be written (disk full, I/O error): nothing was stored.
+        # Say so, so that clients retry later instead of reporting a bug.
+        log.error(
+            "http_store_unavailable", method=request.method, path=request.path, error=str(exc)
+        )
+        return error_response(
+            503,
+            "store_unavailable",
+            f"the master cannot store this now ({exc}); nothing was stored, retry later",
+            {"Retry-After": "30"},
+        )
     except Exception:
         log.exception("http_handler_failed", method=request.method, path=request.path)
         return error_response(500, "internal_error", "the master failed; see its log")

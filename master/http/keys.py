@@ -6,6 +6,7 @@ and checked here::
 
     [http]
     upload_max_bytes = 104857600          # size cap of one uploaded sdist/wheel
+    idle_timeout = 15                     # s a connection may sit without a whole request
     callback_secret_file = "/etc/pyti/callback.key"   # or: callback_secret = "..."
     callback_allow = ["10.20.0.0/16", "hooks.internal.example"]   # non-public targets allowed
 
@@ -31,15 +32,20 @@ from master.http.auth import TokenCheck
 from master.http.callback_guard import CallbackPolicy
 from master.http.callbacks import BACKOFF_BASE_S
 from master.http.fanout import JobFeeds
-from master.http.sse import SUBSCRIBER_QUEUE, EncodedEvents
-from pyti.settings import Int, Setting, SettingsError, Text, Texts, check
+from master.http.sse import SUBSCRIBER_QUEUE, WRITE_TIMEOUT_S, EncodedEvents
+from pyti.settings import Int, Number, Setting, SettingsError, Text, Texts, check
 
 DEFAULT_UPLOAD_MAX_BYTES = 100 * 1024 * 1024
 #: A submission's whole release lookup (connect, answer, body) must finish within this.
 DEFAULT_PYPI_TIMEOUT_S = 15.0
+#: A connection with no request in progress (never sent one, sends its headers too
+#: slowly, or idles between requests) is closed after this many seconds: idle and
+#: slow-loris peers cannot pile up. Live tails are requests in progress: unaffected.
+DEFAULT_IDLE_TIMEOUT_S = 15.0
 #: The keys of the ``[http]`` table, for ``pyti.settings``.
 HTTP_SETTINGS: dict[str, Setting] = {
     "upload_max_bytes": Int(minimum=1024),
+    "idle_timeout": Number(above=0, maximum=3600),
     "callback_secret": Text(),
     "callback_secret_file": Text(),
     "callback_allow": Texts(),
@@ -62,12 +68,16 @@ class HttpSettings:
     pypi_timeout: float = DEFAULT_PYPI_TIMEOUT_S
     #: rows one live-tail client may fall behind before it re-reads the store
     tail_queue: int = SUBSCRIBER_QUEUE
+    #: seconds a live-tail client may take no data before it is dropped
+    tail_write_timeout: float = WRITE_TIMEOUT_S
     #: seconds before a failed completion callback's first retry
     callback_backoff: float = BACKOFF_BASE_S
     #: where callbacks may go besides public addresses (``callback_allow``)
     callback_policy: CallbackPolicy = field(default_factory=CallbackPolicy)
     #: the name lookup under the callback guard (None: the system's; tests map names)
     callback_resolver: AbstractResolver | None = field(default=None, repr=False, compare=False)
+    #: seconds a connection may stay open with no request in progress
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S
 
     @classmethod
     def from_config(cls, config: MasterConfig) -> HttpSettings:
@@ -91,6 +101,7 @@ class HttpSettings:
             upload_cap=cap,
             callback_secret=_callback_secret(table),
             callback_policy=policy,
+            idle_timeout=table.get("idle_timeout", DEFAULT_IDLE_TIMEOUT_S),
         )
 
 

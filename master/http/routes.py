@@ -268,18 +268,40 @@ async def job_stream(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers=sse.stream_headers(fmt))
     streams = request.app[STREAMS]
     clients = ctx.metrics.gauge("tail_clients", "Open live-tail connections.")
+    lagged = ctx.metrics.counter(
+        "tail_lagged_total", "Times a live-tail client fell behind and re-read the store."
+    )
+    dropped = ctx.metrics.counter(
+        "tail_dropped_total", "Live-tail clients dropped for not reading (write timeout)."
+    )
+    settings = request.app[SETTINGS]
     streams.add(request.task)
     clients.inc(1)
     try:
         await response.prepare(request)
-        writer = sse.TailWriter(response, fmt, request.app[ENCODED])
+        writer = sse.TailWriter(
+            response, fmt, request.app[ENCODED], write_timeout=settings.tail_write_timeout
+        )
         writer.last_seq = start
         await writer.start()
-        queue = request.app[SETTINGS].tail_queue
-        await sse.follow(ctx.store, request.app[FEEDS], job.id, writer, queue=queue)
+        await sse.follow(
+            ctx.store,
+            request.app[FEEDS],
+            job.id,
+            writer,
+            queue=settings.tail_queue,
+            on_lag=lagged.inc,
+        )
         await response.write_eof()
     except ConnectionResetError:
         pass  # the client went away: nothing to clean up beyond the subscription
+    except sse.Stalled as exc:
+        # It stopped reading: drop it (the half-written stream cannot be resumed on
+        # this connection); EventSource reconnects with Last-Event-ID when it can.
+        dropped.inc()
+        log.info("tail_client_dropped", job_id=job.id, seq=writer.last_seq, reason=str(exc))
+        if request.transport is not None:
+            request.transport.abort()
     except StoreError as exc:
         # Headers are sent: no error response is possible. End the stream; the client
         # reconnects with Last-Event-ID and resumes where it stopped.

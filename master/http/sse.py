@@ -13,8 +13,11 @@ Order of operations, which is what makes the tail gap-free:
 
 A subscriber that falls behind (its bounded buffer overflowed, ``Lagged``)
 re-subscribes and catches up from the store — slow clients cost the store a
-read, never the producer a wait. The ``seq`` of an event is the SSE ``id``, so a
-browser's ``EventSource`` (or ``pyti tail``) resumes exactly where it stopped.
+read, never the producer a wait. A client that stops reading altogether holds
+at most its socket buffers: a 64 KiB slice of a write that it does not take
+within ``WRITE_TIMEOUT_S`` raises ``Stalled`` and the caller drops the connection.
+The ``seq`` of an event is the SSE ``id``, so a browser's ``EventSource`` (or
+``pyti tail``) resumes exactly where it stopped.
 
 Encoded events are cached per ``(job, seq)``, framed for both formats: a hundred
 clients tailing one job share one ``json.dumps`` and one framing per event.
@@ -25,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from aiohttp import web
@@ -42,6 +45,10 @@ Format = Literal["sse", "ndjson"]
 KEEPALIVE_S = 15.0
 #: Events read from the store per page of history.
 HISTORY_PAGE = 1000
+#: Seconds one write to a tail client may wait for it to read before it is dropped.
+WRITE_TIMEOUT_S = 30.0
+#: Bytes per timed write: a client must take this much within the timeout.
+WRITE_SLICE = 64 * 1024
 #: What EventSource waits before reconnecting, in milliseconds.
 RETRY_MS = 2000
 #: Rows buffered per tail client (5 s at 2,000 events/s); beyond this the client lags
@@ -96,19 +103,51 @@ def negotiate(request: web.Request) -> Format:
     bad_request("invalid_query", "format must be sse or ndjson")
 
 
-class TailWriter:
-    """Writes events and the end marker to one client in the negotiated format."""
+class Stalled(Exception):
+    """The tail client did not take a write within the write timeout."""
 
-    def __init__(self, response: web.StreamResponse, fmt: Format, cache: EncodedEvents) -> None:
+
+class TailWriter:
+    """Writes events and the end marker to one client in the negotiated format.
+
+    Every write, in slices of ``WRITE_SLICE`` bytes, must be taken by the client
+    within ``write_timeout`` seconds a slice, else ``Stalled`` (the connection is
+    then in an unknown state: drop it).
+    """
+
+    def __init__(
+        self,
+        response: web.StreamResponse,
+        fmt: Format,
+        cache: EncodedEvents,
+        *,
+        write_timeout: float = WRITE_TIMEOUT_S,
+    ) -> None:
         self.response = response
         self.fmt = fmt
         self.cache = cache
         self.last_seq = 0
+        self.write_timeout = write_timeout
+
+    async def _write(self, data: bytes) -> None:
+        # In slices, each with its own deadline: a slow reader that keeps taking data
+        # is never dropped, however large the write (a page of history).
+        # A small write goes as it is (the shared batch's very bytes object).
+        pieces: list[bytes | memoryview] = [data]
+        if len(data) > WRITE_SLICE:
+            view = memoryview(data)
+            pieces = [view[i : i + WRITE_SLICE] for i in range(0, len(view), WRITE_SLICE)]
+        for piece in pieces:
+            try:
+                async with asyncio.timeout(self.write_timeout):
+                    await self.response.write(piece)
+            except TimeoutError:
+                raise Stalled(f"client took no data for {self.write_timeout:g} s") from None
 
     async def start(self) -> None:
         """First bytes: the reconnect delay for EventSource (nothing for NDJSON)."""
         if self.fmt == "sse":
-            await self.response.write(b"retry: %d\n\n" % RETRY_MS)
+            await self._write(b"retry: %d\n\n" % RETRY_MS)
 
     async def rows(self, rows: Sequence[EventRow]) -> None:
         """Send the rows newer than ``last_seq`` (in one write), in order."""
@@ -123,7 +162,7 @@ class TailWriter:
             if data is None:
                 which = 0 if self.fmt == "sse" else 1
                 data = rows.encoded[self.fmt] = b"".join(self.cache.frames(r)[which] for r in rows)
-            await self.response.write(data)
+            await self._write(data)
             self.last_seq = rows[-1].seq
             return
         parts: list[bytes] = []
@@ -135,20 +174,20 @@ class TailWriter:
                 parts.append(frames(row)[which])
                 last = row.seq
         if parts:
-            await self.response.write(b"".join(parts))
+            await self._write(b"".join(parts))
             self.last_seq = last
 
     async def end(self, job: Job) -> None:
         """The final marker, carrying the finished job."""
         data = dumps(job.to_dict())
         if self.fmt == "sse":
-            await self.response.write(sse_event(None, "end", data))
+            await self._write(sse_event(None, "end", data))
         else:
-            await self.response.write(b'{"type":"end","job":' + data + b"}\n")
+            await self._write(b'{"type":"end","job":' + data + b"}\n")
 
     async def keepalive(self) -> None:
         """Something on the wire so idle proxies keep the connection (a comment / blank line)."""
-        await self.response.write(b": keepalive\n\n" if self.fmt == "sse" else b"\n")
+        await self._write(b": keepalive\n\n" if self.fmt == "sse" else b"\n")
 
 
 def in_order(rows: Sequence[EventRow], last: int) -> bool:
@@ -186,11 +225,14 @@ async def follow(
     writer: TailWriter,
     *,
     queue: int = SUBSCRIBER_QUEUE,
+    on_lag: Callable[[], None] | None = None,
 ) -> None:
     """Send history then live events until the job is final; returns after the ``end`` event.
 
-    Raises ``ConnectionResetError`` when the client goes away; on cancellation the
-    subscription is released (the ``with`` block) and nothing else is held.
+    ``on_lag`` is called each time the client fell behind and catches up from the
+    store. Raises ``ConnectionResetError`` when the client goes away, ``Stalled``
+    when it stops reading; on cancellation the subscription is released (the
+    ``with`` block) and nothing else is held.
     """
     while True:
         with feeds.subscribe(job_id, queue) as sub:
@@ -217,6 +259,8 @@ async def follow(
                     await writer.rows(item)
             except Lagged:
                 # Fell behind: drop this subscription, re-subscribe, catch up from the store.
+                if on_lag is not None:
+                    on_lag()
                 continue
 
 

@@ -108,6 +108,11 @@ class SlaveHandlers:
             "Bytes a slave's cache bound evicted since the slave started (its heartbeats).",
             ["slave"],
         )
+        self._m_violations = m.counter(
+            "slave_violations_total",
+            "Messages a slave had no right to send (a result for a lease it never held).",
+            ["slave", "kind"],
+        )
 
     # ------------------------------------------------------- reader side ----
 
@@ -180,10 +185,16 @@ class SlaveHandlers:
         log = self._log.bind(job_id=msg.job_id, lease=msg.lease)
         store = self._ctx.store
         try:
-            disposition = await store.jobs.finish(msg.job_id, msg.lease, msg)
+            disposition = await store.jobs.finish(msg.job_id, msg.lease, msg, slave=self._peer.name)
         except JobNotFound:
-            disposition = FinishDisposition.STALE
+            disposition = FinishDisposition.FOREIGN
         self._m_results.inc(1.0, disposition.value)
+        if disposition is FinishDisposition.FOREIGN:
+            # Acked so that it is not re-sent; the slave is flagged, the job untouched.
+            self._m_violations.inc(1.0, self._peer.name, "foreign_result")
+            log.warning("foreign_result_refused", outcome=msg.outcome)
+            await self._peer.send(ResultAck(job_id=msg.job_id, lease=msg.lease))
+            return
         if disposition in (FinishDisposition.STORED, FinishDisposition.REQUEUED):
             self._m_outcomes.inc(1.0, str(msg.outcome))
         self._holdings.forget(msg.job_id, msg.lease)

@@ -38,6 +38,9 @@ log = structlog.get_logger("master.slaves.listener")
 #: Connections still in the handshake at once; more are closed at once, so a flood
 #: of idle peers costs a bounded number of tasks and file descriptors.
 MAX_PENDING_HANDSHAKES = 128
+#: Of those, from one address: one hostile host cannot take every slot and keep
+#: the real slaves (on other addresses) from reconnecting.
+MAX_PENDING_PER_PEER = 16
 
 
 class SlaveListener:
@@ -54,6 +57,7 @@ class SlaveListener:
         port: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
         max_pending_handshakes: int = MAX_PENDING_HANDSHAKES,
+        max_pending_per_peer: int = MAX_PENDING_PER_PEER,
     ) -> None:
         self.ctx = ctx
         self._host = ctx.config.slave_host if host is None else host
@@ -65,6 +69,8 @@ class SlaveListener:
         self._sessions: set[SlaveSession] = set()
         self._reserved: set[str] = set()
         self._pending = 0
+        self._max_per_peer = max_pending_per_peer
+        self._pending_by_host: dict[str, int] = {}
         self._refusal_log = LogThrottle(limit=20, window=10.0)
         m = ctx.metrics
         self._m_handshake = m.counter(
@@ -84,13 +90,10 @@ class SlaveListener:
 
     async def start(self) -> None:
         """Bind and listen. Raises ``OSError`` (e.g. the port is in use)."""
-        self._server = await asyncio.start_server(
-            self._on_connect,
-            self._host,
-            self._port,
-            ssl=self._ssl,
-            ssl_handshake_timeout=10.0 if self._ssl else None,
-        )
+        # TLS is started per connection in ``_serve`` (not by the server), so that a
+        # failed TLS handshake is counted, logged with its peer, and held to the same
+        # pending-handshake caps and timeout as the protocol handshake.
+        self._server = await asyncio.start_server(self._on_connect, self._host, self._port)
         log.info("slave_server_listening", host=self._host, port=self.port, tls=bool(self._ssl))
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -131,12 +134,20 @@ class SlaveListener:
         session_id = secrets.token_hex(8)
         peer = writer.get_extra_info("peername")
         reserved: list[str] = []
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         if self._pending >= self._max_pending:
             self._m_handshake.inc(1.0, "too_many_pending")
             self._warn_refused("slave_handshake_refused", peer, "too many pending")
             return
+        if self._pending_by_host.get(host, 0) >= self._max_per_peer:
+            self._m_handshake.inc(1.0, "too_many_pending_from_peer")
+            self._warn_refused("slave_handshake_refused", peer, "too many pending from peer")
+            return
         self._pending += 1
+        self._pending_by_host[host] = self._pending_by_host.get(host, 0) + 1
         try:
+            if self._ssl is not None and not await self._start_tls(writer, peer):
+                return
             auth = await server_handshake(
                 reader,
                 writer,
@@ -147,6 +158,7 @@ class SlaveListener:
                 max_frame=cfg.max_frame,
                 session=session_id,
                 admit=lambda a: self._admit(a, reserved),
+                timeout=cfg.handshake_timeout,
             )
         except (ProtocolError, OSError) as exc:
             reason = exc.reason if isinstance(exc, HandshakeFailed) else type(exc).__name__
@@ -157,6 +169,9 @@ class SlaveListener:
             # No await until the session registers the name: it is never free in between.
             self._reserved.difference_update(reserved)
             self._pending -= 1
+            left = self._pending_by_host.pop(host) - 1
+            if left:
+                self._pending_by_host[host] = left
         conn = Connection(
             reader,
             writer,
@@ -172,6 +187,20 @@ class SlaveListener:
             await session.run()
         finally:
             self._sessions.discard(session)
+
+    async def _start_tls(self, writer: asyncio.StreamWriter, peer: object) -> bool:
+        """TLS on this connection; False (counted, logged) if the peer fails it."""
+        assert self._ssl is not None
+        try:
+            await writer.start_tls(
+                self._ssl, ssl_handshake_timeout=self.ctx.config.handshake_timeout
+            )
+        except (ssl.SSLError, OSError, TimeoutError) as exc:
+            self._m_handshake.inc(1.0, "tls")
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            self._warn_refused("slave_tls_failed", peer, str(reason)[:200])
+            return False
+        return True
 
     async def stop(self, grace: float) -> None:
         """Stop accepting; drain slaves for up to ``grace`` s; re-queue leftovers; close.

@@ -75,6 +75,14 @@ def end_attempt(
     )
 
 
+def holder(conn: sqlite3.Connection, job_id: int, lease: int) -> str | None:
+    """The slave that was given this lease of the job, or None if no claim had it."""
+    row = conn.execute(
+        "SELECT slave FROM attempts WHERE job_id = ? AND lease = ?", (job_id, lease)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def stale_result(conn: sqlite3.Connection, job_id: int, lease: int, result: JobResult) -> None:
     """A result for an attempt the job has moved past: kept in that attempt's history only."""
     conn.execute(

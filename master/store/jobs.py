@@ -25,7 +25,7 @@ from master.jobs import (
     SubmitResult,
 )
 from master.store import transitions as move
-from master.store.attempts import end_attempt, late_details, stale_result
+from master.store.attempts import end_attempt, holder, late_details, stale_result
 from master.store.comparisons import comparison_of, record_comparison
 from master.store.db import Database, query
 from master.store.errors import InvalidTransition
@@ -288,8 +288,15 @@ class JobStore:
             return move.quarantine(conn, job, losses, reason)
         return move.requeue(conn, job, new_attempt=new_attempt, slave_losses=losses)
 
-    async def finish(self, job_id: int, lease: int, result: JobResult) -> FinishDisposition:
+    async def finish(
+        self, job_id: int, lease: int, result: JobResult, *, slave: str | None = None
+    ) -> FinishDisposition:
         """Record a slave's result; idempotent.
+
+        ``slave``: who sent it. ``FOREIGN`` when that slave was never given this
+        lease of the job (another slave's job, a guessed lease): nothing is
+        written, not even the attempt history. ``None`` (the master itself) skips
+        the check.
 
         ``STORED``: the job is finished. ``DUPLICATE``: it already was final
         (a re-sent result changes nothing). ``STALE``: the lease is an older
@@ -303,6 +310,8 @@ class JobStore:
 
         def tx(conn: sqlite3.Connection) -> FinishDisposition:
             job = load_job(conn, job_id)
+            if slave is not None and holder(conn, job_id, lease) != slave:
+                return FinishDisposition.FOREIGN
             if job.lease != lease or job.state is JobState.QUEUED:
                 stale_result(conn, job_id, lease, result)
                 return FinishDisposition.STALE

@@ -82,6 +82,8 @@ class FakeSlave:
     files: dict[tuple[int, str], bytearray] = field(default_factory=dict)
     jobs: dict[int, FakeJob] = field(default_factory=dict)
     on_event_acked: Callable[[int, int, float], None] | None = None
+    #: Seconds added to this slave's wall clock (heartbeat and event timestamps).
+    clock_skew: float = 0.0
 
     def __post_init__(self) -> None:
         self.conn: Connection | None = None
@@ -137,7 +139,9 @@ class FakeSlave:
             for j in self.jobs.values()
         ]
         return Heartbeat(
-            ts=time.time(), free_slots=max(0, self.slots - len(self.jobs)), running=tuple(running)
+            ts=time.time() + self.clock_skew,
+            free_slots=max(0, self.slots - len(self.jobs)),
+            running=tuple(running),
         )
 
     async def _read_loop(self) -> None:
@@ -227,7 +231,7 @@ class FakeSlave:
         evs = [
             Event(
                 seq=job.next_seq + i,
-                ts=time.time(),
+                ts=time.time() + self.clock_skew,
                 level="info",
                 event="output",
                 phase="tests",

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from master.client.api import SseParser
 from master.http.fanout import Batch
-from master.http.sse import EncodedEvents, TailWriter, in_order, sse_event
+from master.http.sse import (
+    WRITE_SLICE,
+    EncodedEvents,
+    Stalled,
+    TailWriter,
+    in_order,
+    sse_event,
+)
 from master.jobs import EventRow
 
 
@@ -103,3 +113,28 @@ async def test_shared_batch_encoded_once() -> None:
     writer.last_seq = 2  # saw 1 and 2 already: only 3 goes out
     await writer.rows(batch)
     assert late.chunks == [cache.frames(row(3))[0]]
+
+
+class SlowResponse(FakeResponse):
+    """A client that takes one write every ``delay`` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def write(self, data: bytes) -> None:
+        await asyncio.sleep(self.delay)
+        self.chunks.append(bytes(data))
+
+
+async def test_large_writes_go_in_timed_slices_and_a_stalled_client_raises() -> None:
+    """A write is cut in 64 KiB slices each with its own deadline: a slow reader that keeps
+    taking slices gets everything; one that takes nothing within the timeout is Stalled."""
+    data = b"x" * (WRITE_SLICE * 3 + 5)
+    slow = SlowResponse(0.05)
+    writer = TailWriter(slow, "sse", EncodedEvents(), write_timeout=0.2)  # type: ignore[arg-type]
+    await writer._write(data)
+    assert len(slow.chunks) == 4 and b"".join(slow.chunks) == data
+    with pytest.raises(Stalled):
+        stuck = TailWriter(SlowResponse(5.0), "sse", EncodedEvents(), write_timeout=0.1)  # type: ignore[arg-type]
+        await stuck._write(b"y")
