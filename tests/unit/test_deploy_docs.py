@@ -506,6 +506,7 @@ def test_documented_pyti_commands_parse() -> None:
 def test_ci_snippets_are_valid_yaml_using_the_ci_secrets() -> None:
     """The snippets parse as YAML, run submit then tail, and take the master and token from CI."""
     import yaml
+
     github = yaml.safe_load(SNIPPETS[0].read_text("utf-8"))
     job = github["jobs"]["pyti"]
     assert job["env"] == {
