@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import ensurepip
 import os
+import re
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +144,57 @@ async def test_tests_found_where_projects_put_them(harness: Harness, tmp_path: P
     job_id, result = await harness.run("wheelonly", "1.0")
     assert result.outcome == "passed", result.summary.to_json()
     assert result.summary.to_json()["tests"]["passed"] == 2, result.summary.to_json()["tests"]
+    assert_well_formed(harness, job_id, result)
+
+
+#: Fails its import on purpose, naming what the guest's RNG and clock gave it.
+HYGIENE_PROBE = (
+    "import os, time\n\n"
+    "raise RuntimeError(f'HYGIENE {{os.urandom(16).hex()}} {{time.time():.0f}}')\n"
+)
+
+
+async def test_each_restored_vm_has_its_own_entropy_and_the_right_clock(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Two jobs restored from one RAM snapshot read different random bytes, and the guest's
+    wall clock is the host's (the snapshot's frozen clock is set by the job)."""
+    harness.pypi.add_project(tmp_path / "d", "hygiene", "1.0", sdist=False,
+                             package_body=HYGIENE_PROBE)  # fmt: skip
+    seen: list[tuple[str, float]] = []
+    for _ in range(2):
+        started = time.time()
+        job_id, result = await harness.run("hygiene", "1.0")
+        ended = time.time()
+        reason = str(result.summary.reason)
+        found = re.search(r"HYGIENE ([0-9a-f]{32}) (\d+)", reason)
+        assert found, reason
+        guest_time = float(found.group(2))
+        assert started - 5 <= guest_time <= ended + 5, (started, guest_time, ended)
+        seen.append((found.group(1), guest_time))
+        assert_well_formed(harness, job_id, result)
+    assert seen[0][0] != seen[1][0]
+
+
+async def test_a_sleeper_at_import_ends_at_its_timeout(harness: Harness, tmp_path: Path) -> None:
+    """``time.sleep(7200)`` at import: the job ends seconds after the import timeout
+    (timed_out), not at a heartbeat or the job's budget; nothing is left behind."""
+    harness.pypi.add_project(tmp_path / "d", "sleeper", "1.0", sdist=False,
+                             package_body="import time\n\ntime.sleep(7200)\n")  # fmt: skip
+    job_id = harness.next_id
+    task = asyncio.create_task(harness.run("sleeper", "1.0", timeouts={"import": 10}))
+    await harness.master.wait_for(
+        lambda: any(
+            e.event == "phase_started" and e.phase == "import"
+            for e in harness.master.events.get(job_id, {}).values()
+        ),
+        timeout=JOB_TIMEOUT,
+    )
+    import_started = time.monotonic()
+    _, result = await task
+    assert time.monotonic() - import_started < 10 + 45  # quality phase and teardown under TCG
+    assert result.outcome == "timed_out", result.summary.to_json()
+    assert phases_to_json(result.phases)["import"]["status"] == "timed_out"
     assert_well_formed(harness, job_id, result)
 
 
