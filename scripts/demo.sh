@@ -6,7 +6,8 @@
 #   bash scripts/demo.sh [PROJECT[==VERSION]]      (default: six)
 #
 # Environment: PYTI_ACCEL (default tcg: machines like these have no working KVM;
-# set "auto" where KVM works), PYTI_DEMO_DIR, PYTI_SLAVE_PORT, PYTI_HTTP_PORT.
+# set "auto" where KVM works), PYTI_DEMO_DIR, PYTI_SLAVE_PORT, PYTI_HTTP_PORT,
+# PYTI_BIN (default .venv/bin/pyti; e.g. the `pyti` of a venv the wheel was installed into).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RELEASE=${1:-six}
@@ -15,7 +16,7 @@ DEMO=${PYTI_DEMO_DIR:-$HOME/.cache/pyti/demo}
 IMAGES=${PYTI_IMAGE_DIR:-$HOME/.cache/pyti/images}
 SLAVE_PORT=${PYTI_SLAVE_PORT:-7600}
 HTTP_PORT=${PYTI_HTTP_PORT:-7680}
-PYTI=.venv/bin/pyti
+PYTI=${PYTI_BIN:-.venv/bin/pyti}
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -64,7 +65,7 @@ done
 "$PYTI" slaves
 
 step "submitting $RELEASE (a real release from PyPI)"
-JOB=$("$PYTI" submit --rerun --json "$RELEASE" | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["job"]["id"])')
+JOB=$("$PYTI" submit --rerun --json "$RELEASE" | python3 -c 'import json, sys; print(json.load(sys.stdin)["job"]["id"])')
 echo "job $JOB — web page: $PYTI_MASTER_URL/jobs/$JOB"
 
 step "live log of job $JOB"
