@@ -217,6 +217,25 @@ def one(events: Events, name: str) -> dict[str, Any]:
     return found[0]
 
 
+def test_install_uses_uv_and_falls_back_to_pip(tmp_path: Path, run_job: RunJob) -> None:
+    """The image's uv installs (its build backend traced as a child); without uv, pip does,
+    with the same summary."""
+    sdist = project(tmp_path)
+    no_tools = tmp_path / "no-tools"
+    no_tools.mkdir()
+    for tools, installer in ((VENV, "uv"), (no_tools, "pip")):
+        events = run_job([sdist], phases=("install",), tools_dir=tools)
+        assert finished(events, "install")["status"] == "passed"
+        summary = one(events, "install_summary")
+        assert (summary["kind"], summary["built_wheel"]) == ("sdist", True)
+        execs = [e["line"] for e in events if e["event"] == "trace" and "execve(" in e["line"]]
+        assert any(f"/bin/{installer}" in line or f'"-m", "{installer}"' in line for line in execs)
+        hooks = [line for line in execs if "as backend" in line or "_in_process.py" in line]
+        assert hooks, "the build backend ran untraced"
+        shutil.rmtree(tmp_path / "venv")
+        shutil.rmtree(tmp_path / "job")
+
+
 def test_clean_package_passes_every_phase(tmp_path: Path, run_job: RunJob) -> None:
     """A clean sdist builds, installs, imports, passes its tests and gets linted, traced."""
     body = "import demo\n\n\ndef test_a():\n    assert demo.__version__ == '0.1'\n\n\n"

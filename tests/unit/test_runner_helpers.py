@@ -17,6 +17,7 @@ from guest_runner.junit import parse_junit
 from guest_runner.limits import PhaseWatch, oom_kills
 from guest_runner.offline import is_offline_failure
 from guest_runner.phases.imports import top_level_modules
+from guest_runner.phases.install import BUILT_WHEEL
 from guest_runner.streams import TAIL_BYTES, drain, iter_lines
 from guest_runner.workspace import read_env_file
 
@@ -229,3 +230,20 @@ def test_parse_junit_reports_collection_errors_apart(tmp_path: Path) -> None:
         0,
     )
     assert summary["offline_failures"] == {"count": 1, "tests": ["tests/test_y.py::TestC::test_c"]}
+
+
+@pytest.mark.parametrize(
+    ("line", "name"),
+    [
+        ("  Created wheel for demo: filename=demo-1.0-py3-none-any.whl size=1", "demo"),
+        ("      Built demo-pkg @ file:///var/lib/pyti/job/demo_pkg-1.0.tar.gz", "demo-pkg"),
+        ("      Built demo==1.0", "demo"),
+        ("Prepared 1 package in 2.60s", None),
+        ("   Building demo @ file:///var/lib/pyti/job/demo-1.0.tar.gz", None),
+    ],
+)
+def test_built_wheel_lines_of_pip_and_uv(line: str, name: str | None) -> None:
+    """install_summary's "built" list reads both installers' words for a wheel built from an
+    sdist."""
+    found = BUILT_WHEEL.match(line)
+    assert (found and (found.group(1) or found.group(2))) == name
