@@ -99,14 +99,14 @@ class Workspace:
         )
 
     def pip_install(self) -> list[str]:
-        """An offline install into the job venv: callers add ``--find-links`` and targets.
+        """An offline install of wheels into the job venv: callers add ``--find-links``.
 
-        ``uv pip install`` when the image has uv (`uv_install`), else pip's
-        (`pip_only_install`). Both take ``--find-links``, ``--no-deps`` and
-        ``--no-build-isolation``, and install the same files: only the wheels and
-        sdists in the ``--find-links`` directories, never an index.
+        ``uv pip install --only-binary :all:`` when the image has uv (`uv_install`),
+        else pip's (`pip_build_install`); both install only the files in the
+        ``--find-links`` directories, never from an index. Anything that may build an
+        sdist (run a package's build code) goes through `pip_build_install` instead.
         """
-        return self.uv_install() or self.pip_only_install()
+        return self.uv_install() or self.pip_build_install()
 
     def uv(self) -> str | None:
         """The image's uv binary (``TOOLS_DIR/bin/uv``), None when there is none."""
@@ -114,22 +114,25 @@ class Workspace:
         return str(uv) if uv.is_file() and os.access(uv, os.X_OK) else None
 
     def uv_install(self) -> list[str] | None:
-        """``uv pip install`` into the job venv, offline, or None without uv.
+        """``uv pip install`` of wheels into the job venv, offline, or None without uv.
 
-        uv is a native binary: no interpreter start-up and import of pip (seconds
-        under TCG) per install; a build backend still runs in a Python subprocess of
-        uv, so under the same tracer (``strace -f``). Its cache is in ``$HOME`` (the
-        image warms it: the venv's interpreter facts), fresh in every job like the rest
-        of the disk. ``--no-config``: no ``uv.toml`` of the package's is read.
+        uv is a native binary: no interpreter start-up and pip import per install
+        (≈ 10 s each under TCG). ``--only-binary :all:``: it never builds, so no
+        package code runs under it (builds stay on pip, whose build isolation runs the
+        backend with the job venv as ``sys.prefix``, as users' pip does; uv's builds run
+        in a throw-away environment). Its cache is ``$HOME/.cache/uv`` (the image put
+        the job venv's interpreter facts there), fresh in every job like the rest of the
+        disk. ``--no-config``: no ``uv.toml`` a package may have written is read.
         """
         uv = self.uv()
         if uv is None:
             return None
         argv = [uv, "pip", "install", "--python", self.vpython, "--offline", "--no-index"]
-        return [*argv, "--no-config", "--no-progress", "--color", "never"]
+        return [*argv, "--only-binary", ":all:", "--no-config", "--no-progress", "--color", "never"]
 
-    def pip_only_install(self) -> list[str]:
-        """``pip install`` in the job venv, offline: for what only pip does (``--report``)."""
+    def pip_build_install(self) -> list[str]:
+        """``pip install`` in the job venv, offline: for installs that may build an sdist
+        (and for pip's ``--report``); callers add ``--find-links``."""
         pip = [self.vpython, "-m", "pip", "install", "--no-index", "--no-cache-dir"]
         return [*pip, "--progress-bar", "off"]
 

@@ -123,7 +123,6 @@ async def _build_into(
     progress.step("guest files, runner and wheels (pip download, binary only)")
     rootfs.install_guest_files(root)
     await rootfs.download_wheels(recipe, recipe.wheels, root / "opt/pyti/wheels", "wheels")
-    await rootfs.download_wheels(recipe, recipe.backends, root / "opt/pyti/wheels", "wheels")
     venv_wheels = root / "tmp" / "pyti-venv-wheels"
     await rootfs.download_wheels(recipe, recipe.venv_tools, venv_wheels, "wheels")
 

@@ -60,8 +60,6 @@ class Recipe:
     wheels: tuple[str, ...]
     venv_tools: tuple[str, ...]
     vm: VMSpec
-    #: build backends put in /opt/pyti/wheels and unpacked, byte-compiled, in uv's cache
-    backends: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able form (lists for tuples), stable for hashing."""
@@ -75,13 +73,7 @@ RECIPE_SETTINGS: dict[str, Setting] = {
     "suite": Text(required=True, pattern=_NAME_RE, means="a Debian suite name"),
     "python_version": Text(required=True, pattern=_PYVER_RE, means="like '3.11'"),
     "packages": Texts(pattern=_PKG_RE),
-    "tools": Table(
-        {
-            "wheels": Texts(pattern=_REQ_RE),
-            "venv": Texts(pattern=_REQ_RE),
-            "backends": Texts(pattern=_REQ_RE),
-        }
-    ),
+    "tools": Table({"wheels": Texts(pattern=_REQ_RE), "venv": Texts(pattern=_REQ_RE)}),
     "vm": Table(
         {
             "memory_mb": Int(minimum=128, maximum=65536),
@@ -110,7 +102,6 @@ def parse_recipe(data: dict[str, Any], name: str, source: str = "recipe") -> Rec
         tools.get("wheels", ()),
         tools.get("venv", ()),
         VMSpec(**values.get("vm", {})),
-        tools.get("backends", ()),
     )
 
 

@@ -167,40 +167,21 @@ async def install_job_venv(recipe: Recipe, root: Path) -> None:
 
 #: uv in the tools venv: the runner installs with it when it is there.
 UV = "/opt/pyti/tools/bin/uv"
-#: uv's cache, relative to tester's home (``slave.findings.model.Context.uv_cache``)
-UV_CACHE = ".cache/uv"
 
 
 async def warm_uv_cache(recipe: Recipe, root: Path) -> None:
-    """Fill uv's cache (tester's, in the snapshot for every job) with what every job redoes.
+    """Let uv, as tester, learn the job venv's interpreter once (its cache in tester's home).
 
-    - the job venv's interpreter facts: every ``uv pip install`` first asks the target
-      interpreter about itself (a Python start-up, seconds under TCG) unless its cache
-      knows them;
-    - the recipe's build ``backends`` (their wheels are in /opt/pyti/wheels), unpacked
-      and byte-compiled: an sdist's isolated build environment is then hard links, and
-      the backend's modules are not compiled again in each hook process. A job still
-      gets the backend the resolution picks from the job dir and /opt/pyti/wheels
-      (the highest version, as pip would); only a file of /opt/pyti/wheels is a hit.
+    Every ``uv pip install`` first asks the target interpreter about itself (a Python
+    start-up, seconds under TCG) unless its cache already knows it; the snapshot
+    keeps this answer for every job. Nothing is installed.
     """
     if not (root / UV.lstrip("/")).is_file():
         return
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/home/tester"}
-    as_tester: list[str | Path] = ["chroot", "--userspec=tester:tester", root]
-    offline = ["--offline", "--no-index", "--no-config", "--quiet"]
-    argv = [*as_tester, UV, "pip", "list", "--python", f"{JOB_VENV}/bin/python", *offline]
+    argv: list[str | Path] = ["chroot", "--userspec=tester:tester", root, UV, "pip", "list"]
+    argv += ["--python", f"{JOB_VENV}/bin/python", "--offline", "--no-config", "--quiet"]
     await run_tool(recipe.name, "job venv", argv, env=env)
-    if not recipe.backends:
-        return
-    scratch = "/tmp/pyti-uv-warm"  # noqa: S108 - inside the image tree, removed below
-    argv = [*as_tester, UV, "pip", "install", "--target", scratch, *offline]
-    argv += ["--python", f"{JOB_VENV}/bin/python", "--find-links", "/opt/pyti/wheels"]
-    await run_tool(recipe.name, "job venv", [*argv, *recipe.backends], env=env)
-    shutil.rmtree(root / scratch.lstrip("/"))
-    archive = f"/home/tester/{UV_CACHE}/archive-v0"
-    # compile_dir, not `-m compileall`: a file that does not compile (a template) is no error.
-    code = "import compileall, sys; compileall.compile_dir(sys.argv[1], quiet=2)"
-    await run_tool(recipe.name, "job venv", [*as_tester, "python3", "-c", code, archive], env=env)
 
 
 async def make_keys(recipe: Recipe, root: Path, out_dir: Path) -> None:

@@ -217,21 +217,24 @@ def one(events: Events, name: str) -> dict[str, Any]:
     return found[0]
 
 
-def test_install_uses_uv_and_falls_back_to_pip(tmp_path: Path, run_job: RunJob) -> None:
-    """The image's uv installs (its build backend traced as a child); without uv, pip does,
-    with the same summary."""
+def test_wheels_install_with_uv_sdists_build_with_pip(tmp_path: Path, run_job: RunJob) -> None:
+    """The image's uv installs a wheel (it never builds); an sdist is built by pip, its build
+    backend traced; without uv, pip installs the wheel too."""
     sdist = project(tmp_path)
+    wheel = build_wheel(tmp_path / "whl", "demo", "0.1", {"demo/__init__.py": "X = 1\n"})
     no_tools = tmp_path / "no-tools"
     no_tools.mkdir()
-    for tools, installer in ((VENV, "uv"), (no_tools, "pip")):
-        events = run_job([sdist], phases=("install",), tools_dir=tools)
+    cases = [(wheel, VENV, "uv"), (sdist, VENV, "pip"), (wheel, no_tools, "pip")]
+    for target, tools, installer in cases:
+        events = run_job([target], phases=("install",), tools_dir=tools)
         assert finished(events, "install")["status"] == "passed"
         summary = one(events, "install_summary")
-        assert (summary["kind"], summary["built_wheel"]) == ("sdist", True)
+        assert summary["built_wheel"] is (target == sdist)
         execs = [e["line"] for e in events if e["event"] == "trace" and "execve(" in e["line"]]
-        assert any(f"/bin/{installer}" in line or f'"-m", "{installer}"' in line for line in execs)
-        hooks = [line for line in execs if "as backend" in line or "_in_process.py" in line]
-        assert hooks, "the build backend ran untraced"
+        runs = '"-m", "pip", "install"' if installer == "pip" else '/bin/uv", "pip", "install"'
+        assert any(runs in line for line in execs), (installer, execs[:3])
+        if target == sdist:
+            assert any("_in_process.py" in line for line in execs), "build backend untraced"
         shutil.rmtree(tmp_path / "venv")
         shutil.rmtree(tmp_path / "job")
 
