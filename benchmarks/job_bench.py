@@ -21,22 +21,30 @@ pytest on the sdist's tests; no VM, no tracing. Figures per release (medians):
 the figure that survives the machine's load. ``overhead_s``: job minus its
 in-guest phases (median over every job).
 
+With ``--slots 1,2`` it measures throughput instead: one slave with that many
+slots runs ``--jobs`` jobs of the chosen releases (``--only``, in turn), each slot
+taking the next as soon as it is free; ``jobs_per_hour_{N}`` with the host's
+``host_cpus``, ``host_mem_gib`` and load.
+
     python benchmarks/job_bench.py [--runs 3] [--only wheel,sdist] [--image bookworm]
-        [--image-dir DIR] [--json PATH]
+        [--image-dir DIR] [--json PATH] [--slots 1,2 --jobs 6]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,18 +166,18 @@ def fetch_wheels(dest: Path, *requirements: str) -> list[Path]:
 Figures = dict[str, float]
 
 
-async def run_jobs(
-    image: Image, work: Path, refs: list[Reference], served: list[Path], runs: int
-) -> dict[str, list[Figures]]:
-    """Per release, the figures of ``runs`` whole jobs through the daemon (interleaved)."""
-    out: dict[str, list[Figures]] = {r.key: [] for r in refs}
+@contextlib.asynccontextmanager
+async def slave(
+    image: Image, work: Path, served: list[Path], slots: int = 1
+) -> AsyncIterator[FakeMaster]:
+    """A real slave daemon (VMs under TCG) with ``slots``, fed by a fake master and PyPI."""
     async with FakeMaster(SECRET) as master, FakePyPI() as pypi:
         for path in served:
             pypi.add(path)
         config = SlaveConfig(
             master_host="127.0.0.1", master_port=master.port, secret=SECRET,
-            image_dir=image.dir.parent, work_dir=work / "slave", name="bench", accel="tcg",
-            pypi_url=pypi.base_url,
+            image_dir=image.dir.parent, work_dir=work / f"slave-{slots}", name="bench",
+            accel="tcg", pypi_url=pypi.base_url, slots=slots,
         )  # fmt: skip
         pip = PipOptions(index_url=pypi.index_url, args=HERMETIC_PIP_ARGS, env=hermetic_pip_env())
         executor = VMExecutor({image.name: image}, Accel.TCG, config, pip=pip)
@@ -178,17 +186,64 @@ async def run_jobs(
         task = asyncio.create_task(daemon.run())
         try:
             await master.wait_session(timeout=60)
-            job_id = 0
-            for run in range(1, runs + 1):
-                for ref in refs:
-                    job_id += 1
-                    figures = await one_job(master, image, job_id, ref)
-                    shown = ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
-                    print(f"run {run} {ref.key}: {shown}", flush=True)
-                    out[ref.key].append(figures)
+            yield master
         finally:
             await stop_task(task)
+
+
+async def run_jobs(
+    image: Image, work: Path, refs: list[Reference], served: list[Path], runs: int
+) -> dict[str, list[Figures]]:
+    """Per release, the figures of ``runs`` whole jobs through the daemon (interleaved)."""
+    out: dict[str, list[Figures]] = {r.key: [] for r in refs}
+    async with slave(image, work, served) as master:
+        job_id = 0
+        for run in range(1, runs + 1):
+            for ref in refs:
+                job_id += 1
+                figures = await one_job(master, image, job_id, ref)
+                shown = ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
+                print(f"run {run} {ref.key}: {shown}", flush=True)
+                out[ref.key].append(figures)
     return out
+
+
+async def throughput(
+    image: Image, work: Path, refs: list[Reference], served: list[Path], slots: int, jobs: int
+) -> float:
+    """Jobs per hour of one slave with ``slots``: ``jobs`` jobs (the ``refs`` in turn), each
+    slot offered the next one as soon as its last result is in."""
+    queue = list(itertools.islice(itertools.cycle(refs), jobs))
+    ids = itertools.count(1_000 * slots)
+    async with slave(image, work, served, slots) as master:
+
+        async def slot_loop() -> None:
+            while queue:
+                ref = queue.pop(0)
+                while True:
+                    job_id = next(ids)
+                    await master.offer(job_id, project=ref.project, version=VERSION,
+                                       image=image.name)  # fmt: skip
+                    reply = await master.wait_reply(job_id, timeout=60)
+                    if reply.TYPE == "job_accept":
+                        break
+                    await asyncio.sleep(0.5)  # the slot is still being freed
+                result = await master.wait_result(job_id, timeout=1800)
+                if result.outcome != "passed":
+                    raise SystemExit(f"{ref.key} job {job_id}: {result.outcome}")
+
+        t0 = time.monotonic()
+        async with asyncio.TaskGroup() as group:
+            for _ in range(slots):
+                group.create_task(slot_loop())
+        wall = time.monotonic() - t0
+    per_hour = jobs / wall * 3600
+    print(f"slots {slots}: {jobs} jobs in {wall:.1f} s = {per_hour:.0f} jobs/h", flush=True)
+    return per_hour
+
+
+#: set by ``--events DIR``: every job's events are written there as JSON lines
+EVENTS_DIR: list[Path] = []
 
 
 async def one_job(master: FakeMaster, image: Image, job_id: int, ref: Reference) -> Figures:
@@ -196,6 +251,12 @@ async def one_job(master: FakeMaster, image: Image, job_id: int, ref: Reference)
     await master.offer(job_id, project=ref.project, version=VERSION, image=image.name)
     result = await master.wait_result(job_id, timeout=1800)
     job_s = time.monotonic() - t0
+    if EVENTS_DIR:
+        stored = sorted(master.events.get(job_id, {}).items())
+        lines = [{"seq": q, "ts": e.ts, "event": e.event, "phase": e.phase, **e.fields}
+                 for q, e in stored]  # fmt: skip
+        dump = EVENTS_DIR[0] / f"{job_id}-{ref.key}.jsonl"
+        dump.write_text("".join(json.dumps(line, default=str) + "\n" for line in lines))
     if result.outcome != "passed":
         raise SystemExit(f"{ref.key} job {job_id} did not pass: {result.outcome} {result.summary}")
     figures = {"job": job_s}
@@ -270,6 +331,23 @@ def summarise(
     return figures
 
 
+def host_figures(image: Image) -> dict[str, Any]:
+    """The host the throughput was measured on: cores, memory, load, the guest's size."""
+    mem_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    return {
+        "host_cpus": os.cpu_count(),
+        "host_mem_gib": round(mem_kib / (1 << 20), 1),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "guest_memory_mb": image.manifest.get("vm", {}).get("memory_mb"),
+        "accel": "tcg",
+        "image_digest": image.digest[:16],
+    }
+
+
 def table(figures: dict[str, Any], keys: list[str]) -> str:
     cols = ["job", *PHASES, "native", "native_install", "native_import", "native_tests"]
     head = "| release | " + " | ".join(cols) + " | ratio |"
@@ -287,8 +365,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", default="bookworm")
     parser.add_argument("--image-dir", type=Path, default=default_image_dir())
     parser.add_argument("--json", type=Path, help="write the figures here as one JSON object")
+    parser.add_argument("--events", type=Path, help="write each job's events here (JSON lines)")
+    parser.add_argument("--slots", default="", help="throughput instead: e.g. 1,2 slots")
+    parser.add_argument("--jobs", type=int, default=6, help="throughput: jobs per slot count")
     args = parser.parse_args(argv)
     image = Image.load(args.image_dir, args.image)
+    if args.events:
+        args.events.mkdir(parents=True, exist_ok=True)
+        EVENTS_DIR.append(args.events)
     with tempfile.TemporaryDirectory(prefix="pyti-bench-") as tmp:
         work = Path(tmp)
         refs, extra = build_references(work / "dist")
@@ -297,6 +381,17 @@ def main(argv: list[str] | None = None) -> int:
             refs = [r for r in refs if r.key in wanted]
         backends = fetch_wheels(work / "backends", "setuptools>=70.1")
         served = [*(p for r in refs for p in r.files), *extra, *backends]
+        if args.slots:
+            figures = host_figures(image)
+            for slots in (int(n) for n in args.slots.split(",")):
+                rate = asyncio.run(throughput(image, work, refs, served, slots, args.jobs))
+                figures[f"jobs_per_hour_{slots}"] = round(rate, 1)
+            figures["throughput_jobs"] = args.jobs
+            figures["throughput_mix"] = ",".join(r.key for r in refs)
+            print(json.dumps(figures, indent=2))
+            if args.json:
+                args.json.write_text(json.dumps(figures) + "\n")
+            return 0
         jobs = asyncio.run(run_jobs(image, work, refs, served, args.runs))
         fetch_wheels(work / "wheels", "pytest")
         base = native_base(work, work / "wheels")
