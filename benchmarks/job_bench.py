@@ -11,8 +11,8 @@ host) and serves them, with what they need, from a fake PyPI on loopback:
   metadata dynamic (the guest's ``metadata`` stage, then the build).
 
 Each runs ``--runs`` times as a whole job through the slave daemon (fake master,
-real image and QEMU), interleaved so load hits them alike, and the same install,
-import and tests run directly on the host as the floor: ``pip install --no-index``
+real image and QEMU), interleaved so load hits them alike, and after each job the
+same install, import and tests run directly on the host as the floor: ``pip install --no-index``
 into a venv that already has pytest (as the image's job venv has), ``import``,
 pytest on the sdist's tests; no VM, no tracing. Figures per release (medians):
 ``{name}_job_s`` (offer to result), ``{name}_{install,import,tests,quality}_s``
@@ -192,20 +192,29 @@ async def slave(
 
 
 async def run_jobs(
-    image: Image, work: Path, refs: list[Reference], served: list[Path], runs: int
-) -> dict[str, list[Figures]]:
-    """Per release, the figures of ``runs`` whole jobs through the daemon (interleaved)."""
-    out: dict[str, list[Figures]] = {r.key: [] for r in refs}
+    image: Image,
+    work: Path,
+    refs: list[Reference],
+    served: list[Path],
+    runs: int,
+    native: Callable[[Reference], Figures],
+) -> tuple[dict[str, list[Figures]], dict[str, list[Figures]]]:
+    """Per release, the figures of ``runs`` whole jobs through the daemon and of as many
+    native runs, each right after its job (so both see the same load), interleaved."""
+    jobs: dict[str, list[Figures]] = {r.key: [] for r in refs}
+    natives: dict[str, list[Figures]] = {r.key: [] for r in refs}
     async with slave(image, work, served) as master:
         job_id = 0
         for run in range(1, runs + 1):
             for ref in refs:
                 job_id += 1
                 figures = await one_job(master, image, job_id, ref)
+                natives[ref.key].append(await asyncio.to_thread(native, ref))
+                figures["native"] = natives[ref.key][-1]["whole"]
                 shown = ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
                 print(f"run {run} {ref.key}: {shown}", flush=True)
-                out[ref.key].append(figures)
-    return out
+                jobs[ref.key].append(figures)
+    return jobs, natives
 
 
 async def throughput(
@@ -392,14 +401,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 args.json.write_text(json.dumps(figures) + "\n")
             return 0
-        jobs = asyncio.run(run_jobs(image, work, refs, served, args.runs))
         fetch_wheels(work / "wheels", "pytest")
         base = native_base(work, work / "wheels")
         links = [work / "dist", work / "wheels", work / "backends"]
-        natives: dict[str, list[Figures]] = {r.key: [] for r in refs}
-        for _ in range(args.runs):
-            for ref in refs:
-                natives[ref.key].append(native_run(work, ref, links, base))
+
+        def native(ref: Reference) -> Figures:
+            return native_run(work, ref, links, base)
+
+        jobs, natives = asyncio.run(run_jobs(image, work, refs, served, args.runs, native))
     figures = summarise(jobs, natives, args.runs, image)
     print(table(figures, [r.key for r in refs]))
     print(json.dumps(figures, indent=2))

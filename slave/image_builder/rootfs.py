@@ -162,26 +162,6 @@ async def install_job_venv(recipe: Recipe, root: Path) -> None:
     await run_tool(
         recipe.name, "job venv", ["chroot", root, "chown", "-R", "tester:tester", JOB_VENV], env=env
     )
-    await warm_uv_cache(recipe, root)
-
-
-#: uv in the tools venv: the runner installs with it when it is there.
-UV = "/opt/pyti/tools/bin/uv"
-
-
-async def warm_uv_cache(recipe: Recipe, root: Path) -> None:
-    """Let uv, as tester, learn the job venv's interpreter once (its cache in tester's home).
-
-    Every ``uv pip install`` first asks the target interpreter about itself (a Python
-    start-up, seconds under TCG) unless its cache already knows it; the snapshot
-    keeps this answer for every job. Nothing is installed.
-    """
-    if not (root / UV.lstrip("/")).is_file():
-        return
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/home/tester"}
-    argv: list[str | Path] = ["chroot", "--userspec=tester:tester", root, UV, "pip", "list"]
-    argv += ["--python", f"{JOB_VENV}/bin/python", "--offline", "--no-config", "--quiet"]
-    await run_tool(recipe.name, "job venv", argv, env=env)
 
 
 async def make_keys(recipe: Recipe, root: Path, out_dir: Path) -> None:

@@ -250,6 +250,8 @@ class Guest:
                     encryption_algs=["aes128-gcm@openssh.com"],
                     compression_algs=["none"],
                     keepalive_interval=0,
+                    # asyncssh's own default (120 s) would cut a slow cold boot short
+                    login_timeout=timeout,
                 )
         except TimeoutError:
             sock.close()
