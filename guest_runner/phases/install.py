@@ -20,6 +20,9 @@ from guest_runner.outcome import Outcome, outcome_of, setup_error
 from guest_runner.phases import metadata
 from guest_runner.workspace import Workspace
 
+#: A wheel built from an sdist: pip's "Created wheel for NAME: ...", uv's "Built NAME @ file://..."
+#: or "Built NAME==VERSION" (uv builds nothing here today: ``--only-binary :all:``).
+BUILT_WHEEL = re.compile(r"\s*(?:Created wheel for ([^:\s]+)|Built ([A-Za-z0-9._-]+)(?: @ |==))")
 #: Marks the image's pre-built job venv (see the image builder's JOB_VENV).
 VENV_TEMPLATE_MARKER = ".pyti-template"
 
@@ -57,11 +60,13 @@ def install_into_venv(ws: Workspace, budget: Budget) -> Outcome:
     built: list[str] = []
 
     def watch(line: str) -> None:
-        found = re.match(r"\s*Created wheel for ([^:\s]+)", line)
+        found = BUILT_WHEEL.match(line)
         if found:
-            built.append(normalize(found.group(1)))
+            built.append(normalize(found.group(1) or found.group(2)))
 
-    argv = [*ws.pip_install(), "--find-links", str(ws.job_dir)]
+    # An sdist is built by pip (package code); a wheel and its wheel dependencies by uv.
+    installer = ws.pip_build_install() if kind == "sdist" else ws.pip_install()
+    argv = [*installer, "--find-links", str(ws.job_dir)]
     argv += ["--find-links", ws.opts.wheels_dir, target]
     result = pip_build(ws, budget, argv, on_line=watch)
     ws.out.emit(

@@ -41,7 +41,7 @@ def build(ws: Workspace, budget: Budget, target: str) -> Outcome | None:
     report = ws.scratch / "tmp" / "pyti-metadata-report.json"
     with contextlib.suppress(OSError):
         report.unlink()
-    argv = [*ws.pip_install(), "--dry-run", "--no-deps", "--ignore-installed"]
+    argv = [*ws.pip_build_install(), "--dry-run", "--no-deps", "--ignore-installed"]
     argv += ["--report", str(report), "--find-links", str(ws.job_dir)]
     argv += ["--find-links", ws.opts.wheels_dir, target]
     outcome = outcome_of(pip_build(ws, budget, argv, stage=STAGE))

@@ -145,11 +145,14 @@ def install_test_requirements(ws: Workspace, budget: Budget) -> dict[str, Any]:
 
 
 def pip_error(result: Result) -> str:
-    """pip's last ``ERROR:`` line (else its last line), for the summary."""
+    """The installer's first error line (pip's or uv's; else its last line), for the summary."""
     if result.timed_out:
         return "timed out"
     lines = [ln.strip() for ln in result.stderr_tail.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("ERROR:")]
+    # pip says "ERROR: ..."; uv "error: ..." or "× No solution found ..." then "╰─▶ why".
+    errors = [ln for ln in lines if ln.startswith(("ERROR:", "error:", "×", "╰─▶"))]
+    if errors and errors[0].startswith("×") and len(errors) > 1:
+        errors = [f"{errors[0]} {errors[1]}"]
     picked = errors[0] if errors else (lines[-1] if lines else f"exit {result.returncode}")
     return picked[:300]
 

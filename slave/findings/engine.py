@@ -36,10 +36,13 @@ from slave.findings.model import SEVERITY_RANK, Call, Context, Finding, Severity
 from slave.findings.profile import BehaviourChange, ChangeKind, ProfileEntry, diff, profile
 from slave.findings.rules import (
     EVENT_RULES,
+    INSTALLERS,
     PIP_HELPERS,
     PIP_SETUP_SHIM,
     RULES,
     RUNNER_IMPORT_CODE,
+    UV_HOOK_SHIM,
+    UV_PROBE,
     EventRule,
     Rule,
 )
@@ -72,6 +75,8 @@ _WRITE_FLAGS = re.compile(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_APPEND")
 _FLAG_VALUE_OPTS = frozenset({"-X", "-W"})
 _FORKS = frozenset({"clone", "clone3", "fork", "vfork"})
 _CHILD = re.compile(r"\{parent_tid=\[(\d+)\]\}")
+#: `classify` labels of `python -c` shims that are expected only when an installer runs them
+_SHIM_LABELS = frozenset({"setup.py", "build-backend", "uv-probe"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,8 @@ UNKNOWN = Proc("?", trusted=False)
 def classify(exe: str, argv: tuple[str, ...]) -> tuple[str, bool]:
     """(label, expected) of an exec: expected means the runner or pip starts it every time."""
     base = posixpath.basename(exe)
+    if base == "uv":
+        return "uv", True
     if not _PYTHON.fullmatch(base):
         return base, False
     rest = list(argv[1:])
@@ -108,6 +115,10 @@ def classify(exe: str, argv: tuple[str, ...]) -> tuple[str, bool]:
     if rest[:1] == ["-c"] and len(rest) > 1 and PIP_SETUP_SHIM.search(rest[1][:4096]):
         # the package's setup.py (its code, traced as such), started by pip: see _enrich
         return "setup.py", True
+    if rest[:1] == ["-c"] and len(rest) > 1 and UV_HOOK_SHIM.search(rest[1][:4096]):
+        return "build-backend", True  # uv's PEP 517 hook runner; only when uv starts it
+    if rest[:1] == ["-c"] and len(rest) > 1 and UV_PROBE.search(rest[1][:4096]):
+        return "uv-probe", True  # uv asking the interpreter about itself
     if rest[:1] == ["-c"]:
         return "python -c", False
     if rest[:1] == ["-m"] and len(rest) > 1:
@@ -288,7 +299,7 @@ class Analyser:
                 self._procs.setdefault(int(child.group(1)), proc)
         elif call.exe and record.pid is not None and record.retval == 0:
             helper = proc.trusted and posixpath.basename(call.exe) in PIP_HELPERS
-            trusted = call.exec_label == "pip" or helper
+            trusted = call.exec_label in INSTALLERS or helper
             self._procs[record.pid] = Proc(call.exec_label or "?", trusted)
 
     def _enrich(self, phase: str, line: TraceLine, proc: Proc) -> Call:
@@ -341,8 +352,9 @@ class Analyser:
                 if peer is None and args:
                     peer = fd_peer(args[0])
         label, expected = classify(exe, argv) if exe else ("", False)
-        if label == "setup.py" and not proc.trusted:
-            label, expected = "python -c", False  # the shim's text, but not started by pip
+        if label in _SHIM_LABELS and "-c" in argv and not proc.trusted:
+            # a shim's text, but not started by pip/uv: the package's own python -c
+            label, expected = "python -c", False
         if exe and not expected and proc.trusted:
             expected = posixpath.basename(exe) in PIP_HELPERS
         return Call(

@@ -64,6 +64,9 @@ class Context:
     # Where the interpreter itself lives when that is not /usr (a host run of the runner):
     # reads there are the interpreter loading itself, never a finding.
     trusted_dirs: tuple[str, ...] = ()
+    # uv's cache (relative to home): its build environments and unpacked wheels, like
+    # pip's /tmp/pip-* dirs; writes there are the installer's work, not findings.
+    uv_cache: str = ".cache/uv"
     bait_token: str | None = None
     bait_files: tuple[str, ...] = (".ssh/id_rsa", ".aws/credentials")  # relative to home
 

@@ -34,6 +34,18 @@ PIP_SETUP_SHIM = re.compile(
     r"^\s*import setuptools, tokenize;"
 )
 
+# uv's `python -c` scripts: the PEP 517 hook runner (uv-build-frontend: the backend's
+# hooks, i.e. the package's build code, run in it) and its interpreter probe.
+UV_HOOK_SHIM = re.compile(
+    r'\Aimport sys\s+if sys\.path\[0\] == "":\s+sys\.path\.pop\(0\)\s+'
+    r"sys\.path = \[[^\n]*\] \+ sys\.path\s+"
+    r"(?:import [\w.]+|from [\w.]+ import [\w.]+) as backend\b"
+)
+UV_PROBE = re.compile(r"\Aimport sys; sys\.path = \[[^\n]*\] \+ sys\.path; "
+                      r"from python\.get_interpreter_info import main; main\(\)\Z")  # fmt: skip
+#: The installers whose own process is trusted (not the code they run for the package).
+INSTALLERS = frozenset({"pip", "uv"})
+
 
 def _names(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -382,14 +394,19 @@ def write_outside(call: Call) -> Iterable[Hit]:
         if not path.startswith("/") or ctx.under(path, allowed):
             continue
         if ctx.in_home(path, ".cache"):
-            continue  # caches (matplotlib fonts, ...): see write_cache
+            continue  # caches (matplotlib fonts, ...): see write_cache; uv's: nothing
         hits.append(Hit(ctx.display(path)))
     return hits
 
 
 def write_cache(call: Call) -> Iterable[Hit]:
     ctx = call.context
-    return tuple(Hit(ctx.display(p)) for p in call.writes if ctx.in_home(p, ".cache"))
+    # uv's cache is its work dir (build envs, unpacked wheels), as pip's are in /tmp.
+    return tuple(
+        Hit(ctx.display(p))
+        for p in call.writes
+        if ctx.in_home(p, ".cache") and not ctx.in_home(p, ctx.uv_cache)
+    )
 
 
 def _writes_under(call: Call, home_rel: tuple[str, ...], system: tuple[str, ...]) -> list[Hit]:
@@ -420,8 +437,8 @@ def authorized_keys(call: Call) -> Iterable[Hit]:
 
 
 def site_hook(call: Call) -> Iterable[Hit]:
-    # pip installing a wheel that ships a .pth is judged by its content (pth_files event).
-    if call.process == "pip":
+    # pip/uv installing a wheel that ships a .pth is judged by its content (pth_files event).
+    if call.process in INSTALLERS and call.trusted:
         return NO_HITS
     return tuple(Hit(call.context.display(p)) for p in call.writes if SITE_HOOK.search(p))
 

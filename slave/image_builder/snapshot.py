@@ -38,11 +38,24 @@ from slave.vm.machine import VM
 #: What the guest runs before the snapshot, so jobs find it warm in the page cache.
 #: First the boot's leftovers leave the page cache (with init_on_free their pages
 #: become zeros, which cost nothing in the state file), then what every job uses
-#: is read back in.
+#: is read back in: Python, pip (sdist builds), strace, uv (wheel installs) and
+#: pytest from the job venv. uv runs as tester so that its cache, in the snapshot's
+#: disk, knows the job venv's interpreter with the guest's own file times (its key
+#: is the interpreter's ctime, which the image's mke2fs copy changed): no Python
+#: start-up to describe it in each job.
+UV_WARMUP = (
+    "{ [ ! -x /opt/pyti/tools/bin/uv ] || runuser -u tester -- env HOME=/home/tester "
+    "/opt/pyti/tools/bin/uv pip list --python /home/tester/venv/bin/python --offline "
+    "--no-config -q >/dev/null; }"
+)
 WARMUP = (
     "sync && echo 3 > /proc/sys/vm/drop_caches && "
     "python3 -c 'import json, os, subprocess, venv, shutil, signal, sys' "
-    "&& python3 -m pip --version >/dev/null && strace -V >/dev/null && sync"
+    "&& python3 -m pip --version >/dev/null && strace -V >/dev/null && "
+    f"{UV_WARMUP} && "
+    "{ [ ! -x /home/tester/venv/bin/pytest ] || runuser -u tester -- "
+    "/home/tester/venv/bin/python -m pytest -p no:cacheprovider --version >/dev/null 2>&1; } "
+    "&& sync"
 )
 #: Seconds to let the guest settle after its SSH waiter reopened the port (the
 #: pre-started sshd finishes its start-up meanwhile).

@@ -576,9 +576,63 @@ def test_pip_setup_shim_from_package_code_is_still_inline_code() -> None:
     assert rules_hit("install", line).get("proc.inline_code") == "medium"
 
 
+# uv's PEP 517 hook runner and interpreter probe, as uv 0.13 writes them (argv of its execs).
+UV_HOOK = (
+    'import sys\n\nif sys.path[0] == "":\n    sys.path.pop(0)\n\nsys.path = [] + sys.path\n\n'
+    "import setuptools.build_meta as backend\n\n\nwheel_filename = backend.build_wheel("
+    '__import__("os").fsdecode(b"/home/tester/.cache/uv/builds-v0/.tmpb"), {}, None)\n'
+)
+UV_PROBE_CODE = (
+    'import sys; sys.path = [__import__("os").fsdecode(b"/home/tester/.cache/uv/.tmpL")] + '
+    "sys.path; from python.get_interpreter_info import main; main()"
+)
+UV = "/opt/pyti/tools/bin/uv"
+
+
+def test_uv_shims_are_its_build_backend_and_probe() -> None:
+    """uv's python -c hook runner is the build backend (its children are package code) and its
+    interpreter probe is expected: neither is inline code when uv starts them."""
+    analyser = Analyser(CTX)
+    assert analyser.feed("install", execve(UV, "uv", "pip", "install", "x.tar.gz", pid=200)) == []
+    analyser.feed("install", "200 clone3({flags=CLONE_VM|CLONE_VFORK, exit_signal=SIGCHLD}) = 300")
+    analyser.feed("install", "200 clone3({flags=CLONE_VM|CLONE_VFORK, exit_signal=SIGCHLD}) = 301")
+    probe = execve(f"{V}/bin/python", "python", "-I", "-B", "-c", UV_PROBE_CODE, pid=301)
+    assert analyser.feed("install", probe) == []
+    hook = execve("/home/tester/.cache/uv/builds-v0/.tmpb/bin/python", "python", "-c", UV_HOOK,
+                  pid=300)  # fmt: skip
+    assert analyser.feed("install", hook) == []
+    (spawn,) = analyser.feed("install", execve("/usr/bin/gcc", "gcc", "-c", "x.c", pid=300))
+    assert (spawn.rule, spawn.process) == ("proc.started", "build-backend")
+
+
+def test_uv_shims_from_package_code_are_still_inline_code() -> None:
+    """uv's shim texts run by package code (not by uv) are inline code like any other."""
+    for code in (UV_HOOK, UV_PROBE_CODE):
+        line = execve(f"{V}/bin/python", "python", "-c", code)
+        assert rules_hit("install", line).get("proc.inline_code") == "medium"
+
+
+def test_uv_cache_writes_are_no_findings() -> None:
+    """Writes in uv's cache (its build environments) are the installer's work, as pip's /tmp
+    dirs are; other writes under ~/.cache stay info findings."""
+    build_dir = "/home/tester/.cache/uv/builds-v0/.tmpb/lib/python3.11/site-packages/x.py"
+    assert rules_hit("install", openat(build_dir, W)) == {}
+    assert rules_hit("install", openat("/home/tester/.cache/x/y", W)) == {"fs.write_cache": "info"}
+
+
+def test_uv_installing_a_pth_is_judged_by_content() -> None:
+    """uv itself writing a .pth into site-packages (a wheel that ships one) is not site_hook."""
+    analyser = Analyser(CTX)
+    analyser.feed("install", execve(UV, "uv", "pip", "install", "x.whl", pid=200))
+    pth = f'200 openat(AT_FDCWD</tmp/x>, "{SITE}/x.pth", {W}) = 3'
+    assert [f.rule for f in analyser.feed("install", pth)] == []
+
+
 @pytest.mark.parametrize(
     ("argv", "label", "expected"),
     [
+        (["python", "-c", UV_HOOK], "build-backend", True),
+        (["python", "-I", "-B", "-c", UV_PROBE_CODE], "uv-probe", True),
         (["python", "-m", "pip", "install"], "pip", True),
         (["python", "/v/pip/__pip-runner__.py", "install"], "pip", True),
         (["python", "-X", "faulthandler", "-m", "pytest"], "pytest", True),

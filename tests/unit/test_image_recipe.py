@@ -25,12 +25,12 @@ def _doc(**over: Any) -> dict[str, Any]:
 
 
 def test_shipped_bookworm_recipe_parses() -> None:
-    """The shipped bookworm recipe is valid: Python 3.11 with pytest wheels and ruff."""
+    """The shipped bookworm recipe is valid: Python 3.11 with pytest wheels, ruff and uv."""
     recipe = load_recipe("bookworm")
     assert recipe.python_version == "3.11"
     assert "openssh-server" in recipe.packages
     assert "pytest" in recipe.wheels
-    assert recipe.venv_tools == ("ruff",)
+    assert recipe.venv_tools == ("ruff", "uv")
     assert "bookworm" in list_recipes()
 
 

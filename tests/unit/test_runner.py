@@ -217,6 +217,28 @@ def one(events: Events, name: str) -> dict[str, Any]:
     return found[0]
 
 
+def test_wheels_install_with_uv_sdists_build_with_pip(tmp_path: Path, run_job: RunJob) -> None:
+    """The image's uv installs a wheel (it never builds); an sdist is built by pip, its build
+    backend traced; without uv, pip installs the wheel too."""
+    sdist = project(tmp_path)
+    wheel = build_wheel(tmp_path / "whl", "demo", "0.1", {"demo/__init__.py": "X = 1\n"})
+    no_tools = tmp_path / "no-tools"
+    no_tools.mkdir()
+    cases = [(wheel, VENV, "uv"), (sdist, VENV, "pip"), (wheel, no_tools, "pip")]
+    for target, tools, installer in cases:
+        events = run_job([target], phases=("install",), tools_dir=tools)
+        assert finished(events, "install")["status"] == "passed"
+        summary = one(events, "install_summary")
+        assert summary["built_wheel"] is (target == sdist)
+        execs = [e["line"] for e in events if e["event"] == "trace" and "execve(" in e["line"]]
+        runs = '"-m", "pip", "install"' if installer == "pip" else '/bin/uv", "pip", "install"'
+        assert any(runs in line for line in execs), (installer, execs[:3])
+        if target == sdist:
+            assert any("_in_process.py" in line for line in execs), "build backend untraced"
+        shutil.rmtree(tmp_path / "venv")
+        shutil.rmtree(tmp_path / "job")
+
+
 def test_clean_package_passes_every_phase(tmp_path: Path, run_job: RunJob) -> None:
     """A clean sdist builds, installs, imports, passes its tests and gets linted, traced."""
     body = "import demo\n\n\ndef test_a():\n    assert demo.__version__ == '0.1'\n\n\n"

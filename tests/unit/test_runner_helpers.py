@@ -16,8 +16,10 @@ from guest_runner.executor import MainExit
 from guest_runner.junit import parse_junit
 from guest_runner.limits import PhaseWatch, oom_kills
 from guest_runner.offline import is_offline_failure
+from guest_runner.outcome import Result
 from guest_runner.phases.imports import release_modules, top_level_modules
-from guest_runner.phases.tests import find_tests, loose_patterns, shipped_tests
+from guest_runner.phases.install import BUILT_WHEEL
+from guest_runner.phases.tests import find_tests, loose_patterns, pip_error, shipped_tests
 from guest_runner.streams import TAIL_BYTES, drain, iter_lines
 from guest_runner.workspace import read_env_file
 
@@ -266,3 +268,42 @@ def test_find_tests_sees_a_root_tests_module(tmp_path: Path) -> None:
     assert find_tests(tmp_path) == []
     (tmp_path / "tests.py").write_text("")
     assert find_tests(tmp_path) == [tmp_path]
+
+
+@pytest.mark.parametrize(
+    ("line", "name"),
+    [
+        ("  Created wheel for demo: filename=demo-1.0-py3-none-any.whl size=1", "demo"),
+        ("      Built demo-pkg @ file:///var/lib/pyti/job/demo_pkg-1.0.tar.gz", "demo-pkg"),
+        ("      Built demo==1.0", "demo"),
+        ("Prepared 1 package in 2.60s", None),
+        ("   Building demo @ file:///var/lib/pyti/job/demo-1.0.tar.gz", None),
+    ],
+)
+def test_built_wheel_lines_of_pip_and_uv(line: str, name: str | None) -> None:
+    """install_summary's "built" list reads both installers' words for a wheel built from an
+    sdist."""
+    found = BUILT_WHEEL.match(line)
+    assert (found and (found.group(1) or found.group(2))) == name
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        (
+            "Looking in links\nERROR: No matching distribution found for trio\n",
+            "ERROR: No matching",
+        ),
+        (
+            "  × No solution found when resolving dependencies:\n"
+            "  ╰─▶ Because trio was not found in the provided package locations\n",
+            "× No solution found when resolving dependencies: ╰─▶ Because trio",
+        ),
+        ("error: Failed to parse: `trio>>1`\n", "error: Failed to parse"),
+        ("something odd\n", "something odd"),
+    ],
+)
+def test_pip_error_reads_pip_and_uv(stderr: str, expected: str) -> None:
+    """The summary's "why not installable" is the installer's error line, pip's or uv's."""
+    result = Result(returncode=1, timed_out=False, stderr_tail=stderr, stdout_tail="")
+    assert pip_error(result).startswith(expected)
