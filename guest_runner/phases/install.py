@@ -64,8 +64,11 @@ def install_into_venv(ws: Workspace, budget: Budget) -> Outcome:
         if found:
             built.append(normalize(found.group(1) or found.group(2)))
 
-    # An sdist is built by pip (package code); a wheel and its wheel dependencies by uv.
-    installer = ws.pip_build_install() if kind == "sdist" else ws.pip_install()
+    # The release is installed by pip, wheel or sdist: uv does not check a local
+    # wheel's Requires-Python (it trusts an index's data-requires-python, and
+    # --find-links directories have none), so a release that refuses this Python would
+    # install. uv installs the tests phase's wheels (pytest, test requirements).
+    installer = ws.pip_build_install()
     argv = [*installer, "--find-links", str(ws.job_dir)]
     argv += ["--find-links", ws.opts.wheels_dir, target]
     result = pip_build(ws, budget, argv, on_line=watch)

@@ -149,10 +149,10 @@ def pip_error(result: Result) -> str:
     if result.timed_out:
         return "timed out"
     lines = [ln.strip() for ln in result.stderr_tail.splitlines() if ln.strip()]
-    # pip says "ERROR: ..."; uv "error: ..." or "× No solution found ..." then "╰─▶ why".
-    errors = [ln for ln in lines if ln.startswith(("ERROR:", "error:", "×", "╰─▶"))]
-    if errors and errors[0].startswith("×") and len(errors) > 1:
-        errors = [f"{errors[0]} {errors[1]}"]
+    # pip says "ERROR: ..."; uv "error: ..." (or "× ...") then "cause: why" (or "╰─▶ why").
+    errors = [ln for ln in lines if ln.startswith(("ERROR:", "error:", "×", "╰─▶", "cause:"))]
+    if len(errors) > 1 and errors[1].startswith(("╰─▶", "cause:")):
+        errors = [f"{errors[0]} {errors[1]}"]  # uv's header, then why ("Because trio was…")
     picked = errors[0] if errors else (lines[-1] if lines else f"exit {result.returncode}")
     return picked[:300]
 

@@ -217,26 +217,29 @@ def one(events: Events, name: str) -> dict[str, Any]:
     return found[0]
 
 
-def test_wheels_install_with_uv_sdists_build_with_pip(tmp_path: Path, run_job: RunJob) -> None:
-    """The image's uv installs a wheel (it never builds); an sdist is built by pip, its build
-    backend traced; without uv, pip installs the wheel too."""
+def test_release_installs_with_pip_test_wheels_with_uv(tmp_path: Path, run_job: RunJob) -> None:
+    """The release (wheel or sdist) is installed by pip, which refuses a wheel whose
+    Requires-Python excludes this Python (uv would not); an sdist's build backend is
+    traced; the tests phase installs pytest with the image's uv."""
     sdist = project(tmp_path)
     wheel = build_wheel(tmp_path / "whl", "demo", "0.1", {"demo/__init__.py": "X = 1\n"})
-    no_tools = tmp_path / "no-tools"
-    no_tools.mkdir()
-    cases = [(wheel, VENV, "uv"), (sdist, VENV, "pip"), (wheel, no_tools, "pip")]
-    for target, tools, installer in cases:
-        events = run_job([target], phases=("install",), tools_dir=tools)
+    refuses = build_wheel(tmp_path / "old", "demo", "0.1", {"demo/__init__.py": "X = 1\n"},
+                          requires_python="<3")  # fmt: skip
+    pip_runs = '"-m", "pip", "install"'
+    for target, phases in ((wheel, ("install",)), (sdist, ("install", "tests"))):
+        events = run_job([target], phases=phases, tools_dir=VENV)
         assert finished(events, "install")["status"] == "passed"
-        summary = one(events, "install_summary")
-        assert summary["built_wheel"] is (target == sdist)
+        assert one(events, "install_summary")["built_wheel"] is (target == sdist)
         execs = [e["line"] for e in events if e["event"] == "trace" and "execve(" in e["line"]]
-        runs = '"-m", "pip", "install"' if installer == "pip" else '/bin/uv", "pip", "install"'
-        assert any(runs in line for line in execs), (installer, execs[:3])
+        installs = [line for line in execs if pip_runs in line or '/bin/uv", "pip"' in line]
+        assert pip_runs in installs[0], installs[:2]
         if target == sdist:
             assert any("_in_process.py" in line for line in execs), "build backend untraced"
+            assert any('/bin/uv", "pip", "install"' in line for line in installs), installs
         shutil.rmtree(tmp_path / "venv")
         shutil.rmtree(tmp_path / "job")
+    events = run_job([refuses], phases=("install",), tools_dir=VENV)
+    assert finished(events, "install")["status"] == "failed"
 
 
 def test_clean_package_passes_every_phase(tmp_path: Path, run_job: RunJob) -> None:

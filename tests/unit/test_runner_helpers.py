@@ -300,6 +300,11 @@ def test_built_wheel_lines_of_pip_and_uv(line: str, name: str | None) -> None:
             "× No solution found when resolving dependencies: ╰─▶ Because trio",
         ),
         ("error: Failed to parse: `trio>>1`\n", "error: Failed to parse"),
+        (
+            "error: No solution found when resolving dependencies\n"
+            "  cause: Because trio was not found in the provided package locations\n",
+            "error: No solution found when resolving dependencies cause: Because trio",
+        ),
         ("something odd\n", "something odd"),
     ],
 )
