@@ -3,8 +3,9 @@
 Runs in the guest as root (pyti-sinkhole.service), started at boot, so it is in
 the RAM snapshot and costs a job nothing. The guest has no NIC: a dummy
 interface ``sink0`` holds the default route, and nftables (sinkhole.nft)
-redirects every outgoing TCP connection that is not to a local address to
-127.0.0.1:1 (this listener) and every UDP datagram to port 53 to 127.0.0.1:53
+sends every outgoing TCP connection that is not to a local address to
+198.18.0.1:1 (this listener, on sink0's address: 127.0.0.1:1 stays closed, as test
+suites expect ``localhost:1`` to be) and every UDP datagram to port 53 to 127.0.0.1:53
 (this resolver). Everything else routed to ``sink0`` is dropped by the dummy
 device: no packet can leave the VM, there is nowhere for it to go.
 
@@ -13,7 +14,7 @@ device: no packet can leave the VM, there is nowhere for it to go.
   space; derived from the name, so the same name gets the same address in every
   job); AAAA and other types get an empty answer (IPv6 has no route: fails
   fast with ENETUNREACH).
-- TCP (127.0.0.1:1): the original destination comes from ``SO_ORIGINAL_DST``.
+- TCP (198.18.0.1:1): the original destination comes from ``SO_ORIGINAL_DST``.
   The first bytes decide: an HTTP request gets ``200 OK`` with a tiny body
   (a no-op shell script, so a downloaded "stage 2" runs and exits 0); a TLS
   ClientHello is read for its SNI, then closed; anything else is read for up to
@@ -47,7 +48,7 @@ RUN_DIR = "/run/pyti-sinkhole"
 LOG_FILE = RUN_DIR + "/events.jsonl"
 MODE_FILE = RUN_DIR + "/mode"
 DNS_ADDR = ("127.0.0.1", 53)
-TCP_ADDR = ("127.0.0.1", 1)
+TCP_ADDR = ("198.18.0.1", 1)
 #: Names resolve into this network (RFC 2544 benchmarking space, never routed on the Internet).
 SINK_NET = ipaddress.ip_network("198.18.0.0/15")
 #: The dummy interface's own address (the source of redirected connections).

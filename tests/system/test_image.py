@@ -61,7 +61,8 @@ def as_tester():
             s.sendall(b"hello")
             out["eof"] = s.recv(10) == b""
         for name, family, addr in (("v6", socket.AF_INET6, ("2001:db8::1", 80)),
-                                   ("loopback", socket.AF_INET, ("127.0.0.1", 9))):
+                                   ("loopback", socket.AF_INET, ("127.0.0.1", 9)),
+                                   ("port1", socket.AF_INET, ("127.0.0.1", 1))):
             s = socket.socket(family)
             try:
                 s.connect(addr); out[name] = "connected"
@@ -130,6 +131,7 @@ async def test_guest_network_is_a_sinkhole_that_nothing_leaves(
     assert tester["http"].startswith("#!/bin/sh")
     assert tester["eof"] is True  # the catch-all listener closes: a payload never hangs on it
     assert (tester["v6"], tester["loopback"]) == ("ENETUNREACH", "ECONNREFUSED")
+    assert tester["port1"] == "ECONNREFUSED"  # localhost:1 is closed, as test suites expect
     assert (tester["log"], tester["kill"]) == ("EACCES", "EPERM")
     assert got["ifaces"] == ["lo", "sink0"]
     assert " dummy " in got["sink0"]
