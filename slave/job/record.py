@@ -13,6 +13,7 @@ one-line ``reason`` (``summary.reason``; table also in ``docs/outcomes.md``)::
     tests ran past their time budget       → incomplete   how long they ran
     install or import failed               → failed       pip's / the import's error
     tests: real (non-offline) failures     → failed       "3 of 120 tests failed"
+      (unless every test errored in its set-up and none passed: incomplete)
     a package phase had an error           → infra_error  (the runner's own failure)
     install never reported                 → infra_error
     tests: none ran (none shipped, none    → incomplete   the runner's reason
@@ -361,6 +362,12 @@ def _judge_tests(entry: PhaseResult | None, tests: TestCounts | None) -> Decisio
     offline = tests.offline_failures.count if tests.offline_failures is not None else 0
     real = max(0, failed + errors - offline)
     ran = passed + failed + errors
+    if errors and not passed and failed <= offline:
+        # Every test errored in its set-up (a fixture or conftest raising: wcwidth's
+        # "C extension not loaded" when only its pure wheel is installed): no test of
+        # the package ran, so nothing says it is broken.
+        why = f"no test ran: all {errors} tests errored in their set-up"
+        return _decision(Outcome.INCOMPLETE, _joined([why, *notes]))
     if real:
         return _decision(Outcome.FAILED, _joined([f"{real} of {ran} tests failed", *notes]))
     if ran == 0:

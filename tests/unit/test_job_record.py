@@ -133,7 +133,8 @@ def test_collection_errors_alone_do_not_fail_the_release() -> None:
 
 
 def test_no_test_run_is_incomplete_with_the_reason() -> None:
-    """No tests shipped, none collectable, all skipped or only offline failures: incomplete."""
+    """No tests shipped, none collectable, all skipped, all errored in set-up or only offline
+    failures: incomplete; one real failure among set-up errors is failed."""
     phases = {"install": OK, "import": OK}
     skipped = {**phases, "tests": {"status": "skipped", "reason": "no tests found in the sdist"}}
     assert judge(skipped, "clean", {"reason": "no tests found in the sdist"}) == Decision(
@@ -154,6 +155,12 @@ def test_no_test_run_is_incomplete_with_the_reason() -> None:
     assert got.outcome is Outcome.INCOMPLETE
     no_phase = judge(phases, "clean")
     assert no_phase == Decision(Outcome.INCOMPLETE, "the tests phase did not run")
+    all_errored = {**counts(0, errors=1944), "skipped": 53}
+    got = judge({**phases, "tests": FAILED_TESTS}, "clean", all_errored)
+    why = "no test ran: all 1944 tests errored in their set-up"
+    assert got == Decision(Outcome.INCOMPLETE, why)
+    one_failure = counts(0, failed=1, errors=5)
+    assert judge({**phases, "tests": FAILED_TESTS}, "clean", one_failure).outcome is Outcome.FAILED
 
 
 def test_failed_tests_without_counts_use_the_phase() -> None:
