@@ -35,7 +35,8 @@ OUTCOME_TEXT: Final[Mapping[Outcome, str]] = {
     Outcome.FAILED: "a test of the package failed, its install failed for its own fault, "
     "or an import failed",
     Outcome.INCOMPLETE: "could not test: the tests could not run at all (none shipped, none "
-    "collectable, dependencies not installable, no image for its Python) or did not finish "
+    "collectable, all errored in their set-up, dependencies not installable, no image for its "
+    "Python) or did not finish "
     "within their time budget",
     Outcome.CRASHED: "package code died of a signal (install, import or tests)",
     Outcome.HARMFUL: "the behaviour verdict is malicious, whatever the phases did",
