@@ -69,10 +69,10 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
         requirements.update(install_test_requirements(ws, budget))
     junit = ws.scratch / "tmp" / "junit.xml"
     dump_after = max(1, int(ws.job.timeout("tests") * 0.8))
-    # -P: the sdist's root is not put first on sys.path as ``-m`` would, so the
-    # tests import the installed release, as the ``pytest`` script in upstream CI
-    # does — not the sdist's copy (which has no compiled extensions).
-    argv = [ws.vpython, "-P", "-X", "faulthandler", "-m", "pytest", "-p", "no:cacheprovider"]
+    # ``-m`` puts the sdist's root first on sys.path, as ``python -m pytest`` in
+    # upstream CI does: suites import helpers as ``from tests import x`` with no
+    # tests/__init__.py (jmespath). (-P was tried: it broke those suites.)
+    argv = [ws.vpython, "-X", "faulthandler", "-m", "pytest", "-p", "no:cacheprovider"]
     argv += [f"--junitxml={junit}", "-o", "junit_family=xunit1", "-q"]
     argv += ["-o", f"faulthandler_timeout={dump_after}", "--continue-on-collection-errors"]
     argv += ["--rootdir", str(root), *[str(t) for t in targets]]
