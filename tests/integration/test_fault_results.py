@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from master.jobs import JobState
 from protocol.messages import JobOffer, ResultAck
 from tests.integration.conftest import Harness
 
 
-async def test_result_for_a_job_the_slave_does_not_hold_is_refused_and_flagged(
-    harness: Harness,
-) -> None:
-    """Another slave's result carrying the job's current (guessed) lease changes nothing."""
+async def _running_with_intruder(harness: Harness) -> tuple[Any, Any, Any, JobOffer]:
+    """Slave ``owner`` running a job it accepted; slave ``intruder`` connected beside it."""
     owner = await harness.slave("owner")
     intruder = await harness.slave("intruder")
     job = await harness.submit()
     offer = await owner.next(JobOffer)
     await owner.accept(offer)
     await harness.until_job(job.id, lambda j: j.state is JobState.RUNNING)
+    return owner, intruder, job, offer
+
+
+async def test_result_for_a_job_the_slave_does_not_hold_is_refused_and_flagged(
+    harness: Harness,
+) -> None:
+    """Another slave's result carrying the job's current (guessed) lease changes nothing."""
+    owner, intruder, job, offer = await _running_with_intruder(harness)
     for guess in (offer.lease, offer.lease + 1, offer.lease - 1):
         await intruder.send_result(job.id, guess, "failed")
     await intruder.wait_for(lambda: len(intruder.inbox["result_ack"]) >= 3)
@@ -39,12 +47,7 @@ async def test_replayed_and_foreign_results_never_change_a_finished_job(
     harness: Harness,
 ) -> None:
     """Once finished, a result replayed by its slave or sent by another slave is acked, ignored."""
-    owner = await harness.slave("owner")
-    intruder = await harness.slave("intruder")
-    job = await harness.submit()
-    offer = await owner.next(JobOffer)
-    await owner.accept(offer)
-    await harness.until_job(job.id, lambda j: j.state is JobState.RUNNING)
+    owner, intruder, job, offer = await _running_with_intruder(harness)
     await owner.send_result(job.id, offer.lease, "passed", summary={"tests_passed": 3})
     await owner.next(ResultAck)
     before = await harness.until_job(job.id, lambda j: j.state is JobState.FINISHED)
