@@ -41,6 +41,7 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
         ws.out.emit("tests_summary", "tests", **fields, test_requirements=requirements)
 
     root = ws.sources()
+    site = ws.site_packages()
     if root is not None:
         targets = find_tests(root)
         if not targets:
@@ -49,13 +50,11 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
     else:
         # No sdist (a wheel-only release): the tests some projects ship inside
         # their package (numpy/tests, pytz/tests) are its tests.
-        site_dir = ws.site_packages()
-        targets = shipped_tests(site_dir, installed_modules(ws)) if site_dir else []
-        if site_dir is None or not targets:
+        targets = shipped_tests(site, installed_modules(ws)) if site else []
+        if site is None or not targets:
             summary(NO_SDIST)
             return Outcome("skipped", {"reason": NO_SDIST})
-        root = site_dir
-    site = ws.site_packages()
+        root = site
     if site is None or not (site / "pytest").is_dir():
         got = ws.run_as_tester(
             [*ws.pip_install(), "--find-links", ws.opts.wheels_dir, "pytest"],
