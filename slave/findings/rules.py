@@ -64,6 +64,11 @@ PERSISTENCE_TOOLS = _names("crontab at batch systemctl update-rc.d launchctl")
 # expected only when pip (or one of these) starts them.
 PIP_HELPERS = _names("lsb_release uname getopt cut tr")
 SHARPER = NETWORK_TOOLS | SHELLS | ENCODERS | PRIVILEGE_TOOLS | PERSISTENCE_TOOLS
+# Programs that read ~/.netrc on their own before any transfer (git through libcurl,
+# curl, wget): a test suite cloning its data with git makes them look. Starting such a
+# program is judged by proc.network_tool; its own netrc lookup is only recorded (info).
+NETRC_READERS = _names("git git-remote-http git-remote-https git-remote-ftp git-remote-ftps "
+                       "curl wget")  # fmt: skip
 
 CREDENTIAL_STORES = (
     ".aws",
@@ -354,11 +359,14 @@ def ssh_dir(call: Call) -> Iterable[Hit]:
 def credential_store(call: Call) -> Iterable[Hit]:
     ctx = call.context
     baits = {posixpath.join(ctx.home, rel) for rel in ctx.bait_files}
-    return tuple(
-        Hit(ctx.display(p))
-        for p in _touched(call)
-        if p not in baits and any(ctx.in_home(p, rel) for rel in CREDENTIAL_STORES)
-    )
+    tool = call.process in NETRC_READERS
+    hits: list[Hit] = []
+    for p in _touched(call):
+        if p in baits or not any(ctx.in_home(p, rel) for rel in CREDENTIAL_STORES):
+            continue
+        own_lookup = tool and p in call.reads and ctx.in_home(p, ".netrc")
+        hits.append(Hit(ctx.display(p), "info" if own_lookup else None))
+    return tuple(hits)
 
 
 def system_secret(call: Call) -> Iterable[Hit]:

@@ -8,6 +8,8 @@ logged — while the job runs. :func:`decide` maps it all to one outcome and a
 one-line ``reason`` (``summary.reason``; table also in ``docs/outcomes.md``)::
 
     malicious verdict                      → harmful      the worst finding
+    the tests were OOM-killed (SIGKILL,    → incomplete   "the tests ran out of memory"
+      the guest's OOM killer struck)
     a package phase crashed                → crashed      install, import or tests
     install or import timed out            → timed_out
     tests ran past their time budget       → incomplete   how long they ran
@@ -74,6 +76,8 @@ class RunRecord:
         self.current: str | None = None
         self.import_failure: str | None = None
         self.runner_finished = False
+        #: phases in which the guest's OOM killer struck (``oom_kills`` of phase_finished)
+        self.out_of_memory: set[str] = set()
         self._install_output = 0
 
     def feed(self, event: str, phase: str | None, fields: Mapping[str, Any]) -> list[Finding]:
@@ -87,6 +91,9 @@ class RunRecord:
                 self.phases[phase] = _phase_entry(fields)
                 if fields.get("status") == "crashed" and self.crash is None:
                     self.crash = _crash(phase, fields)
+                kills = fields.get("oom_kills")
+                if _is_count(kills) and kills:
+                    self.out_of_memory.add(phase)
             case "tests_summary":
                 self.tests = read_tests_summary(fields)
             case "import_result" if self.import_failure is None:
@@ -133,6 +140,7 @@ class RunRecord:
             self.tests,
             import_failure=self.import_failure,
             threat=threat(self.analyser.findings),
+            out_of_memory=frozenset(self.out_of_memory),
         )
 
     def fill(self, summary: JobSummary) -> None:
@@ -286,18 +294,27 @@ def decide(
     *,
     import_failure: str | None = None,
     threat: str | None = None,
+    out_of_memory: frozenset[str] = frozenset(),
 ) -> Decision:
     """The job's outcome and reason (table in the module docstring).
 
     ``tests`` is ``summary.tests`` (:func:`read_tests_summary`), absent when the runner sent
     none; ``import_failure`` the first module that did not import (``demo: ImportError``);
-    ``threat`` the worst finding (:func:`threat`).
+    ``threat`` the worst finding (:func:`threat`); ``out_of_memory`` the phases in which
+    the guest's OOM killer struck.
     """
     if verdict_ == Verdict.MALICIOUS:
         return _decision(Outcome.HARMFUL, f"malicious behaviour: {threat or 'see the findings'}")
     entries = {str(p): phases[p] for p in PACKAGE_PHASES if p in phases}
     for phase, entry in entries.items():
         if entry.status is PhaseStatus.CRASHED:
+            if phase == "tests" and phase in out_of_memory and entry.signal_name == "SIGKILL":
+                # A big suite outgrowing the guest's RAM (chardet's), like one outgrowing
+                # its time budget: the release is not shown broken, but not passed either.
+                return _decision(
+                    Outcome.INCOMPLETE,
+                    "the tests ran out of memory: the guest's OOM killer stopped them (SIGKILL)",
+                )
             signal = _line(entry.signal_name) or "a signal"
             return _decision(Outcome.CRASHED, f"{phase} crashed ({signal})")
     for phase, entry in entries.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import posixpath
 from pathlib import Path
 
 import pytest
@@ -696,3 +697,21 @@ def test_profile_from_json_reads_tuples_as_the_protocol_decodes_them() -> None:
     as_json = [["install", "socket", "AF_INET"], ["import", "credential", "~/.ssh/id_rsa"]]
     as_wire = tuple(tuple(item) for item in as_json)
     assert profile_from_json(as_wire) == profile_from_json(as_json) != frozenset()
+
+
+def test_git_or_curl_reading_netrc_on_their_own_is_only_recorded() -> None:
+    """A suite cloning its data with git makes git look up ~/.netrc: info, not a finding
+    that moves the verdict; the package's own process reading it still is one, and a tool
+    writing it too."""
+    netrc = '300 openat(AT_FDCWD, "/home/tester/.netrc", O_RDONLY) = -1 ENOENT (x)'
+    for tool in ("/usr/bin/git", "/usr/lib/git-core/git-remote-https", "/usr/bin/curl"):
+        started = execve(tool, posixpath.basename(tool), "clone", "https://x/y", pid=300)
+        assert rules_hit("tests", started, netrc)["cred.store"] == "info"
+        assert rules_hit("import", started, netrc)["cred.store"] == "info"
+    python = execve(f"{V}/bin/python", "python", "-m", "demo", pid=300)
+    assert rules_hit("import", python, netrc)["cred.store"] == "high"
+    written = '300 openat(AT_FDCWD, "/home/tester/.netrc", O_WRONLY|O_CREAT, 0600) = 3'
+    git = execve("/usr/bin/git", "git", "clone", "x", pid=300)
+    assert rules_hit("tests", git, written)["cred.store"] == "medium"
+    kube = '300 openat(AT_FDCWD, "/home/tester/.kube/config", O_RDONLY) = 3'
+    assert rules_hit("tests", git, kube)["cred.store"] == "medium"

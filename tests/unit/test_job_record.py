@@ -84,6 +84,30 @@ def test_crash_and_timeout_say_which_phase() -> None:
     )
 
 
+def test_tests_killed_by_the_oom_killer_are_incomplete_not_crashed() -> None:
+    """A suite outgrowing the guest's RAM is not the release crashing; elsewhere it still is."""
+    record = RunRecord()
+    feed_all(record, [
+        finished("install", "passed"), finished("import", "passed"),
+        finished("tests", "crashed", signal=9, signal_name="SIGKILL", oom_kills=1),
+    ])  # fmt: skip
+    assert record.out_of_memory == {"tests"}
+    assert record.decide() == Decision(
+        Outcome.INCOMPLETE,
+        "the tests ran out of memory: the guest's OOM killer stopped them (SIGKILL)",
+    )
+    assert record.summary().crash is not None  # what happened stays on record
+    # SIGKILL with no OOM kill counted, or an OOM kill at import: still crashed
+    killed = {"install": OK, "tests": {"status": "crashed", "signal_name": "SIGKILL"}}
+    assert judge(killed, "clean").outcome is Outcome.CRASHED
+    at_import = {"install": OK, "import": {"status": "crashed", "signal_name": "SIGKILL"}}
+    assert judge(at_import, "clean", out_of_memory=frozenset({"import"})).outcome is (
+        Outcome.CRASHED
+    )
+    segv = {"install": OK, "tests": {"status": "crashed", "signal_name": "SIGSEGV"}}
+    assert judge(segv, "clean", out_of_memory=frozenset({"tests"})).outcome is Outcome.CRASHED
+
+
 def test_failed_install_or_import_is_failed_with_the_error() -> None:
     """An install or import that failed is the package's failure, with pip's or the error."""
     install = {"install": {"status": "failed", "exit_code": 1}}
