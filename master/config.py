@@ -94,7 +94,7 @@ class MasterConfig:
     feed: dict[str, Any] = field(default_factory=dict)
     http: dict[str, Any] = field(default_factory=dict)
     require_read_token: bool = False
-    default_image: str = "bookworm"
+    default_image: str = "trixie"
     #: ``[images]``: image name → Python version, known before any slave advertises it.
     images: dict[str, str] = field(default_factory=dict)
     master_name: str = field(default_factory=socket.gethostname)
@@ -278,7 +278,7 @@ def build_config(values: Mapping[str, Any]) -> MasterConfig:
         feed=dict(values.get("feed", {})),
         http=dict(values.get("http", {})),
         require_read_token=bool(values.get("require_read_token", False)),
-        default_image=str(values.get("default_image", "bookworm")),
+        default_image=str(values.get("default_image", "trixie")),
         images=images,
         master_name=str(values.get("master_name") or socket.gethostname()),
         heartbeat_interval=interval,

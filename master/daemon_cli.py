@@ -52,7 +52,7 @@ config file (TOML; flags win over it; relative paths are relative to the file):
   max_frame           post-authentication frame cap in bytes (1 MiB)
   tls_cert, tls_key   PEM files: TLS on the slave port
   require_read_token  reads of the API need a token too (false)
-  default_image       image of jobs that name none (bookworm)
+  default_image       image of jobs that name none (trixie)
   master_name, log_format (auto|json|console), log_level
   [feed]              settings of the feed watcher
   [http]              settings of the HTTP API (callback_allow: callback targets

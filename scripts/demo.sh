@@ -31,8 +31,8 @@ umask 022
 TOKEN=$(head -n1 "$DEMO/tokens")
 export PYTI_MASTER_URL="http://127.0.0.1:$HTTP_PORT" PYTI_TOKEN="$TOKEN"
 
-step "guest image 'bookworm' (built once, then reused from $IMAGES)"
-"$PYTI" image build bookworm --image-dir "$IMAGES" --accel "$ACCEL"
+step "guest image 'trixie', the default (built once, then reused from $IMAGES)"
+"$PYTI" image build trixie --image-dir "$IMAGES" --accel "$ACCEL"
 
 pids=()
 cleanup() {

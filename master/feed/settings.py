@@ -49,7 +49,7 @@ class FeedSettings:
     watch_only: bool = False
     watch_list: frozenset[str] = frozenset()
     priority: int = PRIORITY_FEED
-    image: str = "bookworm"
+    image: str = "trixie"
     resolve_retries: int = 10
     resolve_retry_initial: float = 30.0
     resolve_retry_max: float = 1800.0

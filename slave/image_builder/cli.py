@@ -26,7 +26,7 @@ from slave.image_builder.resources import GUEST_FILES_DIR, RECIPES_DIR, RUNNER_D
 from slave.image_builder.snapshot import make_snapshot, snapshot_fits
 from slave.vm.accel import Accel, probe_kvm
 
-DEFAULT_IMAGE = "bookworm"
+DEFAULT_IMAGE = "trixie"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

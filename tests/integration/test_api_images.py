@@ -20,10 +20,12 @@ PYTHONS = {"bookworm": "3.11.2", "trixie": "3.13.5"}
 
 @pytest.fixture
 async def pypi(tmp_path: Path) -> AsyncIterator[FakePyPI]:
-    """Releases for any Python 3, for >= 3.12 only, and for a Python no image has."""
+    """Releases for any Python 3, for >= 3.12 only, for < 3.13 only, and for a Python no image
+    has."""
     async with FakePyPI() as index:
         index.add_project(tmp_path / "a", "anypy", "1.0", requires_python=">=3.8")
         index.add_project(tmp_path / "n", "newpy", "1.0", requires_python=">=3.12")
+        index.add_project(tmp_path / "o", "oldpy", "1.0", requires_python=">=3.8,<3.13")
         index.add_project(tmp_path / "f", "futurepy", "1.0", requires_python=">=3.14")
         yield index
 
@@ -37,7 +39,7 @@ async def two_images(tmp_path: Path, pypi: FakePyPI) -> AsyncIterator[Harness]:
     h = Harness(config)
     await h.start()
     try:
-        await h.slave("s1", images=tuple(PYTHONS), pythons=PYTHONS, mode="accept", slots=2)
+        await h.slave("s1", images=tuple(PYTHONS), pythons=PYTHONS, mode="accept", slots=3)
         yield h
     finally:
         await h.stop()
@@ -58,14 +60,16 @@ async def _submit(client: TestClient[Any, Any], **body: Any) -> tuple[int, dict[
 async def test_release_goes_to_the_image_its_python_allows(
     client: TestClient[Any, Any], two_images: Harness
 ) -> None:
-    """>=3.8 runs in the default (bookworm), >=3.12 in trixie; each is offered in that image."""
+    """>=3.8 and >=3.12 run in the default (trixie), <3.13 in bookworm; each offered there."""
     status, body = await _submit(client, project="anypy")
-    assert status == 201 and body["job"]["image"] == "bookworm"
+    assert status == 201 and body["job"]["image"] == "trixie"
     status, body = await _submit(client, project="newpy")
     assert status == 201 and body["job"]["image"] == "trixie"
+    status, body = await _submit(client, project="oldpy")
+    assert status == 201 and body["job"]["image"] == "bookworm"
     slave = two_images.slaves[0]
-    await slave.wait_for(lambda: len(slave.jobs) == 2)
-    assert sorted(j.offer.image for j in slave.jobs.values()) == ["bookworm", "trixie"]
+    await slave.wait_for(lambda: len(slave.jobs) == 3)
+    assert sorted(j.offer.image for j in slave.jobs.values()) == ["bookworm", "trixie", "trixie"]
 
 
 async def test_no_image_fits_is_incomplete_with_the_reason(
