@@ -36,6 +36,8 @@ from tests.fakes.behaviours import (
     DROPPER_PORT,
     EXFIL_HOST,
     EXFIL_PORT,
+    METADATA_IP,
+    PROBE_V6,
     STEALER_PTH,
 )
 from tests.fakes.master import FakeMaster, stop_task
@@ -56,6 +58,7 @@ SAMPLES: dict[str, Callable[[Path], list[Path]]] = {
     "flood": behaviours.flood,
     "dropper": behaviours.dropper,
     "dynsetup": behaviours.dynamic_setup,
+    "netprobe": behaviours.netprobe,
 }
 
 
@@ -213,6 +216,38 @@ async def test_sinkhole_shows_a_droppers_later_stages(harness: Harness) -> None:
     network = harness.events(job_id, "network")
     assert {e["phase"] for e in network} == {"import", "tests"}
     assert time.monotonic() - started < JOB_TIMEOUT / 2  # nothing hung on the sinkhole
+
+
+async def test_network_probes_fail_and_are_recorded(harness: Harness) -> None:
+    """IPv6 out, raw and packet sockets, the metadata address, AF_VSOCK to the host: nothing
+    leaves the guest (refused, unreachable, or the sinkhole answers), and each is a finding."""
+    job_id, result = await harness.run("netprobe")
+    (line,) = [e["line"] for e in harness.events(job_id, "output") if "NETPROBE" in e["line"]]
+    got = json.loads(line.split("NETPROBE ", 1)[1])
+    print("netprobe:", got)
+    assert got["v6_global"] == "ENETUNREACH"  # no IPv6 route at all
+    assert got["v6_loopback"] == "ECONNREFUSED"
+    assert got["v6_mapped"] == "ok"  # IPv4 underneath: the sinkhole took it
+    assert (got["raw_icmp"], got["raw_icmp6"], got["packet"]) == ("EPERM",) * 3
+    assert got["metadata"].startswith("HTTP/1.1 200")  # the sinkhole's answer, not metadata
+    assert got["vsock"] in ("ENODEV", "EAFNOSUPPORT", "ECONNRESET", "ETIMEDOUT"), got["vsock"]
+    findings = found(result)
+    expected = {
+        ("net.connect", "import", f"[{PROBE_V6}]:443"): "high",
+        ("net.connect_loopback", "import", "[::1]:1"): "low",
+        ("net.connect", "import", "[::ffff:203.0.113.7]:443"): "high",
+        ("net.raw_socket", "import", "AF_INET SOCK_RAW"): "medium",
+        ("net.raw_socket", "import", "AF_INET6 SOCK_RAW"): "medium",
+        ("net.raw_socket", "import", "AF_PACKET SOCK_RAW"): "medium",
+        ("net.connect", "import", f"{METADATA_IP}:80"): "high",
+        ("net.sinkhole_http", "import", f"{METADATA_IP}/latest/meta-data/"): "high",
+        ("net.vsock", "import", "AF_VSOCK"): "high",
+    }  # fmt: skip
+    assert {k: findings[k]["severity"] for k in expected if k in findings} == expected, sorted(
+        findings
+    )
+    assert result.summary.to_json()["verdict"] == "malicious"
+    assert_contained(harness, job_id, result)
 
 
 async def test_dynamic_setup_py_is_traced_from_its_metadata_build(harness: Harness) -> None:

@@ -100,6 +100,14 @@ HITS = [
         "100 socket(AF_INET, SOCK_RAW, IPPROTO_ICMP) = -1 EPERM (x)",
         "medium",
     ),
+    ("net.vsock", "import", "100 socket(AF_VSOCK, SOCK_STREAM|SOCK_CLOEXEC, 0) = 3", "high"),
+    (
+        "net.vsock",
+        "tests",
+        "100 connect(3, {sa_family=AF_VSOCK, svm_reserved1=0, svm_port=1234, "
+        "svm_cid=VMADDR_CID_HOST, svm_flags=0}, 16) = -1 ENODEV (No such device)",
+        "high",
+    ),
     ("proc.exec_temp", "tests", execve("/tmp/pytest-of-t/p0/test_x0/script.sh", "s"), "low"),
     (
         "net.socket",
@@ -228,6 +236,8 @@ QUIET = [
         "100 socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE) = 3",
     ),
     ("net.socket", "install", "200 socket(AF_INET6, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_IP) = 3"),
+    ("net.vsock", "import", "100 socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0) = 3"),
+    ("net.vsock", "import", connect("AF_INET", "203.0.113.7", 443)),
     ("net.socket", "install", "100 socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0) = 3"),
     ("proc.network_tool", "install", execve("/usr/bin/curlish", "curlish")),
     ("proc.shell", "install", execve("/usr/bin/shellcheck", "shellcheck")),
