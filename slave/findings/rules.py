@@ -237,7 +237,16 @@ def vsock(call: Call) -> Iterable[Hit]:
     if "sa_family=AF_VSOCK" not in peer:
         return NO_HITS
     cid, port = _VSOCK_CID.search(peer), _VSOCK_PORT.search(peer)
-    return (Hit(f"cid {cid.group(1) if cid else '?'} port {port.group(1) if port else '?'}"),)
+    return (Hit(f"cid {_number(cid.group(1) if cid else '?')} "
+                f"port {_number(port.group(1) if port else '?')}"),)  # fmt: skip
+
+
+def _number(text: str) -> str:
+    """strace's ``0x4d2`` as ``1234``; names (``VMADDR_CID_HOST``) as they are."""
+    try:
+        return str(int(text, 0))
+    except ValueError:
+        return text
 
 
 def listen_inet(call: Call) -> Iterable[Hit]:

@@ -291,7 +291,8 @@ NETPROBE_INIT = dedent(
             "raw_icmp6": _try(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6),
             "packet": _try(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)),
             "metadata": _try(socket.AF_INET, socket.SOCK_STREAM, peer=({METADATA_IP!r}, 80),
-                             send=b"GET /latest/meta-data/ HTTP/1.0\\r\\nHost: {METADATA_IP}\\r\\n\\r\\n"),
+                             send=b"GET /latest/meta-data/ HTTP/1.0\\r\\n"
+                                  b"Host: {METADATA_IP}\\r\\n\\r\\n"),
             "vsock": _try(socket.AF_VSOCK, socket.SOCK_STREAM, peer=(2, 1234)),
         }}
         print("NETPROBE " + json.dumps(probes), flush=True)

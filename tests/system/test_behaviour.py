@@ -68,6 +68,8 @@ class Harness:
     daemon: SlaveDaemon
     #: every job's events land here as JSON lines, for whoever debugs a failure
     events_dir: Path
+    #: the image every job names (``$PYTI_TEST_IMAGE``, default bookworm)
+    image: str = "bookworm"
     next_id: int = 1
     results: dict[str, JobResult] = field(default_factory=dict)
 
@@ -77,7 +79,7 @@ class Harness:
         self.next_id += 1
         started = time.monotonic()
         await self.master.offer(
-            job_id, project=project, version="1.0", image="bookworm", **offer
+            job_id, project=project, version="1.0", image=self.image, **offer
         )  # fmt: skip
         result = await self.master.wait_result(job_id, timeout=JOB_TIMEOUT)
         dump = self.events_dir / f"{job_id}-{project}.jsonl"
@@ -126,7 +128,7 @@ async def harness(tmp_path_factory: pytest.TempPathFactory, image: Image) -> Asy
             await master.wait_session()
             events_dir = root / "events"
             events_dir.mkdir()
-            yield Harness(master, daemon, events_dir)
+            yield Harness(master, daemon, events_dir, image.name)
         finally:
             await stop_task(task)
 
@@ -236,12 +238,13 @@ async def test_network_probes_fail_and_are_recorded(harness: Harness) -> None:
         ("net.connect", "import", f"[{PROBE_V6}]:443"): "high",
         ("net.connect_loopback", "import", "[::1]:1"): "low",
         ("net.connect", "import", "[::ffff:203.0.113.7]:443"): "high",
-        ("net.raw_socket", "import", "AF_INET SOCK_RAW"): "medium",
-        ("net.raw_socket", "import", "AF_INET6 SOCK_RAW"): "medium",
-        ("net.raw_socket", "import", "AF_PACKET SOCK_RAW"): "medium",
+        ("net.raw_socket", "import", "AF_INET SOCK_RAW|SOCK_CLOEXEC"): "medium",
+        ("net.raw_socket", "import", "AF_INET6 SOCK_RAW|SOCK_CLOEXEC"): "medium",
+        ("net.raw_socket", "import", "AF_PACKET SOCK_RAW|SOCK_CLOEXEC"): "medium",
         ("net.connect", "import", f"{METADATA_IP}:80"): "high",
         ("net.sinkhole_http", "import", f"{METADATA_IP}/latest/meta-data/"): "high",
         ("net.vsock", "import", "AF_VSOCK"): "high",
+        ("net.vsock", "import", "cid VMADDR_CID_HOST port 1234"): "high",
     }  # fmt: skip
     assert {k: findings[k]["severity"] for k in expected if k in findings} == expected, sorted(
         findings

@@ -104,8 +104,8 @@ HITS = [
     (
         "net.vsock",
         "tests",
-        "100 connect(3, {sa_family=AF_VSOCK, svm_reserved1=0, svm_port=1234, "
-        "svm_cid=VMADDR_CID_HOST, svm_flags=0}, 16) = -1 ENODEV (No such device)",
+        "100 connect(3, {sa_family=AF_VSOCK, svm_reserved1=0, svm_port=0x4d2, "
+        "svm_cid=VMADDR_CID_HOST, svm_flags=0}, 16) = -1 ECONNRESET (Connection reset by peer)",
         "high",
     ),
     ("proc.exec_temp", "tests", execve("/tmp/pytest-of-t/p0/test_x0/script.sh", "s"), "low"),
@@ -277,6 +277,16 @@ QUIET = [
 def test_rule_stays_quiet_on_look_alikes(rule: str, phase: str, line: str) -> None:
     """Near misses (other ports, paths, processes, flags) do not fire the rule."""
     assert rule not in rules_hit(phase, line)
+
+
+def test_vsock_target_names_cid_and_port() -> None:
+    """A vsock connect's target is its CID and decimal port, as strace (6.1) prints them."""
+    line = (
+        "100 connect(3<VSOCK:[9]>, {sa_family=AF_VSOCK, svm_reserved1=0, svm_port=0x4d2, "
+        "svm_cid=VMADDR_CID_HOST, svm_flags=0}, 16) = -1 ECONNRESET (Connection reset by peer)"
+    )
+    (finding,) = analyse("import", line, CTX)
+    assert (finding.rule, finding.target) == ("net.vsock", "cid VMADDR_CID_HOST port 1234")
 
 
 def test_every_rule_has_a_firing_test() -> None:
