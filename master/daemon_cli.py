@@ -47,7 +47,8 @@ config file (TOML; flags win over it; relative paths are relative to the file):
   reconnect_grace     how long a lost slave's running jobs wait for it (30)
   drain_grace         at shutdown, how long running jobs may finish (30)
   handshake_timeout   a slave-port peer must authenticate within this (10)
-  retry_limit         infra_error results re-queued before one is final (2)
+  retry_limit         infra_error results re-queued before one is final (2);
+                      a final one whose VM died is quarantined ("kills its VM")
   quarantine_after    lost slaves in a row before a job is quarantined (3)
   max_frame           post-authentication frame cap in bytes (1 MiB)
   tls_cert, tls_key   PEM files: TLS on the slave port

@@ -58,7 +58,8 @@ class Scheduler:
             "jobs_requeued_total", "Jobs put back in the queue.", ["reason"]
         )
         self._quarantined = metrics.counter(
-            "jobs_quarantined_total", "Jobs quarantined after losing their slave repeatedly."
+            "jobs_quarantined_total",
+            "Jobs quarantined after losing their slave or killing their VM repeatedly.",
         )
 
     def kick(self) -> None:
@@ -130,6 +131,11 @@ class Scheduler:
         log.info("job_cancelled", job_id=job.id, reason=reason)
         self.kick()
         return job
+
+    def note_quarantined(self, job: Job) -> None:
+        """Count and log a job its slave's result quarantined (its VM died every time)."""
+        self._quarantined.inc()
+        log.warning("job_quarantined", job_id=job.id, slave=job.slave, reason=job.error)
 
     async def requeue_lost(self, job: Job, reason: str) -> Job | None:
         """Put a job whose slave is lost back in the queue (or quarantine it).

@@ -179,6 +179,8 @@ class JobSummary:
     prepare: PrepareSummary | None = None
     events_dropped: int | None = None
     spool_error: Line | None = None
+    #: how the job's VM ended under it, when that is why the job failed (``infra_error``)
+    vm_exit: Line | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The plain map (wire, API JSON, stored row)."""

@@ -204,6 +204,8 @@ class SlaveHandlers:
                 if job.event_seq < msg.last_seq:
                     log.warning("result_before_events", stored=job.event_seq, last=msg.last_seq)
                 self._ctx.bus.publish_end(job)
+                if job.quarantined:
+                    self._ctx.scheduler.note_quarantined(job)
             log.info("job_finished", outcome=msg.outcome, isolation=msg.isolation)
         else:
             log.info("job_result", disposition=disposition.value, outcome=msg.outcome)

@@ -328,7 +328,7 @@ class JobStore:
                     conn, job, new_attempt=True, infra_retries=job.infra_retries + 1, slave_losses=0
                 )
                 return FinishDisposition.REQUEUED
-            ended = move.finish(conn, job, result)
+            ended = move.finish(conn, job, result, quarantine=_kills_its_vm(job, result))
             record_comparison(conn, ended, project_key(ended.project))
             return FinishDisposition.STORED
 
@@ -356,3 +356,16 @@ class JobStore:
             return move.requeue(conn, job, new_attempt=True)
 
         return await self._db.write(tx)
+
+
+def _kills_its_vm(job: Job, result: JobResult) -> str | None:
+    """The quarantine reason of a final ``infra_error`` whose VM died under the job.
+
+    Its retries are spent (``retry_limit``): a release that takes its VM down with it
+    every time is set aside like one that takes its slave down (``quarantine_after``).
+    """
+    if result.outcome != "infra_error" or not result.summary.vm_exit:
+        return None
+    tries = job.infra_retries + 1
+    last = result.summary.vm_exit
+    return f"quarantined: kills its VM ({tries} attempt{'s' * (tries > 1)}, last: {last})"

@@ -182,14 +182,18 @@ def requeue(
     return _update(conn, job.id, **values)
 
 
-def finish(conn: sqlite3.Connection, job: Job, result: JobResult) -> Job:
+def finish(
+    conn: sqlite3.Connection, job: Job, result: JobResult, *, quarantine: str | None = None
+) -> Job:
     """``assigned|running → finished`` with the slave's result; queues the webhook.
 
-    The caller compares the release with the previous one in the same
-    transaction (``master.store.comparisons``).
+    ``quarantine``: why the job is quarantined with this (``infra_error``) result;
+    it leads the job's ``error``. The caller compares the release with the previous
+    one in the same transaction (``master.store.comparisons``).
     """
     _check_can_finish(job)
-    end_attempt(conn, job.id, job.lease, "finished", None, result)
+    status = "finished" if quarantine is None else "quarantined"
+    end_attempt(conn, job.id, job.lease, status, quarantine, result)
     now = time.time()
     summary = result.summary
     ended = _update(
@@ -205,7 +209,8 @@ def finish(conn: sqlite3.Connection, job: Job, result: JobResult) -> Job:
         finished_at=now,
         slave_losses=0,
         started_at=job.started_at or now,
-        error=summary.error,
+        error=summary.error if quarantine is None else f"{quarantine}; {summary.error}"[:2000],
+        quarantined=int(quarantine is not None),
     )
     queue_callback(conn, ended, now)
     return ended

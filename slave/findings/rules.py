@@ -229,6 +229,31 @@ def raw_socket(call: Call) -> Iterable[Hit]:
     return NO_HITS
 
 
+_VSOCK_CID = re.compile(r"svm_cid=(\w+)")
+_VSOCK_PORT = re.compile(r"svm_port=(\w+)")
+
+
+def vsock(call: Call) -> Iterable[Hit]:
+    """An AF_VSOCK socket, or a connect/send to a vsock address (CID 2 is the host)."""
+    args = call.line.args
+    if call.name == "socket":
+        return (Hit("AF_VSOCK"),) if args and args[0] == "AF_VSOCK" else NO_HITS
+    peer = args[1] if len(args) > 1 else ""
+    if "sa_family=AF_VSOCK" not in peer:
+        return NO_HITS
+    cid, port = _VSOCK_CID.search(peer), _VSOCK_PORT.search(peer)
+    return (Hit(f"cid {_number(cid.group(1) if cid else '?')} "
+                f"port {_number(port.group(1) if port else '?')}"),)  # fmt: skip
+
+
+def _number(text: str) -> str:
+    """strace's ``0x4d2`` as ``1234``; names (``VMADDR_CID_HOST``) as they are."""
+    try:
+        return str(int(text, 0))
+    except ValueError:
+        return text
+
+
 def listen_inet(call: Call) -> Iterable[Hit]:
     fd = call.line.args[0] if call.line.args else ""
     if re.search(r"<TCP(v6)?:", fd):
@@ -507,6 +532,9 @@ RULES: tuple[Rule, ...] = (
          _names("listen"), listen_inet, {"tests": "info"}),
     Rule("net.raw_socket", "medium", "network", "raw IP or packet socket (not netlink)",
          _names("socket"), raw_socket),
+    Rule("net.vsock", "high", "network",
+         "AF_VSOCK socket or connection (the VM's channel to its host; the guest has none)",
+         _names("socket") | SEND_CALLS, vsock),
     Rule("net.socket", "info", "socket", "IPv4/IPv6 socket opened (not by pip)",
          _names("socket"), inet_socket),
     # processes

@@ -12,6 +12,7 @@
    timeouts also enforced from here (a hung runner gets its VM killed).
 5. **verdict**: findings verdict, quality report, crash details, outcome.
 6. **teardown**: the VM is stopped on every path (also on cancel, at once).
+   A job that failed because its VM died says how first (``summary.vm_exit``).
 
 Every failure of the machinery (prepare, VM, SSH) makes the job an
 ``infra_error`` with the reason in ``summary.error``; a preparation error that is
@@ -137,6 +138,7 @@ class VMExecutor:
             ctx.phases.update(record.phases)
             booted = booted or await _settle(booting)
             if booted is not None:
+                await _note_vm_death(ctx, booted[0])
                 await self._teardown(ctx, *booted)
         record.fill(ctx.summary)
         if static is not None:
@@ -313,6 +315,21 @@ def _static_findings(prepared: PreparedRelease) -> list[Finding]:
     sdist = prepared.sdist
     imports = undeclared_import_findings(sdist.name, prepared.build_imports) if sdist else []
     return [*imports, *static_findings(prepared.files)]
+
+
+async def _note_vm_death(ctx: JobContext, vm: VM) -> None:
+    """If the job failed because its VM died (QEMU killed, the guest panicked or powered
+    off), say so first in ``summary.error`` and ``summary.vm_exit`` (the master quarantines
+    a job whose VM dies on its last retry: it "kills its VM")."""
+    task = asyncio.current_task()
+    if ctx.summary.error is None or (task is not None and task.cancelling() > 0):
+        return
+    death = await vm.death()
+    if death is None:
+        return
+    ctx.summary.vm_exit = death[:300]
+    ctx.summary.error = f"the VM died: {death}; {ctx.summary.error}"[:2000]
+    ctx.log.error("vm_died", exit=death)
 
 
 async def _settle(booting: asyncio.Task[tuple[VM, Guest]]) -> tuple[VM, Guest] | None:

@@ -27,6 +27,7 @@ import contextlib
 import enum
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -51,6 +52,11 @@ log = structlog.get_logger(__name__)
 
 #: AF_UNIX paths are limited to 108 bytes, including the terminating NUL.
 _SUN_PATH_MAX = 107
+#: QMP events that tell why the guest ended: a guest poweroff or reset (a kernel panic
+#: with ``panic=-1`` resets, and ``-no-reboot`` turns that into an exit), a signal to QEMU.
+END_EVENTS = frozenset({"SHUTDOWN", "GUEST_PANICKED"})
+#: Seconds :meth:`VM.death` waits for QEMU's exit and its last QMP events.
+DEATH_WAIT = 1.0
 
 
 class VMState(enum.Enum):
@@ -108,6 +114,8 @@ class VM:
         self._channel: QMPChannel | None = None
         self._console = Console(self.console_log)
         self._stopped = asyncio.Event()
+        #: QEMU's own reports of the guest's end, kept from launch to teardown.
+        self._ends = BoundedListener(set(END_EVENTS))
 
     def __repr__(self) -> str:
         pid = self._proc.pid if self._proc else None
@@ -251,6 +259,7 @@ class VM:
             con_theirs.close()
             if state_fd is not None:
                 os.close(state_fd)
+        self._qmp.register_listener(self._ends)
         listener = BoundedListener({"MIGRATION", "RESUME", "STOP", "SHUTDOWN"})
         self._qmp.register_listener(listener)
         try:
@@ -409,6 +418,36 @@ class VM:
                         raise VMError(f"saving the guest state {status}", self.console_tail())
                     await self._until_exit(listener.get(), "saving the guest state")
 
+    async def death(self, wait: float = DEATH_WAIT) -> str | None:
+        """Why QEMU ended under us, or None if it still runs after ``wait`` seconds.
+
+        For a job that failed talking to its guest: the SSH socket's EOF often comes
+        before our child watcher sees QEMU's exit, and QEMU's last QMP events (a
+        ``SHUTDOWN`` with its reason, ``GUEST_PANICKED``) before the QMP EOF. Never raises.
+        """
+        proc, channel = self._proc, self._channel
+        if proc is None or self._state is not VMState.RUNNING:
+            return None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await proc.wait()
+                while channel is not None and channel.connected:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)  # QMP reads its EOF after the last events
+        code = proc.returncode
+        if code is None:
+            return None
+        if code < 0:
+            what = f"QEMU was killed by signal {-code} ({_signal_name(-code)})"
+        else:
+            what = f"QEMU exited with status {code}"
+        events = self._ends.drain()
+        if any(e["event"] == "GUEST_PANICKED" for e in events):
+            what += ", the guest kernel panicked"
+        reasons = [e.get("data", {}).get("reason") for e in events if e["event"] == "SHUTDOWN"]
+        if reasons:
+            what += f" (shutdown: {reasons[-1]})"
+        return what
+
     async def wait_exit(self) -> int:
         """Wait until QEMU exits (e.g. the guest powered off); its exit code."""
         assert self._proc is not None
@@ -476,6 +515,13 @@ class VM:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown"
 
 
 async def _to_the_end(aw: Awaitable[None]) -> None:

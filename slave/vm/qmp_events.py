@@ -29,6 +29,13 @@ class BoundedListener(EventListener):
         if self.accept(event) and not self._queue.full():
             self._queue.put_nowait(event)
 
+    def drain(self) -> list[Any]:
+        """The events queued so far, without waiting (the queue is left empty)."""
+        events = []
+        while not self._queue.empty():
+            events.append(self._queue.get_nowait())
+        return events
+
 
 def silence_default_listener(qmp: QMPClient) -> None:
     """Make ``qmp.events`` (which cannot be removed) accept no event at all."""

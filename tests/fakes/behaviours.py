@@ -21,6 +21,9 @@ malicious sample can carry several behaviours at once:
 | | its test: a lookup that must fail (the tests phase is offline) | tests |
 | `dynsetup` | no static metadata; ``setup.py``: undeclared ``import fakehelper``, | install |
 | | then reads ``~/.ssh/id_rsa``, connects to 203.0.113.7:443 | (metadata) |
+| `netprobe` | import: IPv6 to a global (documentation) address, to ``::1`` and to a | import |
+| | v4-mapped address; raw IP and packet sockets; HTTP to 169.254.169.254; | |
+| | AF_VSOCK to the host (CID 2); prints what each got as one JSON line | |
 
 The resource samples act in one phase only (the others stay clean) so the
 phase a finding or crash lands in is known.
@@ -250,6 +253,53 @@ STEALER_PYPROJECT = dedent(
 )
 
 
+#: Where `netprobe` reaches over IPv6 (documentation prefix: routed nowhere, even by mistake).
+PROBE_V6 = "2001:db8::7"
+#: The cloud metadata service's link-local address.
+METADATA_IP = "169.254.169.254"
+NETPROBE_INIT = dedent(
+    f"""
+    import json
+    import socket
+    import sys
+
+    __version__ = "1.0"
+
+
+    def _try(family, kind, proto=0, peer=None, send=None):
+        try:
+            with socket.socket(family, kind, proto) as s:
+                s.settimeout(5)
+                if peer is not None:
+                    s.connect(peer)
+                if send is not None:
+                    s.sendall(send)
+                    return s.recv(64).decode(errors="replace")
+                return "ok"
+        except OSError as exc:
+            import errno
+            return errno.errorcode.get(exc.errno, str(exc))
+
+
+    if "pytest" not in sys.modules:
+        probes = {{
+            "v6_global": _try(socket.AF_INET6, socket.SOCK_STREAM, peer=({PROBE_V6!r}, 443)),
+            "v6_loopback": _try(socket.AF_INET6, socket.SOCK_STREAM, peer=("::1", 1)),
+            "v6_mapped": _try(socket.AF_INET6, socket.SOCK_STREAM,
+                              peer=("::ffff:203.0.113.7", 443)),
+            "raw_icmp": _try(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+            "raw_icmp6": _try(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6),
+            "packet": _try(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)),
+            "metadata": _try(socket.AF_INET, socket.SOCK_STREAM, peer=({METADATA_IP!r}, 80),
+                             send=b"GET /latest/meta-data/ HTTP/1.0\\r\\n"
+                                  b"Host: {METADATA_IP}\\r\\n\\r\\n"),
+            "vsock": _try(socket.AF_VSOCK, socket.SOCK_STREAM, peer=(2, 1234)),
+        }}
+        print("NETPROBE " + json.dumps(probes), flush=True)
+    """
+)
+
+
 def _literal(body: str) -> str:
     """``body`` protected from ``make_project``'s ``str.format``."""
     return body.replace("{", "{{").replace("}", "}}")
@@ -386,3 +436,11 @@ def dynamic_setup(dest: Path) -> list[Path]:
         build_wheel(dest, "fakehelper", "1.0", {"fakehelper/__init__.py": ""}),
         build_wheel(dest, "fakedep", "1.0", {"fakedep/__init__.py": ""}),
     ]
+
+
+def netprobe(dest: Path) -> list[Path]:
+    """A release whose import probes every way out of the guest but TCP/DNS (sdist + wheel)."""
+    return make_project(
+        dest, "netprobe", "1.0", package_body=_literal(NETPROBE_INIT),
+        test_body=UNIMPORTING_TEST,
+    ).files  # fmt: skip

@@ -151,6 +151,34 @@ async def test_infra_error_result_is_retried_once_then_final(harness: Harness) -
     assert 'pyti_job_outcomes_total{outcome="infra_error"} 2' in await harness.ctx.metrics.render()
 
 
+async def test_job_whose_vm_dies_on_every_retry_is_quarantined(harness: Harness) -> None:
+    """infra_error results whose VM died: retried up to retry_limit, then final and
+    quarantined "kills its VM", counted; one whose VM did not die is final, not quarantined."""
+    slave = await harness.slave("s1")
+    died = {"error": "the VM died: QEMU was killed by signal 9 (SIGKILL); ...",
+            "vm_exit": "QEMU was killed by signal 9 (SIGKILL)"}  # fmt: skip
+    for project, summary in (("vmkiller", died), ("flaky", {"error": "index down"})):
+        job = await harness.submit(project)
+        for attempt in (1, 2):
+            offer = await slave.take(JobOffer)
+            assert (offer.job_id, offer.attempt) == (job.id, attempt)
+            await slave.accept(offer)
+            await slave.send_result(job.id, offer.lease, "infra_error", summary=summary)
+            await slave.take(ResultAck)
+        final = await harness.job(job.id)
+        assert final.state is JobState.FINISHED and final.outcome == "infra_error"
+        statuses = [a.status for a in await harness.ctx.store.jobs.attempts(job.id)]
+        if project == "vmkiller":
+            assert final.quarantined and statuses == ["retried", "quarantined"]
+            assert (final.error or "").startswith(
+                "quarantined: kills its VM (2 attempts, last: QEMU was killed by signal 9"
+            ), final.error
+        else:
+            assert not final.quarantined and statuses == ["retried", "finished"]
+            assert final.error == "index down"
+    assert "pyti_jobs_quarantined_total 1" in await harness.ctx.metrics.render()
+
+
 async def test_claim_a_connected_slave_never_got_is_requeued(harness: Harness) -> None:
     """A claim recorded for a connected slave that does not hold it (offer lost) is put
     back by the watchdog and offered again."""

@@ -36,6 +36,8 @@ from tests.fakes.behaviours import (
     DROPPER_PORT,
     EXFIL_HOST,
     EXFIL_PORT,
+    METADATA_IP,
+    PROBE_V6,
     STEALER_PTH,
 )
 from tests.fakes.master import FakeMaster, stop_task
@@ -56,6 +58,7 @@ SAMPLES: dict[str, Callable[[Path], list[Path]]] = {
     "flood": behaviours.flood,
     "dropper": behaviours.dropper,
     "dynsetup": behaviours.dynamic_setup,
+    "netprobe": behaviours.netprobe,
 }
 
 
@@ -65,6 +68,8 @@ class Harness:
     daemon: SlaveDaemon
     #: every job's events land here as JSON lines, for whoever debugs a failure
     events_dir: Path
+    #: the image every job names (``$PYTI_TEST_IMAGE``, default bookworm)
+    image: str = "bookworm"
     next_id: int = 1
     results: dict[str, JobResult] = field(default_factory=dict)
 
@@ -74,7 +79,7 @@ class Harness:
         self.next_id += 1
         started = time.monotonic()
         await self.master.offer(
-            job_id, project=project, version="1.0", image="bookworm", **offer
+            job_id, project=project, version="1.0", image=self.image, **offer
         )  # fmt: skip
         result = await self.master.wait_result(job_id, timeout=JOB_TIMEOUT)
         dump = self.events_dir / f"{job_id}-{project}.jsonl"
@@ -123,7 +128,7 @@ async def harness(tmp_path_factory: pytest.TempPathFactory, image: Image) -> Asy
             await master.wait_session()
             events_dir = root / "events"
             events_dir.mkdir()
-            yield Harness(master, daemon, events_dir)
+            yield Harness(master, daemon, events_dir, image.name)
         finally:
             await stop_task(task)
 
@@ -213,6 +218,39 @@ async def test_sinkhole_shows_a_droppers_later_stages(harness: Harness) -> None:
     network = harness.events(job_id, "network")
     assert {e["phase"] for e in network} == {"import", "tests"}
     assert time.monotonic() - started < JOB_TIMEOUT / 2  # nothing hung on the sinkhole
+
+
+async def test_network_probes_fail_and_are_recorded(harness: Harness) -> None:
+    """IPv6 out, raw and packet sockets, the metadata address, AF_VSOCK to the host: nothing
+    leaves the guest (refused, unreachable, or the sinkhole answers), and each is a finding."""
+    job_id, result = await harness.run("netprobe")
+    (line,) = [e["line"] for e in harness.events(job_id, "output") if "NETPROBE" in e["line"]]
+    got = json.loads(line.split("NETPROBE ", 1)[1])
+    print("netprobe:", got)
+    assert got["v6_global"] == "ENETUNREACH"  # no IPv6 route at all
+    assert got["v6_loopback"] == "ECONNREFUSED"
+    assert got["v6_mapped"] == "ok"  # IPv4 underneath: the sinkhole took it
+    assert (got["raw_icmp"], got["raw_icmp6"], got["packet"]) == ("EPERM",) * 3
+    assert got["metadata"].startswith("HTTP/1.1 200")  # the sinkhole's answer, not metadata
+    assert got["vsock"] in ("ENODEV", "EAFNOSUPPORT", "ECONNRESET", "ETIMEDOUT"), got["vsock"]
+    findings = found(result)
+    expected = {
+        ("net.connect", "import", f"[{PROBE_V6}]:443"): "high",
+        ("net.connect_loopback", "import", "[::1]:1"): "low",
+        ("net.connect", "import", "[::ffff:203.0.113.7]:443"): "high",
+        ("net.raw_socket", "import", "AF_INET SOCK_RAW|SOCK_CLOEXEC"): "medium",
+        ("net.raw_socket", "import", "AF_INET6 SOCK_RAW|SOCK_CLOEXEC"): "medium",
+        ("net.raw_socket", "import", "AF_PACKET SOCK_RAW|SOCK_CLOEXEC"): "medium",
+        ("net.connect", "import", f"{METADATA_IP}:80"): "high",
+        ("net.sinkhole_http", "import", f"{METADATA_IP}/latest/meta-data/"): "high",
+        ("net.vsock", "import", "AF_VSOCK"): "high",
+        ("net.vsock", "import", "cid VMADDR_CID_HOST port 1234"): "high",
+    }  # fmt: skip
+    assert {k: findings[k]["severity"] for k in expected if k in findings} == expected, sorted(
+        findings
+    )
+    assert result.summary.to_json()["verdict"] == "malicious"
+    assert_contained(harness, job_id, result)
 
 
 async def test_dynamic_setup_py_is_traced_from_its_metadata_build(harness: Harness) -> None:

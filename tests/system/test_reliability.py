@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -29,7 +30,7 @@ from slave.image_builder.manifest import Image
 from tests.fakes import behaviours
 from tests.fakes.feeds import BILLION_LAUGHS, release_item, rss
 from tests.fakes.pypi import FakePyPI
-from tests.system.daemons import Api, Cluster, percentile, rss_kib
+from tests.system.daemons import Api, Cluster, descendants, percentile, rss_kib
 
 pytestmark = pytest.mark.system
 
@@ -363,3 +364,92 @@ async def test_hostile_packages_leave_the_slave_working(
         hostile_slave_rss_before_kib=rss_before,
         hostile_slave_rss_after_kib=rss_after,
     )
+
+
+def qemu_of(pid: int) -> list[int]:
+    """The QEMU processes below ``pid`` (a slave's job VMs), by their argv[0]."""
+    found = []
+    for child in descendants(pid):
+        try:
+            argv0 = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            continue  # gone meanwhile
+        if argv0.endswith(b"qemu-system-x86_64"):
+            found.append(child)
+    return found
+
+
+#: Each killed VM's job retried once (``retry_limit`` 1), then final and quarantined.
+VM_KILL_RETRIES = 1
+#: How each attempt's QEMU is ended: killed, then asked to quit (SIGTERM: QEMU's own
+#: orderly exit with a ``SHUTDOWN`` event, which is what a guest panic or poweroff is too).
+VM_KILL_SIGNALS = (signal.SIGKILL, signal.SIGTERM)
+
+
+async def test_qemu_killed_under_a_running_slave_is_retried_then_quarantined(
+    cluster: Cluster, pypi: FakePyPI, image: Image, tmp_path: Path
+) -> None:
+    """The job's QEMU SIGKILLed (slave up), then on the retry SIGTERMed (QEMU's own orderly
+    exit, as after a guest panic or poweroff): each attempt is an infra_error within seconds
+    naming the VM's end; after ``retry_limit`` retries the job is quarantined "kills its VM"."""
+    pypi.add_project(tmp_path / "d", "relvmkill", "1.0", test_body=SLEEPY_TEST)
+    master = cluster.master(config={**FAST_REQUEUE, "retry_limit": VM_KILL_RETRIES})
+    await master.start()
+    s1 = cluster.slave("s1", image.dir.parent, timeouts=TIMEOUTS)
+    await s1.start()
+    ended_after: list[float] = []
+    async with Api(master.http_url, cluster.token) as api:
+        await api.wait_slave("s1", timeout=120)
+        job_id = await api.submit("relvmkill", "1.0")
+        for attempt in range(1, VM_KILL_RETRIES + 2):
+            await _wait_tests_started(api, job_id, attempt)
+            (qemu,) = qemu_of(s1.pid)
+            os.kill(qemu, VM_KILL_SIGNALS[attempt - 1])
+            killed = time.monotonic()
+            await api.wait_job(job_id, _past_attempt(attempt), 120, poll=0.05)
+            ended_after.append(round(time.monotonic() - killed, 2))
+        doc = await api.get(f"/api/v1/jobs/{job_id}")
+        events = await api.events(job_id)
+    job, attempts = doc["job"], doc["attempts"]
+    assert job["state"] == "finished" and job["outcome"] == "infra_error", job
+    assert job["quarantined"] and "kills its VM" in (job["error"] or ""), job
+    assert job["attempt"] == VM_KILL_RETRIES + 1, job
+    assert [a["status"] for a in attempts] == ["retried"] * VM_KILL_RETRIES + ["quarantined"]
+    expected = [
+        "QEMU was killed by signal 9 (SIGKILL)",
+        "QEMU exited with status 0 (shutdown: host-signal)",
+    ]
+    for a, how in zip(attempts, expected, strict=True):
+        assert a["outcome"] == "infra_error", a
+        assert a["summary"]["vm_exit"] == how, a
+        assert a["summary"]["error"].startswith(f"the VM died: {how}; "), a
+        assert a["summary"]["reason"].startswith("pyti could not run the job: the VM died"), a
+    # within seconds, not at a heartbeat or phase timeout (tests: 120 s)
+    assert max(ended_after) < 15.0, ended_after
+    seqs_ok(events)
+    assert s1.alive and s1.starts == 1, s1.log_tail()
+    jobs_dir = cluster.root / "slave-s1" / "jobs"
+    async with asyncio.timeout(10):  # the slave removes the job's dir once its result is acked
+        while list(jobs_dir.glob("*")):  # noqa: ASYNC110  # another process's files
+            await asyncio.sleep(0.1)
+    assert not qemu_of(s1.pid)
+    FIGURES.update(
+        vm_kill_to_result_s=ended_after,
+        vm_kill_attempts=len(attempts),
+        vm_kill_error=attempts[0]["summary"]["error"][:300],
+        vm_kill_job_error=job["error"][:300],
+    )
+
+
+def _past_attempt(attempt: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda j: bool(j["attempt"] > attempt or finished(j))
+
+
+async def _wait_tests_started(api: Api, job_id: int, attempt: int) -> None:
+    """Until the ``attempt``-th ``tests`` phase has started (the VM is busy with the package)."""
+    async with asyncio.timeout(JOB_TIMEOUT):
+        while True:
+            events = await api.events(job_id)
+            if sum(phase_started("tests")(e) for e in events) >= attempt:
+                return
+            await asyncio.sleep(0.2)

@@ -101,6 +101,14 @@ HITS = [
         "100 socket(AF_INET, SOCK_RAW, IPPROTO_ICMP) = -1 EPERM (x)",
         "medium",
     ),
+    ("net.vsock", "import", "100 socket(AF_VSOCK, SOCK_STREAM|SOCK_CLOEXEC, 0) = 3", "high"),
+    (
+        "net.vsock",
+        "tests",
+        "100 connect(3, {sa_family=AF_VSOCK, svm_reserved1=0, svm_port=0x4d2, "
+        "svm_cid=VMADDR_CID_HOST, svm_flags=0}, 16) = -1 ECONNRESET (Connection reset by peer)",
+        "high",
+    ),
     ("proc.exec_temp", "tests", execve("/tmp/pytest-of-t/p0/test_x0/script.sh", "s"), "low"),
     (
         "net.socket",
@@ -229,6 +237,8 @@ QUIET = [
         "100 socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE) = 3",
     ),
     ("net.socket", "install", "200 socket(AF_INET6, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_IP) = 3"),
+    ("net.vsock", "import", "100 socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0) = 3"),
+    ("net.vsock", "import", connect("AF_INET", "203.0.113.7", 443)),
     ("net.socket", "install", "100 socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0) = 3"),
     ("proc.network_tool", "install", execve("/usr/bin/curlish", "curlish")),
     ("proc.shell", "install", execve("/usr/bin/shellcheck", "shellcheck")),
@@ -268,6 +278,16 @@ QUIET = [
 def test_rule_stays_quiet_on_look_alikes(rule: str, phase: str, line: str) -> None:
     """Near misses (other ports, paths, processes, flags) do not fire the rule."""
     assert rule not in rules_hit(phase, line)
+
+
+def test_vsock_target_names_cid_and_port() -> None:
+    """A vsock connect's target is its CID and decimal port, as strace (6.1) prints them."""
+    line = (
+        "100 connect(3<VSOCK:[9]>, {sa_family=AF_VSOCK, svm_reserved1=0, svm_port=0x4d2, "
+        "svm_cid=VMADDR_CID_HOST, svm_flags=0}, 16) = -1 ECONNRESET (Connection reset by peer)"
+    )
+    (finding,) = analyse("import", line, CTX)
+    assert (finding.rule, finding.target) == ("net.vsock", "cid VMADDR_CID_HOST port 1234")
 
 
 def test_every_rule_has_a_firing_test() -> None:
