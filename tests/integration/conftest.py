@@ -14,6 +14,7 @@ from master.config import MasterConfig, build_config
 from master.context import MasterContext
 from master.daemon import Master
 from master.jobs import Job, JobRequest
+from tests.fakes.callback_receiver import Receiver
 from tests.fakes.slave import FakeSlave
 
 SECRET = b"integration-secret-0123456789abcdef"
@@ -155,3 +156,14 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         yield h
     finally:
         await h.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A completion-callback receiver on loopback that accepts every delivery."""
+    recv = Receiver()
+    await recv.server.start_server()
+    try:
+        yield recv
+    finally:
+        await recv.server.close()

@@ -11,13 +11,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from master.context import MasterContext
 from master.http import callbacks
 from master.http.app import create_app
 from master.http.callback_guard import CallbackPolicy
+from tests.fakes.callback_receiver import Receiver
 from tests.integration.test_api_harness import (
     CALLBACK_SECRET,
     FakeProducer,
@@ -27,40 +26,6 @@ from tests.integration.test_api_harness import (
 )
 
 ClientFactory = Any
-
-
-class Receiver:
-    """A webhook receiver on loopback that fails the first ``fail`` deliveries with 500."""
-
-    def __init__(self, fail: int = 0) -> None:
-        self.fail = fail
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.delivered = asyncio.Event()
-        self.app = web.Application()
-        self.app.router.add_post("/hook", self.hook)
-        self.server = TestServer(self.app, host="127.0.0.1")
-
-    async def hook(self, request: web.Request) -> web.Response:
-        self.received.append((dict(request.headers), await request.read()))
-        if len(self.received) <= self.fail:
-            return web.Response(status=500)
-        self.delivered.set()
-        return web.Response(status=204)
-
-    @property
-    def url(self) -> str:
-        return str(self.server.make_url("/hook"))
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    """A receiver that accepts every delivery."""
-    recv = Receiver()
-    await recv.server.start_server()
-    try:
-        yield recv
-    finally:
-        await recv.server.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ from structlog.testing import capture_logs
 from master.context import MasterContext
 from master.http.app import create_app
 from master.http.callback_guard import CallbackPolicy, CallbackRefused
-from tests.integration.test_api_callbacks import Receiver, _settled
+from tests.fakes.callback_receiver import Receiver
+from tests.integration.test_api_callbacks import _settled
 from tests.integration.test_api_harness import (
     CALLBACK_SECRET,
     FakeProducer,
@@ -51,17 +51,6 @@ class HostsResolver(AbstractResolver):
 
     async def close(self) -> None:
         pass
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    """A receiver on loopback that accepts every delivery."""
-    recv = Receiver()
-    await recv.server.start_server()
-    try:
-        yield recv
-    finally:
-        await recv.server.close()
 
 
 async def _open(tmp_path: Path, allow: list[str] | None) -> MasterContext:
