@@ -257,7 +257,8 @@ class Intake:
             entry.version,
             "feed",
             files=job_digests(result.job.files),
-            recheck_at=self._late.first_recheck(time.time()),
+            # No image can run it: files uploaded later would change nothing.
+            recheck_at=None if choice.untestable else self._late.first_recheck(time.time()),
         )
         self._settle(feed, entry)
         fields = {"project": release.name, "version": release.version, "job_id": result.job.id}

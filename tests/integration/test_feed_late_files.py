@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 
 from master.config import MasterConfig
 from master.feed import FeedWatcher
+from master.images import ImageCatalogue
 from master.jobs import Job, JobState, TrackedRelease
 from protocol.messages import JobResult
 from protocol.vocabulary import Outcome
@@ -314,3 +315,21 @@ async def test_window_zero_turns_rechecks_off(tmp_path: Path, srv: FakePyPI) -> 
         (job,) = await jobs(ctx)
     assert srv.json_count("demo", "1.0") == 1
     assert len(job.files) == 1
+
+
+async def test_a_release_no_image_can_test_is_not_rechecked(tmp_path: Path, srv: FakePyPI) -> None:
+    """A release stored incomplete at once (no image's Python fits) is never looked up again."""
+    dists = make_project(tmp_path / "new", "new-py", "1.0", requires_python=">=3.99")
+    assert dists.sdist is not None and dists.wheel is not None
+    srv.add(dists.sdist, published=T)
+    async with feed_context(late_config(tmp_path, srv)) as ctx:
+        ctx.images = ImageCatalogue({"bookworm": "3.11"}, "bookworm")
+        watcher = FeedWatcher(ctx)
+        await watcher.poll_once()
+        srv.add(dists.wheel, published=T + 60)
+        for _ in range(5):
+            await asyncio.sleep(0.02)
+            await watcher.poll_once()
+        (job,) = await jobs(ctx)
+    assert job.outcome == "incomplete"
+    assert srv.json_count("new-py", "1.0") == 1
