@@ -149,6 +149,18 @@ class SubmitResult:
 
 
 @dataclass(frozen=True, slots=True)
+class FilesSubmitResult:
+    """What ``store.jobs.submit_files`` did with a file set (see there).
+
+    ``how``: ``covered`` (the feed job already had these files), ``updated`` (its
+    files were replaced while it was still queued), ``queued`` (a new job).
+    """
+
+    job: Job
+    how: Literal["covered", "updated", "queued"]
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """One claim of a job (one lease): who ran it and how it ended.
 
@@ -243,3 +255,14 @@ class FeedState:
     etag: str | None = None
     last_modified: str | None = None
     updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedRelease:
+    """A feed release whose files are looked at again (``releases`` row, normalised name)."""
+
+    project: str
+    version: str
+    files: frozenset[str]  # sha256 of every file a job was given (or judged not worth one)
+    first_seen: float
+    rechecks: int  # re-checks done so far

@@ -4,7 +4,8 @@
 ``[feed]`` settings. Modules: ``fetch`` (HTTP, conditional GET, caps), ``parse``
 (safe RSS), ``items`` (title/link cross-checks), ``resolve`` (JSON API),
 ``settings`` (filters and limits), ``state`` (the persisted cursor), ``intake``
-(entries to jobs, retries, backfill), ``watcher`` (the polling loop).
+(entries to jobs, retries, backfill), ``late`` and ``fileset`` (files uploaded to
+a release after it was queued), ``watcher`` (the polling loop).
 """
 
 from master.feed.errors import FeedConfigError, FeedError

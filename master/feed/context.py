@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from master.config import MasterConfig
 from master.images import ImageChoice
-from master.jobs import FeedState, JobRequest, SubmitResult
+from master.jobs import FeedState, FilesSubmitResult, JobRequest, SubmitResult, TrackedRelease
 from master.metrics import Metrics
 
 
@@ -23,13 +23,29 @@ class FeedRecords(Protocol):
 
     async def release_seen(self, project: str, version: str) -> bool: ...
 
-    async def mark_release_seen(self, project: str, version: str, source: str) -> Any: ...
+    async def mark_release_seen(
+        self,
+        project: str,
+        version: str,
+        source: str,
+        *,
+        files: frozenset[str] | None = None,
+        recheck_at: float | None = None,
+    ) -> Any: ...
+
+    async def due_rechecks(self, now: float, limit: int) -> list[TrackedRelease]: ...
+
+    async def record_recheck(
+        self, project: str, version: str, files: frozenset[str], recheck_at: float | None
+    ) -> None: ...
 
 
 class JobSubmitter(Protocol):
     """``store.jobs``, as far as the watcher is concerned."""
 
     async def submit(self, req: JobRequest) -> SubmitResult: ...
+
+    async def submit_files(self, req: JobRequest) -> FilesSubmitResult: ...
 
 
 class WatcherStore(Protocol):

@@ -28,6 +28,15 @@ class FeedMetrics:
         self.gaps = metrics.counter(
             "feed_gaps_total", "Polls sharing no item with the previous poll of the feed"
         )
+        self.rechecks = metrics.counter(
+            "feed_release_rechecks_total",
+            "JSON API look-ups of queued releases for files uploaded since",
+        )
+        self.late_files = metrics.counter(
+            "feed_late_files_total",
+            "Re-checks that found new files, by what became of them",
+            ("how",),
+        )
         self.lag = metrics.gauge(
             "feed_lag_seconds", "Now minus the newest pubDate processed, per feed", ("feed",)
         )

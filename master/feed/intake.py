@@ -7,11 +7,13 @@ Per release::
                                        └─ release ─▶ yanked / no files / too large?
                                                     ─▶ submit ─▶ mark seen ─▶ kick
 
-Exactly once: the seen-set is written right after the job is submitted, and
-``store.jobs.submit`` itself dedupes (project, version, image), so an interruption
-between the two re-submits into the same job on the next poll. A pending entry
-leaves the cursor only at a final outcome (queued, filtered, dropped), so a
-failure halfway keeps it for the next retry.
+The seen-set also keeps the files the job was given and when to look for files
+uploaded later (`master.feed.late` does that). Exactly once: the seen-set is
+written right after the job is submitted, and ``store.jobs.submit`` itself
+dedupes (project, version, image), so an interruption between the two
+re-submits into the same job on the next poll. A pending entry leaves the
+cursor only at a final outcome (queued, filtered, dropped), so a failure
+halfway keeps it for the next retry.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from master.errors import MasterError
 from master.feed.backoff import Backoff
 from master.feed.context import WatcherContext
 from master.feed.errors import FeedError
+from master.feed.fileset import job_digests
 from master.feed.instruments import FeedMetrics
 from master.feed.items import FeedEntry
+from master.feed.late import LateFiles
 from master.feed.resolve import Resolver
 from master.feed.settings import FeedSettings
 from master.feed.state import FeedRun, Pending, PollReport
@@ -52,13 +56,16 @@ class Intake:
         settings: FeedSettings,
         metrics: FeedMetrics,
         resolver: Resolver,
+        late: LateFiles,
+        limit: asyncio.Semaphore,
     ) -> None:
         self._ctx = ctx
         self._settings = settings
         self._metrics = metrics
         self._resolver = resolver
+        self._late = late
         self._retry_backoff = Backoff(settings.resolve_retry_initial, settings.resolve_retry_max)
-        self._limit = asyncio.Semaphore(settings.resolve_concurrency)
+        self._limit = limit  # shared with the late-files re-checks
         self._inflight: set[str] = set()
 
     # ------------------------------------------------------------- public ----
@@ -242,8 +249,17 @@ class Intake:
         )
         result = await self._ctx.store.jobs.submit(request)
         # Marked after the job exists: if we are interrupted in between, the next
-        # poll submits again and submit returns the same job (created=False).
-        await self._ctx.store.feed.mark_release_seen(entry.project, entry.version, "feed")
+        # poll submits again and submit returns the same job (created=False). The
+        # files are the job's (what will be tested), looked at again later for files
+        # uploaded since (``master.feed.late``).
+        await self._ctx.store.feed.mark_release_seen(
+            entry.project,
+            entry.version,
+            "feed",
+            files=job_digests(result.job.files),
+            # No image can run it: files uploaded later would change nothing.
+            recheck_at=None if choice.untestable else self._late.first_recheck(time.time()),
+        )
         self._settle(feed, entry)
         fields = {"project": release.name, "version": release.version, "job_id": result.job.id}
         if not result.created:

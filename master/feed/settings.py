@@ -55,6 +55,9 @@ class FeedSettings:
     resolve_retry_max: float = 1800.0
     resolve_concurrency: int = 4
     gap_backfill_max_projects: int = 100
+    late_files_first: float = 600.0
+    late_files_window: float = 86400.0
+    late_files_batch: int = 100
 
     @classmethod
     def from_config(cls, config: MasterConfig) -> FeedSettings:
@@ -144,6 +147,9 @@ FEED_SETTINGS: dict[str, Setting] = {
     "resolve_retry_max": Number(above=0),
     "resolve_concurrency": Int(minimum=1),
     "gap_backfill_max_projects": Int(minimum=0),
+    "late_files_first": Number(above=0),
+    "late_files_window": Number(minimum=0),
+    "late_files_batch": Int(minimum=1),
 }
 #: The master-level settings the feed takes, by their names in the master's config.
 FROM_MASTER_SETTINGS: dict[str, Setting] = {

@@ -6,6 +6,7 @@ the JSON API did not know yet::
 
     fetch (conditional GET, capped) ─▶ parse (worker thread, no DTDs) ─▶ interpret
       ─▶ Intake (seen-set, filters, JSON API, submit_job, kick) ─▶ save cursor
+    then, at most once per interval: LateFiles (queued releases' files uploaded since)
 
 The feed's validators and cursor are saved only after every item of a poll was
 dealt with, so a cancelled or failed poll is simply done again: the seen-set and
@@ -28,6 +29,7 @@ from master.feed.fetch import HttpClient, Validators, make_session
 from master.feed.instruments import FeedMetrics
 from master.feed.intake import Intake
 from master.feed.items import FeedEntry, interpret
+from master.feed.late import LateFiles
 from master.feed.parse import RawItem, parse_feed
 from master.feed.resolve import Resolver
 from master.feed.settings import FeedSettings
@@ -53,6 +55,7 @@ class FeedWatcher:
         self._feeds: dict[str, FeedRun] = {}
         self._http: HttpClient | None = None
         self._intake: Intake | None = None
+        self._late: LateFiles | None = None
 
     def __repr__(self) -> str:
         state = "running" if self._http is not None else "idle"
@@ -92,12 +95,17 @@ class FeedWatcher:
             resolver = Resolver(
                 self._http, self.settings.pypi_url, max_bytes=self.settings.max_json_bytes
             )
-            self._intake = Intake(self._ctx, self.settings, self._metrics, resolver)
+            # One bound on JSON API requests in flight, for new releases and re-checks.
+            limit = asyncio.Semaphore(self.settings.resolve_concurrency)
+            self._late = LateFiles(self._ctx, self.settings, self._metrics, resolver, limit)
+            self._intake = Intake(
+                self._ctx, self.settings, self._metrics, resolver, self._late, limit
+            )
             try:
                 await self._load()
                 yield
             finally:
-                self._http = self._intake = None
+                self._http = self._intake = self._late = None
 
     async def _load(self) -> None:
         for url in self.settings.urls:
@@ -135,7 +143,18 @@ class FeedWatcher:
                 feed.next_poll = time.monotonic() + delay
                 self._metrics.errors.inc(1, "store")
                 log.error("feed_store_failed", url=feed.url, error=str(exc), retry_in=delay)
+        await self._recheck(force=force)
         return reports
+
+    async def _recheck(self, *, force: bool) -> None:
+        """Look for files uploaded to queued releases since (``master.feed.late``)."""
+        assert self._late is not None
+        try:
+            await self._late.check_due(force=force)
+        except StoreError as exc:
+            # Nothing was re-checked; the same releases are due next round.
+            self._metrics.errors.inc(1, "store")
+            log.error("feed_store_failed", url=None, error=str(exc))
 
     async def _save(self, feed: FeedRun) -> None:
         state = FeedState(

@@ -18,6 +18,7 @@ from typing import Any
 from master.jobs import (
     FINAL_STATES,
     Attempt,
+    FilesSubmitResult,
     FinishDisposition,
     Job,
     JobRequest,
@@ -166,31 +167,45 @@ class JobStore:
                     row = cur.fetchone()
                 if row is not None:
                     return SubmitResult(job_from_row(row), created=False)
+            return SubmitResult(_insert(conn, req, key), created=True)
+
+        return await self._db.write(tx)
+
+    async def submit_files(self, req: JobRequest) -> FilesSubmitResult:
+        """Have ``req.files`` tested: by the release's feed job if it can still take them.
+
+        Looks at the newest feed job (``source`` ``feed``, not cancelled) of (project,
+        version, image): if its files include every sha256 of ``req.files``, that job
+        is the answer (``covered``: this file set was handed out already); if it is
+        still ``queued``, its files become ``req.files`` (``updated``: nobody tested the
+        old set yet); otherwise a new job is queued (``queued``). One transaction, so
+        asking twice for the same file set never yields two jobs.
+        """
+        key = project_key(req.project)
+        wanted = {f.get("sha256") for f in req.files}
+
+        def tx(conn: sqlite3.Connection) -> FilesSubmitResult:
             with query(
                 conn,
-                "INSERT INTO jobs (project, version, image, files, priority, source, callback_url,"
-                " created_at, timeouts, options, project_key)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-                (
-                    req.project,
-                    req.version,
-                    req.image,
-                    dumps(req.files),
-                    req.priority,
-                    req.source,
-                    req.callback_url,
-                    time.time(),
-                    dumps(req.timeouts.to_json()),
-                    dumps(req.options.to_json()),
-                    key,
-                ),
+                "SELECT * FROM jobs WHERE project_key = ? AND version = ? AND image = ?"
+                " AND source = 'feed' AND state != 'cancelled' ORDER BY id DESC LIMIT 1",
+                (key, req.version, req.image),
             ) as cur:
                 row = cur.fetchone()
-            assert row is not None
-            job = job_from_row(row)
-            if req.untestable is not None:
-                job = move.untestable(conn, job, req.untestable)
-            return SubmitResult(job, created=True)
+            if row is not None:
+                job = job_from_row(row)
+                if wanted <= {f.get("sha256") for f in job.files}:
+                    return FilesSubmitResult(job, "covered")
+                if job.state is JobState.QUEUED and req.untestable is None:
+                    with query(
+                        conn,
+                        "UPDATE jobs SET files = ? WHERE id = ? AND state = 'queued' RETURNING *",
+                        (dumps(req.files), job.id),
+                    ) as cur:
+                        updated = cur.fetchone()
+                    assert updated is not None  # one writer: the state read above holds
+                    return FilesSubmitResult(job_from_row(updated), "updated")
+            return FilesSubmitResult(_insert(conn, req, key), "queued")
 
         return await self._db.write(tx)
 
@@ -369,3 +384,32 @@ def _kills_its_vm(job: Job, result: JobResult) -> str | None:
     tries = job.infra_retries + 1
     last = result.summary.vm_exit
     return f"quarantined: kills its VM ({tries} attempt{'s' * (tries > 1)}, last: {last})"
+
+
+def _insert(conn: sqlite3.Connection, req: JobRequest, key: str) -> Job:
+    """A new job for ``req`` (finished as ``incomplete`` at once if it is untestable)."""
+    with query(
+        conn,
+        "INSERT INTO jobs (project, version, image, files, priority, source, callback_url,"
+        " created_at, timeouts, options, project_key)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        (
+            req.project,
+            req.version,
+            req.image,
+            dumps(req.files),
+            req.priority,
+            req.source,
+            req.callback_url,
+            time.time(),
+            dumps(req.timeouts.to_json()),
+            dumps(req.options.to_json()),
+            key,
+        ),
+    ) as cur:
+        row = cur.fetchone()
+    assert row is not None
+    job = job_from_row(row)
+    if req.untestable is not None:
+        job = move.untestable(conn, job, req.untestable)
+    return job

@@ -172,6 +172,16 @@ _V5 = (
     "CREATE INDEX attempts_ended ON attempts (ended_at)",
 )
 
+_V6 = (
+    # Late-arriving files (``master.feed.late``): per feed release, the sha256 of every
+    # file the feed has already handed to a job (JSON list; NULL: never resolved), and
+    # when to ask the JSON API again for files uploaded since (NULL: no more re-checks).
+    "ALTER TABLE releases ADD COLUMN files TEXT",
+    "ALTER TABLE releases ADD COLUMN recheck_at REAL",
+    "ALTER TABLE releases ADD COLUMN rechecks INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX releases_recheck ON releases (recheck_at) WHERE recheck_at IS NOT NULL",
+)
+
 #: ``MIGRATIONS[n]`` upgrades version ``n`` to ``n + 1``.
-MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -285,7 +285,9 @@ async def test_run_retries_pending_releases_between_polls(tmp_path: Path, srv: F
 
 async def test_pending_release_survives_a_restart(tmp_path: Path, srv: FakePyPI) -> None:
     """A release still pending at shutdown is retried after a restart, even once off the feed."""
-    config = feed_config(tmp_path, srv, resolve_retry_initial=0.01, resolve_retry_max=0.01)
+    # The retry must not fall due within the first poll (a slow poll on a loaded machine
+    # did that with 0.01 s), only before the second.
+    config = feed_config(tmp_path, srv, resolve_retry_initial=0.5, resolve_retry_max=0.5)
     publish(srv, [("anchor", "1.0"), ("late", "1.0")], etag='"v1"')
     srv.faults.hide("late", "1.0", times=1)
     async with feed_context(config) as ctx:
@@ -293,7 +295,7 @@ async def test_pending_release_survives_a_restart(tmp_path: Path, srv: FakePyPI)
         assert keys(await jobs(ctx)) == Counter({("anchor", "1.0"): 1})
     # "late" has scrolled off the feed; "anchor" still overlaps, so this is no gap.
     publish(srv, [("anchor", "1.0"), ("other", "1.0")], etag='"v2"')
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0.55)
     async with feed_context(config) as ctx:
         (report,) = await FeedWatcher(ctx).poll_once()
         found = await jobs(ctx)
