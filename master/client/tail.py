@@ -1,10 +1,11 @@
 """``pyti tail ID``: follow a job's live log; the exit code reflects the outcome (a CI step).
 
-Reconnects with ``Last-Event-ID`` after a dropped connection (backoff with jitter,
-so that the tails of a restarted master do not all come back in the same instant;
-gives up after ``MAX_FAILURES`` attempts in a row without progress), prints each event
-once and in order, coloured by level on a terminal, and exits with the outcome's
-code when the ``end`` event arrives (see ``master.client.api`` for the codes).
+Reconnects with ``Last-Event-ID`` after a dropped connection or after the master's
+``closing`` marker (it is shutting down), with a backoff jittered so that the tails
+of a restarted master do not all come back in the same instant, and gives up after
+``MAX_FAILURES`` attempts in a row without progress. Prints each event once and in
+order, coloured by level on a terminal, and exits with the outcome's code when the
+``end`` event arrives (see ``master.client.api`` for the codes).
 Everything printed that came from the guest has its control characters escaped.
 
 ``trace`` events (one per strace line: thousands a job) are not printed unless
@@ -124,6 +125,8 @@ class Tail:
         self.last_seq = after
         self.emit = emit
         self.reconnects = 0
+        #: ``closing`` markers received: the master shut down (then restarted) cleanly
+        self.closings = 0
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
 
@@ -148,6 +151,8 @@ class Tail:
                     elif message.event == "end":
                         job: dict[str, Any] = json.loads(message.data)
                         return job
+                    elif message.event == "closing":
+                        self.closings += 1  # the stream ends next; resume once it is back
                 reason = "the master closed the stream"
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"

@@ -297,6 +297,7 @@ async def test_fleet_reconnects_with_jittered_backoff_and_loses_nothing(
         "retry_in_s": {n: [e.get("retry_in") for e in ls[:-1]] for n, ls in sorted(lines.items())},
         "attempts_busiest_10ms": _busiest(attempted) if attempted else None,
         "connected_busiest_10ms": _busiest(reconnected),
+        "tail_closing_markers": sum(f.tail.closings for f in tails),
         "tail_lost_after_kill_s_max": round(max(f.lost[0] for f in tails if f.lost) - killed, 3),
         "tail_retry_s": sorted(round(t - killed, 3) for t in tail_retries),
         "tail_retries_busiest_10ms": _busiest(tail_retries),
@@ -358,6 +359,8 @@ async def test_fleet_reconnects_with_jittered_backoff_and_loses_nothing(
         assert follower.seqs == [r[0] for r in rows], job_id
         assert follower.lost and follower.lost[0] - killed < 2.0, (job_id, follower.lost)
     assert [j["state"] for j in run.ended] == ["finished"] * len(tailed)
+    # A killed master cuts the streams; a stopping one first sends each a ``closing`` marker.
+    assert [f.tail.closings for f in tails] == [0 if stop == "kill" else 1] * len(tailed)
     # The tails came back jittered too, not all in one instant (24 tails drawn over 0.2 s:
     # more than 12 in 10 ms never happened in 100,000 draws; 9 or more 2 in 10,000).
     assert _busiest(tail_retries) <= len(tailed) // 2, figures["tail_retry_s"]
