@@ -46,6 +46,10 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
     "quality": 300.0,
 }
 GUEST_PHASES = ("install", "import", "tests", "quality")
+#: Seconds before reconnecting to a lost master: the first delay, doubling up to the cap
+#: (``slave.link.Backoff``; jittered).
+RECONNECT_MIN = 0.5
+RECONNECT_MAX = 30.0
 
 
 class ConfigError(SlaveError):
@@ -78,8 +82,8 @@ class SlaveConfig:
     shutdown_grace: float = 30.0
     #: seconds to wait for the master to send an uploaded file's chunks
     upload_wait: float = 120.0
-    reconnect_min: float = 0.5
-    reconnect_max: float = 30.0
+    reconnect_min: float = RECONNECT_MIN
+    reconnect_max: float = RECONNECT_MAX
     spool_max_bytes: int = 32 << 20
     events_per_batch: int = 500
     #: CA bundle (PEM) to verify the master's certificate: TLS on the slave port
@@ -164,8 +168,9 @@ SETTINGS: dict[str, Setting] = {
     "timeout_margin": Number(minimum=0),
     "shutdown_grace": Number(minimum=0),
     "upload_wait": Number(minimum=0),
-    "reconnect_min": Number(minimum=0),
-    "reconnect_max": Number(minimum=0),
+    # 0 would be no backoff at all: every slave retrying a lost master in a tight loop.
+    "reconnect_min": Number(above=0),
+    "reconnect_max": Number(above=0),
     "spool_max_bytes": Int(minimum=1),
     "events_per_batch": Int(minimum=1),
     "tls_ca": Text(),
@@ -199,6 +204,10 @@ def build_config(
     for key in ("master", "secret_file", "image_dir"):
         if not merged.get(key):
             raise ConfigError(f"--{key.replace('_', '-')} is required (flag or config file)")
+    low = merged.get("reconnect_min", RECONNECT_MIN)
+    high = merged.get("reconnect_max", RECONNECT_MAX)
+    if high < low:
+        raise ConfigError(f"reconnect_max ({high:g}) must not be below reconnect_min ({low:g})")
     host, port = parse_address(merged["master"])
     kwargs = {k: v for k, v in merged.items() if k not in _DERIVED}
     timeouts = {**DEFAULT_TIMEOUTS, **merged.get("timeouts", {})}

@@ -146,20 +146,11 @@ class Link:
         failures = 0
         while True:
             started = time.monotonic()
+            error: BaseException | None = None
             try:
                 await self._session()
             except (OSError, TimeoutError, ProtocolError) as exc:
-                self.last_error = str(exc) or type(exc).__name__
-                level = "error" if isinstance(exc, HandshakeFailed) else "warning"
-                log.log(
-                    40 if level == "error" else 30,
-                    "master_connection_failed",
-                    master=f"{self.host}:{self.port}",
-                    error=self.last_error,
-                )
-                async with self._failed_changed:
-                    self.failed += 1
-                    self._failed_changed.notify_all()
+                error = exc
             finally:
                 self.state = LinkState.DISCONNECTED
                 self.connected.clear()
@@ -167,7 +158,22 @@ class Link:
                 failures = 0
             delay = self._backoff.delay(failures, self._rng)
             failures += 1
+            if error is not None:
+                await self._count_failure(error, delay)
             await asyncio.sleep(delay)
+
+    async def _count_failure(self, exc: BaseException, retry_in: float) -> None:
+        self.last_error = str(exc) or type(exc).__name__
+        log.log(
+            40 if isinstance(exc, HandshakeFailed) else 30,
+            "master_connection_failed",
+            master=f"{self.host}:{self.port}",
+            error=self.last_error,
+            retry_in=round(retry_in, 3),
+        )
+        async with self._failed_changed:
+            self.failed += 1
+            self._failed_changed.notify_all()
 
     def set_secret(self, secret: bytes) -> None:
         """Use ``secret`` from the next handshake on (a reload); the open session stays."""

@@ -1,9 +1,11 @@
 """``pyti tail ID``: follow a job's live log; the exit code reflects the outcome (a CI step).
 
-Reconnects with ``Last-Event-ID`` after a dropped connection (backoff, then gives
-up after ``MAX_FAILURES`` attempts in a row without progress), prints each event
-once and in order, coloured by level on a terminal, and exits with the outcome's
-code when the ``end`` event arrives (see ``master.client.api`` for the codes).
+Reconnects with ``Last-Event-ID`` after a dropped connection or after the master's
+``closing`` marker (it is shutting down), with a backoff jittered so that the tails
+of a restarted master do not all come back in the same instant, and gives up after
+``MAX_FAILURES`` attempts in a row without progress. Prints each event once and in
+order, coloured by level on a terminal, and exits with the outcome's code when the
+``end`` event arrives (see ``master.client.api`` for the codes).
 Everything printed that came from the guest has its control characters escaped.
 
 ``trace`` events (one per strace line: thousands a job) are not printed unless
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -38,6 +41,7 @@ from master.client.api import (
 from protocol.vocabulary import shown
 
 MAX_FAILURES = 8
+#: Seconds before the next connection after 0, 1, 2... failures in a row, each ±50 %.
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 _COLOURS = {
@@ -93,6 +97,16 @@ def format_event(event: dict[str, Any], colour: bool) -> str:
     return text
 
 
+def retry_delay(failures: int, rng: random.Random) -> float:
+    """Seconds before reconnecting after ``failures`` failures in a row (after progress: 0).
+
+    Jittered ±50 % (the mean, and so the time before giving up, stays that of
+    ``BACKOFF_S``): every client of a master that went down lost it at the same
+    moment, and without jitter they would all reconnect in the same millisecond.
+    """
+    return BACKOFF_S[min(failures, len(BACKOFF_S) - 1)] * rng.uniform(0.5, 1.5)
+
+
 class Tail:
     """Follows one job; ``last_seq`` is where a reconnect resumes."""
 
@@ -104,13 +118,17 @@ class Tail:
         emit: Callable[[dict[str, Any]], None],
         *,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         self.api = api
         self.job_id = job_id
         self.last_seq = after
         self.emit = emit
         self.reconnects = 0
+        #: ``closing`` markers received: the master shut down (then restarted) cleanly
+        self.closings = 0
         self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
 
     async def follow(self) -> dict[str, Any]:
         """Events until the end; returns the finished job.
@@ -133,6 +151,8 @@ class Tail:
                     elif message.event == "end":
                         job: dict[str, Any] = json.loads(message.data)
                         return job
+                    elif message.event == "closing":
+                        self.closings += 1  # the stream ends next; resume once it is back
                 reason = "the master closed the stream"
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
@@ -140,7 +160,7 @@ class Tail:
             if failures >= MAX_FAILURES:
                 raise ClientError(f"lost the master ({reason}); giving up")
             self.reconnects += 1
-            await self._sleep(BACKOFF_S[min(failures, len(BACKOFF_S) - 1)])
+            await self._sleep(retry_delay(failures, self._rng))
 
 
 #: Events hidden unless ``--trace``: the raw syscall trace (findings carry what matters).

@@ -6,7 +6,8 @@ later (wheels after the sdist, or the sdist after the wheels) are found by
 sdist (the tests come from it; pip builds from it when no wheel fits) and wheels a
 Linux guest may install (platform tag ``any``, or ``linux_x86_64`` / ``manylinux*_x86_64``:
 every guest image is x86_64). A new macOS, Windows, musl, aarch64 or i686 wheel is
-remembered but queues nothing: a guest would never install it (the slave picks by its own tags, ``slave/prepare/fetch.py``).
+remembered but queues nothing: a guest would never install it (the slave picks by its
+own tags, ``slave/prepare/fetch.py``).
 """
 
 from __future__ import annotations

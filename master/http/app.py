@@ -6,8 +6,9 @@ The app owns two things beyond its handlers, both through ``cleanup_ctx`` so the
 start and stop with it: one outgoing ``aiohttp.ClientSession`` (package index) and
 the completion-callback sender task with its own session, whose connections the
 callback policy checks (``master.http.callback_guard``). At shutdown, open live tails
-are cancelled first (``on_shutdown``) so the runner does not wait out its
-shutdown timeout on clients that would otherwise stay forever.
+are ended first (``on_shutdown``): each gets a ``closing`` marker and a clean end of
+its stream, and those that do not finish within ``TAIL_CLOSE_S`` (a client not
+reading) are cancelled, so the runner does not wait out its shutdown timeout.
 
 Middlewares, outermost first: request metrics → JSON errors → tokens. Security
 headers (a strict Content-Security-Policy among them) are added to every
@@ -75,6 +76,8 @@ SECURITY_HEADERS = {
 }
 #: Outgoing requests: the package index and callbacks each also have their own deadline.
 OUTGOING_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+#: Seconds open live tails get at shutdown to send their ``closing`` marker and end.
+TAIL_CLOSE_S = 1.0
 
 _ERROR_CODES = {
     400: "bad_request",
@@ -202,9 +205,13 @@ async def _callback_sender(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_streams(app: web.Application) -> None:
-    streams = app[STREAMS]
-    for task in list(streams):
-        task.cancel()
+    app[FEEDS].closing()
+    open_tails: set[asyncio.Task[Any]] = app[STREAMS]
+    streams = list(open_tails)
+    if streams:
+        _, late = await asyncio.wait(streams, timeout=TAIL_CLOSE_S)
+        for task in late:
+            task.cancel()
 
 
 async def _job_feeds(app: web.Application) -> AsyncIterator[None]:

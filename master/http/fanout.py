@@ -17,7 +17,9 @@ Guarantees, the same as a bus subscription's:
   fell behind the bus, makes ``get()`` raise ``Lagged``: re-read from the
   store and subscribe again;
 - after the job's end (the ``Job`` from ``publish_end``) every row published
-  before it has been handed out first.
+  before it has been handed out first;
+- at shutdown (``JobFeeds.closing``) ``get()`` hands out what is buffered, then
+  raises ``Closing``, so each client can be told before its connection ends.
 
 The feed's task is owned by the ``JobFeeds`` registry: started with the first
 client of a job, stopped (bus left at once, task cancelled) when the last one
@@ -59,6 +61,10 @@ class Batch(list[EventRow]):
 TailItem = Batch | Job
 
 
+class Closing(Exception):
+    """The master is shutting down: the tail should end with a marker now."""
+
+
 class TailSubscription:
     """One tail client's bounded view of a job's feed."""
 
@@ -69,6 +75,7 @@ class TailSubscription:
         self._ended: Job | None = None
         self._wake = asyncio.Event()
         self.lagged = False
+        self.closing = False
 
     def __repr__(self) -> str:
         return f"<TailSubscription rows={self._size} lagged={self.lagged}>"
@@ -88,6 +95,10 @@ class TailSubscription:
             self._ended = job
         self._wake.set()
 
+    def _close(self) -> None:
+        self.closing = True
+        self._wake.set()
+
     def _lag(self) -> None:
         # Overflow policy: drop what is buffered and tell the reader to catch up from the store.
         self.lagged = True
@@ -96,7 +107,11 @@ class TailSubscription:
         self._wake.set()
 
     async def get(self) -> TailItem:
-        """All rows waiting (one list, in order), else the ended job; raises ``Lagged``."""
+        """All rows waiting (one list, in order), else the ended job.
+
+        Raises ``Lagged`` when the client fell behind, ``Closing`` once nothing is
+        left to hand out and the master is shutting down.
+        """
         while True:
             if self.lagged:
                 raise Lagged("tail client fell behind")
@@ -107,6 +122,8 @@ class TailSubscription:
                 return Batch([row for batch in batches for row in batch])
             if self._ended is not None:
                 return self._ended
+            if self.closing:
+                raise Closing("the master is shutting down")
             self._wake.clear()
             await self._wake.wait()
 
@@ -175,6 +192,7 @@ class JobFeeds:
         self._feed_queue = feed_queue
         self._feeds: dict[int, JobFeed] = {}
         self._stopping: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"<JobFeeds jobs={len(self._feeds)}>"
@@ -194,6 +212,8 @@ class JobFeeds:
         if feed is None:
             feed = self._feeds[job_id] = JobFeed(self._bus, job_id, queue=self._feed_queue)
         sub = TailSubscription(limit)
+        if self._closing:
+            sub._close()
         feed.clients.add(sub)
         try:
             yield sub
@@ -204,6 +224,14 @@ class JobFeeds:
                 task = feed.stop()
                 self._stopping.add(task)
                 task.add_done_callback(self._stopping.discard)
+
+    def closing(self) -> None:
+        """The master is shutting down: every client's ``get()`` raises ``Closing`` once
+        it has taken what is buffered (clients subscribing from now on too)."""
+        self._closing = True
+        for feed in self._feeds.values():
+            for client in feed.clients:
+                client._close()
 
     async def close(self) -> None:
         """Stop every feed and wait for their tasks (at app shutdown)."""

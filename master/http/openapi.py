@@ -358,9 +358,11 @@ _SCHEMAS: dict[str, Any] = {
 _SSE_DESCRIPTION = (
     "Server-sent events: `event: log` (id = seq, data = Event) for the history after "
     "`Last-Event-ID` / `after`, then live events, then `event: end` (data = Job). "
+    "When the master shuts down first, the stream ends with `event: closing` (no id; "
+    'data `{"reason": ...}`): reconnect with `Last-Event-ID` once it is back. '
     "With `Accept: application/x-ndjson` or `format=ndjson`: one JSON object a line, "
-    '`{"type": "event", ...Event}` then `{"type": "end", "job": Job}`; blank lines are '
-    "keep-alives."
+    '`{"type": "event", ...Event}` then `{"type": "end", "job": Job}` (or '
+    '`{"type": "closing", "reason": ...}`); blank lines are keep-alives.'
 )
 
 _PATHS: dict[str, Any] = {

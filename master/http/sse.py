@@ -9,7 +9,10 @@ Order of operations, which is what makes the tail gap-free:
 3. forward live batches, dropping any ``seq`` already sent (the history and the
    first live batches overlap) and filling any hole from the store;
 4. when the job reaches a final state, flush what the store has left and send
-   an ``end`` event carrying the job.
+   an ``end`` event carrying the job;
+5. when the master shuts down, send a ``closing`` event instead (no ``id``: the
+   resume point stays the last event's seq) and end the stream cleanly; the
+   client reconnects with ``Last-Event-ID`` once the master is back.
 
 A subscriber that falls behind (its bounded buffer overflowed, ``Lagged``)
 re-subscribes and catches up from the store — slow clients cost the store a
@@ -34,7 +37,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from master.bus import Lagged
-from master.http.fanout import Batch, JobFeeds
+from master.http.fanout import Batch, Closing, JobFeeds
 from master.http.validation import MAX_EVENT_SEQ, bad_request, query_int
 from master.jobs import FINAL_STATES, EventRow, Job
 from master.store import Store
@@ -185,6 +188,14 @@ class TailWriter:
         else:
             await self._write(b'{"type":"end","job":' + data + b"}\n")
 
+    async def closing(self) -> None:
+        """The shutdown marker: the stream ends here, reconnect and resume later."""
+        data = b'{"reason":"the master is shutting down"}'
+        if self.fmt == "sse":
+            await self._write(sse_event(None, "closing", data))
+        else:
+            await self._write(b'{"type":"closing",' + data[1:] + b"\n")
+
     async def keepalive(self) -> None:
         """Something on the wire so idle proxies keep the connection (a comment / blank line)."""
         await self._write(b": keepalive\n\n" if self.fmt == "sse" else b"\n")
@@ -227,7 +238,8 @@ async def follow(
     queue: int = SUBSCRIBER_QUEUE,
     on_lag: Callable[[], None] | None = None,
 ) -> None:
-    """Send history then live events until the job is final; returns after the ``end`` event.
+    """Send history then live events until the job is final; returns after the ``end`` event,
+    or after the ``closing`` marker when the master shuts down (``JobFeeds.closing``).
 
     ``on_lag`` is called each time the client fell behind and catches up from the
     store. Raises ``ConnectionResetError`` when the client goes away, ``Stalled``
@@ -262,6 +274,9 @@ async def follow(
                 if on_lag is not None:
                     on_lag()
                 continue
+            except Closing:
+                await writer.closing()
+                return
 
 
 def start_seq(request: web.Request) -> int:

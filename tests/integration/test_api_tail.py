@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from master.client.api import SseMessage, SseParser
 from master.context import MasterContext
+from master.http.app import TAIL_CLOSE_S
 from tests.integration.test_api_harness import FakeProducer, app, app_with, ctx, queue_job
 
 __all__ = ["app", "ctx"]  # fixtures used by the tests below
@@ -196,6 +197,37 @@ async def test_shutdown_ends_open_tails(
     await client.close()
     assert time.monotonic() - started < 5.0
     assert ctx.bus.subscribers(job.id) == 0
+
+
+async def test_shutdown_sends_open_tails_a_closing_marker(
+    aiohttp_server: ClientFactory, app: web.Application, ctx: MasterContext
+) -> None:
+    """At shutdown an open tail gets a ``closing`` event (no id: the resume point stays the
+    last event's seq) and a clean end of its stream, at once."""
+    server = await aiohttp_server(app)
+    producer = await _running_job(ctx)
+    async with aiohttp.ClientSession() as session:
+        resp = await session.get(server.make_url(_url(producer.job.id)))
+        lines = await session.get(server.make_url(_url(producer.job.id) + "?format=ndjson"))
+        reader = SseReader(resp)
+        await producer.emit(2)
+        assert [e["seq"] for e in await reader.logs(2)] == [1, 2]
+        assert [json.loads(await lines.content.readline())["seq"] for _ in range(2)] == [1, 2]
+        started = time.monotonic()
+        shutdown = asyncio.create_task(server.close())
+        marker = await reader.next()
+        assert (marker.event, marker.id) == ("closing", "2")
+        assert json.loads(marker.data) == {"reason": "the master is shutting down"}
+        with pytest.raises(EOFError):  # a clean end: not a cut chunk (ClientPayloadError)
+            await reader.next()
+        rest = (await lines.content.read()).decode().splitlines()  # to a clean end, too
+        assert [json.loads(line) for line in rest if line] == [
+            {"type": "closing", "reason": "the master is shutting down"}
+        ]
+        await shutdown
+        took = time.monotonic() - started
+    assert took < TAIL_CLOSE_S, took  # the tail ended by itself, it was not waited out
+    assert ctx.bus.subscribers(producer.job.id) == 0
 
 
 async def test_out_of_order_publish_still_in_order(

@@ -64,6 +64,20 @@ def test_missing_and_invalid_settings_are_named(tmp_path: Path, secret_file: Pat
         config_from_args(parse(["--master", "h:1", "--timeout", "tests"]))
 
 
+def test_reconnect_backoff_must_back_off(secret_file: Path) -> None:
+    """``reconnect_min`` 0 (every slave retrying in a tight loop) and ``reconnect_max`` below
+    ``reconnect_min`` are refused; equal bounds (a fixed, jittered delay) are fine."""
+    base = {"master": "h:1", "secret_file": str(secret_file), "image_dir": "/i"}
+    with pytest.raises(ConfigError, match="reconnect_min"):
+        build_config(base, {"reconnect_min": 0})
+    with pytest.raises(ConfigError, match="reconnect_max"):
+        build_config(base, {"reconnect_max": 0})
+    with pytest.raises(ConfigError, match=r"reconnect_max .* below reconnect_min"):
+        build_config(base, {"reconnect_min": 5, "reconnect_max": 2})
+    config = build_config({**base, "reconnect_min": 2}, {"reconnect_max": 2})
+    assert (config.reconnect_min, config.reconnect_max) == (2.0, 2.0)
+
+
 @pytest.mark.parametrize(
     ("line", "key"),
     [

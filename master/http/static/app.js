@@ -313,6 +313,8 @@ function followLog(id) {
     setText("log-state", `(ended${outcome ? ": " + outcome : ""})`);
     refreshJob(id);
   });
+  // The master is shutting down: the stream ends and EventSource comes back once it is up.
+  source.addEventListener("closing", () => setText("log-state", "(master restarting)"));
   source.addEventListener("error", () => {
     if (source.readyState === EventSource.CLOSED) setText("log-state", "(disconnected)");
     else setText("log-state", "(reconnecting)");
