@@ -94,6 +94,30 @@ def test_pyproject_optional_dependencies_and_own_extras(tmp_path: Path) -> None:
     assert found.sources == ["extra:tests"]
 
 
+def test_any_extra_or_group_listing_pytest_when_no_test_source_does(tmp_path: Path) -> None:
+    """idna keeps its test dependencies in an ``all`` extra next to its linters: an extra or
+    group of any name listing pytest is read (tooling dropped) when no test source is."""
+    pyproject = dedent("""
+        [project]
+        name = "demo"
+        version = "1.0"
+        [project.optional-dependencies]
+        all = ["ruff >= 0.16.0", "mypy", "pytest >= 8.3.2", "hypothesis >= 6.141.1", "coverage"]
+        socks = ["pysocks"]
+        [dependency-groups]
+        ci = ["pytest", "trustme"]
+        lint = ["ruff"]
+    """)
+    found = deps_of(tmp_path, pyproject=pyproject)
+    assert found.requirements == ["pytest>=8.3.2", "hypothesis>=6.141.1", "coverage", "trustme"]
+    assert found.sources == ["extra:all", "dependency-groups:ci"]
+    # A test-named source that lists pytest is enough: other extras are not read.
+    tests = pyproject.replace("socks = [", 'tests = ["pytest", "trio"]\nsocks = [')
+    found = deps_of(tmp_path / "t", pyproject=tests)
+    assert found.requirements == ["pytest", "trio"]
+    assert found.sources == ["extra:tests"]
+
+
 def test_dependency_groups_with_includes_and_a_cycle(tmp_path: Path) -> None:
     """PEP 735 groups: include-group is followed, a cycle is cut, dev tooling dropped."""
     pyproject = dedent("""

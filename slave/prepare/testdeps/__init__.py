@@ -23,6 +23,10 @@ backend): the sources are data in the release files, read through `SafeArchive` 
    includes are followed inside the sdist only (depth `requirement_files.MAX_DEPTH`); ``-e``, URLs,
    local paths and options are skipped (``.[extra]`` means the project's own extra).
 
+7. when none of these names ``pytest``: extras and dependency groups of any other name
+   that list it (idna keeps pytest and hypothesis in its ``all`` extra), as a dev
+   source -> ``extra:<name>``, ``dependency-groups:<name>``.
+
 Markers are evaluated for the guest. The project itself is dropped and its own
 extras (``pkg[test]``, ``.[test]``) expanded. Each project name appears once, with
 the first source's specifier (sources in the order above), so sources never

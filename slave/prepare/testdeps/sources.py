@@ -56,6 +56,10 @@ def _is_dev(name: str) -> bool:
     return canonicalize_name(name) in DEV_NAMES
 
 
+def _names_pytest(texts: Iterable[str]) -> bool:
+    return any(requirement_name(t) == "pytest" for t in texts)
+
+
 def find_test_dependencies(
     *,
     project: str,
@@ -97,6 +101,8 @@ def find_test_dependencies(
     sources.collect(_is_test, dev=False)
     sources.collect(_is_dev, dev=True)
     collector = sources.collector
+    if "pytest" not in collector.taken:
+        sources.collect_by_runner()
     if "pytest" not in collector.taken:
         collector.requirements.append("pytest")
     return TestDependencies(collector.requirements, collector.sources)
@@ -159,6 +165,18 @@ class _Sources:
         for path in sorted(p for p in self.files if pattern.match(p)):
             if self._for_this_python(path):
                 add(path, self._own(self.requirement_files.read(path)), dev=dev)
+
+    def collect_by_runner(self) -> None:
+        """Extras and dependency groups of any other name that list pytest: where a project
+        with no test-named source keeps its test dependencies (idna's ``all``: pytest,
+        hypothesis, coverage, ruff, mypy). Taken as a dev source (tooling dropped)."""
+        for name in self.extra_names:
+            if _names_pytest(self.collector.extras(name)):
+                self.collector.own_extras(f"extra:{name}", [name], dev=True)
+        for name in self.groups:
+            requirements = dependency_group(self.groups, name)
+            if _names_pytest(requirements):
+                self.collector.add(f"dependency-groups:{name}", requirements, dev=True)
 
     def _for_this_python(self, path: str) -> bool:
         """False for a file tagged for another Python (``tests37.txt``, ``test-py3.8.txt``)."""
