@@ -80,8 +80,13 @@ class Executor:
         traced: bool = True,
         on_line: Callable[[str], None] | None = None,
         stage: str | None = None,
+        interrupt_grace: float = 0.0,
     ) -> Result:
         """Run argv to completion or the phase deadline; stream output and trace events.
+
+        ``interrupt_grace`` > 0: that many seconds before the deadline the command's main
+        process gets SIGINT, so that it can stop and say what it did so far (pytest writes
+        its JUnit XML for the tests that ran); the result is timed out all the same.
 
         ``stage`` (e.g. ``"metadata"``) goes into every output and trace event as a
         field: a step inside the phase, the phase itself unchanged.
@@ -138,8 +143,12 @@ class Executor:
         if trace_fd >= 0:
             threads.append(self._tracer(phase, os.fdopen(trace_fd, "rb"), budget, main, tag))
         timed_out = True
+
+        def main_pid() -> int | None:
+            return main.pid if use_strace else proc.pid
+
         try:
-            timed_out = not wait_command(proc, budget, main)
+            timed_out = not wait_command(proc, budget, main, interrupt_grace, main_pid)
         finally:
             self.kill_all()
             proc.wait()
@@ -328,19 +337,33 @@ class MainExit:
         self.done.set()
 
 
-def wait_command(proc: subprocess.Popen[bytes], budget: Budget, main: MainExit) -> bool:
-    """Wait until strace exits or the traced main process ends; False at the phase deadline."""
+def wait_command(
+    proc: subprocess.Popen[bytes],
+    budget: Budget,
+    main: MainExit,
+    interrupt_grace: float = 0.0,
+    main_pid: Callable[[], int | None] = lambda: None,
+) -> bool:
+    """Wait until strace exits or the traced main process ends; False at the phase deadline
+    (and when it ended only because it was interrupted ``interrupt_grace`` s before it)."""
+    interrupted = False
     while True:
         remaining = budget.remaining()
+        if interrupt_grace > 0 and not interrupted and remaining <= interrupt_grace:
+            pid = main_pid()
+            if pid is not None:
+                interrupted = True
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGINT)
         try:
             proc.wait(timeout=min(remaining, 0.25))
-            return True
+            return not interrupted
         except subprocess.TimeoutExpired:
             if main.done.is_set():
                 # Nothing left behind: strace ends on its own in a moment.
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=1.0)
-                return True
+                return not interrupted
             if remaining <= 0.25:
                 return False
 

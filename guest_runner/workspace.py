@@ -85,6 +85,7 @@ class Workspace:
         traced: bool = True,
         on_line: Callable[[str], None] | None = None,
         stage: str | None = None,
+        interrupt_grace: float = 0.0,
     ) -> Result:
         """Run package-touching ``argv`` (see :meth:`Executor.run`); cwd defaults to run/."""
         return self.exec.run(
@@ -96,6 +97,7 @@ class Workspace:
             traced=traced,
             on_line=on_line,
             stage=stage,
+            interrupt_grace=interrupt_grace,
         )
 
     def pip_install(self) -> list[str]:

@@ -68,6 +68,7 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
         requirements.update(install_test_requirements(ws, budget))
     junit = ws.scratch / "tmp" / "junit.xml"
     dump_after = max(1, int(ws.job.timeout("tests") * 0.8))
+    grace = interrupt_grace(ws.job.timeout("tests"))
     # ``-m`` puts the sdist's root first on sys.path, as ``python -m pytest`` in
     # upstream CI does: suites import helpers as ``from tests import x`` with no
     # tests/__init__.py (jmespath). (-P was tried: it broke those suites.)
@@ -75,12 +76,12 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
     argv += [f"--junitxml={junit}", "-o", "junit_family=xunit1", "-q"]
     argv += ["-o", f"faulthandler_timeout={dump_after}", "--continue-on-collection-errors"]
     argv += ["--rootdir", str(root), *[str(t) for t in targets]]
-    result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root))
+    result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root), interrupt_grace=grace)
     if result.returncode == 4 and not result.timed_out:
         # A usage error is nearly always the project's addopts naming a plugin we did
         # not install (--cov...): retry once without them.
         argv[-len(targets) : -len(targets)] = ["-o", "addopts="]
-        result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root))
+        result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root), interrupt_grace=grace)
     if result.returncode == 5 and not result.timed_out and budget.remaining() > 0:
         # Nothing matched test_*.py / *_test.py (or the project's python_files): the
         # tests are unittest-style modules named otherwise (tests/test.py,
@@ -89,7 +90,7 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
             "-o",
             f"python_files={loose_patterns(root, targets)}",
         ]
-        result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root))
+        result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root), interrupt_grace=grace)
     counts = parse_junit(junit)
     reason = no_tests_reason(counts, result)
     summary(reason, **counts)
@@ -99,6 +100,13 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
     if reason is not None and outcome.status == "failed":
         outcome.fields["reason"] = reason
     return outcome
+
+
+def interrupt_grace(timeout: float) -> float:
+    """Seconds before the phase deadline at which pytest gets SIGINT: a suite too big for
+    its budget then stops and writes the JUnit XML of the tests that ran (5 % of the
+    budget, 5-60 s), so its counts are known instead of nothing."""
+    return min(60.0, max(5.0, timeout * 0.05))
 
 
 def no_tests_reason(counts: dict[str, Any], result: Result) -> str | None:

@@ -12,7 +12,8 @@ one-line ``reason`` (``summary.reason``; table also in ``docs/outcomes.md``)::
       the guest's OOM killer struck)
     a package phase crashed                → crashed      install, import or tests
     install or import timed out            → timed_out
-    tests ran past their time budget       → incomplete   how long they ran
+    tests ran past their time budget       → incomplete   how long, how many passed
+      (a real failure before it: failed)
     install or import failed               → failed       pip's / the import's error
     tests: real (non-offline) failures     → failed       "3 of 120 tests failed"
       (unless every test errored in its set-up and none passed: incomplete)
@@ -322,11 +323,7 @@ def decide(
             took = entry.duration_s
             after = f" (stopped after {took:g} s)" if took is not None else ""
             if phase == "tests":
-                # A big suite under emulation (TCG costs ~10x) runs past the budget far more
-                # often than a suite hangs: that is not the release's failure, but not a pass.
-                return _decision(
-                    Outcome.INCOMPLETE, f"the tests did not finish within their time budget{after}"
-                )
+                return _tests_out_of_time(tests, after)
             return _decision(Outcome.TIMED_OUT, f"{phase} ran past its timeout{after}")
     install, imported = entries.get("install"), entries.get("import")
     if install is not None and install.status is PhaseStatus.FAILED:
@@ -344,6 +341,29 @@ def decide(
     if install is None:
         return _decision(Outcome.INFRA_ERROR, "the guest runner never reported the install")
     return judged
+
+
+def _tests_out_of_time(tests: TestCounts | None, after: str) -> Decision:
+    """The tests ran past their budget. A big suite under emulation (TCG costs ~10x) does
+    far more often than a suite hangs: not the release's failure, but not a pass either,
+    unless a test had already failed for real. pytest is interrupted shortly before the
+    deadline, so the counts of what ran are usually known."""
+    why = f"the tests did not finish within their time budget{after}"
+    tests = tests or TestCounts()
+    passed, failed, errors = tests.passed, tests.failed, tests.errors
+    if passed is None or failed is None or errors is None:
+        return _decision(Outcome.INCOMPLETE, why)
+    offline = tests.offline_failures.count if tests.offline_failures is not None else 0
+    real = max(0, failed + errors - offline)
+    ran = passed + failed + errors
+    only_set_up_errors = errors and not passed and failed <= offline
+    if real and not only_set_up_errors:
+        return _decision(
+            Outcome.FAILED, f"{real} of {ran} tests failed before the time budget ran out{after}"
+        )
+    if passed:
+        return _decision(Outcome.INCOMPLETE, f"{why}: {passed} passed, none failed, before it")
+    return _decision(Outcome.INCOMPLETE, why)
 
 
 def _why(entry: PhaseResult, program: str) -> str:

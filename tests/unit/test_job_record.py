@@ -108,6 +108,26 @@ def test_tests_killed_by_the_oom_killer_are_incomplete_not_crashed() -> None:
     assert judge(segv, "clean", out_of_memory=frozenset({"tests"})).outcome is Outcome.CRASHED
 
 
+def test_tests_out_of_time_say_what_ran_and_fail_only_on_a_real_failure() -> None:
+    """pytest interrupted at the budget leaves counts: passes are named, a failure fails."""
+    out = {"install": OK, "import": OK, "tests": {"status": "timed_out", "duration_s": 1800.0}}
+    assert judge(out, "clean", counts(14000, skipped=3)) == Decision(
+        Outcome.INCOMPLETE,
+        "the tests did not finish within their time budget (stopped after 1800 s): "
+        "14000 passed, none failed, before it",
+    )
+    assert judge(out, "clean", counts(900, failed=2)) == Decision(
+        Outcome.FAILED,
+        "2 of 902 tests failed before the time budget ran out (stopped after 1800 s)",
+    )
+    offline_only = counts(900, failed=2, offline_failures={"count": 2, "tests": ["t::a", "t::b"]})
+    assert judge(out, "clean", offline_only).outcome is Outcome.INCOMPLETE
+    assert judge(out, "clean", counts(0, errors=5)).outcome is Outcome.INCOMPLETE
+    assert judge(out, "clean").reason == (
+        "the tests did not finish within their time budget (stopped after 1800 s)"
+    )
+
+
 def test_failed_install_or_import_is_failed_with_the_error() -> None:
     """An install or import that failed is the package's failure, with pip's or the error."""
     install = {"install": {"status": "failed", "exit_code": 1}}

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -307,6 +308,41 @@ def test_failing_test_is_counted(tmp_path: Path, run_job: RunJob) -> None:
     assert summary["collected"] == 4
     assert (summary["passed"], summary["failed"], summary["skipped"]) == (1, 2, 1)
     assert summary["network_errors"] == 1
+
+
+def test_suite_past_its_budget_is_interrupted_and_says_what_ran(
+    tmp_path: Path, run_job: RunJob
+) -> None:
+    """pytest gets SIGINT shortly before the deadline: timed out, with the counts of the tests
+    that ran (its JUnit XML), and nothing of the suite left running."""
+    body = dedent(
+        """
+        import time
+
+
+        def test_a():
+            pass
+
+
+        def test_b():
+            pass
+
+
+        def test_c_hangs():
+            time.sleep(300)
+
+
+        def test_d():
+            pass
+        """
+    )
+    started = time.monotonic()
+    events = run_job([project(tmp_path, test_body=body)], timeouts={"install": 120, "tests": 40})
+    tests = finished(events, "tests")
+    assert tests["status"] == "timed_out"
+    summary = one(events, "tests_summary")
+    assert (summary["passed"], summary["failed"]) == (2, 0), summary
+    assert time.monotonic() - started < 120
 
 
 def test_install_failure_skips_later_phases(tmp_path: Path, run_job: RunJob) -> None:
