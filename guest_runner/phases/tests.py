@@ -16,6 +16,7 @@ from guest_runner.budget import Budget
 from guest_runner.junit import empty_summary, parse_junit
 from guest_runner.outcome import Outcome, Result, outcome_of, setup_error
 from guest_runner.phases.imports import installed_modules
+from guest_runner.pytest_plugin import install as install_plugin
 from guest_runner.workspace import Workspace
 
 NO_SDIST = "no sdist: no tests shipped"
@@ -73,6 +74,8 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
     # upstream CI does: suites import helpers as ``from tests import x`` with no
     # tests/__init__.py (jmespath). (-P was tried: it broke those suites.)
     argv = [ws.vpython, "-X", "faulthandler", "-m", "pytest", "-p", "no:cacheprovider"]
+    if site is not None:
+        argv += ["-p", install_plugin(site)]
     argv += [f"--junitxml={junit}", "-o", "junit_family=xunit1", "-q"]
     argv += ["-o", f"faulthandler_timeout={dump_after}", "--continue-on-collection-errors"]
     argv += ["--rootdir", str(root), *[str(t) for t in targets]]

@@ -121,7 +121,15 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pytest and its dependencies as wheels, repacked from the installed distributions."""
     dest = tmp_path_factory.mktemp("wheels")
     skip = {"RECORD", "METADATA", "WHEEL", "INSTALLER", "REQUESTED", "direct_url.json"}
-    for name in ("pytest", "iniconfig", "packaging", "pluggy", "pygments"):
+    for name in (
+        "pytest",
+        "iniconfig",
+        "packaging",
+        "pluggy",
+        "pygments",
+        "hypothesis",
+        "sortedcontainers",
+    ):
         dist = importlib.metadata.distribution(name)
         files: dict[str, str | bytes] = {}
         for item in dist.files or []:
@@ -343,6 +351,41 @@ def test_suite_past_its_budget_is_interrupted_and_says_what_ran(
     summary = one(events, "tests_summary")
     assert (summary["passed"], summary["failed"]) == (2, 0), summary
     assert time.monotonic() - started < 120
+
+
+def test_hypothesis_deadlines_are_off_in_the_guest(tmp_path: Path, run_job: RunJob) -> None:
+    """A project profile with a deadline (attrs: 400 ms) fails examples that are only slow
+    in an emulated guest: the tests phase's plugin lifts the deadline after collection."""
+    conftest = dedent(
+        """
+        from datetime import timedelta
+
+        from hypothesis import settings
+
+
+        def pytest_configure(config):
+            settings.register_profile("strict", deadline=timedelta(milliseconds=1))
+            settings.load_profile("strict")
+        """
+    )
+    body = dedent(
+        """
+        import time
+
+        from hypothesis import given, strategies as st
+
+
+        @given(st.integers())
+        def test_slow_example(x):
+            time.sleep(0.02)
+        """
+    )
+    sdist = project(tmp_path, test_body=body, extra_files={"tests/conftest.py": conftest})
+    events = run_job([sdist], test_requirements=("hypothesis",))
+    summary = one(events, "tests_summary")
+    output = [e["line"] for e in events if e["event"] == "output" and e["phase"] == "tests"]
+    assert (summary["passed"], summary["failed"]) == (1, 0), output
+    assert finished(events, "tests")["status"] == "passed"
 
 
 def test_install_failure_skips_later_phases(tmp_path: Path, run_job: RunJob) -> None:
