@@ -147,12 +147,14 @@ def refuse_install(ctx: JobContext, record: RunRecord, reason: str) -> None:
     """The release's wheel refuses the guest's Python (``PreparedRelease.python_refused``,
     checked on the host): the guest phases end as the guest's pip refusing it ended them,
     install ``failed`` with pip's words and the phases needing it ``skipped``; ``quality``
-    (our lint of the sources, in the guest) is skipped too, as no VM is used. The events
+    (our lint of the sources, in the guest) is skipped too, as no guest runs. The events
     go through the record and out as the runner's would.
     """
     for phase in GUEST_PHASES:
         if phase == "install":
             fields: dict[str, Any] = {"status": "failed", "reason": reason}
+        elif phase == "quality":
+            fields = {"status": "skipped", "reason": "no guest ran: install refused on the host"}
         else:
             fields = {"status": "skipped", "reason": "install did not pass"}
         fields.update(duration_s=0.0, traced=False, checked_on="host")

@@ -110,13 +110,26 @@ async def test_passing_and_failing_packages(harness: Harness, tmp_path: Path) ->
 
 
 async def test_package_that_does_not_install(harness: Harness, tmp_path: Path) -> None:
-    """A wheel the guest's pip refuses (Requires-Python) fails install; later phases skip."""
+    """A release refusing the guest's Python fails install; later phases skip. A wheel (which
+    uv would install) is refused by the slave before the guest runs anything; an sdist is
+    refused by pip in the guest, after building its metadata."""
     harness.pypi.add_project(tmp_path / "d", "oldpkg", "1.0", requires_python="<3", sdist=False)
-    job_id, result = await harness.run("oldpkg", "1.0")
-    assert result.outcome == "failed"
-    assert phases_to_json(result.phases)["install"]["status"] == "failed"
-    assert phases_to_json(result.phases)["import"]["status"] == "skipped"
-    assert_well_formed(harness, job_id, result)
+    harness.pypi.add_project(tmp_path / "d", "oldsdist", "1.0", requires_python="<3", wheel=False)
+    for project, checked_on in (("oldpkg", "host"), ("oldsdist", None)):
+        job_id, result = await harness.run(project, "1.0")
+        assert result.outcome == "failed", result.summary.to_json()
+        phases = phases_to_json(result.phases)
+        assert phases["install"]["status"] == "failed"
+        assert phases["import"]["status"] == "skipped"
+        reason = str(result.summary.reason)
+        assert reason.startswith("install failed: "), reason
+        if checked_on == "host":
+            assert re.search(r"oldpkg 1\.0 requires a different Python: 3\.11\.\d+ not in '<3'$",
+                             reason), reason  # fmt: skip
+        install = [e for _, e in sorted(harness.master.events[job_id].items())
+                   if e.event == "phase_finished" and e.phase == "install"]  # fmt: skip
+        assert install[0].fields.get("checked_on") == checked_on
+        assert_well_formed(harness, job_id, result)
 
 
 UNITTEST_MODULE = (
