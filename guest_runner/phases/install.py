@@ -64,14 +64,17 @@ def install_into_venv(ws: Workspace, budget: Budget) -> Outcome:
         if found:
             built.append(normalize(found.group(1) or found.group(2)))
 
-    # The release is installed by pip, wheel or sdist: uv does not check a local
-    # wheel's Requires-Python (it trusts an index's data-requires-python, and
-    # --find-links directories have none), so a release that refuses this Python would
-    # install. uv installs the tests phase's wheels (pytest, test requirements).
-    installer = ws.pip_build_install()
-    argv = [*installer, "--find-links", str(ws.job_dir)]
-    argv += ["--find-links", ws.opts.wheels_dir, target]
-    result = pip_build(ws, budget, argv, on_line=watch)
+    # A wheel (and its wheel dependencies) is installed by uv when the image has it; an
+    # sdist is built by pip, whose build runs with the job venv as sys.prefix (uv builds in
+    # a throw-away environment a setup.py could write past). uv does not check a local
+    # wheel's Requires-Python: the host checked it before the job reached the guest
+    # (slave.prepare.python_check), and picked the dependency wheels for this Python.
+    links = ["--find-links", str(ws.job_dir), "--find-links", ws.opts.wheels_dir]
+    if kind == "wheel":
+        argv = [*ws.pip_install(), *links, target]
+        result = ws.run_as_tester(argv, budget, phase="install", on_line=watch)
+    else:
+        result = pip_build(ws, budget, [*ws.pip_build_install(), *links, target], on_line=watch)
     ws.out.emit(
         "install_summary",
         "install",

@@ -4,7 +4,10 @@
    checked) and dependency wheels, never running package code. Without static
    metadata, the guest runner builds it (stage ``metadata`` of install, traced
    like all package code) and the host fetches the dependencies it names while
-   the runner waits (``_answer_metadata``).
+   the runner waits (``_answer_metadata``). A release wheel whose
+   ``Requires-Python`` excludes the image's Python (the guest's uv would install
+   it) fails install right here, with pip's words (``refuse_install``); the VM
+   booting meanwhile is stopped unused.
 2. **boot**: ``VM.start`` (snapshot restore when one fits) and ``Guest.connect``.
 3. **upload**: release files, wheelhouse and ``job.json`` over SFTP.
 4. **install / import / tests / quality**: the guest runner, streamed line by
@@ -45,6 +48,7 @@ from slave.job.phases import (
     answer_metadata,
     host_phase,
     phase_timeout,
+    refuse_install,
     run_runner,
     upload,
 )
@@ -116,8 +120,12 @@ class VMExecutor:
                 )
             )
             scan = asyncio.create_task(asyncio.to_thread(_static_findings, prepared))
-            booted = await booting
-            await self._in_vm(ctx, image, booted[1], prepared, record)
+            if prepared.python_refused is not None:
+                # uv in the guest would install it anyway: refused here, the VM never used
+                refuse_install(ctx, record, prepared.python_refused)
+            else:
+                booted = await booting
+                await self._in_vm(ctx, image, booted[1], prepared, record)
             await self._static_scan(ctx, scan, record)
         except PrepareError as exc:
             if exc.outcome is Outcome.INFRA_ERROR:
@@ -178,6 +186,7 @@ class VMExecutor:
             work_dir=ctx.job_dir / "prepare",
             python_version=image.python_version,
             platform=str(image.manifest.get("platform") or self.config.guest_platform),
+            guest_python=image.python_full_version,
             pip=self.pip,
         )
 

@@ -143,6 +143,27 @@ async def upload(ctx: JobContext, guest: Guest, prepared: PreparedRelease) -> No
     ctx.log.info("files_uploaded", phase="upload", files=len(paths), bytes=total)
 
 
+def refuse_install(ctx: JobContext, record: RunRecord, reason: str) -> None:
+    """The release's wheel refuses the guest's Python (``PreparedRelease.python_refused``,
+    checked on the host): the guest phases end as the guest's pip refusing it ended them,
+    install ``failed`` with pip's words and the phases needing it ``skipped``; ``quality``
+    (our lint of the sources, in the guest) is skipped too, as no guest runs. The events
+    go through the record and out as the runner's would.
+    """
+    for phase in GUEST_PHASES:
+        if phase == "install":
+            fields: dict[str, Any] = {"status": "failed", "reason": reason}
+        elif phase == "quality":
+            fields = {"status": "skipped", "reason": "no guest ran: install refused on the host"}
+        else:
+            fields = {"status": "skipped", "reason": "install did not pass"}
+        fields.update(duration_s=0.0, traced=False, checked_on="host")
+        for event, data in (("phase_started", {}), ("phase_finished", fields)):
+            record.feed(event, phase, data)
+            level = "warning" if data.get("status") == "failed" else "info"
+            ctx.emit(event, level=level, phase=phase, fields=dict(data))
+
+
 def _host_phase(phase: str | None) -> tuple[str | None, dict[str, Any]]:
     """The event's phase if the schema knows it; else None and the runner's name as a field."""
     if phase is None or phase in PHASES:

@@ -170,6 +170,9 @@ class PreparedRelease:
     ``build_imports``: what ``setup.py`` imports at its top without declaring it
     (`slave.prepare.build_imports`; only when the guest builds the sdist), each a
     finding; ``build_import_wheels``: their distributions whose wheels were fetched.
+    ``python_refused``: why the wheel the guest would install refuses the guest's
+    Python, in pip's words (`slave.prepare.python_check`); then no dependency was
+    fetched and the job's install fails with it, without the guest.
     """
 
     project: str
@@ -187,6 +190,7 @@ class PreparedRelease:
     test_unavailable: list[str] = field(default_factory=list)
     build_imports: list[BuildImport] = field(default_factory=list)
     build_import_wheels: list[str] = field(default_factory=list)
+    python_refused: str | None = None
 
     def summary(self) -> PrepareSummary:
         """What the job summary records of preparation (``summary.prepare``), capped."""

@@ -40,6 +40,7 @@ from slave.prepare.models import (
     PreparedRelease,
     ReleaseRequest,
 )
+from slave.prepare.python_check import python_refusal
 from slave.prepare.testdeps import TestDependencies, find_test_dependencies, wanted_file
 from slave.prepare.wheelhouse import download_wheels
 
@@ -126,6 +127,7 @@ async def prepare_release(
     work_dir: Path,
     python_version: str,
     platform: str,
+    guest_python: str | None = None,
     pip: PipOptions | None = None,
     timeouts: HttpTimeouts | None = None,
     session: aiohttp.ClientSession | None = None,
@@ -134,8 +136,12 @@ async def prepare_release(
     """Fetch the release's files and the wheels its guest needs into ``work_dir``.
 
     ``python_version``/``platform`` describe the guest image ("3.11",
-    "manylinux_2_36_x86_64"). ``pip`` overrides how pip runs (tests point it at a
-    loopback index); ``session`` lets a daemon share its HTTP connection pool.
+    "manylinux_2_36_x86_64"); ``guest_python`` is its full Python version ("3.11.2",
+    default ``python_version``), which the wheel the guest installs must accept
+    (`python_refusal`): if it does not, nothing more is fetched and the result's
+    ``python_refused`` says why (the job's install fails with it). ``pip`` overrides
+    how pip runs (tests point it at a loopback index); ``session`` lets a daemon share
+    its HTTP connection pool.
     Test dependencies (`find_test_dependencies`) are fetched best effort within
     ``test_deps_budget`` seconds; what could not be had is in ``test_unavailable``.
     Writes ``work_dir/files`` and ``work_dir/wheelhouse``; shares ``cache_dir``.
@@ -166,6 +172,30 @@ async def prepare_release(
     meta, contents = await asyncio.to_thread(_read_static, wheel, sdist)
     fallback = _name_from_filename(paths[0]) or (request.project, request.version or "")
     project, version = meta.name or fallback[0], meta.version or fallback[1]
+    env = target.marker_environment()
+    requirements: list[str] = []
+    if meta.requires_dist is not None:
+        requirements = requirements_for(meta.requires_dist, env, project, [""])
+    if wheel is not None:
+        refused = python_refusal(
+            f"{project} {version}", meta.requires_python, guest_python or python_version
+        )
+        if refused is not None:
+            log.info("release_refuses_guest_python", project=project, version=version,
+                     reason=refused)  # fmt: skip
+            return PreparedRelease(
+                project=project,
+                version=version,
+                files=paths,
+                sha256={p.name: digest for p, digest in files.items()},
+                wheelhouse=wheelhouse,
+                requirements=requirements,
+                build_requires=[],
+                metadata_source=meta.source,
+                needs_guest_metadata=False,
+                requires_python=meta.requires_python,
+                python_refused=refused,
+            )
 
     async def fetch(requirements: list[str]) -> list[Path]:
         return await download_wheels(
@@ -177,10 +207,6 @@ async def prepare_release(
             pip=pip,
         )
 
-    env = target.marker_environment()
-    requirements: list[str] = []
-    if meta.requires_dist is not None:
-        requirements = requirements_for(meta.requires_dist, env, project, [""])
     tests = await asyncio.to_thread(
         find_test_dependencies,
         project=project,

@@ -109,14 +109,54 @@ async def test_passing_and_failing_packages(harness: Harness, tmp_path: Path) ->
     assert_well_formed(harness, job_id, result)
 
 
+#: An in-tree build backend (nothing to install) whose metadata refuses every Python 3.
+OLD_SDIST_BACKEND = {
+    "pyproject.toml": (
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n\n'
+        '[project]\nname = "oldsdist"\nversion = "1.0"\nrequires-python = "<3"\n'
+        "dependencies = []\n"
+    ),
+    "backend.py": (
+        "import os\n\n\ndef get_requires_for_build_wheel(config_settings=None):\n"
+        "    return []\n\n\n"
+        "def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):\n"
+        "    name = 'oldsdist-1.0.dist-info'\n"
+        "    os.makedirs(os.path.join(metadata_directory, name))\n"
+        "    with open(os.path.join(metadata_directory, name, 'METADATA'), 'w') as f:\n"
+        "        f.write('Metadata-Version: 2.1\\nName: oldsdist\\nVersion: 1.0\\n'\n"
+        "                'Requires-Python: <3\\n')\n"
+        "    return name\n\n\n"
+        "def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n"
+        "    raise RuntimeError('pip checks Requires-Python before it builds the wheel')\n"
+    ),
+}
+
+
 async def test_package_that_does_not_install(harness: Harness, tmp_path: Path) -> None:
-    """A wheel the guest's pip refuses (Requires-Python) fails install; later phases skip."""
+    """A release refusing the guest's Python fails install; later phases skip. A wheel (which
+    uv would install) is refused by the slave before the guest runs anything; an sdist is
+    refused by pip in the guest, after building its metadata."""
     harness.pypi.add_project(tmp_path / "d", "oldpkg", "1.0", requires_python="<3", sdist=False)
-    job_id, result = await harness.run("oldpkg", "1.0")
-    assert result.outcome == "failed"
-    assert phases_to_json(result.phases)["install"]["status"] == "failed"
-    assert phases_to_json(result.phases)["import"]["status"] == "skipped"
-    assert_well_formed(harness, job_id, result)
+    harness.pypi.add_project(tmp_path / "d", "oldsdist", "1.0", requires_python="<3", wheel=False,
+                             extra_files=OLD_SDIST_BACKEND)  # fmt: skip
+    for project, checked_on in (("oldpkg", "host"), ("oldsdist", None)):
+        job_id, result = await harness.run(project, "1.0")
+        assert result.outcome == "failed", result.summary.to_json()
+        phases = phases_to_json(result.phases)
+        assert phases["install"]["status"] == "failed"
+        assert phases["import"]["status"] == "skipped"
+        reason = str(result.summary.reason)
+        assert reason.startswith("install failed: "), reason
+        if checked_on == "host":
+            assert re.search(r"oldpkg 1\.0 requires a different Python: 3\.11\.\d+ not in '<3'$",
+                             reason), reason  # fmt: skip
+        events = [e for _, e in sorted(harness.master.events[job_id].items())]
+        install = [e for e in events if e.event == "phase_finished" and e.phase == "install"]
+        assert install[0].fields.get("checked_on") == checked_on
+        if checked_on is None:  # the guest's pip said why
+            said = [str(e.fields.get("line")) for e in events if e.event == "output"]
+            assert any("requires a different Python" in line for line in said), said[-40:]
+        assert_well_formed(harness, job_id, result)
 
 
 UNITTEST_MODULE = (

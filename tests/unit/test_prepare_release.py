@@ -43,7 +43,12 @@ def hermetic_pip(pypi: FakePyPI) -> PipOptions:
 
 
 async def prepare(
-    pypi: FakePyPI, tmp_path: Path, request: ReleaseRequest, job: str = "job"
+    pypi: FakePyPI,
+    tmp_path: Path,
+    request: ReleaseRequest,
+    job: str = "job",
+    python: str = PYTHON,
+    guest_python: str | None = None,
 ) -> PreparedRelease:
     return await prepare_release(
         request,
@@ -51,8 +56,9 @@ async def prepare(
         cache_dir=tmp_path / "cache",
         work_dir=tmp_path / job,
         pip=hermetic_pip(pypi),
-        python_version=PYTHON,
+        python_version=python,
         platform=PLATFORM,
+        guest_python=guest_python,
     )
 
 
@@ -94,6 +100,42 @@ async def test_wheel_only_release_gets_its_dependency_tree(pypi: FakePyPI, tmp_p
     assert [p.name for p in prepared.files] == ["app-1.0-py3-none-any.whl"]
     assert wheel_names(prepared) == ["dep_a-1.0-py3-none-any.whl", "dep_b-2.1-py3-none-any.whl"]
     assert prepared.build_requires == []  # a wheel fits the guest: nothing to build
+
+
+async def test_wheel_refusing_the_guest_python_is_refused_before_any_fetch(
+    pypi: FakePyPI, tmp_path: Path
+) -> None:
+    """The wheel the guest installs (with uv, which would not check) excludes the guest's
+    full Python: python_refused in pip's words, no dependency asked of the index; a guest
+    whose Python it accepts gets the release prepared as usual."""
+    serve_deps(pypi, tmp_path / "idx")
+    pypi.add_project(tmp_path / "idx", "app", "1.0", requires_dist=["dep-a"],
+                     requires_python=">=3.11.4")  # fmt: skip
+    prepared = await prepare(pypi, tmp_path, ReleaseRequest("app"), guest_python="3.11.2")
+    assert prepared.python_refused == (
+        "app 1.0 requires a different Python: 3.11.2 not in '>=3.11.4'"
+    )
+    assert prepared.requirements == ["dep-a"]  # what it needs, as the summary shows it
+    assert wheel_names(prepared) == []
+    assert pypi.count("/simple/") == 0
+    assert sorted(p.name for p in prepared.files) == ["app-1.0-py3-none-any.whl", "app-1.0.tar.gz"]
+
+    fits = await prepare(pypi, tmp_path, ReleaseRequest("app"), "job2", guest_python="3.11.9")
+    assert fits.python_refused is None
+    assert wheel_names(fits) == ["dep_a-1.0-py3-none-any.whl", "dep_b-2.1-py3-none-any.whl"]
+
+
+async def test_sdist_refusing_the_guest_python_is_left_to_pip_in_the_guest(
+    pypi: FakePyPI, tmp_path: Path
+) -> None:
+    """An sdist is built and installed by pip in the guest, which checks the Requires-Python
+    of what it builds: the host does not refuse it."""
+    serve_deps(pypi, tmp_path / "idx")
+    pypi.add_project(tmp_path / "idx", "old", "1.0", requires_python="<3", wheel=False)
+    prepared = await prepare(pypi, tmp_path, ReleaseRequest("old"), guest_python="3.11.2")
+    assert prepared.python_refused is None
+    assert prepared.requires_python == "<3"
+    assert [p.name for p in prepared.files] == ["old-1.0.tar.gz"]
 
 
 @pytest.mark.parametrize(

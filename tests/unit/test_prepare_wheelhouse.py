@@ -77,6 +77,37 @@ async def test_platform_wheels_match_the_guest(pypi: FakePyPI, tmp_path: Path) -
     assert err.value.requirements == ["too-new"]
 
 
+async def test_dependencies_fit_the_guest_python(pypi: FakePyPI, tmp_path: Path) -> None:
+    """pip picks each dependency (direct or transitive) for the guest's Python: the newest
+    version whose Requires-Python accepts it, none when no version does. The guest's uv
+    installs these wheels without checking Requires-Python itself."""
+    where = tmp_path / "i"
+    pypi.add_project(where, "dep", "1.0", requires_python=">=3.8", sdist=False)
+    pypi.add_project(where, "dep", "2.0", requires_python=">=3.12", sdist=False)
+    pypi.add_project(where, "top", "1.0", requires_dist=["dep"], sdist=False)
+    pypi.add_project(where, "new-only", "1.0", requires_python=">=3.12", sdist=False)
+
+    async def for_python(python: str, reqs: list[str], job: str) -> list[str]:
+        paths = await download_wheels(
+            reqs,
+            wheelhouse=tmp_path / job / "wh",
+            cache_dir=tmp_path / "cache",
+            python_version=python,
+            platform="manylinux_2_36_x86_64",
+            pip=options(pypi),
+        )
+        return sorted(p.name for p in paths)
+
+    old = ["dep-1.0-py3-none-any.whl", "top-1.0-py3-none-any.whl"]
+    assert await for_python("3.11", ["top"], "a") == old
+    new = ["dep-2.0-py3-none-any.whl", "top-1.0-py3-none-any.whl"]
+    assert await for_python("3.12", ["top"], "b") == new
+    with pytest.raises(DependencyUnavailable) as err:
+        await for_python("3.11", ["new-only"], "c")
+    assert err.value.requirements == ["new-only"]
+    assert await for_python("3.13", ["new-only"], "d") == ["new_only-1.0-py3-none-any.whl"]
+
+
 async def test_nothing_applicable_runs_no_pip(pypi: FakePyPI, tmp_path: Path) -> None:
     """Requirements whose markers exclude the guest produce no pip run and no request."""
     got = await fetch(pypi, tmp_path, ['pywin32; sys_platform == "win32"', 'x; extra == "doc"'])

@@ -226,28 +226,36 @@ def one(events: Events, name: str) -> dict[str, Any]:
     return found[0]
 
 
-def test_release_installs_with_pip_test_wheels_with_uv(tmp_path: Path, run_job: RunJob) -> None:
-    """The release (wheel or sdist) is installed by pip, which refuses a wheel whose
-    Requires-Python excludes this Python (uv would not); an sdist's build backend is
-    traced; the tests phase installs pytest with the image's uv."""
+def test_wheels_install_with_uv_sdists_build_with_pip(tmp_path: Path, run_job: RunJob) -> None:
+    """The image's uv installs a release's wheel (traced: uv's own exec is in the trace); an
+    sdist is built by pip, its build backend traced, and the tests phase's pytest comes
+    with uv; without uv, pip installs the wheel and refuses one whose Requires-Python
+    excludes this Python (with uv the host refuses it before the guest starts)."""
     sdist = project(tmp_path)
     wheel = build_wheel(tmp_path / "whl", "demo", "0.1", {"demo/__init__.py": "X = 1\n"})
     refuses = build_wheel(tmp_path / "old", "demo", "0.1", {"demo/__init__.py": "X = 1\n"},
                           requires_python="<3")  # fmt: skip
-    pip_runs = '"-m", "pip", "install"'
-    for target, phases in ((wheel, ("install",)), (sdist, ("install", "tests"))):
-        events = run_job([target], phases=phases, tools_dir=VENV)
+    no_tools = tmp_path / "no-tools"
+    no_tools.mkdir()
+    pip_runs, uv_runs = '"-m", "pip", "install"', '/bin/uv", "pip", "install"'
+    cases = [
+        (wheel, ("install",), VENV, uv_runs),
+        (sdist, ("install", "tests"), VENV, pip_runs),
+        (wheel, ("install",), no_tools, pip_runs),
+    ]
+    for target, phases, tools, first in cases:
+        events = run_job([target], phases=phases, tools_dir=tools)
         assert finished(events, "install")["status"] == "passed"
         assert one(events, "install_summary")["built_wheel"] is (target == sdist)
         execs = [e["line"] for e in events if e["event"] == "trace" and "execve(" in e["line"]]
-        installs = [line for line in execs if pip_runs in line or '/bin/uv", "pip"' in line]
-        assert pip_runs in installs[0], installs[:2]
+        installs = [line for line in execs if pip_runs in line or uv_runs in line]
+        assert first in installs[0], (first, installs[:2])
         if target == sdist:
             assert any("_in_process.py" in line for line in execs), "build backend untraced"
-            assert any('/bin/uv", "pip", "install"' in line for line in installs), installs
+            assert any(uv_runs in line for line in installs), installs
         shutil.rmtree(tmp_path / "venv")
         shutil.rmtree(tmp_path / "job")
-    events = run_job([refuses], phases=("install",), tools_dir=VENV)
+    events = run_job([refuses], phases=("install",), tools_dir=no_tools)
     assert finished(events, "install")["status"] == "failed"
 
 
