@@ -53,20 +53,21 @@ async def pypi(tmp_path: Path) -> AsyncIterator[FakePyPI]:
 
 
 def _fill(directory: Path) -> Path:
-    """Write a file until the filesystem says ENOSPC; returns it."""
+    """Write a file until the filesystem says ENOSPC; returns it.
+
+    Unbuffered: a buffered file keeps what a full disk refused and raises ENOSPC again
+    when it is closed, outside any handler (that made this test flaky)."""
     filler = directory / "filler"
     chunk = b"\0" * 65536
-    with filler.open("wb") as fh:
+    with filler.open("wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(chunk)
-                fh.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
-    with contextlib.suppress(OSError), filler.open("ab") as fh:  # the last scraps
+    with contextlib.suppress(OSError), filler.open("ab", buffering=0) as fh:  # the last scraps
         while True:
             fh.write(b"\0" * 512)
-            fh.flush()
     return filler
 
 
