@@ -399,7 +399,7 @@ def _leading_pid(line: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-_RESOURCES = frozenset({"disk_free_min", "disk_total", "oom_kills", "signal_name"})
+_RESOURCES = frozenset({"disk_free_min", "disk_total", "oom_kills", "signal_name", "outlived"})
 
 
 def _event_evidence(event: Mapping[str, Any]) -> str:

@@ -24,9 +24,15 @@ from typing import Any
 
 from slave.findings.model import Call, Context, Severity
 
-# The exact code the guest runner imports modules with (guest_runner/phases/imports.py);
-# a test checks the two stay equal.
-RUNNER_IMPORT_CODE = "import importlib, sys; importlib.import_module(sys.argv[1])"
+# The exact code the guest runner imports modules with (guest_runner/phases/imports.py:
+# IMPORT_CODE, which says why it waits for daemon threads); a test checks the two stay equal.
+RUNNER_IMPORT_CODE = (
+    "import importlib, sys, threading, time\n"
+    "importlib.import_module(sys.argv[1])\n"
+    "end = time.monotonic() + 10\n"
+    "while time.monotonic() < end and any(t.daemon for t in threading.enumerate()):\n"
+    "    time.sleep(0.2)\n"
+)
 # pip's `python -c` shim that runs a legacy setup.py (pip/_internal/utils/setuptools_build.py):
 # new pips tag it "<pip-setuptools-caller>", old ones start with this import line.
 PIP_SETUP_SHIM = re.compile(
@@ -645,6 +651,23 @@ def trace_flood(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
     return (Hit("trace cap"),) if isinstance(dropped, int) and dropped > 0 else NO_HITS
 
 
+def outlived_phase(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
+    """Processes still running when their command's main process had exited (the runner's
+    ``outlived`` list): a detached or delayed payload (``start_new_session``, a double
+    fork, ``nohup``) that would act after ``pip install`` or the import returned. What
+    they did in the runner's grace period is in the trace and judged by the other rules.
+    """
+    items = event.get("outlived")
+    hits = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, Mapping):
+            continue
+        argv = item.get("argv")
+        words = [str(a) for a in argv] if isinstance(argv, list) else []
+        hits.append(Hit(" ".join(words)[:200] or "?"))
+    return hits
+
+
 # .pth files that legitimately carry an import line: setuptools' distutils shim and the
 # old namespace-package shims (pkg_resources style "-nspkg.pth").
 KNOWN_PTH = re.compile(r"^(distutils-precedence\.pth|[\w.-]+-nspkg\.pth|_virtualenv\.pth)$")
@@ -732,6 +755,9 @@ EVENT_RULES: tuple[EventRule, ...] = (
               "phase_finished", disk_filled, {"tests": "low"}),
     EventRule("res.oom", "medium", "resource", "the guest's OOM killer killed a process",
               "phase_finished", oom_killed, {"tests": "low"}),
+    EventRule("proc.outlived_phase", "medium", "process",
+              "a process outlived its command (detached or delayed: watched a while, then "
+              "killed)", "phase_finished", outlived_phase, {"tests": "low"}),
     EventRule("net.sinkhole_dns", "high", "network",
               "name looked up (the guest's resolver answers every name with a sinkhole address)",
               "network", sinkhole_dns, TESTS_LOW),
