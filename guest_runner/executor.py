@@ -186,7 +186,8 @@ class Executor:
 
         strace keeps tracing (and the tracer thread keeps emitting) what they do; the
         caller kills whatever is left afterwards. Each one is recorded with its argv and
-        whether it ended by itself within the grace period.
+        whether it ended by itself within the grace period (those started and ended
+        inside it are only in the trace).
         """
         left = [pid for pid in self._victims() if pid != proc.pid]
         if not left:
@@ -194,7 +195,9 @@ class Executor:
         argvs = {pid: _cmdline(pid) for pid in left[:OUTLIVED_MAX]}
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=max(0.0, min(self.linger_s, budget.remaining())))
-        still = set(self._victims())
+        still = set(self._victims()) - {proc.pid}
+        for pid in sorted(still - set(argvs))[: max(0, OUTLIVED_MAX - len(argvs))]:
+            argvs[pid] = _cmdline(pid)  # started during the grace period, still running
         record = self.outlived.setdefault(phase, [])
         for pid, argv in argvs.items():
             if len(record) >= OUTLIVED_MAX:

@@ -33,6 +33,11 @@ RUNNER_IMPORT_CODE = (
     "while time.monotonic() < end and any(t.daemon for t in threading.enumerate()):\n"
     "    time.sleep(0.2)\n"
 )
+#: The runner's import code before it waited for daemon threads (images built before it).
+RUNNER_IMPORT_CODES = (
+    RUNNER_IMPORT_CODE,
+    "import importlib, sys; importlib.import_module(sys.argv[1])",
+)
 # pip's `python -c` shim that runs a legacy setup.py (pip/_internal/utils/setuptools_build.py):
 # new pips tag it "<pip-setuptools-caller>", old ones start with this import line.
 PIP_SETUP_SHIM = re.compile(
@@ -415,6 +420,21 @@ def passwd_read(call: Call) -> Iterable[Hit]:
     return tuple(Hit(p) for p in call.reads if p in ("/etc/passwd", "/etc/group"))
 
 
+#: What a program reads to tell a VM or sandbox from a real machine: the firmware's vendor
+#: and product strings (QEMU's say "QEMU"), the hypervisor's sysfs, virtual disks' models.
+VM_PROBE = re.compile(
+    r"^/sys/(class|devices/virtual)/dmi/id/(sys_vendor|product_\w+|board_\w+|bios_\w+|"
+    r"chassis_\w+|modalias)$|^/sys/hypervisor(/|$)|^/proc/scsi/scsi$"
+)
+
+
+def vm_probe(call: Call) -> Iterable[Hit]:
+    """Firmware/hypervisor facts read: sandbox-evasion malware's first look (static
+    ``static.sandbox_evasion`` finds the exit on it). Cloud SDKs read the same files to
+    find their cloud, so only ``low``: a fact for the profile, not a verdict."""
+    return tuple(Hit(p) for p in call.reads if VM_PROBE.match(p))
+
+
 def environ_read(call: Call) -> Iterable[Hit]:
     hits = []
     for path in _touched(call):
@@ -576,6 +596,9 @@ RULES: tuple[Rule, ...] = (
          FILE_CALLS, passwd_read, {"tests": "info"}),
     Rule("cred.environ", "high", "credentials", "a process environment read via /proc",
          FILE_CALLS, environ_read),
+    Rule("evasion.vm_probe", "low", "discovery",
+         "firmware/hypervisor facts read (DMI vendor/product, /sys/hypervisor): VM detection",
+         _names("open openat openat2"), vm_probe, {"tests": "info"}),
     # (cred.token and cred.token_name match the raw line: see engine.TOKEN_RULES)
     # files and persistence
     Rule("persist.authorized_keys", "critical", "persistence", "ssh authorized_keys written",
