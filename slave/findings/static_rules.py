@@ -346,26 +346,43 @@ def _exits(nodes: list[ast.stmt], aliases: dict[str, str]) -> bool:
         for sub in ast.walk(stmt):
             if isinstance(sub, ast.Call) and (dotted(sub.func, aliases) or "") in _EXITS:
                 return True
+            if isinstance(sub, ast.Raise) and sub.exc is not None:
+                exc = sub.exc.func if isinstance(sub.exc, ast.Call) else sub.exc
+                if dotted(exc, aliases) == "SystemExit":
+                    return True
     return False
+
+
+def _marker(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and SANDBOX_MARKER.match(node.value.strip()[:200]) is not None
+    )
 
 
 def sandbox_evasion(scope: Scope) -> Iterable[Hit]:
     """A test against what sandboxes look like (VM vendor in DMI, hypervisor flag, analysis
     tools, sandbox user names) whose branch exits: code that hides from analysis. Reading
     the same facts to report them (py-cpuinfo, cloud SDKs) has no exit on them."""
+    # names bound in this scope to marker lists: VMS = ("QEMU", "VMware"); if v in VMS: ...
+    named: dict[str, ast.AST] = {}
     for node in scope.nodes:
-        if not isinstance(node, ast.If):
+        if isinstance(node, ast.Assign):
+            found = next((n for n in ast.walk(node.value) if _marker(n)), None)
+            for target in node.targets:
+                if isinstance(target, ast.Name) and found is not None:
+                    named[target.id] = found
+    for node in scope.nodes:
+        if not isinstance(node, ast.If) or not _exits(node.body, scope.aliases):
             continue
-        markers = [
-            n
-            for n in ast.walk(node.test)
-            if isinstance(n, ast.Constant)
-            and isinstance(n.value, str)
-            and SANDBOX_MARKER.match(n.value.strip()[:200])
-        ]
-        if markers and _exits(node.body, scope.aliases):
-            yield markers[0], ""
-            return
+        for sub in ast.walk(node.test):
+            if _marker(sub):
+                yield sub, ""
+                return
+            if isinstance(sub, ast.Name) and sub.id in named:
+                yield named[sub.id], ""
+                return
 
 
 def reverse_shell(scope: Scope) -> Iterable[Hit]:

