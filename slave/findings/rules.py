@@ -596,7 +596,7 @@ RULES: tuple[Rule, ...] = (
          FILE_CALLS, passwd_read, {"tests": "info"}),
     Rule("cred.environ", "high", "credentials", "a process environment read via /proc",
          FILE_CALLS, environ_read),
-    Rule("evasion.vm_probe", "low", "discovery",
+    Rule("evasion.vm_probe", "low", "evasion",
          "firmware/hypervisor facts read (DMI vendor/product, /sys/hypervisor): VM detection",
          _names("open openat openat2"), vm_probe, {"tests": "info"}),
     # (cred.token and cred.token_name match the raw line: see engine.TOKEN_RULES)

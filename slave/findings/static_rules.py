@@ -622,7 +622,7 @@ STATIC_RULES: tuple[StaticRule, ...] = (
     StaticRule("static.download_exe", "process",
                "Windows executable downloaded to TEMP/APPDATA and started (startfile, hidden)",
                "critical", "high", "low", download_exe),
-    StaticRule("static.sandbox_evasion", "obfuscation",
+    StaticRule("static.sandbox_evasion", "evasion",
                "exits when it sees a VM, sandbox or analysis tool (DMI vendor, hypervisor...)",
                "high", "medium", "info", sandbox_evasion),
     StaticRule("static.download_run", "process",
