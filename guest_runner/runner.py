@@ -133,6 +133,9 @@ class Runner:
         finally:
             self.net.end()
         resources = watch.finish()
+        outlived = ws.exec.take_outlived(phase)
+        if outlived:
+            outcome.fields["outlived"] = outlived
         self.clear_tmp()
         ws.statuses[phase] = outcome.status
         self.out.emit(

@@ -102,6 +102,7 @@ class BehaviourClass(StrEnum):
     PRIVILEGE = "privilege"
     RESOURCE = "resource"
     OBFUSCATION = "obfuscation"
+    EVASION = "evasion"
 
 
 #: How a behaviour class reads in a sentence ("started reaching for the network").
@@ -115,6 +116,7 @@ BEHAVIOUR_TEXT: Final[Mapping[BehaviourClass, str]] = {
     BehaviourClass.PRIVILEGE: "trying to change privileges",
     BehaviourClass.RESOURCE: "exhausting resources",
     BehaviourClass.OBFUSCATION: "hiding code (static)",
+    BehaviourClass.EVASION: "checking for a VM or sandbox",
 }
 
 

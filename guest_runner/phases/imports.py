@@ -10,18 +10,31 @@ from guest_runner.outcome import SEVERITY, Outcome, outcome_of
 from guest_runner.phases.install import normalize
 from guest_runner.workspace import Workspace
 
+#: What imports each module (``python -c IMPORT_CODE module``). After the import it keeps
+#: the interpreter up while daemon threads the import started run, 10 s at most: in a
+#: real program they would go on, so a payload a thread runs seconds later must run
+#: here too. Kept under strace's 256-character argv cut: the findings engine
+#: (``slave.findings.rules.RUNNER_IMPORT_CODE``, a test keeps the two equal) labels the
+#: process ``import MODULE`` by this exact text.
+IMPORT_CODE = (
+    "import importlib, sys, threading, time\n"
+    "importlib.import_module(sys.argv[1])\n"
+    "end = time.monotonic() + 10\n"
+    "while time.monotonic() < end and any(t.daemon for t in threading.enumerate()):\n"
+    "    time.sleep(0.2)\n"
+)
+
 
 def run(ws: Workspace, budget: Budget) -> Outcome:
     """The worst module's status; ``skipped`` when the dist names no module."""
     modules = installed_modules(ws)
     if not modules:
         return Outcome("skipped", {"reason": "no top-level modules found", "modules": []})
-    code = "import importlib, sys; importlib.import_module(sys.argv[1])"
     worst = Outcome("passed", {})
     results: list[dict[str, Any]] = []
     for module in modules:
         result = ws.run_as_tester(
-            [ws.vpython, "-X", "faulthandler", "-c", code, module], budget, phase="import"
+            [ws.vpython, "-X", "faulthandler", "-c", IMPORT_CODE, module], budget, phase="import"
         )
         outcome = outcome_of(result)
         lines = [ln for ln in result.stderr_tail.splitlines() if ln.strip()]

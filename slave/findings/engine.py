@@ -40,7 +40,7 @@ from slave.findings.rules import (
     PIP_HELPERS,
     PIP_SETUP_SHIM,
     RULES,
-    RUNNER_IMPORT_CODE,
+    RUNNER_IMPORT_CODES,
     UV_HOOK_SHIM,
     UV_PROBE,
     EventRule,
@@ -110,7 +110,7 @@ def classify(exe: str, argv: tuple[str, ...]) -> tuple[str, bool]:
         return "pytest", True
     if rest[:2] == ["-m", "venv"]:
         return "venv", True
-    if rest[:2] == ["-c", RUNNER_IMPORT_CODE]:
+    if rest[:1] == ["-c"] and len(rest) > 1 and rest[1] in RUNNER_IMPORT_CODES:
         return f"import {rest[2] if len(rest) > 2 else '?'}"[:120], True
     if rest[:1] == ["-c"] and len(rest) > 1 and PIP_SETUP_SHIM.search(rest[1][:4096]):
         # the package's setup.py (its code, traced as such), started by pip: see _enrich
@@ -399,7 +399,7 @@ def _leading_pid(line: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-_RESOURCES = frozenset({"disk_free_min", "disk_total", "oom_kills", "signal_name"})
+_RESOURCES = frozenset({"disk_free_min", "disk_total", "oom_kills", "signal_name", "outlived"})
 
 
 def _event_evidence(event: Mapping[str, Any]) -> str:

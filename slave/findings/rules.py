@@ -24,9 +24,20 @@ from typing import Any
 
 from slave.findings.model import Call, Context, Severity
 
-# The exact code the guest runner imports modules with (guest_runner/phases/imports.py);
-# a test checks the two stay equal.
-RUNNER_IMPORT_CODE = "import importlib, sys; importlib.import_module(sys.argv[1])"
+# The exact code the guest runner imports modules with (guest_runner/phases/imports.py:
+# IMPORT_CODE, which says why it waits for daemon threads); a test checks the two stay equal.
+RUNNER_IMPORT_CODE = (
+    "import importlib, sys, threading, time\n"
+    "importlib.import_module(sys.argv[1])\n"
+    "end = time.monotonic() + 10\n"
+    "while time.monotonic() < end and any(t.daemon for t in threading.enumerate()):\n"
+    "    time.sleep(0.2)\n"
+)
+#: The runner's import code before it waited for daemon threads (images built before it).
+RUNNER_IMPORT_CODES = (
+    RUNNER_IMPORT_CODE,
+    "import importlib, sys; importlib.import_module(sys.argv[1])",
+)
 # pip's `python -c` shim that runs a legacy setup.py (pip/_internal/utils/setuptools_build.py):
 # new pips tag it "<pip-setuptools-caller>", old ones start with this import line.
 PIP_SETUP_SHIM = re.compile(
@@ -409,6 +420,21 @@ def passwd_read(call: Call) -> Iterable[Hit]:
     return tuple(Hit(p) for p in call.reads if p in ("/etc/passwd", "/etc/group"))
 
 
+#: What a program reads to tell a VM or sandbox from a real machine: the firmware's vendor
+#: and product strings (QEMU's say "QEMU"), the hypervisor's sysfs, virtual disks' models.
+VM_PROBE = re.compile(
+    r"^/sys/(class|devices/virtual)/dmi/id/(sys_vendor|product_\w+|board_\w+|bios_\w+|"
+    r"chassis_\w+|modalias)$|^/sys/hypervisor(/|$)|^/proc/scsi/scsi$"
+)
+
+
+def vm_probe(call: Call) -> Iterable[Hit]:
+    """Firmware/hypervisor facts read: sandbox-evasion malware's first look (static
+    ``static.sandbox_evasion`` finds the exit on it). Cloud SDKs read the same files to
+    find their cloud, so only ``low``: a fact for the profile, not a verdict."""
+    return tuple(Hit(p) for p in call.reads if VM_PROBE.match(p))
+
+
 def environ_read(call: Call) -> Iterable[Hit]:
     hits = []
     for path in _touched(call):
@@ -570,6 +596,9 @@ RULES: tuple[Rule, ...] = (
          FILE_CALLS, passwd_read, {"tests": "info"}),
     Rule("cred.environ", "high", "credentials", "a process environment read via /proc",
          FILE_CALLS, environ_read),
+    Rule("evasion.vm_probe", "low", "evasion",
+         "firmware/hypervisor facts read (DMI vendor/product, /sys/hypervisor): VM detection",
+         _names("open openat openat2"), vm_probe, {"tests": "info"}),
     # (cred.token and cred.token_name match the raw line: see engine.TOKEN_RULES)
     # files and persistence
     Rule("persist.authorized_keys", "critical", "persistence", "ssh authorized_keys written",
@@ -643,6 +672,23 @@ def oom_killed(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
 def trace_flood(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
     dropped = event.get("trace_dropped")
     return (Hit("trace cap"),) if isinstance(dropped, int) and dropped > 0 else NO_HITS
+
+
+def outlived_phase(event: Mapping[str, Any], ctx: Context) -> Iterable[Hit]:
+    """Processes still running when their command's main process had exited (the runner's
+    ``outlived`` list): a detached or delayed payload (``start_new_session``, a double
+    fork, ``nohup``) that would act after ``pip install`` or the import returned. What
+    they did in the runner's grace period is in the trace and judged by the other rules.
+    """
+    items = event.get("outlived")
+    hits = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, Mapping):
+            continue
+        argv = item.get("argv")
+        words = [str(a) for a in argv] if isinstance(argv, list) else []
+        hits.append(Hit(" ".join(words)[:200] or "?"))
+    return hits
 
 
 # .pth files that legitimately carry an import line: setuptools' distutils shim and the
@@ -732,6 +778,9 @@ EVENT_RULES: tuple[EventRule, ...] = (
               "phase_finished", disk_filled, {"tests": "low"}),
     EventRule("res.oom", "medium", "resource", "the guest's OOM killer killed a process",
               "phase_finished", oom_killed, {"tests": "low"}),
+    EventRule("proc.outlived_phase", "medium", "process",
+              "a process outlived its command (detached or delayed: watched a while, then "
+              "killed)", "phase_finished", outlived_phase, {"tests": "low"}),
     EventRule("net.sinkhole_dns", "high", "network",
               "name looked up (the guest's resolver answers every name with a sinkhole address)",
               "network", sinkhole_dns, TESTS_LOW),

