@@ -73,7 +73,10 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
     # ``-m`` puts the sdist's root first on sys.path, as ``python -m pytest`` in
     # upstream CI does: suites import helpers as ``from tests import x`` with no
     # tests/__init__.py (jmespath). (-P was tried: it broke those suites.)
-    argv = [ws.vpython, "-X", "faulthandler", "-m", "pytest", "-p", "no:cacheprovider"]
+    # The cache stays on (plugins such as pytest-memray read config.cache; without it
+    # urllib3's run ended in an INTERNALERROR a third of the way), kept out of the sdist.
+    cache = ws.scratch / "tmp" / "pytest-cache"
+    argv = [ws.vpython, "-X", "faulthandler", "-m", "pytest", "-o", f"cache_dir={cache}"]
     if site is not None:
         argv += ["-p", install_plugin(site)]
     argv += [f"--junitxml={junit}", "-o", "junit_family=xunit1", "-q"]

@@ -361,9 +361,12 @@ def test_suite_past_its_budget_is_interrupted_and_says_what_ran(
     assert time.monotonic() - started < 120
 
 
-def test_hypothesis_deadlines_are_off_in_the_guest(tmp_path: Path, run_job: RunJob) -> None:
+def test_hypothesis_deadlines_are_off_and_plugins_have_the_cache(
+    tmp_path: Path, run_job: RunJob
+) -> None:
     """A project profile with a deadline (attrs: 400 ms) fails examples that are only slow
-    in an emulated guest: the tests phase's plugin lifts the deadline after collection."""
+    in an emulated guest: the tests phase's plugin lifts the deadline after collection.
+    Plugins that read ``config.cache`` (pytest-memray) find it."""
     conftest = dedent(
         """
         from datetime import timedelta
@@ -374,6 +377,10 @@ def test_hypothesis_deadlines_are_off_in_the_guest(tmp_path: Path, run_job: RunJ
         def pytest_configure(config):
             settings.register_profile("strict", deadline=timedelta(milliseconds=1))
             settings.load_profile("strict")
+
+
+        def pytest_runtest_makereport(item, call):
+            assert item.config.cache.get("pyti/probe", None) is None  # as pytest-memray does
         """
     )
     body = dedent(
