@@ -9,7 +9,10 @@ release; it is counted apart. What counts:
 - an unreachable network or host (ENETUNREACH, EHOSTUNREACH);
 - a refused or timed-out connection, when the text names a host and one of the
   hosts it names is not loopback (a refused connection to ``127.0.0.1`` is the
-  test's own server not running: a real failure).
+  test's own server not running: a real failure);
+- a network client the test ran (``git clone``, ``curl``, ``wget``...) that exited
+  non-zero (``CalledProcessError``) on a URL of a host that is not loopback: chardet
+  clones its test data with git, which cannot work offline.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ HOSTS = re.compile(
     r"host='([^']+)'|host=\"([^\"]+)\"|[a-z][a-z0-9+.-]*://(?:[^@/\s]*@)?(\[[^\]]+\]|[^/:\s'\"]+)"
     r"|\(\s*'([^']+)',\s*\d+\s*\)",
 )
+NETWORK_COMMAND = re.compile(
+    r"Command '(?:\[')?(?:[\w./-]*/)?(?:git|curl|wget|svn|hg)\b[^\n]*?'"
+    r" returned non-zero exit status",
+)
 _LOOPBACK = ("localhost", "::1", "[::1]", "0.0.0.0", "::", "ip6-localhost")  # noqa: S104 - compared
 
 
@@ -52,4 +59,7 @@ def is_offline_failure(text: str) -> bool:
         return True
     if REFUSED_OR_TIMEOUT.search(text):
         return any(not is_loopback(host) for host in hosts_named(text))
-    return False
+    return any(
+        any(not is_loopback(host) for host in hosts_named(found.group(0)))
+        for found in NETWORK_COMMAND.finditer(text)
+    )

@@ -209,6 +209,32 @@ def test_main_exit_follows_the_first_pid(lines: list[bytes], returncode: int | N
         ("HTTPConnectionPool(host='localhost', port=80): Connection refused", False),
         ("ConnectionRefusedError: [Errno 111] Connection refused", False),
         ("AssertionError: assert 1 == 2", False),
+        (
+            "subprocess.CalledProcessError: Command '['git', 'clone', '--depth=1', "
+            "'https://github.com/chardet/test-data.git', '/tmp/x']' returned non-zero exit "
+            "status 128.",
+            True,
+        ),
+        (
+            "CalledProcessError: Command 'curl -fsSL https://example.com/data.tgz' returned "
+            "non-zero exit status 6.",
+            True,
+        ),
+        (
+            "CalledProcessError: Command '['git', 'clone', 'http://127.0.0.1:8000/r.git', 'x']' "
+            "returned non-zero exit status 128.",
+            False,
+        ),
+        (
+            "CalledProcessError: Command '['git', 'commit', '-m', 'x']' returned non-zero exit "
+            "status 1.",
+            False,
+        ),
+        (
+            "CalledProcessError: Command '['make', 'https://example.com']' returned non-zero "
+            "exit status 2.",
+            False,
+        ),
     ],
 )
 def test_offline_failures_are_network_absence_only(text: str, offline: bool) -> None:
