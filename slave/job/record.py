@@ -21,7 +21,8 @@ one-line ``reason`` (``summary.reason``; table also in ``docs/outcomes.md``)::
     install never reported                 → infra_error
     tests: none ran (none shipped, none    → incomplete   the runner's reason
       collectable, all skipped, only
-      offline failures)
+      offline failures, pytest stopped
+      before any test: exit 2/3/4)
     otherwise                              → passed       what was not run, if anything
 
 Tests that fail only because the guest is offline, modules that could not be
@@ -63,6 +64,8 @@ R = TypeVar("R")
 _NAMED = 3
 _MAX_LISTED = 50
 MAX_REASON = 300
+#: pytest's exit statuses that say no test verdict was reached (pytest.ExitCode).
+_PYTEST_COULD_NOT_RUN = {2: "interrupted", 3: "internal error", 4: "usage error"}
 
 
 class RunRecord:
@@ -394,6 +397,15 @@ def _judge_tests(entry: PhaseResult | None, tests: TestCounts | None) -> Decisio
         if entry.status is PhaseStatus.FAILED:
             if said:
                 return _decision(Outcome.INCOMPLETE, said)
+            if entry.exit_code in _PYTEST_COULD_NOT_RUN:
+                # No test ran: pytest stopped before any did (a test plugin that does not
+                # import, requests' pytest-httpbin against a newer werkzeug), nothing of
+                # the package was tried.
+                meaning = _PYTEST_COULD_NOT_RUN[entry.exit_code]
+                return _decision(
+                    Outcome.INCOMPLETE,
+                    f"pytest could not run the tests (exit status {entry.exit_code}: {meaning})",
+                )
             return _decision(Outcome.FAILED, f"tests failed: {_why(entry, 'pytest')}")
         return _decision(Outcome.PASSED, _joined(notes))
     offline = tests.offline_failures.count if tests.offline_failures is not None else 0

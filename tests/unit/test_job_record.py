@@ -128,6 +128,21 @@ def test_tests_out_of_time_say_what_ran_and_fail_only_on_a_real_failure() -> Non
     )
 
 
+def test_pytest_stopping_before_any_test_is_incomplete() -> None:
+    """No counts and pytest's internal/usage error (a test plugin that does not import):
+    no test of the package ran, so it is not failed; exit 1 without counts still is."""
+    stopped = {"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 3}}
+    assert judge(stopped, "clean") == Decision(
+        Outcome.INCOMPLETE, "pytest could not run the tests (exit status 3: internal error)"
+    )
+    failed = {"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 1}}
+    assert judge(failed, "clean") == Decision(
+        Outcome.FAILED, "tests failed: pytest exited with status 1"
+    )
+    # with counts, the counts decide (urllib3: INTERNALERROR after 800 tests ran)
+    assert judge(stopped, "clean", counts(800, failed=2)).outcome is Outcome.FAILED
+
+
 def test_failed_install_or_import_is_failed_with_the_error() -> None:
     """An install or import that failed is the package's failure, with pip's or the error."""
     install = {"install": {"status": "failed", "exit_code": 1}}
