@@ -356,10 +356,7 @@ def _tests_out_of_time(tests: TestCounts | None, after: str) -> Decision:
     passed, failed, errors = tests.passed, tests.failed, tests.errors
     if passed is None or failed is None or errors is None:
         return _decision(Outcome.INCOMPLETE, why)
-    offline = tests.offline_failures.count if tests.offline_failures is not None else 0
-    real = max(0, failed + errors - offline)
-    ran = passed + failed + errors
-    only_set_up_errors = errors and not passed and failed <= offline
+    real, ran, only_set_up_errors = _tally(passed, failed, errors, tests)
     if real and not only_set_up_errors:
         return _decision(
             Outcome.FAILED, f"{real} of {ran} tests failed before the time budget ran out{after}"
@@ -367,6 +364,15 @@ def _tests_out_of_time(tests: TestCounts | None, after: str) -> Decision:
     if passed:
         return _decision(Outcome.INCOMPLETE, f"{why}: {passed} passed, none failed, before it")
     return _decision(Outcome.INCOMPLETE, why)
+
+
+def _tally(passed: int, failed: int, errors: int, tests: TestCounts) -> tuple[int, int, bool]:
+    """(real failures, tests that ran, only set-up errors): failures that are not the guest
+    being offline; every test errored in its set-up with none passed or failed for real."""
+    offline = tests.offline_failures.count if tests.offline_failures is not None else 0
+    real = max(0, failed + errors - offline)
+    only_set_up_errors = bool(errors) and not passed and failed <= offline
+    return real, passed + failed + errors, only_set_up_errors
 
 
 def _why(entry: PhaseResult, program: str) -> str:
@@ -408,10 +414,8 @@ def _judge_tests(entry: PhaseResult | None, tests: TestCounts | None) -> Decisio
                 )
             return _decision(Outcome.FAILED, f"tests failed: {_why(entry, 'pytest')}")
         return _decision(Outcome.PASSED, _joined(notes))
-    offline = tests.offline_failures.count if tests.offline_failures is not None else 0
-    real = max(0, failed + errors - offline)
-    ran = passed + failed + errors
-    if errors and not passed and failed <= offline:
+    real, ran, only_set_up_errors = _tally(passed, failed, errors, tests)
+    if only_set_up_errors:
         # Every test errored in its set-up (a fixture or conftest raising: wcwidth's
         # "C extension not loaded" when only its pure wheel is installed): no test of
         # the package ran, so nothing says it is broken.
