@@ -50,7 +50,47 @@ class ClusterError(Exception):
     """A daemon did not start, or the API answered with an error."""
 
 
-class LocalCluster:
+class MasterApi:
+    """The master's HTTP API calls the benchmark harnesses share (`LocalCluster`,
+    ``fleet.Fleet``): they provide ``session`` (authenticated) and ``base_url``."""
+
+    base_url: str
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        raise NotImplementedError
+
+    async def healthy(self) -> bool:
+        async with self.session.get(f"{self.base_url}/healthz") as resp:
+            return resp.status == 200
+
+    async def _json(self, resp: aiohttp.ClientResponse) -> dict[str, Any]:
+        body: dict[str, Any] = await resp.json(content_type=None)
+        if resp.status >= 400:
+            raise ClusterError(f"{resp.status} {body.get('error')}: {body.get('detail')}")
+        return body
+
+    async def upload(self, path: Path, data: bytes | None = None) -> int:
+        """Queue an sdist or wheel (``rerun``: a new job every time); returns the job id.
+        ``data``: the file's bytes, when the caller already has them."""
+        payload = data if data is not None else await asyncio.to_thread(path.read_bytes)
+        form = aiohttp.FormData()
+        form.add_field("rerun", "true")
+        form.add_field("file", payload, filename=path.name,
+                       content_type="application/octet-stream")  # fmt: skip
+        async with self.session.post(f"{self.base_url}/api/v1/jobs", data=form) as resp:
+            body = await self._json(resp)
+        return int(body["job"]["id"])
+
+    async def job(self, job_id: int) -> dict[str, Any]:
+        """The job as ``GET /api/v1/jobs/{id}`` shows it."""
+        async with self.session.get(f"{self.base_url}/api/v1/jobs/{job_id}") as resp:
+            body = await self._json(resp)
+        job: dict[str, Any] = body["job"]
+        return job
+
+
+class LocalCluster(MasterApi):
     """One master (no feed) and one slave as child processes; stopped on exit."""
 
     def __init__(
@@ -98,7 +138,7 @@ class LocalCluster:
             if self.pypi_url:
                 master += ["--pypi-url", self.pypi_url]
             await self._spawn(master, self.work / "master.log")
-            await self._until(self._healthy, 30, "the master did not answer /healthz")
+            await self._until(self.healthy, 30, "the master did not answer /healthz")
             slave = [
                 "slave", "--master", f"127.0.0.1:{self.slave_port}",
                 "--secret-file", str(secret), "--image-dir", str(self.image_dir),
@@ -165,20 +205,10 @@ class LocalCluster:
         assert self._session is not None, "cluster not started"
         return self._session
 
-    async def _healthy(self) -> bool:
-        async with self.session.get(f"{self.base_url}/healthz") as resp:
-            return resp.status == 200
-
     async def _slave_connected(self) -> bool:
         async with self.session.get(f"{self.base_url}/api/v1/slaves") as resp:
             body = await resp.json()
         return any(s.get("name") == "bench-slave" for s in body.get("slaves", []))
-
-    async def _json(self, resp: aiohttp.ClientResponse) -> dict[str, Any]:
-        body: dict[str, Any] = await resp.json(content_type=None)
-        if resp.status >= 400:
-            raise ClusterError(f"{resp.status} {body.get('error')}: {body.get('detail')}")
-        return body
 
     async def submit(self, project: str, version: str | None = None) -> int:
         """Queue a release from the index; returns the job id (``ClusterError`` if refused)."""
@@ -188,24 +218,6 @@ class LocalCluster:
         async with self.session.post(f"{self.base_url}/api/v1/jobs", json=payload) as resp:
             body = await self._json(resp)
         return int(body["job"]["id"])
-
-    async def upload(self, path: Path) -> int:
-        """Queue an sdist or wheel from this machine; returns the job id."""
-        data = await asyncio.to_thread(path.read_bytes)
-        form = aiohttp.FormData()
-        form.add_field("rerun", "true")
-        form.add_field("file", data, filename=path.name,
-                       content_type="application/octet-stream")  # fmt: skip
-        async with self.session.post(f"{self.base_url}/api/v1/jobs", data=form) as resp:
-            body = await self._json(resp)
-        return int(body["job"]["id"])
-
-    async def job(self, job_id: int) -> dict[str, Any]:
-        """The job as ``GET /api/v1/jobs/{id}`` shows it."""
-        async with self.session.get(f"{self.base_url}/api/v1/jobs/{job_id}") as resp:
-            body = await self._json(resp)
-        job: dict[str, Any] = body["job"]
-        return job
 
     async def wait(self, job_id: int, timeout: float) -> dict[str, Any]:
         """The job once finished or cancelled; cancels it and returns it past ``timeout``."""

@@ -33,7 +33,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.cluster import FINAL_STATES, ClusterError, free_port, pyti_command
+from benchmarks.cluster import FINAL_STATES, ClusterError, MasterApi, free_port, pyti_command
 
 METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)")
 
@@ -73,7 +73,7 @@ def parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
-class Fleet:
+class Fleet(MasterApi):
     """See the module docstring. Stopped (SIGTERM, then SIGKILL) on exit."""
 
     def __init__(
@@ -221,10 +221,6 @@ class Fleet:
 
     # ---------------------------------------------------------------- API ----
 
-    async def healthy(self) -> bool:
-        async with self.session.get(f"{self.base_url}/healthz") as resp:
-            return resp.status == 200
-
     async def connected_slaves(self) -> set[str]:
         async with self.session.get(f"{self.base_url}/api/v1/slaves") as resp:
             body = await resp.json()
@@ -232,29 +228,6 @@ class Fleet:
 
     async def slave_connected(self, name: str) -> bool:
         return name in await self.connected_slaves()
-
-    async def _json(self, resp: aiohttp.ClientResponse) -> dict[str, Any]:
-        body: dict[str, Any] = await resp.json(content_type=None)
-        if resp.status >= 400:
-            raise ClusterError(f"{resp.status} {body.get('error')}: {body.get('detail')}")
-        return body
-
-    async def upload(self, path: Path, data: bytes | None = None) -> int:
-        """Queue a wheel or sdist (``rerun``: a new job every time); returns the job id."""
-        payload = data if data is not None else await asyncio.to_thread(path.read_bytes)
-        form = aiohttp.FormData()
-        form.add_field("rerun", "true")
-        form.add_field("file", payload, filename=path.name,
-                       content_type="application/octet-stream")  # fmt: skip
-        async with self.session.post(f"{self.base_url}/api/v1/jobs", data=form) as resp:
-            body = await self._json(resp)
-        return int(body["job"]["id"])
-
-    async def job(self, job_id: int) -> dict[str, Any]:
-        async with self.session.get(f"{self.base_url}/api/v1/jobs/{job_id}") as resp:
-            body = await self._json(resp)
-        job: dict[str, Any] = body["job"]
-        return job
 
     async def wait(self, job_id: int, timeout: float, poll: float = 1.0) -> dict[str, Any]:
         """The job once final; ``ClusterError`` past ``timeout``."""
