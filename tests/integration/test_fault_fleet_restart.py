@@ -23,6 +23,7 @@ import contextvars
 import itertools
 import json
 import os
+import signal
 import sqlite3
 import time
 from collections import Counter
@@ -222,8 +223,15 @@ async def _run(tmp_path: Path, stop: str) -> Run:
                 fleet.go.set()
                 await asyncio.sleep(0.5)  # every job streaming
                 spools = [j.spool for d in daemons for j in d.jobs.values()]
+                # The master stops answering (SIGSTOP) until every job has events it sent
+                # and got no ack for: on a fast host acks keep up with the stream, and a
+                # kill between two acks would test nothing in flight.
+                os.kill(master.pid, signal.SIGSTOP)
+                await _until(lambda: all(s.last_seq > s.acked_seq for s in spools), 10)
                 unacked = sum(s.last_seq - s.acked_seq for s in spools)
                 stored = _rows(db, "SELECT count(*) FROM events")[0][0]
+                if stop != "kill":
+                    os.kill(master.pid, signal.SIGCONT)  # SIGTERM is handled once it runs
                 killed = time.time()
                 await (master.kill() if stop == "kill" else master.terminate())
                 await _queue(db, SLAVES, jobs_n)  # new work for the fleet after the restart
