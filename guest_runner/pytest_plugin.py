@@ -11,6 +11,13 @@ that are not in the package (attrs 26.1.0: ``DeadlineExceeded`` after 513 ms). O
 collection is over, each collected Hypothesis test gets its settings (the profile it
 was decorated under, or its own ``@settings``) with ``deadline=None``, as Hypothesis's
 own ``ci`` profile has it. The rest of the settings stay the project's.
+
+**Progress as it goes.** With ``--pyti-progress=FILE`` each test's start and end are
+appended to FILE (``S nodeid``, then ``E outcome nodeid``; ``C nodeid`` for a module
+that could not be collected), flushed line by line. pytest writes its JUnit XML only
+when it ends; a suite stopped for good at its deadline (a test that ignores SIGINT or
+waits on its threads) leaves no XML, and the runner counts from this file instead
+(:mod:`guest_runner.progress`), naming the test that was running.
 """
 
 from __future__ import annotations
@@ -22,6 +29,56 @@ from pathlib import Path
 from typing import Any
 
 MODULE = "_pyti_pytest_plugin"
+OPTION = "--pyti-progress"
+#: A test's outcome in the progress file: the worst of its set-up, call and teardown.
+_RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+
+
+class Progress:
+    """Appends each test's start and outcome to the progress file (module docstring)."""
+
+    def __init__(self, path: str) -> None:
+        self.file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self.outcomes: dict[str, str] = {}
+
+    def line(self, kind: str, *words: str) -> None:
+        text = " ".join(w.replace("\n", " ") for w in words)
+        with contextlib.suppress(OSError, ValueError):
+            self.file.write(f"{kind} {text}\n")
+            self.file.flush()
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        self.line("S", nodeid)
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.passed:
+            outcome = "passed"
+        elif report.skipped:
+            outcome = "skipped"
+        else:  # a failed call is a failure; a failed set-up or teardown an error
+            outcome = "failed" if report.when == "call" else "error"
+        before = self.outcomes.get(report.nodeid, outcome)
+        self.outcomes[report.nodeid] = max(outcome, before, key=_RANK.__getitem__)
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        self.line("E", self.outcomes.pop(nodeid, "passed"), nodeid)
+
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            self.line("C", report.nodeid)
+
+
+def pytest_addoption(parser: Any) -> None:
+    """``--pyti-progress=FILE`` (module docstring)."""
+    parser.addoption(OPTION, dest="pyti_progress", default=None)
+
+
+def pytest_configure(config: Any) -> None:
+    """Registers :class:`Progress` when ``--pyti-progress`` names a file."""
+    path = config.getoption("pyti_progress", None)
+    if path:
+        with contextlib.suppress(OSError):
+            config.pluginmanager.register(Progress(path), "pyti-progress")
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:

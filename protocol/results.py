@@ -102,6 +102,8 @@ class TestCounts:
     uncollectable: Uncollectable | None = None
     test_requirements_missing: Names | None = None
     reason: Line | None = None
+    #: The test that was running when a suite past its budget was stopped.
+    running: Line | None = None
 
 
 @record(omit_none=True)

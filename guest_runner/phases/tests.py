@@ -16,6 +16,8 @@ from guest_runner.budget import Budget
 from guest_runner.junit import empty_summary, parse_junit
 from guest_runner.outcome import Outcome, Result, outcome_of, setup_error
 from guest_runner.phases.imports import installed_modules
+from guest_runner.progress import read_progress
+from guest_runner.pytest_plugin import OPTION as PROGRESS_OPTION
 from guest_runner.pytest_plugin import install as install_plugin
 from guest_runner.workspace import Workspace
 
@@ -76,9 +78,10 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
     # The cache stays on (plugins such as pytest-memray read config.cache; without it
     # urllib3's run ended in an INTERNALERROR a third of the way), kept out of the sdist.
     cache = ws.scratch / "tmp" / "pytest-cache"
+    progress = ws.scratch / "tmp" / "pytest-progress"
     argv = [ws.vpython, "-X", "faulthandler", "-m", "pytest", "-o", f"cache_dir={cache}"]
     if site is not None:
-        argv += ["-p", install_plugin(site)]
+        argv += ["-p", install_plugin(site), f"{PROGRESS_OPTION}={progress}"]
     argv += [f"--junitxml={junit}", "-o", "junit_family=xunit1", "-q"]
     argv += ["-o", f"faulthandler_timeout={dump_after}", "--continue-on-collection-errors"]
     argv += ["--rootdir", str(root), *[str(t) for t in targets]]
@@ -98,6 +101,8 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
         ]
         result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root), interrupt_grace=grace)
     counts = parse_junit(junit)
+    if result.timed_out:
+        counts.update(stopped_counts(counts, read_progress(progress)))
     reason = no_tests_reason(counts, result)
     summary(reason, **counts)
     outcome = outcome_of(result)
@@ -106,6 +111,17 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
     if reason is not None and outcome.status == "failed":
         outcome.fields["reason"] = reason
     return outcome
+
+
+def stopped_counts(counts: dict[str, Any], progress: dict[str, Any] | None) -> dict[str, Any]:
+    """For a suite stopped at its deadline: the test it was in (``running``), and the
+    progress file's counts when pytest was stopped for good before writing its JUnit XML."""
+    if progress is None:
+        return {}
+    running = {"running": progress["running"]}
+    if counts.get("junit"):
+        return running
+    return {**running, **{k: v for k, v in progress.items() if k != "running"}}
 
 
 def interrupt_grace(timeout: float) -> float:

@@ -267,6 +267,7 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
         uncollectable=Uncollectable(uncollectable, tuple(modules)) if uncollectable else None,
         test_requirements_missing=tuple(missing) or None,
         reason=_line(fields.get("reason"), MAX_REASON) or None,
+        running=_line(fields.get("running"), MAX_REASON) or None,
     )
 
 
@@ -353,17 +354,22 @@ def _tests_out_of_time(tests: TestCounts | None, after: str) -> Decision:
     deadline, so the counts of what ran are usually known."""
     why = f"the tests did not finish within their time budget{after}"
     tests = tests or TestCounts()
+    # The test it was in goes last: a node id can be long, and the reason is cut at
+    # MAX_REASON characters.
+    was_in = f"; it was in {tests.running}" if tests.running else ""
     passed, failed, errors = tests.passed, tests.failed, tests.errors
     if passed is None or failed is None or errors is None:
-        return _decision(Outcome.INCOMPLETE, why)
+        return _decision(Outcome.INCOMPLETE, f"{why}{was_in}")
     real, ran, only_set_up_errors = _tally(passed, failed, errors, tests)
     if real and not only_set_up_errors:
         return _decision(
             Outcome.FAILED, f"{real} of {ran} tests failed before the time budget ran out{after}"
         )
     if passed:
-        return _decision(Outcome.INCOMPLETE, f"{why}: {passed} passed, none failed, before it")
-    return _decision(Outcome.INCOMPLETE, why)
+        return _decision(
+            Outcome.INCOMPLETE, f"{why}: {passed} passed, none failed, before it{was_in}"
+        )
+    return _decision(Outcome.INCOMPLETE, f"{why}{was_in}")
 
 
 def _tally(passed: int, failed: int, errors: int, tests: TestCounts) -> tuple[int, int, bool]:

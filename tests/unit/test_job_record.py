@@ -126,6 +126,17 @@ def test_tests_out_of_time_say_what_ran_and_fail_only_on_a_real_failure() -> Non
     assert judge(out, "clean").reason == (
         "the tests did not finish within their time budget (stopped after 1800 s)"
     )
+    # The test it was in when stopped is named last (a long node id is cut, not the counts).
+    running = counts(2100, running="tests/test_more.py::TestSerialize::test_concurrent_calls")
+    assert judge(out, "clean", running).reason == (
+        "the tests did not finish within their time budget (stopped after 1800 s): "
+        "2100 passed, none failed, before it; it was in "
+        "tests/test_more.py::TestSerialize::test_concurrent_calls"
+    )
+    assert judge(out, "clean", {"running": "t.py::test_x"}).reason == (
+        "the tests did not finish within their time budget (stopped after 1800 s); "
+        "it was in t.py::test_x"
+    )
 
 
 def test_pytest_stopping_before_any_test_is_incomplete() -> None:

@@ -358,7 +358,46 @@ def test_suite_past_its_budget_is_interrupted_and_says_what_ran(
     assert tests["status"] == "timed_out"
     summary = one(events, "tests_summary")
     assert (summary["passed"], summary["failed"]) == (2, 0), summary
+    assert summary["junit"] is True
+    assert summary["running"].endswith("::test_c_hangs"), summary
     assert time.monotonic() - started < 120
+
+
+def test_suite_stopped_for_good_is_counted_from_its_progress(
+    tmp_path: Path, run_job: RunJob
+) -> None:
+    """A test that ignores SIGINT keeps pytest from writing its JUnit XML: the counts come
+    from the plugin's progress file, and the test it was in is named."""
+    body = dedent(
+        """
+        import signal
+        import time
+
+
+        def test_a():
+            pass
+
+
+        def test_b_fails():
+            assert False
+
+
+        def test_c_ignores_sigint():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            time.sleep(300)
+
+
+        def test_d():
+            pass
+        """
+    )
+    events = run_job([project(tmp_path, test_body=body)], timeouts={"install": 120, "tests": 40})
+    assert finished(events, "tests")["status"] == "timed_out"
+    summary = one(events, "tests_summary")
+    assert summary["junit"] is False
+    counts = [summary[k] for k in ("collected", "passed", "failed", "errors", "skipped")]
+    assert counts == [2, 1, 1, 0, 0], summary
+    assert summary["running"].endswith("::test_c_ignores_sigint"), summary
 
 
 def test_hypothesis_deadlines_are_off_and_plugins_have_the_cache(

@@ -1,0 +1,59 @@
+"""The tests' progress file, read when pytest left no JUnit XML.
+
+Our pytest plugin (:mod:`guest_runner.pytest_plugin`) appends ``S nodeid`` when a test
+starts, ``E outcome nodeid`` when it ends and ``C nodeid`` for a module that could not
+be collected. A suite stopped for good at its deadline (pytest ignored SIGINT, or a
+test waited on threads that never ended) writes no XML; this file still says what ran,
+and which test was running when it was stopped.
+
+Package code can write the file as it can write the XML: it is read defensively and
+size-capped, and only counts and one node id come out of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+PROGRESS_LIMIT = 16 * 1024 * 1024
+_OUTCOMES = ("passed", "failed", "error", "skipped")
+_NODE_ID_MAX = 300
+
+
+def read_progress(path: Path) -> dict[str, Any] | None:
+    """``{passed, failed, errors, skipped, collected, collection_error_count, running}``
+    from the progress file, or None when there is none (or it is unreadable).
+
+    ``running`` is the last test that started and never ended (None when every test
+    that started ended).
+    """
+    try:
+        if path.is_symlink() or path.stat().st_size > PROGRESS_LIMIT:
+            return None
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    counts = dict.fromkeys(_OUTCOMES, 0)
+    uncollected = 0
+    running: str | None = None
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "S":
+            running = rest
+        elif kind == "E":
+            outcome, _, node = rest.partition(" ")
+            if outcome in counts:
+                counts[outcome] += 1
+            if node == running:
+                running = None
+        elif kind == "C":
+            uncollected += 1
+    return {
+        "collected": sum(counts.values()),
+        "passed": counts["passed"],
+        "failed": counts["failed"],
+        "errors": counts["error"],
+        "skipped": counts["skipped"],
+        "collection_error_count": uncollected,
+        "running": running[:_NODE_ID_MAX] if running else None,
+    }
