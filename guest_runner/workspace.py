@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from guest_runner.archive import SDIST_SUFFIXES, chown_tree, safe_extract
 from guest_runner.budget import Budget
@@ -44,6 +45,8 @@ class Workspace:
         self.statuses: dict[str, str] = {}
         #: set once a build needed the retry without isolation (guest_runner.phases.build)
         self.build_retry: dict[str, object] | None = None
+        #: the job's test requirements once installed (guest_runner.test_requirements)
+        self.test_requirements: dict[str, Any] | None = None
         self._src_root: Path | None = None
         self._src_extracted = False
         self.exec = Executor(

@@ -1,14 +1,28 @@
-"""Import phase: each top-level module of the installed release, in its own traced process."""
+"""Import phase: each top-level module of the installed release, in its own traced process.
+
+A module that does not import only because it imports a module the release does not
+declare (``ModuleNotFoundError`` naming a module outside the release) is tried again
+once the job's test requirements are installed, as its upstream CI runs it
+(soupsieve imports ``bs4`` and leaves beautifulsoup4 undeclared: the two depend on
+each other). If it then imports, its ``import_result`` is ``passed`` with
+``undeclared`` naming the missing module and ``first_error`` the first attempt's
+error; the job passes with a note. A module missing from the test requirements too
+is still a failed import.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from guest_runner.budget import Budget
 from guest_runner.outcome import SEVERITY, Outcome, outcome_of
 from guest_runner.phases.install import normalize
+from guest_runner.test_requirements import install_test_requirements
 from guest_runner.workspace import Workspace
+
+_NOT_FOUND = re.compile(r"^ModuleNotFoundError: No module named '([A-Za-z_][\w.]*)'")
 
 #: What imports each module (``python -c IMPORT_CODE module``). After the import it keeps
 #: the interpreter up while daemon threads the import started run, 10 s at most: in a
@@ -30,15 +44,16 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
     modules = installed_modules(ws)
     if not modules:
         return Outcome("skipped", {"reason": "no top-level modules found", "modules": []})
+    tried: list[tuple[str, Outcome, str | None]] = []
+    for module in modules:
+        outcome, error = import_module(ws, budget, module)
+        tried.append((module, outcome, error))
+        if outcome.status == "timed_out":
+            break  # the phase's time is spent
     worst = Outcome("passed", {})
     results: list[dict[str, Any]] = []
-    for module in modules:
-        result = ws.run_as_tester(
-            [ws.vpython, "-X", "faulthandler", "-c", IMPORT_CODE, module], budget, phase="import"
-        )
-        outcome = outcome_of(result)
-        lines = [ln for ln in result.stderr_tail.splitlines() if ln.strip()]
-        error = lines[-1][:500] if outcome.status != "passed" and lines else None
+    for module, first, first_error in tried:
+        outcome, error, extra = with_test_requirements(ws, budget, module, first, first_error)
         ws.out.emit(
             "import_result",
             "import",
@@ -46,14 +61,48 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
             status=outcome.status,
             error=error,
             **outcome.fields,
+            **extra,
         )
         results.append({"module": module, "status": outcome.status})
         if SEVERITY[outcome.status] > SEVERITY[worst.status]:
             worst = outcome
-        if outcome.status == "timed_out":
-            break  # the phase's time is spent
     worst.fields = {**worst.fields, "modules": results}
     return worst
+
+
+def with_test_requirements(
+    ws: Workspace, budget: Budget, module: str, outcome: Outcome, error: str | None
+) -> tuple[Outcome, str | None, dict[str, Any]]:
+    """A module that failed on a module the release does not declare, tried again with the
+    job's test requirements installed; the fields that say so when it then imports."""
+    missing = undeclared(module, error, installed_modules(ws))
+    if not missing or not ws.job.test_requirements or budget.remaining() <= 0:
+        return outcome, error, {}
+    install_test_requirements(ws, budget, "import")
+    again, again_error = import_module(ws, budget, module)
+    if again.status != "passed":
+        return outcome, error, {}
+    return again, again_error, {"undeclared": missing, "first_error": error}
+
+
+def import_module(ws: Workspace, budget: Budget, module: str) -> tuple[Outcome, str | None]:
+    """Import ``module`` in its own traced process: its outcome, and its last error line."""
+    result = ws.run_as_tester(
+        [ws.vpython, "-X", "faulthandler", "-c", IMPORT_CODE, module], budget, phase="import"
+    )
+    outcome = outcome_of(result)
+    lines = [ln for ln in result.stderr_tail.splitlines() if ln.strip()]
+    return outcome, (lines[-1][:500] if outcome.status != "passed" and lines else None)
+
+
+def undeclared(module: str, error: str | None, own: list[str]) -> str | None:
+    """The top-level module ``module`` failed to find, when it is not the release's own."""
+    found = _NOT_FOUND.match(error or "")
+    if found is None:
+        return None
+    top = found.group(1).split(".", 1)[0]
+    mine = {m.split(".", 1)[0] for m in [module, *own]}
+    return None if top in mine else top
 
 
 def installed_modules(ws: Workspace) -> list[str]:

@@ -19,6 +19,7 @@ from guest_runner.phases.imports import installed_modules
 from guest_runner.progress import read_progress
 from guest_runner.pytest_plugin import OPTION as PROGRESS_OPTION
 from guest_runner.pytest_plugin import install as install_plugin
+from guest_runner.test_requirements import install_test_requirements
 from guest_runner.workspace import Workspace
 
 NO_SDIST = "no sdist: no tests shipped"
@@ -68,7 +69,7 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
             summary(NO_PYTEST)
             return setup_error(got, NO_PYTEST)
     if ws.job.test_requirements:
-        requirements.update(install_test_requirements(ws, budget))
+        requirements.update(install_test_requirements(ws, budget, "tests"))
     junit = ws.scratch / "tmp" / "junit.xml"
     dump_after = max(1, int(ws.job.timeout("tests") * 0.8))
     grace = interrupt_grace(ws.job.timeout("tests"))
@@ -142,48 +143,6 @@ def no_tests_reason(counts: dict[str, Any], result: Result) -> str | None:
     if result.returncode == 5:
         return NONE_COLLECTED
     return None
-
-
-def install_test_requirements(ws: Workspace, budget: Budget) -> dict[str, Any]:
-    """Install the job's test requirements: together, else each alone; never raises.
-
-    Returns ``{installed: [...], failed: [{requirement, error}]}``.
-    """
-    wanted = list(ws.job.test_requirements)
-    pip = [*ws.pip_install(), "--find-links", str(ws.job_dir), "--find-links", ws.opts.wheels_dir]
-    together = ws.run_as_tester([*pip, *wanted], budget, phase="tests")
-    if together.returncode == 0 and not together.timed_out:
-        return {"installed": wanted, "failed": []}
-    installed: list[str] = []
-    failed: list[dict[str, str]] = []
-    for requirement in wanted:
-        if budget.remaining() <= 0:
-            failed.append({"requirement": requirement, "error": "no time left in the phase"})
-            continue
-        alone = ws.run_as_tester([*pip, requirement], budget, phase="tests")
-        if alone.returncode == 0 and not alone.timed_out:
-            installed.append(requirement)
-        else:
-            failed.append({"requirement": requirement, "error": pip_error(alone)})
-    ws.out.log(
-        "tests",
-        "warning",
-        f"{len(failed)} of {len(wanted)} test requirements could not be installed",
-    )
-    return {"installed": installed, "failed": failed}
-
-
-def pip_error(result: Result) -> str:
-    """The installer's first error line (pip's or uv's; else its last line), for the summary."""
-    if result.timed_out:
-        return "timed out"
-    lines = [ln.strip() for ln in result.stderr_tail.splitlines() if ln.strip()]
-    # pip says "ERROR: ..."; uv "error: ..." (or "× ...") then "cause: why" (or "╰─▶ why").
-    errors = [ln for ln in lines if ln.startswith(("ERROR:", "error:", "×", "╰─▶", "cause:"))]
-    if len(errors) > 1 and errors[1].startswith(("╰─▶", "cause:")):
-        errors = [f"{errors[0]} {errors[1]}"]  # uv's header, then why ("Because trio was…")
-    picked = errors[0] if errors else (lines[-1] if lines else f"exit {result.returncode}")
-    return picked[:300]
 
 
 def loose_patterns(root: Path, targets: list[Path]) -> str:

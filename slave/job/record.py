@@ -79,6 +79,9 @@ class RunRecord:
         self.quality_events: list[dict[str, Any]] = []
         self.current: str | None = None
         self.import_failure: str | None = None
+        #: "soupsieve needs bs4": modules that imported only once the test requirements
+        #: were installed, as they import a module the release does not declare
+        self.undeclared: list[str] = []
         self.runner_finished = False
         #: phases in which the guest's OOM killer struck (``oom_kills`` of phase_finished)
         self.out_of_memory: set[str] = set()
@@ -100,11 +103,16 @@ class RunRecord:
                     self.out_of_memory.add(phase)
             case "tests_summary":
                 self.tests = read_tests_summary(fields)
-            case "import_result" if self.import_failure is None:
+            case "import_result":
                 status = fields.get("status")
-                if status not in (None, PhaseStatus.PASSED, PhaseStatus.SKIPPED):
+                module = _line(fields.get("module")) or "?"
+                failed = status not in (None, PhaseStatus.PASSED, PhaseStatus.SKIPPED)
+                if failed and self.import_failure is None:
                     error = _line(fields.get("error")) or str(status)
-                    self.import_failure = f"{_line(fields.get('module')) or '?'}: {error}"
+                    self.import_failure = f"{module}: {error}"
+                needs = _line(fields.get("undeclared"), 100)
+                if not failed and needs and len(self.undeclared) < _MAX_LISTED:
+                    self.undeclared.append(f"{module} needs {needs}")
             case "runner_finished":
                 self.runner_finished = True
             case _:
@@ -145,6 +153,7 @@ class RunRecord:
             import_failure=self.import_failure,
             threat=threat(self.analyser.findings),
             out_of_memory=frozenset(self.out_of_memory),
+            undeclared=tuple(self.undeclared),
         )
 
     def fill(self, summary: JobSummary) -> None:
@@ -300,13 +309,15 @@ def decide(
     import_failure: str | None = None,
     threat: str | None = None,
     out_of_memory: frozenset[str] = frozenset(),
+    undeclared: Sequence[str] = (),
 ) -> Decision:
     """The job's outcome and reason (table in the module docstring).
 
     ``tests`` is ``summary.tests`` (:func:`read_tests_summary`), absent when the runner sent
     none; ``import_failure`` the first module that did not import (``demo: ImportError``);
     ``threat`` the worst finding (:func:`threat`); ``out_of_memory`` the phases in which
-    the guest's OOM killer struck.
+    the guest's OOM killer struck; ``undeclared`` the modules that imported only with the
+    test requirements installed ("soupsieve needs bs4"), a note on a job that passes.
     """
     if verdict_ == Verdict.MALICIOUS:
         return _decision(Outcome.HARMFUL, f"malicious behaviour: {threat or 'see the findings'}")
@@ -344,6 +355,9 @@ def decide(
             return _decision(Outcome.INFRA_ERROR, f"pyti failed in {phase}: {why}")
     if install is None:
         return _decision(Outcome.INFRA_ERROR, "the guest runner never reported the install")
+    if undeclared and judged.outcome is Outcome.PASSED:
+        note = "imports only with its test requirements installed" + _named(undeclared)
+        return _decision(Outcome.PASSED, _joined([note, *filter(None, [judged.reason])]))
     return judged
 
 

@@ -84,6 +84,29 @@ def test_crash_and_timeout_say_which_phase() -> None:
     )
 
 
+def test_import_that_needed_the_test_requirements_passes_with_a_note() -> None:
+    """A module that imported only once the test requirements were in (it imports a module
+    it does not declare) passes with a note; one that still failed is a failed import."""
+    missing = "ModuleNotFoundError: No module named 'bs4'"
+    helped = ("import_result", "import", {"module": "soupsieve", "status": "passed",
+              "undeclared": "bs4", "first_error": missing})  # fmt: skip
+    tests = ("tests_summary", "tests", counts(12))
+    record = RunRecord()
+    feed_all(record, [finished("install", "passed"), helped, finished("import", "passed"),
+                      tests, finished("tests", "passed")])  # fmt: skip
+    assert record.decide() == Decision(
+        Outcome.PASSED, "imports only with its test requirements installed (soupsieve needs bs4)"
+    )
+    still = ("import_result", "import", {"module": "soupsieve", "status": "failed",
+             "error": "ModuleNotFoundError: No module named 'bs4'"})  # fmt: skip
+    record = RunRecord()
+    feed_all(record, [finished("install", "passed"), still, finished("import", "failed"),
+                      tests, finished("tests", "passed")])  # fmt: skip
+    assert record.decide() == Decision(
+        Outcome.FAILED, "import failed: soupsieve: ModuleNotFoundError: No module named 'bs4'"
+    )
+
+
 def test_tests_killed_by_the_oom_killer_are_incomplete_not_crashed() -> None:
     """A suite outgrowing the guest's RAM is not the release crashing; elsewhere it still is."""
     record = RunRecord()

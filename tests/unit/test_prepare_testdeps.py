@@ -118,6 +118,41 @@ def test_any_extra_or_group_listing_pytest_when_no_test_source_does(tmp_path: Pa
     assert found.sources == ["extra:tests"]
 
 
+def test_hatch_env_or_poetry_pdm_group_of_any_name_listing_pytest(tmp_path: Path) -> None:
+    """soupsieve keeps beautifulsoup4 (its tests import bs4) in a hatch ``dev`` environment:
+    environments and groups of any name listing pytest are read when no test source is."""
+    pyproject = dedent("""
+        [project]
+        name = "demo"
+        version = "1.0"
+        [project.optional-dependencies]
+        lxml = ["lxml"]
+        [tool.hatch.envs.dev]
+        dependencies = ["pytest", "pytest-cov", "beautifulsoup4"]
+        features = ["lxml"]
+        [tool.hatch.envs.docs]
+        dependencies = ["mkdocs"]
+        [tool.poetry.group.ci.dependencies]
+        pytest = "^8"
+        trustme = "*"
+        [tool.poetry.group.lint.dependencies]
+        ruff = "*"
+        [tool.pdm.dev-dependencies]
+        check = ["pytest", "pretend"]
+        docs = ["sphinx"]
+    """)
+    found = deps_of(tmp_path, pyproject=pyproject)
+    assert found.requirements == [
+        "pytest",
+        "pytest-cov",
+        "beautifulsoup4",
+        "lxml",
+        "trustme",
+        "pretend",
+    ]
+    assert found.sources == ["hatch:dev", "poetry:ci", "pdm:check"]
+
+
 def test_dependency_groups_with_includes_and_a_cycle(tmp_path: Path) -> None:
     """PEP 735 groups: include-group is followed, a cycle is cut, dev tooling dropped."""
     pyproject = dedent("""

@@ -777,6 +777,34 @@ def test_tests_run_past_missing_deps_and_offline_failures_count_apart(
     assert finished(events, "tests")["status"] == "failed"
 
 
+def test_import_needing_an_undeclared_module_is_tried_with_the_test_requirements(
+    tmp_path: Path, run_job: RunJob
+) -> None:
+    """The package imports a module it does not declare (soupsieve's ``bs4``): its import is
+    tried again once the test requirements are in, passes, and says what it needed; the
+    tests phase reuses that install."""
+    helper = build_wheel(tmp_path / "wheels", "helperdep", "1.0", {"helperdep.py": "X = 1\n"})
+    events = run_job(
+        [project(tmp_path, package_body="import helperdep\n\n__version__ = str(helperdep.X)\n")],
+        test_requirements=("helperdep",),
+        job_wheels=(helper,),
+    )
+    result = one(events, "import_result")
+    assert (result["module"], result["status"], result["undeclared"]) == (
+        "demo",
+        "passed",
+        "helperdep",
+    )
+    assert result["first_error"] == "ModuleNotFoundError: No module named 'helperdep'"
+    assert finished(events, "import")["status"] == "passed"
+    summary = one(events, "tests_summary")
+    assert summary["test_requirements"]["installed"] == ["helperdep"]
+    assert finished(events, "tests")["status"] == "passed"
+    # installed once, in the import phase (the installer names what it installed)
+    said = [e["phase"] for e in events if e["event"] == "output" and "helperdep" in e["line"]]
+    assert said and set(said) == {"import"}, said
+
+
 def test_tests_summary_says_when_no_tests_ran(tmp_path: Path, run_job: RunJob) -> None:
     """A wheel-only release has no tests shipped; tests that cannot be imported, none collected."""
     whl = build_wheel(tmp_path / "dist", "demo", "0.1", {"demo/__init__.py": ""})

@@ -19,8 +19,9 @@ from guest_runner.offline import is_offline_failure
 from guest_runner.outcome import Result
 from guest_runner.phases.imports import release_modules, top_level_modules
 from guest_runner.phases.install import BUILT_WHEEL
-from guest_runner.phases.tests import find_tests, loose_patterns, pip_error, shipped_tests
+from guest_runner.phases.tests import find_tests, loose_patterns, shipped_tests
 from guest_runner.streams import TAIL_BYTES, drain, iter_lines
+from guest_runner.test_requirements import pip_error
 from guest_runner.workspace import read_env_file
 
 

@@ -23,9 +23,11 @@ backend): the sources are data in the release files, read through `SafeArchive` 
    includes are followed inside the sdist only (depth `requirement_files.MAX_DEPTH`); ``-e``, URLs,
    local paths and options are skipped (``.[extra]`` means the project's own extra).
 
-7. when none of these names ``pytest``: extras and dependency groups of any other name
-   that list it (idna keeps pytest and hypothesis in its ``all`` extra), as a dev
-   source -> ``extra:<name>``, ``dependency-groups:<name>``.
+7. when none of these names ``pytest``: extras, dependency groups, hatch environments
+   and poetry/pdm groups of any other name that list it (idna keeps pytest and
+   hypothesis in its ``all`` extra; soupsieve its test dependencies in the hatch
+   ``dev`` environment), as a dev source -> ``extra:<name>``,
+   ``dependency-groups:<name>``, ``hatch:<env>``, ``poetry:<group>``, ``pdm:<group>``.
 
 Markers are evaluated for the guest. The project itself is dropped and its own
 extras (``pkg[test]``, ``.[test]``) expanded. Each project name appears once, with

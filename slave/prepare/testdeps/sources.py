@@ -167,9 +167,11 @@ class _Sources:
                 add(path, self._own(self.requirement_files.read(path)), dev=dev)
 
     def collect_by_runner(self) -> None:
-        """Extras and dependency groups of any other name that list pytest: where a project
-        with no test-named source keeps its test dependencies (idna's ``all``: pytest,
-        hypothesis, coverage, ruff, mypy). Taken as a dev source (tooling dropped)."""
+        """Extras, dependency groups, hatch environments and poetry/pdm groups of any other
+        name that list pytest: where a project with no test-named source keeps its test
+        dependencies (idna's ``all`` extra: pytest, hypothesis, coverage, ruff, mypy;
+        soupsieve's hatch ``dev`` environment: pytest, beautifulsoup4, lxml, html5lib).
+        Taken as a dev source (tooling dropped)."""
         for name in self.extra_names:
             if _names_pytest(self.collector.extras(name)):
                 self.collector.own_extras(f"extra:{name}", [name], dev=True)
@@ -177,6 +179,23 @@ class _Sources:
             requirements = dependency_group(self.groups, name)
             if _names_pytest(requirements):
                 self.collector.add(f"dependency-groups:{name}", requirements, dev=True)
+        for name, env in table(self.tool, "hatch", "envs").items():
+            if not isinstance(env, dict):
+                continue
+            deps = [*strings(env.get("dependencies")), *strings(env.get("extra-dependencies"))]
+            if _names_pytest(deps):
+                self.collector.add(f"hatch:{name}", deps, dev=True)
+                self.collector.own_extras(f"hatch:{name}", strings(env.get("features")), dev=True)
+        poetry = table(self.tool, "poetry")
+        for name, group in table(poetry, "group").items():
+            deps_table = table(group, "dependencies")
+            texts = [t for n, spec in deps_table.items() if (t := poetry_requirement(n, spec))]
+            if _names_pytest(texts):
+                self.collector.add(f"poetry:{name}", texts, dev=True)
+        for name, reqs in table(self.tool, "pdm", "dev-dependencies").items():
+            texts = self._own(pdm_lines(strings(reqs)))
+            if _names_pytest(texts):
+                self.collector.add(f"pdm:{name}", texts, dev=True)
 
     def _for_this_python(self, path: str) -> bool:
         """False for a file tagged for another Python (``tests37.txt``, ``test-py3.8.txt``)."""
