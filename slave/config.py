@@ -85,6 +85,9 @@ class SlaveConfig:
     reconnect_min: float = RECONNECT_MIN
     reconnect_max: float = RECONNECT_MAX
     spool_max_bytes: int = 32 << 20
+    #: MiB the work dir's file system must have free for the slave to take a job: a job's
+    #: overlay grows with what the guest writes, and on a full disk QEMU pauses the guest
+    min_free_mb: int = 1024
     events_per_batch: int = 500
     #: CA bundle (PEM) to verify the master's certificate: TLS on the slave port
     tls_ca: Path | None = None
@@ -172,6 +175,7 @@ SETTINGS: dict[str, Setting] = {
     "reconnect_min": Number(above=0),
     "reconnect_max": Number(above=0),
     "spool_max_bytes": Int(minimum=1),
+    "min_free_mb": Int(minimum=0),
     "events_per_batch": Int(minimum=1),
     "tls_ca": Text(),
     "tls_server_name": Text(),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import time
 from collections.abc import Iterable, Sequence
@@ -145,6 +146,8 @@ class SlaveDaemon:
         ours, and the master must not re-queue them while the result is in flight.
         """
         free = 0 if self.draining else max(0, self.config.slots - self.executing)
+        if self._disk_short() is not None:
+            free = 0  # the master offers nothing until space returns
         running = tuple(
             RunningJob(job_id=j.offer.job_id, lease=j.offer.lease, last_seq=j.last_seq)
             for j in self.jobs.values()
@@ -292,7 +295,24 @@ class SlaveDaemon:
             return f"no image {offer.image!r} on this slave"
         if self.executing >= self.config.slots:
             return "no free slot"
-        return None
+        return self._disk_short()
+
+    def _disk_short(self) -> str | None:
+        """Why the work dir cannot take a job (under ``min_free_mb`` free), or None."""
+        where = self.config.work_dir
+        while not where.exists() and where != where.parent:
+            where = where.parent  # made at the first job, on the file system of its parent
+        try:
+            stat = os.statvfs(where)
+        except OSError as exc:
+            return f"the slave's work dir cannot be read: {exc.strerror}"
+        free_mb = stat.f_bavail * stat.f_frsize // (1 << 20)
+        if free_mb >= self.config.min_free_mb:
+            return None
+        return (
+            f"the slave's work dir is nearly full: {free_mb} MiB free, "
+            f"below min_free_mb = {self.config.min_free_mb}"
+        )
 
     async def _on_offer(self, offer: JobOffer) -> None:
         reason = self._refusal(offer)

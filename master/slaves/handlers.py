@@ -108,6 +108,11 @@ class SlaveHandlers:
             "Bytes a slave's cache bound evicted since the slave started (its heartbeats).",
             ["slave"],
         )
+        self._m_refusals = m.counter(
+            "job_refusals_total",
+            "Job offers a slave refused (no free slot, draining, its work dir nearly full...).",
+            ["slave"],
+        )
         self._m_violations = m.counter(
             "slave_violations_total",
             "Messages a slave had no right to send (a result for a lease it never held).",
@@ -231,6 +236,7 @@ class SlaveHandlers:
             return
         self._status.backoff = True
         reason = msg.reason[:200]
+        self._m_refusals.inc(1.0, self._peer.name)
         await self._holdings.hand_back(msg.job_id, msg.lease, f"refused: {reason}")
         self._log.info("job_refused", job_id=msg.job_id, reason=reason)
         self._ctx.scheduler.kick()

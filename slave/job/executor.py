@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from protocol.results import ImageRef
@@ -125,7 +125,9 @@ class VMExecutor:
                 refuse_install(ctx, record, prepared.python_refused)
             else:
                 booted = await booting
-                await self._in_vm(ctx, image, booted[1], prepared, record)
+                await unless_disk_fails(
+                    booted[0], self._in_vm(ctx, image, booted[1], prepared, record)
+                )
             await self._static_scan(ctx, scan, record)
         except PrepareError as exc:
             if exc.outcome is Outcome.INFRA_ERROR:
@@ -324,6 +326,29 @@ def _static_findings(prepared: PreparedRelease) -> list[Finding]:
     sdist = prepared.sdist
     imports = undeclared_import_findings(sdist.name, prepared.build_imports) if sdist else []
     return [*imports, *static_findings(prepared.files)]
+
+
+async def unless_disk_fails(vm: VM, work: Coroutine[Any, Any, None]) -> None:
+    """``work``, stopped with :class:`VMError` if QEMU reports a failed write to the guest's
+    disk: with the slave's work dir full QEMU pauses the guest, which would hang until the
+    phase deadline and end ``timed_out`` as if the package had hung."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(vm.disk_failed())
+    try:
+        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # cancelled: neither outlives the job
+        task.cancel()
+        watch.cancel()
+        await asyncio.gather(task, watch, return_exceptions=True)
+        raise
+    if task in done:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+        task.result()  # the work's own error, if any
+        return
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    raise VMError(watch.result())
 
 
 async def _note_vm_death(ctx: JobContext, vm: VM) -> None:

@@ -46,7 +46,7 @@ from slave.vm.console import Console
 from slave.vm.disk import create_overlay, make_vm_dir
 from slave.vm.errors import VMError
 from slave.vm.qmp_channel import QMPChannel
-from slave.vm.qmp_events import BoundedListener
+from slave.vm.qmp_events import BoundedListener, DiskErrorWatch
 
 log = structlog.get_logger(__name__)
 
@@ -116,6 +116,8 @@ class VM:
         self._stopped = asyncio.Event()
         #: QEMU's own reports of the guest's end, kept from launch to teardown.
         self._ends = BoundedListener(set(END_EVENTS))
+        #: QEMU's reports of a failed write to the guest's disk (the slave's disk full).
+        self._disk_errors = DiskErrorWatch()
 
     def __repr__(self) -> str:
         pid = self._proc.pid if self._proc else None
@@ -260,6 +262,7 @@ class VM:
             if state_fd is not None:
                 os.close(state_fd)
         self._qmp.register_listener(self._ends)
+        self._qmp.register_listener(self._disk_errors)
         listener = BoundedListener({"MIGRATION", "RESUME", "STOP", "SHUTDOWN"})
         self._qmp.register_listener(listener)
         try:
@@ -447,6 +450,11 @@ class VM:
         if reasons:
             what += f" (shutdown: {reasons[-1]})"
         return what
+
+    async def disk_failed(self) -> str:
+        """Returns (never raises) once QEMU reports a failed read or write on the guest's disk,
+        with a line saying what failed: a full work dir pauses the guest."""
+        return await self._disk_errors.failed()
 
     async def wait_exit(self) -> int:
         """Wait until QEMU exits (e.g. the guest powered off); its exit code."""

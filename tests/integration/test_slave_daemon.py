@@ -128,12 +128,29 @@ async def test_refuses_unknown_image_full_slots_and_duplicates(
     reply = await master.wait_reply(1)
     assert isinstance(reply, JobRefuse) and "no-such-image" in reply.reason
     await master.offer(2)
-    assert isinstance(await master.wait_reply(2), JobAccept)
+    reply = await master.wait_reply(2)
+    assert isinstance(reply, JobAccept), reply
     await master.offer(3)
     reply = await master.wait_reply(3)
     assert isinstance(reply, JobRefuse) and reply.reason == "no free slot"
     release.set()
     assert (await master.wait_result(2)).outcome == "passed"
+
+
+async def test_work_dir_below_min_free_takes_no_job(
+    master: FakeMaster, start_slave: StartSlave
+) -> None:
+    """A work dir with less than ``min_free_mb`` free: heartbeats say no free slot and an
+    offer is refused with the free space named (a full disk would pause the job's guest)."""
+    await start_slave(ScriptedExecutor(emitting(1)), slots=2, min_free_mb=1 << 40)
+    session = await master.wait_session()
+    await master.offer(1)
+    reply = await master.wait_reply(1)
+    assert isinstance(reply, JobRefuse), reply
+    assert reply.reason.startswith("the slave's work dir is nearly full: "), reply.reason
+    assert reply.reason.endswith(f"MiB free, below min_free_mb = {1 << 40}")
+    beats = session.of_type(Heartbeat)
+    assert beats and all(b.free_slots == 0 for b in beats), beats
 
 
 async def test_events_batched_under_the_frame_cap(

@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from slave.image_builder.manifest import Image
+from slave.job.executor import unless_disk_fails
 from slave.vm.accel import Accel
+from slave.vm.errors import VMError
 from slave.vm.guest import Guest, GuestError
 from slave.vm.machine import VM
 
@@ -80,3 +82,34 @@ async def test_guest_kernel_panic_ends_the_vm_within_seconds(image: Image, tmp_p
     assert _gone(pid), "QEMU still runs"
     assert not vm.dir.exists() and not os.listdir(tmp_path), "the VM left files"
     print(f"\nguest panic: stream broke after {broke_s:.2f} s, death known after {death_s:.2f} s")
+
+
+async def test_full_slave_disk_ends_the_work_as_the_slaves_failure(
+    image: Image, tmp_path: Path
+) -> None:
+    """The VM's directory on a 64 MiB file system the guest then fills: QEMU pauses the guest
+    (``werror=enospc``) and reports ``BLOCK_IO_ERROR``; the job's work stops at once with a
+    VMError saying the disk failed (an ``infra_error``), not at the phase deadline as a
+    package that hung."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mount = await asyncio.create_subprocess_exec("mount", "-t", "tmpfs", "-o", "size=64m",
+                                                 "pyti-test", str(small))  # fmt: skip
+    assert await mount.wait() == 0
+    try:
+        async with await VM.start(image, small / "vm", Accel.TCG) as vm:
+            guest = await Guest.connect(vm, image, timeout=120)
+            # Random data (qcow2 does not store zeroes), past the page cache, onto the disk.
+            fill = "dd if=/dev/urandom of=/var/tmp/fill bs=1M count=256 oflag=direct"
+            started = time.monotonic()
+            with pytest.raises(VMError) as failed:
+                await unless_disk_fails(vm, guest.run(fill, timeout=600))
+            took = time.monotonic() - started
+            await guest.close()
+    finally:
+        umount = await asyncio.create_subprocess_exec("umount", "-l", str(small))
+        await umount.wait()
+    assert "the guest's disk failed on write" in str(failed.value), failed.value
+    assert "paused the guest" in str(failed.value), failed.value
+    assert took < 300, f"the failure was seen after {took:.0f} s"
+    print(f"\nfull slave disk: seen after {took:.1f} s: {failed.value}")
