@@ -15,6 +15,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from guest_runner.offline import is_offline_failure
+from guest_runner.speed_checks import is_speed_failure
 
 JUNIT_LIMIT = 32 * 1024 * 1024
 NETWORK_ERROR = re.compile(
@@ -42,6 +43,7 @@ def empty_summary() -> dict[str, Any]:
         "collection_errors": [],
         "collection_error_count": 0,
         "offline_failures": {"count": 0, "tests": []},
+        "speed_failures": {"count": 0, "tests": []},
         "running": None,
     }
 
@@ -69,6 +71,8 @@ def parse_junit(path: Path) -> dict[str, Any]:
     uncollected_count = 0
     offline: list[str] = []
     offline_count = 0
+    speed: list[str] = []
+    speed_count = 0
     for case in root.iter("testcase"):
         bad = [*case.iter("failure"), *case.iter("error")]
         texts = [(b.get("message") or "") + "\n" + (b.text or "")[:_TEXT_LIMIT] for b in bad]
@@ -83,6 +87,10 @@ def parse_junit(path: Path) -> dict[str, Any]:
             offline_count += 1
             if len(offline) < MAX_LISTED:
                 offline.append(node_id(case))
+        elif texts and all(is_speed_failure(node_id(case), text) for text in texts):
+            speed_count += 1
+            if len(speed) < MAX_LISTED:
+                speed.append(node_id(case))
     # Collection failures are counted by pytest as errored tests: they are not tests.
     collected = max(0, totals["tests"] - uncollected_count)
     errors = max(0, totals["errors"] - uncollected_count)
@@ -99,6 +107,7 @@ def parse_junit(path: Path) -> dict[str, Any]:
         collection_errors=uncollected,
         collection_error_count=uncollected_count,
         offline_failures={"count": offline_count, "tests": offline},
+        speed_failures={"count": speed_count, "tests": speed},
     )
     return summary
 

@@ -103,7 +103,9 @@ class VMExecutor:
         """Run the job; returns its outcome. Cancellation stops the VM and propagates."""
         image = self.images[ctx.offer.image]
         ctx.summary.image = ImageRef(name=image.name, digest=image.digest)
-        record = RunRecord(Context(bait_token=image.bait.get("token")))
+        record = RunRecord(
+            Context(bait_token=image.bait.get("token")), emulated=self.accel is Accel.TCG
+        )
         static: asyncio.Task[list[Indicator]] | None = None
         scan: asyncio.Task[list[Finding]] | None = None
         # The VM boots while the host prepares: both take seconds and neither needs the other.

@@ -71,8 +71,10 @@ _PYTEST_COULD_NOT_RUN = {2: "interrupted", 3: "internal error", 4: "usage error"
 class RunRecord:
     """What the job learned from the guest runner so far (see the module docstring)."""
 
-    def __init__(self, context: Context | None = None) -> None:
+    def __init__(self, context: Context | None = None, *, emulated: bool = False) -> None:
         self.analyser = Analyser(context)
+        #: the guest ran under TCG (~10x slower): failed speed checks are not the package's
+        self.emulated = emulated
         self.phases: dict[str, PhaseResult] = {}
         self.tests: TestCounts | None = None
         self.crash: CrashInfo | None = None
@@ -154,6 +156,7 @@ class RunRecord:
             threat=threat(self.analyser.findings),
             out_of_memory=frozenset(self.out_of_memory),
             undeclared=tuple(self.undeclared),
+            emulated=self.emulated,
         )
 
     def fill(self, summary: JobSummary) -> None:
@@ -242,13 +245,8 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
     """
     counts: dict[str, int] = {k: fields[k] for k in _COUNTS if _is_count(fields.get(k))}
     duration = fields.get("duration_s")
-    offline = fields.get("offline_failures")
-    if isinstance(offline, Mapping):
-        ids = _strings(offline.get("tests"))
-        offline_count = _count(offline.get("count"), ids)
-    else:
-        ids = _strings(offline)
-        offline_count = len(ids)
+    offline = _failures(fields.get("offline_failures"))
+    speed = _failures(fields.get("speed_failures"))
     raw = fields.get("uncollectable", fields.get("collection_errors"))
     modules = [
         UncollectableModule(
@@ -272,12 +270,24 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
         duration_s=float(duration)
         if isinstance(duration, int | float) and not isinstance(duration, bool)
         else None,
-        offline_failures=OfflineFailures(offline_count, tuple(ids)) if offline_count else None,
+        offline_failures=offline,
+        speed_failures=speed,
         uncollectable=Uncollectable(uncollectable, tuple(modules)) if uncollectable else None,
         test_requirements_missing=tuple(missing) or None,
         reason=_line(fields.get("reason"), MAX_REASON) or None,
         running=_line(fields.get("running"), MAX_REASON) or None,
     )
+
+
+def _failures(value: object) -> OfflineFailures | None:
+    """Failures counted apart, as a list of ids or ``{count, tests}``; None when there are none."""
+    if isinstance(value, Mapping):
+        ids = _strings(value.get("tests"))
+        count = _count(value.get("count"), ids)
+    else:
+        ids = _strings(value)
+        count = len(ids)
+    return OfflineFailures(count, tuple(ids)) if count else None
 
 
 def _is_count(value: object) -> bool:
@@ -310,6 +320,7 @@ def decide(
     threat: str | None = None,
     out_of_memory: frozenset[str] = frozenset(),
     undeclared: Sequence[str] = (),
+    emulated: bool = False,
 ) -> Decision:
     """The job's outcome and reason (table in the module docstring).
 
@@ -317,7 +328,9 @@ def decide(
     none; ``import_failure`` the first module that did not import (``demo: ImportError``);
     ``threat`` the worst finding (:func:`threat`); ``out_of_memory`` the phases in which
     the guest's OOM killer struck; ``undeclared`` the modules that imported only with the
-    test requirements installed ("soupsieve needs bs4"), a note on a job that passes.
+    test requirements installed ("soupsieve needs bs4"), a note on a job that passes;
+    ``emulated`` whether the guest ran under TCG, where failed speed checks
+    (``speed_failures``) are counted apart like offline ones.
     """
     if verdict_ == Verdict.MALICIOUS:
         return _decision(Outcome.HARMFUL, f"malicious behaviour: {threat or 'see the findings'}")
@@ -338,7 +351,7 @@ def decide(
             took = entry.duration_s
             after = f" (stopped after {took:g} s)" if took is not None else ""
             if phase == "tests":
-                return _tests_out_of_time(tests, after)
+                return _tests_out_of_time(tests, after, emulated)
             return _decision(Outcome.TIMED_OUT, f"{phase} ran past its timeout{after}")
     install, imported = entries.get("install"), entries.get("import")
     if install is not None and install.status is PhaseStatus.FAILED:
@@ -346,7 +359,7 @@ def decide(
     if imported is not None and imported.status is PhaseStatus.FAILED:
         why = import_failure or _why(imported, "the import")
         return _decision(Outcome.FAILED, f"import failed: {why}")
-    judged = _judge_tests(entries.get("tests"), tests)
+    judged = _judge_tests(entries.get("tests"), tests, emulated)
     if judged.outcome is Outcome.FAILED:
         return judged
     for phase, entry in entries.items():
@@ -361,7 +374,7 @@ def decide(
     return judged
 
 
-def _tests_out_of_time(tests: TestCounts | None, after: str) -> Decision:
+def _tests_out_of_time(tests: TestCounts | None, after: str, emulated: bool) -> Decision:
     """The tests ran past their budget. A big suite under emulation (TCG costs ~10x) does
     far more often than a suite hangs: not the release's failure, but not a pass either,
     unless a test had already failed for real. pytest is interrupted shortly before the
@@ -374,7 +387,7 @@ def _tests_out_of_time(tests: TestCounts | None, after: str) -> Decision:
     passed, failed, errors = tests.passed, tests.failed, tests.errors
     if passed is None or failed is None or errors is None:
         return _decision(Outcome.INCOMPLETE, f"{why}{was_in}")
-    real, ran, only_set_up_errors = _tally(passed, failed, errors, tests)
+    real, ran, only_set_up_errors = _tally(passed, failed, errors, tests, emulated)
     if real and not only_set_up_errors:
         return _decision(
             Outcome.FAILED, f"{real} of {ran} tests failed before the time budget ran out{after}"
@@ -386,12 +399,17 @@ def _tests_out_of_time(tests: TestCounts | None, after: str) -> Decision:
     return _decision(Outcome.INCOMPLETE, f"{why}{was_in}")
 
 
-def _tally(passed: int, failed: int, errors: int, tests: TestCounts) -> tuple[int, int, bool]:
+def _tally(
+    passed: int, failed: int, errors: int, tests: TestCounts, emulated: bool
+) -> tuple[int, int, bool]:
     """(real failures, tests that ran, only set-up errors): failures that are not the guest
-    being offline; every test errored in its set-up with none passed or failed for real."""
-    offline = tests.offline_failures.count if tests.offline_failures is not None else 0
-    real = max(0, failed + errors - offline)
-    only_set_up_errors = bool(errors) and not passed and failed <= offline
+    being offline, nor (in an emulated guest) a speed check; every test errored in its
+    set-up with none passed or failed for real."""
+    apart = tests.offline_failures.count if tests.offline_failures is not None else 0
+    if emulated and tests.speed_failures is not None:
+        apart += tests.speed_failures.count
+    real = max(0, failed + errors - apart)
+    only_set_up_errors = bool(errors) and not passed and failed <= apart
     return real, passed + failed + errors, only_set_up_errors
 
 
@@ -407,14 +425,14 @@ def _decision(outcome: Outcome, reason: str | None) -> Decision:
     return Decision(outcome, None if reason is None else reason[:MAX_REASON])
 
 
-def _judge_tests(entry: PhaseResult | None, tests: TestCounts | None) -> Decision:
+def _judge_tests(entry: PhaseResult | None, tests: TestCounts | None, emulated: bool) -> Decision:
     """passed, failed or incomplete, from the tests phase and ``summary.tests``."""
     tests = tests or TestCounts()
     said = _line(tests.reason, MAX_REASON) or None
     if entry is None:
         return _decision(Outcome.INCOMPLETE, said or "the tests phase did not run")
     phase_reason = _line(entry.reason, MAX_REASON) or None
-    notes = _not_run(tests)
+    notes = _not_run(tests, emulated)
     if entry.status is PhaseStatus.SKIPPED:
         return _decision(Outcome.INCOMPLETE, said or phase_reason or "no test ran")
     passed, failed, errors = tests.passed, tests.failed, tests.errors
@@ -434,7 +452,7 @@ def _judge_tests(entry: PhaseResult | None, tests: TestCounts | None) -> Decisio
                 )
             return _decision(Outcome.FAILED, f"tests failed: {_why(entry, 'pytest')}")
         return _decision(Outcome.PASSED, _joined(notes))
-    real, ran, only_set_up_errors = _tally(passed, failed, errors, tests)
+    real, ran, only_set_up_errors = _tally(passed, failed, errors, tests, emulated)
     if only_set_up_errors:
         # Every test errored in its set-up (a fixture or conftest raising: wcwidth's
         # "C extension not loaded" when only its pure wheel is installed): no test of
@@ -454,7 +472,7 @@ def _judge_tests(entry: PhaseResult | None, tests: TestCounts | None) -> Decisio
     return _decision(Outcome.PASSED, _joined(notes))
 
 
-def _not_run(tests: TestCounts) -> list[str]:
+def _not_run(tests: TestCounts, emulated: bool) -> list[str]:
     """What the tests phase could not run, one clause each, for the reason."""
     notes: list[str] = []
     offline = tests.offline_failures
@@ -462,6 +480,12 @@ def _not_run(tests: TestCounts) -> list[str]:
         notes.append(
             f"{offline.count} tests failed only because the guest is offline"
             + _named(offline.tests)
+        )
+    speed = tests.speed_failures
+    if emulated and speed is not None and speed.count:
+        notes.append(
+            f"{speed.count} tests failed only a speed check in an emulated guest"
+            + _named(speed.tests)
         )
     uncollectable = tests.uncollectable
     if uncollectable is not None and uncollectable.count:

@@ -84,6 +84,19 @@ def test_crash_and_timeout_say_which_phase() -> None:
     )
 
 
+def test_failed_speed_checks_count_apart_only_in_an_emulated_guest() -> None:
+    """Under TCG a speed check ("took 1.99s, expected sub-second") says nothing about the
+    package: counted apart with a note; under KVM it is a failure like any other."""
+    ran = {"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 1}}
+    slow = counts(536, failed=1, speed_failures={"count": 1, "tests": ["t.py::test_fast"]})
+    assert judge(ran, "clean", slow, emulated=True) == Decision(
+        Outcome.PASSED, "1 tests failed only a speed check in an emulated guest (t.py::test_fast)"
+    )
+    assert judge(ran, "clean", slow) == Decision(Outcome.FAILED, "1 of 537 tests failed")
+    both = counts(536, failed=2, speed_failures={"count": 1, "tests": ["t.py::test_fast"]})
+    assert judge(ran, "clean", both, emulated=True).outcome is Outcome.FAILED
+
+
 def test_import_that_needed_the_test_requirements_passes_with_a_note() -> None:
     """A module that imported only once the test requirements were in (it imports a module
     it does not declare) passes with a note; one that still failed is a failed import."""

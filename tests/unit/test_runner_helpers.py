@@ -20,6 +20,7 @@ from guest_runner.outcome import Result
 from guest_runner.phases.imports import release_modules, top_level_modules
 from guest_runner.phases.install import BUILT_WHEEL
 from guest_runner.phases.tests import find_tests, loose_patterns, shipped_tests
+from guest_runner.speed_checks import is_speed_failure
 from guest_runner.streams import TAIL_BYTES, drain, iter_lines
 from guest_runner.test_requirements import pip_error
 from guest_runner.workspace import read_env_file
@@ -271,6 +272,49 @@ def test_parse_junit_reports_collection_errors_apart(tmp_path: Path) -> None:
         0,
     )
     assert summary["offline_failures"] == {"count": 1, "tests": ["tests/test_y.py::TestC::test_c"]}
+
+
+@pytest.mark.parametrize(
+    ("node", "text", "speed"),
+    [
+        ("tests/test_dos.py::T::test_cap", "AssertionError: parse took 1.99s, expected sub-second",
+         True),
+        ("tests/test_benchmark.py::test_ratio[UTF-16]",
+         "AssertionError: UTF-16 not fast enough vs statistical: 1.7x (need 2.5x)\n"
+         "assert 1.651320789812251 >= 2.5", True),
+        ("tests/perf/test_x.py::test_y", "assert 0.42 < 0.2", True),
+        ("tests/test_h.py::test_p", "hypothesis.errors.DeadlineExceeded: Test took 513.2ms", True),
+        ("tests/test_a.py::test_b", "request elapsed 3.5 s, more than 1 s", True),
+        # a failure of a duration-parsing library, or a number off outside a speed module
+        ("tests/test_iso.py::test_parse", "AssertionError: assert '5 seconds' == '4 seconds'",
+         False),
+        ("tests/test_math.py::test_round", "assert 0.42 < 0.2", False),
+        ("tests/test_benchmark.py::test_names", "AssertionError: assert 'a' == 'b'", False),
+        ("tests/test_api.py::test_args", "TypeError: f() took 3 arguments", False),
+    ],
+)  # fmt: skip
+def test_speed_failures_are_speed_checks_only(node: str, text: str, speed: bool) -> None:
+    """A time taken with its unit, "not fast enough"..., or a numeric assertion in a benchmark
+    or performance test: a speed check; any other failure is not."""
+    assert is_speed_failure(node, text) is speed
+
+
+def test_parse_junit_counts_speed_checks_apart(tmp_path: Path) -> None:
+    """A failed speed check is listed in ``speed_failures`` (and still counted as failed)."""
+    junit = tmp_path / "junit.xml"
+    junit.write_text(
+        '<testsuites><testsuite tests="2" failures="2" errors="0" skipped="0" time="1">'
+        '<testcase classname="tests.test_dos.T" name="test_cap" file="tests/test_dos.py">'
+        '<failure message="AssertionError: parse took 1.99s, expected sub-second">x</failure>'
+        "</testcase>"
+        '<testcase classname="tests.test_dos.T" name="test_real" file="tests/test_dos.py">'
+        '<failure message="assert 1 == 2">x</failure></testcase>'
+        "</testsuite></testsuites>"
+    )
+    summary = parse_junit(junit)
+    assert summary["failed"] == 2
+    assert summary["speed_failures"] == {"count": 1, "tests": ["tests/test_dos.py::T::test_cap"]}
+    assert summary["offline_failures"] == {"count": 0, "tests": []}
 
 
 def test_loose_patterns_never_take_setup_py_at_the_root(tmp_path: Path) -> None:
