@@ -14,6 +14,17 @@ check that every client saw every seq exactly once.
 
     python benchmarks/tail_bench.py --json out.json [--clients 100] [--rate 2000]
 
+``--slow-percent P`` makes P % of the clients slow (fault table row 13): half of them
+read 16 KiB every 50 ms through a 4 KiB receive buffer, half read the headers and
+never again. Their latencies are not counted: the figures are the other clients'.
+``--compare`` runs twice on the same settings, without and then with the slow
+clients, and reports both and the ratio of the fast clients' p99 (the issue's "the
+others' p99 unchanged"), with the master's RSS and the slow clients' fate
+(``pyti_tail_lagged_total``, ``pyti_tail_dropped_total``). The master drops a client
+that takes no data for ``--write-timeout`` s (2 here, 30 in production).
+
+    python benchmarks/tail_bench.py --clients 1000 --rate 200 --slow-percent 10 --compare
+
 Keys: ``tail_latency_p99_ms`` (target ≤ 100), ``tail_latency_p50_ms``,
 ``tail_latency_max_ms``, ``tail_events_per_s_delivered`` (sum over clients),
 ``tail_events_per_s_produced``, ``tail_clients``, ``tail_gaps`` (must be 0).
@@ -23,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import multiprocessing as mp
 import re
@@ -33,6 +45,7 @@ import time
 from array import array
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -40,14 +53,14 @@ from aiohttp import web
 from master.config import MasterConfig
 from master.context import MasterContext
 from master.http.app import create_app
-from master.http.keys import FEEDS
+from master.http.keys import FEEDS, HttpSettings
 from master.jobs import JobRequest
 from protocol.events import Event
 from protocol.messages import JobResult
 from protocol.vocabulary import Outcome
 
 _TS = re.compile(rb'"seq":(\d+),"ts":([0-9.e+-]+)')
-_LINE = "x" * 80  # a typical line of build output
+_LINE = "x" * 80  # a typical line of build output (--line-bytes)
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -96,21 +109,53 @@ async def _one_client(
     return received, problems
 
 
-async def _clients_main(url: str, n: int, started: Any, published: Any, results: Any) -> None:
+async def _slow_client(url: str, stalled: bool, ready: asyncio.Event) -> None:
+    """A slow tail client: a 4 KiB receive buffer, then 16 KiB every 50 ms, or (``stalled``)
+    the headers and nothing more; runs until cancelled or the master drops it."""
+    parts = urlsplit(url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(f"GET {parts.path} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
+    try:
+        await reader.read(1)
+        ready.set()
+        while not stalled:
+            if not await reader.read(16384):
+                return  # dropped by the master
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(3600)
+    except ConnectionError:
+        return
+    finally:
+        writer.close()
+
+
+async def _clients_main(
+    url: str, n: int, slow: int, started: Any, published: Any, results: Any
+) -> None:
     latencies: list[float] = []
     arrivals: tuple[array[int], array[float]] = (array("q"), array("d"))
     cpu_start = time.process_time()
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        readies = [asyncio.Event() for _ in range(n)]
+        readies = [asyncio.Event() for _ in range(n + slow)]
         tasks = [
             asyncio.create_task(_one_client(session, url, latencies, arrivals, readies[i]))
             for i in range(n)
         ]
+        slow_tasks = [
+            asyncio.create_task(_slow_client(url, i % 2 == 1, readies[n + i])) for i in range(slow)
+        ]
         await asyncio.gather(*(r.wait() for r in readies))
         started.release()
         outcomes = await asyncio.gather(*tasks)
+        for task in slow_tasks:
+            task.cancel()
+        await asyncio.gather(*slow_tasks, return_exceptions=True)
     cpu = time.process_time() - cpu_start
     # Publish time of every seq (from the master, once it is done): the fan-out's share.
     publish_times: list[float] = await asyncio.to_thread(published.get, True, 120)
@@ -126,8 +171,10 @@ async def _clients_main(url: str, n: int, started: Any, published: Any, results:
     )
 
 
-def _clients_process(url: str, n: int, started: Any, published: Any, results: Any) -> None:
-    asyncio.run(_clients_main(url, n, started, published, results))
+def _clients_process(
+    url: str, n: int, slow: int, started: Any, published: Any, results: Any
+) -> None:
+    asyncio.run(_clients_main(url, n, slow, started, published, results))
 
 
 def _merge(parts: list[dict[str, Any]], key: str) -> list[float]:
@@ -152,6 +199,7 @@ async def _produce(
     batch_ms: float,
     commits: list[float],
     published: list[float],
+    line_bytes: int = len(_LINE),
 ) -> tuple[int, float]:
     """Emit ``rate`` events/s for ``duration`` s in batches; (events sent, seconds taken).
 
@@ -159,6 +207,7 @@ async def _produce(
     them; the store group-commits whatever is queued), so the rate is the
     producer's, not the disk's. Each batch is published once it is committed.
     """
+    line = "x" * line_bytes
     per_batch = max(1, round(rate * batch_ms / 1000))
     interval = per_batch / rate
     batches = int(duration / interval)
@@ -190,7 +239,7 @@ async def _produce(
                         level="info",
                         event="output",
                         phase="tests",
-                        fields={"stream": "stdout", "line": _LINE},
+                        fields={"stream": "stdout", "line": line},
                     )
                 )
             group.create_task(send(events))
@@ -232,7 +281,10 @@ async def _bench(ctx: MasterContext, args: argparse.Namespace) -> dict[str, Any]
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(ctx)
+    settings = HttpSettings.from_config(ctx.config)
+    app = create_app(
+        ctx, settings=dataclasses.replace(settings, tail_write_timeout=args.write_timeout)
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock, backlog=512).start()
@@ -241,12 +293,15 @@ async def _bench(ctx: MasterContext, args: argparse.Namespace) -> dict[str, Any]
     results = mp_ctx.Queue()
     publish_queue = mp_ctx.Queue()
     url = f"http://127.0.0.1:{port}/api/v1/jobs/{job.id}/events/stream"
-    shares = [args.clients // args.client_procs] * args.client_procs
-    shares[0] += args.clients - sum(shares)
+    slow = round(args.clients * args.slow_percent / 100)
+    fast = args.clients - slow
+    shares = _split(fast, args.client_procs)
+    slow_shares = _split(slow, args.client_procs)
     procs = [
-        mp_ctx.Process(target=_clients_process, args=(url, n, started, publish_queue, results))
-        for n in shares
+        mp_ctx.Process(target=_clients_process, args=(url, n, s, started, publish_queue, results))
+        for n, s in zip(shares, slow_shares, strict=True)
     ]
+    rss_before = _rss_kib()
     for proc in procs:
         proc.start()
     try:
@@ -260,7 +315,15 @@ async def _bench(ctx: MasterContext, args: argparse.Namespace) -> dict[str, Any]
         commits: list[float] = []
         published: list[float] = []
         sent, took = await _produce(
-            ctx, job.id, claimed.lease, args.rate, args.duration, args.batch_ms, commits, published
+            ctx,
+            job.id,
+            claimed.lease,
+            args.rate,
+            args.duration,
+            args.batch_ms,
+            commits,
+            published,
+            args.line_bytes,
         )
         result = JobResult(
             job_id=job.id,
@@ -279,6 +342,7 @@ async def _bench(ctx: MasterContext, args: argparse.Namespace) -> dict[str, Any]
         parts = [await asyncio.to_thread(results.get, True, 120) for _ in procs]
         for proc in procs:
             await asyncio.to_thread(proc.join, 30)
+        rss_after = _rss_kib()
     finally:
         for proc in procs:
             if proc.is_alive():
@@ -287,8 +351,13 @@ async def _bench(ctx: MasterContext, args: argparse.Namespace) -> dict[str, Any]
     latencies = _merge(parts, "latencies")
     fanout = _merge(parts, "fanout")
     received = sum(p["received"] for p in parts)
-    expected = sent * args.clients
+    expected = sent * fast
     return {
+        "tail_slow_clients": slow,
+        "tail_lagged": ctx.metrics.counter("tail_lagged_total", "").value(),
+        "tail_dropped": ctx.metrics.counter("tail_dropped_total", "").value(),
+        "master_rss_kib_before": rss_before,
+        "master_rss_kib_after": rss_after,
         "tail_latency_p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
         "tail_latency_p50_ms": round(_percentile(latencies, 0.50) * 1000, 2),
         "tail_latency_max_ms": round(latencies[-1] * 1000, 2),
@@ -313,6 +382,19 @@ async def _bench(ctx: MasterContext, args: argparse.Namespace) -> dict[str, Any]
     }
 
 
+def _split(total: int, parts: int) -> list[int]:
+    shares = [total // parts] * parts
+    shares[0] += total - sum(shares)
+    return shares
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=100)
@@ -322,13 +404,36 @@ def main() -> int:
     parser.add_argument(
         "--client-procs", type=int, default=2, help="processes the clients are spread over"
     )
+    parser.add_argument("--line-bytes", type=int, default=len(_LINE), help="bytes per line")
+    parser.add_argument(
+        "--slow-percent", type=float, default=0.0, help="share of slow clients (row 13)"
+    )
+    parser.add_argument(
+        "--write-timeout", type=float, default=2.0, help="seconds before a client is dropped"
+    )
+    parser.add_argument(
+        "--compare", action="store_true", help="run without, then with, the slow clients"
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the figures here")
     args = parser.parse_args()
-    figures = asyncio.run(run(args))
+    if args.compare:
+        alone = asyncio.run(run(argparse.Namespace(**{**vars(args), "slow_percent": 0.0})))
+        mixed = asyncio.run(run(args))
+        figures = {
+            "without_slow": alone,
+            "with_slow": mixed,
+            "fast_p99_ratio": round(
+                mixed["tail_latency_p99_ms"] / max(alone["tail_latency_p99_ms"], 0.01), 2
+            ),
+        }
+        gaps = alone["tail_gaps"] + mixed["tail_gaps"]
+    else:
+        figures = asyncio.run(run(args))
+        gaps = figures["tail_gaps"]
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures) + "\n")
-    return 0 if figures["tail_gaps"] == 0 else 1
+    return 0 if gaps == 0 else 1
 
 
 if __name__ == "__main__":
