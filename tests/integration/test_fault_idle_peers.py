@@ -103,7 +103,8 @@ async def test_idle_and_slow_peers_are_closed_on_time_and_bounded_per_peer(
     for side in (slave_side, http_side):
         closed = [t for t, _ in side if t is not None]
         assert len(closed) == len(side), "a hostile peer was never closed"
-        assert max(closed) < TIMEOUT + 1.5, max(closed)
+        closed.sort()
+        assert max(closed) < TIMEOUT + 1.5, (closed[len(closed) // 2], _p99(closed), max(closed))
     greeted = sum(1 for _, got in slave_side if got > 0)  # got the hello: in the handshake
     assert MAX_PENDING_PER_PEER <= greeted < PEERS
     refused = h.ctx.metrics.counter("slave_handshake_failures_total", "", ["reason"])
