@@ -102,7 +102,8 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
         ]
         result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root), interrupt_grace=grace)
     counts = parse_junit(junit)
-    if result.timed_out:
+    if result.timed_out or (result.returncode is not None and result.returncode < 0):
+        # stopped at the deadline, or killed by a signal (a segfault in a test)
         counts.update(stopped_counts(counts, read_progress(progress)))
     reason = no_tests_reason(counts, result)
     summary(reason, **counts)
@@ -115,8 +116,9 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
 
 
 def stopped_counts(counts: dict[str, Any], progress: dict[str, Any] | None) -> dict[str, Any]:
-    """For a suite stopped at its deadline: the test it was in (``running``), and the
-    progress file's counts when pytest was stopped for good before writing its JUnit XML."""
+    """For a suite stopped at its deadline or killed by a signal: the test it was in
+    (``running``), and the progress file's counts when pytest ended before writing its
+    JUnit XML."""
     if progress is None:
         return {}
     running = {"running": progress["running"]}

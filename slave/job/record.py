@@ -345,7 +345,9 @@ def decide(
                     "the tests ran out of memory: the guest's OOM killer stopped them (SIGKILL)",
                 )
             signal = _line(entry.signal_name) or "a signal"
-            return _decision(Outcome.CRASHED, f"{phase} crashed ({signal})")
+            running = tests.running if tests is not None and phase == "tests" else None
+            where = f" in {running}" if running else ""
+            return _decision(Outcome.CRASHED, f"{phase} crashed ({signal}){where}")
     for phase, entry in entries.items():
         if entry.status is PhaseStatus.TIMED_OUT:
             took = entry.duration_s

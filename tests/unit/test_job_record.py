@@ -78,6 +78,10 @@ def test_crash_and_timeout_say_which_phase() -> None:
     """crashed names the phase and signal; timed_out the phase and how long it ran."""
     crashed = {"install": OK, "tests": {"status": "crashed", "signal_name": "SIGSEGV"}}
     assert judge(crashed, "clean") == Decision(Outcome.CRASHED, "tests crashed (SIGSEGV)")
+    # the test pytest was in when it died is named (from the plugin's progress file)
+    assert judge(crashed, "clean", {"running": "tests/t.py::test_c"}) == Decision(
+        Outcome.CRASHED, "tests crashed (SIGSEGV) in tests/t.py::test_c"
+    )
     hung = {"install": {"status": "timed_out", "duration_s": 300.0}}
     assert judge(hung, "clean") == Decision(
         Outcome.TIMED_OUT, "install ran past its timeout (stopped after 300 s)"

@@ -455,8 +455,10 @@ def test_install_failure_skips_later_phases(tmp_path: Path, run_job: RunJob) -> 
 
 
 def test_segfault_in_a_test_is_a_crash(tmp_path: Path, run_job: RunJob) -> None:
-    """A test that segfaults via ctypes: tests phase crashed, SIGSEGV, faulthandler traceback."""
-    body = "import ctypes\n\n\ndef test_boom():\n    ctypes.string_at(0)\n"
+    """A test that segfaults via ctypes: tests phase crashed, SIGSEGV, faulthandler traceback;
+    the summary counts the test before it and names the one pytest died in."""
+    body = "import ctypes\n\n\ndef test_a():\n    pass\n\n\n"
+    body += "def test_boom():\n    ctypes.string_at(0)\n"
     events = run_job([project(tmp_path, test_body=body)])
     tests = finished(events, "tests")
     assert tests["status"] == "crashed"
@@ -464,6 +466,9 @@ def test_segfault_in_a_test_is_a_crash(tmp_path: Path, run_job: RunJob) -> None:
     assert tests["signal_name"] == "SIGSEGV"
     assert "Fatal Python error: Segmentation fault" in tests["traceback"]
     assert "test_boom" in tests["traceback"]
+    summary = one(events, "tests_summary")
+    assert (summary["junit"], summary["passed"], summary["failed"]) == (False, 1, 0), summary
+    assert summary["running"].endswith("::test_boom"), summary
 
 
 def test_timeout_kills_every_process(tmp_path: Path, run_job: RunJob) -> None:
