@@ -288,7 +288,7 @@ async def test_stop_lets_a_job_finish_within_grace(
     await executor.any_started.wait()
     running.daemon.request_stop()
     asyncio.get_running_loop().call_later(0.2, release.set)
-    result = await master.wait_result(4, timeout=5)
+    result = await master.wait_result(4, timeout=15)
     assert result.outcome == "passed"
     async with asyncio.timeout(15):
         await running.task
