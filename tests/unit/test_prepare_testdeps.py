@@ -167,6 +167,34 @@ def test_dependency_groups_with_includes_and_a_cycle(tmp_path: Path) -> None:
     assert found.sources == ["dependency-groups:tests", "dependency-groups:Dev"]
 
 
+def test_tox_factor_conditions_naming_the_test_env_are_taken(tmp_path: Path) -> None:
+    """pyparsing's tox.ini: ``unit: pytest`` and ``extras = unit: diagrams`` are the test
+    run's; ``doctest: sphinx`` and ``py38: old`` select other environments."""
+    tox = dedent("""
+        [tox]
+        envlist = py39-unit,py{310,311}-{unit,doctest}
+        [testenv]
+        deps =
+            unit: pytest
+            unit-!py315t: matplotlib; implementation_name != 'pypy'
+            py{310,311}-tests: trustme
+            doctest: sphinx
+            py38: old-thing
+            !unit: not-this
+        extras = unit: diagrams
+    """)
+    pyproject = '[project.optional-dependencies]\ndiagrams = ["railroad-diagrams", "jinja2"]\n'
+    found = deps_of(tmp_path, {"tox.ini": tox}, pyproject=pyproject)
+    assert found.requirements == [
+        "pytest",
+        "matplotlib",
+        "trustme",
+        "railroad-diagrams",
+        "jinja2",
+    ]
+    assert found.sources == ["tox.ini"]
+
+
 def test_tox_ini_deps_extras_groups_and_includes(tmp_path: Path) -> None:
     """tox [testenv] deps (with -r inside the sdist, factors and URLs skipped), extras."""
     tox = dedent("""

@@ -9,7 +9,8 @@ backend): the sources are data in the release files, read through `SafeArchive` 
 2. PEP 735 ``[dependency-groups]`` of the same names, ``{include-group = ...}``
    followed, cycles cut -> ``dependency-groups:<name>``;
 3. tox: ``tox.ini`` ``[testenv]`` ``deps``/``extras``/``dependency_groups`` ->
-   ``tox.ini``; pyproject ``[tool.tox]`` (``legacy_tox_ini`` or the native
+   ``tox.ini`` (a factor-conditional line only when its condition names a test factor:
+   ``unit: pytest``, ``extras = unit: diagrams``); pyproject ``[tool.tox]`` (``legacy_tox_ini`` or the native
    ``env_run_base``) -> ``pyproject:tool.tox``;
 4. hatch: ``[tool.hatch.envs.test|tests|hatch-test|default]`` ``dependencies``,
    ``extra-dependencies``, ``features`` -> ``hatch:<env>``;
