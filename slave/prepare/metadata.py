@@ -36,6 +36,8 @@ _MAX_PYPROJECT_BYTES = 1 << 20
 #: extra small files `read_sdist_metadata` reads on request (test requirement files)
 MAX_EXTRA_FILES = 64
 MAX_EXTRA_FILE_BYTES = 256 << 10
+#: Test modules read for their imports (``tests``), apart from the files above.
+MAX_TEST_MODULES = 48
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +135,19 @@ class SdistContents:
     pyproject_error: str | None = None
     files: dict[str, bytes] = field(default_factory=dict)
     modules: frozenset[str] = frozenset()
+    #: test modules ``tests(relative_path)`` selected (at most `MAX_TEST_MODULES`)
+    test_modules: dict[str, bytes] = field(default_factory=dict)
 
 
-def read_sdist_metadata(path: Path, also: Callable[[str], bool] | None = None) -> SdistContents:
+def read_sdist_metadata(
+    path: Path,
+    also: Callable[[str], bool] | None = None,
+    tests: Callable[[str], bool] | None = None,
+) -> SdistContents:
     """``{root}/PKG-INFO`` and ``{root}/pyproject.toml`` of sdist ``path``, plus the
-    small files ``also(relative_path)`` selects (at most `MAX_EXTRA_FILES`).
+    small files ``also(relative_path)`` selects (at most `MAX_EXTRA_FILES`) and the test
+    modules ``tests(relative_path)`` selects (at most `MAX_TEST_MODULES`, counted apart
+    so a big suite never crowds out the requirement files).
 
     The archive is opened once and members are read in archive order, so a big
     compressed sdist is decompressed about once. A malformed pyproject.toml is not an
@@ -145,6 +155,8 @@ def read_sdist_metadata(path: Path, also: Callable[[str], bool] | None = None) -
     report, not ours.
     """
     wanted = also or (lambda _name: False)
+    is_test = tests or (lambda _name: False)
+    test_modules: dict[str, bytes] = {}
     try:
         with SafeArchive.open(path) as archive:
             members = archive.members()
@@ -173,6 +185,12 @@ def read_sdist_metadata(path: Path, also: Callable[[str], bool] | None = None) -
                     and wanted(relative)
                 ):
                     files[relative] = archive.read(member.name, MAX_EXTRA_FILE_BYTES)
+                elif (
+                    len(test_modules) < MAX_TEST_MODULES
+                    and member.size <= MAX_EXTRA_FILE_BYTES
+                    and is_test(relative)
+                ):
+                    test_modules[relative] = archive.read(member.name, MAX_EXTRA_FILE_BYTES)
     except ArchiveError as exc:
         raise MetadataError(path.name, str(exc)) from exc
     pkg_info = (
@@ -181,12 +199,15 @@ def read_sdist_metadata(path: Path, also: Callable[[str], bool] | None = None) -
         else None
     )
     if pyproject_bytes is None:
-        return SdistContents(pkg_info, None, files=files, modules=modules)
+        return SdistContents(pkg_info, None, None, files, modules, test_modules)
     try:
         pyproject = tomllib.loads(pyproject_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        return SdistContents(pkg_info, None, f"pyproject.toml: {exc}", files, modules)
-    return SdistContents(pkg_info, pyproject, files=files, modules=modules)
+        error = f"pyproject.toml: {exc}"
+        return SdistContents(pkg_info, None, error, files, modules, test_modules)
+    return SdistContents(
+        pkg_info, pyproject, files=files, modules=modules, test_modules=test_modules
+    )
 
 
 _BUILD_SCRIPTS = frozenset({"setup.py", "setup.cfg"})

@@ -41,7 +41,12 @@ from slave.prepare.models import (
     ReleaseRequest,
 )
 from slave.prepare.python_check import python_refusal
-from slave.prepare.testdeps import TestDependencies, find_test_dependencies, wanted_file
+from slave.prepare.testdeps import (
+    TestDependencies,
+    find_test_dependencies,
+    is_test_module,
+    wanted_file,
+)
 from slave.prepare.wheelhouse import download_wheels
 
 log = structlog.get_logger(__name__)
@@ -70,7 +75,11 @@ def _mkdirs(*dirs: Path) -> None:
 def _read_static(
     wheel: Path | None, sdist: Path | None
 ) -> tuple[StaticMetadata, SdistContents | None]:
-    contents = read_sdist_metadata(sdist, also=wanted_file) if sdist is not None else None
+    contents = (
+        read_sdist_metadata(sdist, also=wanted_file, tests=is_test_module)
+        if sdist is not None
+        else None
+    )
     meta = static_metadata(read_wheel_metadata(wheel) if wheel is not None else None, contents)
     return meta, contents
 

@@ -13,7 +13,12 @@ from slave.prepare.metadata import (
     read_wheel_metadata,
 )
 from slave.prepare.models import GuestTarget
-from slave.prepare.testdeps import TestDependencies, find_test_dependencies, wanted_file
+from slave.prepare.testdeps import (
+    TestDependencies,
+    find_test_dependencies,
+    is_test_module,
+    wanted_file,
+)
 from tests.fakes.dists import build_sdist, build_wheel, dedent
 
 ENV = GuestTarget("3.11", "manylinux_2_36_x86_64").marker_environment()
@@ -38,7 +43,7 @@ def deps_of(
         requires_dist=requires_dist or (),
         metadata_version="2.2",
     )
-    contents = read_sdist_metadata(sdist, also=wanted_file)
+    contents = read_sdist_metadata(sdist, also=wanted_file, tests=is_test_module)
     return find_test_dependencies(
         project=name,
         requires_dist=list(requires_dist) if requires_dist is not None else None,
@@ -165,6 +170,50 @@ def test_dependency_groups_with_includes_and_a_cycle(tmp_path: Path) -> None:
     found = deps_of(tmp_path, pyproject=pyproject)
     assert found.requirements == ["pytest>=8", "hypothesis", "coverage[toml]"]
     assert found.sources == ["dependency-groups:tests", "dependency-groups:Dev"]
+
+
+def test_well_known_test_tools_the_tests_import_are_added_when_undeclared(
+    tmp_path: Path,
+) -> None:
+    """mccabe's sdist declares no test dependency but its tests import hypothesis and
+    hypothesmith: known test tools are added (``imports:tests``); other imported names
+    (a local helper, a library that is not a test tool) are not, nor a tool already
+    declared, nor anything a non-test module imports."""
+    files = {
+        "test_mccabe.py": (
+            "import unittest\ntry:\n    import hypothesmith\n"
+            "    from hypothesis import given, settings\nexcept ImportError:\n    pass\n"
+        ),
+        "tests/unit/test_x.py": "import mock\nimport requests\nfrom helpers import x\n",
+        "tests/conftest.py": "import pytest_asyncio\n",
+        "tools/make_docs.py": "import freezegun\n",
+    }
+    pyproject = '[project.optional-dependencies]\ntest = ["pytest", "mock>=5"]\n'
+    found = deps_of(tmp_path, files, pyproject=pyproject)
+    assert found.requirements == [
+        "pytest", "mock>=5", "hypothesmith", "hypothesis", "pytest-asyncio"
+    ]  # fmt: skip
+    assert found.sources == ["extra:test", "imports:tests"]
+    declared = deps_of(tmp_path / "d", {"tests/test_y.py": "import mock\n"}, pyproject=pyproject)
+    assert declared.sources == ["extra:test"]
+
+
+@pytest.mark.parametrize(
+    ("path", "read"),
+    [
+        ("tests/test_a.py", True),
+        ("tests/unit/deep/test_b.py", True),
+        ("tests/a/b/c/test_c.py", False),
+        ("test_mccabe.py", True),
+        ("pkg/tests_helper.py", False),
+        ("pkg/conftest.py", True),
+        ("src/pkg/sub/test_d.py", False),
+        ("tests/data.json", False),
+    ],
+)
+def test_test_module(path: str, read: bool) -> None:
+    """Which sdist members are read for their imports."""
+    assert is_test_module(path) is read
 
 
 def test_tox_factor_conditions_naming_the_test_env_are_taken(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ backend): the sources are data in the release files, read through `SafeArchive` 
 2. PEP 735 ``[dependency-groups]`` of the same names, ``{include-group = ...}``
    followed, cycles cut -> ``dependency-groups:<name>``;
 3. tox: ``tox.ini`` ``[testenv]`` ``deps``/``extras``/``dependency_groups`` ->
-   ``tox.ini`` (a factor-conditional line only when its condition names a test factor:
-   ``unit: pytest``, ``extras = unit: diagrams``); pyproject ``[tool.tox]`` (``legacy_tox_ini`` or the native
+   ``tox.ini`` (a factor-conditional line only when its condition names a test
+   factor: ``unit: pytest``, ``extras = unit: diagrams``); pyproject ``[tool.tox]``
+   (``legacy_tox_ini`` or the native
    ``env_run_base``) -> ``pyproject:tool.tox``;
 4. hatch: ``[tool.hatch.envs.test|tests|hatch-test|default]`` ``dependencies``,
    ``extra-dependencies``, ``features`` -> ``hatch:<env>``;
@@ -29,6 +30,12 @@ backend): the sources are data in the release files, read through `SafeArchive` 
    hypothesis in its ``all`` extra; soupsieve its test dependencies in the hatch
    ``dev`` environment), as a dev source -> ``extra:<name>``,
    ``dependency-groups:<name>``, ``hatch:<env>``, ``poetry:<group>``, ``pdm:<group>``.
+
+8. always, last: well-known test tools (`test_imports.TEST_LIBRARIES`: hypothesis,
+   mock, freezegun, pytest plugins...) that the sdist's test modules import and no
+   source above declared (mccabe 0.7.0's tests import hypothesis; its sdist declares
+   nothing) -> ``imports:tests``. Only that list: an imported name is not a
+   distribution name.
 
 Markers are evaluated for the guest. The project itself is dropped and its own
 extras (``pkg[test]``, ``.[test]``) expanded. Each project name appears once, with
@@ -54,6 +61,7 @@ from slave.prepare.testdeps.sources import (
     TestDependencies,
     find_test_dependencies,
 )
+from slave.prepare.testdeps.test_imports import is_test_module
 
 __all__ = [
     "DEV_NAMES",
@@ -61,5 +69,6 @@ __all__ = [
     "TEST_NAMES",
     "TestDependencies",
     "find_test_dependencies",
+    "is_test_module",
     "wanted_file",
 ]

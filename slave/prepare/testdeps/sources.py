@@ -26,6 +26,7 @@ from slave.prepare.testdeps.requirement_files import (
     pdm_lines,
     requirement_name,
 )
+from slave.prepare.testdeps.test_imports import imported_test_libraries
 from slave.prepare.testdeps.tox import split_list, tox_section, tox_values
 
 TEST_NAMES = frozenset({"test", "tests", "testing"})
@@ -105,6 +106,10 @@ def find_test_dependencies(
         sources.collect_by_runner()
     if "pytest" not in collector.taken:
         collector.requirements.append("pytest")
+    imported = imported_test_libraries(sdist.test_modules if sdist else {})
+    # last: well-known test tools the test modules import and no source declared (mccabe)
+    undeclared = [d for d in imported if canonicalize_name(d) not in collector.taken]
+    collector.add("imports:tests", undeclared)
     return TestDependencies(collector.requirements, collector.sources)
 
 
