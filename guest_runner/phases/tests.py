@@ -171,14 +171,22 @@ def shipped_tests(site: Path, modules: list[str]) -> list[Path]:
 
 
 def find_tests(root: Path) -> list[Path]:
-    """Where pytest should look: tests/ or test/ when the sdist has them, else its root."""
+    """Where pytest should look: tests/ or test/ when the sdist has them, else its root
+    when a test-named module is anywhere, else ``tests``/``test`` folders inside the
+    package (mock's ``mock/tests/testmock.py``: pytest's default names miss them, and
+    the second look takes any module of a tests folder)."""
     for name in ("tests", "test"):
         if (root / name).is_dir():
             return [root / name]
+    folders: list[Path] = []
     for count, path in enumerate(root.rglob("*.py")):
         if count > 20_000:
             break
         name = path.name
         if name.startswith("test_") or name.endswith(("_test.py", "_tests.py")) or name in LOOSE:
             return [root]
-    return []
+        parent = path.parent
+        depth = len(parent.relative_to(root).parts)
+        if parent.name in ("tests", "test") and depth <= 3 and parent not in folders:
+            folders.append(parent)
+    return sorted(folders)[:5]

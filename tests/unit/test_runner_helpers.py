@@ -334,6 +334,15 @@ def test_shipped_tests_are_the_installed_packages_test_folders(tmp_path: Path) -
     assert shipped_tests(tmp_path, ["solo"]) == []
 
 
+def test_find_tests_takes_a_tests_folder_inside_the_package(tmp_path: Path) -> None:
+    """mock keeps ``mock/tests/testmock.py``: no test-named module, but a tests folder."""
+    (tmp_path / "mock" / "tests").mkdir(parents=True)
+    (tmp_path / "mock" / "__init__.py").write_text("")
+    (tmp_path / "mock" / "tests" / "testmock.py").write_text("")
+    assert find_tests(tmp_path) == [tmp_path / "mock" / "tests"]
+    assert loose_patterns(tmp_path, find_tests(tmp_path)) == "*.py"
+
+
 def test_find_tests_sees_a_root_tests_module(tmp_path: Path) -> None:
     """An sdist whose only tests are a root ``tests.py`` has tests; one with none has none."""
     (tmp_path / "setup.py").write_text("")
