@@ -330,7 +330,7 @@ def _static_findings(prepared: PreparedRelease) -> list[Finding]:
     return [*imports, *static_findings(prepared.files)]
 
 
-async def unless_disk_fails(vm: VM, work: Coroutine[Any, Any, None]) -> None:
+async def unless_disk_fails(vm: VM, work: Coroutine[Any, Any, object]) -> None:
     """``work``, stopped with :class:`VMError` if QEMU reports a failed write to the guest's
     disk: with the slave's work dir full QEMU pauses the guest, which would hang until the
     phase deadline and end ``timed_out`` as if the package had hung."""

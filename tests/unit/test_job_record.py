@@ -105,8 +105,8 @@ def test_import_that_needed_the_test_requirements_passes_with_a_note() -> None:
     """A module that imported only once the test requirements were in (it imports a module
     it does not declare) passes with a note; one that still failed is a failed import."""
     missing = "ModuleNotFoundError: No module named 'bs4'"
-    helped = ("import_result", "import", {"module": "soupsieve", "status": "passed",
-              "undeclared": "bs4", "first_error": missing})  # fmt: skip
+    fields: dict[str, object] = {"module": "soupsieve", "status": "passed"}
+    helped = ("import_result", "import", {**fields, "undeclared": "bs4", "first_error": missing})
     tests = ("tests_summary", "tests", counts(12))
     record = RunRecord()
     feed_all(record, [finished("install", "passed"), helped, finished("import", "passed"),
@@ -114,8 +114,7 @@ def test_import_that_needed_the_test_requirements_passes_with_a_note() -> None:
     assert record.decide() == Decision(
         Outcome.PASSED, "imports only with its test requirements installed (soupsieve needs bs4)"
     )
-    still = ("import_result", "import", {"module": "soupsieve", "status": "failed",
-             "error": "ModuleNotFoundError: No module named 'bs4'"})  # fmt: skip
+    still = ("import_result", "import", {**fields, "status": "failed", "error": missing})
     record = RunRecord()
     feed_all(record, [finished("install", "passed"), still, finished("import", "failed"),
                       tests, finished("tests", "passed")])  # fmt: skip
