@@ -14,10 +14,12 @@ own ``ci`` profile has it. The rest of the settings stay the project's.
 
 **Progress as it goes.** With ``--pyti-progress=FILE`` each test's start and end are
 appended to FILE (``S nodeid``, then ``E outcome nodeid``; ``C nodeid`` for a module
-that could not be collected), flushed line by line. pytest writes its JUnit XML only
-when it ends; a suite stopped for good at its deadline (a test that ignores SIGINT or
-waits on its threads) leaves no XML, and the runner counts from this file instead
-(:mod:`guest_runner.progress`), naming the test that was running.
+that could not be collected; ``F nodeid<TAB>text`` with the end of a failure's text,
+so that offline and speed-check failures can be told apart), flushed line by line.
+pytest writes its JUnit XML only when it ends; a suite stopped for good at its
+deadline (a test that ignores SIGINT or waits on its threads) leaves no XML, and the
+runner counts from this file instead (:mod:`guest_runner.progress`), naming the test
+that was running.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ MODULE = "_pyti_pytest_plugin"
 OPTION = "--pyti-progress"
 #: A test's outcome in the progress file: the worst of its set-up, call and teardown.
 _RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+#: Characters of a failure's text kept (its end: the exception and its message).
+FAILURE_TEXT = 2000
 
 
 class Progress:
@@ -59,6 +63,9 @@ class Progress:
             outcome = "failed" if report.when == "call" else "error"
         before = self.outcomes.get(report.nodeid, outcome)
         self.outcomes[report.nodeid] = max(outcome, before, key=_RANK.__getitem__)
+        if outcome in ("failed", "error"):
+            text = str(getattr(report, "longreprtext", ""))[-FAILURE_TEXT:]
+            self.line("F", f"{report.nodeid}\t{text}")
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         self.line("E", self.outcomes.pop(nodeid, "passed"), nodeid)

@@ -367,7 +367,8 @@ def test_suite_stopped_for_good_is_counted_from_its_progress(
     tmp_path: Path, run_job: RunJob
 ) -> None:
     """A test that ignores SIGINT keeps pytest from writing its JUnit XML: the counts come
-    from the plugin's progress file, and the test it was in is named."""
+    from the plugin's progress file, the test it was in is named, and a failure that is
+    only a speed check is told apart from its text there."""
     body = dedent(
         """
         import signal
@@ -379,7 +380,7 @@ def test_suite_stopped_for_good_is_counted_from_its_progress(
 
 
         def test_b_fails():
-            assert False
+            raise AssertionError("parse took 1.99s, expected sub-second")
 
 
         def test_c_ignores_sigint():
@@ -398,6 +399,9 @@ def test_suite_stopped_for_good_is_counted_from_its_progress(
     counts = [summary[k] for k in ("collected", "passed", "failed", "errors", "skipped")]
     assert counts == [2, 1, 1, 0, 0], summary
     assert summary["running"].endswith("::test_c_ignores_sigint"), summary
+    assert summary["speed_failures"]["count"] == 1, summary
+    assert summary["speed_failures"]["tests"][0].endswith("::test_b_fails"), summary
+    assert summary["offline_failures"]["count"] == 0, summary
 
 
 def test_hypothesis_deadlines_are_off_and_plugins_have_the_cache(
