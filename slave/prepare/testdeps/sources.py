@@ -146,21 +146,15 @@ class _Sources:
                 add(f"dependency-groups:{name}", dependency_group(self.groups, name), dev=dev)
         if not dev:
             self._tox()
-        hatch_envs = table(self.tool, "hatch", "envs")
         for env_name in ("default",) if dev else ("test", "tests", "hatch-test"):
-            env = table(hatch_envs, env_name)
-            deps = [*strings(env.get("dependencies")), *strings(env.get("extra-dependencies"))]
+            deps, features = self._hatch_env(env_name)
             add(f"hatch:{env_name}", deps, dev=dev)
-            self.collector.own_extras(f"hatch:{env_name}", strings(env.get("features")), dev=dev)
-        for name, reqs in table(self.tool, "pdm", "dev-dependencies").items():
+            self.collector.own_extras(f"hatch:{env_name}", features, dev=dev)
+        for name, texts in self._pdm_groups().items():
             if named(name):
-                add(f"pdm:{name}", self._own(pdm_lines(strings(reqs))), dev=dev)
-        poetry = table(self.tool, "poetry")
-        poetry_groups = {n: table(g, "dependencies") for n, g in table(poetry, "group").items()}
-        poetry_groups.setdefault("dev", table(poetry, "dev-dependencies"))
-        for name, deps_table in poetry_groups.items():
+                add(f"pdm:{name}", texts, dev=dev)
+        for name, texts in self._poetry_groups().items():
             if named(name):
-                texts = [t for n, spec in deps_table.items() if (t := poetry_requirement(n, spec))]
                 add(f"poetry:{name}", texts, dev=dev)
         if self.requirement_files.included:
             return  # tox named the files its test environment uses: those are the ones
@@ -184,23 +178,40 @@ class _Sources:
             requirements = dependency_group(self.groups, name)
             if _names_pytest(requirements):
                 self.collector.add(f"dependency-groups:{name}", requirements, dev=True)
-        for name, env in table(self.tool, "hatch", "envs").items():
-            if not isinstance(env, dict):
-                continue
-            deps = [*strings(env.get("dependencies")), *strings(env.get("extra-dependencies"))]
+        for name in table(self.tool, "hatch", "envs"):
+            deps, features = self._hatch_env(name)
             if _names_pytest(deps):
                 self.collector.add(f"hatch:{name}", deps, dev=True)
-                self.collector.own_extras(f"hatch:{name}", strings(env.get("features")), dev=True)
-        poetry = table(self.tool, "poetry")
-        for name, group in table(poetry, "group").items():
-            deps_table = table(group, "dependencies")
-            texts = [t for n, spec in deps_table.items() if (t := poetry_requirement(n, spec))]
+                self.collector.own_extras(f"hatch:{name}", features, dev=True)
+        for name, texts in self._poetry_groups().items():
             if _names_pytest(texts):
                 self.collector.add(f"poetry:{name}", texts, dev=True)
-        for name, reqs in table(self.tool, "pdm", "dev-dependencies").items():
-            texts = self._own(pdm_lines(strings(reqs)))
+        for name, texts in self._pdm_groups().items():
             if _names_pytest(texts):
                 self.collector.add(f"pdm:{name}", texts, dev=True)
+
+    def _hatch_env(self, name: str) -> tuple[list[str], list[str]]:
+        """A hatch environment's requirements (``dependencies``, ``extra-dependencies``) and
+        its ``features`` (the project's own extras)."""
+        env = table(self.tool, "hatch", "envs", name)
+        deps = [*strings(env.get("dependencies")), *strings(env.get("extra-dependencies"))]
+        return deps, strings(env.get("features"))
+
+    def _pdm_groups(self) -> dict[str, list[str]]:
+        """``[tool.pdm.dev-dependencies]`` groups as requirement texts."""
+        groups = table(self.tool, "pdm", "dev-dependencies")
+        return {name: self._own(pdm_lines(strings(reqs))) for name, reqs in groups.items()}
+
+    def _poetry_groups(self) -> dict[str, list[str]]:
+        """poetry's ``[tool.poetry.group.<name>]`` groups (and the legacy
+        ``dev-dependencies`` as ``dev``) as requirement texts."""
+        poetry = table(self.tool, "poetry")
+        groups = {n: table(g, "dependencies") for n, g in table(poetry, "group").items()}
+        groups.setdefault("dev", table(poetry, "dev-dependencies"))
+        return {
+            name: [t for dep, spec in deps.items() if (t := poetry_requirement(dep, spec))]
+            for name, deps in groups.items()
+        }
 
     def _for_this_python(self, path: str) -> bool:
         """False for a file tagged for another Python (``tests37.txt``, ``test-py3.8.txt``)."""
