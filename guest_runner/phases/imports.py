@@ -44,16 +44,16 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
     modules = installed_modules(ws)
     if not modules:
         return Outcome("skipped", {"reason": "no top-level modules found", "modules": []})
-    tried: list[tuple[str, Outcome, str | None]] = []
+    tried: list[tuple[str, tuple[Outcome, str | None]]] = []
     for module in modules:
-        outcome, error = import_module(ws, budget, module)
-        tried.append((module, outcome, error))
-        if outcome.status == "timed_out":
+        result = import_module(ws, budget, module)
+        tried.append((module, result))
+        if result[0].status == "timed_out":
             break  # the phase's time is spent
     worst = Outcome("passed", {})
     results: list[dict[str, Any]] = []
-    for module, first, first_error in tried:
-        outcome, error, extra = with_test_requirements(ws, budget, module, first, first_error)
+    for module, first in tried:
+        outcome, error, extra = with_test_requirements(ws, budget, module, modules, first)
         ws.out.emit(
             "import_result",
             "import",
@@ -71,11 +71,17 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
 
 
 def with_test_requirements(
-    ws: Workspace, budget: Budget, module: str, outcome: Outcome, error: str | None
+    ws: Workspace,
+    budget: Budget,
+    module: str,
+    modules: list[str],
+    tried: tuple[Outcome, str | None],
 ) -> tuple[Outcome, str | None, dict[str, Any]]:
-    """A module that failed on a module the release does not declare, tried again with the
-    job's test requirements installed; the fields that say so when it then imports."""
-    missing = undeclared(module, error, installed_modules(ws))
+    """A module that failed on a module the release (``modules``) does not declare, tried
+    again with the job's test requirements installed; the fields that say so when it
+    then imports."""
+    outcome, error = tried
+    missing = undeclared(module, error, modules)
     if not missing or not ws.job.test_requirements or budget.remaining() <= 0:
         return outcome, error, {}
     install_test_requirements(ws, budget, "import")
