@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from guest_runner.offline import is_offline_failure
-from guest_runner.speed_checks import is_speed_failure
+from guest_runner.apart import MAX_LISTED, Apart
 
 JUNIT_LIMIT = 32 * 1024 * 1024
 NETWORK_ERROR = re.compile(
@@ -25,7 +24,6 @@ NETWORK_ERROR = re.compile(
 )
 _MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 _TEXT_LIMIT = 20_000  # characters of a failure's text that are searched
-MAX_LISTED = 50  # collection errors and offline test ids listed (the counts are complete)
 
 
 def empty_summary() -> dict[str, Any]:
@@ -69,10 +67,7 @@ def parse_junit(path: Path) -> dict[str, Any]:
     network = 0
     uncollected: list[dict[str, str | None]] = []
     uncollected_count = 0
-    offline: list[str] = []
-    offline_count = 0
-    speed: list[str] = []
-    speed_count = 0
+    apart = Apart()
     for case in root.iter("testcase"):
         bad = [*case.iter("failure"), *case.iter("error")]
         texts = [(b.get("message") or "") + "\n" + (b.text or "")[:_TEXT_LIMIT] for b in bad]
@@ -83,14 +78,7 @@ def parse_junit(path: Path) -> dict[str, Any]:
             continue
         if any(NETWORK_ERROR.search(text) for text in texts):
             network += 1
-        if texts and all(is_offline_failure(text) for text in texts):
-            offline_count += 1
-            if len(offline) < MAX_LISTED:
-                offline.append(node_id(case))
-        elif texts and all(is_speed_failure(node_id(case), text) for text in texts):
-            speed_count += 1
-            if len(speed) < MAX_LISTED:
-                speed.append(node_id(case))
+        apart.add(node_id(case), texts)
     # Collection failures are counted by pytest as errored tests: they are not tests.
     collected = max(0, totals["tests"] - uncollected_count)
     errors = max(0, totals["errors"] - uncollected_count)
@@ -106,8 +94,7 @@ def parse_junit(path: Path) -> dict[str, Any]:
         junit=True,
         collection_errors=uncollected,
         collection_error_count=uncollected_count,
-        offline_failures={"count": offline_count, "tests": offline},
-        speed_failures={"count": speed_count, "tests": speed},
+        **apart.fields(),
     )
     return summary
 

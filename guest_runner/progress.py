@@ -15,21 +15,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from guest_runner.offline import is_offline_failure
-from guest_runner.speed_checks import is_speed_failure
+from guest_runner.apart import Apart
 
 PROGRESS_LIMIT = 16 * 1024 * 1024
 _OUTCOMES = ("passed", "failed", "error", "skipped")
 _NODE_ID_MAX = 300
-_LISTED = 50
 
 
 def read_progress(path: Path) -> dict[str, Any] | None:
     """``{passed, failed, errors, skipped, collected, collection_error_count, running,
     offline_failures, speed_failures}`` from the progress file, or None when there is
-    none (or it is unreadable). A failed test whose failure text shows only the missing
-    network, or only a speed check, is counted in ``offline_failures`` /
-    ``speed_failures`` (``{count, tests}``) as the JUnit reader does.
+    none (or it is unreadable). Failed tests are sorted by their failure texts as the
+    JUnit reader sorts them (:class:`~guest_runner.apart.Apart`).
 
     ``running`` is the last test that started and never ended (None when every test
     that started ended).
@@ -43,7 +40,7 @@ def read_progress(path: Path) -> dict[str, Any] | None:
     counts = dict.fromkeys(_OUTCOMES, 0)
     uncollected = 0
     running: str | None = None
-    texts: dict[str, str] = {}
+    texts: dict[str, list[str]] = {}
     failed: list[str] = []
     for line in text.splitlines():
         kind, _, rest = line.partition(" ")
@@ -61,12 +58,12 @@ def read_progress(path: Path) -> dict[str, Any] | None:
             uncollected += 1
         elif kind == "F":
             node, _, failure = rest.partition("\t")
-            texts[node] = texts.get(node, "") + failure
-    offline = [n for n in failed if n in texts and is_offline_failure(texts[n])]
-    speed = [n for n in failed if n in texts and n not in offline and is_speed_failure(n, texts[n])]
+            texts.setdefault(node, []).append(failure)
+    apart = Apart()
+    for node in failed:
+        apart.add(node, texts.get(node, []))
     return {
-        "offline_failures": {"count": len(offline), "tests": offline[:_LISTED]},
-        "speed_failures": {"count": len(speed), "tests": speed[:_LISTED]},
+        **apart.fields(),
         "collected": sum(counts.values()),
         "passed": counts["passed"],
         "failed": counts["failed"],

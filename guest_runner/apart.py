@@ -1,0 +1,45 @@
+"""Failed tests counted apart: only the guest being offline, or only a speed check.
+
+The JUnit reader (:mod:`guest_runner.junit`) and the progress-file reader
+(:mod:`guest_runner.progress`) both sort a failed test by its failure texts with
+:class:`Apart`: offline when every text shows only the missing network
+(:func:`~guest_runner.offline.is_offline_failure`), else a speed check when every text
+is one (:func:`~guest_runner.speed_checks.is_speed_failure`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guest_runner.offline import is_offline_failure
+from guest_runner.speed_checks import is_speed_failure
+
+#: Test ids listed per kind (the counts are complete).
+MAX_LISTED = 50
+
+
+class Apart:
+    """Counts and lists (up to `MAX_LISTED`) the failed tests that are offline-only or
+    speed-check-only."""
+
+    def __init__(self) -> None:
+        self.offline: dict[str, Any] = {"count": 0, "tests": []}
+        self.speed: dict[str, Any] = {"count": 0, "tests": []}
+
+    def add(self, node: str, texts: list[str]) -> None:
+        """Sort the failed test ``node`` by its failure ``texts`` (none: not set apart)."""
+        if not texts:
+            return
+        if all(is_offline_failure(text) for text in texts):
+            kind = self.offline
+        elif all(is_speed_failure(node, text) for text in texts):
+            kind = self.speed
+        else:
+            return
+        kind["count"] += 1
+        if len(kind["tests"]) < MAX_LISTED:
+            kind["tests"].append(node)
+
+    def fields(self) -> dict[str, Any]:
+        """``offline_failures`` and ``speed_failures`` of a ``tests_summary``."""
+        return {"offline_failures": self.offline, "speed_failures": self.speed}
