@@ -216,6 +216,11 @@ def project(tmp_path: Path, **kw: Any) -> Path:
     return proj.sdist
 
 
+def import_job(run_job: RunJob, tmp_path: Path, body: str, **kw: Any) -> Events:
+    """Install and import (only) an sdist whose package is ``body``."""
+    return run_job([project(tmp_path, package_body=body)], phases=("install", "import"), **kw)
+
+
 def finished(events: Events, phase: str) -> dict[str, Any]:
     return next(e for e in events if e["event"] == "phase_finished" and e["phase"] == phase)
 
@@ -486,11 +491,7 @@ def test_timeout_kills_every_process(tmp_path: Path, run_job: RunJob) -> None:
         time.sleep(300)
         """
     )
-    events = run_job(
-        [project(tmp_path, package_body=body)],
-        phases=("install", "import"),
-        timeouts={"install": 120, "import": 4},
-    )
+    events = import_job(run_job, tmp_path, body, timeouts={"install": 120, "import": 4})
     imp = finished(events, "import")
     assert imp["status"] == "timed_out"
     assert one(events, "import_result")["status"] == "timed_out"
@@ -508,11 +509,7 @@ def test_leftover_process_does_not_hold_the_phase(tmp_path: Path, run_job: RunJo
         open({str(pidfile)!r}, "w").write(str(child.pid))
         """
     )
-    events = run_job(
-        [project(tmp_path, package_body=body)],
-        phases=("install", "import"),
-        timeouts={"install": 120, "import": 60},
-    )
+    events = import_job(run_job, tmp_path, body, timeouts={"install": 120, "import": 60})
     imp = finished(events, "import")
     assert imp["status"] == "passed", imp
     assert imp["duration_s"] < 30  # not held until the 60 s timeout by strace's leftover tracee
@@ -543,11 +540,7 @@ def test_detached_delayed_payload_is_watched(tmp_path: Path, run_job: RunJob) ->
             os._exit(0)
         """
     )
-    events = run_job(
-        [project(tmp_path, package_body=body)],
-        phases=("install", "import"),
-        timeouts={"install": 120, "import": 60},
-    )
+    events = import_job(run_job, tmp_path, body, timeouts={"install": 120, "import": 60})
     imp = finished(events, "import")
     assert imp["status"] == "passed", imp
     assert [o["killed"] for o in imp["outlived"]] == [False]  # done within the grace period
@@ -577,7 +570,7 @@ def test_daemon_thread_payload_runs_before_the_import_ends(tmp_path: Path, run_j
         threading.Thread(target=later, daemon=True).start()
         """
     )
-    events = run_job([project(tmp_path, package_body=body)], phases=("install", "import"))
+    events = import_job(run_job, tmp_path, body)
     imp = finished(events, "import")
     assert imp["status"] == "passed", imp
     assert imp["duration_s"] < 20  # the wait ends with the thread, not after 10 s
@@ -598,9 +591,7 @@ def _is_zombie(pid: int) -> bool:
 def test_output_flood_is_capped(tmp_path: Path, run_job: RunJob) -> None:
     """An import printing far more than the cap: output stops at the cap, the rest is counted."""
     body = "import sys\nfor _ in range(20000):\n    print('x' * 99)\nprint('y' * 100000)\n"
-    events = run_job(
-        [project(tmp_path, package_body=body)], phases=("install", "import"), output_cap=50_000
-    )
+    events = import_job(run_job, tmp_path, body, output_cap=50_000)
     imp = finished(events, "import")
     assert imp["status"] == "passed"
     assert imp["output_cap"] == 50_000
@@ -644,7 +635,7 @@ def test_package_env_is_clean_and_has_the_bait(tmp_path: Path, run_job: RunJob) 
     body = f"import json, os\njson.dump(dict(os.environ), open({str(dump)!r}, 'w'))\n"
     os.environ["PYTI_TEST_LEAK"] = "1"
     try:
-        events = run_job([project(tmp_path, package_body=body)], phases=("install", "import"))
+        events = import_job(run_job, tmp_path, body)
     finally:
         del os.environ["PYTI_TEST_LEAK"]
     assert finished(events, "import")["status"] == "passed"
@@ -673,7 +664,7 @@ def test_misbehaving_package_is_caught_in_its_trace(tmp_path: Path, run_job: Run
             pass
         """
     )
-    events = run_job([project(tmp_path, package_body=body)], phases=("install", "import"))
+    events = import_job(run_job, tmp_path, body)
     assert finished(events, "import")["status"] == "passed"
     found = findings_of(events, host_context(tmp_path))
     got = {(f.rule, f.phase, f.severity) for f in found}
