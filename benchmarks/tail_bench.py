@@ -37,6 +37,7 @@ import asyncio
 import dataclasses
 import json
 import multiprocessing as mp
+import os
 import re
 import socket
 import sys
@@ -50,6 +51,10 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+# Run as a script: the repository root is the import root (benchmarks).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.fleet import rss_kib
 from master.config import MasterConfig
 from master.context import MasterContext
 from master.http.app import create_app
@@ -301,7 +306,7 @@ async def _bench(ctx: MasterContext, args: argparse.Namespace) -> dict[str, Any]
         mp_ctx.Process(target=_clients_process, args=(url, n, s, started, publish_queue, results))
         for n, s in zip(shares, slow_shares, strict=True)
     ]
-    rss_before = _rss_kib()
+    rss_before = rss_kib(os.getpid())
     for proc in procs:
         proc.start()
     try:
@@ -342,7 +347,7 @@ async def _bench(ctx: MasterContext, args: argparse.Namespace) -> dict[str, Any]
         parts = [await asyncio.to_thread(results.get, True, 120) for _ in procs]
         for proc in procs:
             await asyncio.to_thread(proc.join, 30)
-        rss_after = _rss_kib()
+        rss_after = rss_kib(os.getpid())
     finally:
         for proc in procs:
             if proc.is_alive():
@@ -386,13 +391,6 @@ def _split(total: int, parts: int) -> list[int]:
     shares = [total // parts] * parts
     shares[0] += total - sum(shares)
     return shares
-
-
-def _rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def main() -> int:
