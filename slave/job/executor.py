@@ -143,10 +143,13 @@ class VMExecutor:
         except _MACHINE_ERRORS as exc:
             ctx.summary.error = ctx.summary.error or str(exc)[:2000]
             ctx.log.error("job_infra_error", error=str(exc)[:2000])
+        except BaseException:
+            if static is not None:  # cancelled: the quality report is never made
+                static.cancel()
+            raise
         finally:
-            for task in (static, scan):
-                if task is not None and not task.done():
-                    task.cancel()
+            if scan is not None and not scan.done():  # its findings are wanted only in the try
+                scan.cancel()
             ctx.phases.update(record.phases)
             booted = booted or await _settle(booting)
             if booted is not None:

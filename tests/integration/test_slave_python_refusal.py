@@ -73,10 +73,13 @@ async def test_wheel_refusing_the_image_python_fails_install_without_the_vm(
     slave: Slave, tmp_path: Path
 ) -> None:
     """failed, "install failed: <pip's words>", as the guest's pip refusing it gave; the
-    phases after install skipped; its dependency never fetched; the static scan still ran."""
+    phases after install skipped; its dependency never fetched; the static scan still ran.
+    The refusal comes before the VM boot and the quality scan end: the boot in flight is
+    stopped, the scan awaited (the job once ended ``cancelled`` when it was not yet done)."""
     slave.pypi.add_project(tmp_path / "d", "oldpkg", "1.0", requires_python=">=3.11.4",
                            requires_dist=["nowhere"])  # fmt: skip
     job_id, result = await slave.run("oldpkg")
+    assert result.summary.quality is not None, result.summary.to_json()
     summary = result.summary.to_json()
     assert result.outcome == "failed", summary
     assert summary["reason"] == (
@@ -99,11 +102,14 @@ async def test_wheel_refusing_the_image_python_fails_install_without_the_vm(
 
 
 async def test_wheel_the_image_python_fits_goes_to_the_vm(slave: Slave, tmp_path: Path) -> None:
-    """The same check passing: the job goes on to the VM (which cannot boot here)."""
+    """The same check passing: the job goes on to the VM, which cannot boot here, so the job
+    is the slave's failure. The boot fails before the host's quality scan is done: that scan
+    is still awaited, not cancelled with the boot (the job once ended ``cancelled`` here)."""
     slave.pypi.add_project(tmp_path / "d", "newpkg", "1.0", requires_python=">=3.11")
     _, result = await slave.run("newpkg")
     phases = phases_to_json(result.phases)
-    assert result.outcome != "failed", result.summary.to_json()
+    assert result.outcome == "infra_error", result.summary.to_json()
+    assert result.summary.quality is not None
     assert phases["prepare"]["status"] == "passed"
     assert phases["boot"]["status"] == "error" and "qemu-img" in phases["boot"]["reason"]
     assert "install" not in phases
