@@ -307,19 +307,9 @@ class Executor:
 
     def _kill_as_tester(self) -> None:
         # kill(-1) from a process running as tester hits all of tester's processes at
-        # once, which a fork bomb cannot outrun; no exec, so RLIMIT_NPROC cannot stop it.
+        # once, which a fork bomb cannot outrun.
         assert self.uid is not None and self.gid is not None
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child
-            try:
-                os.setgroups([])
-                os.setgid(self.gid)
-                os.setuid(self.uid)
-                os.kill(-1, signal.SIGKILL)
-            finally:
-                os._exit(0)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+        run_as(self.uid, self.gid, lambda: os.kill(-1, signal.SIGKILL))
 
     def _victims(self) -> list[int]:
         me = os.getpid()
@@ -444,3 +434,26 @@ def reap_orphans() -> None:
             return
         if pid == 0:
             return
+
+
+def run_as(uid: int | None, gid: int | None, work: Callable[[], object]) -> None:
+    """``work()`` in a forked child that has become ``uid``/``gid`` (in this process when
+    they are None: tests on a host).
+
+    No exec, so no interpreter start-up and no RLIMIT_NPROC in the way; the child exits
+    without running the runner's clean-up, whatever ``work`` raised.
+    """
+    if uid is None or gid is None:
+        work()
+        return
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            work()
+        finally:
+            os._exit(0)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)

@@ -4,7 +4,8 @@ What cannot run does not stop what can: the job's test requirements are installe
 best effort (one resolution, else one by one), pytest goes on past modules it
 cannot collect, and ``tests_summary`` says which modules could not be collected and
 why, which failures are only the guest being offline, and — when nothing ran —
-the ``reason``.
+the ``reason``. The installed release's compiled modules are placed next to their
+sources first (``guest_runner.inplace``): the tests import the sdist's copy.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from guest_runner.budget import Budget
+from guest_runner.inplace import place_extensions
 from guest_runner.junit import empty_summary, parse_junit
 from guest_runner.outcome import Outcome, Result, outcome_of, setup_error
 from guest_runner.phases.imports import installed_modules
@@ -70,6 +72,11 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
             return setup_error(got, NO_PYTEST)
     if ws.job.test_requirements:
         requirements.update(install_test_requirements(ws, budget, "tests"))
+    if site is not None and root != site:
+        placed = place_extensions(root, site, installed_modules(ws), uid=ws.uid, gid=ws.gid)
+        if placed:
+            said = f"compiled modules placed next to their sources: {', '.join(placed[:10])}"
+            ws.out.log("tests", "info", said, placed=len(placed))
     junit = ws.scratch / "tmp" / "junit.xml"
     dump_after = max(1, int(ws.job.timeout("tests") * 0.8))
     grace = interrupt_grace(ws.job.timeout("tests"))

@@ -86,7 +86,8 @@ def assert_well_formed(h: Harness, job_id: int, result: JobResult) -> None:
 
 
 async def test_passing_and_failing_packages(harness: Harness, tmp_path: Path) -> None:
-    """A package whose tests pass gives passed; one with a failing test gives failed."""
+    """A package whose tests pass gives passed; one with a failing test gives failed, and
+    its reason names the test and what it said."""
     harness.pypi.add_project(tmp_path / "d", "goodpkg", "1.0")
     harness.pypi.add_project(tmp_path / "d", "redpkg", "1.0", test_body=FAILING_TEST)
 
@@ -106,6 +107,9 @@ async def test_passing_and_failing_packages(harness: Harness, tmp_path: Path) ->
     assert result.outcome == "failed"
     assert phases_to_json(result.phases)["tests"]["status"] == "failed"
     assert result.summary.to_json()["tests"]["failed"] == 1
+    assert result.summary.reason == (
+        "1 of 1 tests failed, first tests/test_x.py::test_fails: assert 1 == 2"
+    ), result.summary.reason
     assert_well_formed(harness, job_id, result)
 
 
@@ -184,6 +188,95 @@ async def test_tests_found_where_projects_put_them(harness: Harness, tmp_path: P
     job_id, result = await harness.run("wheelonly", "1.0")
     assert result.outcome == "passed", result.summary.to_json()
     assert result.summary.to_json()["tests"]["passed"] == 2, result.summary.to_json()["tests"]
+    assert_well_formed(harness, job_id, result)
+
+
+#: A flat-layout sdist with a C extension and a pure fallback, as multidict and yarl ship:
+#: pytest runs from the sdist's root, whose copy of the package has no compiled module.
+#: Its in-tree backend compiles the extension with cc (no setuptools to install).
+C_EXTENSION_BACKEND = """\
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+
+DIST = "flatext-1.0.dist-info"
+METADATA = "Metadata-Version: 2.1\\nName: flatext\\nVersion: 1.0\\n"
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    os.makedirs(os.path.join(metadata_directory, DIST))
+    with open(os.path.join(metadata_directory, DIST, "METADATA"), "w") as f:
+        f.write(METADATA)
+    return DIST
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    module = "flatext/_speed" + sysconfig.get_config_var("EXT_SUFFIX")
+    built = os.path.join(wheel_directory, "_speed.so")
+    include = sysconfig.get_paths()["include"]
+    subprocess.run(["cc", "-shared", "-fPIC", "-I", include, "flatext/_speed.c", "-o", built],
+                   check=True)
+    tag = "cp%d%d" % sys.version_info[:2]
+    name = "flatext-1.0-%s-%s-linux_x86_64.whl" % (tag, tag)
+    wheel = "Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: false\\n"
+    wheel += "Tag: %s-%s-linux_x86_64\\n"
+    with open(built, "rb") as f:
+        files = {module: f.read()}
+    with open("flatext/__init__.py", "rb") as f:
+        files["flatext/__init__.py"] = f.read()
+    files[DIST + "/METADATA"] = METADATA.encode()
+    files[DIST + "/WHEEL"] = (wheel % (tag, tag)).encode()
+    files[DIST + "/RECORD"] = "".join(p + ",,\\n" for p in [*files, DIST + "/RECORD"]).encode()
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as zf:
+        for path, data in files.items():
+            zf.writestr(path, data)
+    os.remove(built)
+    return name
+"""
+C_EXTENSION_SDIST = {
+    "pyproject.toml": (
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n\n'
+        '[project]\nname = "flatext"\nversion = "1.0"\ndependencies = []\n'
+    ),
+    "backend.py": C_EXTENSION_BACKEND,
+    "flatext/_speed.c": (
+        "#include <Python.h>\n\n"
+        "static PyObject *twice(PyObject *self, PyObject *arg) {\n"
+        "    long v = PyLong_AsLong(arg);\n    return PyLong_FromLong(2 * v);\n}\n\n"
+        'static PyMethodDef methods[] = {{"twice", twice, METH_O, NULL}, {NULL}};\n'
+        'static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "_speed", NULL, -1, methods};\n'
+        "PyMODINIT_FUNC PyInit__speed(void) { return PyModule_Create(&mod); }\n"
+    ),
+}
+C_EXTENSION_INIT = (
+    '__version__ = "{version}"\n\n'
+    "try:\n    from flatext._speed import twice\nexcept ImportError:\n    twice = None\n"
+)
+C_EXTENSION_TEST = (
+    "import flatext\n\n\ndef test_the_c_implementation_is_there():\n"
+    "    assert flatext.twice is not None, flatext.__file__\n    assert flatext.twice(21) == 42\n"
+)
+
+
+async def test_flat_sdist_tests_see_its_compiled_module(harness: Harness, tmp_path: Path) -> None:
+    """The extension built by the install phase is where the tests import the package from:
+    the sdist's tree (it once failed every C-only test: multidict 1,156 of 2,783)."""
+    harness.pypi.add_project(tmp_path / "d", "flatext", "1.0", wheel=False,
+                             package_body=C_EXTENSION_INIT, test_body=C_EXTENSION_TEST,
+                             extra_files=C_EXTENSION_SDIST)  # fmt: skip
+    job_id, result = await harness.run("flatext", "1.0")
+    summary = result.summary.to_json()
+    assert result.outcome == "passed", summary
+    assert summary["tests"]["passed"] == 1, summary["tests"]
+    events = [e for _, e in sorted(harness.master.events[job_id].items())]
+    said = [str(e.fields.get("message")) for e in events if e.event == "log"]
+    assert any("flatext/_speed.cpython-311" in line for line in said), said
     assert_well_formed(harness, job_id, result)
 
 
