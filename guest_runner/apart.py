@@ -4,7 +4,8 @@ The JUnit reader (:mod:`guest_runner.junit`) and the progress-file reader
 (:mod:`guest_runner.progress`) both sort a failed test by its failure texts with
 :class:`Apart`: offline when every text shows only the missing network
 (:func:`~guest_runner.offline.is_offline_failure`), else a speed check when every text
-is one (:func:`~guest_runner.speed_checks.is_speed_failure`).
+is one (:func:`~guest_runner.speed_checks.is_speed_failure`). The first failure set
+apart by neither is kept with its error line: the job's reason names it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from guest_runner.speed_checks import is_speed_failure
 
 #: Test ids listed per kind (the counts are complete).
 MAX_LISTED = 50
+#: Characters kept of a failure's error line.
+ERROR_CHARS = 200
 
 
 class Apart:
@@ -25,6 +28,8 @@ class Apart:
     def __init__(self) -> None:
         self.offline: dict[str, Any] = {"count": 0, "tests": []}
         self.speed: dict[str, Any] = {"count": 0, "tests": []}
+        #: the first failure not set apart: ``{test, error}`` (its error's first line)
+        self.first: dict[str, str] | None = None
 
     def add(self, node: str, texts: list[str]) -> None:
         """Sort the failed test ``node`` by its failure ``texts`` (none: not set apart)."""
@@ -35,11 +40,30 @@ class Apart:
         elif all(is_speed_failure(node, text) for text in texts):
             kind = self.speed
         else:
+            if self.first is None:
+                self.first = {"test": node[:300], "error": error_line(texts[0])}
             return
         kind["count"] += 1
         if len(kind["tests"]) < MAX_LISTED:
             kind["tests"].append(node)
 
     def fields(self) -> dict[str, Any]:
-        """``offline_failures`` and ``speed_failures`` of a ``tests_summary``."""
-        return {"offline_failures": self.offline, "speed_failures": self.speed}
+        """``offline_failures``, ``speed_failures`` and ``first_failure`` of a ``tests_summary``."""
+        return {
+            "offline_failures": self.offline,
+            "speed_failures": self.speed,
+            "first_failure": self.first,
+        }
+
+
+def error_line(text: str) -> str:
+    """What a failure says in one line: pytest's message (the text's first line), else the
+    first ``E`` line of its report, else the end of its last line."""
+    lines = text.splitlines()
+    if lines and lines[0].strip():
+        return lines[0].strip()[:ERROR_CHARS]
+    reported = [ln[1:].strip() for ln in lines if ln.startswith("E ") and ln[1:].strip()]
+    if reported:
+        return reported[0][:ERROR_CHARS]
+    rest = [ln.strip() for ln in lines if ln.strip()]
+    return rest[-1][-ERROR_CHARS:] if rest else ""  # its end: where the exception is named

@@ -24,7 +24,7 @@ _NODE_ID_MAX = 300
 
 def read_progress(path: Path) -> dict[str, Any] | None:
     """``{passed, failed, errors, skipped, collected, collection_error_count, running,
-    offline_failures, speed_failures}`` from the progress file, or None when there is
+    offline_failures, speed_failures, first_failure}`` from the progress file, or None when there is
     none (or it is unreadable). Failed tests are sorted by their failure texts as the
     JUnit reader sorts them (:class:`~guest_runner.apart.Apart`).
 
@@ -41,6 +41,7 @@ def read_progress(path: Path) -> dict[str, Any] | None:
     uncollected = 0
     running: str | None = None
     texts: dict[str, list[str]] = {}
+    messages: dict[str, str] = {}
     failed: list[str] = []
     for line in text.splitlines():
         kind, _, rest = line.partition(" ")
@@ -56,9 +57,13 @@ def read_progress(path: Path) -> dict[str, Any] | None:
                 running = None
         elif kind == "C":
             uncollected += 1
+        elif kind == "M":
+            node, _, message = rest.partition("\t")
+            messages.setdefault(node, message)
         elif kind == "F":
             node, _, failure = rest.partition("\t")
-            texts.setdefault(node, []).append(failure)
+            # As the JUnit reader's texts: the message's line first, then the report.
+            texts.setdefault(node, []).append(messages.get(node, "") + "\n" + failure)
     apart = Apart()
     for node in failed:
         apart.add(node, texts.get(node, []))

@@ -15,7 +15,8 @@ own ``ci`` profile has it. The rest of the settings stay the project's.
 **Progress as it goes.** With ``--pyti-progress=FILE`` each test's start and end are
 appended to FILE (``S nodeid``, then ``E outcome nodeid``; ``C nodeid`` for a module
 that could not be collected; ``F nodeid<TAB>text`` with the end of a failure's text,
-so that offline and speed-check failures can be told apart), flushed line by line.
+so that offline and speed-check failures can be told apart, after ``M nodeid<TAB>message``
+with the first line of its exception's message), flushed line by line.
 pytest writes its JUnit XML only when it ends; a suite stopped for good at its
 deadline (a test that ignores SIGINT or waits on its threads) leaves no XML, and the
 runner counts from this file instead (:mod:`guest_runner.progress`), naming the test
@@ -64,6 +65,10 @@ class Progress:
         before = self.outcomes.get(report.nodeid, outcome)
         self.outcomes[report.nodeid] = max(outcome, before, key=_RANK.__getitem__)
         if outcome in ("failed", "error"):
+            crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+            message = str(getattr(crash, "message", "") or "").strip().split("\n", 1)[0]
+            if message:
+                self.line("M", f"{report.nodeid}\t{message[:FAILURE_TEXT]}")
             text = str(getattr(report, "longreprtext", ""))[-FAILURE_TEXT:]
             self.line("F", f"{report.nodeid}\t{text}")
 

@@ -108,6 +108,8 @@ class TestCounts:
     reason: Line | None = None
     #: The test that was running when a suite past its budget was stopped.
     running: Line | None = None
+    #: The first failure not counted apart: ``node id: error line``.
+    first_failure: Line | None = None
 
 
 @record(omit_none=True)

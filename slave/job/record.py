@@ -15,7 +15,8 @@ one-line ``reason`` (``summary.reason``; table also in ``docs/outcomes.md``)::
     tests ran past their time budget       → incomplete   how long, how many passed
       (a real failure before it: failed)
     install or import failed               → failed       pip's / the import's error
-    tests: real (non-offline) failures     → failed       "3 of 120 tests failed"
+    tests: real (non-offline) failures     → failed       "3 of 120 tests failed, first
+                                                          tests/t.py::test_x: KeyError: 'a'"
       (unless every test errored in its set-up and none passed: incomplete)
     a package phase had an error           → infra_error  (the runner's own failure)
     install never reported                 → infra_error
@@ -64,6 +65,8 @@ R = TypeVar("R")
 _NAMED = 3
 _MAX_LISTED = 50
 MAX_REASON = 300
+#: Characters of the first failure (``node id: error``) in a ``failed`` reason.
+FIRST_CHARS = 180
 #: pytest's exit statuses that say no test verdict was reached (pytest.ExitCode).
 _PYTEST_COULD_NOT_RUN = {2: "interrupted", 3: "internal error", 4: "usage error"}
 
@@ -276,7 +279,18 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
         test_requirements_missing=tuple(missing) or None,
         reason=_line(fields.get("reason"), MAX_REASON) or None,
         running=_line(fields.get("running"), MAX_REASON) or None,
+        first_failure=_first_failure(fields.get("first_failure")),
     )
+
+
+def _first_failure(value: object) -> str | None:
+    """``node id: error`` from the runner's ``first_failure`` ``{test, error}``."""
+    if not isinstance(value, Mapping):
+        return None
+    test, error = _line(value.get("test"), 300), _line(value.get("error"), 300)
+    if not test:
+        return None
+    return f"{test}: {error}" if error else test
 
 
 def _failures(value: object) -> OfflineFailures | None:
@@ -392,7 +406,8 @@ def _tests_out_of_time(tests: TestCounts | None, after: str, emulated: bool) -> 
     real, ran, only_set_up_errors = _tally(passed, failed, errors, tests, emulated)
     if real and not only_set_up_errors:
         return _decision(
-            Outcome.FAILED, f"{real} of {ran} tests failed before the time budget ran out{after}"
+            Outcome.FAILED,
+            f"{real} of {ran} tests failed before the time budget ran out{after}" + _first(tests),
         )
     if passed:
         return _decision(
@@ -462,7 +477,8 @@ def _judge_tests(entry: PhaseResult | None, tests: TestCounts | None, emulated: 
         why = f"no test ran: all {errors} tests errored in their set-up"
         return _decision(Outcome.INCOMPLETE, _joined([why, *notes]))
     if real:
-        return _decision(Outcome.FAILED, _joined([f"{real} of {ran} tests failed", *notes]))
+        failed_what = f"{real} of {ran} tests failed" + _first(tests)
+        return _decision(Outcome.FAILED, _joined([failed_what, *notes]))
     if ran == 0:
         skipped = tests.skipped
         reason = said or phase_reason
@@ -472,6 +488,15 @@ def _judge_tests(entry: PhaseResult | None, tests: TestCounts | None, emulated: 
     if passed == 0:
         return _decision(Outcome.INCOMPLETE, _joined(["no test passed or failed for real", *notes]))
     return _decision(Outcome.PASSED, _joined(notes))
+
+
+def _first(tests: TestCounts) -> str:
+    """ ", first tests/t.py::test_x: AssertionError: …" when the runner named the first real
+    failure (cut so that the notes after it still fit the reason)."""
+    if not tests.first_failure:
+        return ""
+    said = tests.first_failure
+    return f", first {said if len(said) <= FIRST_CHARS else said[: FIRST_CHARS - 1] + '…'}"
 
 
 def _not_run(tests: TestCounts, emulated: bool) -> list[str]:

@@ -101,6 +101,30 @@ def test_failed_speed_checks_count_apart_only_in_an_emulated_guest() -> None:
     assert judge(ran, "clean", both, emulated=True).outcome is Outcome.FAILED
 
 
+def test_a_failed_reason_names_the_first_real_failure() -> None:
+    """The first failure not counted apart is named with its error (cut to fit), before the
+    notes; the runner's ``{test, error}`` becomes ``summary.tests.first_failure``."""
+    ran = {"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 1}}
+    first = {"test": "tests/test_api.py::test_valid", "error": "FileNotFoundError: 'data/'"}
+    offline = {"count": 1, "tests": ["t.py::test_net"]}
+    read = read_tests_summary(
+        {**counts(21, failed=2), "first_failure": first, "offline_failures": offline}
+    )
+    assert read.first_failure == "tests/test_api.py::test_valid: FileNotFoundError: 'data/'"
+    assert judge(ran, "clean", plain(read)) == Decision(
+        Outcome.FAILED,
+        "1 of 23 tests failed, first tests/test_api.py::test_valid: FileNotFoundError: 'data/'; "
+        "1 tests failed only because the guest is offline (t.py::test_net)",
+    )
+    long = read_tests_summary(
+        {**counts(1, failed=1), "first_failure": {"test": "t.py::" + "x" * 400}}
+    )
+    reason = judge(ran, "clean", plain(long)).reason or ""
+    assert reason.startswith("1 of 2 tests failed, first t.py::xxx") and reason.endswith("x…")
+    assert len(reason) == len("1 of 2 tests failed, first ") + 180
+    assert read_tests_summary({"first_failure": "not a map"}).first_failure is None
+
+
 def test_import_that_needed_the_test_requirements_passes_with_a_note() -> None:
     """A module that imported only once the test requirements were in (it imports a module
     it does not declare) passes with a note; one that still failed is a failed import."""

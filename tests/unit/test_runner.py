@@ -373,7 +373,7 @@ def test_suite_stopped_for_good_is_counted_from_its_progress(
 ) -> None:
     """A test that ignores SIGINT keeps pytest from writing its JUnit XML: the counts come
     from the plugin's progress file, the test it was in is named, and a failure that is
-    only a speed check is told apart from its text there."""
+    only a speed check is told apart from its text there; the first real failure is named."""
     body = dedent(
         """
         import signal
@@ -386,6 +386,10 @@ def test_suite_stopped_for_good_is_counted_from_its_progress(
 
         def test_b_fails():
             raise AssertionError("parse took 1.99s, expected sub-second")
+
+
+        def test_b_fails_for_real():
+            raise KeyError("missing")
 
 
         def test_c_ignores_sigint():
@@ -402,11 +406,15 @@ def test_suite_stopped_for_good_is_counted_from_its_progress(
     summary = one(events, "tests_summary")
     assert summary["junit"] is False
     counts = [summary[k] for k in ("collected", "passed", "failed", "errors", "skipped")]
-    assert counts == [2, 1, 1, 0, 0], summary
+    assert counts == [3, 1, 2, 0, 0], summary
     assert summary["running"].endswith("::test_c_ignores_sigint"), summary
     assert summary["speed_failures"]["count"] == 1, summary
     assert summary["speed_failures"]["tests"][0].endswith("::test_b_fails"), summary
     assert summary["offline_failures"]["count"] == 0, summary
+    # the real failure is named with its exception's message (the plugin's M line)
+    first = summary["first_failure"]
+    assert first["test"].endswith("::test_b_fails_for_real"), summary
+    assert first["error"] == "KeyError: 'missing'", summary
 
 
 def test_hypothesis_deadlines_are_off_and_plugins_have_the_cache(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from guest_runner.apart import error_line
 from guest_runner.archive import safe_extract
 from guest_runner.budget import Budget
 from guest_runner.executor import MainExit
@@ -316,6 +317,30 @@ def test_parse_junit_counts_speed_checks_apart(tmp_path: Path) -> None:
     assert summary["failed"] == 2
     assert summary["speed_failures"] == {"count": 1, "tests": ["tests/test_dos.py::T::test_cap"]}
     assert summary["offline_failures"] == {"count": 0, "tests": []}
+    # the first failure set apart by neither, with its message
+    assert summary["first_failure"] == {
+        "test": "tests/test_dos.py::T::test_real",
+        "error": "assert 1 == 2",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (
+            "FileNotFoundError: [Errno 2] No such file\nself = <x>\nE  FileNotFoundError: ...",
+            "FileNotFoundError: [Errno 2] No such file",
+        ),
+        (
+            "\n    def test_x():\n>       assert f() == 2\nE       assert 1 == 2\nE  + where",
+            "assert 1 == 2",
+        ),
+        ("\n" + "x" * 300 + " tests/t.py:9: KeyError", "x" * 177 + " tests/t.py:9: KeyError"),
+        ("", ""),
+    ],
+)
+def test_error_line_is_what_a_failure_says(text: str, line: str) -> None:
+    assert error_line(text) == line
 
 
 def test_loose_patterns_never_take_setup_py_at_the_root(tmp_path: Path) -> None:
