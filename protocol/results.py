@@ -157,6 +157,9 @@ class PrepareSummary:
     test_sources: Names = ()
     test_requirements: Names = ()
     test_unavailable: Names = ()
+    #: test requirements the project takes from git, a URL or a path (``[tool.uv.sources]``);
+    #: the index release stood in: ``"hypercorn (git https://...)"``
+    test_substituted: Names = ()
     #: ``setup.py``'s undeclared imports, and those whose wheels the host could fetch.
     build_imports: Names = ()
     build_import_wheels: Names = ()

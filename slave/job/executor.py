@@ -116,6 +116,7 @@ class VMExecutor:
             async with host_phase(ctx, "prepare", phase_timeout(ctx, "prepare")):
                 prepared = await self._prepare(ctx, image)
             ctx.summary.prepare = prepared.summary()
+            record.substituted = tuple(prepared.test_substituted)
             static = asyncio.create_task(
                 asyncio.to_thread(
                     static_indicators, prepared.files, unavailable=prepared.test_unavailable

@@ -87,6 +87,9 @@ class RunRecord:
         #: "soupsieve needs bs4": modules that imported only once the test requirements
         #: were installed, as they import a module the release does not declare
         self.undeclared: list[str] = []
+        #: test requirements the index release stood in for (``summary.prepare``'s
+        #: ``test_substituted``), set by the executor once the host has prepared
+        self.substituted: tuple[str, ...] = ()
         self.runner_finished = False
         #: phases in which the guest's OOM killer struck (``oom_kills`` of phase_finished)
         self.out_of_memory: set[str] = set()
@@ -160,6 +163,7 @@ class RunRecord:
             out_of_memory=frozenset(self.out_of_memory),
             undeclared=tuple(self.undeclared),
             emulated=self.emulated,
+            substituted=self.substituted,
         )
 
     def fill(self, summary: JobSummary) -> None:
@@ -335,6 +339,7 @@ def decide(
     out_of_memory: frozenset[str] = frozenset(),
     undeclared: Sequence[str] = (),
     emulated: bool = False,
+    substituted: Sequence[str] = (),
 ) -> Decision:
     """The job's outcome and reason (table in the module docstring).
 
@@ -344,7 +349,8 @@ def decide(
     the guest's OOM killer struck; ``undeclared`` the modules that imported only with the
     test requirements installed ("soupsieve needs bs4"), a note on a job that passes;
     ``emulated`` whether the guest ran under TCG, where failed speed checks
-    (``speed_failures``) are counted apart like offline ones.
+    (``speed_failures``) are counted apart like offline ones; ``substituted`` the test
+    requirements whose index release stood in for the project's own build (a note).
     """
     if verdict_ == Verdict.MALICIOUS:
         return _decision(Outcome.HARMFUL, f"malicious behaviour: {threat or 'see the findings'}")
@@ -375,7 +381,7 @@ def decide(
     if imported is not None and imported.status is PhaseStatus.FAILED:
         why = import_failure or _why(imported, "the import")
         return _decision(Outcome.FAILED, f"import failed: {why}")
-    judged = _judge_tests(entries.get("tests"), tests, emulated)
+    judged = _judge_tests(entries.get("tests"), tests, emulated, substituted)
     if judged.outcome is Outcome.FAILED:
         return judged
     for phase, entry in entries.items():
@@ -442,14 +448,19 @@ def _decision(outcome: Outcome, reason: str | None) -> Decision:
     return Decision(outcome, None if reason is None else reason[:MAX_REASON])
 
 
-def _judge_tests(entry: PhaseResult | None, tests: TestCounts | None, emulated: bool) -> Decision:
+def _judge_tests(
+    entry: PhaseResult | None,
+    tests: TestCounts | None,
+    emulated: bool,
+    substituted: Sequence[str] = (),
+) -> Decision:
     """passed, failed or incomplete, from the tests phase and ``summary.tests``."""
     tests = tests or TestCounts()
     said = _line(tests.reason, MAX_REASON) or None
     if entry is None:
         return _decision(Outcome.INCOMPLETE, said or "the tests phase did not run")
     phase_reason = _line(entry.reason, MAX_REASON) or None
-    notes = _not_run(tests, emulated)
+    notes = _not_run(tests, emulated, substituted)
     if entry.status is PhaseStatus.SKIPPED:
         return _decision(Outcome.INCOMPLETE, said or phase_reason or "no test ran")
     passed, failed, errors = tests.passed, tests.failed, tests.errors
@@ -499,9 +510,11 @@ def _first(tests: TestCounts) -> str:
     return f", first {said if len(said) <= FIRST_CHARS else said[: FIRST_CHARS - 1] + '…'}"
 
 
-def _not_run(tests: TestCounts, emulated: bool) -> list[str]:
-    """What the tests phase could not run, one clause each, for the reason."""
+def _not_run(tests: TestCounts, emulated: bool, substituted: Sequence[str] = ()) -> list[str]:
+    """What the tests phase could not run (or ran with a stand-in), one clause each."""
     notes: list[str] = []
+    if substituted:
+        notes.append(f"the index release stood in for {', '.join(substituted)}")
     offline = tests.offline_failures
     if offline is not None and offline.count:
         notes.append(

@@ -166,7 +166,9 @@ class PreparedRelease:
     arguments (markers evaluated for the guest), read statically from
     ``test_sources`` (``"extra:test"``, ``"dependency-groups:tests"``, ``"tox.ini"``,
     ``"requirements/tests.txt"``... see `slave.prepare.testdeps`); fetched best
-    effort: those that could not be had as wheels are in ``test_unavailable``.
+    effort: those that could not be had as wheels are in ``test_unavailable``;
+    ``test_substituted`` those the project takes from git, a URL or a path
+    (``[tool.uv.sources]``), for which the index release stands in.
     ``build_imports``: what ``setup.py`` imports at its top without declaring it
     (`slave.prepare.build_imports`; only when the guest builds the sdist), each a
     finding; ``build_import_wheels``: their distributions whose wheels were fetched.
@@ -188,6 +190,7 @@ class PreparedRelease:
     test_requirements: list[str] = field(default_factory=list)
     test_sources: list[str] = field(default_factory=list)
     test_unavailable: list[str] = field(default_factory=list)
+    test_substituted: list[str] = field(default_factory=list)
     build_imports: list[BuildImport] = field(default_factory=list)
     build_import_wheels: list[str] = field(default_factory=list)
     python_refused: str | None = None
@@ -200,6 +203,7 @@ class PreparedRelease:
             test_sources=tuple(self.test_sources[:_SUMMARY_ITEMS]),
             test_requirements=tuple(self.test_requirements[:_SUMMARY_ITEMS]),
             test_unavailable=tuple(self.test_unavailable[:_SUMMARY_ITEMS]),
+            test_substituted=tuple(self.test_substituted[:_SUMMARY_ITEMS]),
             build_imports=tuple(b.module for b in self.build_imports[:_SUMMARY_ITEMS]),
             build_import_wheels=tuple(self.build_import_wheels[:_SUMMARY_ITEMS]),
         )

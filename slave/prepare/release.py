@@ -265,6 +265,7 @@ async def prepare_release(
         test_requirements=tests.requirements,
         test_sources=tests.sources,
         test_unavailable=unavailable,
+        test_substituted=tests.substituted,
         build_imports=build_imports,
         build_import_wheels=import_wheels,
     )

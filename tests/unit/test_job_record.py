@@ -125,6 +125,24 @@ def test_a_failed_reason_names_the_first_real_failure() -> None:
     assert read_tests_summary({"first_failure": "not a map"}).first_failure is None
 
 
+def test_a_stand_in_for_a_test_requirement_is_said() -> None:
+    """When the index release stood in for a build the project tests with (git), the reason
+    says so, after the first failure; a job that passes carries it as a note."""
+    ran = {"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 1}}
+    tests = counts(9, failed=1, first_failure="t.py::test_tls: KeyError: 'tls'")
+    stood_in = ("hypercorn (git https://github.com/urllib3/hypercorn)",)
+    assert judge(ran, "clean", tests, substituted=stood_in) == Decision(
+        Outcome.FAILED,
+        "1 of 10 tests failed, first t.py::test_tls: KeyError: 'tls'; the index release "
+        "stood in for hypercorn (git https://github.com/urllib3/hypercorn)",
+    )
+    passed = {"install": OK, "import": OK, "tests": OK}
+    assert judge(passed, "clean", counts(9), substituted=stood_in) == Decision(
+        Outcome.PASSED,
+        "the index release stood in for hypercorn (git https://github.com/urllib3/hypercorn)",
+    )
+
+
 def test_import_that_needed_the_test_requirements_passes_with_a_note() -> None:
     """A module that imported only once the test requirements were in (it imports a module
     it does not declare) passes with a note; one that still failed is a failed import."""

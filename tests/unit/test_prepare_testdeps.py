@@ -459,3 +459,35 @@ def test_only_small_wanted_files_are_read(tmp_path: Path) -> None:
 def test_wanted_file(path: str, wanted: bool) -> None:
     """Which sdist members the reader asks for (small, shallow, requirement-like)."""
     assert wanted_file(path) is wanted
+
+
+def test_requirements_the_project_takes_from_git_are_named_as_substituted(tmp_path: Path) -> None:
+    """``[tool.uv.sources]`` pointing a test requirement at git, a URL, a path or the
+    workspace: the index release stands in, and the substitution is named (urllib3 tests
+    with its own hypercorn branch). Index sources and names that are not test
+    requirements say nothing."""
+    pyproject = dedent(
+        """
+        [project]
+        name = "demo"
+        version = "1.0"
+
+        [dependency-groups]
+        test = ["hypercorn>=0.15", "trustme", "helper", "plugin", "pinned"]
+
+        [tool.uv.sources]
+        hypercorn = { git = "https://github.com/urllib3/hypercorn", rev = "urllib3-changes" }
+        helper = { workspace = true }
+        plugin = [{ path = "../plugin", marker = "sys_platform == 'linux'" }]
+        pinned = { index = "pytorch" }
+        docs-theme = { git = "https://example.org/theme" }
+        """
+    )
+    deps = deps_of(tmp_path, pyproject=pyproject)
+    assert "hypercorn>=0.15" in deps.requirements
+    assert deps.substituted == [
+        "hypercorn (git https://github.com/urllib3/hypercorn)",
+        "helper (workspace)",
+        "plugin (path ../plugin)",
+    ]
+    assert deps_of(tmp_path / "plain").substituted == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from packaging.utils import canonicalize_name
@@ -47,6 +47,10 @@ class TestDependencies:
 
     requirements: list[str]
     sources: list[str]
+    #: requirements the project takes from outside any index (``[tool.uv.sources]``: git,
+    #: a URL, a path): ``"hypercorn (git https://...)"``. Upstream tests with that build;
+    #: the guest gets the index release of the same name.
+    substituted: list[str] = field(default_factory=list)
 
 
 def _is_test(name: str) -> bool:
@@ -110,7 +114,34 @@ def find_test_dependencies(
     # last: well-known test tools the test modules import and no source declared (mccabe)
     undeclared = [d for d in imported if canonicalize_name(d) not in collector.taken]
     collector.add("imports:tests", undeclared)
-    return TestDependencies(collector.requirements, collector.sources)
+    substituted = index_substitutes(pyproject, collector.requirements)
+    return TestDependencies(collector.requirements, collector.sources, substituted)
+
+
+#: What ``[tool.uv.sources]`` can point at instead of an index.
+_NOT_INDEX = ("git", "url", "path", "workspace")
+#: Substitutions listed at most.
+_MAX_SUBSTITUTED = 20
+
+
+def index_substitutes(pyproject: Mapping[str, Any], requirements: list[str]) -> list[str]:
+    """``"name (git URL)"`` for each of ``requirements`` that ``[tool.uv.sources]`` takes
+    from git, a URL, a path or the workspace rather than an index (urllib3 tests with its
+    own hypercorn branch). The host cannot have those offline-safe; the index release is
+    used, and a failure may be the difference."""
+    wanted = {requirement_name(r) for r in requirements}
+    found: list[str] = []
+    for name, value in table(pyproject, "tool", "uv", "sources").items():
+        if requirement_name(name) not in wanted:
+            continue
+        for spec in value if isinstance(value, list) else [value]:
+            kind = next((k for k in _NOT_INDEX if isinstance(spec, dict) and k in spec), None)
+            if kind is not None:
+                where = spec[kind]
+                said = f"{kind} {where}" if isinstance(where, str) else kind
+                found.append(f"{name} ({said})"[:300])
+                break
+    return found[:_MAX_SUBSTITUTED]
 
 
 class _Sources:
