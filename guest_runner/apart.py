@@ -1,17 +1,20 @@
-"""Failed tests counted apart: only the guest being offline, or only a speed check.
+"""Failed tests counted apart: only the guest being offline, only a speed check, or only
+a program the guest does not have.
 
 The JUnit reader (:mod:`guest_runner.junit`) and the progress-file reader
 (:mod:`guest_runner.progress`) both sort a failed test by its failure texts with
 :class:`Apart`: offline when every text shows only the missing network
 (:func:`~guest_runner.offline.is_offline_failure`), else a speed check when every text
-is one (:func:`~guest_runner.speed_checks.is_speed_failure`). The first failure set
-apart by neither is kept with its error line: the job's reason names it.
+is one (:func:`~guest_runner.speed_checks.is_speed_failure`), else a missing program
+when every text is a run of the same kind (:func:`~guest_runner.missing_programs.missing_program`).
+The first failure set apart by none is kept with its error line: the job's reason names it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from guest_runner.missing_programs import missing_program
 from guest_runner.offline import is_offline_failure
 from guest_runner.speed_checks import is_speed_failure
 
@@ -28,6 +31,7 @@ class Apart:
     def __init__(self) -> None:
         self.offline: dict[str, Any] = {"count": 0, "tests": []}
         self.speed: dict[str, Any] = {"count": 0, "tests": []}
+        self.programs: dict[str, Any] = {"count": 0, "tests": [], "programs": []}
         #: the first failure not set apart: ``{test, error}`` (its error's first line)
         self.first: dict[str, str] | None = None
 
@@ -39,6 +43,11 @@ class Apart:
             kind = self.offline
         elif all(is_speed_failure(node, text) for text in texts):
             kind = self.speed
+        elif all(missing := [missing_program(text) for text in texts]):
+            kind = self.programs
+            for name in missing:
+                if name not in kind["programs"] and len(kind["programs"]) < MAX_LISTED:
+                    kind["programs"].append(name)
         else:
             if self.first is None:
                 self.first = {"test": node[:300], "error": error_line(texts[0])}
@@ -48,10 +57,12 @@ class Apart:
             kind["tests"].append(node)
 
     def fields(self) -> dict[str, Any]:
-        """``offline_failures``, ``speed_failures`` and ``first_failure`` of a ``tests_summary``."""
+        """``offline_failures``, ``speed_failures``, ``program_failures`` and ``first_failure``
+        of a ``tests_summary``."""
         return {
             "offline_failures": self.offline,
             "speed_failures": self.speed,
+            "program_failures": self.programs,
             "first_failure": self.first,
         }
 

@@ -42,6 +42,7 @@ def empty_summary() -> dict[str, Any]:
         "collection_error_count": 0,
         "offline_failures": {"count": 0, "tests": []},
         "speed_failures": {"count": 0, "tests": []},
+        "program_failures": {"count": 0, "tests": [], "programs": []},
         "first_failure": None,
         "running": None,
     }

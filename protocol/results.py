@@ -62,10 +62,12 @@ class PhaseResult:
 @dataclass(frozen=True, slots=True)
 class OfflineFailures:
     """Tests that failed only for a reason outside the package, counted apart (and also
-    counted as failed): the guest being offline, or a speed check in an emulated guest."""
+    counted as failed): the guest being offline, a speed check in an emulated guest, or a
+    program the guest does not have (then ``programs`` names them)."""
 
     count: int
     tests: Names = ()
+    programs: Names | None = None
 
 
 @record(omit_none=True)
@@ -103,6 +105,9 @@ class TestCounts:
     #: failures that are only a speed check ("took 1.99s, expected sub-second"): not the
     #: package's when the guest was emulated (TCG)
     speed_failures: OfflineFailures | None = None
+    #: failures that only ran a program the guest lacks (``hg``, ``node``): a CI runner's
+    #: tool, not the package's
+    program_failures: OfflineFailures | None = None
     uncollectable: Uncollectable | None = None
     test_requirements_missing: Names | None = None
     reason: Line | None = None

@@ -259,14 +259,17 @@ C_EXTENSION_INIT = (
     "try:\n    from flatext._speed import twice\nexcept ImportError:\n    twice = None\n"
 )
 C_EXTENSION_TEST = (
-    "import flatext\n\n\ndef test_the_c_implementation_is_there():\n"
+    "import subprocess\n\nimport flatext\n\n\ndef test_the_c_implementation_is_there():\n"
     "    assert flatext.twice is not None, flatext.__file__\n    assert flatext.twice(21) == 42\n"
+    "\n\ndef test_with_mercurial():  # a CI runner's tool the guest does not have\n"
+    "    subprocess.run(['hg', 'version'], check=True)\n"
 )
 
 
 async def test_flat_sdist_tests_see_its_compiled_module(harness: Harness, tmp_path: Path) -> None:
     """The extension built by the install phase is where the tests import the package from:
-    the sdist's tree (it once failed every C-only test: multidict 1,156 of 2,783)."""
+    the sdist's tree (it once failed every C-only test: multidict 1,156 of 2,783). A test
+    that runs a program the guest lacks (hg) is counted apart, not as the release's."""
     harness.pypi.add_project(tmp_path / "d", "flatext", "1.0", wheel=False,
                              package_body=C_EXTENSION_INIT, test_body=C_EXTENSION_TEST,
                              extra_files=C_EXTENSION_SDIST)  # fmt: skip
@@ -274,6 +277,10 @@ async def test_flat_sdist_tests_see_its_compiled_module(harness: Harness, tmp_pa
     summary = result.summary.to_json()
     assert result.outcome == "passed", summary
     assert summary["tests"]["passed"] == 1, summary["tests"]
+    assert list(summary["tests"]["program_failures"]["programs"]) == ["hg"], summary["tests"]
+    assert result.summary.reason == (
+        "1 tests failed only because the guest lacks a program they run (hg)"
+    ), result.summary.reason
     events = [e for _, e in sorted(harness.master.events[job_id].items())]
     said = [str(e.fields.get("message")) for e in events if e.event == "log"]
     assert any("flatext/_speed.cpython-311" in line for line in said), said

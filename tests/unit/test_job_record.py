@@ -125,6 +125,19 @@ def test_a_failed_reason_names_the_first_real_failure() -> None:
     assert read_tests_summary({"first_failure": "not a map"}).first_failure is None
 
 
+def test_failures_that_only_ran_a_missing_program_count_apart() -> None:
+    """Tests that only ran a CI runner's tool the guest lacks do not fail the release (under
+    KVM too); a real failure beside them still does."""
+    ran = {"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 1}}
+    lacking = {"count": 2, "tests": ["t.py::test_a", "t.py::test_b"], "programs": ["hg"]}
+    tests = plain(read_tests_summary({**counts(40, failed=2), "program_failures": lacking}))
+    assert judge(ran, "clean", tests) == Decision(
+        Outcome.PASSED, "2 tests failed only because the guest lacks a program they run (hg)"
+    )
+    worse = plain(read_tests_summary({**counts(40, failed=3), "program_failures": lacking}))
+    assert judge(ran, "clean", worse).outcome is Outcome.FAILED
+
+
 def test_a_stand_in_for_a_test_requirement_is_said() -> None:
     """When the index release stood in for a build the project tests with (git), the reason
     says so, after the first failure; a job that passes carries it as a note."""

@@ -1,0 +1,61 @@
+"""Did a test fail only because it runs a program the guest does not have?
+
+Test suites run tools a CI runner has (``hg``, ``svn``, ``node``, ``cmake``, ``java``...).
+The guest image is a small Debian: a test that executes a program it lacks fails there
+and nowhere else, which says nothing about the release; it is counted apart. Only
+programs that are not Python's to provide count (`EXTERNAL_PROGRAMS`): a release's own
+console script missing from the venv is the release's failure, never set apart. What
+counts, read from the failure's text, when the program is not on the guest's ``PATH``
+(``shutil.which``, asked by the runner after the tests, in the guest):
+
+- ``subprocess`` failing to start it: ``FileNotFoundError: [Errno 2] No such file or
+  directory: 'hg'`` raised from ``subprocess`` (``_execute_child``), so an ``open()`` of a
+  missing data file never counts;
+- a shell that could not find it: ``/bin/sh: 1: hg: not found`` or ``hg: command not
+  found``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+
+#: Tools of a CI runner that no Python distribution installs (compilers and build tools,
+#: version control, language runtimes, databases, document and media tools, debuggers).
+EXTERNAL_PROGRAMS = frozenset(
+    {
+        "hg", "svn", "bzr", "brz", "fossil", "darcs", "git-lfs",
+        "node", "nodejs", "npm", "npx", "yarn", "deno", "bun",
+        "java", "javac", "mvn", "gradle", "ruby", "gem", "perl", "php", "lua", "R", "Rscript",
+        "go", "rustc", "cargo", "gfortran", "clang", "clang++", "cmake", "ninja", "meson",
+        "pkg-config", "autoconf", "automake", "libtool", "swig", "nvcc", "ccache",
+        "docker", "podman", "kubectl", "vagrant",
+        "psql", "pg_ctl", "initdb", "postgres", "mysql", "mysqld", "mongod", "redis-server",
+        "memcached", "sqlite3",
+        "pandoc", "latex", "pdflatex", "xelatex", "lualatex", "dvipng", "dot", "convert",
+        "magick", "ffmpeg", "ffprobe", "gs", "inkscape", "tesseract", "gpg", "gpg2",
+        "gdb", "valgrind", "xvfb-run", "Xvfb", "xdg-open", "7z", "rar", "unrar", "zstd",
+        "lz4", "brotli", "bzip2", "lzma", "sudo", "file", "openssl", "ssh", "rsync", "wine",
+    }
+)  # fmt: skip
+#: ``No such file or directory: 'hg'`` (a bare name: no path separator)
+_NOT_STARTED = re.compile(r"No such file or directory: '([A-Za-z0-9][\w.+-]{0,63})'")
+_FROM_SUBPROCESS = re.compile(r"_execute_child|subprocess\.py")
+_SHELL = re.compile(
+    r"(?:^|[\s'\"])(?:/bin/)?(?:ba|da)?sh: (?:line )?\d*:? ?([A-Za-z0-9][\w.+-]{0,63}): "
+    r"(?:command )?not found|\b([A-Za-z0-9][\w.+-]{0,63}): command not found",
+    re.MULTILINE,
+)
+
+
+def missing_program(text: str, which: Callable[[str], str | None] = shutil.which) -> str | None:
+    """The program whose absence alone made this failure, or None (see the module doc)."""
+    names: list[str] = []
+    if _FROM_SUBPROCESS.search(text):
+        names += _NOT_STARTED.findall(text)
+    names += [a or b for a, b in _SHELL.findall(text)]
+    for name in names:
+        if name in EXTERNAL_PROGRAMS and which(name) is None:
+            return name
+    return None
