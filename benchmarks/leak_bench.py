@@ -16,7 +16,10 @@ It prints a table, writes the figures as JSON (``--json``), and exits 1 if RSS,
 fds, sockets or disk usage are outside the baseline ± ``--tolerance`` (5 %; fds and
 sockets at least ± 1) or if anything is left over: a QEMU process, a job dir,
 overlay, pidfile or socket, a new temp file, or a job that did not end as the
-warm-up one did (``incomplete``: the wheel ships no tests).
+warm-up one did (``incomplete``: the wheel ships no tests). Both daemons' RSS is also
+sampled every 10 jobs (``rss_samples``), and ``second_half_growth_kib`` is each one's
+growth over the second half of the jobs: a cache that fills up (SQLite's page cache of
+each connection, 2 MiB by default) flattens out, a leak keeps its slope.
 
     python benchmarks/leak_bench.py [--jobs 200] [--image-dir DIR] [--json PATH]
 """
@@ -79,6 +82,11 @@ def job_dirs(slave_work: Path) -> int:
     """Entries under the slave's ``jobs/`` (each a job's scratch space)."""
     jobs = slave_work / "jobs"
     return len(list(jobs.iterdir())) if jobs.exists() else 0
+
+
+def master_rss_kib(fleet: Fleet) -> int:
+    assert fleet.master is not None
+    return rss_kib(fleet.master.pid)
 
 
 def sample(fleet: Fleet, slave_work: Path) -> dict[str, int]:
@@ -156,6 +164,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     outcomes: dict[str, int] = {}
     durations: list[float] = []
+    samples: list[dict[str, int | None]] = []  # RSS every 10 jobs: a plateau or a slope
     async with FakePyPI() as pypi, Fleet(work, args.image_dir, pypi_url=pypi.base_url) as fleet:
         await fleet.start_master()
         await fleet.start_slave("leak", work_dir=slave_work)
@@ -172,8 +181,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             outcome = str(job.get("outcome") or job.get("state"))
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             if (i + 1) % 10 == 0 or i + 1 == args.jobs:
-                print(f"{i + 1}/{args.jobs} jobs, {outcomes}, slave RSS "
-                      f"{rss_kib(fleet.slaves['leak'].pid)} KiB", flush=True)  # fmt: skip
+                slave_rss, master_rss = rss_kib(fleet.slaves["leak"].pid), master_rss_kib(fleet)
+                samples.append({"jobs": i + 1, "slave_rss_kib": slave_rss,
+                                "master_rss_kib": master_rss})  # fmt: skip
+                print(f"{i + 1}/{args.jobs} jobs, {outcomes}, slave RSS {slave_rss} KiB, "
+                      f"master RSS {master_rss} KiB", flush=True)  # fmt: skip
         after = await settle(fleet, slave_work)
     problems = judge(before, after, args.tolerance)
     if outcomes.get(expected, 0) != args.jobs:
@@ -187,11 +199,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "tolerance": args.tolerance,
         "before": before,
         "after": after,
+        "rss_samples": samples,
+        "second_half_growth_kib": second_half_growth(samples),
         "problems": problems,
         "work_dir": str(work),
     }
     print(table(before, after))
     return figures
+
+
+def second_half_growth(samples: list[dict[str, int | None]]) -> dict[str, int | None]:
+    """RSS growth of each daemon over the second half of the jobs: a cache that fills up
+    flattens out (≈ 0), a leak keeps the slope of the first half."""
+    if len(samples) < 2:
+        return {}
+    mid, last = samples[(len(samples) - 1) // 2], samples[-1]
+    growth: dict[str, int | None] = {}
+    for key in ("slave_rss_kib", "master_rss_kib"):
+        a, b = mid.get(key), last.get(key)
+        growth[key] = b - a if a is not None and b is not None else None
+    return growth
 
 
 def main(argv: list[str] | None = None) -> int:
