@@ -20,7 +20,11 @@ from guest_runner.budget import Budget
 from guest_runner.outcome import Result
 from guest_runner.workspace import Workspace
 
-IMPORT_FAILURE = re.compile(r"\b(?:ModuleNotFoundError|ImportError): .{0,200}")
+#: pip names the missing module; the trixie image's newer pip says only that an in-tree
+#: backend (``backend-path``) did not import: ``BackendUnavailable: Cannot import 'setup'``.
+IMPORT_FAILURE = re.compile(
+    r"\b(?:ModuleNotFoundError|ImportError): .{0,200}|\bBackendUnavailable: Cannot import .{0,200}"
+)
 NO_ISOLATION = "--no-build-isolation"
 
 

@@ -75,9 +75,14 @@ class Executor:
         self.uid = uid  # None: run as ourselves (tests on a host)
         self.gid = gid
         self.strace = strace
-        #: strace's options that ``Runner.check_strace`` found to work in this guest: fast
-        #: seccomp-bpf filtering, and how ``-u`` names the user.
-        self.strace_opts = ["--seccomp-bpf", "-u", user]
+        #: What ``Runner.check_strace`` found to work in this guest: strace's options (fast
+        #: seccomp-bpf filtering), and how the traced command becomes tester: strace's own
+        #: ``-u``, or a wrapper inside the trace (``setpriv``, `drop_wrapper`) where strace
+        #: cannot combine ``-u`` with seccomp-bpf (6.13, trixie). The wrapper's own lines
+        #: are left out of the trace (`WrapperLines`).
+        self.strace_opts = ["--seccomp-bpf"]
+        self.strace_user = ["-u", user] if uid is not None else []
+        self.drop_wrapper: list[str] = []
         self.nproc = nproc
         self.cgroup = cgroup  # the package's memory-capped cgroup, when there is one
         self.linger_s = LINGER_S
@@ -120,10 +125,9 @@ class Executor:
             trace_fd = os.open(trace_path, os.O_RDONLY | os.O_NONBLOCK)
             keep_fd = os.open(trace_path, os.O_WRONLY)
             os.set_blocking(trace_fd, True)
-            opts = self.strace_opts if self.uid is not None else self.strace_opts[:-2]
-            prefix = [self.strace, "-f", "-q", *opts, "-s", "256", "-yy"]
-            prefix += ["-e", "signal=none", "-e", f"trace={TRACE_SET}", "-o", trace_path]
-            full = [*prefix, "--", *argv]
+            prefix = [self.strace, "-f", "-q", *self.strace_opts, *self.strace_user]
+            prefix += ["-s", "256", "-yy", "-e", "signal=none", "-e", f"trace={TRACE_SET}"]
+            full = [*prefix, "-o", trace_path, "--", *self.drop_wrapper, *argv]
         # Untraced, the child drops to tester itself, after joining the cgroup as root.
         drop = self.uid is not None and not use_strace
         stderr_tail: collections.deque[str] = collections.deque()
@@ -156,7 +160,9 @@ class Executor:
             threads.append(self._reader(phase, name, stream, tail, budget, on_line, tag))
         main = MainExit()
         if trace_fd >= 0:
-            threads.append(self._tracer(phase, os.fdopen(trace_fd, "rb"), budget, main, tag))
+            wrapper = WrapperLines(bool(self.drop_wrapper))
+            stream = os.fdopen(trace_fd, "rb")
+            threads.append(self._tracer(phase, stream, budget, main, wrapper, tag))
         timed_out = True
 
         def main_pid() -> int | None:
@@ -267,13 +273,19 @@ class Executor:
         return thread
 
     def _tracer(
-        self, phase: str, stream: IO[bytes], budget: Budget, main: MainExit, tag: dict[str, str]
+        self,
+        phase: str,
+        stream: IO[bytes],
+        budget: Budget,
+        main: MainExit,
+        wrapper: WrapperLines,
+        tag: dict[str, str],
     ) -> threading.Thread:
         def pump() -> None:
             with contextlib.suppress(OSError, ValueError), stream:
                 for raw, cut in iter_lines(stream, TRACE_LINE_LIMIT):
                     main.watch(raw)  # before the cap: the main process's end always counts
-                    if not budget.take_trace(raw):
+                    if wrapper.hides(raw) or not budget.take_trace(raw):
                         continue
                     text = raw.decode("utf-8", "replace")
                     pid_text, _, _ = text.partition(" ")
@@ -342,6 +354,40 @@ class Executor:
                     break
         owned.discard(me)
         return sorted(owned)
+
+
+def setpriv_argv(setpriv: str, uid: int, gid: int) -> list[str]:
+    """The wrapper that makes a traced command tester from inside the trace."""
+    return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+
+
+class WrapperLines:
+    """Hides the privilege-dropping wrapper's own trace lines (its library loads, its
+    ``setresuid``/``setresgid``/``setgroups``, its ``PATH`` search): those of the first
+    process until it has run its second program (the first is the wrapper itself), which
+    is the command. What the command does is all there, as with strace's own ``-u``."""
+
+    _EXECVE = re.compile(rb"^(\d+)\s+execve\(.*\)\s+= 0\b")
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+        self.pid: bytes | None = None
+        self.programs = 0
+
+    def hides(self, raw: bytes) -> bool:
+        if not self.active:
+            return False
+        head = raw.split(b" ", 1)[0]
+        if self.pid is None:
+            self.pid = head
+        if head != self.pid:
+            return False
+        if self._EXECVE.match(raw):
+            self.programs += 1
+            if self.programs == 2:
+                self.active = False
+                return False
+        return True
 
 
 class MainExit:

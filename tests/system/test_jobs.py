@@ -41,12 +41,14 @@ class Harness:
     pypi: FakePyPI
     daemon: SlaveDaemon
     work_dir: Path
+    #: the image every job names (``$PYTI_TEST_IMAGE``, default bookworm)
+    image: str = "bookworm"
     next_id: int = 1
 
     async def run(self, project: str, version: str, **offer: object) -> tuple[int, JobResult]:
         job_id = self.next_id
         self.next_id += 1
-        await self.master.offer(job_id, project=project, version=version, image="bookworm",
+        await self.master.offer(job_id, project=project, version=version, image=self.image,
                                 **offer)  # type: ignore[arg-type]  # fmt: skip
         return job_id, await self.master.wait_result(job_id, timeout=JOB_TIMEOUT)
 
@@ -72,7 +74,7 @@ async def harness(tmp_path: Path, image: Image) -> AsyncIterator[Harness]:
         task = asyncio.create_task(daemon.run())
         try:
             await master.wait_session()
-            yield Harness(master, pypi, daemon, tmp_path / "w")
+            yield Harness(master, pypi, daemon, tmp_path / "w", image.name)
         finally:
             await stop_task(task)
 
@@ -152,7 +154,7 @@ async def test_package_that_does_not_install(harness: Harness, tmp_path: Path) -
         reason = str(result.summary.reason)
         assert reason.startswith("install failed: "), reason
         if checked_on == "host":
-            assert re.search(r"oldpkg 1\.0 requires a different Python: 3\.11\.\d+ not in '<3'$",
+            assert re.search(r"oldpkg 1\.0 requires a different Python: 3\.\d+\.\d+ not in '<3'$",
                              reason), reason  # fmt: skip
         events = [e for _, e in sorted(harness.master.events[job_id].items())]
         install = [e for e in events if e.event == "phase_finished" and e.phase == "install"]
@@ -283,7 +285,7 @@ async def test_flat_sdist_tests_see_its_compiled_module(harness: Harness, tmp_pa
     ), result.summary.reason
     events = [e for _, e in sorted(harness.master.events[job_id].items())]
     said = [str(e.fields.get("message")) for e in events if e.event == "log"]
-    assert any("flatext/_speed.cpython-311" in line for line in said), said
+    assert any("flatext/_speed.cpython-3" in line for line in said), said
     assert_well_formed(harness, job_id, result)
 
 
@@ -340,6 +342,8 @@ async def test_a_sleeper_at_import_ends_at_its_timeout(harness: Harness, tmp_pat
 
 async def test_host_runs_no_package_code(harness: Harness, tmp_path: Path) -> None:
     """An sdist whose setup.py writes a marker: it runs in the guest (traced), never on the host."""
+    if harness.image != "bookworm":  # the only setuptools wheel at hand is ensurepip's
+        pytest.skip("ensurepip's setuptools 65 does not run on the image's Python 3.12+")
     marker = f"/tmp/pyti-marker-{secrets.token_hex(8)}"
     setup_py = (
         f"import pathlib\npathlib.Path({marker!r}).write_text('ran')\n"
@@ -370,7 +374,7 @@ async def test_cancel_mid_job_and_phase_timeout(harness: Harness, tmp_path: Path
     sleepy = "import time\n\n\ndef test_sleeps():\n    time.sleep(600)\n"
     harness.pypi.add_project(tmp_path / "d", "sleepy", "1.0", test_body=sleepy)
 
-    await harness.master.offer(50, project="sleepy", version="1.0", image="bookworm")
+    await harness.master.offer(50, project="sleepy", version="1.0", image=harness.image)
     await harness.master.wait_for(
         lambda: any(
             e.event == "phase_started" and e.phase == "tests"

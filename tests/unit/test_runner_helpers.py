@@ -13,7 +13,8 @@ import pytest
 from guest_runner.apart import error_line
 from guest_runner.archive import safe_extract
 from guest_runner.budget import Budget
-from guest_runner.executor import MainExit
+from guest_runner.build import IMPORT_FAILURE
+from guest_runner.executor import MainExit, WrapperLines
 from guest_runner.junit import parse_junit
 from guest_runner.limits import PhaseWatch, oom_kills
 from guest_runner.offline import is_offline_failure
@@ -418,3 +419,37 @@ def test_pip_error_reads_pip_and_uv(stderr: str, expected: str) -> None:
     """The summary's "why not installable" is the installer's error line, pip's or uv's."""
     result = Result(returncode=1, timed_out=False, stderr_tail=stderr, stdout_tail="")
     assert pip_error(result).startswith(expected)
+
+
+def test_wrapper_lines_hide_only_the_privilege_drop() -> None:
+    """The setpriv wrapper's own lines (its library loads, setresuid, a failed PATH
+    attempt) are hidden up to the command's execve; from there on, all is kept."""
+    lines = [
+        b'493   execve("/usr/bin/setpriv", ["setpriv", "--reuid=1000"], 0x7ffd /* 10 vars */) = 0',
+        b'493   openat(AT_FDCWD, "/lib/x86_64-linux-gnu/libcap-ng.so.0", O_RDONLY) = 3',
+        b"493   setresuid(1000, 1000, 1000)       = 0",
+        b"493   setgroups(0, NULL)                = 0",
+        b'493   execve("/usr/local/bin/python", ["python"], 0x1 /* 10 vars */) = -1 ENOENT',
+        b'493   execve("/home/tester/venv/bin/python", ["python", "-c", "x"], 0x1) = 0',
+        b"493   setresuid(0, 0, 0)                = -1 EPERM (Operation not permitted)",
+        b'494   execve("/bin/sh", ["sh"], 0x1) = 0',
+    ]
+    wrapper = WrapperLines(active=True)
+    shown = [line for line in lines if not wrapper.hides(line)]
+    assert shown == lines[5:]
+    idle = WrapperLines(active=False)
+    assert [line for line in lines if not idle.hides(line)] == lines
+
+
+@pytest.mark.parametrize(
+    ("line", "found"),
+    [
+        ("ModuleNotFoundError: No module named 'fakehelper'", True),
+        ("ImportError: cannot import name 'x' from 'y'", True),
+        # the trixie image's pip hides the cause when an in-tree backend does not import
+        ("pip._vendor.pyproject_hooks._impl.BackendUnavailable: Cannot import 'setup'", True),
+        ("ERROR: No matching distribution found for wheel", False),
+    ],
+)
+def test_build_failures_worth_a_retry_without_isolation(line: str, found: bool) -> None:
+    assert bool(IMPORT_FAILURE.search(line)) is found
