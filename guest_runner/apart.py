@@ -25,8 +25,8 @@ ERROR_CHARS = 200
 
 
 class Apart:
-    """Counts and lists (up to `MAX_LISTED`) the failed tests that are offline-only or
-    speed-check-only."""
+    """Counts and lists (up to `MAX_LISTED`) the failed tests that are offline-only,
+    speed-check-only or missing-program-only, and keeps the first failure that is none."""
 
     def __init__(self) -> None:
         self.offline: dict[str, Any] = {"count": 0, "tests": []}

@@ -62,7 +62,7 @@ def missing_in(root: Path, site: Path, built: list[PurePosixPath]) -> list[tuple
         tree = root / base if base else root
         for rel in built:
             folder = tree / rel.parent
-            if not (tree / rel.parts[0]).is_dir() or not folder.is_dir():
+            if not folder.is_dir():  # the tree has no copy of that package folder
                 continue
             name = module_name(rel.name)
             if any(module_name(p.name) == name for p in folder.iterdir()):

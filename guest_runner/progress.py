@@ -24,9 +24,9 @@ _NODE_ID_MAX = 300
 
 def read_progress(path: Path) -> dict[str, Any] | None:
     """``{passed, failed, errors, skipped, collected, collection_error_count, running,
-    offline_failures, speed_failures, first_failure}`` from the progress file, or None when there is
-    none (or it is unreadable). Failed tests are sorted by their failure texts as the
-    JUnit reader sorts them (:class:`~guest_runner.apart.Apart`).
+    offline_failures, speed_failures, program_failures, first_failure}`` from the progress
+    file, or None when there is none (or it is unreadable). Failed tests are sorted by
+    their failure texts as the JUnit reader sorts them (:class:`~guest_runner.apart.Apart`).
 
     ``running`` is the last test that started and never ended (None when every test
     that started ended).

@@ -306,7 +306,7 @@ async def _fetch_best_effort(
                     continue
                 got.append(requirement)
     except TimeoutError:
-        log.warning("build_imports_budget_exceeded", budget=budget, fetched=got)
+        log.warning("fetch_budget_exceeded", budget=budget, wanted=wanted, fetched=got)
     return got
 
 
