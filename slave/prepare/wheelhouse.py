@@ -4,7 +4,9 @@ Only binary wheels: pip never builds anything, so no code of any package runs on
 the host. pip resolves for the guest's interpreter and platform (``--python-version``,
 ``--abi``, ``--platform``); top-level markers are evaluated here for the guest,
 but pip evaluates the markers of *transitive* dependencies against the interpreter
-running it, so run pip with a Python of the guest's minor version when they differ.
+running it. When the guest's Python minor differs from pip's, uv resolves first
+(`slave.prepare.pins`) and pip downloads exactly those pins with ``--no-deps``; if
+uv cannot resolve, or pip refuses one of its pins, pip resolves alone.
 
 A resolution (requirement set + guest + index) is cached with the sha256 of every
 wheel it picked: within ``PipOptions.resolution_ttl`` the same set is served from
@@ -27,6 +29,7 @@ from pathlib import Path
 import structlog
 from packaging.requirements import InvalidRequirement, Requirement
 
+from slave.prepare import pins
 from slave.prepare.cache import BlobCache, CachedFile
 from slave.prepare.errors import DependencyUnavailable, MetadataError
 from slave.prepare.metadata import (
@@ -71,12 +74,18 @@ def requirements_from_guest(
 
 
 def pip_command(
-    requirements: Sequence[str], dest: Path, target: GuestTarget, pip: PipOptions
+    requirements: Sequence[str],
+    dest: Path,
+    target: GuestTarget,
+    pip: PipOptions,
+    *,
+    no_deps: bool = False,
 ) -> list[str]:
     """The argv of ``pip download`` for ``requirements`` (already marker-free)."""
     argv = [
         pip.python or sys.executable,
         *("-m", "pip", "download", "--only-binary=:all:"),
+        *(["--no-deps"] if no_deps else []),
         *("--python-version", target.python_version),
         *("--implementation", "cp", "--abi", target.abi),
     ]
@@ -98,6 +107,7 @@ def _resolution_key(requirements: Sequence[str], target: GuestTarget, pip: PipOp
             "platform": target.platform,
             "index": pip.index_url,
             "args": list(pip.args),
+            "pinned_by_uv": pins.needs_pins(target, pip, sys.version_info[:2]),
         },
         sort_keys=True,
     )
@@ -174,7 +184,7 @@ async def download_wheels(
     try:
         await asyncio.to_thread(scratch.mkdir, parents=True)
         try:
-            status, output = await _run_pip(pip_command(args, scratch, target, pip), pip)
+            status, output = await _download(args, scratch, target, pip)
         except TimeoutError:
             raise DependencyUnavailable(args, f"pip timed out after {pip.timeout:g}s") from None
         if status != 0:
@@ -183,6 +193,26 @@ async def download_wheels(
         return await asyncio.to_thread(_adopt, scratch, wheelhouse, cache, key)
     finally:
         await asyncio.to_thread(shutil.rmtree, scratch, True)
+
+
+async def _download(
+    args: list[str], scratch: Path, target: GuestTarget, pip: PipOptions
+) -> tuple[int, str]:
+    """pip's download of ``args`` into ``scratch``: uv's pins when pip would misjudge
+    markers (another Python minor), else, or when that fails, pip resolving alone."""
+    if pins.needs_pins(target, pip, sys.version_info[:2]):
+        pinned = await pins.guest_pins(args, target, pip, _environment(pip))
+        if pinned is not None:
+            status, output = await _run_pip(
+                pip_command(pinned, scratch, target, pip, no_deps=True), pip
+            )
+            if status == 0:
+                log.debug("wheelhouse_pinned_by_uv", requirements=args, pins=pinned)
+                return status, output
+            log.info("uv_pins_refused_by_pip", pins=pinned, error=_failure_reason(output))
+            for leftover in await asyncio.to_thread(lambda: list(scratch.iterdir())):
+                await asyncio.to_thread(leftover.unlink)
+    return await _run_pip(pip_command(args, scratch, target, pip), pip)
 
 
 def _adopt(scratch: Path, wheelhouse: Path, cache: BlobCache, key: str) -> list[Path]:

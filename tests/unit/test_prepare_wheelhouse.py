@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -106,6 +107,56 @@ async def test_dependencies_fit_the_guest_python(pypi: FakePyPI, tmp_path: Path)
         await for_python("3.11", ["new-only"], "c")
     assert err.value.requirements == ["new-only"]
     assert await for_python("3.13", ["new-only"], "d") == ["new_only-1.0-py3-none-any.whl"]
+
+
+async def test_transitive_markers_are_judged_for_the_guest_python(
+    pypi: FakePyPI, tmp_path: Path
+) -> None:
+    """A dependency's markers hold for the guest's Python, not for the host's that runs
+    pip: ``top`` asks for ``dep<3`` below 3.12 and ``dep>=3`` from 3.12 on. pip alone,
+    on a host Python on the other side of 3.12, picked the host's ``dep``; uv pins for
+    the guest and pip downloads the pins."""
+    where = tmp_path / "i"
+    pypi.add_project(where, "dep", "2.0", sdist=False)
+    pypi.add_project(where, "dep", "3.0", sdist=False)
+    pypi.add_project(
+        where,
+        "top",
+        "1.0",
+        requires_dist=['dep<3; python_version < "3.12"', 'dep>=3; python_version >= "3.12"'],
+        sdist=False,
+    )
+    guest, want = ("3.13", "3.0") if sys.version_info < (3, 12) else ("3.11", "2.0")
+    paths = await download_wheels(
+        ["top"],
+        wheelhouse=tmp_path / "wh",
+        cache_dir=tmp_path / "cache",
+        python_version=guest,
+        platform="manylinux_2_36_x86_64",
+        pip=options(pypi),
+    )
+    names = sorted(p.name for p in paths)
+    assert names == [f"dep-{want}-py3-none-any.whl", "top-1.0-py3-none-any.whl"]
+
+
+async def test_pins_pip_refuses_fall_back_to_pip_resolving(pypi: FakePyPI, tmp_path: Path) -> None:
+    """uv's pins are only a first try: when pip cannot download one of them (here a
+    constraint only pip sees), pip resolves alone and still delivers the wheels."""
+    where = tmp_path / "i"
+    pypi.add_project(where, "dep", "1.0", sdist=False)
+    pypi.add_project(where, "dep", "2.0", sdist=False)
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("dep<2\n")
+    guest = "3.13" if sys.version_info < (3, 13) else "3.12"
+    paths = await download_wheels(
+        ["dep"],
+        wheelhouse=tmp_path / "wh",
+        cache_dir=tmp_path / "cache",
+        python_version=guest,
+        platform="manylinux_2_36_x86_64",
+        pip=options(pypi, args=(*HERMETIC_PIP_ARGS, "--constraint", str(constraints))),
+    )
+    assert [p.name for p in paths] == ["dep-1.0-py3-none-any.whl"]
 
 
 async def test_nothing_applicable_runs_no_pip(pypi: FakePyPI, tmp_path: Path) -> None:
