@@ -3,18 +3,21 @@
 pytest runs with ``-o junit_family=xunit1`` so every ``testcase`` carries its
 ``file``. A module pytest could not collect is a ``testcase`` whose ``error`` has
 the message ``collection failure``; those are reported apart
-(``collection_errors``) and not counted as tests.
+(``collection_errors``) and not counted as tests, unless the release's own code
+raised the error (:mod:`guest_runner.release_fault`): then it is a failed test.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 from guest_runner.apart import MAX_LISTED, Apart
+from guest_runner.release_fault import raised_by_release
 
 JUNIT_LIMIT = 32 * 1024 * 1024
 NETWORK_ERROR = re.compile(
@@ -48,8 +51,12 @@ def empty_summary() -> dict[str, Any]:
     }
 
 
-def parse_junit(path: Path) -> dict[str, Any]:
-    """Counts from pytest's JUnit XML (written by package code: size-capped, defensive)."""
+def parse_junit(path: Path, modules: Sequence[str] = ()) -> dict[str, Any]:
+    """Counts from pytest's JUnit XML (written by package code: size-capped, defensive).
+
+    ``modules`` are the release's top-level modules: a test module that could not be
+    collected because one of them raised (`raised_by_release`) is a failed test.
+    """
     summary = empty_summary()
     try:
         if path.is_symlink() or path.stat().st_size > JUNIT_LIMIT:
@@ -69,26 +76,36 @@ def parse_junit(path: Path) -> dict[str, Any]:
     network = 0
     uncollected: list[dict[str, str | None]] = []
     uncollected_count = 0
+    broken = 0
     apart = Apart()
     for case in root.iter("testcase"):
         bad = [*case.iter("failure"), *case.iter("error")]
         texts = [(b.get("message") or "") + "\n" + (b.text or "")[:_TEXT_LIMIT] for b in bad]
         if any(b.tag == "error" and b.get("message") == "collection failure" for b in bad):
-            uncollected_count += 1
-            if len(uncollected) < MAX_LISTED:
-                uncollected.append(collection_error(case, texts[0]))
+            own = raised_by_release(texts[0], modules)
+            if own is None:
+                uncollected_count += 1
+                if len(uncollected) < MAX_LISTED:
+                    uncollected.append(collection_error(case, texts[0]))
+                continue
+            # The release's own code failed to import: a failed test, not a module
+            # set aside (pytest counted it among the errors).
+            broken += 1
+            apart.add(case.get("file") or node_id(case), [f"{own}\n{texts[0]}"])
             continue
         if any(NETWORK_ERROR.search(text) for text in texts):
             network += 1
         apart.add(node_id(case), texts)
-    # Collection failures are counted by pytest as errored tests: they are not tests.
+    # Collection failures are counted by pytest as errored tests: they are not tests,
+    # except a module the release's own code broke, which counts as a failed one.
     collected = max(0, totals["tests"] - uncollected_count)
-    errors = max(0, totals["errors"] - uncollected_count)
-    passed = collected - totals["failures"] - errors - totals["skipped"]
+    errors = max(0, totals["errors"] - uncollected_count - broken)
+    failed = totals["failures"] + broken
+    passed = collected - failed - errors - totals["skipped"]
     summary.update(
         collected=collected,
         passed=max(0, passed),
-        failed=totals["failures"],
+        failed=failed,
         errors=errors,
         skipped=totals["skipped"],
         duration_s=round(duration, 3),

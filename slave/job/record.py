@@ -29,7 +29,8 @@ one-line ``reason`` (``summary.reason``; table also in ``docs/outcomes.md``)::
 Tests that fail only because the guest is offline or lacks a program they run (a
 CI runner's tool: ``hg``, ``node``), modules that could not be collected and test
 requirements that could not be installed never make a release ``failed``: they are
-counted and named in the reason. pytest's exit status alone (collection errors)
+counted and named in the reason. (A module the release's own code kept from being
+collected arrives from the runner as a failed test: ``guest_runner.release_fault``.) pytest's exit status alone (collection errors)
 decides nothing when the counts are known.
 ``quality`` never decides the outcome: it runs our tools, not the package.
 """

@@ -1,0 +1,77 @@
+"""Collection errors the release's own code raised: a broken release, not a missing tool.
+
+pytest goes on past test modules it cannot import (``--continue-on-collection-errors``)
+and those are counted apart (``collection_errors``): nearly always a test requirement
+that could not be installed, or a helper the sdist does not ship. But when the
+exception comes from the release's own code, the tests have found what they exist
+to find: a module of the package that does not import. Such a module counts as a
+failed test.
+
+It is the release's fault when the test module's traceback (pytest's short form,
+``path:line: in <module>`` frames then ``E   Error: ...``) shows either
+
+- ``cannot import name 'X' from 'M'`` with ``M`` one of the release's top-level
+  modules (the tests ask the package for something it does not have), or
+- its deepest frame in a non-test file of the release (``site-packages/M/...``, or
+  ``M/...`` / ``src/M/...`` in the sdist), and the error is not a missing or
+  incomplete *other* module (``No module named 'numpy'``: an optional dependency not
+  installed stays a collection error, counted apart as before).
+
+Files under a ``tests``/``test``/``testing`` folder and ``conftest.py`` are never the
+package's code: their errors stay collection errors.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+_FRAME = re.compile(r"^(\S[^\n]*?\.py):\d+: in ", re.MULTILINE)
+_MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
+_CANNOT_IMPORT = re.compile(r"ImportError: cannot import name '[^']+' from '([^']+)'")
+_TEST_DIRS = frozenset({"tests", "test", "testing"})
+_ERROR_CHARS = 200
+
+
+def _top(dotted: str) -> str:
+    return dotted.split(".", 1)[0]
+
+
+def release_file(path: str, tops: frozenset[str]) -> bool:
+    """``path`` (absolute, or relative to the sdist's root) is a non-test file of the release."""
+    if "/site-packages/" in path:
+        parts = path.split("/site-packages/", 1)[1].split("/")
+    else:
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        if parts and parts[0] == "src":
+            parts = parts[1:]
+    if not parts or parts[-1] == "conftest.py" or _TEST_DIRS.intersection(parts[:-1]):
+        return False
+    return parts[0].removesuffix(".py") in tops
+
+
+def error_of(text: str) -> str:
+    """The last ``E`` line of a pytest report (the exception), else its last line."""
+    lines = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("E ")]
+    lines = lines or [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:_ERROR_CHARS] if lines else ""
+
+
+def raised_by_release(text: str, modules: Iterable[str]) -> str | None:
+    """The error line when the collection error ``text`` is the release's fault, else None."""
+    tops = frozenset(_top(m) for m in modules)
+    if not tops:
+        return None
+    error = error_of(text)
+    cannot = _CANNOT_IMPORT.search(error)
+    if cannot and _top(cannot.group(1)) in tops:
+        return error
+    frames = _FRAME.findall(text)
+    if not frames or not release_file(frames[-1], tops):
+        return None
+    missing = _MISSING.search(error)
+    if missing and _top(missing.group(1)) not in tops:
+        return None
+    if cannot:  # a name missing from another module: that module's version, not ours
+        return None
+    return error

@@ -1,0 +1,110 @@
+"""A test module the release's own code broke is a failed test; a missing helper is not.
+
+The JUnit XML is written by a real pytest run (``--continue-on-collection-errors``,
+xunit1, as the guest's tests phase runs it) on a small tree: a package ``mypkg``
+whose submodule ``broken`` raises at import, and tests that import it, import a name
+the package lacks, import a module nobody installed, or a test helper that raises.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from guest_runner.junit import parse_junit
+from guest_runner.release_fault import raised_by_release, release_file
+
+FILES = {
+    "mypkg/__init__.py": "VALUE = 1\n",
+    "mypkg/broken.py": "raise RuntimeError('the config table is empty')\n",
+    "mypkg/optional.py": "import numpy_not_installed_here\n",
+    "mypkg/tests/__init__.py": "",
+    "mypkg/tests/helper.py": "raise KeyError('fixture data not shipped')\n",
+    "tests/test_ok.py": "def test_ok():\n    assert True\n",
+    "tests/test_broken.py": "import mypkg.broken\n\ndef test_a():\n    pass\n",
+    "tests/test_name.py": "from mypkg import missing_name\n\ndef test_b():\n    pass\n",
+    "tests/test_optional.py": "import mypkg.optional\n\ndef test_c():\n    pass\n",
+    "tests/test_trio.py": "import trio_not_installed_here\n\ndef test_d():\n    pass\n",
+    "tests/test_helper.py": "import mypkg.tests.helper\n\ndef test_e():\n    pass\n",
+}
+
+
+@pytest.fixture(scope="module")
+def junit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sdist")
+    for name, text in FILES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    out = root / "junit.xml"
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={out}"]
+    subprocess.run(
+        [*argv, "-o", "junit_family=xunit1", "--continue-on-collection-errors", "tests"],
+        cwd=root,
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    return out
+
+
+def test_modules_the_release_broke_are_failed_tests(junit: Path) -> None:
+    """test_broken (mypkg.broken raises) and test_name (mypkg has no such name) fail;
+    the missing third-party modules and the test helper stay collection errors."""
+    summary = parse_junit(junit, ["mypkg"])
+    apart = sorted(e["module"] for e in summary["collection_errors"])
+    assert apart == ["tests/test_helper.py", "tests/test_optional.py", "tests/test_trio.py"]
+    assert summary["collection_error_count"] == 3
+    assert (summary["collected"], summary["passed"], summary["failed"], summary["errors"]) == (
+        3,
+        1,
+        2,
+        0,
+    )
+    first = summary["first_failure"]
+    assert first["test"] in ("tests/test_broken.py", "tests/test_name.py")
+    assert first["error"] in (
+        "RuntimeError: the config table is empty",
+        "ImportError: cannot import name 'missing_name' from 'mypkg' (%s)"
+        % (junit.parent / "mypkg" / "__init__.py"),
+    )
+
+
+def test_without_the_release_modules_nothing_is_blamed(junit: Path) -> None:
+    """Not knowing the release's modules (no install), every error is set aside as before."""
+    summary = parse_junit(junit)
+    assert summary["collection_error_count"] == 5
+    assert (summary["collected"], summary["passed"], summary["failed"]) == (1, 1, 0)
+    assert summary["first_failure"] is None
+
+
+@pytest.mark.parametrize(
+    ("path", "ours"),
+    [
+        ("/home/tester/venv/lib/python3.13/site-packages/mypkg/core.py", True),
+        ("/home/tester/venv/lib/python3.13/site-packages/mypkg.py", True),
+        ("/home/tester/venv/lib/python3.13/site-packages/other/core.py", False),
+        ("/home/tester/venv/lib/python3.13/site-packages/mypkg/tests/util.py", False),
+        ("src/mypkg/core.py", True),
+        ("mypkg/conftest.py", False),
+        ("tests/test_x.py", False),
+        ("/usr/lib/python3.13/importlib/__init__.py", False),
+    ],
+)
+def test_release_file(path: str, ours: bool) -> None:
+    assert release_file(path, frozenset({"mypkg"})) is ours
+
+
+def test_a_missing_dependency_inside_the_package_is_not_blamed() -> None:
+    """The package's own frame importing an uninstalled dependency: set aside."""
+    text = (
+        "collection failure\ntests/test_x.py:1: in <module>\n    import mypkg.extra\n"
+        "/venv/lib/python3.13/site-packages/mypkg/extra.py:1: in <module>\n"
+        "    import yaml\nE   ModuleNotFoundError: No module named 'yaml'"
+    )
+    assert raised_by_release(text, ["mypkg"]) is None
+    assert raised_by_release(text.replace("'yaml'", "'mypkg._speedups'"), ["mypkg"]) == (
+        "ModuleNotFoundError: No module named 'mypkg._speedups'"
+    )
