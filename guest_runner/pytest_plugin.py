@@ -12,6 +12,16 @@ collection is over, each collected Hypothesis test gets its settings (the profil
 was decorated under, or its own ``@settings``) with ``deadline=None``, as Hypothesis's
 own ``ci`` profile has it. The rest of the settings stay the project's.
 
+**``unittest.main()`` at import hands its tests to pytest.** Some suites are scripts:
+a test module calls ``unittest.main()`` with no ``__main__`` guard, or hands over to
+another module's tests (crcmod's ``test/test_crcmod.py``: ``unittest.main(module=
+crcmod.test)``). Collected by pytest, that call parses pytest's own command line,
+exits, and the ``SystemExit`` ends the whole run in an INTERNALERROR: no test of any
+module runs. Here ``unittest.main`` does not run anything: the calling module's own
+``TestCase`` classes are collected by pytest as they are, and those of the module it
+names are put into the calling module, so pytest collects them there. Only during
+collection: a test that runs a unittest program on purpose gets the real one.
+
 **Progress as it goes.** With ``--pyti-progress=FILE`` each test's start and end are
 appended to FILE (``S nodeid``, then ``E outcome nodeid``; ``C nodeid`` for a module
 that could not be collected; ``F nodeid<TAB>text`` with the end of a failure's text,
@@ -26,7 +36,9 @@ that was running.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
+import unittest
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -83,6 +95,36 @@ class Progress:
 def pytest_addoption(parser: Any) -> None:
     """``--pyti-progress=FILE`` (module docstring)."""
     parser.addoption(OPTION, dest="pyti_progress", default=None)
+
+
+def unittest_main_for_pytest(module: Any = "__main__", *_args: Any, **_kwargs: Any) -> None:
+    """``unittest.main`` while pytest collects (module docstring): runs nothing, and
+    puts the ``TestCase`` classes of the module it names into the calling module."""
+    if isinstance(module, str):
+        if module == "__main__":
+            return
+        try:
+            module = importlib.import_module(module)
+        except Exception:  # the suite's own import problem: pytest reports it elsewhere
+            return
+    caller = sys._getframe(1).f_globals  # the module calling unittest.main
+    for name, value in list(vars(module).items()):
+        if isinstance(value, type) and issubclass(value, unittest.TestCase):
+            caller.setdefault(name, value)
+
+
+_REAL_UNITTEST_MAIN = unittest.main
+
+
+def pytest_sessionstart() -> None:
+    """``unittest.main`` replaced for the collection (module docstring)."""
+    unittest.main = unittest_main_for_pytest  # type: ignore[assignment]
+
+
+def pytest_collection_finish() -> None:
+    """The real ``unittest.main`` back once collection is over: a test that runs a
+    unittest program on purpose gets it."""
+    unittest.main = _REAL_UNITTEST_MAIN
 
 
 def pytest_configure(config: Any) -> None:

@@ -114,6 +114,26 @@ async def test_passing_and_failing_packages(harness: Harness, tmp_path: Path) ->
     ), result.summary.reason
     assert_well_formed(harness, job_id, result)
 
+    # A test module the release's own code keeps from importing is a failed test; one
+    # that needs a module nobody installed is set aside.
+    harness.pypi.add_project(tmp_path / "d", "subpkg", "1.0", extra_files=BROKEN_SUBMODULE)
+    job_id, result = await harness.run("subpkg", "1.0")
+    tests = result.summary.to_json()["tests"]
+    assert result.outcome == "failed", result.summary
+    assert (tests["passed"], tests["failed"]) == (1, 1), tests
+    assert [m["module"] for m in tests["uncollectable"]["modules"]] == ["tests/test_trio.py"]
+    assert result.summary.reason == (
+        "1 of 2 tests failed, first tests/test_sub.py: RuntimeError: the config table is empty"
+    ), result.summary.reason
+
+
+#: subpkg.sub raises at import; tests/test_sub.py imports it, tests/test_trio.py needs trio.
+BROKEN_SUBMODULE = {
+    "subpkg/sub.py": "raise RuntimeError('the config table is empty')\n",
+    "tests/test_sub.py": "import subpkg.sub\n\n\ndef test_sub():\n    pass\n",
+    "tests/test_trio.py": "import trio\n\n\ndef test_trio():\n    pass\n",
+}
+
 
 #: An in-tree build backend (nothing to install) whose metadata refuses every Python 3.
 OLD_SDIST_BACKEND = {

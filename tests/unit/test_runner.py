@@ -826,3 +826,52 @@ def test_tests_summary_says_when_no_tests_ran(tmp_path: Path, run_job: RunJob) -
     assert summary["collected"] == 0
     assert summary["collection_errors"][0]["missing"] == "trio"
     assert finished(events, "tests")["reason"] == "no test module could be collected"
+
+
+def test_unittest_main_at_import_hands_its_tests_to_pytest(tmp_path: Path, run_job: RunJob) -> None:
+    """Test modules written as scripts: one calls ``unittest.main()`` after its TestCase
+    with no ``__main__`` guard, another hands over to a module of the package
+    (``unittest.main(module=demo.checks)``). Under pytest that call used to exit during
+    collection, and the SystemExit stopped the whole run (exit status 3, no test ran).
+    Both modules' tests run; a test that runs a unittest program itself gets the real one."""
+    own = dedent(
+        """
+        import unittest
+
+
+        class Own(unittest.TestCase):
+            def test_one(self):
+                self.assertEqual(1, 1)
+
+            def test_real_program(self):
+                program = unittest.main(module=None, argv=["x"], exit=False, defaultTest=[])
+                self.assertIsInstance(program, unittest.TestProgram)
+
+
+        unittest.main()
+        """
+    )
+    checks = dedent(
+        """
+        import unittest
+
+
+        class Checks(unittest.TestCase):
+            def test_two(self):
+                self.assertTrue(True)
+
+            def test_three(self):
+                self.assertFalse(False)
+        """
+    )
+    handover = "import unittest\n\nimport demo.checks\n\nunittest.main(module=demo.checks)\n"
+    sdist = project(
+        tmp_path,
+        test_body=own,
+        extra_files={"demo/checks.py": checks, "tests/test_handover.py": handover},
+    )
+    events = run_job([sdist], phases=("install", "tests"))
+    summary = one(events, "tests_summary")
+    assert finished(events, "tests")["status"] == "passed", summary
+    assert (summary["collected"], summary["passed"], summary["failed"]) == (4, 4, 0)
+    assert summary["collection_error_count"] == 0
