@@ -1,22 +1,27 @@
-"""Failed tests counted apart: only the guest being offline, only a speed check, or only
-a program the guest does not have.
+"""Failed tests counted apart: only the guest being offline, only a speed check, only
+a program the guest does not have, or only a file the sdist does not ship.
 
 The JUnit reader (:mod:`guest_runner.junit`) and the progress-file reader
 (:mod:`guest_runner.progress`) both sort a failed test by its failure texts with
 :class:`Apart`: offline when every text shows only the missing network
 (:func:`~guest_runner.offline.is_offline_failure`), else a speed check when every text
 is one (:func:`~guest_runner.speed_checks.is_speed_failure`), else a missing program
-when every text is a run of the same kind (:func:`~guest_runner.missing_programs.missing_program`).
+when every text is a run of the same kind (:func:`~guest_runner.missing_programs.missing_program`),
+else a file the sdist does not ship when every text is a read of one
+(:func:`~guest_runner.unshipped_files.unshipped_file`; only with the sdist's ``root``).
 The first failure set apart by none is kept with its error line: the job's reason names it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from guest_runner.missing_programs import missing_program
 from guest_runner.offline import is_offline_failure
 from guest_runner.speed_checks import is_speed_failure
+from guest_runner.unshipped_files import unshipped_file
 
 #: Test ids listed per kind (the counts are complete).
 MAX_LISTED = 50
@@ -26,9 +31,14 @@ ERROR_CHARS = 200
 
 class Apart:
     """Counts and lists (up to `MAX_LISTED`) the failed tests that are offline-only,
-    speed-check-only or missing-program-only, and keeps the first failure that is none."""
+    speed-check-only, missing-program-only or unshipped-file-only, and keeps the first
+    failure that is none. ``root`` is the sdist's tree the tests ran from (None: a
+    wheel-only release's installed package), ``modules`` the release's top-level ones."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path | None = None, modules: Sequence[str] = ()) -> None:
+        self.root = root
+        self.modules = tuple(modules)
+        self.files: dict[str, Any] = {"count": 0, "tests": [], "files": []}
         self.offline: dict[str, Any] = {"count": 0, "tests": []}
         self.speed: dict[str, Any] = {"count": 0, "tests": []}
         self.programs: dict[str, Any] = {"count": 0, "tests": [], "programs": []}
@@ -48,6 +58,11 @@ class Apart:
             for name in missing:
                 if name not in kind["programs"] and len(kind["programs"]) < MAX_LISTED:
                     kind["programs"].append(name)
+        elif all(absent := [unshipped_file(text, self.root, self.modules) for text in texts]):
+            kind = self.files
+            for name in absent:
+                if name not in kind["files"] and len(kind["files"]) < MAX_LISTED:
+                    kind["files"].append(name)
         else:
             if self.first is None:
                 self.first = {"test": node[:300], "error": error_line(texts[0])}
@@ -57,12 +72,13 @@ class Apart:
             kind["tests"].append(node)
 
     def fields(self) -> dict[str, Any]:
-        """``offline_failures``, ``speed_failures``, ``program_failures`` and ``first_failure``
-        of a ``tests_summary``."""
+        """``offline_failures``, ``speed_failures``, ``program_failures``,
+        ``unshipped_failures`` and ``first_failure`` of a ``tests_summary``."""
         return {
             "offline_failures": self.offline,
             "speed_failures": self.speed,
             "program_failures": self.programs,
+            "unshipped_failures": self.files,
             "first_failure": self.first,
         }
 

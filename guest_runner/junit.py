@@ -46,25 +46,30 @@ def empty_summary() -> dict[str, Any]:
         "offline_failures": {"count": 0, "tests": []},
         "speed_failures": {"count": 0, "tests": []},
         "program_failures": {"count": 0, "tests": [], "programs": []},
+        "unshipped_failures": {"count": 0, "tests": [], "files": []},
         "first_failure": None,
         "running": None,
     }
 
 
-def parse_junit(path: Path, modules: Sequence[str] = ()) -> dict[str, Any]:
+def parse_junit(
+    path: Path, modules: Sequence[str] = (), root: Path | None = None
+) -> dict[str, Any]:
     """Counts from pytest's JUnit XML (written by package code: size-capped, defensive).
 
     ``modules`` are the release's top-level modules: a test module that could not be
     collected because one of them raised (`raised_by_release`) is a failed test.
+    ``root`` is the sdist's tree the tests ran from (None for a wheel-only release's
+    installed package): failures that only read a file it lacks are counted apart.
     """
     summary = empty_summary()
     try:
         if path.is_symlink() or path.stat().st_size > JUNIT_LIMIT:
             return summary
-        root = ElementTree.parse(path).getroot()  # noqa: S314 - capped; expat resists entity bombs
+        document = ElementTree.parse(path).getroot()  # noqa: S314 - capped; expat resists entity bombs
     except (OSError, ElementTree.ParseError):
         return summary
-    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    suites = [document] if document.tag == "testsuite" else list(document.iter("testsuite"))
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     duration = 0.0
     for suite in suites:
@@ -77,8 +82,8 @@ def parse_junit(path: Path, modules: Sequence[str] = ()) -> dict[str, Any]:
     uncollected: list[dict[str, str | None]] = []
     uncollected_count = 0
     broken = 0
-    apart = Apart()
-    for case in root.iter("testcase"):
+    apart = Apart(root, modules)
+    for case in document.iter("testcase"):
         bad = [*case.iter("failure"), *case.iter("error")]
         texts = [(b.get("message") or "") + "\n" + (b.text or "")[:_TEXT_LIMIT] for b in bad]
         if any(b.tag == "error" and b.get("message") == "collection failure" for b in bad):

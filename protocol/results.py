@@ -63,11 +63,13 @@ class PhaseResult:
 class OfflineFailures:
     """Tests that failed only for a reason outside the package, counted apart (and also
     counted as failed): the guest being offline, a speed check in an emulated guest, or a
-    program the guest does not have (then ``programs`` names them)."""
+    program the guest does not have (then ``programs`` names them), or a file the sdist
+    does not ship (then ``files`` names them, relative to the sdist's root)."""
 
     count: int
     tests: Names = ()
     programs: Names | None = None
+    files: Names | None = None
 
 
 @record(omit_none=True)
@@ -108,6 +110,9 @@ class TestCounts:
     #: failures that only ran a program the guest lacks (``hg``, ``node``): a CI runner's
     #: tool, not the package's
     program_failures: OfflineFailures | None = None
+    #: failures that only read a file the sdist leaves out (test data, a git submodule):
+    #: upstream CI reads it from a checkout
+    unshipped_failures: OfflineFailures | None = None
     uncollectable: Uncollectable | None = None
     test_requirements_missing: Names | None = None
     reason: Line | None = None

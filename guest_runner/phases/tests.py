@@ -108,7 +108,7 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
             f"python_files={loose_patterns(root, targets)}",
         ]
         result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root), interrupt_grace=grace)
-    counts = parse_junit(junit, installed_modules(ws))
+    counts = parse_junit(junit, installed_modules(ws), root if root != site else None)
     if result.timed_out or (result.returncode is not None and result.returncode < 0):
         # stopped at the deadline, or killed by a signal (a segfault in a test)
         counts.update(stopped_counts(counts, read_progress(progress)))

@@ -26,12 +26,13 @@ one-line ``reason`` (``summary.reason``; table also in ``docs/outcomes.md``)::
       before any test: exit 2/3/4)
     otherwise                              → passed       what was not run, if anything
 
-Tests that fail only because the guest is offline or lacks a program they run (a
-CI runner's tool: ``hg``, ``node``), modules that could not be collected and test
-requirements that could not be installed never make a release ``failed``: they are
-counted and named in the reason. (A module the release's own code kept from being
-collected arrives from the runner as a failed test: ``guest_runner.release_fault``.) pytest's exit status alone (collection errors)
-decides nothing when the counts are known.
+Tests that fail only because the guest is offline, lacks a program they run (a
+CI runner's tool: ``hg``, ``node``) or the sdist lacks a file they read, modules
+that could not be collected and test requirements that could not be installed never
+make a release ``failed``: they are counted and named in the reason. (A module the
+release's own code kept from being collected arrives from the runner as a failed
+test: ``guest_runner.release_fault``.) pytest's exit status alone (collection
+errors) decides nothing when the counts are known.
 ``quality`` never decides the outcome: it runs our tools, not the package.
 """
 
@@ -257,6 +258,7 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
     offline = _failures(fields.get("offline_failures"))
     speed = _failures(fields.get("speed_failures"))
     programs = _failures(fields.get("program_failures"))
+    unshipped = _failures(fields.get("unshipped_failures"))
     raw = fields.get("uncollectable", fields.get("collection_errors"))
     modules = [
         UncollectableModule(
@@ -283,6 +285,7 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
         offline_failures=offline,
         speed_failures=speed,
         program_failures=programs,
+        unshipped_failures=unshipped,
         uncollectable=Uncollectable(uncollectable, tuple(modules)) if uncollectable else None,
         test_requirements_missing=tuple(missing) or None,
         reason=_line(fields.get("reason"), MAX_REASON) or None,
@@ -304,14 +307,18 @@ def _first_failure(value: object) -> str | None:
 def _failures(value: object) -> OfflineFailures | None:
     """Failures counted apart, as a list of ids or ``{count, tests}``; None when there are none."""
     programs: list[str] = []
+    files: list[str] = []
     if isinstance(value, Mapping):
         ids = _strings(value.get("tests"))
         count = _count(value.get("count"), ids)
         programs = _strings(value.get("programs"))
+        files = _strings(value.get("files"))
     else:
         ids = _strings(value)
         count = len(ids)
-    return OfflineFailures(count, tuple(ids), tuple(programs) or None) if count else None
+    if not count:
+        return None
+    return OfflineFailures(count, tuple(ids), tuple(programs) or None, tuple(files) or None)
 
 
 def _is_count(value: object) -> bool:
@@ -435,8 +442,9 @@ def _tally(
     being offline, nor (in an emulated guest) a speed check; every test errored in its
     set-up with none passed or failed for real."""
     apart = tests.offline_failures.count if tests.offline_failures is not None else 0
-    if tests.program_failures is not None:
-        apart += tests.program_failures.count
+    for kind in (tests.program_failures, tests.unshipped_failures):
+        if kind is not None:
+            apart += kind.count
     if emulated and tests.speed_failures is not None:
         apart += tests.speed_failures.count
     real = max(0, failed + errors - apart)
@@ -534,6 +542,12 @@ def _not_run(tests: TestCounts, emulated: bool, substituted: Sequence[str] = ())
         notes.append(
             f"{programs.count} tests failed only because the guest lacks a program they run"
             + _named(programs.programs or programs.tests)
+        )
+    unshipped = tests.unshipped_failures
+    if unshipped is not None and unshipped.count:
+        notes.append(
+            f"{unshipped.count} tests failed only because the sdist does not ship a file they"
+            " read" + _named(unshipped.files or unshipped.tests)
         )
     speed = tests.speed_failures
     if emulated and speed is not None and speed.count:

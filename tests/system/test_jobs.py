@@ -115,23 +115,27 @@ async def test_passing_and_failing_packages(harness: Harness, tmp_path: Path) ->
     assert_well_formed(harness, job_id, result)
 
     # A test module the release's own code keeps from importing is a failed test; one
-    # that needs a module nobody installed is set aside.
+    # that needs a module nobody installed is set aside, and so is a test that reads
+    # data the sdist does not ship.
     harness.pypi.add_project(tmp_path / "d", "subpkg", "1.0", extra_files=BROKEN_SUBMODULE)
     job_id, result = await harness.run("subpkg", "1.0")
     tests = result.summary.to_json()["tests"]
     assert result.outcome == "failed", result.summary
-    assert (tests["passed"], tests["failed"]) == (1, 1), tests
+    assert (tests["passed"], tests["failed"]) == (1, 2), tests
     assert [m["module"] for m in tests["uncollectable"]["modules"]] == ["tests/test_trio.py"]
-    assert result.summary.reason == (
+    assert tests["unshipped_failures"]["files"] == ["fixtures/cases.json"], tests
+    assert (result.summary.reason or "").startswith(
         "1 of 2 tests failed, first tests/test_sub.py: RuntimeError: the config table is empty"
     ), result.summary.reason
 
 
-#: subpkg.sub raises at import; tests/test_sub.py imports it, tests/test_trio.py needs trio.
+#: subpkg.sub raises at import; tests/test_sub.py imports it, tests/test_trio.py needs
+#: trio, tests/test_data.py reads a file the sdist does not ship.
 BROKEN_SUBMODULE = {
     "subpkg/sub.py": "raise RuntimeError('the config table is empty')\n",
     "tests/test_sub.py": "import subpkg.sub\n\n\ndef test_sub():\n    pass\n",
     "tests/test_trio.py": "import trio\n\n\ndef test_trio():\n    pass\n",
+    "tests/test_data.py": "def test_cases():\n    open('fixtures/cases.json').read()\n",
 }
 
 

@@ -138,6 +138,21 @@ def test_failures_that_only_ran_a_missing_program_count_apart() -> None:
     assert judge(ran, "clean", worse).outcome is Outcome.FAILED
 
 
+def test_failures_that_only_read_a_file_the_sdist_lacks_are_not_the_release() -> None:
+    """Tests that failed only reading data the sdist does not ship (a git submodule) are
+    counted apart and named by the file; a real failure beside them still fails."""
+    ran = {"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 1}}
+    absent = {"count": 2, "tests": ["t.py::test_a", "t.py::test_b"], "files": ["toml-test"]}
+    tests = plain(read_tests_summary({**counts(23, failed=2), "unshipped_failures": absent}))
+    assert tests["unshipped_failures"]["files"] == ["toml-test"]
+    assert judge(ran, "clean", tests) == Decision(
+        Outcome.PASSED,
+        "2 tests failed only because the sdist does not ship a file they read (toml-test)",
+    )
+    worse = plain(read_tests_summary({**counts(23, failed=3), "unshipped_failures": absent}))
+    assert judge(ran, "clean", worse).outcome is Outcome.FAILED
+
+
 def test_a_stand_in_for_a_test_requirement_is_said() -> None:
     """When the index release stood in for a build the project tests with (git), the reason
     says so, after the first failure; a job that passes carries it as a note."""
