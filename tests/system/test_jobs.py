@@ -123,9 +123,9 @@ async def test_passing_and_failing_packages(harness: Harness, tmp_path: Path) ->
     assert result.outcome == "failed", result.summary
     assert (tests["passed"], tests["failed"]) == (1, 2), tests
     assert [m["module"] for m in tests["uncollectable"]["modules"]] == ["tests/test_trio.py"]
-    assert tests["unshipped_failures"]["files"] == ["fixtures/cases.json"], tests
+    assert list(tests["unshipped_failures"]["files"]) == ["fixtures/cases.json"], tests
     assert (result.summary.reason or "").startswith(
-        "1 of 2 tests failed, first tests/test_sub.py: RuntimeError: the config table is empty"
+        "1 of 3 tests failed, first tests/test_sub.py: RuntimeError: the config table is empty"
     ), result.summary.reason
 
 
