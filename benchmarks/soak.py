@@ -26,7 +26,9 @@ before and after every fault. At the end (after the queue drained, up to
 - every fault visible in ``/metrics``: the counter that fault must move moved
   (``slave_kill``/``partition``: ``pyti_slave_connections_total`` (a new session);
   ``master_kill``: the counters were reset, as Prometheus' ``resets()`` sees a
-  restart; ``disk_full``: an ``infra_error`` result or a re-queue; if none moved but
+  restart; ``disk_full``: an ``infra_error`` result, a re-queue, or
+  ``pyti_slave_disk_short_total`` (the slave's heartbeats said its work dir is under
+  ``min_free_mb``, so it took no job); if none moved but
   ``s1`` logged ``ENOSPC`` errors the fault is counted invisible, and if neither
   happened (no job on ``s1`` meanwhile) it is reported as "not hit").
 
@@ -220,8 +222,12 @@ class Soak:
         requeued = counter_sum(after, "pyti_jobs_requeued_total") - counter_sum(
             before, "pyti_jobs_requeued_total"
         )
-        hit = infra + requeued
-        return (True if hit else "not hit"), f"infra_error +{infra:g}, requeued +{requeued:g}"
+        short = counter_sum(after, "pyti_slave_disk_short_total") - counter_sum(
+            before, "pyti_slave_disk_short_total"
+        )
+        hit = infra + requeued + short
+        evidence = f"infra_error +{infra:g}, requeued +{requeued:g}, disk_short +{short:g}"
+        return (True if hit else "not hit"), evidence
 
     def enospc_lines(self) -> int:
         """Lines of ``s1``'s log naming ENOSPC so far (the slave has no /metrics of its own)."""

@@ -299,6 +299,8 @@ class Heartbeat(Message):
     #: from a slave: bytes in its download cache, and evicted from it since it started
     cache_bytes: int = 0
     cache_evicted_bytes: int = 0
+    #: from a slave: its work dir has less than ``min_free_mb`` free (it takes no job)
+    disk_short: bool = False
 
 
 @message("drain")

@@ -146,7 +146,8 @@ class SlaveDaemon:
         ours, and the master must not re-queue them while the result is in flight.
         """
         free = 0 if self.draining else max(0, self.config.slots - self.executing)
-        if self._disk_short() is not None:
+        disk_short = self._disk_short() is not None
+        if disk_short:
             free = 0  # the master offers nothing until space returns
         running = tuple(
             RunningJob(job_id=j.offer.job_id, lease=j.offer.lease, last_seq=j.last_seq)
@@ -159,6 +160,7 @@ class SlaveDaemon:
             draining=self.draining,
             cache_bytes=self.cache.cache_bytes,
             cache_evicted_bytes=self.cache.evicted_bytes,
+            disk_short=disk_short,
         )
 
     def _spools(self) -> Iterable[JobSpool]:

@@ -68,6 +68,7 @@ class SlaveStatus:
     drain_requested: bool = False  # the master asked it to drain
     last_heartbeat: float | None = None
     reported_free: int | None = None
+    disk_short: bool = False  # its work dir is under its min_free_mb
 
     @property
     def accepting(self) -> bool:
@@ -108,6 +109,16 @@ class SlaveHandlers:
             "Bytes a slave's cache bound evicted since the slave started (its heartbeats).",
             ["slave"],
         )
+        self._m_disk_short = m.gauge(
+            "slave_disk_short",
+            "1 while a slave's work dir is under its min_free_mb (it takes no job).",
+            ["slave"],
+        )
+        self._m_disk_short_total = m.counter(
+            "slave_disk_short_total",
+            "Times a slave's heartbeats began to say its work dir is under its min_free_mb.",
+            ["slave"],
+        )
         self._m_refusals = m.counter(
             "job_refusals_total",
             "Job offers a slave refused (no free slot, draining, its work dir nearly full...).",
@@ -136,6 +147,13 @@ class SlaveHandlers:
         status.reported_free = hb.free_slots
         self._m_cache.set(hb.cache_bytes, self._peer.name)
         self._m_evicted.set(hb.cache_evicted_bytes, self._peer.name)
+        if hb.disk_short and not status.disk_short:
+            self._m_disk_short_total.inc(1, self._peer.name)
+            self._log.warning("slave_disk_short")
+        elif status.disk_short and not hb.disk_short:
+            self._log.info("slave_disk_recovered")
+        status.disk_short = hb.disk_short
+        self._m_disk_short.set(int(hb.disk_short), self._peer.name)
         was_draining = status.draining
         status.draining = hb.draining
         if status.backoff or (was_draining and not hb.draining):

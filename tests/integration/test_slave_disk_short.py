@@ -1,0 +1,56 @@
+"""A slave whose work dir is under its ``min_free_mb`` is seen in the master's /metrics.
+
+Such a slave takes no job (its heartbeats say no free slot), so nothing fails and no job
+is re-queued: without its own figure, a full slave disk was invisible (the soak's
+disk-full fault, docs/reliability.md row 15). Real master, real slave daemon, loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from protocol.messages import ImageInfo
+from slave.config import SlaveConfig
+from slave.daemon import SlaveDaemon
+from tests.fakes.master import ScriptedExecutor, emitting
+from tests.integration.conftest import SECRET, Harness, make_config
+
+IMAGE = ImageInfo(name="bookworm", python="3.11", digest="0123456789abcdef")
+
+
+async def test_a_slave_short_of_disk_is_shown_and_counted_once(tmp_path: Path) -> None:
+    h = Harness(make_config(tmp_path))
+    await h.start()
+    config = SlaveConfig(
+        master_host="127.0.0.1", master_port=h.port, secret=SECRET,
+        image_dir=tmp_path / "images", work_dir=tmp_path / "work", name="slave-1",
+        accel="tcg", min_free_mb=1 << 40,
+    )  # fmt: skip
+    daemon = SlaveDaemon(
+        config, images=[IMAGE], accel="tcg", executor=ScriptedExecutor(emitting(1))
+    )
+    task = asyncio.create_task(daemon.run())
+    try:
+
+        def shown(text: str) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                return text in await h.ctx.metrics.render()
+
+            return check
+
+        await h.until(shown('pyti_slave_disk_short{slave="slave-1"} 1'))
+        await asyncio.sleep(1.0)  # more heartbeats, all short: still one onset
+        text = await h.ctx.metrics.render()
+        assert 'pyti_slave_disk_short_total{slave="slave-1"} 1' in text
+
+        daemon.config = dataclasses.replace(config, min_free_mb=0)  # space is back
+        await h.until(shown('pyti_slave_disk_short{slave="slave-1"} 0'))
+        text = await h.ctx.metrics.render()
+        assert 'pyti_slave_disk_short_total{slave="slave-1"} 1' in text
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, 20)
+        await h.stop()
