@@ -63,6 +63,9 @@ def compile_command(uv: str, target: GuestTarget, pip: PipOptions, platform: str
         uv,
         *("pip", "compile", "-", "--quiet", "--no-header", "--no-annotate"),
         *("--no-config", "--color", "never", "--no-progress"),
+        # uv would fetch a Python of the target's version from GitHub first (retried
+        # for ~10 s where only the package index is reachable); it needs none.
+        "--no-python-downloads",
         *("--only-binary", ":all:"),
         *("--python-version", target.python_version, "--python-platform", platform),
         "--no-cache",

@@ -12,6 +12,7 @@ import pytest
 
 from slave.prepare import DependencyUnavailable, PipOptions, download_wheels
 from slave.prepare.models import GuestTarget
+from slave.prepare.pins import UV_NEWEST_GLIBC, compile_command, parse_pins, uv_platform
 from slave.prepare.wheelhouse import pip_command
 from tests.fakes.dists import build_wheel
 from tests.fakes.pypi import HERMETIC_PIP_ARGS, HERMETIC_PIP_ENV, FakePyPI
@@ -198,6 +199,24 @@ async def test_cancel_kills_pip_and_cleans_up(pypi: FakePyPI, tmp_path: Path) ->
         await task
     assert processes_mentioning(str(tmp_path)) == []
     assert scratch_dirs(tmp_path) == []
+
+
+def test_uv_resolves_offline_of_everything_but_the_index() -> None:
+    """uv's argv: binary only, the guest's Python and glibc (capped at what uv names), no
+    Python download (uv fetches one from GitHub otherwise), no config, the index given."""
+    target = GuestTarget("3.13", "manylinux_2_41_x86_64")
+    platform = uv_platform(target)
+    assert platform == f"x86_64-manylinux_2_{UV_NEWEST_GLIBC}"
+    argv = compile_command(
+        "uv", target, PipOptions(index_url="http://127.0.0.1:1/simple"), platform
+    )
+    assert argv[argv.index("--only-binary") + 1] == ":all:"
+    assert argv[argv.index("--python-version") + 1] == "3.13"
+    assert "--no-python-downloads" in argv and "--no-config" in argv
+    assert argv[argv.index("--index-url") + 1] == "http://127.0.0.1:1/simple"
+    assert uv_platform(GuestTarget("3.11", "manylinux_2_36_x86_64")) == "x86_64-manylinux_2_36"
+    assert parse_pins("a==1.0\nb-c==2.0.post1\n") == ["a==1.0", "b-c==2.0.post1"]
+    assert parse_pins("a==1.0\nb @ https://x/b.whl\n") is None
 
 
 def test_pip_command_is_binary_only_for_the_guest() -> None:
