@@ -7,7 +7,8 @@ JSON object: for each peer ``[seconds until the master closed it or null, bytes
 read]`` under ``slave`` and ``http`` (a peer still open after ``LIMIT`` s is null).
 
 ``python -m tests.fakes.hostile_peers probe HTTP_PORT SECONDS`` times ``GET /healthz``
-every 20 ms for that long and prints ``[[time.monotonic() at the request, ms], ...]``
+every 20 ms for that long (``probing`` on stderr once the first answer is in) and
+prints ``[[time.monotonic() at the request, ms], ...]``
 (the monotonic clock is the same in every process: the caller can split the
 samples into before and during the attack).
 
@@ -86,6 +87,8 @@ async def probe(http_port: int, seconds: float) -> list[tuple[float, float]]:
                     raise SystemExit(f"/healthz answered {resp.status}")
                 await resp.read()
             samples.append((t, (time.monotonic() - t) * 1000))
+            if len(samples) == 1:
+                print("probing", file=sys.stderr, flush=True)  # the caller waits for it
             await asyncio.sleep(0.02)
     return samples
 

@@ -55,16 +55,23 @@ def _attacker_sockets() -> int:
     return sum(1 for line in lines if "0200007F:" in line and line.split()[3] != "06")
 
 
-async def _helper(*args: str) -> Any:
-    """Run ``tests.fakes.hostile_peers`` with these arguments; its JSON output."""
+async def _helper(*args: str, started: asyncio.Event | None = None) -> Any:
+    """Run ``tests.fakes.hostile_peers`` with these arguments; its JSON output. ``started``
+    is set once the helper says it began (the probe's first answer: on a loaded machine
+    its interpreter alone can take more than the second of quiet samples asked for)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "tests.fakes.hostile_peers",
         *args,
         stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE if started is not None else None,
         cwd=ROOT,
     )
+    if started is not None:
+        assert proc.stderr is not None
+        await proc.stderr.readline()
+        started.set()
     out, _ = await proc.communicate()
     assert proc.returncode == 0, args
     return json.loads(out)
@@ -85,7 +92,9 @@ async def test_idle_and_slow_peers_are_closed_on_time_and_bounded_per_peer(
     assert h.master.http_port
     http_port = str(h.master.http_port)
     limit = str(4 * TIMEOUT + 2)
-    probe = asyncio.create_task(_helper("probe", http_port, str(2 * TIMEOUT + 3)))
+    probing = asyncio.Event()
+    probe = asyncio.create_task(_helper("probe", http_port, str(2 * TIMEOUT + 3), started=probing))
+    await asyncio.wait_for(probing.wait(), 60)
     await asyncio.sleep(1.0)  # quiet samples first: what this machine gives right now
     attack_started = time.monotonic()
     attack = asyncio.create_task(_helper("attack", str(h.port), http_port, str(PEERS), limit))
