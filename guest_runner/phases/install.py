@@ -1,7 +1,8 @@
 """Install phase: the release into the job venv, offline, from the job dir and the wheelhouse.
 
 A release without static metadata first goes through stage ``metadata``
-(`guest_runner.phases.metadata`): its dependencies come from the host after that.
+(`guest_runner.phases.metadata`), which builds its wheel: its dependencies come from
+the host after that, and the install installs that wheel (no second build).
 Builds go through `guest_runner.build.pip_build` (retried without isolation when
 ``setup.py`` misses an undeclared import).
 """
@@ -50,13 +51,6 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
 def install_into_venv(ws: Workspace, budget: Budget) -> Outcome:
     target, kind = install_target(ws)
     pth_before = pth_files(ws.site_packages())
-    metadata_built = ws.job.build_metadata and kind == "sdist"
-    if metadata_built:
-        stopped = metadata.build(ws, budget, target)
-        if stopped is not None:
-            if ws.build_retry is not None:
-                stopped.fields["build_retry"] = ws.build_retry
-            return stopped
     built: list[str] = []
 
     def watch(line: str) -> None:
@@ -64,13 +58,24 @@ def install_into_venv(ws: Workspace, budget: Budget) -> Outcome:
         if found:
             built.append(normalize(found.group(1) or found.group(2)))
 
+    metadata_built = ws.job.build_metadata and kind == "sdist"
+    installs = kind
+    if metadata_built:
+        # The metadata stage builds the wheel once; the install installs that wheel.
+        wheel = metadata.build(ws, budget, target, on_line=watch)
+        if isinstance(wheel, Outcome):
+            if ws.build_retry is not None:
+                wheel.fields["build_retry"] = ws.build_retry
+            return wheel
+        target, installs = str(wheel), "wheel"
+
     # A wheel (and its wheel dependencies) is installed by uv when the image has it; an
     # sdist is built by pip, whose build runs with the job venv as sys.prefix (uv builds in
     # a throw-away environment a setup.py could write past). uv does not check a local
     # wheel's Requires-Python: the host checked it before the job reached the guest
     # (slave.prepare.python_check), and picked the dependency wheels for this Python.
     links = ["--find-links", str(ws.job_dir), "--find-links", ws.opts.wheels_dir]
-    if kind == "wheel":
+    if installs == "wheel":
         argv = [*ws.pip_install(), *links, target]
         result = ws.run_as_tester(argv, budget, phase="install", on_line=watch)
     else:

@@ -66,7 +66,8 @@ def helper_wheel(tmp_path: Path, name: str) -> Path:
 
 
 def test_metadata_stage_is_traced_and_reported(tmp_path: Path, run_job: RunJob) -> None:
-    """A dynamic build's metadata is built traced (stage metadata), reported, then installed."""
+    """A dynamic build's wheel is built traced (stage metadata), its metadata reported, then
+    that wheel installed: one build."""
     (tmp_path / ".ssh").mkdir()
     (tmp_path / ".ssh" / "id_rsa").write_text("bait key\n")
     prelude = 'import os\nopen(os.path.expanduser("~/.ssh/id_rsa")).read()\n'
@@ -84,7 +85,13 @@ def test_metadata_stage_is_traced_and_reported(tmp_path: Path, run_job: RunJob) 
     assert (meta["name"], meta["version"], meta["requires_dist"]) == ("demo", "0.1", ["helperdep"])
     staged = [e for e in events if e["event"] == "trace" and e.get("stage") == "metadata"]
     assert any("id_rsa" in e["line"] for e in staged)
-    assert one(events, "install_summary")["metadata_built"] is True
+    summary = one(events, "install_summary")
+    assert summary["metadata_built"] is True and summary["built_wheel"] is True
+    # built once: the install installs the wheel the metadata stage built
+    hooks = [
+        e for e in events if "Getting requirements to build wheel: started" in e.get("line", "")
+    ]
+    assert [e.get("stage") for e in hooks] == ["metadata"]
     found = findings_of([e for e in events if e.get("stage") == "metadata"], host_context(tmp_path))
     assert ("cred.bait", "install") in {(f.rule, f.phase) for f in found}
 
