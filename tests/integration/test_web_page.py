@@ -90,9 +90,19 @@ class WebDriver:
         return [str(e.get("message", "")) for e in entries]
 
     async def text(self, css: str) -> str:
-        found = await self.command("POST", "/element", {"using": "css selector", "value": css})
-        text: str = await self.command("GET", f"/element/{found[ELEMENT]}/text")
-        return text
+        """The text of the element ``css`` selects. The page replaces elements when it
+        renders a job again (``replaceWith``): one replaced between the find and the read
+        is "stale", and is found again."""
+        for attempt in range(5):
+            found = await self.command("POST", "/element", {"using": "css selector", "value": css})
+            try:
+                text: str = await self.command("GET", f"/element/{found[ELEMENT]}/text")
+            except AssertionError as exc:
+                if "stale element reference" not in str(exc) or attempt == 4:
+                    raise
+                continue
+            return text
+        raise AssertionError("unreachable")
 
     async def wait_for(
         self, check: Callable[[], Awaitable[bool]], what: str, timeout: float = 15.0
@@ -223,8 +233,12 @@ async def test_page_shows_job_and_live_event(
             return "ended: failed" in await browser.text("#log-state")
 
         await browser.wait_for(ended, "the end event")
+
+        async def outcome_shown() -> bool:  # the page fetches the job again after its end
+            return await browser.text("#job-outcome") == "failed · suspicious"
+
         # The verdict shows beside the outcome, the reason next to them.
-        assert await browser.text("#job-outcome") == "failed · suspicious"
+        await browser.wait_for(outcome_shown, "the outcome · verdict")
         assert await browser.text("#job-reason") == reason
         assert "install" in await browser.text("#phases")
         assert "87" in await browser.text("#quality")
