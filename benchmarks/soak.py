@@ -32,7 +32,10 @@ before and after every fault. At the end (after the queue drained, up to
   ``s1`` logged ``ENOSPC`` errors the fault is counted invisible, and if neither
   happened (no job on ``s1`` meanwhile) it is reported as "not hit").
 
-Exit status 1 if any check fails.
+Exit status 1 if any check fails, or if a slave finished no job at all (the faults
+on it would have tested nothing: the first hour-long run's ``s1`` had 512 MiB free,
+under the default ``min_free_mb`` of 1024, and refused every offer; the slaves now
+get ``--min-free-mb``, 128 by default).
 
 The default rate. PyPI's average is about 10,000 releases a day (the figure
 ``docs/feed.md`` plans with), ≈ 420 an hour. A fleet sized for it with the usual
@@ -308,6 +311,9 @@ def check_store(db: Path, submitted: list[int]) -> dict[str, Any]:
         ).fetchall())  # fmt: skip
         attempts = dict(conn.execute(
             "SELECT status, count(*) FROM attempts GROUP BY status").fetchall())  # fmt: skip
+        by_slave = dict(conn.execute(
+            "SELECT slave, count(*) FROM attempts WHERE status = 'finished' GROUP BY slave"
+        ).fetchall())  # fmt: skip
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
     lost = [j for j in submitted if states.get(j) != "finished"]
     not_final = [j for j, s in states.items() if s not in ("finished", "cancelled")]
@@ -321,6 +327,7 @@ def check_store(db: Path, submitted: list[int]) -> dict[str, Any]:
         "without_finished_attempt": no_verdict,
         "outcomes": {str(k): v for k, v in outcomes.items()},
         "attempts_by_status": attempts,
+        "finished_by_slave": {str(k): v for k, v in by_slave.items()},
         "integrity": integrity,
     }
 
@@ -339,7 +346,16 @@ def rss_flat(samples: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
 
 async def run(args: argparse.Namespace, work: Path, kinds: list[str]) -> dict[str, Any]:
     wheel = tiny_wheel(work / "dist")
-    async with FakePyPI() as pypi, Fleet(work, args.image_dir, pypi_url=pypi.base_url) as fleet:
+    # The slaves' min_free_mb must be under s1's tmpfs, or s1 never takes a job (the
+    # first hour-long run: 512 MiB free < the default 1024, 485 offers refused, every
+    # job on s2); it is what keeps s1 from starting a job while its disk is full.
+    settings = work / "slave.toml"
+    settings.write_text(f"min_free_mb = {args.min_free_mb}\n")
+    slave_args = ("--config", str(settings))
+    async with (
+        FakePyPI() as pypi,
+        Fleet(work, args.image_dir, pypi_url=pypi.base_url, slave_args=slave_args) as fleet,
+    ):
         relay = Relay(fleet.slave_port)
         await relay.start()
         try:
@@ -376,6 +392,8 @@ async def run(args: argparse.Namespace, work: Path, kinds: list[str]) -> dict[st
             problems.append(f"{key}: {store[key][:20]}")
     if store["integrity"] != "ok":
         problems.append(f"integrity_check: {store['integrity']}")
+    idle = [n for n in ("s1", "s2") if not store["finished_by_slave"].get(n)]
+    problems += [f"slave {n} finished no job: the faults on it tested nothing" for n in idle]
     problems += [f"RSS of {n} grew: {m}" for n, m in memory.items() if not m["flat"]]
     problems += [f"fault {f['kind']} at {f['t']} s not visible in /metrics: {f['evidence']}"
                  for f in soak.faults if f["visible"] is False]  # fmt: skip
@@ -417,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-tolerance", type=float, default=0.10, help="last vs first sample")
     parser.add_argument("--drain-timeout", type=float, default=1800.0)
     parser.add_argument("--tmpfs-mib", type=int, default=512, help="size of s1's work dir tmpfs")
+    parser.add_argument("--min-free-mb", type=int, default=128,
+                        help="the slaves' min_free_mb (under --tmpfs-mib)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--image-dir", default=os.environ.get("PYTI_IMAGE_DIR",
                                                               "~/.cache/pyti/images"))  # fmt: skip

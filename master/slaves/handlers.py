@@ -68,11 +68,13 @@ class SlaveStatus:
     drain_requested: bool = False  # the master asked it to drain
     last_heartbeat: float | None = None
     reported_free: int | None = None
-    disk_short: bool = False  # its work dir is under its min_free_mb
+    disk_short: bool = False  # its work dir is under its min_free_mb: offer it nothing
 
     @property
     def accepting(self) -> bool:
-        return self.ready and not (self.backoff or self.draining or self.drain_requested)
+        return self.ready and not (
+            self.backoff or self.draining or self.drain_requested or self.disk_short
+        )
 
 
 class SlaveHandlers:
@@ -152,6 +154,7 @@ class SlaveHandlers:
             self._log.warning("slave_disk_short")
         elif status.disk_short and not hb.disk_short:
             self._log.info("slave_disk_recovered")
+            self._ctx.scheduler.kick()
         status.disk_short = hb.disk_short
         self._m_disk_short.set(int(hb.disk_short), self._peer.name)
         was_draining = status.draining

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from master.jobs import JobState
 from protocol.messages import ImageInfo
 from slave.config import SlaveConfig
 from slave.daemon import SlaveDaemon
@@ -21,7 +22,12 @@ from tests.integration.conftest import SECRET, Harness, make_config
 IMAGE = ImageInfo(name="bookworm", python="3.11", digest="0123456789abcdef")
 
 
-async def test_a_slave_short_of_disk_is_shown_and_counted_once(tmp_path: Path) -> None:
+async def test_a_slave_short_of_disk_is_shown_counted_once_and_offered_nothing(
+    tmp_path: Path,
+) -> None:
+    """While its heartbeats say disk short the slave gets no offer at all (the soak's s1
+    refused 485 offers in an hour, one after each heartbeat, each an attempt row); when
+    space returns the queued job runs there."""
     h = Harness(make_config(tmp_path))
     await h.start()
     config = SlaveConfig(
@@ -42,12 +48,17 @@ async def test_a_slave_short_of_disk_is_shown_and_counted_once(tmp_path: Path) -
             return check
 
         await h.until(shown('pyti_slave_disk_short{slave="slave-1"} 1'))
-        await asyncio.sleep(1.0)  # more heartbeats, all short: still one onset
+        job = await h.submit()
+        await asyncio.sleep(1.0)  # more heartbeats, all short: still one onset, no offer
         text = await h.ctx.metrics.render()
         assert 'pyti_slave_disk_short_total{slave="slave-1"} 1' in text
+        assert "pyti_job_refusals_total{" not in text
+        assert "pyti_jobs_dispatched_total 0" in text
 
         daemon.config = dataclasses.replace(config, min_free_mb=0)  # space is back
         await h.until(shown('pyti_slave_disk_short{slave="slave-1"} 0'))
+        done = await h.until_job(job.id, lambda j: j.state is JobState.FINISHED)
+        assert done.attempt == 1
         text = await h.ctx.metrics.render()
         assert 'pyti_slave_disk_short_total{slave="slave-1"} 1' in text
     finally:
