@@ -38,6 +38,7 @@ errors) decides nothing when the counts are known.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -72,6 +73,11 @@ MAX_REASON = 300
 FIRST_CHARS = 180
 #: pytest's exit statuses that say no test verdict was reached (pytest.ExitCode).
 _PYTEST_COULD_NOT_RUN = {2: "interrupted", 3: "internal error", 4: "usage error"}
+#: An exception named in pytest's output (``INTERNALERROR> SystemExit: 2``, ``E   ImportError:
+#: cannot import name ...``): the last one says why pytest could not run the tests.
+_EXCEPTION_LINE = re.compile(
+    r"^(?:INTERNALERROR>\s*|E\s+)?((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit)(?::\s.*)?)$"
+)
 
 
 class RunRecord:
@@ -97,6 +103,8 @@ class RunRecord:
         #: phases in which the guest's OOM killer struck (``oom_kills`` of phase_finished)
         self.out_of_memory: set[str] = set()
         self._install_output = 0
+        #: the last exception line of the tests phase's output (why pytest could not run)
+        self.pytest_error: str | None = None
 
     def feed(self, event: str, phase: str | None, fields: Mapping[str, Any]) -> list[Finding]:
         """Take one runner event; returns the findings it produced (already recorded)."""
@@ -128,6 +136,10 @@ class RunRecord:
                 self.runner_finished = True
             case _:
                 pass
+        if event == "output" and phase == "tests":
+            found = _EXCEPTION_LINE.match(str(fields.get("line") or "")[:400].strip())
+            if found:
+                self.pytest_error = found.group(1)[:200]
         if event in _QUALITY_EVENTS:
             self.quality_events.append(raw)
         elif (
@@ -167,6 +179,7 @@ class RunRecord:
             undeclared=tuple(self.undeclared),
             emulated=self.emulated,
             substituted=self.substituted,
+            pytest_error=self.pytest_error,
         )
 
     def fill(self, summary: JobSummary) -> None:
@@ -353,6 +366,7 @@ def decide(
     undeclared: Sequence[str] = (),
     emulated: bool = False,
     substituted: Sequence[str] = (),
+    pytest_error: str | None = None,
 ) -> Decision:
     """The job's outcome and reason (table in the module docstring).
 
@@ -394,7 +408,7 @@ def decide(
     if imported is not None and imported.status is PhaseStatus.FAILED:
         why = import_failure or _why(imported, "the import")
         return _decision(Outcome.FAILED, f"import failed: {why}")
-    judged = _judge_tests(entries.get("tests"), tests, emulated, substituted)
+    judged = _judge_tests(entries.get("tests"), tests, emulated, substituted, pytest_error)
     if judged.outcome is Outcome.FAILED:
         return judged
     for phase, entry in entries.items():
@@ -469,8 +483,10 @@ def _judge_tests(
     tests: TestCounts | None,
     emulated: bool,
     substituted: Sequence[str] = (),
+    pytest_error: str | None = None,
 ) -> Decision:
-    """passed, failed or incomplete, from the tests phase and ``summary.tests``."""
+    """passed, failed or incomplete, from the tests phase and ``summary.tests``;
+    ``pytest_error`` is the last exception pytest's output named."""
     tests = tests or TestCounts()
     said = _line(tests.reason, MAX_REASON) or None
     if entry is None:
@@ -490,9 +506,11 @@ def _judge_tests(
                 # import, requests' pytest-httpbin against a newer werkzeug), nothing of
                 # the package was tried.
                 meaning = _PYTEST_COULD_NOT_RUN[entry.exit_code]
+                why = f": {pytest_error}" if pytest_error else ""
                 return _decision(
                     Outcome.INCOMPLETE,
-                    f"pytest could not run the tests (exit status {entry.exit_code}: {meaning})",
+                    f"pytest could not run the tests (exit status {entry.exit_code}: {meaning})"
+                    + why,
                 )
             return _decision(Outcome.FAILED, f"tests failed: {_why(entry, 'pytest')}")
         return _decision(Outcome.PASSED, _joined(notes))

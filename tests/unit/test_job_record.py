@@ -259,6 +259,22 @@ def test_pytest_stopping_before_any_test_is_incomplete() -> None:
     assert judge(failed, "clean") == Decision(
         Outcome.FAILED, "tests failed: pytest exited with status 1"
     )
+    # the last exception pytest's output named says why, in the same line
+    error = "ImportError: cannot import name 'parse_authorization_header' from 'werkzeug.http'"
+    output = [
+        ("output", "tests", {"stream": "stdout", "line": "INTERNALERROR> Traceback (most recent"}),
+        ("output", "tests", {"stream": "stderr", "line": "    from .core import *"}),
+        ("output", "tests", {"stream": "stderr", "line": f"E   {error} (/venv/werkzeug/http.py)"}),
+        ("output", "tests", {"stream": "stdout", "line": "no tests ran in 1.60s"}),
+    ]
+    record = RunRecord()
+    feed_all(record, [finished("install", "passed"), finished("import", "passed"), *output,
+                      finished("tests", "failed", exit_code=3)])  # fmt: skip
+    assert record.decide() == Decision(
+        Outcome.INCOMPLETE,
+        f"pytest could not run the tests (exit status 3: internal error): {error} "
+        "(/venv/werkzeug/http.py)",
+    )
     # with counts, the counts decide (urllib3: INTERNALERROR after 800 tests ran)
     assert judge(stopped, "clean", counts(800, failed=2)).outcome is Outcome.FAILED
 
