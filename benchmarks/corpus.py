@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import tempfile
 import time
@@ -221,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         wanted = [p.strip() for p in args.only.split(",") if p.strip()]
         kinds = dict(corpus)
         corpus = [(p, kinds.get(p, "")) for p in wanted]
+    # SIGTERM as Ctrl-C: the cluster's clean-up stops its master and slave (asyncio's
+    # default ended the process and left them running).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     figures = asyncio.run(run(args, corpus))
     write_outputs(figures, markdown(figures["rows"], figures), args.json, args.markdown)
     return 0
