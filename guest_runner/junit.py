@@ -87,7 +87,7 @@ def parse_junit(
         bad = [*case.iter("failure"), *case.iter("error")]
         texts = [(b.get("message") or "") + "\n" + (b.text or "")[:_TEXT_LIMIT] for b in bad]
         if any(b.tag == "error" and b.get("message") == "collection failure" for b in bad):
-            own = raised_by_release(texts[0], modules)
+            own = raised_by_release(texts[0], modules, root)
             if own is None:
                 uncollected_count += 1
                 if len(uncollected) < MAX_LISTED:

@@ -13,9 +13,18 @@ It is the release's fault when the test module's traceback (pytest's short form,
 - ``cannot import name 'X' from 'M'`` with ``M`` one of the release's top-level
   modules (the tests ask the package for something it does not have), or
 - its deepest frame in a non-test file of the release (``site-packages/M/...``, or
-  ``M/...`` / ``src/M/...`` in the sdist), and the error is not a missing or
-  incomplete *other* module (``No module named 'numpy'``: an optional dependency not
-  installed stays a collection error, counted apart as before).
+  ``M/...`` / ``src/M/...`` in the sdist), the error one that says the code itself is
+  wrong (`CODE_DEFECTS`: ``SyntaxError``, ``NameError``, ``AttributeError``,
+  ``TypeError``, ``ImportError``...), and not a missing or incomplete *other* module
+  (``No module named 'numpy'``: an optional dependency not installed stays a
+  collection error, counted apart as before).
+
+Any other exception from the release's code at import is its refusal of the test
+environment, not a defect: Django's ``ImproperlyConfigured`` ("settings are not
+configured": its suite runs through ``runtests.py``, which sets them), a
+``RuntimeError`` asking for an environment variable. Those stay collection errors.
+(The first version of this rule took any exception: Django 6.1 became ``failed``,
+"1109 of 1109 tests failed", in the session 7 corpus.)
 
 Files under a ``tests``/``test``/``testing`` folder and ``conftest.py`` are never the
 package's code: their errors stay collection errors.
@@ -23,13 +32,27 @@ package's code: their errors stay collection errors.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
-_FRAME = re.compile(r"^(\S[^\n]*?\.py):\d+: in ", re.MULTILINE)
+#: a frame of pytest's short traceback, or the file a SyntaxError names (``E     File
+#: "/x/mod.py", line 3``: compiling it failed, so it has no frame of its own)
+_FRAME = re.compile(
+    r'^(?:(\S[^\n]*?\.py):\d+: in |E\s+File "([^"\n]+\.py)", line \d+)', re.MULTILINE
+)
 _MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 _CANNOT_IMPORT = re.compile(r"ImportError: cannot import name '[^']+' from '([^']+)'")
 _TEST_DIRS = frozenset({"tests", "test", "testing"})
+#: Exceptions at import that say the module's code is wrong, whatever the environment.
+CODE_DEFECTS = frozenset(
+    {
+        "SyntaxError", "IndentationError", "TabError", "NameError", "UnboundLocalError",
+        "AttributeError", "TypeError", "ImportError", "ModuleNotFoundError",
+    }
+)  # fmt: skip
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*):")
 _ERROR_CHARS = 200
 
 
@@ -57,8 +80,10 @@ def error_of(text: str) -> str:
     return lines[-1][:_ERROR_CHARS] if lines else ""
 
 
-def raised_by_release(text: str, modules: Iterable[str]) -> str | None:
-    """The error line when the collection error ``text`` is the release's fault, else None."""
+def raised_by_release(text: str, modules: Iterable[str], root: Path | None = None) -> str | None:
+    """The error line when the collection error ``text`` is the release's fault, else None.
+    ``root``: the sdist's tree, whose absolute paths (a SyntaxError's file) are read as
+    relative to it."""
     tops = frozenset(_top(m) for m in modules)
     if not tops:
         return None
@@ -66,8 +91,13 @@ def raised_by_release(text: str, modules: Iterable[str]) -> str | None:
     cannot = _CANNOT_IMPORT.search(error)
     if cannot and _top(cannot.group(1)) in tops:
         return error
-    frames = _FRAME.findall(text)
+    frames = [a or b for a, b in _FRAME.findall(text)]
+    if frames and root is not None and frames[-1].startswith("/"):
+        frames[-1] = inside(root, frames[-1]) or frames[-1]
     if not frames or not release_file(frames[-1], tops):
+        return None
+    kind = _EXCEPTION.match(error)
+    if kind is None or kind.group(1) not in CODE_DEFECTS:
         return None
     missing = _MISSING.search(error)
     if missing and _top(missing.group(1)) not in tops:
@@ -75,3 +105,12 @@ def raised_by_release(text: str, modules: Iterable[str]) -> str | None:
     if cannot:  # a name missing from another module: that module's version, not ours
         return None
     return error
+
+
+def inside(root: Path, raw: str) -> str | None:
+    """``raw`` as a path relative to ``root`` when it lies inside it, else None."""
+    joined = os.path.normpath(os.path.join(str(root), raw))
+    base = os.path.normpath(str(root))
+    if joined == base or not joined.startswith(base + os.sep):
+        return None
+    return joined[len(base) + 1 :]

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from guest_runner.release_fault import release_file
+from guest_runner.release_fault import inside, release_file
 
 _NO_SUCH_FILE = re.compile(
     r"FileNotFoundError: \[Errno 2\] No such file or directory: '([^']{1,400})'"
@@ -43,12 +43,3 @@ def unshipped_file(text: str, root: Path | None, modules: Iterable[str]) -> str 
         if not os.path.lexists(root / relative):
             return relative
     return None
-
-
-def inside(root: Path, raw: str) -> str | None:
-    """``raw`` as a path relative to ``root`` when it lies inside it, else None."""
-    joined = os.path.normpath(os.path.join(str(root), raw))
-    base = os.path.normpath(str(root))
-    if joined == base or not joined.startswith(base + os.sep):
-        return None
-    return joined[len(base) + 1 :]

@@ -125,14 +125,16 @@ async def test_passing_and_failing_packages(harness: Harness, tmp_path: Path) ->
     assert [m["module"] for m in tests["uncollectable"]["modules"]] == ["tests/test_trio.py"]
     assert list(tests["unshipped_failures"]["files"]) == ["fixtures/cases.json"], tests
     assert (result.summary.reason or "").startswith(
-        "1 of 3 tests failed, first tests/test_sub.py: RuntimeError: the config table is empty"
+        "1 of 3 tests failed, first tests/test_sub.py: "
+        "AttributeError: 'dict' object has no attribute 'first'"
     ), result.summary.reason
 
 
-#: subpkg.sub raises at import; tests/test_sub.py imports it, tests/test_trio.py needs
+#: subpkg.sub is broken (AttributeError at import); tests/test_sub.py imports it,
+#: tests/test_trio.py needs
 #: trio, tests/test_data.py reads a file the sdist does not ship.
 BROKEN_SUBMODULE = {
-    "subpkg/sub.py": "raise RuntimeError('the config table is empty')\n",
+    "subpkg/sub.py": "TABLE = {}\nFIRST = TABLE.first()\n",
     "tests/test_sub.py": "import subpkg.sub\n\n\ndef test_sub():\n    pass\n",
     "tests/test_trio.py": "import trio\n\n\ndef test_trio():\n    pass\n",
     "tests/test_data.py": "def test_cases():\n    open('fixtures/cases.json').read()\n",

@@ -2,8 +2,10 @@
 
 The JUnit XML is written by a real pytest run (``--continue-on-collection-errors``,
 xunit1, as the guest's tests phase runs it) on a small tree: a package ``mypkg``
-whose submodule ``broken`` raises at import, and tests that import it, import a name
-the package lacks, import a module nobody installed, or a test helper that raises.
+whose submodule ``broken`` raises AttributeError at import, ``syntax`` does not compile,
+``refuses`` raises RuntimeError (an environment it wants: not a defect), and tests that
+import them, import a name the package lacks, import a module nobody installed, or a
+test helper that raises.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from guest_runner.release_fault import raised_by_release, release_file
 
 FILES = {
     "mypkg/__init__.py": "VALUE = 1\n",
-    "mypkg/broken.py": "raise RuntimeError('the config table is empty')\n",
+    "mypkg/broken.py": "TABLE = {}\nFIRST = TABLE.first()\n",
+    "mypkg/syntax.py": "def f(:\n    pass\n",
+    "mypkg/refuses.py": "raise RuntimeError('set MYPKG_CONFIG first')\n",
     "mypkg/optional.py": "import numpy_not_installed_here\n",
     "mypkg/tests/__init__.py": "",
     "mypkg/tests/helper.py": "raise KeyError('fixture data not shipped')\n",
     "tests/test_ok.py": "def test_ok():\n    assert True\n",
     "tests/test_broken.py": "import mypkg.broken\n\ndef test_a():\n    pass\n",
+    "tests/test_syntax.py": "import mypkg.syntax\n\ndef test_s():\n    pass\n",
+    "tests/test_refuses.py": "import mypkg.refuses\n\ndef test_r():\n    pass\n",
     "tests/test_name.py": "from mypkg import missing_name\n\ndef test_b():\n    pass\n",
     "tests/test_optional.py": "import mypkg.optional\n\ndef test_c():\n    pass\n",
     "tests/test_trio.py": "import trio_not_installed_here\n\ndef test_d():\n    pass\n",
@@ -51,22 +57,29 @@ def junit(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_modules_the_release_broke_are_failed_tests(junit: Path) -> None:
-    """test_broken (mypkg.broken raises) and test_name (mypkg has no such name) fail;
-    the missing third-party modules and the test helper stay collection errors."""
-    summary = parse_junit(junit, ["mypkg"])
+    """test_broken (AttributeError), test_syntax (SyntaxError) and test_name (mypkg has
+    no such name) fail; the refusal of the environment (RuntimeError), the missing
+    third-party modules and the test helper stay collection errors."""
+    summary = parse_junit(junit, ["mypkg"], junit.parent)
     apart = sorted(e["module"] for e in summary["collection_errors"])
-    assert apart == ["tests/test_helper.py", "tests/test_optional.py", "tests/test_trio.py"]
-    assert summary["collection_error_count"] == 3
+    assert apart == [
+        "tests/test_helper.py",
+        "tests/test_optional.py",
+        "tests/test_refuses.py",
+        "tests/test_trio.py",
+    ]
+    assert summary["collection_error_count"] == 4
     assert (summary["collected"], summary["passed"], summary["failed"], summary["errors"]) == (
-        3,
+        4,
         1,
-        2,
+        3,
         0,
     )
     first = summary["first_failure"]
-    assert first["test"] in ("tests/test_broken.py", "tests/test_name.py")
+    assert first["test"] in ("tests/test_broken.py", "tests/test_name.py", "tests/test_syntax.py")
     assert first["error"] in (
-        "RuntimeError: the config table is empty",
+        "AttributeError: 'dict' object has no attribute 'first'",
+        "SyntaxError: invalid syntax",
         "ImportError: cannot import name 'missing_name' from 'mypkg' (%s)"
         % (junit.parent / "mypkg" / "__init__.py"),
     )
@@ -75,7 +88,7 @@ def test_modules_the_release_broke_are_failed_tests(junit: Path) -> None:
 def test_without_the_release_modules_nothing_is_blamed(junit: Path) -> None:
     """Not knowing the release's modules (no install), every error is set aside as before."""
     summary = parse_junit(junit)
-    assert summary["collection_error_count"] == 5
+    assert summary["collection_error_count"] == 7
     assert (summary["collected"], summary["passed"], summary["failed"]) == (1, 1, 0)
     assert summary["first_failure"] is None
 
@@ -108,3 +121,19 @@ def test_a_missing_dependency_inside_the_package_is_not_blamed() -> None:
     assert raised_by_release(text.replace("'yaml'", "'mypkg._speedups'"), ["mypkg"]) == (
         "ModuleNotFoundError: No module named 'mypkg._speedups'"
     )
+
+
+def test_an_environment_the_release_refuses_is_not_a_defect() -> None:
+    """Django's settings not configured (its suite runs through runtests.py): every test
+    module fails the same way from Django's own code; that is not a broken release."""
+    text = (
+        "collection failure\ntests/admin_changelist/test_date_hierarchy.py:3: in <module>\n"
+        "    from django.contrib.admin.options import IncorrectLookupParameters\n"
+        "/venv/lib/python3.13/site-packages/django/conf/__init__.py:75: in _setup\n"
+        "    raise ImproperlyConfigured(\n"
+        "E   django.core.exceptions.ImproperlyConfigured: Requested setting INSTALLED_APPS,"
+        " but settings are not configured."
+    )
+    assert raised_by_release(text, ["django"]) is None
+    defect = text.replace("django.core.exceptions.ImproperlyConfigured", "AttributeError")
+    assert raised_by_release(defect, ["django"]) is not None
