@@ -18,7 +18,6 @@ could not be had.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 
@@ -26,6 +25,7 @@ import structlog
 from uv import find_uv_bin
 
 from slave.prepare.models import GuestTarget, PipOptions
+from slave.prepare.tools import run_tool
 
 log = structlog.get_logger(__name__)
 
@@ -94,48 +94,30 @@ def needs_pins(target: GuestTarget, pip: PipOptions, host: tuple[int, int]) -> b
 
 
 async def guest_pins(
-    requirements: Sequence[str],
-    target: GuestTarget,
-    pip: PipOptions,
-    env: dict[str, str],
+    requirements: Sequence[str], target: GuestTarget, pip: PipOptions
 ) -> list[str] | None:
     """Every wheel the guest needs for ``requirements``, pinned; None when uv cannot say.
 
-    Runs within ``pip.timeout``; killed on timeout or cancel (cancel propagates).
+    Runs within ``pip.timeout``, in pip's environment (`tool_environment`); killed on
+    timeout or cancel (cancel propagates).
     """
     uv = uv_binary()
     platform = uv_platform(target)
     if uv is None or platform is None:
         return None
     argv = compile_command(uv, target, pip, platform)
-    if not pip.inherit_pip_env:
-        env = {k: v for k, v in env.items() if not k.startswith("UV_")}
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**env, "NO_COLOR": "1"},
-    )
+    stdin = "\n".join(requirements).encode() + b"\n"
     try:
-        async with asyncio.timeout(pip.timeout):
-            out, err = await proc.communicate("\n".join(requirements).encode() + b"\n")
+        status, out, err = await run_tool(argv, pip, stdin=stdin, merge_stderr=False)
     except TimeoutError:
         log.info("uv_pins_timeout", requirements=list(requirements), timeout=pip.timeout)
         return None
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    if proc.returncode != 0:
+    if status != 0:
         log.info(
-            "uv_pins_failed",
-            requirements=list(requirements),
-            status=proc.returncode,
-            error=err.decode("utf-8", "replace")[-2000:],
+            "uv_pins_failed", requirements=list(requirements), status=status, error=err[-2000:]
         )
         return None
-    pins = parse_pins(out.decode("utf-8", "replace"))
+    pins = parse_pins(out)
     if pins is None:
-        log.info("uv_pins_unreadable", output=out.decode("utf-8", "replace")[:2000])
+        log.info("uv_pins_unreadable", output=out[:2000])
     return pins

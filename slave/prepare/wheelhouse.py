@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
 import shutil
 import sys
@@ -38,6 +37,7 @@ from slave.prepare.metadata import (
     requirements_for,
 )
 from slave.prepare.models import GuestTarget, PipOptions
+from slave.prepare.tools import run_tool
 
 log = structlog.get_logger(__name__)
 
@@ -114,32 +114,10 @@ def _resolution_key(requirements: Sequence[str], target: GuestTarget, pip: PipOp
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def _environment(pip: PipOptions) -> dict[str, str]:
-    inherited = {
-        k: v for k, v in os.environ.items() if pip.inherit_pip_env or not k.startswith("PIP_")
-    }
-    return {**inherited, **pip.env}
-
-
 async def _run_pip(argv: list[str], pip: PipOptions) -> tuple[int, str]:
     """Run pip; (exit status, combined output). Kills pip on timeout or cancel."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=_environment(pip),
-    )
-    try:
-        async with asyncio.timeout(pip.timeout):
-            out, _ = await proc.communicate()
-    except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode("utf-8", errors="replace")
+    status, output, _ = await run_tool(argv, pip)
+    return status, output
 
 
 def _failure_reason(output: str) -> str:
@@ -201,7 +179,7 @@ async def _download(
     """pip's download of ``args`` into ``scratch``: uv's pins when pip would misjudge
     markers (another Python minor), else, or when that fails, pip resolving alone."""
     if pins.needs_pins(target, pip, sys.version_info[:2]):
-        pinned = await pins.guest_pins(args, target, pip, _environment(pip))
+        pinned = await pins.guest_pins(args, target, pip)
         if pinned is not None:
             status, output = await _run_pip(
                 pip_command(pinned, scratch, target, pip, no_deps=True), pip
@@ -210,9 +188,14 @@ async def _download(
                 log.debug("wheelhouse_pinned_by_uv", requirements=args, pins=pinned)
                 return status, output
             log.info("uv_pins_refused_by_pip", pins=pinned, error=_failure_reason(output))
-            for leftover in await asyncio.to_thread(lambda: list(scratch.iterdir())):
-                await asyncio.to_thread(leftover.unlink)
+            await asyncio.to_thread(_empty, scratch)
     return await _run_pip(pip_command(args, scratch, target, pip), pip)
+
+
+def _empty(folder: Path) -> None:
+    """Remove what a failed pip run left in ``folder`` (its files only)."""
+    for leftover in folder.iterdir():
+        leftover.unlink()
 
 
 def _adopt(scratch: Path, wheelhouse: Path, cache: BlobCache, key: str) -> list[Path]:

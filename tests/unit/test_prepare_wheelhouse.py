@@ -53,12 +53,16 @@ def scratch_dirs(root: Path) -> list[str]:
     return [p.name for p in root.iterdir() if p.name.startswith(".pip-")]
 
 
-async def fetch(pypi: FakePyPI, tmp_path: Path, reqs: list[str], **changes: object) -> list[str]:
+async def fetch(
+    pypi: FakePyPI, tmp_path: Path, reqs: list[str], python: str = "3.11", **changes: object
+) -> list[str]:
+    """The wheel names ``download_wheels`` delivers for a guest on ``python``; ``changes``
+    to the pip options."""
     paths = await download_wheels(
         reqs,
         wheelhouse=tmp_path / "wh",
         cache_dir=tmp_path / "cache",
-        python_version="3.11",
+        python_version=python,
         platform="manylinux_2_36_x86_64",
         pip=options(pypi, **changes),
     )
@@ -128,15 +132,7 @@ async def test_transitive_markers_are_judged_for_the_guest_python(
         sdist=False,
     )
     guest, want = ("3.13", "3.0") if sys.version_info < (3, 12) else ("3.11", "2.0")
-    paths = await download_wheels(
-        ["top"],
-        wheelhouse=tmp_path / "wh",
-        cache_dir=tmp_path / "cache",
-        python_version=guest,
-        platform="manylinux_2_36_x86_64",
-        pip=options(pypi),
-    )
-    names = sorted(p.name for p in paths)
+    names = await fetch(pypi, tmp_path, ["top"], python=guest)
     assert names == [f"dep-{want}-py3-none-any.whl", "top-1.0-py3-none-any.whl"]
 
 
@@ -149,15 +145,10 @@ async def test_pins_pip_refuses_fall_back_to_pip_resolving(pypi: FakePyPI, tmp_p
     constraints = tmp_path / "constraints.txt"
     constraints.write_text("dep<2\n")
     guest = "3.13" if sys.version_info < (3, 13) else "3.12"
-    paths = await download_wheels(
-        ["dep"],
-        wheelhouse=tmp_path / "wh",
-        cache_dir=tmp_path / "cache",
-        python_version=guest,
-        platform="manylinux_2_36_x86_64",
-        pip=options(pypi, args=(*HERMETIC_PIP_ARGS, "--constraint", str(constraints))),
-    )
-    assert [p.name for p in paths] == ["dep-1.0-py3-none-any.whl"]
+    args = (*HERMETIC_PIP_ARGS, "--constraint", str(constraints))
+    assert await fetch(pypi, tmp_path, ["dep"], python=guest, args=args) == [
+        "dep-1.0-py3-none-any.whl"
+    ]
 
 
 async def test_nothing_applicable_runs_no_pip(pypi: FakePyPI, tmp_path: Path) -> None:
