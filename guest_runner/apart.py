@@ -55,14 +55,10 @@ class Apart:
             kind = self.speed
         elif all(missing := [missing_program(text) for text in texts]):
             kind = self.programs
-            for name in missing:
-                if name not in kind["programs"] and len(kind["programs"]) < MAX_LISTED:
-                    kind["programs"].append(name)
+            _list_new(kind["programs"], missing)
         elif all(absent := [unshipped_file(text, self.root, self.modules) for text in texts]):
             kind = self.files
-            for name in absent:
-                if name not in kind["files"] and len(kind["files"]) < MAX_LISTED:
-                    kind["files"].append(name)
+            _list_new(kind["files"], absent)
         else:
             if self.first is None:
                 self.first = {"test": node[:300], "error": error_line(texts[0])}
@@ -81,6 +77,13 @@ class Apart:
             "unshipped_failures": self.files,
             "first_failure": self.first,
         }
+
+
+def _list_new(listed: list[str], names: list[str | None]) -> None:
+    """Add the ``names`` not yet in ``listed``, up to `MAX_LISTED` in all."""
+    for name in names:
+        if name and name not in listed and len(listed) < MAX_LISTED:
+            listed.append(name)
 
 
 def error_line(text: str) -> str:

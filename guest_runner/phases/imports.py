@@ -18,7 +18,7 @@ from typing import Any
 
 from guest_runner.budget import Budget
 from guest_runner.outcome import SEVERITY, Outcome, outcome_of
-from guest_runner.phases.install import normalize
+from guest_runner.phases.metadata import normalize
 from guest_runner.test_requirements import install_test_requirements
 from guest_runner.workspace import Workspace
 

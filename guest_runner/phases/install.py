@@ -19,6 +19,7 @@ from guest_runner.budget import Budget
 from guest_runner.build import pip_build
 from guest_runner.outcome import Outcome, outcome_of, setup_error
 from guest_runner.phases import metadata
+from guest_runner.phases.metadata import normalize
 from guest_runner.workspace import Workspace
 
 #: A wheel built from an sdist: pip's "Created wheel for NAME: ...", uv's "Built NAME @ file://..."
@@ -132,8 +133,3 @@ def pth_files(site: Path | None) -> dict[str, dict[str, Any]]:
             "lines": code[:5],
         }
     return found
-
-
-def normalize(name: str) -> str:
-    """PEP 503 normalised project name."""
-    return re.sub(r"[-_.]+", "-", name).lower()

@@ -39,7 +39,7 @@ from guest_runner.outcome import Outcome, outcome_of
 from guest_runner.workspace import Workspace
 
 STAGE = "metadata"
-MAX_REPORT_BYTES = 8 << 20
+MAX_METADATA_BYTES = 8 << 20
 MAX_REQUIREMENTS = 500
 MAX_REQUIREMENT_CHARS = 1000
 POLL_S = 0.2
@@ -96,8 +96,8 @@ def built_wheel(folder: Path, project: str) -> Path | None:
         for e in entries
         if e.name.endswith(".whl") and e.is_file(follow_symlinks=False)
     ]
-    want = _normalize(project)
-    named = [w for w in wheels if _normalize(w.name.split("-", 1)[0]) == want]
+    want = normalize(project)
+    named = [w for w in wheels if normalize(w.name.split("-", 1)[0]) == want]
     if len(named) == 1:
         return named[0]
     return wheels[0] if len(wheels) == 1 else None
@@ -124,10 +124,10 @@ def wheel_metadata(path: Path) -> dict[str, Any] | None:
                 if len(names) != 1:
                     return None
                 with archive.open(names[0]) as member:
-                    data = member.read(MAX_REPORT_BYTES + 1)
+                    data = member.read(MAX_METADATA_BYTES + 1)
         except (OSError, zipfile.BadZipFile, ValueError, EOFError):
             return None
-    if len(data) > MAX_REPORT_BYTES:
+    if len(data) > MAX_METADATA_BYTES:
         return None
     message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
         data, headersonly=True
@@ -146,7 +146,8 @@ def _header(value: object) -> str | None:
     return None if value is None else str(value).strip()
 
 
-def _normalize(name: str) -> str:
+def normalize(name: str) -> str:
+    """PEP 503 normalised project name."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
