@@ -10,14 +10,13 @@ test helper that raises.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from guest_runner.junit import parse_junit
 from guest_runner.release_fault import raised_by_release, release_file
+from tests.fakes.pytest_junit import junit_of
 
 FILES = {
     "mypkg/__init__.py": "VALUE = 1\n",
@@ -40,20 +39,7 @@ FILES = {
 
 @pytest.fixture(scope="module")
 def junit(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("sdist")
-    for name, text in FILES.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    out = root / "junit.xml"
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={out}"]
-    subprocess.run(
-        [*argv, "-o", "junit_family=xunit1", "--continue-on-collection-errors", "tests"],
-        cwd=root,
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
-    return out
+    return junit_of(tmp_path_factory.mktemp("sdist"), FILES)
 
 
 def test_modules_the_release_broke_are_failed_tests(junit: Path) -> None:

@@ -7,14 +7,14 @@ file of the package itself, and a file outside the tree.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from guest_runner.junit import parse_junit
-from guest_runner.unshipped_files import inside, unshipped_file
+from guest_runner.release_fault import inside
+from guest_runner.unshipped_files import unshipped_file
+from tests.fakes.pytest_junit import junit_of
 
 TESTS = """
 import os
@@ -46,18 +46,7 @@ def test_ok():
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sdist")
-    (root / "mypkg").mkdir()
-    (root / "mypkg" / "__init__.py").write_text("")
-    (root / "tests").mkdir()
-    (root / "tests" / "test_files.py").write_text(TESTS)
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    subprocess.run(
-        [*argv, f"--junitxml={root / 'junit.xml'}", "-o", "junit_family=xunit1", "tests"],
-        cwd=root,
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
+    junit_of(root, {"mypkg/__init__.py": "", "tests/test_files.py": TESTS})
     return root
 
 
