@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -14,7 +15,11 @@ from master.config import MasterConfig, build_config
 from master.context import MasterContext
 from master.daemon import Master
 from master.jobs import Job, JobRequest
+from protocol.messages import ImageInfo
+from slave.config import SlaveConfig
+from slave.daemon import SlaveDaemon
 from tests.fakes.callback_receiver import Receiver
+from tests.fakes.master import ScriptedExecutor, emitting
 from tests.fakes.slave import FakeSlave
 
 SECRET = b"integration-secret-0123456789abcdef"
@@ -167,3 +172,28 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield recv
     finally:
         await recv.server.close()
+
+
+#: The image a real slave daemon announces in these tests (it never boots it).
+SLAVE_IMAGE = ImageInfo(name="bookworm", python="3.11", digest="0123456789abcdef")
+
+
+@contextlib.asynccontextmanager
+async def real_slave(h: Harness, tmp_path: Path, **settings: Any) -> AsyncIterator[SlaveDaemon]:
+    """A real `SlaveDaemon` ("slave-1", work dir ``tmp_path/work``) connected to the
+    harness's master, its jobs scripted (one event each); ``settings`` go into its
+    `SlaveConfig`. Stopped, then the master too, on exit."""
+    config = SlaveConfig(
+        master_host="127.0.0.1", master_port=h.port, secret=SECRET,
+        image_dir=tmp_path / "images", work_dir=tmp_path / "work", name="slave-1",
+        accel="tcg", **settings,
+    )  # fmt: skip
+    executor = ScriptedExecutor(emitting(1))
+    daemon = SlaveDaemon(config, images=[SLAVE_IMAGE], accel="tcg", executor=executor)
+    task = asyncio.create_task(daemon.run())
+    try:
+        yield daemon
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, 20)
+        await h.stop()

@@ -3,19 +3,12 @@ the master's /metrics shows the slave's cache size and evicted bytes."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
 
-from protocol.messages import ImageInfo
-from slave.config import SlaveConfig
-from slave.daemon import SlaveDaemon
 from slave.prepare.cache import TRIM_MIN_AGE_S, BlobCache
-from tests.fakes.master import ScriptedExecutor, emitting
-from tests.integration.conftest import SECRET, Harness, make_config
-
-IMAGE = ImageInfo(name="bookworm", python="3.11", digest="0123456789abcdef")
+from tests.integration.conftest import Harness, make_config, real_slave
 
 
 def _blob(cache: BlobCache, n: int, size: int, age_s: float) -> Path:
@@ -44,16 +37,7 @@ async def test_daemon_trims_and_the_master_shows_it(tmp_path: Path) -> None:
     cache = BlobCache(tmp_path / "work" / "cache")
     for n in range(4):
         _blob(cache, n, 1000, age_s=TRIM_MIN_AGE_S * 2 + n)
-    config = SlaveConfig(
-        master_host="127.0.0.1", master_port=h.port, secret=SECRET,
-        image_dir=tmp_path / "images", work_dir=tmp_path / "work", name="slave-1",
-        accel="tcg", cache_max_bytes=2500, cache_trim_interval=60.0,
-    )  # fmt: skip
-    daemon = SlaveDaemon(
-        config, images=[IMAGE], accel="tcg", executor=ScriptedExecutor(emitting(1))
-    )
-    task = asyncio.create_task(daemon.run())
-    try:
+    async with real_slave(h, tmp_path, cache_max_bytes=2500, cache_trim_interval=60.0):
 
         async def shown() -> bool:
             text = await h.ctx.metrics.render()
@@ -62,7 +46,3 @@ async def test_daemon_trims_and_the_master_shows_it(tmp_path: Path) -> None:
         await h.until(shown)
         text = await h.ctx.metrics.render()
         assert 'pyti_slave_cache_bytes{slave="slave-1"} 2000' in text
-    finally:
-        daemon.request_stop()
-        await asyncio.wait_for(task, 20)
-        await h.stop()

@@ -13,13 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from master.jobs import JobState
-from protocol.messages import ImageInfo
-from slave.config import SlaveConfig
-from slave.daemon import SlaveDaemon
-from tests.fakes.master import ScriptedExecutor, emitting
-from tests.integration.conftest import SECRET, Harness, make_config
-
-IMAGE = ImageInfo(name="bookworm", python="3.11", digest="0123456789abcdef")
+from tests.integration.conftest import Harness, make_config, real_slave
 
 
 async def test_a_slave_short_of_disk_is_shown_counted_once_and_offered_nothing(
@@ -30,16 +24,7 @@ async def test_a_slave_short_of_disk_is_shown_counted_once_and_offered_nothing(
     space returns the queued job runs there."""
     h = Harness(make_config(tmp_path))
     await h.start()
-    config = SlaveConfig(
-        master_host="127.0.0.1", master_port=h.port, secret=SECRET,
-        image_dir=tmp_path / "images", work_dir=tmp_path / "work", name="slave-1",
-        accel="tcg", min_free_mb=1 << 40,
-    )  # fmt: skip
-    daemon = SlaveDaemon(
-        config, images=[IMAGE], accel="tcg", executor=ScriptedExecutor(emitting(1))
-    )
-    task = asyncio.create_task(daemon.run())
-    try:
+    async with real_slave(h, tmp_path, min_free_mb=1 << 40) as daemon:
 
         def shown(text: str) -> Callable[[], Awaitable[bool]]:
             async def check() -> bool:
@@ -55,13 +40,9 @@ async def test_a_slave_short_of_disk_is_shown_counted_once_and_offered_nothing(
         assert "pyti_job_refusals_total{" not in text
         assert "pyti_jobs_dispatched_total 0" in text
 
-        daemon.config = dataclasses.replace(config, min_free_mb=0)  # space is back
+        daemon.config = dataclasses.replace(daemon.config, min_free_mb=0)  # space is back
         await h.until(shown('pyti_slave_disk_short{slave="slave-1"} 0'))
         done = await h.until_job(job.id, lambda j: j.state is JobState.FINISHED)
         assert done.attempt == 1
         text = await h.ctx.metrics.render()
         assert 'pyti_slave_disk_short_total{slave="slave-1"} 1' in text
-    finally:
-        daemon.request_stop()
-        await asyncio.wait_for(task, 20)
-        await h.stop()
