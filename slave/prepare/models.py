@@ -44,7 +44,8 @@ class PipOptions:
     ``index_url`` overrides the configured index; ``args`` are appended to every pip
     command line; ``env`` is added to the inherited environment. Tests are hermetic
     with ``inherit_pip_env=False`` (drops inherited ``PIP_*`` and ``UV_*`` variables such
-    as ``PIP_FIND_LINKS``; `slave.prepare.tools`) and ``env={"PIP_CONFIG_FILE": os.devnull}`` (no config files).
+    as ``PIP_FIND_LINKS``; `slave.prepare.tools`) and
+    ``env={"PIP_CONFIG_FILE": os.devnull}`` (no config files).
     ``resolution_ttl`` is how long a cached resolution of the same requirements is
     reused without asking the index.
     """

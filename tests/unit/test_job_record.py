@@ -261,7 +261,7 @@ def test_pytest_stopping_before_any_test_is_incomplete() -> None:
     )
     # the last exception pytest's output named says why, in the same line
     error = "ImportError: cannot import name 'parse_authorization_header' from 'werkzeug.http'"
-    output = [
+    output: list[tuple[str, str, dict[str, object]]] = [
         ("output", "tests", {"stream": "stdout", "line": "INTERNALERROR> Traceback (most recent"}),
         ("output", "tests", {"stream": "stderr", "line": "    from .core import *"}),
         ("output", "tests", {"stream": "stderr", "line": f"E   {error} (/venv/werkzeug/http.py)"}),
