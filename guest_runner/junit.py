@@ -17,7 +17,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from guest_runner.apart import MAX_LISTED, Apart
-from guest_runner.release_fault import raised_by_release
+from guest_runner.release_fault import MISSING_MODULE, error_of, raised_by_release
 
 JUNIT_LIMIT = 32 * 1024 * 1024
 NETWORK_ERROR = re.compile(
@@ -25,7 +25,6 @@ NETWORK_ERROR = re.compile(
     r"gaierror|NewConnectionError|ConnectionError|No address associated with hostname|"
     r"Could not resolve host|nodename nor servname",
 )
-_MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 _TEXT_LIMIT = 20_000  # characters of a failure's text that are searched
 
 
@@ -126,13 +125,11 @@ def parse_junit(
 def collection_error(case: ElementTree.Element, text: str) -> dict[str, str | None]:
     """``{module, missing, error}`` for a module pytest could not collect."""
     module = case.get("file") or case.get("name") or "?"
-    missing = _MISSING.search(text)
-    lines = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("E ")]
-    lines = lines or [ln.strip() for ln in text.splitlines() if ln.strip()]
+    missing = MISSING_MODULE.search(text)
     return {
         "module": module[:300],
         "missing": missing.group(1)[:200] if missing else None,
-        "error": lines[-1][:300] if lines else "",
+        "error": error_of(text, 300),
     }
 
 

@@ -42,7 +42,8 @@ from pathlib import Path
 _FRAME = re.compile(
     r'^(?:(\S[^\n]*?\.py):\d+: in |E\s+File "([^"\n]+\.py)", line \d+)', re.MULTILINE
 )
-_MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
+#: the module a ``ModuleNotFoundError`` names (also read by `guest_runner.junit`)
+MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 _CANNOT_IMPORT = re.compile(r"ImportError: cannot import name '[^']+' from '([^']+)'")
 _TEST_DIRS = frozenset({"tests", "test", "testing"})
 #: Exceptions at import that say the module's code is wrong, whatever the environment.
@@ -73,11 +74,12 @@ def release_file(path: str, tops: frozenset[str]) -> bool:
     return parts[0].removesuffix(".py") in tops
 
 
-def error_of(text: str) -> str:
-    """The last ``E`` line of a pytest report (the exception), else its last line."""
+def error_of(text: str, limit: int = _ERROR_CHARS) -> str:
+    """The last ``E`` line of a pytest report (the exception), else its last line; at
+    most ``limit`` characters."""
     lines = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("E ")]
     lines = lines or [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1][:_ERROR_CHARS] if lines else ""
+    return lines[-1][:limit] if lines else ""
 
 
 def raised_by_release(text: str, modules: Iterable[str], root: Path | None = None) -> str | None:
@@ -99,7 +101,7 @@ def raised_by_release(text: str, modules: Iterable[str], root: Path | None = Non
     kind = _EXCEPTION.match(error)
     if kind is None or kind.group(1) not in CODE_DEFECTS:
         return None
-    missing = _MISSING.search(error)
+    missing = MISSING_MODULE.search(error)
     if missing and _top(missing.group(1)) not in tops:
         return None
     if cannot:  # a name missing from another module: that module's version, not ours
