@@ -35,6 +35,9 @@ pyti="$tmp/venv/bin/pyti"
 "$pyti" --version | grep "^pyti [0-9]" >/dev/null || fail "pyti --version"
 "$pyti" master --help >/dev/null || fail "pyti master --help"
 "$pyti" slave --help >/dev/null || fail "pyti slave --help"
+# The slave resolves the guest's dependency pins with the uv installed beside it.
+"$tmp/venv/bin/python" -c "from slave.prepare.pins import uv_binary; import sys; sys.exit(uv_binary() is None)" \
+    || fail "the slave finds no uv binary in the installed wheel's venv"
 "$pyti" image build --help | grep -- "--mirror" >/dev/null || fail "pyti image build --help"
 "$pyti" image list --image-dir "$tmp/images" | grep "^bookworm " >/dev/null || fail "recipes not found"
 
