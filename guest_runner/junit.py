@@ -17,7 +17,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from guest_runner.apart import MAX_LISTED, Apart
-from guest_runner.release_fault import MISSING_MODULE, error_of, raised_by_release
+from guest_runner.release_fault import error_of, missing_from, raised_by_release
 
 JUNIT_LIMIT = 32 * 1024 * 1024
 NETWORK_ERROR = re.compile(
@@ -90,7 +90,7 @@ def parse_junit(
             if own is None:
                 uncollected_count += 1
                 if len(uncollected) < MAX_LISTED:
-                    uncollected.append(collection_error(case, texts[0]))
+                    uncollected.append(collection_error(case, texts[0], root))
                 continue
             # The release's own code failed to import: a failed test, not a module
             # set aside (pytest counted it among the errors).
@@ -122,13 +122,15 @@ def parse_junit(
     return summary
 
 
-def collection_error(case: ElementTree.Element, text: str) -> dict[str, str | None]:
+def collection_error(
+    case: ElementTree.Element, text: str, root: Path | None = None
+) -> dict[str, str | None]:
     """``{module, missing, error}`` for a module pytest could not collect."""
     module = case.get("file") or case.get("name") or "?"
-    missing = MISSING_MODULE.search(text)
+    missing = missing_from(text, root)
     return {
         "module": module[:300],
-        "missing": missing.group(1)[:200] if missing else None,
+        "missing": missing[:200] if missing else None,
         "error": error_of(text, 300),
     }
 

@@ -42,9 +42,14 @@ from pathlib import Path
 _FRAME = re.compile(
     r'^(?:(\S[^\n]*?\.py):\d+: in |E\s+File "([^"\n]+\.py)", line \d+)', re.MULTILINE
 )
-#: the module a ``ModuleNotFoundError`` names (also read by `guest_runner.junit`)
+#: the module a ``ModuleNotFoundError`` names
 MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 _CANNOT_IMPORT = re.compile(r"ImportError: cannot import name '[^']+' from '([^']+)'")
+#: a name asked of a package Python found only as a namespace: a folder without its
+#: ``__init__.py`` (``from tests import helper`` where the sdist left out tests/__init__.py)
+_NAMESPACE_ONLY = re.compile(
+    r"ImportError: cannot import name '[^']+' from '([A-Za-z_][\w.]*)' \(unknown location\)"
+)
 _TEST_DIRS = frozenset({"tests", "test", "testing"})
 #: Exceptions at import that say the module's code is wrong, whatever the environment.
 CODE_DEFECTS = frozenset(
@@ -107,6 +112,21 @@ def raised_by_release(text: str, modules: Iterable[str], root: Path | None = Non
     if cannot:  # a name missing from another module: that module's version, not ours
         return None
     return error
+
+
+def missing_from(text: str, root: Path | None = None) -> str | None:
+    """What a collection error says is missing: the module a ``ModuleNotFoundError``
+    names, or the ``__init__.py`` of a folder of the sdist (``root``) that the tests
+    import names from but that Python found only as a namespace package."""
+    if missing := MISSING_MODULE.search(text):
+        return missing.group(1)
+    namespace = _NAMESPACE_ONLY.search(text)
+    if namespace is None or root is None:
+        return None
+    folder = namespace.group(1).replace(".", "/")
+    if (root / folder).is_dir() and not (root / folder / "__init__.py").exists():
+        return f"{folder}/__init__.py"
+    return None
 
 
 def inside(root: Path, raw: str) -> str | None:

@@ -123,3 +123,29 @@ def test_an_environment_the_release_refuses_is_not_a_defect() -> None:
     assert raised_by_release(text, ["django"]) is None
     defect = text.replace("django.core.exceptions.ImproperlyConfigured", "AttributeError")
     assert raised_by_release(defect, ["django"]) is not None
+
+
+def test_a_test_package_the_sdist_ships_without_its_init_is_named(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Test modules doing ``from tests import helper`` where the sdist left out
+    tests/__init__.py: Python finds ``tests`` only as a namespace ("unknown location"),
+    and the collection error names the file that is missing. A package that is there
+    but lacks the name is no such case."""
+    files = {
+        "mypkg/__init__.py": "",
+        "tests/test_uses_helper.py": "from tests import unittest\n\ndef test_a():\n    pass\n",
+        "tests/test_plain.py": "def test_b():\n    pass\n",
+        "other/__init__.py": "",
+        "tests/test_other.py": "from other import absent\n\ndef test_c():\n    pass\n",
+    }
+    junit = junit_of(tmp_path_factory.mktemp("sdist"), files)
+    summary = parse_junit(junit, ["mypkg"], junit.parent)
+    missing = {e["module"]: e["missing"] for e in summary["collection_errors"]}
+    assert missing == {
+        "tests/test_uses_helper.py": "tests/__init__.py",
+        "tests/test_other.py": None,
+    }
+    assert (summary["collected"], summary["passed"], summary["failed"]) == (1, 1, 0)
+    # Without the sdist's tree (a wheel-only release) nothing is inferred.
+    assert {e["missing"] for e in parse_junit(junit, ["mypkg"])["collection_errors"]} == {None}
