@@ -13,7 +13,12 @@ decides whether they count (:mod:`slave.job.record`). What counts as a speed che
   (pytest-timeout's "Timeout (>20.0s) from pytest-timeout": filelock);
 - or the test lives in a benchmark / performance module or is named for speed
   (``test_benchmark.py``, ``tests/perf/``, ``test_speed``, ``test_performance``), and
-  its failure is an assertion on a number (``assert 1.65 >= 2.5``).
+  its failure is an assertion on a number (``assert 1.65 >= 2.5``);
+- or the failure is a number over its upper bound (``assert 8.2 < 1.1``, unittest's
+  ``8 not less than 1.1``) and the code pytest shows for it reads a clock
+  (``time.monotonic()``, ``perf_counter()``, ``current_time_ms()``): tenacity's
+  ``t = current_time_ms() - start; self.assertLess(t, 1.1)``. A number under a lower
+  bound (``assert 0.2 >= 1.0``: a retry that did not wait) is never a slow guest's doing.
 """
 
 from __future__ import annotations
@@ -28,10 +33,22 @@ SPEED_TEXT = re.compile(
 )
 SPEED_TEST = re.compile(r"bench|perf|speed|timing", re.IGNORECASE)
 NUMBER_ASSERTION = re.compile(r"assert -?\d+(?:\.\d+)?(?:e-?\d+)? *(?:[<>]=?) *-?\d")
+_NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
+#: a number that was to stay under a bound: pytest's ``assert 8 < 1.1`` / ``<=``, unittest's
+#: ``8 not less than 1.1`` / ``not less than or equal to``
+OVER_BOUND = re.compile(
+    rf"assert \(?{_NUMBER}(?: *[-+*/] *{_NUMBER})?\)? *<=? *{_NUMBER}\b|"
+    rf"{_NUMBER} not less than (?:or equal to )?{_NUMBER}"
+)
+#: a clock read in the code pytest shows: ``time.time()``, ``time.monotonic()``,
+#: ``perf_counter()``, ``loop.time()``, ``current_time_ms()``, ``default_timer()``
+CLOCK = re.compile(r"\b\w*(?:time|monotonic|perf_counter|clock|timer)\w*\(\)")
 
 
 def is_speed_failure(node_id: str, text: str) -> bool:
     """True when the failure is a speed check (see the module docstring)."""
     if SPEED_TEXT.search(text):
+        return True
+    if OVER_BOUND.search(text) and CLOCK.search(text):
         return True
     return bool(SPEED_TEST.search(node_id) and NUMBER_ASSERTION.search(text))

@@ -26,6 +26,7 @@ from guest_runner.speed_checks import is_speed_failure
 from guest_runner.streams import TAIL_BYTES, drain, iter_lines
 from guest_runner.test_requirements import pip_error
 from guest_runner.workspace import read_env_file
+from tests.fakes.pytest_junit import junit_of
 
 
 def make_tar(path: Path, members: list[tarfile.TarInfo], data: bytes = b"x") -> Path:
@@ -453,3 +454,38 @@ def test_wrapper_lines_hide_only_the_privilege_drop() -> None:
 )
 def test_build_failures_worth_a_retry_without_isolation(line: str, found: bool) -> None:
     assert bool(IMPORT_FAILURE.search(line)) is found
+
+
+def test_a_clocked_upper_bound_is_a_speed_check(tmp_path: Path) -> None:
+    """Real pytest failures: a time read from a clock over its upper bound (unittest's
+    assertLess, a plain assert on a difference) is a speed check; a time under its lower
+    bound, or a number over its bound that no clock gave, is not."""
+    junit = junit_of(
+        tmp_path,
+        {
+            "tests/test_clock.py": (
+                "import time, unittest\n\n"
+                "def current_time_ms():\n    return 8\n\n"
+                "class T(unittest.TestCase):\n"
+                "    def test_sleeps(self):\n"
+                "        start = 0\n"
+                "        t = current_time_ms() - start\n"
+                "        self.assertLess(t, 1.1)\n\n"
+                "def test_diff():\n"
+                "    start = time.monotonic() - 5\n"
+                "    assert (time.monotonic() - start) < 1\n\n"
+                "def test_waited():\n"
+                "    start = time.monotonic()\n"
+                "    assert time.monotonic() - start >= 1.0\n\n"
+                "def test_count():\n"
+                "    items = [1, 2, 3]\n"
+                "    assert len(items) < 2\n"
+            ),
+        },
+    )
+    summary = parse_junit(junit)
+    assert summary["failed"] == 4
+    assert sorted(summary["speed_failures"]["tests"]) == [
+        "tests/test_clock.py::T::test_sleeps",
+        "tests/test_clock.py::test_diff",
+    ]
