@@ -47,6 +47,11 @@ systemctl mask nftables.service >/dev/null  # its /etc/nftables.conf flushes the
 rm -f /etc/resolv.conf
 printf 'nameserver 127.0.0.1\noptions timeout:2 attempts:1\n' > /etc/resolv.conf
 
+# en_US.UTF-8 beside C.UTF-8, as on a CI runner (jobs run under LANG=C.UTF-8; tests that
+# call setlocale with it need it generated).
+sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' /etc/locale.gen
+locale-gen >/dev/null
+
 mkdir -p /etc/systemd/journald.conf.d
 install -m 0644 /opt/pyti/guest/journald.conf /etc/systemd/journald.conf.d/pyti.conf
 

@@ -157,7 +157,10 @@ async def test_guest_user_bait_tools_and_runner(image: Image, tmp_path: Path) ->
         "id -u tester; cat /home/tester/.aws/credentials; grep PYTI_BAIT_TOKEN /etc/environment;"
         " ls /opt/pyti/wheels | grep -c '^pytest-'; /opt/pyti/tools/bin/ruff --version;"
         " python3 -I -S /opt/pyti/runner.pyz --help >/dev/null && echo runner;"
-        " grep nproc /etc/security/limits.d/*"
+        " grep nproc /etc/security/limits.d/*;"
+        # What a CI runner has and test suites ask for: legacy zone names, en_US.UTF-8.
+        " python3 -c 'import zoneinfo; print(zoneinfo.ZoneInfo(\"US/Eastern\").key)';"
+        " python3 -c 'import locale; print(locale.setlocale(locale.LC_ALL, \"en_US.UTF-8\"))'"
     )
     async with (
         await VM.start(image, tmp_path, Accel.TCG) as vm,
@@ -170,6 +173,8 @@ async def test_guest_user_bait_tools_and_runner(image: Image, tmp_path: Path) ->
     assert "ruff " in out
     assert "tester hard nproc" in out
     assert "runner" in out.split()
+    assert "US/Eastern" in out.split()
+    assert "en_US.UTF-8" in out.split()
 
 
 async def test_stream_put_and_timeout(image: Image, tmp_path: Path) -> None:
