@@ -68,6 +68,37 @@ def test_safe_extract_refuses_escapes_and_links(tmp_path: Path) -> None:
     assert not (tmp_path / "escape.txt").exists()
 
 
+def test_safe_extract_keeps_exec_bits_and_in_tree_links(tmp_path: Path) -> None:
+    """A script the sdist marks executable stays executable; a link to a file of the tree
+    is made; a link that leads out, directly or through another link made later
+    (``p -> q/../x`` with ``q -> .``), or that sits under a link, is not."""
+    script = member("pkg-1.0/tests/bin/lsb_release")
+    script.mode = 0o775
+    archive = make_tar(
+        tmp_path / "pkg.tar.gz",
+        [
+            member("pkg-1.0/README"),
+            script,
+            member("pkg-1.0/docs/README", tarfile.SYMTYPE, "../README"),
+            member("pkg-1.0/p", tarfile.SYMTYPE, "q/../../escape.txt"),
+            member("pkg-1.0/q", tarfile.SYMTYPE, "."),
+            member("pkg-1.0/out", tarfile.SYMTYPE, "../../escape.txt"),
+            member("pkg-1.0/docs/README/x", tarfile.SYMTYPE, "../../README"),
+            member("pkg-1.0/q/y", tarfile.SYMTYPE, "README"),
+        ],
+    )
+    (tmp_path / "escape.txt").write_text("outside")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    assert safe_extract(archive, dest) == 4  # p (through q), out, docs/README/x, q/y
+    root = dest / "pkg-1.0"
+    assert (root / "tests/bin/lsb_release").stat().st_mode & 0o777 == 0o755
+    assert (root / "README").stat().st_mode & 0o777 == 0o644
+    assert (root / "docs/README").read_bytes() == b"x"
+    assert (root / "q").resolve() == root.resolve()
+    assert sorted(p.name for p in root.iterdir()) == ["README", "docs", "q", "tests"]
+
+
 def test_safe_extract_zip(tmp_path: Path) -> None:
     """Zip sdists extract the same way, with the same refusals."""
     archive = tmp_path / "pkg.zip"
