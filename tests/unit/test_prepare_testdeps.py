@@ -332,6 +332,53 @@ def test_requirement_files_by_name(tmp_path: Path) -> None:
     assert found == TestDependencies(["pytest", "freezegun"], ["requirements-dev.txt"])
 
 
+def test_a_root_requirements_txt_that_installs_the_project_is_a_dev_source(
+    tmp_path: Path,
+) -> None:
+    """async-timeout 5.0.1 lists its test tools in a root requirements.txt that starts
+    with ``-e .``: a dev source (tooling dropped). An application's pins (no ``-e .``)
+    are not, nor the root file when a dev-named file exists."""
+    dev_env = (
+        "-e .\nbuild==1.2.2.post1\ndocutils==0.21.2\nmypy==1.13.0\npre-commit==4.0.1\n"
+        "pytest==8.3.3\npytest-asyncio==0.24.0\npytest-cov==6.0.0\ntwine==5.1.1\n"
+    )
+    found = deps_of(tmp_path / "a", {"requirements.txt": dev_env})
+    assert found.requirements == ["pytest==8.3.3", "pytest-asyncio==0.24.0", "pytest-cov==6.0.0"]
+    assert found.sources == ["requirements.txt"]
+    pins = deps_of(tmp_path / "b", {"requirements.txt": "flask==3.0.0\npytest-asyncio\n"})
+    assert pins == TestDependencies(["pytest"], [])
+    both = {"requirements.txt": dev_env, "requirements-dev.txt": "pytest\n"}
+    assert deps_of(tmp_path / "c", both).sources == ["requirements-dev.txt"]
+
+
+def test_pytest_plugins_the_tests_use_by_marker_fixture_or_setting(tmp_path: Path) -> None:
+    """A plugin used without an import: ``@pytest.mark.asyncio``, a test taking
+    ``mocker``, a conftest's ``pytest_plugins``, ``trio_mode`` in pyproject's pytest
+    settings, ``asyncio_mode`` in setup.cfg. A declared plugin is not added again, and
+    a marker or fixture no plugin owns (``slow``, ``tmp_path``) adds nothing."""
+    files = {
+        "tests/test_a.py": (
+            "import pytest\n\n@pytest.mark.asyncio\nasync def test_a():\n    pass\n\n"
+            "@pytest.mark.slow\ndef test_b(\n    tmp_path,\n    mocker: object,\n):\n    pass\n"
+        ),
+        "tests/conftest.py": (
+            'pytest_plugins = [\n    "pytest_httpserver",\n    "tests.helpers",\n]\n'
+        ),
+    }
+    pyproject = (
+        '[project.optional-dependencies]\ntest = ["pytest", "pytest-mock"]\n'
+        "[tool.pytest.ini_options]\ntrio_mode = true\n"
+    )
+    found = deps_of(tmp_path / "a", files, pyproject=pyproject)
+    assert found.requirements[:2] == ["pytest", "pytest-mock"]
+    assert sorted(found.requirements[2:]) == ["pytest-asyncio", "pytest-httpserver", "pytest-trio"]
+    assert found.sources == ["extra:test", "plugins:tests"]
+    setup_cfg = {"setup.cfg": "[tool:pytest]\naddopts = --cov\nasyncio_mode = strict\n"}
+    assert deps_of(tmp_path / "b", setup_cfg).requirements == ["pytest", "pytest-asyncio"]
+    plain = {"tests/test_c.py": "def test_c(tmp_path, monkeypatch):\n    pass\n"}
+    assert deps_of(tmp_path / "c", plain) == TestDependencies(["pytest"], [])
+
+
 def test_include_cycle_and_depth_are_bounded(tmp_path: Path) -> None:
     """-r cycles terminate; includes outside the sdist are never followed."""
     files = {
@@ -454,6 +501,7 @@ def test_only_small_wanted_files_are_read(tmp_path: Path) -> None:
         ("docs/conf.py", False),
         ("pkg/data/requests.txt", True),
         ("a/b/c/requirements.txt", False),
+        ("pytest.ini", True),
     ],
 )
 def test_wanted_file(path: str, wanted: bool) -> None:

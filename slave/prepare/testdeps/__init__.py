@@ -21,7 +21,9 @@ backend): the sources are data in the release files, read through `SafeArchive` 
    ``requirements-test*.txt``, ``requirements*/test*.txt``, ``tests/requirements.txt``
    ...) -> their path; files named for dev (``requirements-dev.txt``,
    ``dev-requirements.txt``, ``requirements/dev*.txt``) only when no test-named
-   file exists (they are often pinned lock files of every tool). ``-r``/``-c``
+   file exists (they are often pinned lock files of every tool); with neither, a root
+   ``requirements.txt`` that installs the project itself (``-e .``: a development
+   environment, async-timeout) -> ``requirements.txt``. ``-r``/``-c``
    includes are followed inside the sdist only (depth `requirement_files.MAX_DEPTH`); ``-e``, URLs,
    local paths and options are skipped (``.[extra]`` means the project's own extra).
 
@@ -36,6 +38,10 @@ backend): the sources are data in the release files, read through `SafeArchive` 
    source above declared (mccabe 0.7.0's tests import hypothesis; its sdist declares
    nothing) -> ``imports:tests``. Only that list: an imported name is not a
    distribution name.
+
+9. always, last: pytest plugins the tests use without importing them, by a marker,
+   fixture or setting only that plugin has (``@pytest.mark.asyncio``, ``mocker``,
+   ``asyncio_mode = strict``; `test_imports.plugins_used`) -> ``plugins:tests``.
 
 Markers are evaluated for the guest. The project itself is dropped and its own
 extras (``pkg[test]``, ``.[test]``) expanded. Each project name appears once, with

@@ -31,12 +31,15 @@ def _file_pattern(words: str) -> re.Pattern[str]:
 
 TEST_FILE = _file_pattern(_TEST_WORDS)
 DEV_FILE = _file_pattern(_DEV_WORDS)
+#: The root requirement file: a dev source only when it installs the project (``-e .``).
+ROOT_FILE = "requirements.txt"
 
 
 def wanted_file(relative: str) -> bool:
-    """Members (relative to the sdist root) this package may read: tox.ini and the
-    small requirement/constraint files an include could name."""
-    if relative == "tox.ini":
+    """Members (relative to the sdist root) this package may read: tox.ini, pytest.ini
+    (pytest settings that name a plugin) and the small requirement/constraint files an
+    include could name."""
+    if relative in ("tox.ini", "pytest.ini", ".pytest.ini"):
         return True
     lowered = relative.lower()
     return (
@@ -117,6 +120,16 @@ def _logical_lines(text: str) -> list[str]:
     if pending.strip():
         out.append(pending.strip())
     return out
+
+
+_INSTALLS_PROJECT = re.compile(r"(?:(?:-e|--editable)[\s=]+)?\.(?:\[[^\]]*\])?/?")
+
+
+def installs_project(text: bytes) -> bool:
+    """Whether requirement-file ``text`` installs the project itself (``-e .``, ``.``,
+    ``-e .[test]``): a development environment's file, not an application's pins."""
+    lines = _logical_lines(text.decode("utf-8", errors="replace"))
+    return any(_INSTALLS_PROJECT.fullmatch(line) for line in lines)
 
 
 def self_reference(target: str) -> list[str]:

@@ -20,13 +20,15 @@ from slave.prepare.testdeps.pyproject import (
 )
 from slave.prepare.testdeps.requirement_files import (
     DEV_FILE,
+    ROOT_FILE,
     SELF,
     TEST_FILE,
     RequirementFiles,
+    installs_project,
     pdm_lines,
     requirement_name,
 )
-from slave.prepare.testdeps.test_imports import imported_test_libraries
+from slave.prepare.testdeps.test_imports import imported_test_libraries, plugins_used
 from slave.prepare.testdeps.tox import split_list, tox_section, tox_values
 
 TEST_NAMES = frozenset({"test", "tests", "testing"})
@@ -110,12 +112,28 @@ def find_test_dependencies(
         sources.collect_by_runner()
     if "pytest" not in collector.taken:
         collector.requirements.append("pytest")
-    imported = imported_test_libraries(sdist.test_modules if sdist else {})
+    test_modules = sdist.test_modules if sdist else {}
+    imported = imported_test_libraries(test_modules)
     # last: well-known test tools the test modules import and no source declared (mccabe)
     undeclared = [d for d in imported if canonicalize_name(d) not in collector.taken]
     collector.add("imports:tests", undeclared)
+    # and pytest plugins the tests use by marker, fixture or setting (async-timeout)
+    used = plugins_used(test_modules, _pytest_configs(files, pyproject))
+    collector.add("plugins:tests", [d for d in used if canonicalize_name(d) not in collector.taken])
     substituted = index_substitutes(pyproject, collector.requirements)
     return TestDependencies(collector.requirements, collector.sources, substituted)
+
+
+#: Files whose pytest settings name a plugin (`plugins_used`).
+_PYTEST_CONFIGS = ("pytest.ini", ".pytest.ini", "setup.cfg", "tox.ini")
+
+
+def _pytest_configs(files: Mapping[str, bytes], pyproject: Mapping[str, Any]) -> list[str]:
+    """The texts pytest reads its settings from: the ini files, and pyproject's
+    ``[tool.pytest.ini_options]`` keys as ``key =`` lines."""
+    texts = [files[n].decode("utf-8", errors="replace") for n in _PYTEST_CONFIGS if n in files]
+    options = table(pyproject, "tool", "pytest", "ini_options")
+    return [*texts, "".join(f"{key} =\n" for key in options)]
 
 
 #: What ``[tool.uv.sources]`` can point at instead of an index.
@@ -195,6 +213,12 @@ class _Sources:
         for path in sorted(p for p in self.files if pattern.match(p)):
             if self._for_this_python(path):
                 add(path, self._own(self.requirement_files.read(path)), dev=dev)
+        if dev and not any(DEV_FILE.match(p) for p in self.files):
+            # No file named for tests or dev: a root requirements.txt that installs the
+            # project itself (``-e .``) is its development environment (async-timeout).
+            root = self.files.get(ROOT_FILE)
+            if root is not None and installs_project(root):
+                add(ROOT_FILE, self._own(self.requirement_files.read(ROOT_FILE)), dev=True)
 
     def collect_by_runner(self) -> None:
         """Extras, dependency groups, hatch environments and poetry/pdm groups of any other

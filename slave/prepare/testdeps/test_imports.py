@@ -1,4 +1,5 @@
-"""Well-known test libraries the sdist's test modules import, when nothing declares them.
+"""Well-known test libraries and pytest plugins the sdist's tests use, when nothing
+declares them.
 
 Older sdists often ship their tests without the file that lists what they need (the
 repository's tox.ini or requirements file stayed out of the sdist): mccabe 0.7.0's
@@ -7,7 +8,15 @@ the sdist, and cannot be collected without them. The host reads the test modules
 import lines as text (never running or even compiling them) and adds the libraries
 among them that are known test tools (`TEST_LIBRARIES`, import name → distribution).
 
-Only that list: an import name is not a distribution name, and installing whatever
+A pytest plugin is often used without an import: its marker (``@pytest.mark.asyncio``),
+its fixture (a test taking ``mocker``), its configuration key (``asyncio_mode =
+strict`` in setup.cfg, pytest.ini, tox.ini or ``[tool.pytest.ini_options]``), or
+``pytest_plugins = ["pytest_asyncio"]`` in a conftest. async-timeout 5.0.1 declares
+pytest-asyncio only in a root requirements.txt; without the plugin pytest skips every
+``async def`` test as "not natively supported" and fails it. Those signs are read
+the same way (`plugins_used`), each mapped to the one plugin that defines it.
+
+Only these lists: an import name is not a distribution name, and installing whatever
 PyPI project happens to carry an imported name would bring an unrelated (possibly
 hostile) project into the job and blame its behaviour on the release under test.
 """
@@ -46,6 +55,34 @@ TEST_LIBRARIES: dict[str, str] = {
     "dirty_equals": "dirty-equals",
     "inline_snapshot": "inline-snapshot",
 }
+#: Markers (``@pytest.mark.NAME``) that only one plugin defines.
+PLUGIN_MARKERS: dict[str, str] = {
+    "asyncio": "pytest-asyncio",
+    "trio": "pytest-trio",
+    "django_db": "pytest-django",
+    "httpx_mock": "pytest-httpx",
+}
+#: Fixtures (a test or fixture function's parameter) that only one plugin provides.
+PLUGIN_FIXTURES: dict[str, str] = {
+    "mocker": "pytest-mock",
+    "httpserver": "pytest-httpserver",
+    "httpx_mock": "pytest-httpx",
+    "benchmark": "pytest-benchmark",
+    "requests_mock": "requests-mock",
+    "freezer": "pytest-freezer",
+}
+#: pytest configuration keys that only one plugin reads.
+PLUGIN_INI_KEYS: dict[str, str] = {
+    "asyncio_mode": "pytest-asyncio",
+    "asyncio_default_fixture_loop_scope": "pytest-asyncio",
+    "trio_mode": "pytest-trio",
+    "mock_use_standalone_module": "pytest-mock",
+}
+_MARKER = re.compile(r"\bmark\.([A-Za-z_]\w*)")
+_SIGNATURE = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+\w+[ \t]*\(([^)]*)\)", re.MULTILINE)
+_INI_KEY = re.compile(r"^[ \t]*([A-Za-z_]\w*)[ \t]*[=:]", re.MULTILINE)
+_PYTEST_PLUGINS = re.compile(r"^pytest_plugins[ \t]*=([^\n]*(?:\n[ \t]+[^\n]*)*)", re.MULTILINE)
+_QUOTED = re.compile(r"""["']([A-Za-z_][\w.]*)["']""")
 _IMPORT = re.compile(r"^[ \t]*(?:import|from)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
 #: Test modules read: ``tests/``, ``test/`` and ``testing/`` trees (3 levels at most),
 #: and ``test_*.py`` / ``*_test.py`` / ``conftest.py`` anywhere 2 levels deep.
@@ -78,3 +115,30 @@ def imported_test_libraries(modules: Mapping[str, bytes]) -> list[str]:
 
 def _imports(text: str) -> Iterable[str]:
     return (match.group(1) for match in _IMPORT.finditer(text))
+
+
+def plugins_used(modules: Mapping[str, bytes], configs: Iterable[str] = ()) -> list[str]:
+    """Plugins the tests use without importing them: `PLUGIN_MARKERS` and
+    `PLUGIN_FIXTURES` in ``modules`` (path → source), `PLUGIN_INI_KEYS` in ``configs``
+    (the texts of setup.cfg, pytest.ini, tox.ini; pyproject's keys as ``key =`` lines),
+    and `TEST_LIBRARIES` named by a conftest's ``pytest_plugins``; in the order first seen."""
+    found: list[str] = []
+
+    def take(dist: str | None) -> None:
+        if dist is not None and dist not in found:
+            found.append(dist)
+
+    for source in modules.values():
+        text = source.decode("utf-8", errors="replace")
+        for marker in _MARKER.findall(text):
+            take(PLUGIN_MARKERS.get(marker))
+        for parameters in _SIGNATURE.findall(text):
+            for parameter in parameters.split(","):
+                take(PLUGIN_FIXTURES.get(re.split(r"[:=]", parameter)[0].strip()))
+        for listed in _PYTEST_PLUGINS.findall(text):
+            for name in _QUOTED.findall(listed):
+                take(TEST_LIBRARIES.get(name.split(".", 1)[0]))
+    for config in configs:
+        for key in _INI_KEY.findall(config):
+            take(PLUGIN_INI_KEYS.get(key))
+    return found
