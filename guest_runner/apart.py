@@ -1,5 +1,6 @@
 """Failed tests counted apart: only the guest being offline, only a speed check, only
-a program the guest does not have, or only a file the sdist does not ship.
+a program the guest does not have, only a file the sdist does not ship, or an
+``async def`` test that no installed plugin runs.
 
 The JUnit reader (:mod:`guest_runner.junit`) and the progress-file reader
 (:mod:`guest_runner.progress`) both sort a failed test by its failure texts with
@@ -9,11 +10,16 @@ is one (:func:`~guest_runner.speed_checks.is_speed_failure`), else a missing pro
 when every text is a run of the same kind (:func:`~guest_runner.missing_programs.missing_program`),
 else a file the sdist does not ship when every text is a read of one
 (:func:`~guest_runner.unshipped_files.unshipped_file`; only with the sdist's ``root``).
+Before all of them: pytest's own "async def functions are not natively supported"
+(`NO_ASYNC_PLUGIN`): the suite's async plugin (pytest-asyncio, anyio, pytest-trio...)
+was neither declared nor recognisable by its marker, fixture or setting, so the test
+never ran; upstream CI has that plugin.
 The first failure set apart by none is kept with its error line: the job's reason names it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,8 @@ from guest_runner.offline import is_offline_failure
 from guest_runner.speed_checks import is_speed_failure
 from guest_runner.unshipped_files import unshipped_file
 
+#: pytest's failure for a coroutine test no plugin took (pytest ≥ 8.4; it skipped before).
+NO_ASYNC_PLUGIN = re.compile(r"async def functions are not natively supported")
 #: Test ids listed per kind (the counts are complete).
 MAX_LISTED = 50
 #: Characters kept of a failure's error line.
@@ -31,7 +39,8 @@ ERROR_CHARS = 200
 
 class Apart:
     """Counts and lists (up to `MAX_LISTED`) the failed tests that are offline-only,
-    speed-check-only, missing-program-only or unshipped-file-only, and keeps the first
+    speed-check-only, missing-program-only, unshipped-file-only or async-plugin-only,
+    and keeps the first
     failure that is none. ``root`` is the sdist's tree the tests ran from (None: a
     wheel-only release's installed package), ``modules`` the release's top-level ones."""
 
@@ -42,6 +51,7 @@ class Apart:
         self.offline: dict[str, Any] = {"count": 0, "tests": []}
         self.speed: dict[str, Any] = {"count": 0, "tests": []}
         self.programs: dict[str, Any] = {"count": 0, "tests": [], "programs": []}
+        self.plugins: dict[str, Any] = {"count": 0, "tests": []}
         #: the first failure not set apart: ``{test, error}`` (its error's first line)
         self.first: dict[str, str] | None = None
 
@@ -49,7 +59,9 @@ class Apart:
         """Sort the failed test ``node`` by its failure ``texts`` (none: not set apart)."""
         if not texts:
             return
-        if all(is_offline_failure(text) for text in texts):
+        if all(NO_ASYNC_PLUGIN.search(text) for text in texts):
+            kind = self.plugins
+        elif all(is_offline_failure(text) for text in texts):
             kind = self.offline
         elif all(is_speed_failure(node, text) for text in texts):
             kind = self.speed
@@ -69,12 +81,14 @@ class Apart:
 
     def fields(self) -> dict[str, Any]:
         """``offline_failures``, ``speed_failures``, ``program_failures``,
-        ``unshipped_failures`` and ``first_failure`` of a ``tests_summary``."""
+        ``unshipped_failures``, ``plugin_failures`` and ``first_failure`` of a
+        ``tests_summary``."""
         return {
             "offline_failures": self.offline,
             "speed_failures": self.speed,
             "program_failures": self.programs,
             "unshipped_failures": self.files,
+            "plugin_failures": self.plugins,
             "first_failure": self.first,
         }
 

@@ -46,6 +46,7 @@ def empty_summary() -> dict[str, Any]:
         "speed_failures": {"count": 0, "tests": []},
         "program_failures": {"count": 0, "tests": [], "programs": []},
         "unshipped_failures": {"count": 0, "tests": [], "files": []},
+        "plugin_failures": {"count": 0, "tests": []},
         "first_failure": None,
         "running": None,
     }

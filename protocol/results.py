@@ -63,8 +63,9 @@ class PhaseResult:
 class OfflineFailures:
     """Tests that failed only for a reason outside the package, counted apart (and also
     counted as failed): the guest being offline, a speed check in an emulated guest, or a
-    program the guest does not have (then ``programs`` names them), or a file the sdist
-    does not ship (then ``files`` names them, relative to the sdist's root)."""
+    program the guest does not have (then ``programs`` names them), a file the sdist
+    does not ship (then ``files`` names them, relative to the sdist's root), or an
+    ``async def`` test no installed plugin runs."""
 
     count: int
     tests: Names = ()
@@ -113,6 +114,9 @@ class TestCounts:
     #: failures that only read a file the sdist leaves out (test data, a git submodule):
     #: upstream CI reads it from a checkout
     unshipped_failures: OfflineFailures | None = None
+    #: ``async def`` tests no installed plugin ran (pytest: "async def functions are not
+    #: natively supported"): the suite's async plugin was not known to be needed
+    plugin_failures: OfflineFailures | None = None
     uncollectable: Uncollectable | None = None
     test_requirements_missing: Names | None = None
     reason: Line | None = None

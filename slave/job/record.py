@@ -272,6 +272,7 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
     speed = _failures(fields.get("speed_failures"))
     programs = _failures(fields.get("program_failures"))
     unshipped = _failures(fields.get("unshipped_failures"))
+    plugins = _failures(fields.get("plugin_failures"))
     raw = fields.get("uncollectable", fields.get("collection_errors"))
     modules = [
         UncollectableModule(
@@ -299,6 +300,7 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
         speed_failures=speed,
         program_failures=programs,
         unshipped_failures=unshipped,
+        plugin_failures=plugins,
         uncollectable=Uncollectable(uncollectable, tuple(modules)) if uncollectable else None,
         test_requirements_missing=tuple(missing) or None,
         reason=_line(fields.get("reason"), MAX_REASON) or None,
@@ -456,7 +458,7 @@ def _tally(
     being offline, nor (in an emulated guest) a speed check; every test errored in its
     set-up with none passed or failed for real."""
     apart = tests.offline_failures.count if tests.offline_failures is not None else 0
-    for kind in (tests.program_failures, tests.unshipped_failures):
+    for kind in (tests.program_failures, tests.unshipped_failures, tests.plugin_failures):
         if kind is not None:
             apart += kind.count
     if emulated and tests.speed_failures is not None:
@@ -566,6 +568,12 @@ def _not_run(tests: TestCounts, emulated: bool, substituted: Sequence[str] = ())
         notes.append(
             f"{unshipped.count} tests failed only because the sdist does not ship a file they"
             " read" + _named(unshipped.files or unshipped.tests)
+        )
+    plugins = tests.plugin_failures
+    if plugins is not None and plugins.count:
+        notes.append(
+            f"{plugins.count} async tests did not run: no installed pytest plugin runs"
+            " them" + _named(plugins.tests)
         )
     speed = tests.speed_failures
     if emulated and speed is not None and speed.count:

@@ -153,6 +153,22 @@ def test_failures_that_only_read_a_file_the_sdist_lacks_are_not_the_release() ->
     assert judge(ran, "clean", worse).outcome is Outcome.FAILED
 
 
+def test_async_tests_no_plugin_ran_are_not_the_release() -> None:
+    """``async def`` tests no installed plugin ran are counted apart and said; a real
+    failure beside them still fails; with nothing else run, no test passed is said too."""
+    ran = {"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 1}}
+    unrun = {"count": 32, "tests": ["tests/test_timeout.py::test_timeout"]}
+    tests = plain(read_tests_summary({**counts(1, failed=32), "plugin_failures": unrun}))
+    assert tests["plugin_failures"]["count"] == 32
+    assert judge(ran, "clean", tests) == Decision(
+        Outcome.PASSED,
+        "32 async tests did not run: no installed pytest plugin runs them"
+        " (tests/test_timeout.py::test_timeout)",
+    )
+    worse = plain(read_tests_summary({**counts(1, failed=33), "plugin_failures": unrun}))
+    assert judge(ran, "clean", worse).outcome is Outcome.FAILED
+
+
 def test_a_stand_in_for_a_test_requirement_is_said() -> None:
     """When the index release stood in for a build the project tests with (git), the reason
     says so, after the first failure; a job that passes carries it as a note."""

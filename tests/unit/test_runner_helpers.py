@@ -520,3 +520,23 @@ def test_a_clocked_upper_bound_is_a_speed_check(tmp_path: Path) -> None:
         "tests/test_clock.py::T::test_sleeps",
         "tests/test_clock.py::test_diff",
     ]
+
+
+def test_async_tests_no_plugin_ran_are_counted_apart(tmp_path: Path) -> None:
+    """A real pytest run: an ``async def`` test that no installed plugin takes fails with
+    "async def functions are not natively supported": counted in ``plugin_failures``, not
+    as the release's failure; a real failure beside it stays the first failure."""
+    junit = junit_of(
+        tmp_path,
+        {
+            "tests/test_io.py": (
+                "async def test_read():\n    pass\n\n"
+                "def test_sync():\n    pass\n\n"
+                "def test_wrong():\n    assert 1 == 2\n"
+            ),
+        },
+    )
+    summary = parse_junit(junit)
+    assert (summary["passed"], summary["failed"]) == (1, 2)
+    assert summary["plugin_failures"] == {"count": 1, "tests": ["tests/test_io.py::test_read"]}
+    assert summary["first_failure"]["test"] == "tests/test_io.py::test_wrong"
