@@ -61,6 +61,7 @@ PLUGIN_MARKERS: dict[str, str] = {
     "trio": "pytest-trio",
     "django_db": "pytest-django",
     "httpx_mock": "pytest-httpx",
+    "anyio": "anyio",
 }
 #: Fixtures (a test or fixture function's parameter) that only one plugin provides.
 PLUGIN_FIXTURES: dict[str, str] = {
@@ -70,6 +71,8 @@ PLUGIN_FIXTURES: dict[str, str] = {
     "benchmark": "pytest-benchmark",
     "requests_mock": "requests-mock",
     "freezer": "pytest-freezer",
+    "anyio_backend": "anyio",
+    "aiohttp_client": "pytest-aiohttp",
 }
 #: pytest configuration keys that only one plugin reads.
 PLUGIN_INI_KEYS: dict[str, str] = {
