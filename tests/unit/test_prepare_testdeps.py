@@ -375,6 +375,8 @@ def test_pytest_plugins_the_tests_use_by_marker_fixture_or_setting(tmp_path: Pat
     assert found.sources == ["extra:test", "plugins:tests"]
     setup_cfg = {"setup.cfg": "[tool:pytest]\naddopts = --cov\nasyncio_mode = strict\n"}
     assert deps_of(tmp_path / "b", setup_cfg).requirements == ["pytest", "pytest-asyncio"]
+    django = {"pytest.ini": "[pytest]\nDJANGO_SETTINGS_MODULE = tests.settings\n"}
+    assert deps_of(tmp_path / "e", django).requirements == ["pytest", "pytest-django"]
     anyio = {
         "tests/test_d.py": "import pytest\n\n@pytest.mark.anyio\nasync def test_d():\n    pass\n"
     }

@@ -80,6 +80,8 @@ PLUGIN_INI_KEYS: dict[str, str] = {
     "asyncio_default_fixture_loop_scope": "pytest-asyncio",
     "trio_mode": "pytest-trio",
     "mock_use_standalone_module": "pytest-mock",
+    "DJANGO_SETTINGS_MODULE": "pytest-django",
+    "django_find_project": "pytest-django",
 }
 _MARKER = re.compile(r"\bmark\.([A-Za-z_]\w*)")
 _SIGNATURE = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+\w+[ \t]*\(([^)]*)\)", re.MULTILINE)
