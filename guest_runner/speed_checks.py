@@ -17,8 +17,14 @@ decides whether they count (:mod:`slave.job.record`). What counts as a speed che
 - or the failure is a number over its upper bound (``assert 8.2 < 1.1``, unittest's
   ``8 not less than 1.1``) and the code pytest shows for it reads a clock
   (``time.monotonic()``, ``perf_counter()``, ``current_time_ms()``): tenacity's
-  ``t = current_time_ms() - start; self.assertLess(t, 1.1)``. A number under a lower
-  bound (``assert 0.2 >= 1.0``: a retry that did not wait) is never a slow guest's doing.
+  ``t = current_time_ms() - start; self.assertLess(t, 1.1)``;
+- or the failure is a number under its lower bound (``assert 23 > 30``, unittest's
+  ``23 not greater than 30``) in code that sleeps (``time.sleep``, ``asyncio.sleep``)
+  and reads no clock: work counted within a time window, which a slower guest does
+  less of (aiofiles' ``test_slow_file`` counts the round trips a client completes
+  while a file opens in one second). A number under a lower bound in code that reads
+  a clock is a time that came out *short* (``assert 0.2 >= 1.0``: a retry that did
+  not wait), never a slow guest's doing.
 """
 
 from __future__ import annotations
@@ -40,6 +46,14 @@ OVER_BOUND = re.compile(
     rf"assert \(?{_NUMBER}(?: *[-+*/] *{_NUMBER})?\)? *<=? *{_NUMBER}\b|"
     rf"{_NUMBER} not less than (?:or equal to )?{_NUMBER}"
 )
+#: a number that was to reach a bound: pytest's ``assert 23 > 30`` / ``>=``, unittest's
+#: ``23 not greater than 30`` / ``not greater than or equal to``
+UNDER_BOUND = re.compile(
+    rf"assert \(?{_NUMBER}(?: *[-+*/] *{_NUMBER})?\)? *>=? *{_NUMBER}\b|"
+    rf"{_NUMBER} not greater than (?:or equal to )?{_NUMBER}"
+)
+#: a sleep in the code pytest shows: ``time.sleep(1)``, ``await asyncio.sleep(0.01)``
+SLEEP = re.compile(r"\bsleep\(")
 #: a clock read in the code pytest shows: ``time.time()``, ``time.monotonic()``,
 #: ``perf_counter()``, ``loop.time()``, ``current_time_ms()``, ``default_timer()``
 CLOCK = re.compile(r"\b\w*(?:time|monotonic|perf_counter|clock|timer)\w*\(\)")
@@ -50,5 +64,7 @@ def is_speed_failure(node_id: str, text: str) -> bool:
     if SPEED_TEXT.search(text):
         return True
     if OVER_BOUND.search(text) and CLOCK.search(text):
+        return True
+    if UNDER_BOUND.search(text) and SLEEP.search(text) and not CLOCK.search(text):
         return True
     return bool(SPEED_TEST.search(node_id) and NUMBER_ASSERTION.search(text))

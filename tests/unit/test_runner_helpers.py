@@ -489,8 +489,9 @@ def test_build_failures_worth_a_retry_without_isolation(line: str, found: bool) 
 
 def test_a_clocked_upper_bound_is_a_speed_check(tmp_path: Path) -> None:
     """Real pytest failures: a time read from a clock over its upper bound (unittest's
-    assertLess, a plain assert on a difference) is a speed check; a time under its lower
-    bound, or a number over its bound that no clock gave, is not."""
+    assertLess, a plain assert on a difference), or a count under its lower bound in code
+    that sleeps and reads no clock, is a speed check; a time under its lower bound, or a
+    number off its bound with neither clock nor sleep, is not."""
     junit = junit_of(
         tmp_path,
         {
@@ -507,18 +508,29 @@ def test_a_clocked_upper_bound_is_a_speed_check(tmp_path: Path) -> None:
                 "    assert (time.monotonic() - start) < 1\n\n"
                 "def test_waited():\n"
                 "    start = time.monotonic()\n"
+                "    time.sleep(0.01)\n"
                 "    assert time.monotonic() - start >= 1.0\n\n"
                 "def test_count():\n"
                 "    items = [1, 2, 3]\n"
-                "    assert len(items) < 2\n"
+                "    assert len(items) < 2\n\n"
+                "def test_round_trips():\n"
+                "    counter = 0\n"
+                "    for _ in range(3):\n"
+                "        time.sleep(0.01)\n"
+                "        counter += 1\n"
+                "    assert counter > 30\n\n"
+                "def test_enough():\n"
+                "    items = [1, 2]\n"
+                "    assert len(items) >= 3\n"
             ),
         },
     )
     summary = parse_junit(junit)
-    assert summary["failed"] == 4
+    assert summary["failed"] == 6
     assert sorted(summary["speed_failures"]["tests"]) == [
         "tests/test_clock.py::T::test_sleeps",
         "tests/test_clock.py::test_diff",
+        "tests/test_clock.py::test_round_trips",
     ]
 
 
