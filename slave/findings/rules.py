@@ -66,6 +66,22 @@ NETWORK_TOOLS = _names(
     "curl wget nc ncat netcat socat telnet ftp tftp ssh scp sftp rsync nslookup dig host "
     "ping ping6 nmap ip ifconfig"
 )
+#: What CPython's ``uuid.getnode()`` runs, argv for argv, to read a MAC address when
+#: libuuid gives none (the guest has no network card; freezegun's tests call uuid1()):
+#: interface listings that send nothing. Started with exactly these arguments, a network
+#: tool is only recorded (info), not judged.
+UUID_PROBES = frozenset(
+    {
+        ("ip", "link"),
+        ("ifconfig",),
+        ("ifconfig", ""),
+        ("ifconfig", "-a"),
+        ("ifconfig", "-av"),
+        ("arp", "-an"),
+        ("netstat", "-ian"),
+        ("lanscan", "-ai"),
+    }
+)
 SHELLS = _names("sh bash dash zsh ksh mksh fish csh tcsh busybox")
 ENCODERS = _names("base64 base32 xxd uuencode openssl gpg")
 INTERPRETERS_INLINE = {"perl": "-e", "ruby": "-e", "node": "-e", "php": "-r"}
@@ -304,6 +320,8 @@ def shell_commands(call: Call) -> list[str]:
 
 def network_tool(call: Call) -> Iterable[Hit]:
     if _exe_name(call) in NETWORK_TOOLS:
+        if (_exe_name(call), *call.argv[1:]) in UUID_PROBES:
+            return (Hit(" ".join([_exe_name(call), *call.argv[1:]]), "info"),)
         return (Hit(_exe_name(call)),)
     return tuple(Hit(n) for n in dict.fromkeys(shell_commands(call)) if n in NETWORK_TOOLS)
 
@@ -509,6 +527,17 @@ def any_call(call: Call) -> Iterable[Hit]:
     return (Hit(call.name),)
 
 
+#: ``capset`` to nothing at all: a program dropping every capability it had (iproute2's
+#: ``ip`` does so at start); giving privileges up is never an escalation.
+_DROP_ALL_CAPS = re.compile(r"effective=0, permitted=0, inheritable=0\}")
+
+
+def set_ids(call: Call) -> Iterable[Hit]:
+    if call.name == "capset" and _DROP_ALL_CAPS.search(call.line.raw):
+        return NO_HITS
+    return (Hit(call.name),)
+
+
 def ptrace_other(call: Call) -> Iterable[Hit]:
     request = call.line.args[0] if call.line.args else ""
     if request == "PTRACE_TRACEME":
@@ -619,7 +648,7 @@ RULES: tuple[Rule, ...] = (
     # privilege
     Rule("priv.setid", "high", "privilege", "setuid/setgid/setgroups/capset called",
          _names("setuid setgid setreuid setregid setresuid setresgid setgroups capset"),
-         any_call, TESTS_LOWER),
+         set_ids, TESTS_LOWER),
     Rule("priv.ptrace", "high", "privilege", "ptrace of another process (TRACEME: medium)",
          _names("ptrace"), ptrace_other),
     Rule("priv.process_vm", "high", "privilege", "another process's memory read or written",

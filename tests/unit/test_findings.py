@@ -777,3 +777,36 @@ def test_git_or_curl_reading_netrc_on_their_own_is_only_recorded() -> None:
     assert rules_hit("tests", git, written)["cred.store"] == "medium"
     kube = '300 openat(AT_FDCWD, "/home/tester/.kube/config", O_RDONLY) = 3'
     assert rules_hit("tests", git, kube)["cred.store"] == "medium"
+
+
+def test_the_uuid_mac_probe_and_a_capability_drop_are_not_judged() -> None:
+    """CPython's uuid.getnode() runs ``ip link`` (then ``ifconfig``...) when libuuid finds
+    no network card, and ``ip`` drops every capability at start (freezegun's tests, in a
+    guest without a NIC): recorded as info, never judged. ``ip addr`` or ``ip route``, or a
+    capset that keeps a capability, are judged as before."""
+    drop = (
+        "101 capset({version=_LINUX_CAPABILITY_VERSION_3, pid=0}, "
+        "{effective=0, permitted=0, inheritable=0}) = 0"
+    )
+    keep = drop.replace("effective=0, permitted=0", "effective=1<<CAP_NET_RAW, permitted=0")
+    probe = rules_hit(
+        "tests",
+        execve("/usr/sbin/ip", "/usr/sbin/ip", "link", pid=101),
+        drop,
+        execve("/usr/sbin/ifconfig", "/usr/sbin/ifconfig", "", pid=102),
+    )
+    assert probe == {"proc.network_tool": "info"}
+    assert rules_hit("tests", execve("/usr/sbin/ip", "ip", "addr", pid=101)) == {
+        "proc.network_tool": "medium"
+    }
+    assert (
+        rules_hit("tests", execve("/usr/sbin/ip", "ip", "link", "set", "dev", "x"))[
+            "proc.network_tool"
+        ]
+        == "medium"
+    )
+    assert rules_hit("install", keep)["priv.setid"] == "high"
+    analyser = Analyser(CTX)
+    for line in (execve("/usr/sbin/ip", "ip", "link", pid=101), drop):
+        analyser.feed("tests", line)
+    assert verdict(analyser.findings) == "clean"
