@@ -355,7 +355,8 @@ def test_pytest_plugins_the_tests_use_by_marker_fixture_or_setting(tmp_path: Pat
     """A plugin used without an import: ``@pytest.mark.asyncio``, a test taking
     ``mocker``, a conftest's ``pytest_plugins``, ``trio_mode`` in pyproject's pytest
     settings, ``asyncio_mode`` in setup.cfg. A declared plugin is not added again, and
-    a marker or fixture no plugin owns (``slow``, ``tmp_path``) adds nothing."""
+    a marker or fixture no plugin owns (``slow``, ``tmp_path``) or more than one provides
+    (``benchmark``) adds nothing."""
     files = {
         "tests/test_a.py": (
             "import pytest\n\n@pytest.mark.asyncio\nasync def test_a():\n    pass\n\n"
@@ -381,7 +382,8 @@ def test_pytest_plugins_the_tests_use_by_marker_fixture_or_setting(tmp_path: Pat
         "tests/test_d.py": "import pytest\n\n@pytest.mark.anyio\nasync def test_d():\n    pass\n"
     }
     assert deps_of(tmp_path / "d", anyio).requirements == ["pytest", "anyio"]
-    plain = {"tests/test_c.py": "def test_c(tmp_path, monkeypatch):\n    pass\n"}
+    # benchmark: pytest-benchmark's and pytest-codspeed's (yarl declares the latter)
+    plain = {"tests/test_c.py": "def test_c(tmp_path, monkeypatch, benchmark):\n    pass\n"}
     assert deps_of(tmp_path / "c", plain) == TestDependencies(["pytest"], [])
 
 

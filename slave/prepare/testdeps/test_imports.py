@@ -63,16 +63,15 @@ PLUGIN_MARKERS: dict[str, str] = {
     "httpx_mock": "pytest-httpx",
     "anyio": "anyio",
 }
-#: Fixtures (a test or fixture function's parameter) that only one plugin provides.
+#: Fixtures (a test or fixture function's parameter) that only one plugin provides. Not
+#: ``benchmark`` (pytest-benchmark and pytest-codspeed), ``httpserver`` (pytest-httpserver
+#: and pytest-localserver), ``freezer`` or ``aiohttp_client`` (aiohttp's own plugin):
+#: adding the wrong one beside the declared one would change the suite.
 PLUGIN_FIXTURES: dict[str, str] = {
     "mocker": "pytest-mock",
-    "httpserver": "pytest-httpserver",
     "httpx_mock": "pytest-httpx",
-    "benchmark": "pytest-benchmark",
     "requests_mock": "requests-mock",
-    "freezer": "pytest-freezer",
     "anyio_backend": "anyio",
-    "aiohttp_client": "pytest-aiohttp",
 }
 #: pytest configuration keys that only one plugin reads.
 PLUGIN_INI_KEYS: dict[str, str] = {
