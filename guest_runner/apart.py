@@ -40,9 +40,9 @@ ERROR_CHARS = 200
 class Apart:
     """Counts and lists (up to `MAX_LISTED`) the failed tests that are offline-only,
     speed-check-only, missing-program-only, unshipped-file-only or async-plugin-only,
-    and keeps the first
-    failure that is none. ``root`` is the sdist's tree the tests ran from (None: a
-    wheel-only release's installed package), ``modules`` the release's top-level ones."""
+    and keeps the first failure that is none. ``root`` is the sdist's tree the tests ran
+    from (None: a wheel-only release's installed package), ``modules`` the release's
+    top-level ones."""
 
     def __init__(self, root: Path | None = None, modules: Sequence[str] = ()) -> None:
         self.root = root

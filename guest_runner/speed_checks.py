@@ -40,18 +40,21 @@ SPEED_TEXT = re.compile(
 SPEED_TEST = re.compile(r"bench|perf|speed|timing", re.IGNORECASE)
 NUMBER_ASSERTION = re.compile(r"assert -?\d+(?:\.\d+)?(?:e-?\d+)? *(?:[<>]=?) *-?\d")
 _NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
-#: a number that was to stay under a bound: pytest's ``assert 8 < 1.1`` / ``<=``, unittest's
-#: ``8 not less than 1.1`` / ``not less than or equal to``
-OVER_BOUND = re.compile(
-    rf"assert \(?{_NUMBER}(?: *[-+*/] *{_NUMBER})?\)? *<=? *{_NUMBER}\b|"
-    rf"{_NUMBER} not less than (?:or equal to )?{_NUMBER}"
-)
-#: a number that was to reach a bound: pytest's ``assert 23 > 30`` / ``>=``, unittest's
-#: ``23 not greater than 30`` / ``not greater than or equal to``
-UNDER_BOUND = re.compile(
-    rf"assert \(?{_NUMBER}(?: *[-+*/] *{_NUMBER})?\)? *>=? *{_NUMBER}\b|"
-    rf"{_NUMBER} not greater than (?:or equal to )?{_NUMBER}"
-)
+
+
+def _failed_bound(operator: str, word: str) -> re.Pattern[str]:
+    """A failed comparison of numbers as pytest (``assert 8 < 1.1``, ``<=``, a difference
+    in parentheses) or unittest (``8 not less than 1.1``, ``or equal to``) words it."""
+    return re.compile(
+        rf"assert \(?{_NUMBER}(?: *[-+*/] *{_NUMBER})?\)? *{operator}=? *{_NUMBER}\b|"
+        rf"{_NUMBER} not {word} than (?:or equal to )?{_NUMBER}"
+    )
+
+
+#: a number that was to stay under a bound (``assert 8 < 1.1``, ``8 not less than 1.1``)
+OVER_BOUND = _failed_bound("<", "less")
+#: a number that was to reach a bound (``assert 23 > 30``, ``23 not greater than 30``)
+UNDER_BOUND = _failed_bound(">", "greater")
 #: a sleep in the code pytest shows: ``time.sleep(1)``, ``await asyncio.sleep(0.01)``
 SLEEP = re.compile(r"\bsleep\(")
 #: a clock read in the code pytest shows: ``time.time()``, ``time.monotonic()``,

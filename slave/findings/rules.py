@@ -319,10 +319,10 @@ def shell_commands(call: Call) -> list[str]:
 
 
 def network_tool(call: Call) -> Iterable[Hit]:
-    if _exe_name(call) in NETWORK_TOOLS:
-        if (_exe_name(call), *call.argv[1:]) in UUID_PROBES:
-            return (Hit(" ".join([_exe_name(call), *call.argv[1:]]), "info"),)
-        return (Hit(_exe_name(call)),)
+    if (name := _exe_name(call)) in NETWORK_TOOLS:
+        if (probe := (name, *call.argv[1:])) in UUID_PROBES:
+            return (Hit(" ".join(probe), "info"),)
+        return (Hit(name),)
     return tuple(Hit(n) for n in dict.fromkeys(shell_commands(call)) if n in NETWORK_TOOLS)
 
 
