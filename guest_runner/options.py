@@ -20,6 +20,7 @@ class Options:
     python: str = sys.executable
     wheels_dir: str = "/opt/pyti/wheels"
     tools_dir: str = "/opt/pyti/tools"
+    build_envs_dir: str = "/opt/pyti/build-envs"
     scratch_dir: str | None = None
     env_file: str = "/etc/environment"
     strace: bool = True
@@ -40,6 +41,9 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--python", default=sys.executable, help="python that makes the venv")
     parser.add_argument("--wheels-dir", default="/opt/pyti/wheels")
     parser.add_argument("--tools-dir", default="/opt/pyti/tools")
+    parser.add_argument(
+        "--build-envs-dir", default="/opt/pyti/build-envs", help="prepared build environments"
+    )
     parser.add_argument("--scratch-dir", help="where the job's temp dirs go (default: TMPDIR)")
     parser.add_argument("--env-file", default="/etc/environment", help="source of bait env")
     parser.add_argument("--no-strace", action="store_true", help="run phases untraced")
@@ -59,6 +63,7 @@ def parse_args(argv: list[str] | None) -> Options:
         python=ns.python,
         wheels_dir=os.path.abspath(ns.wheels_dir),
         tools_dir=os.path.abspath(ns.tools_dir),
+        build_envs_dir=os.path.abspath(ns.build_envs_dir),
         scratch_dir=absolute(ns.scratch_dir),
         env_file=os.path.abspath(ns.env_file),
         strace=not ns.no_strace,

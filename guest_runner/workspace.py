@@ -89,14 +89,16 @@ class Workspace:
         on_line: Callable[[str], None] | None = None,
         stage: str | None = None,
         interrupt_grace: float = 0.0,
+        extra_env: dict[str, str] | None = None,
     ) -> Result:
-        """Run package-touching ``argv`` (see :meth:`Executor.run`); cwd defaults to run/."""
+        """Run package-touching ``argv`` (see :meth:`Executor.run`); cwd defaults to run/;
+        ``extra_env`` is added to :meth:`env`."""
         return self.exec.run(
             phase,
             argv,
             budget,
             cwd=cwd or str(self.scratch / "run"),
-            env=self.env(),
+            env={**self.env(), **(extra_env or {})},
             traced=traced,
             on_line=on_line,
             stage=stage,

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from guest_runner import prepared_build
 from guest_runner.budget import Budget
 from guest_runner.build import pip_build
 from guest_runner.outcome import Outcome, outcome_of, setup_error
@@ -25,6 +26,13 @@ from guest_runner.workspace import Workspace
 #: A wheel built from an sdist: pip's "Created wheel for NAME: ...", uv's "Built NAME @ file://..."
 #: or "Built NAME==VERSION" (uv builds nothing here today: ``--only-binary :all:``).
 BUILT_WHEEL = re.compile(r"\s*(?:Created wheel for ([^:\s]+)|Built ([A-Za-z0-9._-]+)(?: @ |==))")
+
+
+def prebuilt_dir(ws: Workspace) -> Path:
+    """Where a prepared build writes the release's wheel."""
+    return ws.scratch / prepared_build.WORK_DIR / "wheel"
+
+
 #: Marks the image's pre-built job venv (see the image builder's JOB_VENV).
 VENV_TEMPLATE_MARKER = ".pyti-template"
 
@@ -61,14 +69,22 @@ def install_into_venv(ws: Workspace, budget: Budget) -> Outcome:
 
     metadata_built = ws.job.build_metadata and kind == "sdist"
     installs = kind
+    prebuilt = None
+    if kind == "sdist":
+        # In the image's prepared build environment, one interpreter; else pip builds it.
+        prebuilt = prepared_build.build(ws, budget, Path(target), prebuilt_dir(ws), watch)
+        if prebuilt is not None:
+            built.append(normalize(ws.job.project))
     if metadata_built:
         # The metadata stage builds the wheel once; the install installs that wheel.
-        wheel = metadata.build(ws, budget, target, on_line=watch)
+        wheel = metadata.build(ws, budget, target, on_line=watch, built=prebuilt)
         if isinstance(wheel, Outcome):
             if ws.build_retry is not None:
                 wheel.fields["build_retry"] = ws.build_retry
             return wheel
         target, installs = str(wheel), "wheel"
+    elif prebuilt is not None:
+        target, installs = str(prebuilt), "wheel"
 
     # A wheel (and its wheel dependencies) is installed by uv when the image has it; an
     # sdist is built by pip, whose build runs with the job venv as sys.prefix (uv builds in

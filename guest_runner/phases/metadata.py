@@ -50,19 +50,23 @@ def build(
     budget: Budget,
     target: str,
     on_line: Callable[[str], None] | None = None,
+    built: Path | None = None,
 ) -> Outcome | Path:
-    """Build the wheel, report its metadata and hand over: the wheel to install when the
-    install may go on, else the outcome that ends the phase."""
-    out = ws.scratch / "tmp" / "pyti-built"
-    _clear(out)
-    argv = [ws.vpython, "-m", "pip", "wheel", "--no-index", "--no-cache-dir", "--no-deps"]
-    argv += ["--progress-bar", "off", "--wheel-dir", str(out)]
-    argv += ["--find-links", str(ws.job_dir), "--find-links", ws.opts.wheels_dir, target]
-    outcome = outcome_of(pip_build(ws, budget, argv, stage=STAGE, on_line=on_line))
-    if outcome.status != "passed":
-        outcome.fields.update(stage=STAGE, reason="the release's metadata could not be built")
-        return outcome
-    wheel = built_wheel(out, ws.job.project)
+    """Build the wheel (unless ``built``: a prepared build made it already), report its
+    metadata and hand over: the wheel to install when the install may go on, else the
+    outcome that ends the phase."""
+    wheel = built
+    if wheel is None:
+        out = ws.scratch / "tmp" / "pyti-built"
+        _clear(out)
+        argv = [ws.vpython, "-m", "pip", "wheel", "--no-index", "--no-cache-dir", "--no-deps"]
+        argv += ["--progress-bar", "off", "--wheel-dir", str(out)]
+        argv += ["--find-links", str(ws.job_dir), "--find-links", ws.opts.wheels_dir, target]
+        outcome = outcome_of(pip_build(ws, budget, argv, stage=STAGE, on_line=on_line))
+        if outcome.status != "passed":
+            outcome.fields.update(stage=STAGE, reason="the release's metadata could not be built")
+            return outcome
+        wheel = built_wheel(out, ws.job.project)
     metadata = wheel_metadata(wheel) if wheel is not None else None
     if wheel is None or metadata is None:
         return Outcome("failed", {"stage": STAGE, "reason": "pip built no readable wheel"})

@@ -90,6 +90,10 @@ class Proc:
 UNKNOWN = Proc("?", trusted=False)
 
 
+#: guest_runner.prepared_build's hook script, under the job's scratch dir
+PREPARED_BUILD = re.compile(r"/pyti-job-[^/]+/pyti-build/build_hooks\.py$")
+
+
 def classify(exe: str, argv: tuple[str, ...]) -> tuple[str, bool]:
     """(label, expected) of an exec: expected means the runner or pip starts it every time."""
     base = posixpath.basename(exe)
@@ -106,6 +110,8 @@ def classify(exe: str, argv: tuple[str, ...]) -> tuple[str, bool]:
         return "pip", True
     if rest and rest[0].endswith(("/_in_process/_in_process.py", "/in_process/_in_process.py")):
         return "build-backend", True  # pyproject_hooks, and pep517 in older pips
+    if rest and PREPARED_BUILD.search(rest[0]):
+        return "build-backend", True  # the runner's build in a prepared environment
     if rest[:2] == ["-m", "pytest"]:
         return "pytest", True
     if rest[:2] == ["-m", "venv"]:

@@ -157,7 +157,11 @@ SERVICES = (
 HARMLESS_WRITES = ("/dev/null", "/dev/tty", "/dev/pts", "/dev/stdout", "/dev/stderr", "/proc/self")
 ENVIRON = re.compile(r"^/proc/(\d+|self|thread-self)(/task/\d+)?/environ$")
 SITE_HOOK = re.compile(r"/(site|dist)-packages/([^/]+\.pth|sitecustomize\.py|usercustomize\.py)$")
-PIP_BUILD_DIR = re.compile(r"/pip-(req-build|build-env|install|wheel|ephem-wheel-cache)-")
+#: pip's build dirs, and the runner's for a build in a prepared environment
+#: (guest_runner.prepared_build.WORK_DIR)
+PIP_BUILD_DIR = re.compile(
+    r"/pip-(req-build|build-env|install|wheel|ephem-wheel-cache)-|/pyti-job-[^/]+/pyti-build/"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,12 +139,18 @@ async def _build_into(
     await rootfs.download_wheels(recipe, recipe.wheels, root / "opt/pyti/wheels", "wheels")
     venv_wheels = root / "tmp" / "pyti-venv-wheels"
     await rootfs.download_wheels(recipe, recipe.venv_tools, venv_wheels, "wheels")
+    env_wheels = root / "tmp" / "pyti-build-env-wheels"
+    for entry in recipe.build_envs:
+        names = tuple(rootfs.build_env_names(entry))
+        await rootfs.download_wheels(recipe, names, env_wheels, "wheels")
 
     progress.step("configure the guest (chroot guest_image/files/setup.sh)")
     await rootfs.chroot_setup(recipe, root, progress)
 
-    progress.step(f"tools venv /opt/pyti/tools: {', '.join(recipe.venv_tools) or '-'}")
+    tools = ", ".join(recipe.venv_tools) or "-"
+    progress.step(f"tools venv /opt/pyti/tools: {tools}; {len(recipe.build_envs)} build envs")
     await rootfs.install_venv_tools(recipe, root, venv_wheels)
+    await rootfs.install_build_envs(recipe, root, env_wheels)
 
     progress.step(f"job venv {rootfs.JOB_VENV}: {', '.join(recipe.wheels) or '-'}")
     await rootfs.install_job_venv(recipe, root)

@@ -33,6 +33,9 @@ _PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
 # Requirement names only (no URLs, no options): they are given to pip on the host.
 _REQ_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*([<>=!~]=?[A-Za-z0-9.*+!-]+)?$")
 
+# A prepared build environment: distribution names, space-separated.
+_ENV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*( [A-Za-z0-9][A-Za-z0-9._-]*)*$")
+
 
 @dataclass(frozen=True, slots=True)
 class VMSpec:
@@ -57,6 +60,10 @@ class Recipe:
     vm: VMSpec
     #: The Debian mirror to build from; None: see ``slave.image_builder.mirror``. Not hashed.
     mirror: str | None = None
+    #: Prepared PEP 517 build environments: each entry names, space-separated, the
+    #: distributions one environment is made of (``/opt/pyti/build-envs/``, see
+    #: ``guest_runner.prepared_build``).
+    build_envs: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able form (lists for tuples), stable for hashing."""
@@ -71,7 +78,13 @@ RECIPE_SETTINGS: dict[str, Setting] = {
     "python_version": Text(required=True, pattern=_PYVER_RE, means="like '3.11'"),
     "mirror": Text(pattern=MIRROR_RE, means="an http(s):// or file:// URL of a Debian mirror"),
     "packages": Texts(pattern=_PKG_RE),
-    "tools": Table({"wheels": Texts(pattern=_REQ_RE), "venv": Texts(pattern=_REQ_RE)}),
+    "tools": Table(
+        {
+            "wheels": Texts(pattern=_REQ_RE),
+            "venv": Texts(pattern=_REQ_RE),
+            "build_envs": Texts(pattern=_ENV_RE),
+        }
+    ),
     "vm": Table(
         {
             "memory_mb": Int(minimum=128, maximum=65536),
@@ -101,6 +114,7 @@ def parse_recipe(data: dict[str, Any], name: str, source: str = "recipe") -> Rec
         tools.get("venv", ()),
         VMSpec(**values.get("vm", {})),
         values.get("mirror"),
+        tools.get("build_envs", ()),
     )
 
 

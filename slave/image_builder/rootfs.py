@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -16,6 +17,8 @@ import string
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 from guest_runner.bundle import build_pyz
 from slave.image_builder.errors import BuildError
@@ -136,6 +139,48 @@ async def install_job_venv(recipe: Recipe, root: Path) -> None:
     await run_tool(
         recipe.name, "job venv", ["chroot", root, "chown", "-R", "tester:tester", JOB_VENV], env=env
     )
+
+
+#: The prepared build environments (guest_runner.prepared_build), one folder each.
+BUILD_ENVS = "/opt/pyti/build-envs"
+#: What every prepared environment holds besides its own distributions: the runner's
+#: check of the build requirements (guest_runner/build_hooks.py) uses it.
+BUILD_ENV_BASE = ("packaging",)
+
+
+def build_env_names(entry: str) -> list[str]:
+    """The distributions of one ``build_envs`` entry, with :data:`BUILD_ENV_BASE`."""
+    names = entry.split()
+    return [*names, *(n for n in BUILD_ENV_BASE if n not in names)]
+
+
+def build_env_folder(entry: str) -> str:
+    """The folder name of one ``build_envs`` entry: its names joined by ``+``."""
+    return "+".join(canonicalize_name(n) for n in entry.split())
+
+
+async def install_build_envs(recipe: Recipe, root: Path, wheels: Path) -> None:
+    """Install each of the recipe's ``build_envs`` into its own folder under
+    :data:`BUILD_ENVS` (the tools venv's pip, ``--target``, from wheels fetched on the
+    host), byte-compiled (the build runs as tester, who cannot write there), with
+    ``pyti-env.json`` naming what it provides."""
+    inside = "/" + str(wheels.relative_to(root))
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PIP_CONFIG_FILE": "/dev/null"}
+    for entry in recipe.build_envs:
+        target = f"{BUILD_ENVS}/{build_env_folder(entry)}"
+        pip: list[str | Path] = ["chroot", root, "/opt/pyti/tools/bin/pip", "install", "-q"]
+        pip += ["--no-index", "--no-compile", "--target", target, "--find-links", inside]
+        await run_tool(recipe.name, "build envs", [*pip, *build_env_names(entry)], env=env)
+        compile_: list[str | Path] = ["chroot", root, "python3", "-m", "compileall", "-q"]
+        await run_tool(recipe.name, "build envs", [*compile_, target], env=env)
+        provides = sorted(
+            canonicalize_name(p.name.split("-", 1)[0])
+            for p in (root / target.lstrip("/")).glob("*.dist-info")
+        )
+        (root / target.lstrip("/") / "pyti-env.json").write_text(
+            json.dumps({"entry": entry, "provides": provides}) + "\n"
+        )
+    shutil.rmtree(wheels)
 
 
 async def make_keys(recipe: Recipe, root: Path, out_dir: Path) -> None:

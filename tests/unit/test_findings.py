@@ -259,6 +259,7 @@ QUIET = [
     ),
     ("proc.inline_code", "install", execve("/usr/bin/perl", "perl", "Makefile.PL")),
     ("proc.exec_temp", "install", execve("/tmp/pyti-job-a/tmp/pip-req-build-x/configure", "c")),
+    ("proc.exec_temp", "install", execve("/tmp/pyti-job-a/pyti-build/src/d-1/configure", "c")),
     ("proc.started", "install", execve(f"{V}/bin/python", "python", "-m", "pip", "install", "y")),
     ("proc.started", "install", execve("/usr/bin/lsb_release", "lsb_release", "-a", pid=200)),
     ("proc.started", "tests", execve(f"{V}/bin/python", "python", "-m", "pytest", "-q")),
@@ -705,6 +706,12 @@ def test_uv_installing_a_pth_is_judged_by_content() -> None:
         (["python", "-c", PIP_SHIM_NEW, "bdist_wheel"], "setup.py", True),
         (["python", "/v/pep517/in_process/_in_process.py", "x"], "build-backend", True),
         (["python", "setup.py", "build"], "python setup.py", False),
+        (
+            ["python", "/tmp/pyti-job-a1/pyti-build/build_hooks.py", "/t/_in_process.py", "o"],
+            "build-backend",
+            True,
+        ),
+        (["python", "/tmp/x/build_hooks.py"], "python build_hooks.py", False),
     ],
 )
 def test_classify_python_commands(argv: list[str], label: str, expected: bool) -> None:

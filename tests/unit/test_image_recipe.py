@@ -30,7 +30,8 @@ def test_shipped_bookworm_recipe_parses() -> None:
     assert recipe.python_version == "3.11"
     assert "openssh-server" in recipe.packages
     assert "pytest" in recipe.wheels
-    assert recipe.venv_tools == ("ruff", "uv")
+    assert recipe.venv_tools == ("ruff", "uv", "pyproject-hooks")
+    assert "setuptools wheel" in recipe.build_envs and "hatchling" in recipe.build_envs
     assert "bookworm" in list_recipes()
 
 

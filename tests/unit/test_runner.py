@@ -169,6 +169,7 @@ def run_job(tmp_path: Path, wheelhouse: Path, runner_pyz: list[str]) -> RunJob:
         extra: dict[str, Any] | None = None,
         test_requirements: tuple[str, ...] = (),
         job_wheels: tuple[Path, ...] = (),
+        build_envs_dir: Path | None = None,
     ) -> Events:
         job_dir = tmp_path / "job"
         job_dir.mkdir(exist_ok=True)
@@ -194,6 +195,8 @@ def run_job(tmp_path: Path, wheelhouse: Path, runner_pyz: list[str]) -> RunJob:
         (tmp_path / "scratch").mkdir(exist_ok=True)
         argv += ["--tools-dir", str(tools_dir), "--scratch-dir", str(tmp_path / "scratch")]
         argv += ["--env-file", str(env_file)]
+        # No prepared build environments unless a test makes some (the image's are absent).
+        argv += ["--build-envs-dir", str(build_envs_dir or tmp_path / "no-build-envs")]
         proc = subprocess.run(
             argv, capture_output=True, timeout=runner_timeout, check=False, cwd=tmp_path
         )
