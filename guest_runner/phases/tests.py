@@ -99,14 +99,21 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
         # not install (--cov...): retry once without them.
         argv[-len(targets) : -len(targets)] = ["-o", "addopts="]
         result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root), interrupt_grace=grace)
-    if result.returncode == 5 and not result.timed_out and budget.remaining() > 0:
+    looser = iter(loose_patterns(root, targets))
+    loosened = False
+    while result.returncode == 5 and not result.timed_out and budget.remaining() > 0:
         # Nothing matched test_*.py / *_test.py (or the project's python_files): the
-        # tests are unittest-style modules named otherwise (tests/test.py,
-        # tests/basic.py). pytest runs unittest.TestCase classes as they are.
-        argv[-len(targets) : -len(targets)] = [
-            "-o",
-            f"python_files={loose_patterns(root, targets)}",
-        ]
+        # tests are unittest-style modules named otherwise (tests/testlex.py,
+        # tests/test.py, tests/basic.py). pytest runs unittest.TestCase classes as they are.
+        patterns = next(looser, None)
+        if patterns is None:
+            break
+        option = ["-o", f"python_files={patterns}"]
+        if loosened:
+            argv[-len(targets) - 2 : -len(targets)] = option
+        else:
+            argv[-len(targets) : -len(targets)] = option
+        loosened = True
         result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root), interrupt_grace=grace)
     counts = parse_junit(junit, installed_modules(ws), root if root != site else None)
     if result.timed_out or (result.returncode is not None and result.returncode < 0):
@@ -154,15 +161,22 @@ def no_tests_reason(counts: dict[str, Any], result: Result) -> str | None:
     return None
 
 
-def loose_patterns(root: Path, targets: list[Path]) -> str:
-    """``python_files`` for a second look: any module in a tests folder; test-named ones elsewhere.
+#: the second look's names: modules whose name says "test" (testlex.py, testmock.py)
+TEST_NAMED = "test*.py *_test.py *_tests.py"
 
-    At the sdist's root a loose ``*.py`` would import ``setup.py`` and the build
-    scripts as tests, so there only names that say "test" are taken.
+
+def loose_patterns(root: Path, targets: list[Path]) -> list[str]:
+    """``python_files`` for the next looks, in order: test-named modules, then (in a tests
+    folder only) any module.
+
+    A tests folder also holds what its tests read as input (ply's ``test/lex_*.py``
+    grammars, each broken on purpose, beside ``testlex.py``): any module is taken only
+    when no test-named one is there. At the sdist's root a loose ``*.py`` would import
+    ``setup.py`` and the build scripts as tests, so there only test-named ones are.
     """
     if all(t != root for t in targets):
-        return "*.py"
-    return "test*.py *_test.py *_tests.py"
+        return [TEST_NAMED, "*.py"]
+    return [TEST_NAMED]
 
 
 def shipped_tests(site: Path, modules: list[str]) -> list[Path]:

@@ -25,7 +25,7 @@ import pytest
 from guest_runner.bundle import build_pyz
 from guest_runner.jobdoc import JobDocument
 from slave.findings import Analyser, Context, Finding, verdict
-from tests.fakes.dists import build_wheel, dedent, make_project
+from tests.fakes.dists import build_sdist, build_wheel, dedent, make_project
 
 VENV = Path(sys.prefix)
 
@@ -878,3 +878,48 @@ def test_unittest_main_at_import_hands_its_tests_to_pytest(tmp_path: Path, run_j
     assert finished(events, "tests")["status"] == "passed", summary
     assert (summary["collected"], summary["passed"], summary["failed"]) == (4, 4, 0)
     assert summary["collection_error_count"] == 0
+
+
+def test_test_named_modules_are_taken_before_every_module_of_a_tests_folder(
+    tmp_path: Path, run_job: RunJob
+) -> None:
+    """ply's ``test/`` holds ``testlex.py`` (its tests) beside ``lex_*.py`` grammars that
+    are broken on purpose and read as input. pytest's names match none of them: the next
+    look takes the test-named module only, so no input module is run as a test. A folder
+    with no test-named module at all still gets its modules collected (``basic.py``)."""
+    testlex = dedent(
+        """
+        import unittest
+
+
+        class LexTests(unittest.TestCase):
+            def test_bad_grammar_is_refused(self):
+                with self.assertRaises(SyntaxError):
+                    import lex_broken  # noqa: F401
+        """
+    )
+    broken = 'raise SyntaxError("Can\'t build lexer")\n'
+
+    def sdist_with(folder: str, files: dict[str, str]) -> Path:
+        tree = {
+            "demo/__init__.py": "",
+            "backend.py": BACKEND.format(module="demo", version="0.1"),
+            "pyproject.toml": PYPROJECT.format(module="demo", version="0.1"),
+            **files,
+        }
+        return build_sdist(tmp_path / folder, "demo", "0.1", tree)
+
+    sdist = sdist_with("ply", {"test/testlex.py": testlex, "test/lex_broken.py": broken})
+    events = run_job([sdist], phases=("install", "tests"))
+    summary = one(events, "tests_summary")
+    assert finished(events, "tests")["status"] == "passed", summary
+    assert (summary["collected"], summary["passed"], summary["failed"]) == (1, 1, 0)
+    assert summary["collection_error_count"] == 0
+
+    basic = "import unittest\n\n\nclass B(unittest.TestCase):\n    def test_b(self):\n        pass"
+    sdist = sdist_with("other", {"test/basic.py": basic})
+    shutil.rmtree(tmp_path / "job")
+    events = run_job([sdist], phases=("install", "tests"))
+    summary = one(events, "tests_summary")
+    assert finished(events, "tests")["status"] == "passed", summary
+    assert (summary["collected"], summary["passed"]) == (1, 1)
