@@ -16,6 +16,14 @@ config for the same name (it runs the image).
    image at all (then nothing can be judged; the job waits for a slave with it).
 3. Else the known image with the oldest Python that satisfies the release (ties:
    by name): the one closest to the default.
+
+Before 2 and 3 (no image requested): when the release's classifiers name Python
+minors (``Programming Language :: Python :: 3.11``) and the default image's is not
+among them, the image that satisfies the release and comes closest to what they
+name is taken: the newest whose minor they name, else the one nearest their newest
+minor (ties: the newer). A release is tested on a Python its maintainers say it
+supports, or the nearest one here: humanfriendly 10.0 claims 3.5-3.9; on 3.13 its
+tests cannot import ``pipes`` (removed in 3.13), on 3.11 they can.
 4. Else no image can run it: the default image with the reason, and the job ends
    ``incomplete`` without being dispatched ("requires Python >=3.14; images
    here: bookworm 3.11.2, trixie 3.13.5").
@@ -116,6 +124,30 @@ def fits(python: str, spec: str | None) -> bool:
     return wanted.contains(version, prereleases=True)
 
 
+def _minor(python: str) -> str | None:
+    version = _version(python)
+    return f"{version.major}.{version.minor}" if version is not None else None
+
+
+def _closest(images: Mapping[str, str], fitting: list[str], claimed: tuple[str, ...]) -> str | None:
+    """Of ``fitting``, the newest image whose minor ``claimed`` names, else the one nearest
+    the newest claimed minor (ties: the newer); None without claimed 3.X minors."""
+    minors = [v.minor for v in map(_version, claimed) if v is not None and v.major == 3]
+    if not minors or not fitting:
+        return None
+
+    def newest(names: list[str]) -> str:
+        return max(names, key=lambda n: (_version(images[n]), n))
+
+    named = [n for n in fitting if _minor(images[n]) in claimed]
+    if named:
+        return newest(named)
+    top = max(minors)
+    distance = {n: abs(_version(images[n]).minor - top) for n in fitting}  # type: ignore[union-attr]
+    nearest = min(distance.values())
+    return newest([n for n in fitting if distance[n] == nearest])
+
+
 def _shown(images: Mapping[str, str]) -> str:
     return ", ".join(f"{n} {images[n]}" for n in sorted(images)) or "none"
 
@@ -125,11 +157,13 @@ def choose_image(
     default: str,
     spec: str | None,
     requested: str | None = None,
+    claimed: tuple[str, ...] = (),
 ) -> ImageChoice:
     """The image for a release with ``Requires-Python`` ``spec`` (see the module doc).
 
-    ``images``: image name → Python version, as the master knows them. Raises
-    ``UnknownImage`` when ``requested`` is not among them (unless none is known).
+    ``images``: image name → Python version, as the master knows them; ``claimed``:
+    the ``3.X`` minors the release's classifiers name. Raises ``UnknownImage`` when
+    ``requested`` is not among them (unless none is known).
     """
     if requested is not None:
         if images and requested not in images:
@@ -142,9 +176,12 @@ def choose_image(
             f"requires Python {spec}; image {requested} has Python {python}",
         )
     python = images.get(default)
+    fitting = [n for n, v in images.items() if fits(v, spec) and _version(v) is not None]
+    closest = _closest(images, fitting, claimed)
+    if closest is not None and _minor(images.get(default, "")) not in claimed:
+        return ImageChoice(closest)
     if not images or (python is not None and fits(python, spec)):
         return ImageChoice(default)
-    fitting = [n for n, v in images.items() if fits(v, spec) and _version(v) is not None]
     if fitting:
         return ImageChoice(min(fitting, key=lambda n: (_version(images[n]), n)))
     return ImageChoice(default, f"requires Python {spec}; images here: {_shown(images)}")
@@ -184,6 +221,8 @@ class ImageCatalogue:
         """Image name → Python version."""
         return dict(self._images)
 
-    def choose(self, spec: str | None, requested: str | None = None) -> ImageChoice:
+    def choose(
+        self, spec: str | None, requested: str | None = None, claimed: tuple[str, ...] = ()
+    ) -> ImageChoice:
         """``choose_image`` over what is known now; ``UnknownImage``."""
-        return choose_image(self._images, self.default, spec, requested)
+        return choose_image(self._images, self.default, spec, requested, claimed)

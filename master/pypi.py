@@ -101,6 +101,8 @@ class Release:
     yanked: bool
     #: False when the index listed no file at all (an upload still in progress)
     listed: bool = True
+    #: the Python minors its classifiers claim (``Programming Language :: Python :: 3.12``)
+    python_minors: tuple[str, ...] = ()
 
     @property
     def largest_file(self) -> int:
@@ -150,7 +152,7 @@ async def fetch_release(
     if doc is not None:
         return parse_release(doc, project, version)
     project_doc = await get(project_url(pypi_url, project))
-    cut = None if project_doc is None else _cut_release(project_doc, version)
+    cut = None if project_doc is None else cut_release(project_doc, version)
     return None if cut is None else parse_release(cut, project, version)
 
 
@@ -184,7 +186,23 @@ def parse_release(doc: JsonDocument, project: str, version: str | None) -> Relea
         requires_python=requires_python if isinstance(requires_python, str) else None,
         yanked=info.get("yanked") is True,
         listed=bool(urls),
+        python_minors=python_minors(info.get("classifiers")),
     )
+
+
+_MINOR_CLASSIFIER = re.compile(r"^Programming Language :: Python :: (3\.\d{1,2})$")
+
+
+def python_minors(classifiers: object) -> tuple[str, ...]:
+    """The ``3.X`` versions the trove classifiers name, in their order (at most 30)."""
+    if not isinstance(classifiers, list):
+        return ()
+    found: list[str] = []
+    for text in classifiers[:500]:
+        matched = _MINOR_CLASSIFIER.match(text.strip()) if isinstance(text, str) else None
+        if matched and matched.group(1) not in found:
+            found.append(matched.group(1))
+    return tuple(found[:30])
 
 
 def _file(document_url: str, raw: object) -> ReleaseFile:
@@ -207,7 +225,7 @@ def _file(document_url: str, raw: object) -> ReleaseFile:
     return ReleaseFile(filename, sha256, size, packagetype, url)
 
 
-def _cut_release(doc: JsonDocument, version: str) -> JsonDocument | None:
+def cut_release(doc: JsonDocument, version: str) -> JsonDocument | None:
     """A release document ({info, urls}) cut from a project document, or None if absent."""
     data = doc.data
     info = data.get("info") if isinstance(data, dict) else None
@@ -224,6 +242,8 @@ def _cut_release(doc: JsonDocument, version: str) -> JsonDocument | None:
     first = files[0] if files and isinstance(files[0], dict) else {}
     cut_info = {
         **info,
+        # The project's classifiers are its newest release's: of another, unknown.
+        "classifiers": info.get("classifiers") if info.get("version") == key else None,
         "version": key,
         "requires_python": first.get("requires_python"),
         "yanked": bool(files)

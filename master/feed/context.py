@@ -67,7 +67,9 @@ class Kickable(Protocol):
 class ImageChooser(Protocol):
     """``master.images.ImageCatalogue``, as far as the watcher is concerned."""
 
-    def choose(self, spec: str | None, requested: str | None = None) -> ImageChoice: ...
+    def choose(
+        self, spec: str | None, requested: str | None = None, claimed: tuple[str, ...] = ()
+    ) -> ImageChoice: ...
 
 
 class WatcherContext(Protocol):

@@ -236,7 +236,7 @@ class Intake:
         self, feed: FeedRun, entry: FeedEntry, release: Release, report: PollReport
     ) -> None:
         assert entry.version is not None
-        choice = self._ctx.images.choose(release.requires_python)
+        choice = self._ctx.images.choose(release.requires_python, None, release.python_minors)
         request = JobRequest(
             # PyPI's spelling, as the HTTP API submits it, so both dedupe together.
             project=release.name,

@@ -152,7 +152,7 @@ class LateFiles:
             self._metrics.filtered.inc(1, "too_large")
             log.info("release_filtered", reason="too_large", **fields)
             return
-        choice = self._ctx.images.choose(release.requires_python)
+        choice = self._ctx.images.choose(release.requires_python, None, release.python_minors)
         request = JobRequest(
             project=release.name,
             version=release.version,

@@ -90,11 +90,12 @@ async def _submit(
     source: Source,
     options: JobOptions,
     requires_python: str | None = None,
+    claimed: tuple[str, ...] = (),
 ) -> web.Response:
     ctx = request.app[CTX]
     _check_callbacks(request, options)
     try:
-        choice = ctx.images.choose(requires_python, options.image)
+        choice = ctx.images.choose(requires_python, options.image, claimed)
     except UnknownImage as exc:
         raise ApiError(422, "unknown_image", str(exc)) from None
     req = JobRequest(
@@ -169,6 +170,7 @@ async def submit_job(request: web.Request) -> web.Response:
         "api",
         submission.options,
         release.requires_python,
+        release.python_minors,
     )
 
 

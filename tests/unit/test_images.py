@@ -14,6 +14,7 @@ from master.images import (
     parse_images_table,
     requires_python,
 )
+from master.pypi import JsonDocument, cut_release, parse_release, python_minors
 from protocol.messages import ImageInfo
 
 TWO = {"bookworm": "3.11.2", "trixie": "3.13.5"}
@@ -49,6 +50,28 @@ def test_full_patch_version_is_compared() -> None:
     """A patch-level bound is judged on the image's full version."""
     assert choose_image(TWO, "bookworm", ">=3.11.1") == ImageChoice("bookworm")
     assert choose_image(TWO, "bookworm", ">=3.11.3") == ImageChoice("trixie")
+
+
+def test_a_python_the_classifiers_name_wins_over_the_default() -> None:
+    """A release naming 3.11 but not 3.13 goes to 3.11; naming the default's minor keeps
+    it; humanfriendly claims 3.5-3.9, none here: 3.11 is the nearest."""
+    old = ("3.5", "3.6", "3.7", "3.8", "3.9")
+    assert choose_image(TWO, "trixie", None, None, old) == ImageChoice("bookworm")
+    assert choose_image(TWO, "trixie", None, None, ("3.12",)) == ImageChoice("trixie")
+    assert choose_image(TWO, "trixie", None, None, ("3.14",)) == ImageChoice("trixie")
+    assert choose_image(TWO, "bookworm", None, None, ("3.14",)) == ImageChoice("trixie")
+    assert choose_image(TWO, "trixie", None, None, (*old, "3.10", "3.11")) == ImageChoice(
+        "bookworm"
+    )
+    assert choose_image(TWO, "trixie", None, None, ("3.11", "3.13")) == ImageChoice("trixie")
+    assert choose_image(TWO, "trixie", None, None, ()) == ImageChoice("trixie")
+    # Requires-Python still rules: a named minor it excludes is not taken.
+    assert choose_image(TWO, "trixie", ">=3.12", None, ("3.11",)) == ImageChoice("trixie")
+    # The newest named image when several are named and the default is not.
+    images = {**TWO, "forky": "3.14.0"}
+    assert choose_image(images, "forky", None, None, ("3.11", "3.13")) == ImageChoice("trixie")
+    # An image asked for is taken whatever the classifiers say.
+    assert choose_image(TWO, "trixie", None, "trixie", ("3.11",)) == ImageChoice("trixie")
 
 
 def test_no_image_fits_names_the_reason() -> None:
@@ -119,3 +142,36 @@ def test_catalogue_learns_from_slaves_over_config() -> None:
     catalogue.learn("evil name", "3.99")
     assert catalogue.known() == {"bookworm": "3.11.2", "trixie": "3.13.5", "forky": "3.14.0"}
     assert catalogue.choose(">=3.12") == ImageChoice("trixie")
+
+
+def test_python_minors_come_from_the_trove_classifiers() -> None:
+    """Only ``Programming Language :: Python :: 3.X`` names a minor; junk is ignored."""
+    classifiers = [
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.9",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 2.7",
+        "Programming Language :: Python :: Implementation :: PyPy",
+        "Programming Language :: Python :: 3.10",
+        42,
+    ]
+    assert python_minors(classifiers) == ("3.9", "3.10")
+    assert python_minors("Programming Language :: Python :: 3.9") == ()
+    assert python_minors(None) == ()
+
+
+def test_an_older_releases_document_does_not_borrow_the_newest_classifiers() -> None:
+    """A release cut from the project document keeps the classifiers only when it is the
+    release the document's ``info`` describes."""
+    info = {
+        "name": "demo",
+        "version": "2.0",
+        "classifiers": ["Programming Language :: Python :: 3.13"],
+    }
+    files: dict[str, list[object]] = {"1.0": [], "2.0": []}
+    doc = JsonDocument("https://i.example/pypi/demo/json", {"info": info, "releases": files})
+    newest, older = (cut_release(doc, v) for v in ("2.0", "1.0"))
+    assert newest is not None and older is not None
+    assert parse_release(newest, "demo", "2.0").python_minors == ("3.13",)
+    assert parse_release(older, "demo", "1.0").python_minors == ()
