@@ -175,6 +175,8 @@ def read_sdist_metadata(
                 relative = member.name[len(prefix) :]
                 if relative in _BUILD_SCRIPTS and member.size <= MAX_EXTRA_FILE_BYTES:
                     files[relative] = archive.read(member.name, MAX_EXTRA_FILE_BYTES)
+                elif relative in LOCK_FILES and member.size <= MAX_LOCK_BYTES:
+                    files[relative] = archive.read(member.name, MAX_LOCK_BYTES)
                 elif relative == "PKG-INFO":
                     pkg_info_bytes = archive.read(member.name, max_bytes=_MAX_METADATA_BYTES)
                 elif relative == "pyproject.toml":
@@ -211,6 +213,10 @@ def read_sdist_metadata(
 
 
 _BUILD_SCRIPTS = frozenset({"setup.py", "setup.cfg"})
+#: Lock files at the root, read for the versions upstream's tests ran with
+#: (``slave.prepare.testdeps.locks``); they are big (hashes of every wheel).
+LOCK_FILES = ("uv.lock", "poetry.lock")
+MAX_LOCK_BYTES = 8 << 20
 
 
 def _own_modules(paths: Iterable[str]) -> frozenset[str]:

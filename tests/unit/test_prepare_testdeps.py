@@ -547,3 +547,95 @@ def test_requirements_the_project_takes_from_git_are_named_as_substituted(tmp_pa
         "plugin (path ../plugin)",
     ]
     assert deps_of(tmp_path / "plain").substituted == []
+
+
+UV_LOCK = dedent(
+    """
+    version = 1
+    revision = 3
+
+    [[package]]
+    name = "pytest"
+    version = "8.4.2"
+    resolution-markers = ["python_full_version < '3.10'"]
+
+    [[package]]
+    name = "pytest"
+    version = "9.0.2"
+    resolution-markers = [
+        "python_full_version >= '3.12'",
+        "python_full_version == '3.11.*'",
+        "python_full_version == '3.10.*'",
+    ]
+
+    [[package]]
+    name = "pytest-asyncio"
+    version = "1.1.0"
+
+    [[package]]
+    name = "greenlet"
+    version = "3.0.0"
+    """
+)
+
+
+def test_pytest_and_its_plugins_come_at_the_locked_versions(tmp_path: Path) -> None:
+    """Flask's uv.lock ran pytest 9.0.2 on Python >= 3.10: its unpinned ``pytest`` (a
+    dependency group) is pinned to it for the guest's 3.11, a plugin too; greenlet, not
+    test tooling, stays unpinned (the newest, as users get it)."""
+    pyproject = dedent(
+        """
+        [project]
+        name = "demo"
+        version = "1.0"
+
+        [dependency-groups]
+        tests = ["pytest", "pytest-asyncio>=0.20", "greenlet"]
+        """
+    )
+    deps = deps_of(tmp_path, {"uv.lock": UV_LOCK}, pyproject=pyproject)
+    assert deps.requirements == ["pytest==9.0.2", "pytest-asyncio==1.1.0", "greenlet"]
+    assert deps.sources[-1] == "lock:uv.lock"
+
+
+def test_a_lock_never_overrides_what_the_project_declared(tmp_path: Path) -> None:
+    """A pinned or bounded requirement the locked version does not satisfy is kept; no
+    lock file, or one for other Pythons only, changes nothing."""
+    pyproject = dedent(
+        """
+        [project]
+        name = "demo"
+        version = "1.0"
+
+        [dependency-groups]
+        tests = ["pytest==8.3.0", "pytest-asyncio<1"]
+        """
+    )
+    deps = deps_of(tmp_path, {"uv.lock": UV_LOCK}, pyproject=pyproject)
+    assert deps.requirements == ["pytest==8.3.0", "pytest-asyncio<1"]
+    assert "lock:uv.lock" not in deps.sources
+    old_only = UV_LOCK.split('[[package]]\nname = "pytest-asyncio"')[0].replace(
+        "python_full_version == '3.11.*'", "python_full_version == '3.9.*'"
+    )
+    (tmp_path / "b").mkdir()
+    plain = deps_of(tmp_path / "b", {"uv.lock": old_only})
+    assert plain.requirements == ["pytest"]
+
+
+def test_poetry_lock_pins_a_name_it_locks_once(tmp_path: Path) -> None:
+    lock = '[[package]]\nname = "pytest"\nversion = "7.4.4"\n'
+    assert deps_of(tmp_path, {"poetry.lock": lock}).requirements == ["pytest==7.4.4"]
+    (tmp_path / "b").mkdir()
+    twice = lock + '\n[[package]]\nname = "pytest"\nversion = "8.0.0"\n'
+    assert deps_of(tmp_path / "b", {"poetry.lock": twice}).requirements == ["pytest"]
+
+
+def test_a_big_lock_file_is_read(tmp_path: Path) -> None:
+    """Lock files carry every wheel's hash: one far over the other files' cap is read."""
+    padding = "".join(
+        f'\n[[package]]\nname = "pad{i}"\nversion = "1.0"\nhash = "{"0" * 64}"\n'
+        for i in range(MAX_EXTRA_FILE_BYTES // 60)
+    )
+    deps = deps_of(tmp_path, {"uv.lock": UV_LOCK + padding})
+    assert len((UV_LOCK + padding).encode()) > MAX_EXTRA_FILE_BYTES
+    assert deps.requirements == ["pytest==9.0.2"]

@@ -42,6 +42,9 @@ backend): the sources are data in the release files, read through `SafeArchive` 
 9. always, last: pytest plugins the tests use without importing them, by a marker,
    fixture or setting only that plugin has (``@pytest.mark.asyncio``, ``mocker``,
    ``asyncio_mode = strict``; `test_imports.plugins_used`) -> ``plugins:tests``.
+10. then, pytest and its plugins (``pytest-*``) left unpinned are pinned to the
+   version the sdist's ``uv.lock`` (or ``poetry.lock``) locks for the guest's Python,
+   when that version satisfies what was declared (`locks`) -> ``lock:uv.lock``.
 
 Markers are evaluated for the guest. The project itself is dropped and its own
 extras (``pkg[test]``, ``.[test]``) expanded. Each project name appears once, with

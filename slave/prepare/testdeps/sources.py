@@ -12,6 +12,7 @@ from packaging.utils import canonicalize_name
 
 from slave.prepare.metadata import SdistContents
 from slave.prepare.testdeps.collector import Collector, extra_names, own_extras_reader
+from slave.prepare.testdeps.locks import locked_versions, pin_to_lock
 from slave.prepare.testdeps.pyproject import (
     dependency_group,
     poetry_requirement,
@@ -121,7 +122,14 @@ def find_test_dependencies(
     used = plugins_used(test_modules, _pytest_configs(files, pyproject))
     collector.add("plugins:tests", [d for d in used if canonicalize_name(d) not in collector.taken])
     substituted = index_substitutes(pyproject, collector.requirements)
-    return TestDependencies(collector.requirements, collector.sources, substituted)
+    # pytest and its plugins at the versions the project's lock file ran (Flask)
+    requirements = collector.requirements
+    lock = locked_versions(files, environment)
+    if lock is not None:
+        requirements, pinned = pin_to_lock(requirements, lock[1])
+        if pinned:
+            collector.sources.append(f"lock:{lock[0]}")
+    return TestDependencies(requirements, collector.sources, substituted)
 
 
 #: Files whose pytest settings name a plugin (`plugins_used`).
