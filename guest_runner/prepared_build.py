@@ -42,6 +42,7 @@ from typing import Any
 
 from guest_runner.archive import chown_tree, safe_extract
 from guest_runner.budget import Budget
+from guest_runner.outcome import Result
 from guest_runner.workspace import Workspace
 
 STAGE = "prepared_build"
@@ -53,6 +54,8 @@ DEFAULT_REQUIRES = ("setuptools>=40.8.0",)
 LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
 #: build_hooks.py's exit status when a requirement is not met
 UNMET = 3
+#: at most this many prepared environments are tried for one sdist
+MAX_CANDIDATES = 3
 _NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
 
 #: pip's build-environment ``sitecustomize`` (pip/_internal/build_env.py), with the
@@ -128,28 +131,32 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def choose_env(envs_dir: Path, requires: list[str]) -> Path | None:
-    """The smallest prepared environment providing every name ``requires`` names."""
+def candidate_envs(envs_dir: Path, requires: list[str]) -> list[Path]:
+    """The prepared environments providing every name ``requires`` names, smallest first
+    (then in the recipe's order): versions are checked in the build's interpreter, and
+    the next candidate is tried when one does not meet them (``flit-core<4`` before
+    ``flit-core``)."""
     wanted = set()
     for text in requires:
         found = _NAME.match(text)
         if found is None:
-            return None
+            return []
         wanted.add(canonical(found.group(1)))
-    best: tuple[int, str, Path] | None = None
+    ranked: list[tuple[int, int, str, Path]] = []
     try:
         folders = sorted(p for p in envs_dir.iterdir() if p.is_dir())
     except OSError:
-        return None
+        return []
     for folder in folders:
         try:
-            provides = json.loads((folder / ENV_FILE).read_text("utf-8"))["provides"]
-        except (OSError, ValueError, KeyError, TypeError):
+            data = json.loads((folder / ENV_FILE).read_text("utf-8"))
+            names = {canonical(str(n)) for n in data["provides"]}
+            order = int(data.get("order", 0))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
-        names = {canonical(str(n)) for n in provides}
-        if wanted <= names and (best is None or len(names) < best[0]):
-            best = (len(names), folder.name, folder)
-    return best[2] if best else None
+        if wanted <= names:
+            ranked.append((len(names), order, folder.name, folder))
+    return [folder for *_, folder in sorted(ranked)][:MAX_CANDIDATES]
 
 
 def in_process_script(tools_dir: Path) -> Path | None:
@@ -176,20 +183,55 @@ def build(
     work = ws.scratch / WORK_DIR
     root = _unpack(ws, sdist, work / "src")
     system = build_system(root) if root is not None else None
-    env = choose_env(envs_dir, system.requires) if system is not None else None
-    if root is None or system is None or env is None:
+    envs = candidate_envs(envs_dir, system.requires) if system is not None else []
+    if root is None or system is None or not envs:
         reason = "no prepared build environment provides " + (
             ", ".join(system.requires) if system is not None else "an unreadable build-system"
         )
         _report(ws, started, env=None, status="skipped", reason=reason)
         return None
-    site = work / "site"
-    site.mkdir(parents=True, exist_ok=True)
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE.format(lib=str(env)))
     script = work / "build_hooks.py"
     script.write_bytes(pkgutil.get_data("guest_runner", "build_hooks.py") or b"")
-    report = work / "report.json"
     out.mkdir(parents=True, exist_ok=True)
+    reason = ""
+    for env in envs:
+        result, answer = _attempt(ws, budget, env, system, root, hooks, out, on_line)
+        name = answer.get("wheel")
+        wheel = out / name if isinstance(name, str) and name == os.path.basename(name) else None
+        done = result.returncode == 0 and not result.timed_out
+        if done and wheel is not None and wheel.is_file():
+            _report(ws, started, env=env.name, status="built", wheel=wheel.name)
+            return wheel
+        if result.returncode != UNMET:
+            failed = f"the build failed (exit status {result.returncode}); pip builds it"
+            reason = "timed out" if result.timed_out else failed
+            break
+        reason = "not met in the prepared environment: " + ", ".join(
+            str(u) for u in answer.get("unmet", [])
+        )
+    _report(ws, started, env=env.name, status="fallback", reason=reason[:500])
+    return None
+
+
+def _attempt(
+    ws: Workspace,
+    budget: Budget,
+    env: Path,
+    system: BuildSystem,
+    root: Path,
+    hooks: Path,
+    out: Path,
+    on_line: Callable[[str], None] | None,
+) -> tuple[Result, dict[str, Any]]:
+    """One run of build_hooks.py in ``env``: its result and its report. Each environment
+    gets its own ``sitecustomize`` folder (a rewritten one of the same size within the
+    same second would be read from its stale ``.pyc``)."""
+    work = ws.scratch / WORK_DIR
+    site = work / f"site-{env.name}"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE.format(lib=str(env)))
+    report = work / "report.json"
+    report.unlink(missing_ok=True)
     if ws.uid is not None and ws.gid is not None:
         for path in (out, work):
             chown_tree(path, ws.uid, ws.gid)
@@ -201,8 +243,9 @@ def build(
     }
     if system.backend_path:
         extra["_PYPROJECT_HOOKS_BACKEND_PATH_JSON"] = json.dumps(system.backend_path)
+    script = str(work / "build_hooks.py")
     result = ws.run_as_tester(
-        [ws.vpython, str(script), str(hooks), str(out), str(report)],
+        [ws.vpython, script, str(hooks), str(out), str(report)],
         budget,
         phase="install",
         cwd=str(root),
@@ -210,22 +253,7 @@ def build(
         stage=STAGE,
         extra_env=extra,
     )
-    answer = _read_report(report)
-    name = answer.get("wheel")
-    wheel = out / name if isinstance(name, str) and name == os.path.basename(name) else None
-    if result.returncode == 0 and not result.timed_out and wheel is not None and wheel.is_file():
-        _report(ws, started, env=env.name, status="built", wheel=wheel.name)
-        return wheel
-    if result.returncode == UNMET:
-        reason = "not met in the prepared environment: " + ", ".join(
-            str(u) for u in answer.get("unmet", [])
-        )
-    elif result.timed_out:
-        reason = "timed out"
-    else:
-        reason = f"the build failed (exit status {result.returncode}); pip builds it"
-    _report(ws, started, env=env.name, status="fallback", reason=reason[:500])
-    return None
+    return result, _read_report(report)
 
 
 def _unpack(ws: Workspace, sdist: Path, dest: Path) -> Path | None:

@@ -16,17 +16,19 @@ config for the same name (it runs the image).
    image at all (then nothing can be judged; the job waits for a slave with it).
 3. Else the known image with the oldest Python that satisfies the release (ties:
    by name): the one closest to the default.
-
-Before 2 and 3 (no image requested): when the release's classifiers name Python
-minors (``Programming Language :: Python :: 3.11``) and the default image's is not
-among them, the image that satisfies the release and comes closest to what they
-name is taken: the newest whose minor they name, else the one nearest their newest
-minor (ties: the newer). A release is tested on a Python its maintainers say it
-supports, or the nearest one here: humanfriendly 10.0 claims 3.5-3.9; on 3.13 its
-tests cannot import ``pipes`` (removed in 3.13), on 3.11 they can.
 4. Else no image can run it: the default image with the reason, and the job ends
    ``incomplete`` without being dispatched ("requires Python >=3.14; images
    here: bookworm 3.11.2, trixie 3.13.5").
+
+Before 2 and 3 (no image requested): when the release claims Python minors (its
+classifiers' ``Programming Language :: Python :: 3.11``; if they name none, the newest
+CPython out when its first file was uploaded, ``python_at``: ply 3.11, of February
+2018, claims 3.6) and the default image's is not among them, the image that satisfies
+the release and comes closest to them is taken: the newest whose minor they name, else
+the one nearest their newest minor (ties: the newer). A release is tested on a Python
+its maintainers say (or could have said) it supports, or the nearest one here:
+humanfriendly 10.0 claims 3.5-3.9; on 3.13 its tests cannot import ``pipes`` (removed
+in 3.13), on 3.11 they can.
 
 A ``Requires-Python`` that is not a valid specifier set says nothing (pip warns
 and ignores it too).
@@ -122,6 +124,37 @@ def fits(python: str, spec: str | None) -> bool:
     if wanted is None or version is None:
         return True
     return wanted.contains(version, prereleases=True)
+
+
+#: When each CPython minor was released (python.org): a release whose classifiers name no
+#: minor is judged to claim the newest one out when its first file was uploaded.
+PYTHON_RELEASED = {
+    "3.6": "2016-12-23",
+    "3.7": "2018-06-27",
+    "3.8": "2019-10-14",
+    "3.9": "2020-10-05",
+    "3.10": "2021-10-04",
+    "3.11": "2022-10-24",
+    "3.12": "2023-10-02",
+    "3.13": "2024-10-07",
+    "3.14": "2025-10-07",
+}
+
+
+def python_at(day: str | None) -> str | None:
+    """The newest CPython minor released by ``day`` (``YYYY-MM-DD``); None when unknown
+    or past the last release this table knows (then nothing is claimed)."""
+    if not day or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
+        return None
+    out = [minor for minor, released in PYTHON_RELEASED.items() if released <= day]
+    newest = max(PYTHON_RELEASED.values())
+    if not out or day >= _next_year(newest):
+        return None
+    return max(out, key=lambda m: int(m.split(".")[1]))
+
+
+def _next_year(day: str) -> str:
+    return f"{int(day[:4]) + 1}{day[4:]}"
 
 
 def _minor(python: str) -> str | None:

@@ -19,7 +19,7 @@ left out.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urldefrag, urljoin, urlsplit
@@ -27,6 +27,7 @@ from urllib.parse import quote, urldefrag, urljoin, urlsplit
 from packaging.version import InvalidVersion, Version
 
 from master.errors import MasterError
+from master.images import python_at
 
 #: what a slave can test; older kinds (bdist_egg, bdist_wininst, ...) are skipped
 PACKAGETYPES = frozenset({"sdist", "bdist_wheel"})
@@ -101,7 +102,8 @@ class Release:
     yanked: bool
     #: False when the index listed no file at all (an upload still in progress)
     listed: bool = True
-    #: the Python minors its classifiers claim (``Programming Language :: Python :: 3.12``)
+    #: the Python minors it claims: its classifiers' (``Programming Language :: Python ::
+    #: 3.12``), else the newest CPython out when its first file was uploaded
     python_minors: tuple[str, ...] = ()
 
     @property
@@ -186,8 +188,20 @@ def parse_release(doc: JsonDocument, project: str, version: str | None) -> Relea
         requires_python=requires_python if isinstance(requires_python, str) else None,
         yanked=info.get("yanked") is True,
         listed=bool(urls),
-        python_minors=python_minors(info.get("classifiers")),
+        python_minors=python_minors(info.get("classifiers"))
+        or tuple(filter(None, [python_at(first_upload(urls))])),
     )
+
+
+def first_upload(files: Sequence[object]) -> str | None:
+    """The day (``YYYY-MM-DD``) the release's first file was uploaded, if the index says."""
+    days = []
+    for entry in files[:500]:
+        if isinstance(entry, dict):
+            when = entry.get("upload_time_iso_8601") or entry.get("upload_time")
+            if isinstance(when, str) and re.match(r"\d{4}-\d{2}-\d{2}", when):
+                days.append(when[:10])
+    return min(days) if days else None
 
 
 _MINOR_CLASSIFIER = re.compile(r"^Programming Language :: Python :: (3\.\d{1,2})$")

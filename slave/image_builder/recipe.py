@@ -33,8 +33,11 @@ _PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
 # Requirement names only (no URLs, no options): they are given to pip on the host.
 _REQ_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*([<>=!~]=?[A-Za-z0-9.*+!-]+)?$")
 
-# A prepared build environment: distribution names, space-separated.
-_ENV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*( [A-Za-z0-9][A-Za-z0-9._-]*)*$")
+# A prepared build environment: requirements (a name, optionally with specifiers such as
+# ``<4`` or ``>=3.2,<4``), space-separated.
+_ENV_SPEC = r"[<>=!~]=?[A-Za-z0-9.*+!-]+"
+_ENV_REQ = rf"[A-Za-z0-9][A-Za-z0-9._-]*(?:{_ENV_SPEC}(?:,{_ENV_SPEC})*)?"
+_ENV_RE = re.compile(rf"^{_ENV_REQ}( {_ENV_REQ})*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +64,8 @@ class Recipe:
     #: The Debian mirror to build from; None: see ``slave.image_builder.mirror``. Not hashed.
     mirror: str | None = None
     #: Prepared PEP 517 build environments: each entry names, space-separated, the
-    #: distributions one environment is made of (``/opt/pyti/build-envs/``, see
-    #: ``guest_runner.prepared_build``).
+    #: requirements one environment is made of (``/opt/pyti/build-envs/``, see
+    #: ``guest_runner.prepared_build``); earlier entries are tried first.
     build_envs: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from guest_runner.bundle import build_pyz
@@ -149,14 +150,24 @@ BUILD_ENV_BASE = ("packaging",)
 
 
 def build_env_names(entry: str) -> list[str]:
-    """The distributions of one ``build_envs`` entry, with :data:`BUILD_ENV_BASE`."""
-    names = entry.split()
-    return [*names, *(n for n in BUILD_ENV_BASE if n not in names)]
+    """The requirements of one ``build_envs`` entry, with :data:`BUILD_ENV_BASE`."""
+    reqs = entry.split()
+    names = {canonicalize_name(Requirement(r).name) for r in reqs}
+    return [*reqs, *(n for n in BUILD_ENV_BASE if n not in names)]
+
+
+_SPEC_WORDS = {"<": "lt", ">": "gt", "=": "eq", "!": "ne", "~": "c", ",": "_"}
 
 
 def build_env_folder(entry: str) -> str:
-    """The folder name of one ``build_envs`` entry: its names joined by ``+``."""
-    return "+".join(canonicalize_name(n) for n in entry.split())
+    """The folder name of one ``build_envs`` entry: its requirements joined by ``+``,
+    names canonical, specifiers spelled out (``flit-core<4`` → ``flit-core-lt4``)."""
+    parts = []
+    for text in entry.split():
+        req = Requirement(text)
+        spec = "".join(_SPEC_WORDS.get(c, c) for c in str(req.specifier))
+        parts.append(canonicalize_name(req.name) + (f"-{spec}" if spec else ""))
+    return "+".join(parts)
 
 
 async def install_build_envs(recipe: Recipe, root: Path, wheels: Path) -> None:
@@ -166,7 +177,7 @@ async def install_build_envs(recipe: Recipe, root: Path, wheels: Path) -> None:
     ``pyti-env.json`` naming what it provides."""
     inside = "/" + str(wheels.relative_to(root))
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PIP_CONFIG_FILE": "/dev/null"}
-    for entry in recipe.build_envs:
+    for order, entry in enumerate(recipe.build_envs):
         target = f"{BUILD_ENVS}/{build_env_folder(entry)}"
         pip: list[str | Path] = ["chroot", root, "/opt/pyti/tools/bin/pip", "install", "-q"]
         pip += ["--no-index", "--no-compile", "--target", target, "--find-links", inside]
@@ -178,7 +189,7 @@ async def install_build_envs(recipe: Recipe, root: Path, wheels: Path) -> None:
             for p in (root / target.lstrip("/")).glob("*.dist-info")
         )
         (root / target.lstrip("/") / "pyti-env.json").write_text(
-            json.dumps({"entry": entry, "provides": provides}) + "\n"
+            json.dumps({"entry": entry, "order": order, "provides": provides}) + "\n"
         )
     shutil.rmtree(wheels)
 

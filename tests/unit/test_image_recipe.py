@@ -53,6 +53,9 @@ def test_valid_document_gives_all_fields() -> None:
         ({"packages": ["ok", "--evil"]}, "packages"),
         ({"tools": {"wheels": ["https://x/y.whl"]}}, "tools.wheels"),
         ({"tools": {"other": []}}, "[tools]"),
+        ({"tools": {"build_envs": ["flit-core @ https://x/f.whl"]}}, "tools.build_envs"),
+        ({"tools": {"build_envs": ["setuptools  wheel"]}}, "tools.build_envs"),
+        ({"tools": {"build_envs": ["--target=/ x"]}}, "tools.build_envs"),
         ({"vm": {"memory_mb": 64}}, "memory_mb"),
         ({"vm": {"cpus": True}}, "cpus"),
         ({"vm": {"ram": 1}}, "unknown"),
@@ -65,6 +68,13 @@ def test_invalid_field_is_refused_by_name(override: dict[str, Any], fragment: st
     with pytest.raises(RecipeError, match=None) as info:
         parse_recipe(_doc(**override), "demo")
     assert fragment in str(info.value)
+
+
+def test_build_envs_take_names_with_specifiers() -> None:
+    """Entries are requirements (names, specifiers), space-separated, kept in order."""
+    envs = ["flit-core<4", "flit-core>=3.2,<4 packaging", "setuptools wheel"]
+    recipe = parse_recipe(_doc(tools={"build_envs": envs}), "demo")
+    assert recipe.build_envs == tuple(envs)
 
 
 def test_true_where_a_number_belongs_names_file_and_key(tmp_path: Path) -> None:

@@ -12,9 +12,10 @@ from master.images import (
     choose_image,
     fits,
     parse_images_table,
+    python_at,
     requires_python,
 )
-from master.pypi import JsonDocument, cut_release, parse_release, python_minors
+from master.pypi import JsonDocument, cut_release, first_upload, parse_release, python_minors
 from protocol.messages import ImageInfo
 
 TWO = {"bookworm": "3.11.2", "trixie": "3.13.5"}
@@ -175,3 +176,43 @@ def test_an_older_releases_document_does_not_borrow_the_newest_classifiers() -> 
     assert newest is not None and older is not None
     assert parse_release(newest, "demo", "2.0").python_minors == ("3.13",)
     assert parse_release(older, "demo", "1.0").python_minors == ()
+
+
+def test_a_release_naming_no_minor_claims_the_python_of_its_upload_day() -> None:
+    """ply 3.11 (February 2018) names no minor: it claims 3.6, and 3.11 is the nearest
+    image; a release of last month claims nothing this table can know of."""
+    assert python_at("2018-02-15") == "3.6"
+    assert python_at("2024-10-07") == "3.13"
+    assert python_at("2016-01-01") is None
+    assert python_at("2099-01-01") is None
+    assert python_at("15 Feb 2018") is None
+    info = {
+        "name": "ply",
+        "version": "3.11",
+        "classifiers": ["Programming Language :: Python :: 3"],
+    }
+    urls = [
+        {"upload_time_iso_8601": "2018-02-15T19:01:27.075416Z"},
+        {"upload_time": "2018-02-16T10:00:00"},
+    ]
+    assert first_upload(urls) == "2018-02-15"
+    doc = JsonDocument("https://i.example/pypi/ply/json", {"info": info, "urls": []})
+    assert parse_release(doc, "ply", "3.11").python_minors == ()
+    files = [{**_file("ply-3.11.tar.gz"), **urls[0]}]
+    doc = JsonDocument("https://i.example/pypi/ply/json", {"info": info, "urls": files})
+    release = parse_release(doc, "ply", "3.11")
+    assert release.python_minors == ("3.6",)
+    assert choose_image(TWO, "trixie", None, None, release.python_minors) == ImageChoice("bookworm")
+    named = {**info, "classifiers": ["Programming Language :: Python :: 3.13"]}
+    doc = JsonDocument("https://i.example/pypi/ply/json", {"info": named, "urls": files})
+    assert parse_release(doc, "ply", "3.11").python_minors == ("3.13",)
+
+
+def _file(name: str) -> dict[str, object]:
+    return {
+        "filename": name,
+        "digests": {"sha256": "a" * 64},
+        "size": 10,
+        "packagetype": "sdist",
+        "url": f"../../packages/{name}",
+    }

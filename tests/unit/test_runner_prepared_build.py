@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from guest_runner.prepared_build import build_system, choose_env
-from tests.fakes.dists import dedent
+from guest_runner.prepared_build import build_system, candidate_envs
+from tests.fakes.dists import build_sdist, dedent
 from tests.unit import test_runner as harness
 from tests.unit.test_runner import RunJob, one
 from tests.unit.test_runner_build import backend, sdist
@@ -27,7 +27,7 @@ run_job = harness.run_job
 pytestmark = harness.pytestmark
 
 
-def make_env(envs: Path, name: str, dists: tuple[str, ...]) -> Path:
+def make_env(envs: Path, name: str, dists: tuple[str, ...], order: int = 0) -> Path:
     """A prepared environment: the installed ``dists`` copied as a ``--target`` folder."""
     folder = envs / name
     folder.mkdir(parents=True)
@@ -40,7 +40,7 @@ def make_env(envs: Path, name: str, dists: tuple[str, ...]) -> Path:
             dest = folder / path
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(str(dist.locate_file(item)), dest)
-    (folder / "pyti-env.json").write_text(json.dumps({"provides": list(dists)}))
+    (folder / "pyti-env.json").write_text(json.dumps({"provides": list(dists), "order": order}))
     return folder
 
 
@@ -124,6 +124,32 @@ def test_a_failed_build_is_judged_by_pips_build(
     assert one(events, "phase_finished")["status"] == "failed"
 
 
+def test_the_next_environment_is_tried_when_one_does_not_meet_the_versions(
+    tmp_path: Path, run_job: RunJob
+) -> None:
+    """Two environments provide ``packaging``; the first (as ``flit-core<4`` comes before
+    ``flit-core`` in the recipe) holds a version the sdist's requirement excludes: the
+    second builds it."""
+    envs = tmp_path / "build-envs"
+    old = make_env(envs, "a-old", ("packaging",), order=0)
+    (info,) = old.glob("packaging-*.dist-info")
+    meta = (info / "METADATA").read_text()
+    version = importlib.metadata.version("packaging")
+    (info / "METADATA").write_text(meta.replace(f"Version: {version}", "Version: 1.0", 1))
+    make_env(envs, "b-new", ("packaging",), order=1)
+    text = harness.PYPROJECT.format(module="demo", version="0.1").replace(
+        "requires = []", 'requires = ["packaging>=20"]'
+    )
+    assert 'requires = ["packaging>=20"]' in text
+    rebuilt = tmp_path / "rebuilt"
+    files = {"backend.py": backend(), "pyproject.toml": text, "demo/__init__.py": ""}
+    sdist_path = build_sdist(rebuilt, "demo", "0.1", files)
+    events = run_job([sdist_path], phases=("install",), build_envs_dir=envs)
+    prepared = one(events, "prepared_build")
+    assert (prepared["status"], prepared["env"]) == ("built", "b-new"), prepared
+    assert one(events, "phase_finished")["status"] == "passed"
+
+
 def test_build_system_defaults_and_refusals(tmp_path: Path) -> None:
     none = build_system(tmp_path)
     assert none is not None
@@ -160,12 +186,23 @@ def test_the_smallest_environment_that_names_every_requirement(tmp_path: Path) -
     (tmp_path / "broken" / "pyti-env.json").write_text("{")
 
     def chosen(*requires: str) -> str | None:
-        found = choose_env(tmp_path, list(requires))
-        return found.name if found else None
+        found = candidate_envs(tmp_path, list(requires))
+        return found[0].name if found else None
 
     assert chosen("setuptools>=61", "wheel") == "setuptools+wheel"
     assert chosen("setuptools", "setuptools_scm[toml]>=6.2") == "setuptools+wheel+setuptools-scm"
     assert chosen("Hatchling ; python_version >= '3'") == "hatchling"
     assert chosen("setuptools", "cython") is None
     assert chosen("@bad") is None
-    assert choose_env(tmp_path / "absent", ["setuptools"]) is None
+    assert candidate_envs(tmp_path / "absent", ["setuptools"]) == []
+    # the same names twice: both are candidates, in the recipe's order
+    env("flit-core-lt4", "flit-core", "packaging")
+    env("flit-core", "flit-core", "packaging")
+    (tmp_path / "flit-core-lt4" / "pyti-env.json").write_text(
+        json.dumps({"provides": ["flit-core", "packaging"], "order": 5})
+    )
+    (tmp_path / "flit-core" / "pyti-env.json").write_text(
+        json.dumps({"provides": ["flit-core", "packaging"], "order": 6})
+    )
+    names = [p.name for p in candidate_envs(tmp_path, ["flit_core>=3.2,<4"])]
+    assert names == ["flit-core-lt4", "flit-core"]
