@@ -133,9 +133,9 @@ def canonical(name: str) -> str:
 
 def candidate_envs(envs_dir: Path, requires: list[str]) -> list[Path]:
     """The prepared environments providing every name ``requires`` names, smallest first
-    (then in the recipe's order): versions are checked in the build's interpreter, and
-    the next candidate is tried when one does not meet them (``flit-core<4`` before
-    ``flit-core``)."""
+    (then in the recipe's order, the newest line first as pip would pick it): versions
+    are checked in the build's interpreter, and the next candidate is tried when one
+    does not meet them (``flit-core``, then ``flit-core<4`` for ``flit_core>=3.2,<4``)."""
     wanted = set()
     for text in requires:
         found = _NAME.match(text)

@@ -127,8 +127,8 @@ def test_a_failed_build_is_judged_by_pips_build(
 def test_the_next_environment_is_tried_when_one_does_not_meet_the_versions(
     tmp_path: Path, run_job: RunJob
 ) -> None:
-    """Two environments provide ``packaging``; the first (as ``flit-core<4`` comes before
-    ``flit-core`` in the recipe) holds a version the sdist's requirement excludes: the
+    """Two environments provide ``packaging``; the first (as ``flit-core`` comes before
+    ``flit-core<4`` in the recipe) holds a version the sdist's requirement excludes: the
     second builds it."""
     envs = tmp_path / "build-envs"
     old = make_env(envs, "a-old", ("packaging",), order=0)
@@ -195,14 +195,14 @@ def test_the_smallest_environment_that_names_every_requirement(tmp_path: Path) -
     assert chosen("setuptools", "cython") is None
     assert chosen("@bad") is None
     assert candidate_envs(tmp_path / "absent", ["setuptools"]) == []
-    # the same names twice: both are candidates, in the recipe's order
+    # the same names twice: both are candidates, in the recipe's order (not by name)
     env("flit-core-lt4", "flit-core", "packaging")
     env("flit-core", "flit-core", "packaging")
-    (tmp_path / "flit-core-lt4" / "pyti-env.json").write_text(
+    (tmp_path / "flit-core" / "pyti-env.json").write_text(
         json.dumps({"provides": ["flit-core", "packaging"], "order": 5})
     )
-    (tmp_path / "flit-core" / "pyti-env.json").write_text(
+    (tmp_path / "flit-core-lt4" / "pyti-env.json").write_text(
         json.dumps({"provides": ["flit-core", "packaging"], "order": 6})
     )
     names = [p.name for p in candidate_envs(tmp_path, ["flit_core>=3.2,<4"])]
-    assert names == ["flit-core-lt4", "flit-core"]
+    assert names == ["flit-core", "flit-core-lt4"]
