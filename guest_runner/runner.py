@@ -190,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     # A SIGTERM from the slave unwinds through the finally blocks: the package's
     # processes are killed and runner_finished still goes out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # A runner started with SIGINT ignored (nohup, or a background job of a
+    # non-interactive shell) would pass that on to every command it starts, and pytest
+    # would never stop at the SIGINT before its deadline to write its JUnit XML. A
+    # handled signal is reset to its default by exec, an ignored one is not.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     job_path = Path(opts.job)
     try:

@@ -13,6 +13,7 @@ import importlib.metadata
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -170,6 +171,7 @@ def run_job(tmp_path: Path, wheelhouse: Path, runner_pyz: list[str]) -> RunJob:
         test_requirements: tuple[str, ...] = (),
         job_wheels: tuple[Path, ...] = (),
         build_envs_dir: Path | None = None,
+        sigint_ignored: bool = False,
     ) -> Events:
         job_dir = tmp_path / "job"
         job_dir.mkdir(exist_ok=True)
@@ -198,7 +200,13 @@ def run_job(tmp_path: Path, wheelhouse: Path, runner_pyz: list[str]) -> RunJob:
         # No prepared build environments unless a test makes some (the image's are absent).
         argv += ["--build-envs-dir", str(build_envs_dir or tmp_path / "no-build-envs")]
         proc = subprocess.run(
-            argv, capture_output=True, timeout=runner_timeout, check=False, cwd=tmp_path
+            argv,
+            capture_output=True,
+            timeout=runner_timeout,
+            check=False,
+            cwd=tmp_path,
+            # as under nohup or a non-interactive shell's background job
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
         assert proc.returncode == 0, proc.stderr.decode()[-2000:]
         events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
@@ -207,6 +215,10 @@ def run_job(tmp_path: Path, wheelhouse: Path, runner_pyz: list[str]) -> RunJob:
         return events
 
     return run
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def project(tmp_path: Path, **kw: Any) -> Path:
@@ -361,7 +373,13 @@ def test_suite_past_its_budget_is_interrupted_and_says_what_ran(
         """
     )
     started = time.monotonic()
-    events = run_job([project(tmp_path, test_body=body)], timeouts={"install": 120, "tests": 40})
+    # Started with SIGINT ignored, as by nohup or a background job of a non-interactive
+    # shell (how a CI run started this way failed here): the runner must not pass that on.
+    events = run_job(
+        [project(tmp_path, test_body=body)],
+        timeouts={"install": 120, "tests": 40},
+        sigint_ignored=True,
+    )
     tests = finished(events, "tests")
     assert tests["status"] == "timed_out"
     summary = one(events, "tests_summary")
