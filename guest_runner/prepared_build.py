@@ -38,11 +38,12 @@ import tomllib
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from guest_runner.archive import chown_tree, safe_extract
 from guest_runner.budget import Budget
 from guest_runner.outcome import Result
+from guest_runner.phases.metadata import normalize
 from guest_runner.workspace import Workspace
 
 STAGE = "prepared_build"
@@ -109,9 +110,7 @@ def build_system(root: Path) -> BuildSystem | None:
     requires = table.get("requires")
     backend = table.get("build-backend", LEGACY_BACKEND)
     paths = table.get("backend-path", [])
-    if not isinstance(requires, list) or not _strings(requires):
-        return None
-    if not isinstance(backend, str) or not _strings(paths):
+    if not _strings(requires) or not isinstance(backend, str) or not _strings(paths):
         return None
     inside = []
     for entry in paths:
@@ -122,13 +121,8 @@ def build_system(root: Path) -> BuildSystem | None:
     return BuildSystem(list(requires), backend, inside)
 
 
-def _strings(value: object) -> bool:
+def _strings(value: object) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def canonical(name: str) -> str:
-    """PEP 503 normalised name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def candidate_envs(envs_dir: Path, requires: list[str]) -> list[Path]:
@@ -141,7 +135,7 @@ def candidate_envs(envs_dir: Path, requires: list[str]) -> list[Path]:
         found = _NAME.match(text)
         if found is None:
             return []
-        wanted.add(canonical(found.group(1)))
+        wanted.add(normalize(found.group(1)))
     ranked: list[tuple[int, int, str, Path]] = []
     try:
         folders = sorted(p for p in envs_dir.iterdir() if p.is_dir())
@@ -150,7 +144,7 @@ def candidate_envs(envs_dir: Path, requires: list[str]) -> list[Path]:
     for folder in folders:
         try:
             data = json.loads((folder / ENV_FILE).read_text("utf-8"))
-            names = {canonical(str(n)) for n in data["provides"]}
+            names = {normalize(str(n)) for n in data["provides"]}
             order = int(data.get("order", 0))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
@@ -193,6 +187,7 @@ def build(
     script = work / "build_hooks.py"
     script.write_bytes(pkgutil.get_data("guest_runner", "build_hooks.py") or b"")
     out.mkdir(parents=True, exist_ok=True)
+    _give(ws, out, work)  # the unpacked tree, the script, the wheel folder: once
     reason = ""
     for env in envs:
         result, answer = _attempt(ws, budget, env, system, root, hooks, out, on_line)
@@ -230,11 +225,9 @@ def _attempt(
     site = work / f"site-{env.name}"
     site.mkdir(parents=True, exist_ok=True)
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE.format(lib=str(env)))
+    _give(ws, site)
     report = work / "report.json"
     report.unlink(missing_ok=True)
-    if ws.uid is not None and ws.gid is not None:
-        for path in (out, work):
-            chown_tree(path, ws.uid, ws.gid)
     extra = {
         "PYTHONPATH": str(site),
         "PYTHONNOUSERSITE": "1",
@@ -254,6 +247,13 @@ def _attempt(
         extra_env=extra,
     )
     return result, _read_report(report)
+
+
+def _give(ws: Workspace, *paths: Path) -> None:
+    """``paths`` (whole trees) owned by the tester, who runs the build."""
+    if ws.uid is not None and ws.gid is not None:
+        for path in paths:
+            chown_tree(path, ws.uid, ws.gid)
 
 
 def _unpack(ws: Workspace, sdist: Path, dest: Path) -> Path | None:

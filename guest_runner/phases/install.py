@@ -28,11 +28,6 @@ from guest_runner.workspace import Workspace
 BUILT_WHEEL = re.compile(r"\s*(?:Created wheel for ([^:\s]+)|Built ([A-Za-z0-9._-]+)(?: @ |==))")
 
 
-def prebuilt_dir(ws: Workspace) -> Path:
-    """Where a prepared build writes the release's wheel."""
-    return ws.scratch / prepared_build.WORK_DIR / "wheel"
-
-
 #: Marks the image's pre-built job venv (see the image builder's JOB_VENV).
 VENV_TEMPLATE_MARKER = ".pyti-template"
 
@@ -72,7 +67,8 @@ def install_into_venv(ws: Workspace, budget: Budget) -> Outcome:
     prebuilt = None
     if kind == "sdist":
         # In the image's prepared build environment, one interpreter; else pip builds it.
-        prebuilt = prepared_build.build(ws, budget, Path(target), prebuilt_dir(ws), watch)
+        out = ws.scratch / prepared_build.WORK_DIR / "wheel"
+        prebuilt = prepared_build.build(ws, budget, Path(target), out, watch)
         if prebuilt is not None:
             built.append(normalize(ws.job.project))
     if metadata_built:

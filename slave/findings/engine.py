@@ -39,6 +39,7 @@ from slave.findings.rules import (
     INSTALLERS,
     PIP_HELPERS,
     PIP_SETUP_SHIM,
+    PREPARED_BUILD_DIR,
     RULES,
     RUNNER_IMPORT_CODES,
     UV_HOOK_SHIM,
@@ -91,7 +92,7 @@ UNKNOWN = Proc("?", trusted=False)
 
 
 #: guest_runner.prepared_build's hook script, under the job's scratch dir
-PREPARED_BUILD = re.compile(r"/pyti-job-[^/]+/pyti-build/build_hooks\.py$")
+PREPARED_BUILD = re.compile(PREPARED_BUILD_DIR + r"build_hooks\.py$")
 
 
 def classify(exe: str, argv: tuple[str, ...]) -> tuple[str, bool]:

@@ -157,10 +157,12 @@ SERVICES = (
 HARMLESS_WRITES = ("/dev/null", "/dev/tty", "/dev/pts", "/dev/stdout", "/dev/stderr", "/proc/self")
 ENVIRON = re.compile(r"^/proc/(\d+|self|thread-self)(/task/\d+)?/environ$")
 SITE_HOOK = re.compile(r"/(site|dist)-packages/([^/]+\.pth|sitecustomize\.py|usercustomize\.py)$")
-#: pip's build dirs, and the runner's for a build in a prepared environment
+#: the runner's folder for a build in a prepared environment, under the job's scratch dir
 #: (guest_runner.prepared_build.WORK_DIR)
+PREPARED_BUILD_DIR = r"/pyti-job-[^/]+/pyti-build/"
+#: pip's build dirs, and the runner's prepared build's
 PIP_BUILD_DIR = re.compile(
-    r"/pip-(req-build|build-env|install|wheel|ephem-wheel-cache)-|/pyti-job-[^/]+/pyti-build/"
+    rf"/pip-(req-build|build-env|install|wheel|ephem-wheel-cache)-|{PREPARED_BUILD_DIR}"
 )
 
 
