@@ -14,7 +14,10 @@ Before all of them: pytest's own "async def functions are not natively supported
 (`NO_ASYNC_PLUGIN`): the suite's async plugin (pytest-asyncio, anyio, pytest-trio...)
 was neither declared nor recognisable by its marker, fixture or setting, so the test
 never ran; upstream CI has that plugin.
-The first failure set apart by none is kept with its error line: the job's reason names it.
+The failures set apart by none are kept (up to `MAX_REAL`) with their error line: the
+first is the one the job's reason names, and the tests phase may still set some apart
+as passing when their module runs as the script it is written as
+(:mod:`guest_runner.script_reruns`, `Apart.passed_as_scripts`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ NO_ASYNC_PLUGIN = re.compile(r"async def functions are not natively supported")
 MAX_LISTED = 50
 #: Characters kept of a failure's error line.
 ERROR_CHARS = 200
+#: Failures set apart by none that are kept, in order.
+MAX_REAL = 2000
 
 
 class Apart:
@@ -52,8 +57,9 @@ class Apart:
         self.speed: dict[str, Any] = {"count": 0, "tests": []}
         self.programs: dict[str, Any] = {"count": 0, "tests": [], "programs": []}
         self.plugins: dict[str, Any] = {"count": 0, "tests": []}
-        #: the first failure not set apart: ``{test, error}`` (its error's first line)
-        self.first: dict[str, str] | None = None
+        self.scripts: dict[str, Any] = {"count": 0, "tests": [], "modules": []}
+        #: the failures not set apart, in order: ``{test, error}`` (its error's first line)
+        self.real: list[dict[str, str]] = []
 
     def add(self, node: str, texts: list[str]) -> None:
         """Sort the failed test ``node`` by its failure ``texts`` (none: not set apart)."""
@@ -72,24 +78,34 @@ class Apart:
             kind = self.files
             _list_new(kind["files"], absent)
         else:
-            if self.first is None:
-                self.first = {"test": node[:300], "error": error_line(texts[0])}
+            if len(self.real) < MAX_REAL:
+                self.real.append({"test": node[:300], "error": error_line(texts[0])})
             return
         kind["count"] += 1
         if len(kind["tests"]) < MAX_LISTED:
             kind["tests"].append(node)
 
+    def passed_as_scripts(self, tests: Sequence[str], modules: Sequence[str]) -> None:
+        """Set apart the failures ``tests`` (kept in `real`): their ``modules`` passed when
+        run as the scripts they are written as."""
+        gone = set(tests)
+        self.real = [f for f in self.real if f["test"] not in gone]
+        self.scripts["count"] += len(gone)
+        self.scripts["tests"] = [*self.scripts["tests"], *tests][:MAX_LISTED]
+        _list_new(self.scripts["modules"], list(modules))
+
     def fields(self) -> dict[str, Any]:
         """``offline_failures``, ``speed_failures``, ``program_failures``,
-        ``unshipped_failures``, ``plugin_failures`` and ``first_failure`` of a
-        ``tests_summary``."""
+        ``unshipped_failures``, ``plugin_failures``, ``script_failures`` and
+        ``first_failure`` of a ``tests_summary``."""
         return {
             "offline_failures": self.offline,
             "speed_failures": self.speed,
             "program_failures": self.programs,
             "unshipped_failures": self.files,
             "plugin_failures": self.plugins,
-            "first_failure": self.first,
+            "script_failures": self.scripts,
+            "first_failure": self.real[0] if self.real else None,
         }
 
 

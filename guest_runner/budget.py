@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 # Past the trace cap, these still go out (up to twice the cap): they are the evidence
@@ -58,6 +60,17 @@ class Budget:
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
+
+    @contextlib.contextmanager
+    def capped(self, seconds: float) -> Iterator[None]:
+        """Inside: the deadline at most ``seconds`` from now (one command of the phase
+        that must not take the rest of it); the caps stay shared."""
+        saved = self.deadline
+        self.deadline = min(saved, time.monotonic() + seconds)
+        try:
+            yield
+        finally:
+            self.deadline = saved
 
     def counters(self) -> dict[str, int]:
         with self.lock:

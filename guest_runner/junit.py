@@ -47,13 +47,14 @@ def empty_summary() -> dict[str, Any]:
         "program_failures": {"count": 0, "tests": [], "programs": []},
         "unshipped_failures": {"count": 0, "tests": [], "files": []},
         "plugin_failures": {"count": 0, "tests": []},
+        "script_failures": {"count": 0, "tests": [], "modules": []},
         "first_failure": None,
         "running": None,
     }
 
 
 def parse_junit(
-    path: Path, modules: Sequence[str] = (), root: Path | None = None
+    path: Path, modules: Sequence[str] = (), root: Path | None = None, apart: Apart | None = None
 ) -> dict[str, Any]:
     """Counts from pytest's JUnit XML (written by package code: size-capped, defensive).
 
@@ -61,6 +62,7 @@ def parse_junit(
     collected because one of them raised (`raised_by_release`) is a failed test.
     ``root`` is the sdist's tree the tests ran from (None for a wheel-only release's
     installed package): failures that only read a file it lacks are counted apart.
+    ``apart`` (a new one when None) sorts the failures; the caller may read it after.
     """
     summary = empty_summary()
     try:
@@ -82,7 +84,7 @@ def parse_junit(
     uncollected: list[dict[str, str | None]] = []
     uncollected_count = 0
     broken = 0
-    apart = Apart(root, modules)
+    apart = apart if apart is not None else Apart(root, modules)
     for case in document.iter("testcase"):
         bad = [*case.iter("failure"), *case.iter("error")]
         texts = [(b.get("message") or "") + "\n" + (b.text or "")[:_TEXT_LIMIT] for b in bad]

@@ -64,13 +64,15 @@ class OfflineFailures:
     """Tests that failed only for a reason outside the package, counted apart (and also
     counted as failed): the guest being offline, a speed check in an emulated guest, or a
     program the guest does not have (then ``programs`` names them), a file the sdist
-    does not ship (then ``files`` names them, relative to the sdist's root), or an
-    ``async def`` test no installed plugin runs."""
+    does not ship (then ``files`` names them, relative to the sdist's root), an
+    ``async def`` test no installed plugin runs, or a test that passes when its module
+    runs as the script it is written as (then ``modules`` names those modules)."""
 
     count: int
     tests: Names = ()
     programs: Names | None = None
     files: Names | None = None
+    modules: Names | None = None
 
 
 @record(omit_none=True)
@@ -117,6 +119,9 @@ class TestCounts:
     #: ``async def`` tests no installed plugin ran (pytest: "async def functions are not
     #: natively supported"): the suite's async plugin was not known to be needed
     plugin_failures: OfflineFailures | None = None
+    #: failures under pytest only: their module, run as the script it is written as
+    #: (``python test_x.py`` from its folder), passes
+    script_failures: OfflineFailures | None = None
     uncollectable: Uncollectable | None = None
     test_requirements_missing: Names | None = None
     reason: Line | None = None

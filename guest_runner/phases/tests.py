@@ -3,8 +3,9 @@
 What cannot run does not stop what can: the job's test requirements are installed
 best effort (one resolution, else one by one), pytest goes on past modules it
 cannot collect, and ``tests_summary`` says which modules could not be collected and
-why, which failures are only the guest being offline, and — when nothing ran —
-the ``reason``. The installed release's compiled modules are placed next to their
+why, which failures are only the guest being offline, which pass when their module
+runs as the script it is written as (``guest_runner.script_reruns``), and — when
+nothing ran — the ``reason``. The installed release's compiled modules are placed next to their
 sources first (``guest_runner.inplace``): the tests import the sdist's copy.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from guest_runner import script_reruns
+from guest_runner.apart import Apart
 from guest_runner.budget import Budget
 from guest_runner.inplace import place_extensions
 from guest_runner.junit import empty_summary, parse_junit
@@ -115,7 +118,18 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
             argv[-len(targets) : -len(targets)] = option
         loosened = True
         result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root), interrupt_grace=grace)
-    counts = parse_junit(junit, installed_modules(ws), root if root != site else None)
+    sdist_root = root if root != site else None
+    apart = Apart(sdist_root, installed_modules(ws))
+    counts = parse_junit(junit, apart.modules, sdist_root, apart)
+    if sdist_root is not None and result.returncode == 1 and not result.timed_out and apart.real:
+        # Failures no other kind explains, in modules written to run as scripts: run
+        # those as their authors do (guest_runner.script_reruns).
+        passed, modules = script_reruns.rerun(
+            ws, budget, sdist_root, [f["test"] for f in apart.real]
+        )
+        if passed:
+            apart.passed_as_scripts(passed, modules)
+            counts.update(apart.fields())
     if result.timed_out or (result.returncode is not None and result.returncode < 0):
         # stopped at the deadline, or killed by a signal (a segfault in a test)
         counts.update(stopped_counts(counts, read_progress(progress)))

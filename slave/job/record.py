@@ -273,6 +273,7 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
     programs = _failures(fields.get("program_failures"))
     unshipped = _failures(fields.get("unshipped_failures"))
     plugins = _failures(fields.get("plugin_failures"))
+    scripts = _failures(fields.get("script_failures"))
     raw = fields.get("uncollectable", fields.get("collection_errors"))
     modules = [
         UncollectableModule(
@@ -301,6 +302,7 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
         program_failures=programs,
         unshipped_failures=unshipped,
         plugin_failures=plugins,
+        script_failures=scripts,
         uncollectable=Uncollectable(uncollectable, tuple(modules)) if uncollectable else None,
         test_requirements_missing=tuple(missing) or None,
         reason=_line(fields.get("reason"), MAX_REASON) or None,
@@ -323,17 +325,21 @@ def _failures(value: object) -> OfflineFailures | None:
     """Failures counted apart, as a list of ids or ``{count, tests}``; None when there are none."""
     programs: list[str] = []
     files: list[str] = []
+    modules: list[str] = []
     if isinstance(value, Mapping):
         ids = _strings(value.get("tests"))
         count = _count(value.get("count"), ids)
         programs = _strings(value.get("programs"))
         files = _strings(value.get("files"))
+        modules = _strings(value.get("modules"))
     else:
         ids = _strings(value)
         count = len(ids)
     if not count:
         return None
-    return OfflineFailures(count, tuple(ids), tuple(programs) or None, tuple(files) or None)
+    return OfflineFailures(
+        count, tuple(ids), tuple(programs) or None, tuple(files) or None, tuple(modules) or None
+    )
 
 
 def _is_count(value: object) -> bool:
@@ -458,13 +464,20 @@ def _tally(
     being offline, nor (in an emulated guest) a speed check; every test errored in its
     set-up with none passed or failed for real."""
     apart = tests.offline_failures.count if tests.offline_failures is not None else 0
-    for kind in (tests.program_failures, tests.unshipped_failures, tests.plugin_failures):
+    for kind in (
+        tests.program_failures,
+        tests.unshipped_failures,
+        tests.plugin_failures,
+        tests.script_failures,
+    ):
         if kind is not None:
             apart += kind.count
     if emulated and tests.speed_failures is not None:
         apart += tests.speed_failures.count
     real = max(0, failed + errors - apart)
-    only_set_up_errors = bool(errors) and not passed and failed <= apart
+    # tests that passed run by their module's script ran, and passed
+    as_scripts = tests.script_failures.count if tests.script_failures is not None else 0
+    only_set_up_errors = bool(errors) and not passed and not as_scripts and failed <= apart
     return real, passed + failed + errors, only_set_up_errors
 
 
@@ -532,7 +545,7 @@ def _judge_tests(
         if reason is None and skipped:
             reason = f"no test ran: all {skipped} were skipped"
         return _decision(Outcome.INCOMPLETE, _joined([reason or "no test ran", *notes]))
-    if passed == 0:
+    if passed == 0 and tests.script_failures is None:
         return _decision(Outcome.INCOMPLETE, _joined(["no test passed or failed for real", *notes]))
     return _decision(Outcome.PASSED, _joined(notes))
 
@@ -574,6 +587,12 @@ def _not_run(tests: TestCounts, emulated: bool, substituted: Sequence[str] = ())
         notes.append(
             f"{plugins.count} async tests did not run: no installed pytest plugin runs"
             " them" + _named(plugins.tests)
+        )
+    scripts = tests.script_failures
+    if scripts is not None and scripts.count:
+        notes.append(
+            f"{scripts.count} tests failed under pytest only: their modules pass run as"
+            " scripts, as their authors run them" + _named(scripts.modules or scripts.tests)
         )
     speed = tests.speed_failures
     if emulated and speed is not None and speed.count:

@@ -169,6 +169,28 @@ def test_async_tests_no_plugin_ran_are_not_the_release() -> None:
     assert judge(ran, "clean", worse).outcome is Outcome.FAILED
 
 
+def test_tests_that_pass_run_as_their_modules_scripts_are_not_the_release() -> None:
+    """Failures under pytest whose modules pass run as scripts are said, with the modules;
+    a real failure beside them still fails; a suite that only passed as scripts passed."""
+    ran = {"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 1}}
+    scripts = {
+        "count": 8,
+        "tests": ["dill/tests/test_abc.py::test_abc_local"],
+        "modules": ["dill/tests/test_abc.py", "dill/tests/test_classdef.py"],
+    }
+    tests = plain(read_tests_summary({**counts(88, failed=8), "script_failures": scripts}))
+    assert tests["script_failures"]["modules"] == scripts["modules"]
+    assert judge(ran, "clean", tests) == Decision(
+        Outcome.PASSED,
+        "8 tests failed under pytest only: their modules pass run as scripts, as their"
+        " authors run them (dill/tests/test_abc.py, dill/tests/test_classdef.py)",
+    )
+    worse = plain(read_tests_summary({**counts(88, failed=9), "script_failures": scripts}))
+    assert judge(ran, "clean", worse).outcome is Outcome.FAILED
+    only = plain(read_tests_summary({**counts(0, failed=8), "script_failures": scripts}))
+    assert judge(ran, "clean", only).outcome is Outcome.PASSED
+
+
 def test_a_stand_in_for_a_test_requirement_is_said() -> None:
     """When the index release stood in for a build the project tests with (git), the reason
     says so, after the first failure; a job that passes carries it as a note."""
