@@ -1,6 +1,7 @@
 """Failed tests counted apart: only the guest being offline, only a speed check, only
-a program the guest does not have, only a file the sdist does not ship, or an
-``async def`` test that no installed plugin runs.
+a program the guest does not have, only a file the sdist does not ship, only a module
+that is not installed, an ``async def`` test that no installed plugin runs, or a test
+that passes when its module runs as the script it is written as.
 
 The JUnit reader (:mod:`guest_runner.junit`) and the progress-file reader
 (:mod:`guest_runner.progress`) both sort a failed test by its failure texts with
@@ -9,7 +10,10 @@ The JUnit reader (:mod:`guest_runner.junit`) and the progress-file reader
 is one (:func:`~guest_runner.speed_checks.is_speed_failure`), else a missing program
 when every text is a run of the same kind (:func:`~guest_runner.missing_programs.missing_program`),
 else a file the sdist does not ship when every text is a read of one
-(:func:`~guest_runner.unshipped_files.unshipped_file`; only with the sdist's ``root``).
+(:func:`~guest_runner.unshipped_files.unshipped_file`; only with the sdist's ``root``),
+else a module that is not installed when every text is a test's import of one
+(:func:`~guest_runner.release_fault.missing_module`: none of the release's, raised
+outside its code).
 Before all of them: pytest's own "async def functions are not natively supported"
 (`NO_ASYNC_PLUGIN`): the suite's async plugin (pytest-asyncio, anyio, pytest-trio...)
 was neither declared nor recognisable by its marker, fixture or setting, so the test
@@ -29,6 +33,7 @@ from typing import Any
 
 from guest_runner.missing_programs import missing_program
 from guest_runner.offline import is_offline_failure
+from guest_runner.release_fault import missing_module
 from guest_runner.speed_checks import is_speed_failure
 from guest_runner.unshipped_files import unshipped_file
 
@@ -57,6 +62,7 @@ class Apart:
         self.speed: dict[str, Any] = {"count": 0, "tests": []}
         self.programs: dict[str, Any] = {"count": 0, "tests": [], "programs": []}
         self.plugins: dict[str, Any] = {"count": 0, "tests": []}
+        self.absent: dict[str, Any] = {"count": 0, "tests": [], "modules": []}
         self.scripts: dict[str, Any] = {"count": 0, "tests": [], "modules": []}
         #: the failures not set apart, in order: ``{test, error}`` (its error's first line)
         self.real: list[dict[str, str]] = []
@@ -77,6 +83,9 @@ class Apart:
         elif all(absent := [unshipped_file(text, self.root, self.modules) for text in texts]):
             kind = self.files
             _list_new(kind["files"], absent)
+        elif all(lacked := [missing_module(text, self.modules, self.root) for text in texts]):
+            kind = self.absent
+            _list_new(kind["modules"], lacked)
         else:
             if len(self.real) < MAX_REAL:
                 self.real.append({"test": node[:300], "error": error_line(texts[0])})
@@ -96,14 +105,15 @@ class Apart:
 
     def fields(self) -> dict[str, Any]:
         """``offline_failures``, ``speed_failures``, ``program_failures``,
-        ``unshipped_failures``, ``plugin_failures``, ``script_failures`` and
-        ``first_failure`` of a ``tests_summary``."""
+        ``unshipped_failures``, ``plugin_failures``, ``module_failures``,
+        ``script_failures`` and ``first_failure`` of a ``tests_summary``."""
         return {
             "offline_failures": self.offline,
             "speed_failures": self.speed,
             "program_failures": self.programs,
             "unshipped_failures": self.files,
             "plugin_failures": self.plugins,
+            "module_failures": self.absent,
             "script_failures": self.scripts,
             "first_failure": self.real[0] if self.real else None,
         }

@@ -47,6 +47,7 @@ def empty_summary() -> dict[str, Any]:
         "program_failures": {"count": 0, "tests": [], "programs": []},
         "unshipped_failures": {"count": 0, "tests": [], "files": []},
         "plugin_failures": {"count": 0, "tests": []},
+        "module_failures": {"count": 0, "tests": [], "modules": []},
         "script_failures": {"count": 0, "tests": [], "modules": []},
         "first_failure": None,
         "running": None,

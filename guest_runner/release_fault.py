@@ -42,6 +42,9 @@ from pathlib import Path
 _FRAME = re.compile(
     r'^(?:(\S[^\n]*?\.py):\d+: in |E\s+File "([^"\n]+\.py)", line \d+)', re.MULTILINE
 )
+#: where a frame of a failed test's report is, in pytest's long form (``path:3: `` after
+#: each entry, ``path:3: ModuleNotFoundError`` after the last) or its short one
+_LOCATION = re.compile(r"^(\S[^\n]*?\.py):\d+:", re.MULTILINE)
 #: the module a ``ModuleNotFoundError`` names
 MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 _CANNOT_IMPORT = re.compile(r"ImportError: cannot import name '[^']+' from '([^']+)'")
@@ -112,6 +115,29 @@ def raised_by_release(text: str, modules: Iterable[str], root: Path | None = Non
     if cannot:  # a name missing from another module: that module's version, not ours
         return None
     return error
+
+
+def missing_module(text: str, modules: Iterable[str], root: Path | None = None) -> str | None:
+    """The module a failed test's ``text`` only lacked, else None: its error is
+    ``ModuleNotFoundError: No module named 'X'`` with ``X`` none of the release's
+    (``modules``), raised outside the release's own code (its deepest frame in a test
+    file, a conftest or another distribution). The test imports an optional module that
+    is not installed (dill's ``test_attr`` does ``import attr``): the same as a test
+    module not collected for want of it, at a test's grain. When the release's own code
+    raises it, the package needs a module it did not get: not set apart."""
+    error = error_of(text)
+    missing = MISSING_MODULE.search(error)
+    if missing is None or not error.startswith("ModuleNotFoundError"):
+        return None
+    tops = frozenset(_top(m) for m in modules)
+    if _top(missing.group(1)) in tops:
+        return None
+    frames = _LOCATION.findall(text)
+    if frames and root is not None and frames[-1].startswith("/"):
+        frames[-1] = inside(root, frames[-1]) or frames[-1]
+    if frames and release_file(frames[-1], tops):
+        return None
+    return missing.group(1)
 
 
 def missing_from(text: str, root: Path | None = None) -> str | None:

@@ -65,8 +65,9 @@ class OfflineFailures:
     counted as failed): the guest being offline, a speed check in an emulated guest, or a
     program the guest does not have (then ``programs`` names them), a file the sdist
     does not ship (then ``files`` names them, relative to the sdist's root), an
-    ``async def`` test no installed plugin runs, or a test that passes when its module
-    runs as the script it is written as (then ``modules`` names those modules)."""
+    ``async def`` test no installed plugin runs, a module not installed (then
+    ``modules`` names them), or a test that passes when its module runs as the script
+    it is written as (then ``modules`` names those test modules)."""
 
     count: int
     tests: Names = ()
@@ -119,6 +120,9 @@ class TestCounts:
     #: ``async def`` tests no installed plugin ran (pytest: "async def functions are not
     #: natively supported"): the suite's async plugin was not known to be needed
     plugin_failures: OfflineFailures | None = None
+    #: failures that only imported a module not installed (none of the release's, from
+    #: outside its code): ``modules`` names them
+    module_failures: OfflineFailures | None = None
     #: failures under pytest only: their module, run as the script it is written as
     #: (``python test_x.py`` from its folder), passes
     script_failures: OfflineFailures | None = None

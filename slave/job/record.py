@@ -273,6 +273,7 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
     programs = _failures(fields.get("program_failures"))
     unshipped = _failures(fields.get("unshipped_failures"))
     plugins = _failures(fields.get("plugin_failures"))
+    absent = _failures(fields.get("module_failures"))
     scripts = _failures(fields.get("script_failures"))
     raw = fields.get("uncollectable", fields.get("collection_errors"))
     modules = [
@@ -302,6 +303,7 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
         program_failures=programs,
         unshipped_failures=unshipped,
         plugin_failures=plugins,
+        module_failures=absent,
         script_failures=scripts,
         uncollectable=Uncollectable(uncollectable, tuple(modules)) if uncollectable else None,
         test_requirements_missing=tuple(missing) or None,
@@ -468,6 +470,7 @@ def _tally(
         tests.program_failures,
         tests.unshipped_failures,
         tests.plugin_failures,
+        tests.module_failures,
         tests.script_failures,
     ):
         if kind is not None:
@@ -587,6 +590,12 @@ def _not_run(tests: TestCounts, emulated: bool, substituted: Sequence[str] = ())
         notes.append(
             f"{plugins.count} async tests did not run: no installed pytest plugin runs"
             " them" + _named(plugins.tests)
+        )
+    absent = tests.module_failures
+    if absent is not None and absent.count:
+        notes.append(
+            f"{absent.count} tests failed only because a module they import is not installed"
+            + _named(absent.modules or absent.tests)
         )
     scripts = tests.script_failures
     if scripts is not None and scripts.count:

@@ -169,6 +169,19 @@ def test_async_tests_no_plugin_ran_are_not_the_release() -> None:
     assert judge(ran, "clean", worse).outcome is Outcome.FAILED
 
 
+def test_tests_that_only_lacked_a_module_are_not_the_release() -> None:
+    """Tests that failed only importing a module that is not installed are said, with the
+    modules; a real failure beside them still fails."""
+    ran = {"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 1}}
+    absent = {"count": 1, "tests": ["dill/tests/test_classdef.py::test_attr"], "modules": ["attr"]}
+    tests = plain(read_tests_summary({**counts(97, failed=1), "module_failures": absent}))
+    assert judge(ran, "clean", tests) == Decision(
+        Outcome.PASSED, "1 tests failed only because a module they import is not installed (attr)"
+    )
+    worse = plain(read_tests_summary({**counts(97, failed=2), "module_failures": absent}))
+    assert judge(ran, "clean", worse).outcome is Outcome.FAILED
+
+
 def test_tests_that_pass_run_as_their_modules_scripts_are_not_the_release() -> None:
     """Failures under pytest whose modules pass run as scripts are said, with the modules;
     a real failure beside them still fails; a suite that only passed as scripts passed."""

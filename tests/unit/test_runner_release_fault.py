@@ -16,6 +16,7 @@ import pytest
 
 from guest_runner.junit import parse_junit
 from guest_runner.release_fault import raised_by_release, release_file
+from tests.fakes.dists import dedent
 from tests.fakes.pytest_junit import junit_of
 
 FILES = {
@@ -149,3 +150,47 @@ def test_a_test_package_the_sdist_ships_without_its_init_is_named(
     assert (summary["collected"], summary["passed"], summary["failed"]) == (1, 1, 0)
     # Without the sdist's tree (a wheel-only release) nothing is inferred.
     assert {e["missing"] for e in parse_junit(junit, ["mypkg"])["collection_errors"]} == {None}
+
+
+def test_a_test_importing_a_module_not_installed_counts_apart(tmp_path: Path) -> None:
+    """A test whose body imports a module nobody installed (dill's ``test_attr`` does
+    ``import attr``) failed only for want of it, as a module not collected would; a
+    test helper doing so too. The release's own code raising it, or a submodule of the
+    release that is not there, stay failures."""
+    files = {
+        "mypkg/__init__.py": "def lazy():\n    import yaml_not_installed_here\n",
+        "tests/helpers.py": "def needs():\n    import hypothesis_not_installed_here\n",
+        "tests/test_body.py": dedent(
+            """
+            from tests import helpers
+
+
+            def test_body():
+                import attr_not_installed_here
+
+
+            def test_helper():
+                helpers.needs()
+
+
+            def test_release_code():
+                import mypkg
+                mypkg.lazy()
+
+
+            def test_own_submodule():
+                import mypkg.not_there
+            """
+        ),
+        "tests/__init__.py": "",
+    }
+    summary = parse_junit(junit_of(tmp_path, files), ["mypkg"], tmp_path)
+    assert summary["failed"] == 4, summary
+    absent = summary["module_failures"]
+    assert absent["count"] == 2, summary
+    assert sorted(absent["tests"]) == [
+        "tests/test_body.py::test_body",
+        "tests/test_body.py::test_helper",
+    ]
+    assert sorted(absent["modules"]) == ["attr_not_installed_here", "hypothesis_not_installed_here"]
+    assert summary["first_failure"]["test"] == "tests/test_body.py::test_release_code"
