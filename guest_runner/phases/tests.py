@@ -22,6 +22,7 @@ from guest_runner.junit import empty_summary, parse_junit
 from guest_runner.outcome import Outcome, Result, outcome_of, setup_error
 from guest_runner.phases.imports import installed_modules
 from guest_runner.progress import read_progress
+from guest_runner.pytest_config import configured_testpaths
 from guest_runner.pytest_plugin import OPTION as PROGRESS_OPTION
 from guest_runner.pytest_plugin import install as install_plugin
 from guest_runner.test_requirements import install_test_requirements
@@ -206,10 +207,15 @@ def shipped_tests(site: Path, modules: list[str]) -> list[Path]:
 
 
 def find_tests(root: Path) -> list[Path]:
-    """Where pytest should look: tests/ or test/ when the sdist has them, else its root
-    when a test-named module is anywhere, else ``tests``/``test`` folders inside the
-    package (mock's ``mock/tests/testmock.py``: pytest's default names miss them, and
-    the second look takes any module of a tests folder)."""
+    """Where pytest should look: the ``testpaths`` of the project's pytest configuration
+    when they are in the sdist (``guest_runner.pytest_config``: upstream CI runs pytest
+    with no paths), else tests/ or test/ when the sdist has them, else its root when a
+    test-named module is anywhere, else ``tests``/``test`` folders inside the package
+    (mock's ``mock/tests/testmock.py``: pytest's default names miss them, and the
+    second look takes any module of a tests folder)."""
+    configured = configured_testpaths(root)
+    if configured:
+        return configured
     for name in ("tests", "test"):
         if (root / name).is_dir():
             return [root / name]

@@ -404,6 +404,34 @@ def test_find_tests_takes_a_tests_folder_inside_the_package(tmp_path: Path) -> N
     assert loose_patterns(tmp_path, find_tests(tmp_path))[-1] == "*.py"
 
 
+def test_find_tests_takes_the_projects_testpaths_first(tmp_path: Path) -> None:
+    """voluptuous: ``testpaths = "voluptuous/tests"`` beside ``--doctest-glob=*.md``; upstream
+    runs pytest with no paths, so its README is no test. The configured paths win over the
+    guess, globs expanded; paths the sdist lacks, or outside it, are dropped."""
+    (tmp_path / "voluptuous" / "tests").mkdir(parents=True)
+    (tmp_path / "voluptuous" / "tests" / "tests.py").write_text("")
+    (tmp_path / "README.md").write_text(">>> 1\n")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\ntestpaths = "voluptuous/tests"\n'
+        'addopts = "--doctest-glob=*.md"\n'
+    )
+    assert find_tests(tmp_path) == [tmp_path / "voluptuous/tests"]
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pytest]\ntestpaths = ["voluptuous/*", "docs", "../elsewhere"]\n'
+    )
+    assert find_tests(tmp_path) == [tmp_path / "voluptuous/tests"]
+    # the first configuration file pytest would take decides: pytest.ini, even without testpaths
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -q\n")
+    assert find_tests(tmp_path) == [tmp_path]  # the guess: a test-named module somewhere
+    (tmp_path / "pytest.ini").unlink()
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'v'\n")  # not pytest's
+    (tmp_path / "tox.ini").write_text("[tox]\nenvlist = py3\n")  # not pytest's either
+    (tmp_path / "setup.cfg").write_text("[tool:pytest]\ntestpaths =\n    voluptuous\n")
+    assert find_tests(tmp_path) == [tmp_path / "voluptuous"]
+    (tmp_path / "tox.ini").write_text("[pytest]\ntestpaths = missing\n")
+    assert find_tests(tmp_path) == [tmp_path]  # named paths absent: the guess
+
+
 def test_find_tests_sees_a_root_tests_module(tmp_path: Path) -> None:
     """An sdist whose only tests are a root ``tests.py`` has tests; one with none has none."""
     (tmp_path / "setup.py").write_text("")
