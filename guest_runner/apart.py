@@ -1,7 +1,8 @@
 """Failed tests counted apart: only the guest being offline, only a speed check, only
 a program the guest does not have, only a file the sdist does not ship, only a module
-that is not installed, an ``async def`` test that no installed plugin runs, or a test
-that passes when its module runs as the script it is written as.
+that is not installed, an ``async def`` test that no installed plugin runs, a lint
+plugin's check, or a test that passes when its module runs as the script it is
+written as.
 
 The JUnit reader (:mod:`guest_runner.junit`) and the progress-file reader
 (:mod:`guest_runner.progress`) both sort a failed test by its failure texts with
@@ -14,7 +15,10 @@ else a file the sdist does not ship when every text is a read of one
 else a module that is not installed when every text is a test's import of one
 (:func:`~guest_runner.release_fault.missing_module`: none of the release's, raised
 outside its code).
-Before all of them: pytest's own "async def functions are not natively supported"
+Before all of them, a lint plugin's item (`LINT_ITEMS`: pytest-ruff's ``path::ruff``,
+pytest-flake8's, pytest-mypy's...): the style rules of the newest linter installed here,
+not the package's behaviour (jsonpickle's ``--ruff`` checks failed on rules newer than
+its release). Then pytest's own "async def functions are not natively supported"
 (`NO_ASYNC_PLUGIN`): the suite's async plugin (pytest-asyncio, anyio, pytest-trio...)
 was neither declared nor recognisable by its marker, fixture or setting, so the test
 never ran; upstream CI has that plugin.
@@ -37,6 +41,16 @@ from guest_runner.release_fault import missing_module
 from guest_runner.speed_checks import is_speed_failure
 from guest_runner.unshipped_files import unshipped_file
 
+#: The items lint plugins add beside a module's tests (pytest-ruff's ``path::ruff``,
+#: pytest-flake8's ``path::flake-8::FLAKE8``, pytest-mypy's ``path::mypy``...), by the end
+#: of their node id (lower case), and the tool each runs.
+LINT_ITEMS = {
+    "ruff": "ruff", "ruff::format": "ruff", "flake-8::flake8": "flake8", "flake8": "flake8",
+    "flake8-check": "flake8", "mypy": "mypy", "mypy-status": "mypy", "black": "black",
+    "isort": "isort", "pylint": "pylint", "pycodestyle": "pycodestyle",
+    "codestyle": "pycodestyle", "pep8-check": "pep8", "flakes": "pyflakes",
+    "pydocstyle": "pydocstyle", "mccabe": "mccabe",
+}  # fmt: skip
 #: pytest's failure for a coroutine test no plugin took (pytest ≥ 8.4; it skipped before).
 NO_ASYNC_PLUGIN = re.compile(r"async def functions are not natively supported")
 #: Test ids listed per kind (the counts are complete).
@@ -63,6 +77,7 @@ class Apart:
         self.programs: dict[str, Any] = {"count": 0, "tests": [], "programs": []}
         self.plugins: dict[str, Any] = {"count": 0, "tests": []}
         self.absent: dict[str, Any] = {"count": 0, "tests": [], "modules": []}
+        self.lint: dict[str, Any] = {"count": 0, "tests": [], "tools": []}
         self.scripts: dict[str, Any] = {"count": 0, "tests": [], "modules": []}
         #: the failures not set apart, in order: ``{test, error}`` (its error's first line)
         self.real: list[dict[str, str]] = []
@@ -71,7 +86,10 @@ class Apart:
         """Sort the failed test ``node`` by its failure ``texts`` (none: not set apart)."""
         if not texts:
             return
-        if all(NO_ASYNC_PLUGIN.search(text) for text in texts):
+        if tool := lint_tool(node):
+            kind = self.lint
+            _list_new(kind["tools"], [tool])
+        elif all(NO_ASYNC_PLUGIN.search(text) for text in texts):
             kind = self.plugins
         elif all(is_offline_failure(text) for text in texts):
             kind = self.offline
@@ -106,7 +124,8 @@ class Apart:
     def fields(self) -> dict[str, Any]:
         """``offline_failures``, ``speed_failures``, ``program_failures``,
         ``unshipped_failures``, ``plugin_failures``, ``module_failures``,
-        ``script_failures`` and ``first_failure`` of a ``tests_summary``."""
+        ``lint_failures``, ``script_failures`` and ``first_failure`` of a
+        ``tests_summary``."""
         return {
             "offline_failures": self.offline,
             "speed_failures": self.speed,
@@ -114,9 +133,19 @@ class Apart:
             "unshipped_failures": self.files,
             "plugin_failures": self.plugins,
             "module_failures": self.absent,
+            "lint_failures": self.lint,
             "script_failures": self.scripts,
             "first_failure": self.real[0] if self.real else None,
         }
+
+
+def lint_tool(node: str) -> str | None:
+    """The linter whose check the item ``node`` is (`LINT_ITEMS`), else None."""
+    parts = node.lower().split("::")
+    for size in (2, 1):
+        if len(parts) > size and "::".join(parts[-size:]) in LINT_ITEMS:
+            return LINT_ITEMS["::".join(parts[-size:])]
+    return LINT_ITEMS.get(node.lower()) if len(parts) == 1 else None
 
 
 def _list_new(listed: list[str], names: list[str | None]) -> None:

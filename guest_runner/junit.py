@@ -48,6 +48,7 @@ def empty_summary() -> dict[str, Any]:
         "unshipped_failures": {"count": 0, "tests": [], "files": []},
         "plugin_failures": {"count": 0, "tests": []},
         "module_failures": {"count": 0, "tests": [], "modules": []},
+        "lint_failures": {"count": 0, "tests": [], "tools": []},
         "script_failures": {"count": 0, "tests": [], "modules": []},
         "first_failure": None,
         "running": None,

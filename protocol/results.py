@@ -66,7 +66,8 @@ class OfflineFailures:
     program the guest does not have (then ``programs`` names them), a file the sdist
     does not ship (then ``files`` names them, relative to the sdist's root), an
     ``async def`` test no installed plugin runs, a module not installed (then
-    ``modules`` names them), or a test that passes when its module runs as the script
+    ``modules`` names them), a lint plugin's check (then ``tools`` names the linters),
+    or a test that passes when its module runs as the script
     it is written as (then ``modules`` names those test modules)."""
 
     count: int
@@ -74,6 +75,7 @@ class OfflineFailures:
     programs: Names | None = None
     files: Names | None = None
     modules: Names | None = None
+    tools: Names | None = None
 
 
 @record(omit_none=True)
@@ -123,6 +125,9 @@ class TestCounts:
     #: failures that only imported a module not installed (none of the release's, from
     #: outside its code): ``modules`` names them
     module_failures: OfflineFailures | None = None
+    #: a lint plugin's checks (pytest-ruff, pytest-flake8, pytest-mypy...): the newest
+    #: linter's style rules, not the package's behaviour; ``tools`` names the linters
+    lint_failures: OfflineFailures | None = None
     #: failures under pytest only: their module, run as the script it is written as
     #: (``python test_x.py`` from its folder), passes
     script_failures: OfflineFailures | None = None

@@ -274,6 +274,7 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
     unshipped = _failures(fields.get("unshipped_failures"))
     plugins = _failures(fields.get("plugin_failures"))
     absent = _failures(fields.get("module_failures"))
+    lint = _failures(fields.get("lint_failures"))
     scripts = _failures(fields.get("script_failures"))
     raw = fields.get("uncollectable", fields.get("collection_errors"))
     modules = [
@@ -304,6 +305,7 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
         unshipped_failures=unshipped,
         plugin_failures=plugins,
         module_failures=absent,
+        lint_failures=lint,
         script_failures=scripts,
         uncollectable=Uncollectable(uncollectable, tuple(modules)) if uncollectable else None,
         test_requirements_missing=tuple(missing) or None,
@@ -328,19 +330,26 @@ def _failures(value: object) -> OfflineFailures | None:
     programs: list[str] = []
     files: list[str] = []
     modules: list[str] = []
+    tools: list[str] = []
     if isinstance(value, Mapping):
         ids = _strings(value.get("tests"))
         count = _count(value.get("count"), ids)
         programs = _strings(value.get("programs"))
         files = _strings(value.get("files"))
         modules = _strings(value.get("modules"))
+        tools = _strings(value.get("tools"))
     else:
         ids = _strings(value)
         count = len(ids)
     if not count:
         return None
     return OfflineFailures(
-        count, tuple(ids), tuple(programs) or None, tuple(files) or None, tuple(modules) or None
+        count,
+        tuple(ids),
+        tuple(programs) or None,
+        tuple(files) or None,
+        tuple(modules) or None,
+        tuple(tools) or None,
     )
 
 
@@ -471,6 +480,7 @@ def _tally(
         tests.unshipped_failures,
         tests.plugin_failures,
         tests.module_failures,
+        tests.lint_failures,
         tests.script_failures,
     ):
         if kind is not None:
@@ -596,6 +606,12 @@ def _not_run(tests: TestCounts, emulated: bool, substituted: Sequence[str] = ())
         notes.append(
             f"{absent.count} tests failed only because a module they import is not installed"
             + _named(absent.modules or absent.tests)
+        )
+    lint = tests.lint_failures
+    if lint is not None and lint.count:
+        notes.append(
+            f"{lint.count} lint checks failed (the newest linter's rules, not the package's"
+            " behaviour)" + _named(lint.tools or lint.tests)
         )
     scripts = tests.script_failures
     if scripts is not None and scripts.count:

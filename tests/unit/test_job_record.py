@@ -182,6 +182,19 @@ def test_tests_that_only_lacked_a_module_are_not_the_release() -> None:
     assert judge(ran, "clean", worse).outcome is Outcome.FAILED
 
 
+def test_lint_checks_are_not_the_release() -> None:
+    """A lint plugin's failed checks are said, with the linters; a real failure fails."""
+    ran = {"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 1}}
+    lint = {"count": 12, "tests": ["tests/backend_test.py::ruff"], "tools": ["ruff"]}
+    tests = plain(read_tests_summary({**counts(378, failed=12), "lint_failures": lint}))
+    assert judge(ran, "clean", tests) == Decision(
+        Outcome.PASSED,
+        "12 lint checks failed (the newest linter's rules, not the package's behaviour) (ruff)",
+    )
+    worse = plain(read_tests_summary({**counts(378, failed=13), "lint_failures": lint}))
+    assert judge(ran, "clean", worse).outcome is Outcome.FAILED
+
+
 def test_tests_that_pass_run_as_their_modules_scripts_are_not_the_release() -> None:
     """Failures under pytest whose modules pass run as scripts are said, with the modules;
     a real failure beside them still fails; a suite that only passed as scripts passed."""

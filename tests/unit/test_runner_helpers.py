@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from guest_runner.apart import error_line
+from guest_runner.apart import error_line, lint_tool
 from guest_runner.archive import safe_extract
 from guest_runner.budget import Budget
 from guest_runner.build import IMPORT_FAILURE
@@ -26,6 +26,7 @@ from guest_runner.speed_checks import is_speed_failure
 from guest_runner.streams import TAIL_BYTES, drain, iter_lines
 from guest_runner.test_requirements import pip_error
 from guest_runner.workspace import read_env_file
+from tests.fakes.dists import dedent
 from tests.fakes.pytest_junit import junit_of
 
 
@@ -583,3 +584,45 @@ def test_async_tests_no_plugin_ran_are_counted_apart(tmp_path: Path) -> None:
     assert (summary["passed"], summary["failed"]) == (1, 2)
     assert summary["plugin_failures"] == {"count": 1, "tests": ["tests/test_io.py::test_read"]}
     assert summary["first_failure"]["test"] == "tests/test_io.py::test_wrong"
+
+
+def test_lint_plugin_checks_are_counted_apart(tmp_path: Path) -> None:
+    """A real pytest run with a lint plugin made the way pytest-ruff makes one (a ``File``
+    per module with an item named ``ruff``, failing on a rule): its checks are counted in
+    ``lint_failures``, not as the release's failures; a test named like a linter is not."""
+    conftest = dedent(
+        """
+        import pytest
+
+
+        class RuffItem(pytest.Item):
+            def runtest(self):
+                raise AssertionError("RUF023 `BSlots.__slots__` is not sorted")
+
+
+        class RuffFile(pytest.File):
+            def collect(self):
+                yield RuffItem.from_parent(self, name="ruff")
+
+
+        def pytest_collect_file(parent, file_path):
+            if file_path.name.startswith("test_"):
+                return RuffFile.from_parent(parent, path=file_path)
+        """
+    )
+    files = {
+        "tests/conftest.py": conftest,
+        "tests/test_io.py": "def test_ok():\n    pass\n\ndef test_black():\n    assert 0\n",
+    }
+    summary = parse_junit(junit_of(tmp_path, files))
+    assert (summary["passed"], summary["failed"]) == (1, 2), summary
+    assert summary["lint_failures"] == {
+        "count": 1,
+        "tests": ["tests/test_io.py::ruff"],
+        "tools": ["ruff"],
+    }
+    assert summary["first_failure"]["test"] == "tests/test_io.py::test_black"
+    assert lint_tool("src/m.py::flake-8::FLAKE8") == "flake8"
+    assert lint_tool("src/m.py::mypy") == "mypy"
+    assert lint_tool("mypy-status") == "mypy"
+    assert lint_tool("tests/test_io.py::test_black") is None
