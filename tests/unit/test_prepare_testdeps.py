@@ -19,6 +19,7 @@ from slave.prepare.testdeps import (
     is_test_module,
     wanted_file,
 )
+from slave.prepare.testdeps.test_imports import import_names
 from tests.fakes.dists import build_sdist, build_wheel, dedent
 
 ENV = GuestTarget("3.11", "manylinux_2_36_x86_64").marker_environment()
@@ -196,6 +197,43 @@ def test_well_known_test_tools_the_tests_import_are_added_when_undeclared(
     assert found.sources == ["extra:test", "imports:tests"]
     declared = deps_of(tmp_path / "d", {"tests/test_y.py": "import mock\n"}, pyproject=pyproject)
     assert declared.sources == ["extra:test"]
+
+
+def test_the_releases_own_optional_dependencies_its_tests_import_are_added(
+    tmp_path: Path,
+) -> None:
+    """oauthlib declares no test dependency in its sdist; its tests ``import jwt``: its
+    ``signedtoken`` extra is added whole (pyjwt, and the cryptography pyjwt signs with:
+    ``imports:extra:<name>``). blinker, of an extra its tests never import, is not, nor a
+    docs extra whose pygments the tests import, nor an import that names no distribution
+    of its extras; tooling in a taken extra is dropped."""
+    requires = [
+        'cryptography>=3.0.0; extra == "signedtoken"',
+        'pyjwt<3,>=2.0.0; extra == "signedtoken"',
+        'mypy; extra == "signedtoken"',
+        'blinker>=1.4.0; extra == "signals"',
+        'python-dateutil; extra == "dates"',
+        'pygments==2.21.0; extra == "docs"',
+        'mkdocstrings; extra == "docs"',
+    ]
+    files = {
+        "tests/test_sig.py": "from jwt import InvalidKeyError\nimport numpy\n",
+        "tests/oauth2/test_app.py": "import dateutil.tz\nimport pygments\n",
+        "oauthlib/signals.py": "import blinker\n",
+    }
+    found = deps_of(tmp_path, files, requires_dist=requires)
+    assert found.requirements == [
+        "pytest", "cryptography>=3.0.0", "pyjwt<3,>=2.0.0", "python-dateutil"
+    ]  # fmt: skip
+    assert found.sources == ["imports:extra:signedtoken", "imports:extra:dates"]
+
+
+def test_import_names_of_a_distribution() -> None:
+    assert import_names("PyJWT") >= {"pyjwt", "jwt"}
+    assert "dateutil" in import_names("python-dateutil")
+    assert "zope_interface" in import_names("zope.interface")
+    assert "yaml" in import_names("PyYAML")
+    assert "attr" not in import_names("attrs")  # a guess from the name only
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,14 @@ backend): the sources are data in the release files, read through `SafeArchive` 
 9. always, last: pytest plugins the tests use without importing them, by a marker,
    fixture or setting only that plugin has (``@pytest.mark.asyncio``, ``mocker``,
    ``asyncio_mode = strict``; `test_imports.plugins_used`) -> ``plugins:tests``.
-10. then, pytest and its plugins (``pytest-*``) left unpinned are pinned to the
+10. always, last: the release's own extras (a feature each) whose requirements provide
+   a module the test modules import, whole, tooling dropped (`DEV_TOOLING`); never a
+   docs, lint, typing or release extra: oauthlib's tests ``import jwt``, so its
+   ``signedtoken`` extra (pyjwt, and the cryptography pyjwt signs with) ->
+   ``imports:extra:<name>``. Which modules a requirement provides is guessed from its
+   name (`test_imports.import_names`: ``pyjwt`` -> ``jwt``, ``python-dateutil`` ->
+   ``dateutil``): only ever among the release's own extras.
+11. then, pytest and its plugins (``pytest-*``) left unpinned are pinned to the
    version the sdist's ``uv.lock`` (or ``poetry.lock``) locks for the guest's Python,
    when that version satisfies what was declared (`locks`) -> ``lock:uv.lock``.
 

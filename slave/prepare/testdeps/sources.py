@@ -29,7 +29,12 @@ from slave.prepare.testdeps.requirement_files import (
     pdm_lines,
     requirement_name,
 )
-from slave.prepare.testdeps.test_imports import imported_test_libraries, plugins_used
+from slave.prepare.testdeps.test_imports import (
+    import_names,
+    imported_modules,
+    imported_test_libraries,
+    plugins_used,
+)
 from slave.prepare.testdeps.tox import split_list, tox_section, tox_values
 
 TEST_NAMES = frozenset({"test", "tests", "testing"})
@@ -54,6 +59,13 @@ class TestDependencies:
     #: a URL, a path): ``"hypercorn (git https://...)"``. Upstream tests with that build;
     #: the guest gets the index release of the same name.
     substituted: list[str] = field(default_factory=list)
+
+
+#: Extras that are no feature of the package: its docs, linting, typing, release tooling.
+_NOT_A_FEATURE = re.compile(
+    r"^(?:docs?|documentation|lint|linting|typing|types|mypy|style|release|build|dev\w*)$",
+    re.IGNORECASE,
+)
 
 
 def _is_test(name: str) -> bool:
@@ -118,6 +130,16 @@ def find_test_dependencies(
     # last: well-known test tools the test modules import and no source declared (mccabe)
     undeclared = [d for d in imported if canonicalize_name(d) not in collector.taken]
     collector.add("imports:tests", undeclared)
+    # the release's own optional features its tests import: the whole extra (oauthlib's
+    # tests ``import jwt``: its ``signedtoken`` extra, pyjwt and the cryptography pyjwt
+    # signs with), tooling dropped; never a docs or tooling extra
+    reader = own_extras_reader(requires_dist, optional, environment)
+    names = imported_modules(test_modules)
+    for extra in dict.fromkeys([*extra_names(requires_dist), *optional]):
+        if _NOT_A_FEATURE.match(extra):
+            continue
+        if any(import_names(requirement_name(r)) & names for r in reader(extra)):
+            collector.own_extras(f"imports:extra:{extra}", [extra], dev=True)
     # and pytest plugins the tests use by marker, fixture or setting (async-timeout)
     used = plugins_used(test_modules, _pytest_configs(files, pyproject))
     collector.add("plugins:tests", [d for d in used if canonicalize_name(d) not in collector.taken])
