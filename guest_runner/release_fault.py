@@ -45,6 +45,8 @@ _FRAME = re.compile(
 #: where a frame of a failed test's report is, in pytest's long form (``path:3: `` after
 #: each entry, ``path:3: ModuleNotFoundError`` after the last) or its short one
 _LOCATION = re.compile(r"^(\S[^\n]*?\.py):\d+:", re.MULTILINE)
+#: the failing line of a report's frame when it imports (``>       import attr``)
+_FAILING_IMPORT = re.compile(r"^>\s+(?:import|from)\s+([A-Za-z_][\w.]*)")
 #: the module a ``ModuleNotFoundError`` names
 MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 _CANNOT_IMPORT = re.compile(r"ImportError: cannot import name '[^']+' from '([^']+)'")
@@ -124,20 +126,42 @@ def missing_module(text: str, modules: Iterable[str], root: Path | None = None) 
     file, a conftest or another distribution). The test imports an optional module that
     is not installed (dill's ``test_attr`` does ``import attr``): the same as a test
     module not collected for want of it, at a test's grain. When the release's own code
-    raises it, the package needs a module it did not get: not set apart."""
+    raises it, the package needs a module it did not get: not set apart. Where the
+    report shows the frame whose line imports the module, that frame decides (dill's
+    ``__import__`` wrapper is the deepest frame of its ``test_attr``)."""
     error = error_of(text)
     missing = MISSING_MODULE.search(error)
     if missing is None or not error.startswith("ModuleNotFoundError"):
         return None
     tops = frozenset(_top(m) for m in modules)
-    if _top(missing.group(1)) in tops:
+    name = missing.group(1)
+    if _top(name) in tops:
         return None
-    frames = _LOCATION.findall(text)
-    if frames and root is not None and frames[-1].startswith("/"):
-        frames[-1] = inside(root, frames[-1]) or frames[-1]
-    if frames and release_file(frames[-1], tops):
+    where = _importing_frame(text, name) or (_LOCATION.findall(text) or [None])[-1]
+    if where is not None and root is not None and where.startswith("/"):
+        where = inside(root, where) or where
+    if where is not None and release_file(where, tops):
         return None
-    return missing.group(1)
+    return name
+
+
+def _importing_frame(text: str, name: str) -> str | None:
+    """The file of the report's frame whose failing line is the ``import``/``from`` of
+    ``name`` (or of a package above it): the code that asked for the module, whatever
+    import hook a package put in between (dill wraps ``__import__``)."""
+    top = _top(name)
+    pending: str | None = None
+    for line in text.splitlines():
+        failing = _FAILING_IMPORT.match(line)
+        if failing:
+            pending = failing.group(1)
+            continue
+        location = _LOCATION.match(line)
+        if location:
+            if pending is not None and _top(pending) == top:
+                return location.group(1)
+            pending = None
+    return None
 
 
 def missing_from(text: str, root: Path | None = None) -> str | None:

@@ -160,6 +160,26 @@ def test_a_test_importing_a_module_not_installed_counts_apart(tmp_path: Path) ->
     files = {
         "mypkg/__init__.py": "def lazy():\n    import yaml_not_installed_here\n",
         "tests/helpers.py": "def needs():\n    import hypothesis_not_installed_here\n",
+        # dill-like: the release wraps __import__, so its frame is the deepest one
+        "mypkg/hook.py": dedent(
+            """
+            import builtins
+
+            _real = builtins.__import__
+
+
+            def _imp(*args, **kwds):
+                return _real(*args, **kwds)
+
+
+            def install():
+                builtins.__import__ = _imp
+
+
+            def uninstall():
+                builtins.__import__ = _real
+            """
+        ),
         "tests/test_body.py": dedent(
             """
             from tests import helpers
@@ -167,6 +187,15 @@ def test_a_test_importing_a_module_not_installed_counts_apart(tmp_path: Path) ->
 
             def test_body():
                 import attr_not_installed_here
+
+
+            def test_through_the_releases_import_hook():
+                import mypkg.hook
+                mypkg.hook.install()
+                try:
+                    import dateutil_not_installed_here
+                finally:
+                    mypkg.hook.uninstall()
 
 
             def test_helper():
@@ -185,12 +214,17 @@ def test_a_test_importing_a_module_not_installed_counts_apart(tmp_path: Path) ->
         "tests/__init__.py": "",
     }
     summary = parse_junit(junit_of(tmp_path, files), ["mypkg"], tmp_path)
-    assert summary["failed"] == 4, summary
+    assert summary["failed"] == 5, summary
     absent = summary["module_failures"]
-    assert absent["count"] == 2, summary
+    assert absent["count"] == 3, summary
     assert sorted(absent["tests"]) == [
         "tests/test_body.py::test_body",
         "tests/test_body.py::test_helper",
+        "tests/test_body.py::test_through_the_releases_import_hook",
     ]
-    assert sorted(absent["modules"]) == ["attr_not_installed_here", "hypothesis_not_installed_here"]
+    assert sorted(absent["modules"]) == [
+        "attr_not_installed_here",
+        "dateutil_not_installed_here",
+        "hypothesis_not_installed_here",
+    ]
     assert summary["first_failure"]["test"] == "tests/test_body.py::test_release_code"
