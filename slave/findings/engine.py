@@ -35,6 +35,7 @@ from typing import Any, Literal
 from slave.findings.model import SEVERITY_RANK, Call, Context, Finding, Severity
 from slave.findings.profile import BehaviourChange, ChangeKind, ProfileEntry, diff, profile
 from slave.findings.rules import (
+    AWS_SDK,
     EVENT_RULES,
     INSTALLERS,
     PIP_HELPERS,
@@ -91,6 +92,8 @@ class Proc:
 UNKNOWN = Proc("?", trusted=False)
 
 
+#: botocore's own modules (source or bytecode), opened by a process that loads it
+AWS_SDK_MODULE = re.compile(r"/site-packages/botocore/[^/]+\.py[c]?$|/botocore/__pycache__/")
 #: guest_runner.prepared_build's hook script, under the job's scratch dir
 PREPARED_BUILD = re.compile(PREPARED_BUILD_DIR + r"build_hooks\.py$")
 
@@ -140,6 +143,8 @@ class Analyser:
         self.context = context or Context()
         self._parsers: dict[str, TraceParser] = {}
         self._procs: dict[int, Proc] = {}
+        #: pids that loaded the AWS SDK (botocore): its credential chain reads ~/.aws
+        self._aws_sdk: set[int] = set()
         self._exited: dict[int, Proc] = {}  # labels of pids that exited, for late events
         self._seen: set[tuple[str, str, str]] = set()
         self._per_rule: Counter[tuple[str, str]] = Counter()
@@ -226,6 +231,7 @@ class Analyser:
         proc = self._proc(phase, record.pid)
         call = self._enrich(phase, record, proc)
         self._track(record, proc, call)
+        self._track_aws_sdk(record, call)
         found: list[Finding] = []
         for rule in RULES:
             if rule.syscalls and record.name not in rule.syscalls:
@@ -308,6 +314,24 @@ class Analyser:
             helper = proc.trusted and posixpath.basename(call.exe) in PIP_HELPERS
             trusted = call.exec_label in INSTALLERS or helper
             self._procs[record.pid] = Proc(call.exec_label or "?", trusted)
+
+    def _track_aws_sdk(self, record: TraceLine, call: Call) -> None:
+        """Mark the calls of processes that loaded botocore (``AWS_SDK``): a fork keeps
+        the mark, an exec drops it (another program)."""
+        pid = record.pid
+        if pid is None:
+            return
+        if record.name in _FORKS and record.retval is not None and record.retval > 0:
+            if pid in self._aws_sdk:
+                self._aws_sdk.add(record.retval)
+        elif call.exe and record.retval == 0:
+            self._aws_sdk.discard(pid)
+        elif pid in self._aws_sdk:
+            call.extra[AWS_SDK] = "1"
+        elif len(self._aws_sdk) < MAX_PROCESSES and any(
+            AWS_SDK_MODULE.search(path) for path in call.reads
+        ):
+            self._aws_sdk.add(pid)
 
     def _enrich(self, phase: str, line: TraceLine, proc: Proc) -> Call:
         """Work out paths, exec target and peer address once, for every rule."""

@@ -400,10 +400,24 @@ def _touched(call: Call) -> tuple[str, ...]:
     return call.reads + call.writes
 
 
+#: ``Call.extra`` key set on the calls of a process that loaded the AWS SDK (botocore)
+AWS_SDK = "aws_sdk"
+#: The bait files the AWS SDK's credential chain reads on its own (relative to home)
+AWS_CREDENTIAL_FILES = frozenset({".aws/credentials", ".aws/config"})
+
+
 def bait_read(call: Call) -> Iterable[Hit]:
+    """A bait file opened: ``critical``, except in the tests phase for the AWS SDK's own
+    credential chain (a process that loaded botocore opening ``~/.aws/credentials``: any
+    suite that makes a boto3 client does, cachelib's DynamoDB tests), which is ``low``."""
     ctx = call.context
-    baits = {posixpath.join(ctx.home, rel) for rel in ctx.bait_files}
-    return tuple(Hit(ctx.display(p)) for p in _touched(call) if p in baits)
+    baits = {posixpath.join(ctx.home, rel): rel for rel in ctx.bait_files}
+    sdk_chain = call.phase == "tests" and AWS_SDK in call.extra
+    return tuple(
+        Hit(ctx.display(p), "low" if sdk_chain and baits[p] in AWS_CREDENTIAL_FILES else None)
+        for p in _touched(call)
+        if p in baits
+    )
 
 
 def ssh_dir(call: Call) -> Iterable[Hit]:

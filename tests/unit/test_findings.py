@@ -817,3 +817,35 @@ def test_the_uuid_mac_probe_and_a_capability_drop_are_not_judged() -> None:
     for line in (execve("/usr/sbin/ip", "ip", "link", pid=101), drop):
         analyser.feed("tests", line)
     assert verdict(analyser.findings) == "clean"
+
+
+def test_the_aws_sdks_credential_chain_in_tests_is_low() -> None:
+    """A suite that makes a boto3 client (cachelib's DynamoDB tests) has botocore read
+    ``~/.aws/credentials``: in the tests phase, by a process that loaded botocore (or
+    its fork), that is ``low``. The same read by a process without botocore, or one that
+    exec'd another program since, in tests; or by botocore at install or import; or of
+    the SSH bait key: still ``critical``."""
+    botocore = f"{SITE}/botocore/credentials.py"
+    aws = "/home/tester/.aws/credentials"
+
+    def severities(phase: str, lines: list[str]) -> list[tuple[str, str, int | None]]:
+        analyser = Analyser(CTX)
+        for line in lines:
+            analyser.feed(phase, line)
+        return [(x.rule, x.severity, x.pid) for x in analyser.findings if x.rule == "cred.bait"]
+
+    sdk = [openat(botocore), openat(aws)]
+    assert severities("tests", sdk) == [("cred.bait", "low", 100)]
+    assert verdict([f("cred.bait", "low", "tests")]) == "clean"
+    assert severities("tests", [openat(aws)]) == [("cred.bait", "critical", 100)]
+    assert severities("import", sdk) == [("cred.bait", "critical", 100)]
+    assert severities("tests", [openat(botocore), openat("/home/tester/.ssh/id_rsa")]) == [
+        ("cred.bait", "critical", 100)
+    ]
+    forked = [openat(botocore), "100 clone(child_stack=NULL, flags=SIGCHLD) = 101"]
+    child = f'101 openat(AT_FDCWD</tmp/x>, "{aws}", O_RDONLY|O_CLOEXEC) = 3'
+    assert severities("tests", [*forked, child]) == [("cred.bait", "low", 101)]
+    other = '100 execve("/usr/bin/cat", ["cat", "x"], 0x1 /* 0 vars */) = 0'
+    assert severities("tests", [openat(botocore), other, openat(aws)]) == [
+        ("cred.bait", "critical", 100)
+    ]
