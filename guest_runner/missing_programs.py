@@ -12,7 +12,13 @@ counts, read from the failure's text, when the program is not on the guest's ``P
   directory: 'hg'`` raised from ``subprocess`` (``_execute_child``), so an ``open()`` of a
   missing data file never counts;
 - a shell that could not find it: ``/bin/sh: 1: hg: not found`` or ``hg: command not
-  found``.
+  found``;
+- a database or broker CI runs as a service, not running here (`missing_service`): a
+  connection to its well-known port on the loopback address refused (`SERVICE_PORTS`:
+  MongoDB's 27017, Redis' 6379, PostgreSQL's 5432...), named by its server program
+  (``mongod``). cachelib's MongoDB tests: ``ServerSelectionTimeoutError:
+  localhost:27017: [Errno 111] Connection refused``. Any other refused port on
+  loopback (a server the suite starts itself) is not set apart.
 """
 
 from __future__ import annotations
@@ -49,6 +55,34 @@ _SHELL = re.compile(
 )
 
 
+#: Well-known ports of the services CI runners start for test suites → server program.
+SERVICE_PORTS = {
+    27017: "mongod", 6379: "redis-server", 5432: "postgres", 3306: "mysqld",
+    11211: "memcached", 9200: "elasticsearch", 5672: "rabbitmq-server", 9092: "kafka",
+    2181: "zookeeper", 8086: "influxd", 9042: "cassandra", 1433: "sqlserver",
+    1521: "oracle", 4222: "nats-server", 7474: "neo4j", 8529: "arangod", 26257: "cockroach",
+}  # fmt: skip
+_REFUSED = re.compile(r"Connection refused|ECONNREFUSED|Errno 111\b")
+#: a loopback host and a port: ``localhost:27017``, ``('127.0.0.1', 6379)``,
+#: ``"localhost" (127.0.0.1), port 5432``, ``connecting to localhost:6379``
+_LOOPBACK_PORT = re.compile(
+    r"(?:localhost|127\.0\.0\.1|::1)['\"\]]?(?:\s*\(127\.0\.0\.1\))?"
+    r"(?::|,\s*|,?\s+port\s+)(\d{2,5})\b"
+)
+
+
+def missing_service(text: str) -> str | None:
+    """The server program of a `SERVICE_PORTS` service whose loopback port refused the
+    failure's connection, or None."""
+    if not _REFUSED.search(text):
+        return None
+    for port in _LOOPBACK_PORT.findall(text):
+        service = SERVICE_PORTS.get(int(port))
+        if service is not None:
+            return service
+    return None
+
+
 def missing_program(text: str, which: Callable[[str], str | None] = shutil.which) -> str | None:
     """The program whose absence alone made this failure, or None (see the module doc)."""
     names: list[str] = []
@@ -58,4 +92,4 @@ def missing_program(text: str, which: Callable[[str], str | None] = shutil.which
     for name in names:
         if name in EXTERNAL_PROGRAMS and which(name) is None:
             return name
-    return None
+    return missing_service(text)

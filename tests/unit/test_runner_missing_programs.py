@@ -35,6 +35,21 @@ def nowhere(name: str) -> str | None:
         # a data file the test opens is not a program
         ("FileNotFoundError: [Errno 2] No such file or directory: 'hg'\ntests/t.py:3", None),
         ("assert 1 == 2", None),
+        # a database CI runs as a service, its loopback port refused
+        ("pymongo.errors.ServerSelectionTimeoutError: localhost:27017: [Errno 111] Connection"
+         " refused (configured timeouts: socketTimeoutMS: 20000.0ms)", "mongod"),
+        ("redis.exceptions.ConnectionError: Error 111 connecting to localhost:6379. Connection"
+         " refused.", "redis-server"),
+        ('psycopg.OperationalError: connection failed: connection to server at "localhost"'
+         " (127.0.0.1), port 5432 failed: Connection refused", "postgres"),
+        ("ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 11211)",
+         "memcached"),
+        # a port the suite's own server should have opened, a service's port elsewhere, or
+        # a refusal that names no port: not set apart
+        ("ConnectionRefusedError: [Errno 111] Connection refused: localhost:8765", None),
+        ("ConnectionRefusedError: [Errno 111] Connection refused: db.example:5432", None),
+        ("ConnectionRefusedError: [Errno 111] Connection refused", None),
+        ("TimeoutError: localhost:27017 timed out", None),
     ],
 )  # fmt: skip
 def test_missing_program_is_a_ci_tool_the_guest_lacks(text: str, program: str | None) -> None:
