@@ -324,9 +324,16 @@ def shell_commands(call: Call) -> list[str]:
     return names
 
 
+#: A tool asked only for its version or help: nothing reaches the network (diskcache's
+#: tests run ``rsync --version`` to see whether rsync is there).
+VERSION_PROBES = frozenset({("--version",), ("-V",), ("version",), ("--help",), ("-h",)})
+
+
 def network_tool(call: Call) -> Iterable[Hit]:
     if (name := _exe_name(call)) in NETWORK_TOOLS:
         if (probe := (name, *call.argv[1:])) in UUID_PROBES:
+            return (Hit(" ".join(probe), "info"),)
+        if tuple(call.argv[1:]) in VERSION_PROBES:
             return (Hit(" ".join(probe), "info"),)
         return (Hit(name),)
     return tuple(Hit(n) for n in dict.fromkeys(shell_commands(call)) if n in NETWORK_TOOLS)

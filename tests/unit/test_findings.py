@@ -849,3 +849,21 @@ def test_the_aws_sdks_credential_chain_in_tests_is_low() -> None:
     assert severities("tests", [openat(botocore), other, openat(aws)]) == [
         ("cred.bait", "critical", 100)
     ]
+
+
+def test_a_network_tool_asked_for_its_version_is_not_judged() -> None:
+    """diskcache's tests run ``rsync --version`` to see whether rsync is there: a version
+    or help probe reaches nothing, so it is info in any phase; the same tool with any
+    other argument is judged as before."""
+    for phase in ("install", "tests"):
+        probe = execve("/usr/bin/rsync", "rsync", "--version")
+        assert rules_hit(phase, probe) == {"proc.network_tool": "info"}
+        assert rules_hit(phase, execve("/usr/bin/curl", "curl", "-V")) == {
+            "proc.network_tool": "info"
+        }
+    sync = execve("/usr/bin/rsync", "rsync", "--version", "-a", "x", "host:y")
+    assert rules_hit("tests", sync)["proc.network_tool"] == "medium"
+    assert (
+        rules_hit("install", execve("/usr/bin/curl", "curl", "http://x"))["proc.network_tool"]
+        == "high"
+    )
