@@ -19,7 +19,8 @@ times out or dies, nothing changes.
 - the script part is the body of the module's top-level ``if __name__ == "__main__":``
   blocks, and a top-level ``unittest.main()`` call (ply calls it at import);
 - a failing method of a class that derives from a ``TestCase`` (by the module's text)
-  is run by a ``unittest.main(...)`` call there (not ``exit=False``);
+  is run by a ``unittest.main()`` call there that picks nothing (no ``module``,
+  ``defaultTest``, ``argv``, ``testLoader``; not ``exit=False``);
 - a failing test function is run when the script part names it (dill calls each one);
 - a script part that calls ``pytest.main`` (whose status a script easily drops) or
   catches ``AssertionError``, ``Exception``, ``BaseException`` or everything runs
@@ -175,9 +176,17 @@ def _is_main_test(test: ast.expr) -> bool:
     return named and main
 
 
+#: ``unittest.main`` arguments that pick what runs (then not every TestCase does).
+_SELECTING = frozenset({"module", "defaultTest", "argv", "testLoader", None})
+
+
 def _is_unittest_main(node: ast.expr) -> bool:
-    """``unittest.main(...)`` that exits with the tests' status (not ``exit=False``)."""
+    """``unittest.main(...)`` that runs every TestCase of the module and exits with their
+    status: no positional argument, no ``module``/``defaultTest``/``argv``/``testLoader``,
+    not ``exit=False``."""
     if not isinstance(node, ast.Call) or _dotted(node.func) != "unittest.main":
+        return False
+    if node.args or any(k.arg in _SELECTING for k in node.keywords):
         return False
     return not any(
         k.arg == "exit" and not (isinstance(k.value, ast.Constant) and k.value.value is True)

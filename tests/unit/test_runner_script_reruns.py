@@ -81,6 +81,11 @@ def test_unittest_main_runs_the_test_case_classes_only() -> None:
     assert not runs(part, "test/testlex.py::Plain::test_y")  # pytest's, not unittest's
     quiet = script_part(source.replace("unittest.main()", "unittest.main(exit=False)"))
     assert quiet is None  # its status is dropped: not a script part to trust
+    verbose = script_part(source.replace("unittest.main()", "unittest.main(verbosity=2)"))
+    assert verbose is not None and runs(verbose, "test/testlex.py::Derived::test_x")
+    for picking in ('defaultTest="Base"', 'argv=["x", "Base"]', '"__main__"'):
+        part = script_part(source.replace("unittest.main()", f"unittest.main({picking})"))
+        assert part is None or not runs(part, "test/testlex.py::Derived::test_x"), picking
 
 
 def test_script_parts_that_cannot_fail_are_not_trusted() -> None:
