@@ -327,6 +327,16 @@ def test_parse_junit_reports_collection_errors_apart(tmp_path: Path) -> None:
         ("tests/test_math.py::test_round", "assert 0.42 < 0.2", False),
         ("tests/test_benchmark.py::test_names", "AssertionError: assert 'a' == 'b'", False),
         ("tests/test_api.py::test_args", "TypeError: f() took 3 arguments", False),
+        # a bounded wait that came back false (portalocker's Redis self-check)
+        ("t/test_redis.py::test_self_check",
+         ">           assert _wait_for(lambda: len(outcomes) >= 2)\nE           assert False\n"
+         "E            +  where False = _wait_for(<function <lambda>>)", True),
+        ("t/test_q.py::test_q",
+         ">       assert queue.wait_until(done, timeout=1)\nE       assert None", True),
+        # a wait whose result is compared, or a false from something else: not a wait timing out
+        ("t/test_q.py::test_r", ">       assert wait_for(job) == 'done'\nE       AssertionError: "
+         "assert 'failed' == 'done'", False),
+        ("t/test_q.py::test_s", ">       assert is_valid(x)\nE       assert False", False),
     ],
 )  # fmt: skip
 def test_speed_failures_are_speed_checks_only(node: str, text: str, speed: bool) -> None:
