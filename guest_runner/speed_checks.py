@@ -10,7 +10,10 @@ decides whether they count (:mod:`slave.job.record`). What counts as a speed che
 - the failure text says so: a time taken or elapsed with its unit ("took 1.99s",
   "elapsed: 350 ms"), "sub-second", "not fast enough", "too slow", "slower than",
   "faster than", Hypothesis's ``DeadlineExceeded``, the project's own per-test limit
-  (pytest-timeout's "Timeout (>20.0s) from pytest-timeout": filelock);
+  (pytest-timeout's "Timeout (>20.0s) from pytest-timeout": filelock), a child process
+  given a fixed time (``subprocess.TimeoutExpired: Command '[python, -O, ...]' timed out
+  after 15 seconds``: portalocker starts an interpreter, which under TCG and the tracer
+  takes seconds);
 - or the test lives in a benchmark / performance module or is named for speed
   (``test_benchmark.py``, ``tests/perf/``, ``test_speed``, ``test_performance``), and
   its failure is an assertion on a number (``assert 1.65 >= 2.5``);
@@ -39,7 +42,8 @@ import re
 SPEED_TEXT = re.compile(
     r"\b(?:took|elapsed)\b[^\n]{0,40}?\d+(?:\.\d+)?\s*(?:s|ms|sec|secs|seconds)\b|"
     r"sub-second|not fast enough|too slow|slower than|faster than|DeadlineExceeded|"
-    r"Timeout \(>\d+(?:\.\d+)?s\) from pytest-timeout",
+    r"Timeout \(>\d+(?:\.\d+)?s\) from pytest-timeout|"
+    r"TimeoutExpired: Command .{1,400}? timed out after \d+(?:\.\d+)? seconds",
     re.IGNORECASE,
 )
 SPEED_TEST = re.compile(r"bench|perf|speed|timing", re.IGNORECASE)

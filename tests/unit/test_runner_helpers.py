@@ -321,6 +321,9 @@ def test_parse_junit_reports_collection_errors_apart(tmp_path: Path) -> None:
         ("tests/test_h.py::test_p", "hypothesis.errors.DeadlineExceeded: Test took 513.2ms", True),
         ("tests/test_a.py::test_b", "request elapsed 3.5 s, more than 1 s", True),
         ("tests/test_l.py::test_t", "Failed: Timeout (>20.0s) from pytest-timeout.", True),
+        ("t/test_rlock.py::test_o", "subprocess.TimeoutExpired: Command '['/v/bin/python', '-O',"
+         " '-c', 'import x']' timed out after 15 seconds", True),
+        ("t/test_p.py::test_q", "TimeoutError: the lock was not released", False),
         # a failure of a duration-parsing library, or a number off outside a speed module
         ("tests/test_iso.py::test_parse", "AssertionError: assert '5 seconds' == '4 seconds'",
          False),
