@@ -474,19 +474,7 @@ def _tally(
     """(real failures, tests that ran, only set-up errors): failures that are not the guest
     being offline, nor (in an emulated guest) a speed check; every test errored in its
     set-up with none passed or failed for real."""
-    apart = tests.offline_failures.count if tests.offline_failures is not None else 0
-    for kind in (
-        tests.program_failures,
-        tests.unshipped_failures,
-        tests.plugin_failures,
-        tests.module_failures,
-        tests.lint_failures,
-        tests.script_failures,
-    ):
-        if kind is not None:
-            apart += kind.count
-    if emulated and tests.speed_failures is not None:
-        apart += tests.speed_failures.count
+    apart = sum(kind.count for kind, _ in _set_apart(tests, emulated))
     real = max(0, failed + errors - apart)
     # tests that passed run by their module's script ran, and passed
     as_scripts = tests.script_failures.count if tests.script_failures is not None else 0
@@ -572,59 +560,46 @@ def _first(tests: TestCounts) -> str:
     return f", first {said if len(said) <= FIRST_CHARS else said[: FIRST_CHARS - 1] + '…'}"
 
 
+def _set_apart(tests: TestCounts, emulated: bool) -> list[tuple[OfflineFailures, str]]:
+    """The failures counted apart (speed checks only in an emulated guest), each with what
+    its note says of them, in the order the reason names them."""
+    kinds = [
+        (tests.offline_failures, "tests failed only because the guest is offline"),
+        (tests.program_failures, "tests failed only because the guest lacks a program they run"),
+        (
+            tests.unshipped_failures,
+            "tests failed only because the sdist does not ship a file they read",
+        ),
+        (tests.plugin_failures, "async tests did not run: no installed pytest plugin runs them"),
+        (
+            tests.module_failures,
+            "tests failed only because a module they import is not installed",
+        ),
+        (
+            tests.lint_failures,
+            "lint checks failed (the newest linter's rules, not the package's behaviour)",
+        ),
+        (
+            tests.script_failures,
+            "tests failed under pytest only: their modules pass run as scripts, as their"
+            " authors run them",
+        ),
+        (
+            tests.speed_failures if emulated else None,
+            "tests failed only a speed check in an emulated guest",
+        ),
+    ]
+    return [(kind, what) for kind, what in kinds if kind is not None and kind.count]
+
+
 def _not_run(tests: TestCounts, emulated: bool, substituted: Sequence[str] = ()) -> list[str]:
     """What the tests phase could not run (or ran with a stand-in), one clause each."""
     notes: list[str] = []
     if substituted:
         notes.append(f"the index release stood in for {', '.join(substituted)}")
-    offline = tests.offline_failures
-    if offline is not None and offline.count:
-        notes.append(
-            f"{offline.count} tests failed only because the guest is offline"
-            + _named(offline.tests)
-        )
-    programs = tests.program_failures
-    if programs is not None and programs.count:
-        notes.append(
-            f"{programs.count} tests failed only because the guest lacks a program they run"
-            + _named(programs.programs or programs.tests)
-        )
-    unshipped = tests.unshipped_failures
-    if unshipped is not None and unshipped.count:
-        notes.append(
-            f"{unshipped.count} tests failed only because the sdist does not ship a file they"
-            " read" + _named(unshipped.files or unshipped.tests)
-        )
-    plugins = tests.plugin_failures
-    if plugins is not None and plugins.count:
-        notes.append(
-            f"{plugins.count} async tests did not run: no installed pytest plugin runs"
-            " them" + _named(plugins.tests)
-        )
-    absent = tests.module_failures
-    if absent is not None and absent.count:
-        notes.append(
-            f"{absent.count} tests failed only because a module they import is not installed"
-            + _named(absent.modules or absent.tests)
-        )
-    lint = tests.lint_failures
-    if lint is not None and lint.count:
-        notes.append(
-            f"{lint.count} lint checks failed (the newest linter's rules, not the package's"
-            " behaviour)" + _named(lint.tools or lint.tests)
-        )
-    scripts = tests.script_failures
-    if scripts is not None and scripts.count:
-        notes.append(
-            f"{scripts.count} tests failed under pytest only: their modules pass run as"
-            " scripts, as their authors run them" + _named(scripts.modules or scripts.tests)
-        )
-    speed = tests.speed_failures
-    if emulated and speed is not None and speed.count:
-        notes.append(
-            f"{speed.count} tests failed only a speed check in an emulated guest"
-            + _named(speed.tests)
-        )
+    for kind, what in _set_apart(tests, emulated):
+        named = kind.programs or kind.files or kind.modules or kind.tools or kind.tests
+        notes.append(f"{kind.count} {what}" + _named(named))
     uncollectable = tests.uncollectable
     if uncollectable is not None and uncollectable.count:
         modules = [
