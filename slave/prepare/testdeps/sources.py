@@ -133,12 +133,11 @@ def find_test_dependencies(
     # the release's own optional features its tests import: the whole extra (oauthlib's
     # tests ``import jwt``: its ``signedtoken`` extra, pyjwt and the cryptography pyjwt
     # signs with), tooling dropped; never a docs or tooling extra
-    reader = own_extras_reader(requires_dist, optional, environment)
     names = imported_modules(test_modules)
     for extra in dict.fromkeys([*extra_names(requires_dist), *optional]):
         if _NOT_A_FEATURE.match(extra):
             continue
-        if any(import_names(requirement_name(r)) & names for r in reader(extra)):
+        if any(import_names(requirement_name(r)) & names for r in collector.extras(extra)):
             collector.own_extras(f"imports:extra:{extra}", [extra], dev=True)
     # and pytest plugins the tests use by marker, fixture or setting (async-timeout)
     used = plugins_used(test_modules, _pytest_configs(files, pyproject))
