@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import marshal
+import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,9 +84,9 @@ def _setup_py(name: str, body: str, *, cmdclass: bool = True, header: str = "") 
     )
 
 
-def _pyproject(name: str) -> str:
+def _pyproject(name: str, requires_python: str | None = None) -> str:
     """A ``pyproject.toml`` with the setuptools backend and no dependencies."""
-    return dedent(
+    text = dedent(
         f"""
         [build-system]
         requires = ["setuptools>=61"]
@@ -97,6 +98,7 @@ def _pyproject(name: str) -> str:
         dependencies = []
         """
     )
+    return text if requires_python is None else f'{text}requires-python = "{requires_python}"\n'
 
 
 def _legacy_sdist(dest: Path, name: str, setup_py: str, init: str = "") -> list[Path]:
@@ -112,19 +114,25 @@ def _legacy_sdist(dest: Path, name: str, setup_py: str, init: str = "") -> list[
     return [build_sdist(dest, name, "1.0", files, pkg_info_extra=extra, metadata_version="2.2")]
 
 
-def _import_payload(dest: Path, name: str, init: str, *, wheel: bool = True) -> list[Path]:
+def _import_payload(
+    dest: Path, name: str, init: str, *, wheel: bool = True, requires_python: str | None = None
+) -> list[Path]:
     """A release whose package runs ``init`` when imported (sdist + wheel)."""
     module = name.replace("-", "_")
-    pyproject = _pyproject(name)
+    pyproject = _pyproject(name, requires_python)
     test = f"import {module}\n\n\ndef test_version():\n    assert {module}.__version__\n"
     files = {
         f"{module}/__init__.py": init,
         "tests/test_basic.py": test,
         "pyproject.toml": pyproject,
     }
-    out = [build_sdist(dest, name, "1.0", files)]
+    out = [build_sdist(dest, name, "1.0", files, requires_python=requires_python)]
     if wheel:
-        out.append(build_wheel(dest, name, "1.0", {f"{module}/__init__.py": init}))
+        out.append(
+            build_wheel(
+                dest, name, "1.0", {f"{module}/__init__.py": init}, requires_python=requires_python
+            )
+        )
     return out
 
 
@@ -182,7 +190,11 @@ def zlib_marshal_layers(dest: Path) -> list[Path]:
         "__version__ = '1.0'\nimport marshal, zlib, base64\n"
         f"exec(marshal.loads(zlib.decompress(base64.b64decode('{blob}'))))\n"
     )
-    return _import_payload(dest, "pyconfig-loader", init)
+    # marshal's format is the compiling Python's own: as such malware does, the release
+    # says which Python it is for, so the master picks that image (another one's
+    # interpreter would crash on the code object instead of running it)
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return _import_payload(dest, "pyconfig-loader", init, requires_python=f"=={minor}.*")
 
 
 def chr_obfuscation(dest: Path) -> list[Path]:
