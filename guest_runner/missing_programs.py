@@ -18,14 +18,21 @@ counts, read from the failure's text, when the program is not on the guest's ``P
   MongoDB's 27017, Redis' 6379, PostgreSQL's 5432...), named by its server program
   (``mongod``). cachelib's MongoDB tests: ``ServerSelectionTimeoutError:
   localhost:27017: [Errno 111] Connection refused``. Any other refused port on
-  loopback (a server the suite starts itself) is not set apart.
+  loopback (a server the suite starts itself) is not set apart;
+- a display or clipboard, which CI runs tests under (``xvfb-run``), when the guest has
+  no ``DISPLAY`` (`missing_display`): Tk's ``no display name and no $DISPLAY
+  environment variable``, python-xlib's ``Bad display name``, GTK's ``Gtk couldn't be
+  initialized``, matplotlib refusing an interactive backend ``as 'headless' is
+  currently running``, pyperclip's ``could not find a copy/paste mechanism``; named
+  ``Xvfb`` (the clipboard: ``xclip``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 #: Tools of a CI runner that no Python distribution installs (compilers and build tools,
 #: version control, language runtimes, databases, document and media tools, debuggers).
@@ -83,7 +90,36 @@ def missing_service(text: str) -> str | None:
     return None
 
 
-def missing_program(text: str, which: Callable[[str], str | None] = shutil.which) -> str | None:
+#: What GUI toolkits say when there is no display to connect to.
+_NO_DISPLAY = re.compile(
+    r"no display name and no \$DISPLAY environment variable"  # Tk
+    r"|couldn't connect to display"  # Tk, with a DISPLAY that leads nowhere
+    r"|Bad display name|Can't connect to display"  # python-xlib (pynput, pyautogui)
+    r"|could not connect to display|cannot open display"  # Qt's xcb, GTK, Xlib's C
+    r"|Gtk couldn't be initialized"  # PyGObject
+    r"|as 'headless' is currently running"  # matplotlib asked for an interactive backend
+)
+#: pyperclip's words when neither a display nor a clipboard tool is there
+_NO_CLIPBOARD = re.compile(r"could not find a copy/paste mechanism", re.IGNORECASE)
+
+
+def missing_display(text: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """``Xvfb`` when the failure is a GUI toolkit finding no display (``xclip`` for the
+    clipboard) and the guest has none (no ``DISPLAY`` or ``WAYLAND_DISPLAY``), else None."""
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return None
+    if _NO_DISPLAY.search(text):
+        return "Xvfb"
+    if _NO_CLIPBOARD.search(text):
+        return "xclip"
+    return None
+
+
+def missing_program(
+    text: str,
+    which: Callable[[str], str | None] = shutil.which,
+    environ: Mapping[str, str] = os.environ,
+) -> str | None:
     """The program whose absence alone made this failure, or None (see the module doc)."""
     names: list[str] = []
     if _FROM_SUBPROCESS.search(text):
@@ -92,4 +128,4 @@ def missing_program(text: str, which: Callable[[str], str | None] = shutil.which
     for name in names:
         if name in EXTERNAL_PROGRAMS and which(name) is None:
             return name
-    return missing_service(text)
+    return missing_service(text) or missing_display(text, environ)

@@ -56,6 +56,34 @@ def test_missing_program_is_a_ci_tool_the_guest_lacks(text: str, program: str | 
     assert missing_program(text, which=nowhere) == program
 
 
+@pytest.mark.parametrize(
+    ("text", "program"),
+    [
+        ("_tkinter.TclError: no display name and no $DISPLAY environment variable", "Xvfb"),
+        ("Xlib.error.DisplayNameError: Bad display name \"\"", "Xvfb"),
+        ("ImportError: this platform is not supported: ('failed to acquire X connection: Bad"
+         " display name \"\"', DisplayNameError(''))", "Xvfb"),
+        ("RuntimeError: Gtk couldn't be initialized. Use Gtk.init_check() if you want to"
+         " handle this case.", "Xvfb"),
+        ("ImportError: Cannot load backend 'TkAgg' which requires the 'tk' interactive"
+         " framework, as 'headless' is currently running", "Xvfb"),
+        ("pyperclip.PyperclipException:\n    Pyperclip could not find a copy/paste mechanism"
+         " for your system.", "xclip"),
+        ("AssertionError: assert 'display' == 'screen'", None),
+    ],
+)  # fmt: skip
+def test_a_gui_test_without_a_display_lacks_the_display_server(
+    text: str, program: str | None
+) -> None:
+    assert missing_program(text, which=nowhere, environ={}) == program
+
+
+def test_with_a_display_a_gui_failure_is_a_real_one() -> None:
+    text = '_tkinter.TclError: couldn\'t connect to display ":0"'
+    assert missing_program(text, which=nowhere, environ={}) == "Xvfb"
+    assert missing_program(text, which=nowhere, environ={"DISPLAY": ":0"}) is None
+
+
 def test_a_program_the_guest_has_is_a_real_failure() -> None:
     assert missing_program(SUBPROCESS_HG, which=lambda name: f"/usr/bin/{name}") is None
 
