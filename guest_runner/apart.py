@@ -22,6 +22,12 @@ its release). Then pytest's own "async def functions are not natively supported"
 (`NO_ASYNC_PLUGIN`): the suite's async plugin (pytest-asyncio, anyio, pytest-trio...)
 was neither declared nor recognisable by its marker, fixture or setting, so the test
 never ran; upstream CI has that plugin.
+Last, a base class's test (`Apart.base_class`): ``path::Base::test_x`` failed only on
+``AttributeError: 'Base' object has no attribute 'parse'`` while ``path::Sub::test_x``
+passed. The method needs what a subclass supplies; pytest collects every
+``unittest.TestCase`` subclass, so the abstract base runs too, where the project's own
+runner builds its suite from the subclasses (defusedxml's ``tests.py``: 11 such
+failures of ``BaseTests``, whose 7 subclasses pass the same methods).
 The failures set apart by none are kept (up to `MAX_REAL`) with their error line: the
 first is the one the job's reason names, and the tests phase may still set some apart
 as passing when their module runs as the script it is written as
@@ -37,7 +43,7 @@ from typing import Any
 
 from guest_runner.missing_programs import missing_program
 from guest_runner.offline import is_offline_failure
-from guest_runner.release_fault import missing_module
+from guest_runner.release_fault import error_of, missing_module
 from guest_runner.speed_checks import is_speed_failure
 from guest_runner.unshipped_files import unshipped_file
 
@@ -53,6 +59,9 @@ LINT_ITEMS = {
 }  # fmt: skip
 #: pytest's failure for a coroutine test no plugin took (pytest ≥ 8.4; it skipped before).
 NO_ASYNC_PLUGIN = re.compile(r"async def functions are not natively supported")
+#: a test's own instance lacking an attribute: ``AttributeError: 'Base' object has no
+#: attribute 'parse'`` (the class's name is compared with the test's)
+_OWN_ATTRIBUTE = re.compile(r"AttributeError: '([A-Za-z_]\w*)' object has no attribute '\w+'")
 #: Test ids listed per kind (the counts are complete).
 MAX_LISTED = 50
 #: Characters kept of a failure's error line.
@@ -79,6 +88,9 @@ class Apart:
         self.absent: dict[str, Any] = {"count": 0, "tests": [], "modules": []}
         self.lint: dict[str, Any] = {"count": 0, "tests": [], "tools": []}
         self.scripts: dict[str, Any] = {"count": 0, "tests": [], "modules": []}
+        self.bases: dict[str, Any] = {"count": 0, "tests": [], "classes": []}
+        #: (file, test name) → the classes in which it passed (`passed`)
+        self._passed: dict[tuple[str, str], set[str]] = {}
         #: the failures not set apart, in order: ``{test, error}`` (its error's first line)
         self.real: list[dict[str, str]] = []
 
@@ -104,6 +116,9 @@ class Apart:
         elif all(lacked := [missing_module(text, self.modules, self.root) for text in texts]):
             kind = self.absent
             _list_new(kind["modules"], lacked)
+        elif base := self.base_class(node, texts):
+            kind = self.bases
+            _list_new(kind["classes"], [base])
         else:
             if len(self.real) < MAX_REAL:
                 self.real.append({"test": node[:300], "error": error_line(texts[0])})
@@ -111,6 +126,27 @@ class Apart:
         kind["count"] += 1
         if len(kind["tests"]) < MAX_LISTED:
             kind["tests"].append(node)
+
+    def passed(self, node: str) -> None:
+        """Note that the test ``node`` passed (before `add` sorts the failures)."""
+        parts = node.split("::")
+        if len(parts) >= 3:
+            self._passed.setdefault((parts[0], parts[-1]), set()).add("::".join(parts[1:-1]))
+
+    def base_class(self, node: str, texts: list[str]) -> str | None:
+        """The class of the failed test ``node`` when it is a base whose test needs what
+        its subclasses supply: each failure is its own instance lacking an attribute, and
+        the same test of the same file passed in another class (`passed`)."""
+        parts = node.split("::")
+        if len(parts) < 3:
+            return None
+        owner = parts[-2]
+        for text in texts:
+            own = _OWN_ATTRIBUTE.match(error_of(text))
+            if own is None or own.group(1) != owner:
+                return None
+        elsewhere = self._passed.get((parts[0], parts[-1]), set()) - {"::".join(parts[1:-1])}
+        return f"{parts[0]}::{'::'.join(parts[1:-1])}" if elsewhere else None
 
     def passed_as_scripts(self, tests: Sequence[str], modules: Sequence[str]) -> None:
         """Set apart the failures ``tests`` (kept in `real`): their ``modules`` passed when
@@ -124,8 +160,8 @@ class Apart:
     def fields(self) -> dict[str, Any]:
         """``offline_failures``, ``speed_failures``, ``program_failures``,
         ``unshipped_failures``, ``plugin_failures``, ``module_failures``,
-        ``lint_failures``, ``script_failures`` and ``first_failure`` of a
-        ``tests_summary``."""
+        ``lint_failures``, ``script_failures``, ``base_failures`` and ``first_failure``
+        of a ``tests_summary``."""
         return {
             "offline_failures": self.offline,
             "speed_failures": self.speed,
@@ -135,6 +171,7 @@ class Apart:
             "module_failures": self.absent,
             "lint_failures": self.lint,
             "script_failures": self.scripts,
+            "base_failures": self.bases,
             "first_failure": self.real[0] if self.real else None,
         }
 

@@ -50,6 +50,7 @@ def empty_summary() -> dict[str, Any]:
         "module_failures": {"count": 0, "tests": [], "modules": []},
         "lint_failures": {"count": 0, "tests": [], "tools": []},
         "script_failures": {"count": 0, "tests": [], "modules": []},
+        "base_failures": {"count": 0, "tests": [], "classes": []},
         "first_failure": None,
         "running": None,
     }
@@ -87,6 +88,9 @@ def parse_junit(
     uncollected_count = 0
     broken = 0
     apart = apart if apart is not None else Apart(root, modules)
+    for case in document.iter("testcase"):
+        if not any(child.tag in ("failure", "error", "skipped") for child in case):
+            apart.passed(node_id(case))
     for case in document.iter("testcase"):
         bad = [*case.iter("failure"), *case.iter("error")]
         texts = [(b.get("message") or "") + "\n" + (b.text or "")[:_TEXT_LIMIT] for b in bad]

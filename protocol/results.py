@@ -68,7 +68,8 @@ class OfflineFailures:
     ``async def`` test no installed plugin runs, a module not installed (then
     ``modules`` names them), a lint plugin's check (then ``tools`` names the linters),
     or a test that passes when its module runs as the script
-    it is written as (then ``modules`` names those test modules)."""
+    it is written as (then ``modules`` names those test modules), or a base class's test
+    that passes in its subclasses (then ``classes`` names the bases)."""
 
     count: int
     tests: Names = ()
@@ -76,6 +77,7 @@ class OfflineFailures:
     files: Names | None = None
     modules: Names | None = None
     tools: Names | None = None
+    classes: Names | None = None
 
 
 @record(omit_none=True)
@@ -131,6 +133,10 @@ class TestCounts:
     #: failures under pytest only: their module, run as the script it is written as
     #: (``python test_x.py`` from its folder), passes
     script_failures: OfflineFailures | None = None
+    #: a base class's tests that failed only for an attribute its subclasses supply, the
+    #: same tests passing in those subclasses (pytest collects every TestCase subclass;
+    #: the project's runner does not run the base): ``classes`` names the bases
+    base_failures: OfflineFailures | None = None
     uncollectable: Uncollectable | None = None
     test_requirements_missing: Names | None = None
     reason: Line | None = None

@@ -276,6 +276,7 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
     absent = _failures(fields.get("module_failures"))
     lint = _failures(fields.get("lint_failures"))
     scripts = _failures(fields.get("script_failures"))
+    bases = _failures(fields.get("base_failures"))
     raw = fields.get("uncollectable", fields.get("collection_errors"))
     modules = [
         UncollectableModule(
@@ -307,6 +308,7 @@ def read_tests_summary(fields: Mapping[str, Any]) -> TestCounts:
         module_failures=absent,
         lint_failures=lint,
         script_failures=scripts,
+        base_failures=bases,
         uncollectable=Uncollectable(uncollectable, tuple(modules)) if uncollectable else None,
         test_requirements_missing=tuple(missing) or None,
         reason=_line(fields.get("reason"), MAX_REASON) or None,
@@ -331,6 +333,7 @@ def _failures(value: object) -> OfflineFailures | None:
     files: list[str] = []
     modules: list[str] = []
     tools: list[str] = []
+    classes: list[str] = []
     if isinstance(value, Mapping):
         ids = _strings(value.get("tests"))
         count = _count(value.get("count"), ids)
@@ -338,6 +341,7 @@ def _failures(value: object) -> OfflineFailures | None:
         files = _strings(value.get("files"))
         modules = _strings(value.get("modules"))
         tools = _strings(value.get("tools"))
+        classes = _strings(value.get("classes"))
     else:
         ids = _strings(value)
         count = len(ids)
@@ -350,6 +354,7 @@ def _failures(value: object) -> OfflineFailures | None:
         tuple(files) or None,
         tuple(modules) or None,
         tuple(tools) or None,
+        tuple(classes) or None,
     )
 
 
@@ -585,6 +590,10 @@ def _set_apart(tests: TestCounts, emulated: bool) -> list[tuple[OfflineFailures,
             " authors run them",
         ),
         (
+            tests.base_failures,
+            "tests of a base class failed only for what its subclasses supply (they pass there)",
+        ),
+        (
             tests.speed_failures if emulated else None,
             "tests failed only a speed check in an emulated guest",
         ),
@@ -598,7 +607,9 @@ def _not_run(tests: TestCounts, emulated: bool, substituted: Sequence[str] = ())
     if substituted:
         notes.append(f"the index release stood in for {', '.join(substituted)}")
     for kind, what in _set_apart(tests, emulated):
-        named = kind.programs or kind.files or kind.modules or kind.tools or kind.tests
+        named = (
+            kind.programs or kind.files or kind.modules or kind.tools or kind.classes or kind.tests
+        )
         notes.append(f"{kind.count} {what}" + _named(named))
     uncollectable = tests.uncollectable
     if uncollectable is not None and uncollectable.count:

@@ -217,6 +217,26 @@ def test_tests_that_pass_run_as_their_modules_scripts_are_not_the_release() -> N
     assert judge(ran, "clean", only).outcome is Outcome.PASSED
 
 
+def test_a_base_classs_tests_that_pass_in_its_subclasses_are_not_the_release() -> None:
+    """A base class's failures, passing in its subclasses, are said with the bases; a real
+    failure beside them still fails."""
+    ran = {"install": OK, "import": OK, "tests": {"status": "failed", "exit_code": 1}}
+    bases = {
+        "count": 11,
+        "tests": ["tests.py::BaseTests::test_allow_expansion"],
+        "classes": ["tests.py::BaseTests"],
+    }
+    tests = plain(read_tests_summary({**counts(77, failed=11), "base_failures": bases}))
+    assert tests["base_failures"]["classes"] == bases["classes"]
+    assert judge(ran, "clean", tests) == Decision(
+        Outcome.PASSED,
+        "11 tests of a base class failed only for what its subclasses supply (they pass"
+        " there) (tests.py::BaseTests)",
+    )
+    worse = plain(read_tests_summary({**counts(77, failed=12), "base_failures": bases}))
+    assert judge(ran, "clean", worse).outcome is Outcome.FAILED
+
+
 def test_a_stand_in_for_a_test_requirement_is_said() -> None:
     """When the index release stood in for a build the project tests with (git), the reason
     says so, after the first failure; a job that passes carries it as a note."""

@@ -639,3 +639,53 @@ def test_lint_plugin_checks_are_counted_apart(tmp_path: Path) -> None:
     assert lint_tool("src/m.py::mypy") == "mypy"
     assert lint_tool("mypy-status") == "mypy"
     assert lint_tool("tests/test_io.py::test_black") is None
+
+
+def test_a_base_class_whose_subclasses_pass_its_tests_is_counted_apart(tmp_path: Path) -> None:
+    """A real pytest run of a unittest suite written for its own runner: pytest also runs
+    the abstract ``BaseTests``, whose methods call what only subclasses define. Its
+    failures count in ``base_failures``; a base whose test passes nowhere else, another
+    class's missing attribute and a real failure stay the release's."""
+    module = dedent(
+        """
+        import unittest
+
+
+        class BaseTests(unittest.TestCase):
+            def test_parse(self):
+                self.assertEqual(self.parse("1"), 1)
+
+            def test_only_here(self):
+                self.assertEqual(self.parse("2"), 2)
+
+
+        class TestInt(BaseTests):
+            parse = staticmethod(int)
+            test_only_here = None
+
+
+        class TestFloat(BaseTests):
+            parse = staticmethod(float)
+            test_only_here = None
+
+
+        class Helper:
+            pass
+
+
+        class TestOther(unittest.TestCase):
+            def test_helper(self):
+                Helper().parse
+
+            def test_wrong(self):
+                self.assertEqual(1, 2)
+        """
+    )
+    summary = parse_junit(junit_of(tmp_path, {"tests/test_base.py": module}))
+    assert (summary["passed"], summary["failed"]) == (2, 4), summary
+    assert summary["base_failures"] == {
+        "count": 1,
+        "tests": ["tests/test_base.py::BaseTests::test_parse"],
+        "classes": ["tests/test_base.py::BaseTests"],
+    }
+    assert summary["first_failure"]["test"] == "tests/test_base.py::BaseTests::test_only_here"
