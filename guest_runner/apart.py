@@ -14,7 +14,9 @@ else a file the sdist does not ship when every text is a read of one
 (:func:`~guest_runner.unshipped_files.unshipped_file`; only with the sdist's ``root``),
 else a module that is not installed when every text is a test's import of one
 (:func:`~guest_runner.release_fault.missing_module`: none of the release's, raised
-outside its code).
+outside its code) or says one of the release's optional dependencies is not there
+(:func:`~guest_runner.optional_deps.lacked_optional`: an extra's requirement the venv
+lacks, named with words of absence: oauthlib's "the blinker library is not installed").
 Before all of them, a lint plugin's item (`LINT_ITEMS`: pytest-ruff's ``path::ruff``,
 pytest-flake8's, pytest-mypy's...): the style rules of the newest linter installed here,
 not the package's behaviour (jsonpickle's ``--ruff`` checks failed on rules newer than
@@ -43,6 +45,7 @@ from typing import Any
 
 from guest_runner.missing_programs import missing_program
 from guest_runner.offline import is_offline_failure
+from guest_runner.optional_deps import lacked_optional
 from guest_runner.release_fault import error_of, missing_module
 from guest_runner.speed_checks import is_speed_failure
 from guest_runner.unshipped_files import unshipped_file
@@ -77,9 +80,16 @@ class Apart:
     from (None: a wheel-only release's installed package), ``modules`` the release's
     top-level ones."""
 
-    def __init__(self, root: Path | None = None, modules: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        modules: Sequence[str] = (),
+        optional: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
         self.modules = tuple(modules)
+        #: the release's optional dependencies the venv lacks (`missing_optional`)
+        self.optional = optional or {}
         self.files: dict[str, Any] = {"count": 0, "tests": [], "files": []}
         self.offline: dict[str, Any] = {"count": 0, "tests": []}
         self.speed: dict[str, Any] = {"count": 0, "tests": []}
@@ -113,7 +123,7 @@ class Apart:
         elif all(absent := [unshipped_file(text, self.root, self.modules) for text in texts]):
             kind = self.files
             _list_new(kind["files"], absent)
-        elif all(lacked := [missing_module(text, self.modules, self.root) for text in texts]):
+        elif all(lacked := [self._lacked(text) for text in texts]):
             kind = self.absent
             _list_new(kind["modules"], lacked)
         elif base := self.base_class(node, texts):
@@ -126,6 +136,11 @@ class Apart:
         kind["count"] += 1
         if len(kind["tests"]) < MAX_LISTED:
             kind["tests"].append(node)
+
+    def _lacked(self, text: str) -> str | None:
+        """A module the failure only lacked: one a test imports, or one of the release's
+        optional dependencies its extras name and the venv lacks."""
+        return missing_module(text, self.modules, self.root) or lacked_optional(text, self.optional)
 
     def passed(self, node: str) -> None:
         """Note that the test ``node`` passed (before `add` sorts the failures)."""

@@ -124,13 +124,19 @@ def release_modules(site: Path, project: str) -> list[str]:
     (``setup.py install``) when ``wheel`` is not there to build one: that leaves an
     ``.egg-info`` (``NAME-VERSION-py3.11.egg-info``) with ``installed-files.txt``.
     """
+    info = release_info(site, project)
+    return [] if info is None else top_level_modules(info)
+
+
+def release_info(site: Path, project: str) -> Path | None:
+    """The project's ``.dist-info`` in ``site``, else its ``.egg-info``, else None."""
     want = normalize(project)
     for suffix in (".dist-info", ".egg-info"):
         for info in sorted(site.glob("*" + suffix)):
             name, _, _rest = info.name[: -len(suffix)].partition("-")
             if normalize(name) == want and info.is_dir():
-                return top_level_modules(info)
-    return []
+                return info
+    return None
 
 
 def top_level_modules(info: Path) -> list[str]:

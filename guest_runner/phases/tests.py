@@ -19,8 +19,9 @@ from guest_runner.apart import Apart
 from guest_runner.budget import Budget
 from guest_runner.inplace import place_extensions
 from guest_runner.junit import empty_summary, parse_junit
+from guest_runner.optional_deps import missing_optional
 from guest_runner.outcome import Outcome, Result, outcome_of, setup_error
-from guest_runner.phases.imports import installed_modules
+from guest_runner.phases.imports import installed_modules, release_info
 from guest_runner.progress import read_progress
 from guest_runner.pytest_config import configured_testpaths
 from guest_runner.pytest_plugin import OPTION as PROGRESS_OPTION
@@ -120,7 +121,8 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
         loosened = True
         result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root), interrupt_grace=grace)
     sdist_root = root if root != site else None
-    apart = Apart(sdist_root, installed_modules(ws))
+    optional = {} if site is None else missing_optional(site, release_info(site, ws.job.project))
+    apart = Apart(sdist_root, installed_modules(ws), optional)
     counts = parse_junit(junit, apart.modules, sdist_root, apart)
     if sdist_root is not None and result.returncode == 1 and not result.timed_out and apart.real:
         # Failures no other kind explains, in modules written to run as scripts: run

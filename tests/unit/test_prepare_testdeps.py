@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from guest_runner.optional_deps import import_names
 from slave.prepare.metadata import (
     MAX_EXTRA_FILE_BYTES,
     read_sdist_metadata,
@@ -19,7 +20,6 @@ from slave.prepare.testdeps import (
     is_test_module,
     wanted_file,
 )
-from slave.prepare.testdeps.test_imports import import_names
 from tests.fakes.dists import build_sdist, build_wheel, dedent
 
 ENV = GuestTarget("3.11", "manylinux_2_36_x86_64").marker_environment()

@@ -47,7 +47,7 @@ backend): the sources are data in the release files, read through `SafeArchive` 
    docs, lint, typing or release extra: oauthlib's tests ``import jwt``, so its
    ``signedtoken`` extra (pyjwt, and the cryptography pyjwt signs with) ->
    ``imports:extra:<name>``. Which modules a requirement provides is guessed from its
-   name (`test_imports.import_names`: ``pyjwt`` -> ``jwt``, ``python-dateutil`` ->
+   name (`guest_runner.optional_deps.import_names`: ``pyjwt`` -> ``jwt``, ``python-dateutil`` ->
    ``dateutil``): only ever among the release's own extras.
 11. then, pytest and its plugins (``pytest-*``) left unpinned are pinned to the
    version the sdist's ``uv.lock`` (or ``poetry.lock``) locks for the guest's Python,

@@ -10,6 +10,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from guest_runner.optional_deps import import_names
 from slave.prepare.metadata import SdistContents
 from slave.prepare.testdeps.collector import Collector, extra_names, own_extras_reader
 from slave.prepare.testdeps.locks import locked_versions, pin_to_lock
@@ -30,7 +31,6 @@ from slave.prepare.testdeps.requirement_files import (
     requirement_name,
 )
 from slave.prepare.testdeps.test_imports import (
-    import_names,
     imported_modules,
     imported_test_libraries,
     plugins_used,

@@ -27,8 +27,6 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping
 
-from packaging.utils import canonicalize_name
-
 #: Import name → distribution of test tools that projects import in their tests.
 TEST_LIBRARIES: dict[str, str] = {
     "hypothesis": "hypothesis",
@@ -126,19 +124,6 @@ def imported_modules(modules: Mapping[str, bytes]) -> set[str]:
         for source in modules.values()
         for name in _imports(source.decode("utf-8", errors="replace"))
     }
-
-
-def import_names(distribution: str) -> set[str]:
-    """The names a distribution is commonly imported by, from its name alone: the name
-    with ``_`` for ``-`` and ``.``, and without a ``py``/``python-`` prefix or a ``-python``
-    suffix (``pyjwt`` → ``jwt``, ``python-dateutil`` → ``dateutil``). A guess: used only for
-    the release's own extras (`sources.find_test_dependencies`), never to pick an
-    arbitrary distribution."""
-    name = canonicalize_name(distribution)
-    stems = {name, name.removeprefix("python-"), name.removesuffix("-python")}
-    if name.startswith("py") and len(name) > 4:
-        stems.add(name[2:].lstrip("-"))
-    return {stem.replace("-", "_").replace(".", "_") for stem in stems if stem}
 
 
 def _imports(text: str) -> Iterable[str]:
