@@ -31,20 +31,32 @@ pytest writes its JUnit XML only when it ends; a suite stopped for good at its
 deadline (a test that ignores SIGINT or waits on its threads) leaves no XML, and the
 runner counts from this file instead (:mod:`guest_runner.progress`), naming the test
 that was running.
+
+**A time limit per test.** With ``--pyti-test-timeout=SECONDS`` each test's set-up, call
+and teardown get ``SECONDS`` each (`TestTimeout`, the method pytest-timeout calls
+``signal``): past it, ``SIGALRM`` fails the test with ``Timeout (>SECONDS s) from
+pyti``, and the suite goes on. One test that waits forever (pexpect 4.9.0's socket
+test, idle in the guest) no longer spends the whole phase and hides every test after
+it. A project that sets its own pytest-timeout limit keeps it; a test that arms
+``SIGALRM`` itself is left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+import signal
 import sys
 import unittest
+from collections.abc import Generator
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 MODULE = "_pyti_pytest_plugin"
 OPTION = "--pyti-progress"
+TIMEOUT_OPTION = "--pyti-test-timeout"
 #: A test's outcome in the progress file: the worst of its set-up, call and teardown.
 _RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 #: Characters of a failure's text kept (its end: the exception and its message).
@@ -92,9 +104,60 @@ class Progress:
             self.line("C", report.nodeid)
 
 
+def timeout_plugin(seconds: float) -> Any:
+    """The per-test time limit (module docstring), built when pytest is importable."""
+    import pytest  # noqa: PLC0415 - the runner imports this module without pytest
+
+    def on_alarm(_signum: int, _frame: Any) -> None:
+        pytest.fail(f"Timeout (>{seconds:g}s) from pyti: the test ran past its limit")
+
+    @contextlib.contextmanager
+    def limit() -> Generator[None, None, None]:
+        if signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+            yield  # the suite uses SIGALRM itself
+            return
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    class TestTimeout:
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_setup(self) -> Generator[None, None, None]:
+            with limit():
+                yield
+
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_call(self) -> Generator[None, None, None]:
+            with limit():
+                yield
+
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_teardown(self) -> Generator[None, None, None]:
+            with limit():
+                yield
+
+    return TestTimeout()
+
+
+def _own_timeout(config: Any) -> bool:
+    """Whether the project set a pytest-timeout limit (its option, ini key or variable)."""
+    with contextlib.suppress(Exception):
+        if config.getoption("timeout", None) is not None:
+            return True
+    with contextlib.suppress(Exception):
+        if config.getini("timeout"):
+            return True
+    return bool(os.environ.get("PYTEST_TIMEOUT"))
+
+
 def pytest_addoption(parser: Any) -> None:
-    """``--pyti-progress=FILE`` (module docstring)."""
+    """``--pyti-progress=FILE``, ``--pyti-test-timeout=SECONDS`` (module docstring)."""
     parser.addoption(OPTION, dest="pyti_progress", default=None)
+    parser.addoption(TIMEOUT_OPTION, dest="pyti_test_timeout", default=None, type=float)
 
 
 def unittest_main_for_pytest(module: Any = "__main__", *_args: Any, **_kwargs: Any) -> None:
@@ -128,11 +191,15 @@ def pytest_collection_finish() -> None:
 
 
 def pytest_configure(config: Any) -> None:
-    """Registers :class:`Progress` when ``--pyti-progress`` names a file."""
+    """Registers :class:`Progress` when ``--pyti-progress`` names a file, and the per-test
+    time limit when ``--pyti-test-timeout`` is set and the project set none."""
     path = config.getoption("pyti_progress", None)
     if path:
         with contextlib.suppress(OSError):
             config.pluginmanager.register(Progress(path), "pyti-progress")
+    seconds = config.getoption("pyti_test_timeout", None)
+    if seconds and seconds > 0 and hasattr(signal, "setitimer") and not _own_timeout(config):
+        config.pluginmanager.register(timeout_plugin(seconds), "pyti-test-timeout")
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:

@@ -10,7 +10,8 @@ decides whether they count (:mod:`slave.job.record`). What counts as a speed che
 - the failure text says so: a time taken or elapsed with its unit ("took 1.99s",
   "elapsed: 350 ms"), "sub-second", "not fast enough", "too slow", "slower than",
   "faster than", Hypothesis's ``DeadlineExceeded``, the project's own per-test limit
-  (pytest-timeout's "Timeout (>20.0s) from pytest-timeout": filelock), a child process
+  (pytest-timeout's "Timeout (>20.0s) from pytest-timeout": filelock) or pyti's own
+  (``Timeout (>450s) from pyti``, `guest_runner.pytest_plugin`), a child process
   given a fixed time (``subprocess.TimeoutExpired: Command '[python, -O, ...]' timed out
   after 15 seconds``: portalocker starts an interpreter, which under TCG and the tracer
   takes seconds);
@@ -42,7 +43,7 @@ import re
 SPEED_TEXT = re.compile(
     r"\b(?:took|elapsed)\b[^\n]{0,40}?\d+(?:\.\d+)?\s*(?:s|ms|sec|secs|seconds)\b|"
     r"sub-second|not fast enough|too slow|slower than|faster than|DeadlineExceeded|"
-    r"Timeout \(>\d+(?:\.\d+)?s\) from pytest-timeout|"
+    r"Timeout \(>\d+(?:\.\d+)?s\) from (?:pytest-timeout|pyti)|"
     r"TimeoutExpired: Command .{1,400}? timed out after \d+(?:\.\d+)? seconds",
     re.IGNORECASE,
 )

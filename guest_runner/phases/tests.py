@@ -25,6 +25,7 @@ from guest_runner.phases.imports import installed_modules, release_info
 from guest_runner.progress import read_progress
 from guest_runner.pytest_config import configured_testpaths
 from guest_runner.pytest_plugin import OPTION as PROGRESS_OPTION
+from guest_runner.pytest_plugin import TIMEOUT_OPTION
 from guest_runner.pytest_plugin import install as install_plugin
 from guest_runner.test_requirements import install_test_requirements
 from guest_runner.workspace import Workspace
@@ -95,6 +96,7 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
     argv = [ws.vpython, "-X", "faulthandler", "-m", "pytest", "-o", f"cache_dir={cache}"]
     if site is not None:
         argv += ["-p", install_plugin(site), f"{PROGRESS_OPTION}={progress}"]
+        argv.append(f"{TIMEOUT_OPTION}={per_test_limit(ws.job.timeout('tests'))}")
     argv += [f"--junitxml={junit}", "-o", "junit_family=xunit1", "-q"]
     argv += ["-o", f"faulthandler_timeout={dump_after}", "--continue-on-collection-errors"]
     argv += ["--rootdir", str(root), *[str(t) for t in targets]]
@@ -156,6 +158,13 @@ def stopped_counts(counts: dict[str, Any], progress: dict[str, Any] | None) -> d
     if counts.get("junit"):
         return running
     return {**running, **{k: v for k, v in progress.items() if k != "running"}}
+
+
+def per_test_limit(timeout: float) -> int:
+    """Seconds one test's set-up, call or teardown may take (`pytest_plugin.TestTimeout`):
+    a quarter of the phase, at least a minute. A test that waits forever then costs a
+    quarter of the budget, and the tests after it still run."""
+    return max(60, int(timeout / 4))
 
 
 def interrupt_grace(timeout: float) -> float:
