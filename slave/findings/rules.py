@@ -329,12 +329,30 @@ def shell_commands(call: Call) -> list[str]:
 VERSION_PROBES = frozenset({("--version",), ("-V",), ("version",), ("--help",), ("-h",)})
 
 
+#: Where a system's own programs live: a network tool anywhere else is another program.
+SYSTEM_BIN_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/local/sbin")
+_TEST_FOLDERS = frozenset({"tests", "test", "testing"})
+
+
+def test_double(call: Call) -> bool:
+    """In the tests phase, the program started is a file of a tests folder, not a system
+    program: the suite's stand-in for one (pexpect's ``tests/fakessh/ssh`` script)."""
+    exe = call.exe or ""
+    if call.phase != "tests" or not exe.startswith("/"):
+        return False
+    return not call.context.under(exe, SYSTEM_BIN_DIRS) and bool(
+        _TEST_FOLDERS.intersection(exe.split("/")[:-1])
+    )
+
+
 def network_tool(call: Call) -> Iterable[Hit]:
     if (name := _exe_name(call)) in NETWORK_TOOLS:
         if (probe := (name, *call.argv[1:])) in UUID_PROBES:
             return (Hit(" ".join(probe), "info"),)
         if tuple(call.argv[1:]) in VERSION_PROBES:
             return (Hit(" ".join(probe), "info"),)
+        if test_double(call):
+            return (Hit(call.context.display(call.exe or name), "low"),)
         return (Hit(name),)
     return tuple(Hit(n) for n in dict.fromkeys(shell_commands(call)) if n in NETWORK_TOOLS)
 
@@ -437,6 +455,12 @@ def ssh_dir(call: Call) -> Iterable[Hit]:
     )
 
 
+#: A shell's own history file: an interactive shell reads it when it starts and writes
+#: it when it leaves (pexpect's tests drive ``bash --rcfile``). Only in the tests phase,
+#: where suites drive shells; at install or import a shell reading it stays a finding.
+SHELL_HISTORIES = {".bash_history": _names("bash"), ".zsh_history": _names("zsh")}
+
+
 def credential_store(call: Call) -> Iterable[Hit]:
     ctx = call.context
     baits = {posixpath.join(ctx.home, rel) for rel in ctx.bait_files}
@@ -446,7 +470,11 @@ def credential_store(call: Call) -> Iterable[Hit]:
         if p in baits or not any(ctx.in_home(p, rel) for rel in CREDENTIAL_STORES):
             continue
         own_lookup = tool and p in call.reads and ctx.in_home(p, ".netrc")
-        hits.append(Hit(ctx.display(p), "info" if own_lookup else None))
+        own_history = call.phase == "tests" and any(
+            ctx.in_home(p, rel) and call.process in shells
+            for rel, shells in SHELL_HISTORIES.items()
+        )
+        hits.append(Hit(ctx.display(p), "info" if own_lookup or own_history else None))
     return tuple(hits)
 
 

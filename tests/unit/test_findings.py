@@ -867,3 +867,29 @@ def test_a_network_tool_asked_for_its_version_is_not_judged() -> None:
         rules_hit("install", execve("/usr/bin/curl", "curl", "http://x"))["proc.network_tool"]
         == "high"
     )
+
+
+def test_a_test_suites_stand_in_for_a_network_tool_is_low() -> None:
+    """pexpect's tests run their own ``tests/fakessh/ssh`` script: in the tests phase a
+    network tool's name on a file of a tests folder is the suite's stand-in (low); the
+    system's ssh, or the stand-in at install, is judged as before."""
+    fake = "/tmp/pyti-job-1/src/pexpect-4.9.0/tests/fakessh/ssh"
+    stand_in = execve(fake, fake, "-q", "-l", "me", "noserver")
+    assert rules_hit("tests", stand_in)["proc.network_tool"] == "low"
+    assert rules_hit("install", stand_in)["proc.network_tool"] == "high"
+    real = execve("/usr/bin/ssh", "ssh", "-q", "-l", "me", "noserver")
+    assert rules_hit("tests", real)["proc.network_tool"] == "medium"
+
+
+def test_an_interactive_shell_reading_its_own_history_in_the_tests_is_info() -> None:
+    """pexpect's tests drive ``bash --rcfile``, which reads ``~/.bash_history`` as it
+    starts: in the tests phase that is the shell's own doing (info). Another program
+    reading it, or a shell doing so at install, stays a credential-store finding."""
+    shell = execve("/usr/bin/bash", "bash", "--rcfile", "/tmp/x/bashrc.sh")
+    history = openat("/home/tester/.bash_history", "O_RDONLY")
+    assert rules_hit("tests", shell, history)["cred.store"] == "info"
+    assert rules_hit("install", shell, history)["cred.store"] == "high"
+    cat = execve("/usr/bin/cat", "cat", "/home/tester/.bash_history")
+    assert rules_hit("tests", cat, history)["cred.store"] == "medium"
+    zsh_history = openat("/home/tester/.zsh_history", "O_RDONLY")
+    assert rules_hit("tests", shell, zsh_history)["cred.store"] == "medium"
