@@ -10,7 +10,8 @@ counts, read from the failure's text, when the program is not on the guest's ``P
 
 - ``subprocess`` failing to start it: ``FileNotFoundError: [Errno 2] No such file or
   directory: 'hg'`` raised from ``subprocess`` (``_execute_child``), so an ``open()`` of a
-  missing data file never counts;
+  missing data file never counts; pexpect failing to: ``The command was not found or
+  was not executable: zsh.``;
 - a shell that could not find it: ``/bin/sh: 1: hg: not found`` or ``hg: command not
   found``;
 - a database or broker CI runs as a service, not running here (`missing_service`): a
@@ -50,11 +51,17 @@ EXTERNAL_PROGRAMS = frozenset(
         "magick", "ffmpeg", "ffprobe", "gs", "inkscape", "tesseract", "gpg", "gpg2",
         "gdb", "valgrind", "xvfb-run", "Xvfb", "xdg-open", "7z", "rar", "unrar", "zstd",
         "lz4", "brotli", "bzip2", "lzma", "sudo", "file", "openssl", "ssh", "rsync", "wine",
+        "zsh", "fish", "ksh", "tcsh", "csh", "man", "less", "vim", "vi", "nano", "emacs",
+        "tmux", "screen", "expect", "tclsh", "make",
     }
 )  # fmt: skip
 #: ``No such file or directory: 'hg'`` (a bare name: no path separator)
 _NOT_STARTED = re.compile(r"No such file or directory: '([A-Za-z0-9][\w.+-]{0,63})'")
 _FROM_SUBPROCESS = re.compile(r"_execute_child|subprocess\.py")
+#: pexpect's words for a program it could not find on PATH
+_PEXPECT = re.compile(
+    r"command was not found or was not executable: ([A-Za-z0-9][\w.+-]{0,63}?)\.?$", re.MULTILINE
+)
 _SHELL = re.compile(
     r"(?:^|[\s'\"])(?:/bin/)?(?:ba|da)?sh: (?:line )?\d*:? ?([A-Za-z0-9][\w.+-]{0,63}): "
     r"(?:command )?not found|\b([A-Za-z0-9][\w.+-]{0,63}): command not found",
@@ -125,6 +132,7 @@ def missing_program(
     if _FROM_SUBPROCESS.search(text):
         names += _NOT_STARTED.findall(text)
     names += [a or b for a, b in _SHELL.findall(text)]
+    names += _PEXPECT.findall(text)
     for name in names:
         if name in EXTERNAL_PROGRAMS and which(name) is None:
             return name

@@ -30,6 +30,9 @@ def nowhere(name: str) -> str | None:
          "node"),
         ("bash: line 1: svn: command not found", "svn"),
         ("cmake: command not found", "cmake"),
+        ("AssertionError: bash: man: command not found\r\n", "man"),
+        ("pexpect.exceptions.ExceptionPexpect: The command was not found or was not"
+         " executable: zsh.", "zsh"),
         # the release's own console script missing is the release's failure
         (SUBPROCESS_HG.replace("'hg'", "'mytool'"), None),
         # a data file the test opens is not a program
