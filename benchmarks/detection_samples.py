@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import marshal
-import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,9 +83,9 @@ def _setup_py(name: str, body: str, *, cmdclass: bool = True, header: str = "") 
     )
 
 
-def _pyproject(name: str, requires_python: str | None = None) -> str:
+def _pyproject(name: str) -> str:
     """A ``pyproject.toml`` with the setuptools backend and no dependencies."""
-    text = dedent(
+    return dedent(
         f"""
         [build-system]
         requires = ["setuptools>=61"]
@@ -98,7 +97,6 @@ def _pyproject(name: str, requires_python: str | None = None) -> str:
         dependencies = []
         """
     )
-    return text if requires_python is None else f'{text}requires-python = "{requires_python}"\n'
 
 
 def _legacy_sdist(dest: Path, name: str, setup_py: str, init: str = "") -> list[Path]:
@@ -114,25 +112,19 @@ def _legacy_sdist(dest: Path, name: str, setup_py: str, init: str = "") -> list[
     return [build_sdist(dest, name, "1.0", files, pkg_info_extra=extra, metadata_version="2.2")]
 
 
-def _import_payload(
-    dest: Path, name: str, init: str, *, wheel: bool = True, requires_python: str | None = None
-) -> list[Path]:
+def _import_payload(dest: Path, name: str, init: str, *, wheel: bool = True) -> list[Path]:
     """A release whose package runs ``init`` when imported (sdist + wheel)."""
     module = name.replace("-", "_")
-    pyproject = _pyproject(name, requires_python)
+    pyproject = _pyproject(name)
     test = f"import {module}\n\n\ndef test_version():\n    assert {module}.__version__\n"
     files = {
         f"{module}/__init__.py": init,
         "tests/test_basic.py": test,
         "pyproject.toml": pyproject,
     }
-    out = [build_sdist(dest, name, "1.0", files, requires_python=requires_python)]
+    out = [build_sdist(dest, name, "1.0", files)]
     if wheel:
-        out.append(
-            build_wheel(
-                dest, name, "1.0", {f"{module}/__init__.py": init}, requires_python=requires_python
-            )
-        )
+        out.append(build_wheel(dest, name, "1.0", {f"{module}/__init__.py": init}))
     return out
 
 
@@ -183,18 +175,15 @@ def import_base64_exec(dest: Path) -> list[Path]:
 
 
 def zlib_marshal_layers(dest: Path) -> list[Path]:
-    # compile() turns our own sample text into a code object; it runs nothing.
-    code = compile(_STEAL_FILES, "<x>", "exec")
-    blob = base64.b64encode(zlib.compress(marshal.dumps(code))).decode()
+    # The marshalled payload is the source text, not a code object: marshal's format for
+    # code is the compiling Python's own, and the guest's may be another (3.13 crashed on a
+    # 3.11 code object instead of stealing); a str reads back the same on every Python.
+    blob = base64.b64encode(zlib.compress(marshal.dumps(_STEAL_FILES))).decode()
     init = (
         "__version__ = '1.0'\nimport marshal, zlib, base64\n"
         f"exec(marshal.loads(zlib.decompress(base64.b64decode('{blob}'))))\n"
     )
-    # marshal's format is the compiling Python's own: as such malware does, the release
-    # says which Python it is for, so the master picks that image (another one's
-    # interpreter would crash on the code object instead of running it)
-    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return _import_payload(dest, "pyconfig-loader", init, requires_python=f"=={minor}.*")
+    return _import_payload(dest, "pyconfig-loader", init)
 
 
 def chr_obfuscation(dest: Path) -> list[Path]:
