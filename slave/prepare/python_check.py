@@ -9,8 +9,11 @@ the specifier set; a specifier that does not parse is ignored (pip warns and
 installs). A refused wheel fails the install phase with pip's words, as pip's
 refusal did when pip installed it (`slave.job.phases.refuse_install`).
 
-An sdist is still built and installed by pip in the guest, which checks the
-``Requires-Python`` of the metadata it builds: it is not checked here.
+An sdist is checked the same way, from its static metadata (PKG-INFO, else
+``pyproject.toml``), unless its PKG-INFO leaves ``Requires-Python`` to the build
+(``Dynamic``): the guest builds it in a prepared environment and uv installs the wheel,
+and neither checks (an upload requiring ``==3.11.*``, which the master cannot route by
+it, was built and installed on 3.13).
 Dependencies need no check: ``pip download --python-version`` picked them for the
 guest's Python (`slave.prepare.wheelhouse`).
 """

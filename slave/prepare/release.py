@@ -186,7 +186,10 @@ async def prepare_release(
     requirements: list[str] = []
     if meta.requires_dist is not None:
         requirements = requirements_for(meta.requires_dist, env, project, [""])
-    if wheel is not None:
+    # pip refuses a release whose Requires-Python excludes the guest, after building an
+    # sdist's metadata; the guest's prepared build and uv's install of what it built do
+    # not check, so the host does, for a wheel and for an sdist's static metadata alike
+    if wheel is not None or not _python_dynamic(contents):
         refused = python_refusal(
             f"{project} {version}", meta.requires_python, guest_python or python_version
         )
@@ -283,6 +286,12 @@ async def prepare_release(
         build_import_wheels=import_wheels,
     )
     return prepared
+
+
+def _python_dynamic(contents: SdistContents | None) -> bool:
+    """The sdist's PKG-INFO leaves Requires-Python to its build (``Dynamic``)."""
+    info = contents.pkg_info if contents is not None else None
+    return info is not None and "requires-python" in info.dynamic
 
 
 async def _fetch_best_effort(

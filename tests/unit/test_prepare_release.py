@@ -125,17 +125,23 @@ async def test_wheel_refusing_the_guest_python_is_refused_before_any_fetch(
     assert wheel_names(fits) == ["dep_a-1.0-py3-none-any.whl", "dep_b-2.1-py3-none-any.whl"]
 
 
-async def test_sdist_refusing_the_guest_python_is_left_to_pip_in_the_guest(
+async def test_sdist_refusing_the_guest_python_is_refused_as_a_wheel_is(
     pypi: FakePyPI, tmp_path: Path
 ) -> None:
-    """An sdist is built and installed by pip in the guest, which checks the Requires-Python
-    of what it builds: the host does not refuse it."""
+    """An sdist whose static Requires-Python excludes the guest's Python is refused on the
+    host, in pip's words: the guest's prepared build and uv's install of the wheel it
+    builds would not check (an upload, which the master cannot route by it, was built and
+    installed on 3.13 against ``==3.11.*``). One it accepts is prepared as usual."""
     serve_deps(pypi, tmp_path / "idx")
     pypi.add_project(tmp_path / "idx", "old", "1.0", requires_python="<3", wheel=False)
     prepared = await prepare(pypi, tmp_path, ReleaseRequest("old"), guest_python="3.11.2")
-    assert prepared.python_refused is None
+    assert prepared.python_refused == "old 1.0 requires a different Python: 3.11.2 not in '<3'"
     assert prepared.requires_python == "<3"
     assert [p.name for p in prepared.files] == ["old-1.0.tar.gz"]
+    assert pypi.count("/simple/") == 0
+    pypi.add_project(tmp_path / "idx", "new", "1.0", requires_python=">=3.9", wheel=False)
+    fits = await prepare(pypi, tmp_path, ReleaseRequest("new"), "job2", guest_python="3.11.2")
+    assert fits.python_refused is None
 
 
 @pytest.mark.parametrize(
