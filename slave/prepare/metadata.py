@@ -11,6 +11,7 @@ Everything here is synchronous and CPU-bound: coroutines call it via ``to_thread
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ MAX_EXTRA_FILES = 64
 MAX_EXTRA_FILE_BYTES = 256 << 10
 #: Test modules read for their imports (``tests``), apart from the files above.
 MAX_TEST_MODULES = 48
+#: The release's own modules whose imports are read (`SdistContents.module_imports`).
+MAX_OWN_MODULES = 3000
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,9 @@ class SdistContents:
     modules: frozenset[str] = frozenset()
     #: test modules ``tests(relative_path)`` selected (at most `MAX_TEST_MODULES`)
     test_modules: dict[str, bytes] = field(default_factory=dict)
+    #: every other ``.py`` member (at most `MAX_OWN_MODULES`) → the top-level names it
+    #: imports, read as text: what a module of the release the tests import needs
+    module_imports: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def read_sdist_metadata(
@@ -157,6 +163,7 @@ def read_sdist_metadata(
     wanted = also or (lambda _name: False)
     is_test = tests or (lambda _name: False)
     test_modules: dict[str, bytes] = {}
+    module_imports: dict[str, frozenset[str]] = {}
     try:
         with SafeArchive.open(path) as archive:
             members = archive.members()
@@ -193,6 +200,14 @@ def read_sdist_metadata(
                     and is_test(relative)
                 ):
                     test_modules[relative] = archive.read(member.name, MAX_EXTRA_FILE_BYTES)
+                elif (
+                    relative.endswith(".py")
+                    and len(module_imports) < MAX_OWN_MODULES
+                    and member.size <= MAX_EXTRA_FILE_BYTES
+                    and not is_test(relative)
+                ):
+                    text = archive.read(member.name, MAX_EXTRA_FILE_BYTES)
+                    module_imports[relative] = imported_names(text)
     except ArchiveError as exc:
         raise MetadataError(path.name, str(exc)) from exc
     pkg_info = (
@@ -201,15 +216,29 @@ def read_sdist_metadata(
         else None
     )
     if pyproject_bytes is None:
-        return SdistContents(pkg_info, None, None, files, modules, test_modules)
+        return SdistContents(pkg_info, None, None, files, modules, test_modules, module_imports)
     try:
         pyproject = tomllib.loads(pyproject_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         error = f"pyproject.toml: {exc}"
-        return SdistContents(pkg_info, None, error, files, modules, test_modules)
+        return SdistContents(pkg_info, None, error, files, modules, test_modules, module_imports)
     return SdistContents(
-        pkg_info, pyproject, files=files, modules=modules, test_modules=test_modules
+        pkg_info,
+        pyproject,
+        files=files,
+        modules=modules,
+        test_modules=test_modules,
+        module_imports=module_imports,
     )
+
+
+#: ``import x`` / ``from x import y`` at any indentation (inside ``try:`` too), read as text
+_IMPORT_LINE = re.compile(rb"^[ \t]*(?:import|from)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
+
+
+def imported_names(source: bytes) -> frozenset[str]:
+    """The top-level names a module's source imports (text only: nothing is compiled)."""
+    return frozenset(m.decode() for m in _IMPORT_LINE.findall(source))
 
 
 _BUILD_SCRIPTS = frozenset({"setup.py", "setup.cfg"})

@@ -228,6 +228,34 @@ def test_the_releases_own_optional_dependencies_its_tests_import_are_added(
     assert found.sources == ["imports:extra:signedtoken", "imports:extra:dates"]
 
 
+def test_optional_dependencies_of_the_release_modules_its_tests_import_are_added(
+    tmp_path: Path,
+) -> None:
+    """oauthlib's tests do ``from oauthlib import signals``; ``oauthlib/signals.py`` is the
+    one module that imports blinker, its ``signals`` extra: added whole. A name more
+    modules of the release import (``chardet``, tried by ``__init__.py`` and ``help.py``,
+    an alternative the package prefers when present) is not, nor what a module the tests
+    do not import needs, nor what a package's ``__init__.py`` imports."""
+    requires = [
+        'blinker>=1.4.0; extra == "signals"',
+        'chardet<8; extra == "use-chardet"',
+        'rsa>=4; extra == "rsa"',
+        'lxml; extra == "html"',
+    ]
+    files = {
+        "tests/test_signals.py": "from oauthlib import signals\nfrom oauthlib.help import x\n",
+        "tests/test_html.py": "import oauthlib.html\n",
+        "oauthlib/__init__.py": "try:\n    import chardet\nexcept ImportError:\n    pass\n",
+        "oauthlib/signals.py": "try:\n    from blinker import signal\nexcept ImportError:\n    ...",
+        "oauthlib/help.py": "import chardet\n",
+        "oauthlib/crypto.py": "import rsa\n",
+        "oauthlib/html/__init__.py": "import lxml\n",
+    }
+    found = deps_of(tmp_path, files, requires_dist=requires)
+    assert found.requirements == ["pytest", "blinker>=1.4.0"]
+    assert found.sources == ["imports:extra:signals"]
+
+
 def test_import_names_of_a_distribution() -> None:
     assert import_names("PyJWT") >= {"pyjwt", "jwt"}
     assert "dateutil" in import_names("python-dateutil")

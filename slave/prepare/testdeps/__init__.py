@@ -48,7 +48,10 @@ backend): the sources are data in the release files, read through `SafeArchive` 
    ``signedtoken`` extra (pyjwt, and the cryptography pyjwt signs with) ->
    ``imports:extra:<name>``. Which modules a requirement provides is guessed from its
    name (`guest_runner.optional_deps.import_names`: ``pyjwt`` -> ``jwt``, ``python-dateutil`` ->
-   ``dateutil``): only ever among the release's own extras.
+   ``dateutil``): only ever among the release's own extras. A module of the release that
+   the tests import by its dotted name counts with them for what it alone imports
+   (`test_imports.reached_modules`): oauthlib's tests ``from oauthlib import signals``,
+   the one module importing blinker, so its ``signals`` extra too.
 11. then, pytest and its plugins (``pytest-*``) left unpinned are pinned to the
    version the sdist's ``uv.lock`` (or ``poetry.lock``) locks for the guest's Python,
    when that version satisfies what was declared (`locks`) -> ``lock:uv.lock``.

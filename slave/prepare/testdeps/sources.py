@@ -34,6 +34,7 @@ from slave.prepare.testdeps.test_imports import (
     imported_modules,
     imported_test_libraries,
     plugins_used,
+    reached_modules,
 )
 from slave.prepare.testdeps.tox import split_list, tox_section, tox_values
 
@@ -134,6 +135,9 @@ def find_test_dependencies(
     # tests ``import jwt``: its ``signedtoken`` extra, pyjwt and the cryptography pyjwt
     # signs with), tooling dropped; never a docs or tooling extra
     names = imported_modules(test_modules)
+    # and those a module of the release the tests import needs: oauthlib's tests do
+    # ``from oauthlib import signals``, whose module imports blinker (its signals extra)
+    names |= reached_modules(test_modules, sdist.module_imports if sdist else {})
     for extra in dict.fromkeys([*extra_names(requires_dist), *optional]):
         if _NOT_A_FEATURE.match(extra):
             continue

@@ -130,6 +130,47 @@ def _imports(text: str) -> Iterable[str]:
     return (match.group(1) for match in _IMPORT.finditer(text))
 
 
+#: ``from a.b import c, d`` (names up to the line's end or a closing parenthesis) and
+#: ``import a.b.c``: dotted imports, which name a module inside a package
+_FROM_DOTTED = re.compile(
+    r"^[ \t]*from[ \t]+([A-Za-z_][\w.]*)[ \t]+import[ \t]+\(?([\w \t,]+)", re.MULTILINE
+)
+_IMPORT_DOTTED = re.compile(r"^[ \t]*import[ \t]+([A-Za-z_]\w*(?:\.\w+)+)", re.MULTILINE)
+
+
+def reached_modules(
+    modules: Mapping[str, bytes], module_imports: Mapping[str, frozenset[str]]
+) -> set[str]:
+    """The top-level names imported by the release's own modules that ``modules`` (the
+    tests, path → source) import by a dotted name, each by that one module alone:
+    ``from oauthlib import signals`` and ``from oauthlib.signals import x`` reach
+    ``oauthlib/signals.py``, the one module that imports ``blinker``: a feature's own
+    dependency. A name more modules import is not taken (requests' ``help.py``,
+    ``__init__.py`` and ``packages.py`` all try ``chardet``, an alternative requests
+    prefers when present, which its CI does not install). ``module_imports`` is
+    `SdistContents.module_imports` (sdist path → names); a package's ``__init__.py`` is
+    never reached (it imports what every user of the package gets)."""
+    dotted: set[str] = set()
+    for source in modules.values():
+        text = source.decode("utf-8", errors="replace")
+        for package, names in _FROM_DOTTED.findall(text):
+            dotted.add(package)
+            dotted.update(f"{package}.{n.strip()}" for n in names.split(",") if n.strip())
+        dotted.update(_IMPORT_DOTTED.findall(text))
+    importers: dict[str, int] = {}
+    for names in module_imports.values():
+        for imported in names:
+            importers[imported] = importers.get(imported, 0) + 1
+    reached: set[str] = set()
+    for name in dotted:
+        if "." not in name:
+            continue
+        path = name.replace(".", "/") + ".py"
+        for candidate in (path, f"src/{path}"):
+            reached |= {n for n in module_imports.get(candidate, ()) if importers[n] == 1}
+    return reached
+
+
 def plugins_used(modules: Mapping[str, bytes], configs: Iterable[str] = ()) -> list[str]:
     """Plugins the tests use without importing them: `PLUGIN_MARKERS` and
     `PLUGIN_FIXTURES` in ``modules`` (path → source), `PLUGIN_INI_KEYS` in ``configs``
