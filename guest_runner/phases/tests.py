@@ -162,9 +162,10 @@ def stopped_counts(counts: dict[str, Any], progress: dict[str, Any] | None) -> d
 
 def per_test_limit(timeout: float) -> int:
     """Seconds one test's set-up, call or teardown may take (`pytest_plugin.TestTimeout`):
-    a quarter of the phase, at least a minute. A test that waits forever then costs a
-    quarter of the budget, and the tests after it still run."""
-    return max(60, int(timeout / 4))
+    a quarter of the phase, at least five minutes (no test of a healthy suite takes that
+    long, even emulated; a phase of 20 minutes or less keeps its one budget). A test that
+    waits forever then costs a quarter of the budget, and the tests after it still run."""
+    return max(300, int(timeout / 4))
 
 
 def interrupt_grace(timeout: float) -> float:
