@@ -23,7 +23,8 @@ not the package's behaviour (jsonpickle's ``--ruff`` checks failed on rules newe
 its release). Then pytest's own "async def functions are not natively supported"
 (`NO_ASYNC_PLUGIN`): the suite's async plugin (pytest-asyncio, anyio, pytest-trio...)
 was neither declared nor recognisable by its marker, fixture or setting, so the test
-never ran; upstream CI has that plugin.
+never ran; upstream CI has that plugin. So is pytest's "fixture 'benchmark' not found"
+for a fixture only a plugin provides (`PLUGIN_FIXTURE_NAMES`).
 Last, a base class's test (`Apart.base_class`): ``path::Base::test_x`` failed only on
 ``AttributeError: 'Base' object has no attribute 'parse'`` while ``path::Sub::test_x``
 passed. The method needs what a subclass supplies; pytest collects every
@@ -62,6 +63,22 @@ LINT_ITEMS = {
 }  # fmt: skip
 #: pytest's failure for a coroutine test no plugin took (pytest ≥ 8.4; it skipped before).
 NO_ASYNC_PLUGIN = re.compile(r"async def functions are not natively supported")
+#: pytest's error for a test asking for a fixture nothing provides
+MISSING_FIXTURE = re.compile(r"fixture '(\w+)' not found")
+#: Fixtures that only a pytest plugin provides: a test asking for one when no plugin
+#: provides it never ran (xxhash's benchmarks take ``benchmark``, pytest-benchmark's or
+#: pytest-codspeed's, which its sdist declares nowhere). A name outside this list may be
+#: the suite's own fixture gone missing: that stays a failure.
+PLUGIN_FIXTURE_NAMES = frozenset(
+    {
+        "benchmark", "mocker", "class_mocker", "module_mocker", "session_mocker",
+        "httpserver", "httpx_mock", "requests_mock", "respx_mock", "aioresponses",
+        "freezer", "time_machine", "aiohttp_client", "aiohttp_server", "aiohttp_raw_server",
+        "event_loop", "unused_tcp_port", "anyio_backend", "snapshot", "celery_app",
+        "celery_worker", "django_db_setup", "live_server", "admin_client", "rf", "qtbot",
+        "xprocess", "httpbin", "datadir", "shared_datadir", "fs", "faker", "lazy_fixture",
+    }
+)  # fmt: skip
 #: a test's own instance lacking an attribute: ``AttributeError: 'Base' object has no
 #: attribute 'parse'`` (the class's name is compared with the test's)
 _OWN_ATTRIBUTE = re.compile(r"AttributeError: '([A-Za-z_]\w*)' object has no attribute '\w+'")
@@ -111,7 +128,7 @@ class Apart:
         if tool := lint_tool(node):
             kind = self.lint
             _list_new(kind["tools"], [tool])
-        elif all(NO_ASYNC_PLUGIN.search(text) for text in texts):
+        elif all(NO_ASYNC_PLUGIN.search(text) or plugin_fixture(text) for text in texts):
             kind = self.plugins
         elif all(is_offline_failure(text) for text in texts):
             kind = self.offline
@@ -198,6 +215,12 @@ def lint_tool(node: str) -> str | None:
         if len(parts) > size and "::".join(parts[-size:]) in LINT_ITEMS:
             return LINT_ITEMS["::".join(parts[-size:])]
     return LINT_ITEMS.get(node.lower()) if len(parts) == 1 else None
+
+
+def plugin_fixture(text: str) -> str | None:
+    """The fixture a test asked for that only a plugin provides, none being installed."""
+    missing = MISSING_FIXTURE.search(text)
+    return missing.group(1) if missing and missing.group(1) in PLUGIN_FIXTURE_NAMES else None
 
 
 def _list_new(listed: list[str], names: list[str | None]) -> None:

@@ -575,7 +575,11 @@ def _set_apart(tests: TestCounts, emulated: bool) -> list[tuple[OfflineFailures,
             tests.unshipped_failures,
             "tests failed only because the sdist does not ship a file they read",
         ),
-        (tests.plugin_failures, "async tests did not run: no installed pytest plugin runs them"),
+        (
+            tests.plugin_failures,
+            "tests did not run: no installed pytest plugin runs them (async) or provides"
+            " their fixture",
+        ),
         (
             tests.module_failures,
             "tests failed only because a module they import is not installed",

@@ -162,8 +162,8 @@ def test_async_tests_no_plugin_ran_are_not_the_release() -> None:
     assert tests["plugin_failures"]["count"] == 32
     assert judge(ran, "clean", tests) == Decision(
         Outcome.PASSED,
-        "32 async tests did not run: no installed pytest plugin runs them"
-        " (tests/test_timeout.py::test_timeout)",
+        "32 tests did not run: no installed pytest plugin runs them (async) or provides"
+        " their fixture (tests/test_timeout.py::test_timeout)",
     )
     worse = plain(read_tests_summary({**counts(1, failed=33), "plugin_failures": unrun}))
     assert judge(ran, "clean", worse).outcome is Outcome.FAILED

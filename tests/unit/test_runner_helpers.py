@@ -689,3 +689,21 @@ def test_a_base_class_whose_subclasses_pass_its_tests_is_counted_apart(tmp_path:
         "classes": ["tests/test_base.py::BaseTests"],
     }
     assert summary["first_failure"]["test"] == "tests/test_base.py::BaseTests::test_only_here"
+
+
+def test_tests_asking_for_a_plugins_fixture_none_installed_did_not_run(tmp_path: Path) -> None:
+    """A real pytest run: benchmarks asking for pytest-benchmark's ``benchmark`` fixture,
+    which nothing installed provides, count in ``plugin_failures``; a fixture no plugin is
+    known for (the suite's own, gone missing) stays the release's failure."""
+    module = (
+        "def test_speed(benchmark):\n    benchmark(sum, [1, 2])\n\n"
+        "def test_own(data_file):\n    pass\n\n"
+        "def test_ok():\n    pass\n"
+    )
+    summary = parse_junit(junit_of(tmp_path, {"tests/test_bench.py": module}))
+    assert summary["passed"] == 1, summary
+    assert summary["plugin_failures"] == {
+        "count": 1,
+        "tests": ["tests/test_bench.py::test_speed"],
+    }
+    assert summary["first_failure"]["test"] == "tests/test_bench.py::test_own"
