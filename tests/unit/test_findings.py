@@ -218,6 +218,7 @@ HITS = [
     ("priv.kernel", "install", '100 mount("none", "/mnt", "tmpfs", 0, NULL) = -1 EPERM', "high"),
     ("priv.namespace", "import", "100 unshare(CLONE_NEWUSER) = 0", "medium"),
     ("priv.setid_bits", "install", '100 chmod("/tmp/sh", 04755) = 0', "high"),
+    ("priv.setid_bits", "tests", '100 chmod("/tmp/t/g77", 04001) = 0', "low"),
     ("res.disk_full", "install", '100 mkdir("/tmp/a", 0777) = -1 ENOSPC (No space left)', "medium"),
 ]
 
