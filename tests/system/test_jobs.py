@@ -141,11 +141,14 @@ BROKEN_SUBMODULE = {
 }
 
 
-#: An in-tree build backend (nothing to install) whose metadata refuses every Python 3.
+#: An in-tree build backend (nothing to install) whose metadata refuses every Python 3;
+#: its PKG-INFO leaves Requires-Python to the build (``Dynamic``), so only the guest's pip
+#: can see it.
 OLD_SDIST_BACKEND = {
+    "PKG-INFO": "Metadata-Version: 2.2\nName: oldsdist\nVersion: 1.0\nDynamic: Requires-Python\n",
     "pyproject.toml": (
         '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n\n'
-        '[project]\nname = "oldsdist"\nversion = "1.0"\nrequires-python = "<3"\n'
+        '[project]\nname = "oldsdist"\nversion = "1.0"\ndynamic = ["requires-python"]\n'
         "dependencies = []\n"
     ),
     "backend.py": (
@@ -166,12 +169,16 @@ OLD_SDIST_BACKEND = {
 
 async def test_package_that_does_not_install(harness: Harness, tmp_path: Path) -> None:
     """A release refusing the guest's Python fails install; later phases skip. A wheel (which
-    uv would install) is refused by the slave before the guest runs anything; an sdist is
-    refused by pip in the guest, after building its metadata."""
+    uv would install) and an sdist whose PKG-INFO says so (which the guest's prepared build
+    and uv would install) are refused by the slave before the guest runs anything; an sdist
+    that leaves Requires-Python to its build is refused by pip in the guest, after building
+    its metadata."""
     harness.pypi.add_project(tmp_path / "d", "oldpkg", "1.0", requires_python="<3", sdist=False)
+    harness.pypi.add_project(tmp_path / "d", "staticsdist", "1.0", requires_python="<3",
+                             wheel=False)  # fmt: skip
     harness.pypi.add_project(tmp_path / "d", "oldsdist", "1.0", requires_python="<3", wheel=False,
                              extra_files=OLD_SDIST_BACKEND)  # fmt: skip
-    for project, checked_on in (("oldpkg", "host"), ("oldsdist", None)):
+    for project, checked_on in (("oldpkg", "host"), ("staticsdist", "host"), ("oldsdist", None)):
         job_id, result = await harness.run(project, "1.0")
         assert result.outcome == "failed", result.summary.to_json()
         phases = phases_to_json(result.phases)
@@ -180,8 +187,8 @@ async def test_package_that_does_not_install(harness: Harness, tmp_path: Path) -
         reason = str(result.summary.reason)
         assert reason.startswith("install failed: "), reason
         if checked_on == "host":
-            assert re.search(r"oldpkg 1\.0 requires a different Python: 3\.\d+\.\d+ not in '<3'$",
-                             reason), reason  # fmt: skip
+            pattern = rf"{project} 1\.0 requires a different Python: 3\.\d+\.\d+ not in '<3'$"
+            assert re.search(pattern, reason), reason
         events = [e for _, e in sorted(harness.master.events[job_id].items())]
         install = [e for e in events if e.event == "phase_finished" and e.phase == "install"]
         assert install[0].fields.get("checked_on") == checked_on
