@@ -86,8 +86,10 @@ def test_from_json_refuses_wrong_types_naming_the_key(data: object, names: str) 
 
 #: Scripts the runner writes out and runs in another environment, and what they may
 #: import from there: build_hooks.py runs in a prepared build environment, each of which
-#: the image builder gives ``packaging`` (slave.image_builder.rootfs.BUILD_ENV_BASE).
-RUN_ELSEWHERE = {"build_hooks.py": {"packaging"}}
+#: the image builder gives ``packaging`` (slave.image_builder.rootfs.BUILD_ENV_BASE);
+#: pytest_plugin.py is copied into the job venv and loaded by its pytest (the runner
+#: imports only its constants and ``install``, never the function that imports pytest).
+RUN_ELSEWHERE = {"build_hooks.py": {"packaging"}, "pytest_plugin.py": {"pytest"}}
 
 
 def test_package_is_stdlib_only() -> None:
