@@ -207,7 +207,7 @@ def read_sdist_metadata(
                     and not is_test(relative)
                 ):
                     text = archive.read(member.name, MAX_EXTRA_FILE_BYTES)
-                    module_imports[relative] = imported_names(text)
+                    module_imports[relative] = frozenset(imported_names(text))
     except ArchiveError as exc:
         raise MetadataError(path.name, str(exc)) from exc
     pkg_info = (
@@ -233,12 +233,14 @@ def read_sdist_metadata(
 
 
 #: ``import x`` / ``from x import y`` at any indentation (inside ``try:`` too), read as text
-_IMPORT_LINE = re.compile(rb"^[ \t]*(?:import|from)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
+_IMPORT_LINE = re.compile(r"^[ \t]*(?:import|from)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
 
 
-def imported_names(source: bytes) -> frozenset[str]:
-    """The top-level names a module's source imports (text only: nothing is compiled)."""
-    return frozenset(m.decode() for m in _IMPORT_LINE.findall(source))
+def imported_names(source: bytes) -> list[str]:
+    """The top-level names a module's source imports, in the order its lines name them
+    (text only: nothing is compiled). The test-dependency reader reads test modules with
+    it too (`slave.prepare.testdeps.test_imports`)."""
+    return _IMPORT_LINE.findall(source.decode("utf-8", errors="replace"))
 
 
 _BUILD_SCRIPTS = frozenset({"setup.py", "setup.cfg"})

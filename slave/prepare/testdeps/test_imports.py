@@ -27,6 +27,8 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping
 
+from slave.prepare.metadata import imported_names
+
 #: Import name → distribution of test tools that projects import in their tests.
 TEST_LIBRARIES: dict[str, str] = {
     "hypothesis": "hypothesis",
@@ -87,7 +89,6 @@ _SIGNATURE = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+\w+[ \t]*\(([^)]*)\)",
 _INI_KEY = re.compile(r"^[ \t]*([A-Za-z_]\w*)[ \t]*[=:]", re.MULTILINE)
 _PYTEST_PLUGINS = re.compile(r"^pytest_plugins[ \t]*=([^\n]*(?:\n[ \t]+[^\n]*)*)", re.MULTILINE)
 _QUOTED = re.compile(r"""["']([A-Za-z_][\w.]*)["']""")
-_IMPORT = re.compile(r"^[ \t]*(?:import|from)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
 #: Test modules read: ``tests/``, ``test/`` and ``testing/`` trees (3 levels at most),
 #: and ``test_*.py`` / ``*_test.py`` / ``conftest.py`` anywhere 2 levels deep.
 _TEST_DIRS = ("tests/", "test/", "testing/", "src/tests/")
@@ -110,7 +111,7 @@ def imported_test_libraries(modules: Mapping[str, bytes]) -> list[str]:
     order first seen."""
     found: list[str] = []
     for source in modules.values():
-        for name in _imports(source.decode("utf-8", errors="replace")):
+        for name in imported_names(source):
             dist = TEST_LIBRARIES.get(name)
             if dist is not None and dist not in found:
                 found.append(dist)
@@ -119,15 +120,7 @@ def imported_test_libraries(modules: Mapping[str, bytes]) -> list[str]:
 
 def imported_modules(modules: Mapping[str, bytes]) -> set[str]:
     """The top-level names ``modules`` (path → source) import, read as text."""
-    return {
-        name
-        for source in modules.values()
-        for name in _imports(source.decode("utf-8", errors="replace"))
-    }
-
-
-def _imports(text: str) -> Iterable[str]:
-    return (match.group(1) for match in _IMPORT.finditer(text))
+    return {name for source in modules.values() for name in imported_names(source)}
 
 
 #: ``from a.b import c, d`` (names up to the line's end or a closing parenthesis) and
