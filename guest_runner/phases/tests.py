@@ -21,7 +21,7 @@ from guest_runner.inplace import place_extensions
 from guest_runner.junit import empty_summary, parse_junit
 from guest_runner.optional_deps import missing_optional
 from guest_runner.outcome import Outcome, Result, outcome_of, setup_error
-from guest_runner.phases.imports import installed_modules, release_info
+from guest_runner.phases.imports import release_info, top_level_modules
 from guest_runner.progress import read_progress
 from guest_runner.pytest_config import configured_testpaths
 from guest_runner.pytest_plugin import OPTION as PROGRESS_OPTION
@@ -54,6 +54,9 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
 
     root = ws.sources()
     site = ws.site_packages()
+    # the installed release's metadata, read once: its modules, its optional dependencies
+    info = release_info(site, ws.job.project) if site is not None else None
+    modules = top_level_modules(info) if info is not None else []
     if root is not None:
         targets = find_tests(root)
         if not targets:
@@ -62,7 +65,7 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
     else:
         # No sdist (a wheel-only release): the tests some projects ship inside
         # their package (numpy/tests, pytz/tests) are its tests.
-        targets = shipped_tests(site, installed_modules(ws)) if site else []
+        targets = shipped_tests(site, modules) if site else []
         if site is None or not targets:
             summary(NO_SDIST)
             return Outcome("skipped", {"reason": NO_SDIST})
@@ -79,7 +82,7 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
     if ws.job.test_requirements:
         requirements.update(install_test_requirements(ws, budget, "tests"))
     if site is not None and root != site:
-        placed = place_extensions(root, site, installed_modules(ws), uid=ws.uid, gid=ws.gid)
+        placed = place_extensions(root, site, modules, uid=ws.uid, gid=ws.gid)
         if placed:
             said = f"compiled modules placed next to their sources: {', '.join(placed[:10])}"
             ws.out.log("tests", "info", said, placed=len(placed))
@@ -123,8 +126,8 @@ def run(ws: Workspace, budget: Budget) -> Outcome:
         loosened = True
         result = ws.run_as_tester(argv, budget, phase="tests", cwd=str(root), interrupt_grace=grace)
     sdist_root = root if root != site else None
-    optional = {} if site is None else missing_optional(site, release_info(site, ws.job.project))
-    apart = Apart(sdist_root, installed_modules(ws), optional)
+    optional = {} if site is None else missing_optional(site, info)
+    apart = Apart(sdist_root, modules, optional)
     counts = parse_junit(junit, apart.modules, sdist_root, apart)
     if sdist_root is not None and result.returncode == 1 and not result.timed_out and apart.real:
         # Failures no other kind explains, in modules written to run as scripts: run
